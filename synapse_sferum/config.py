@@ -51,7 +51,9 @@ def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> No
     for key in section:
         if key not in allowed:
             path = f"{where}.{key}" if where else str(key)
-            raise SferumConfigError(path, f"unknown key; allowed keys: {', '.join(sorted(allowed))}")
+            raise SferumConfigError(
+                path, f"unknown key; allowed keys: {', '.join(sorted(allowed))}"
+            )
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:

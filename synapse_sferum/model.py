@@ -81,7 +81,9 @@ class Person:
     username: str = ""
     phone: str | None = None  # E.164 with "+", as the roster gives it after normalisation
     email: str | None = None
-    agent_ids: tuple[str, ...] = ()  # OneRoster agentSourcedIds: a pupil's guardians or a guardian's pupils
+    agent_ids: tuple[
+        str, ...
+    ] = ()  # OneRoster agentSourcedIds: a pupil's guardians or a guardian's pupils
     enabled: bool = True
     origin: Origin | None = attrs.field(default=None, eq=False)
 
@@ -136,6 +138,8 @@ class KindChange:
     file: str = ""
     # header name -> 1-based column, so reference errors found later can name the column
     columns: Mapping[str, int] = attrs.field(factory=dict)
+    # deleted sourcedId -> its line in `file`, so an error a deletion causes can point at it
+    deletion_lines: Mapping[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -74,7 +74,7 @@ _SLUG_UNSAFE = re.compile(r"[^a-z0-9._=-]+")
 
 
 def slug(sourced_id: str) -> str:
-    """An alias-safe form of a sourcedId: lower-case ASCII, with a short hash when anything was lost.
+    """An alias-safe form of a sourcedId: lower-case ASCII, plus a short hash if anything was lost.
 
     Two different sourcedIds never share a slug: lossy ones carry a hash of the original.
     """

@@ -1,0 +1,274 @@
+"""Glue between Synapse's spam-checker and third-party-rules callbacks and the pure policy.
+
+Each callback gathers plain facts (who is who, what kind of room) and asks one policy function.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from synapse.events import EventBase
+from synapse.module_api import ModuleApi, UserProfile
+from synapse.types import Requester, RoomAlias, StateMap
+
+from synapse_sferum import policy
+from synapse_sferum.config import SferumConfig
+from synapse_sferum.model import Member
+from synapse_sferum.refusals import (
+    SPAM_REFUSAL,
+    SpamCheckResult,
+    fail_closed,
+    forbidden,
+    spam_check_result,
+)
+from synapse_sferum.rooms import DM_CREATION_FLAG
+from synapse_sferum.service import DirectoryService
+
+logger = logging.getLogger(__name__)
+
+_STATE_REFUSAL = "This change is reserved to the school platform"
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1]
+
+
+def _join_rule(initial_state: Any) -> tuple[str | None, str | None, bool]:
+    """(join_rule, guest_access, encrypted) from a createRoom `initial_state` list."""
+    join_rule = guest_access = None
+    encrypted = False
+    for item in initial_state if isinstance(initial_state, list) else []:
+        if not isinstance(item, dict):
+            continue
+        content = item.get("content") if isinstance(item.get("content"), dict) else {}
+        if item.get("type") == "m.room.join_rules":
+            join_rule = content.get("join_rule")
+        elif item.get("type") == "m.room.guest_access":
+            guest_access = content.get("guest_access")
+        elif item.get("type") == "m.room.encryption":
+            encrypted = True
+    return join_rule, guest_access, encrypted
+
+
+class Gatekeeper:
+    def __init__(self, api: ModuleApi, config: SferumConfig, directory: DirectoryService):
+        self._api = api
+        self._config = config
+        self._directory = directory
+        self.bot_user_id = api.get_qualified_user_id(config.bot_localpart)
+
+    def register(self) -> None:
+        self._api.register_spam_checker_callbacks(
+            user_may_join_room=self.user_may_join_room,
+            user_may_invite=self.user_may_invite,
+            federated_user_may_invite=self.federated_user_may_invite,
+            user_may_create_room=self.user_may_create_room,
+            user_may_create_room_alias=self.user_may_create_room_alias,
+            user_may_publish_room=self.user_may_publish_room,
+            check_username_for_spam=self.check_username_for_spam,
+        )
+        self._api.register_third_party_rules_callbacks(
+            check_event_allowed=self.check_event_allowed,
+            on_create_room=self.on_create_room,
+            check_visibility_can_be_modified=self.check_visibility_can_be_modified,
+        )
+
+    def _is_platform(self, user_id: str) -> bool:
+        return user_id == self.bot_user_id
+
+    async def _member(self, user_id: str) -> Member | None:
+        return await self._directory.get_member(user_id)
+
+    async def _provisioned(self, room_id: str) -> policy.ProvisionedRoom | None:
+        key = await self._directory.room_key(room_id)
+        if key is None:
+            return None
+        members = await self._directory.planned_members(room_id)
+        return policy.ProvisionedRoom(key=key, desired_members=members)
+
+    # -- spam checker ----------------------------------------------------------------------
+
+    @fail_closed(SPAM_REFUSAL)
+    async def user_may_join_room(
+        self, user_id: str, room_id: str, is_invited: bool
+    ) -> SpamCheckResult:
+        if self._is_platform(user_id):
+            return spam_check_result(policy.ALLOW)
+        member = await self._member(user_id)
+        room = await self._provisioned(room_id)
+        return spam_check_result(policy.may_join_room(member, user_id, room))
+
+    @fail_closed(SPAM_REFUSAL)
+    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> SpamCheckResult:
+        if self._is_platform(inviter):
+            return spam_check_result(policy.ALLOW)
+        invitee_member = await self._member(invitee)
+        if not self._api.is_mine(inviter):
+            # Synapse asks this again after federated_user_may_invite accepted a remote invite.
+            return spam_check_result(
+                policy.may_receive_remote_invite(
+                    invitee_member, _server_of(inviter) in self._config.partner_servers
+                )
+            )
+        state = await self._api.get_room_state(
+            room_id, [("m.room.create", ""), ("m.room.member", None)]
+        )
+        create = state.get(("m.room.create", ""))
+        create_content = create.content if create is not None else {}
+        members = {
+            key[1]
+            for key, event in state.items()
+            if key[0] == "m.room.member" and event.membership in ("join", "invite")
+        }
+        invitee_remote = not self._api.is_mine(invitee)
+        decision = policy.may_invite(
+            inviter=await self._member(inviter),
+            invitee=invitee_member,
+            invitee_is_remote=invitee_remote,
+            invitee_server_listed=_server_of(invitee) in self._config.partner_servers,
+            room=await self._provisioned(room_id),
+            room_is_direct=bool(create_content.get(DM_CREATION_FLAG)),
+            room_federates=create_content.get("m.federate", True) is not False,
+            room_member_count=len(members),
+            invitee_already_member=invitee in members,
+            inviter_is_platform=False,
+        )
+        return spam_check_result(decision)
+
+    @fail_closed(SPAM_REFUSAL)
+    async def federated_user_may_invite(self, event: EventBase) -> SpamCheckResult:
+        listed = _server_of(event.sender) in self._config.partner_servers
+        invitee = await self._member(event.state_key)
+        return spam_check_result(policy.may_receive_remote_invite(invitee, listed))
+
+    @fail_closed(SPAM_REFUSAL)
+    async def user_may_create_room(
+        self, user_id: str, room_config: dict[str, Any]
+    ) -> SpamCheckResult:
+        if self._is_platform(user_id):
+            return spam_check_result(policy.ALLOW)
+        join_rule, guest_access, encrypted = _join_rule(room_config.get("initial_state"))
+        invitees = room_config.get("invite") or []
+        request = policy.CreateRoomRequest(
+            is_direct=bool(room_config.get("is_direct")),
+            invitees=tuple(i for i in invitees if isinstance(i, str)),
+            preset=room_config.get("preset"),
+            visibility=room_config.get("visibility"),
+            join_rule=join_rule,
+            guest_access=guest_access,
+            encrypted=encrypted,
+            alias_localpart=room_config.get("room_alias_name"),
+        )
+        member = await self._member(user_id)
+        return spam_check_result(
+            policy.may_create_room(
+                member, request, allow_encrypted_dms=self._config.rules.allow_encrypted_dms
+            )
+        )
+
+    @fail_closed(SPAM_REFUSAL)
+    async def user_may_create_room_alias(
+        self, user_id: str, room_alias: RoomAlias
+    ) -> SpamCheckResult:
+        if self._is_platform(user_id):
+            return spam_check_result(policy.ALLOW)
+        member = await self._member(user_id)
+        return spam_check_result(policy.may_create_alias(member, room_alias.localpart))
+
+    @fail_closed(SPAM_REFUSAL)
+    async def user_may_publish_room(self, user_id: str, room_id: str) -> SpamCheckResult:
+        return spam_check_result(policy.may_publish_room())
+
+    @fail_closed(True)
+    async def check_username_for_spam(self, user_profile: UserProfile, requester_id: str) -> bool:
+        """True hides the user from directory search: only contactable people are shown."""
+        target_id = user_profile["user_id"]
+        if self._is_platform(target_id):
+            return True
+        decision = policy.may_contact(
+            await self._member(requester_id), await self._member(target_id)
+        )
+        return not decision.allowed
+
+    # -- third-party rules -----------------------------------------------------------------
+
+    @fail_closed((False, None))
+    async def check_event_allowed(
+        self, event: EventBase, state_events: StateMap[EventBase]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        if not self._api.is_mine(event.sender):
+            return self._remote_event_allowed(event)
+        if not event.is_state():
+            return True, None
+        is_platform = self._is_platform(event.sender)
+        room = await self._provisioned(event.room_id)
+        if event.type == "m.room.member":
+            prev = state_events.get(("m.room.member", event.state_key))
+            decision = policy.may_change_membership(
+                event.sender,
+                event.state_key,
+                event.membership,
+                is_platform=is_platform,
+                room=room,
+                prev_membership=prev.membership if prev is not None else None,
+            )
+            if not decision.allowed:
+                raise forbidden(decision, "Membership of this room is managed by the school")
+            return await self._with_real_name(event)
+        decision = policy.may_send_state(
+            event.type,
+            event.content,
+            is_platform=is_platform,
+            room=room,
+            allow_encrypted_dms=self._config.rules.allow_encrypted_dms,
+        )
+        if not decision.allowed:
+            raise forbidden(decision, _STATE_REFUSAL)
+        return True, None
+
+    def _remote_event_allowed(self, event: EventBase) -> tuple[bool, dict[str, Any] | None]:
+        """Only remote knocks reach here; nobody knocks on a school room."""
+        if event.type == "m.room.member" and event.membership == "knock":
+            return False, None
+        return True, None
+
+    async def _with_real_name(self, event: EventBase) -> tuple[bool, dict[str, Any] | None]:
+        """A joining member shows the roster's real name, whatever the client put there."""
+        if event.membership != "join" or not self._api.is_mine(event.state_key):
+            return True, None
+        member = await self._member(event.state_key)
+        if member is None:
+            return True, None
+        expected = policy.expected_display_name(member)
+        if event.content.get("displayname") == expected:
+            return True, None
+        replacement = event.get_dict()
+        replacement["content"] = {**event.content, "displayname": expected}
+        return True, replacement
+
+    async def on_create_room(
+        self, requester: Requester, request_content: dict[str, Any], is_requester_admin: bool
+    ) -> None:
+        """Marks direct chats for good, and keeps rooms with children on this server.
+
+        Not wrapped in fail_closed: Synapse answers any exception here with a 403 itself.
+        """
+        creator = requester.user.to_string()
+        if self._is_platform(creator):
+            return
+        creation_content = request_content.setdefault("creation_content", {})
+        if request_content.get("is_direct"):
+            creation_content[DM_CREATION_FLAG] = True
+        invitees = [i for i in request_content.get("invite") or [] if isinstance(i, str)]
+        local = [user_id for user_id in [creator, *invitees] if self._api.is_mine(user_id)]
+        people = [await self._member(user_id) for user_id in local]
+        has_remote_invitee = any(not self._api.is_mine(user_id) for user_id in invitees)
+        if not policy.room_may_federate(people, has_remote_invitee):
+            creation_content["m.federate"] = False
+
+    @fail_closed(False)
+    async def check_visibility_can_be_modified(
+        self, room_id: str, state_events: StateMap[EventBase], new_visibility: str
+    ) -> bool:
+        return new_visibility != "public"

@@ -1,0 +1,131 @@
+"""The module's admin HTTP API, used by `sferumctl` and the diary bridge.
+
+Served under /_synapse/client/sferum/admin/v1/ on Synapse's client listener, authenticated with
+the module's `admin_api_secret` as a bearer token (not a Matrix access token: the CLI runs next to
+the server and needs no account).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from synapse.module_api import DirectServeJsonResource, ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
+
+from synapse_sferum.accounts import AccountIssuer, AccountRequestError
+from synapse_sferum.model import RosterError
+from synapse_sferum.provisioner import Provisioner
+from synapse_sferum.roster.oneroster import parse_roster_zip
+from synapse_sferum.service import DirectoryService
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/_synapse/client/sferum/admin/v1"
+PROBLEMS_KEY = "ru.sferum.problems"
+MAX_ROSTER_BYTES = 512 * 1024 * 1024
+
+Handler = Callable[[Any], Awaitable[tuple[int, Any]]]
+
+
+class _Endpoint(DirectServeJsonResource):
+    """One POST endpoint behind the admin secret."""
+
+    def __init__(self, secret: str, handler: Handler):
+        super().__init__()
+        self._secret = secret.encode()
+        self._handler = handler
+
+    async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
+        header = request.getHeader("Authorization") or ""
+        token = header.removeprefix("Bearer ").encode()
+        if not header.startswith("Bearer ") or not hmac.compare_digest(token, self._secret):
+            raise SynapseError(
+                401, "A valid admin_api_secret bearer token is required", Codes.UNAUTHORIZED
+            )
+        return await self._handler(request)
+
+
+def _json_body(request: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(request.content.read() or b"{}")
+    except ValueError as e:
+        raise SynapseError(400, f"Body is not JSON: {e}", Codes.NOT_JSON) from e
+    if not isinstance(body, dict):
+        raise SynapseError(400, "Body must be a JSON object", Codes.BAD_JSON)
+    return body
+
+
+class AdminApi:
+    def __init__(
+        self,
+        api: ModuleApi,
+        directory: DirectoryService,
+        provisioner: Provisioner,
+        issuer: AccountIssuer,
+        secret: str,
+    ):
+        self._api = api
+        self._directory = directory
+        self._provisioner = provisioner
+        self._issuer = issuer
+        self._secret = secret
+
+    def register(self) -> None:
+        for path, handler in (
+            ("roster", self._import_roster),
+            ("accounts", self._issue_accounts),
+            ("reconcile", self._reconcile),
+        ):
+            self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
+
+    async def _import_roster(self, request: Any) -> tuple[int, Any]:
+        dry_run = request.args.get(b"dry_run", [b"false"])[0] in (b"true", b"1")
+        data = request.content.read(MAX_ROSTER_BYTES + 1)
+        if len(data) > MAX_ROSTER_BYTES:
+            raise SynapseError(413, "Roster zip is larger than 512 MiB", Codes.TOO_LARGE)
+        try:
+            change = await self._api.defer_to_thread(parse_roster_zip, data)
+            report = await self._directory.apply_import(change, dry_run)
+        except RosterError as e:
+            problems = [
+                {"file": p.file, "line": p.line, "column": p.column, "message": p.message}
+                for p in e.problems
+            ]
+            raise SynapseError(
+                400,
+                f"The roster has {len(problems)} problem(s); nothing was changed",
+                Codes.INVALID_PARAM,
+                {PROBLEMS_KEY: problems},
+            ) from e
+        if report.wrote_anything and not dry_run:
+            self._provisioner.request()
+        return 200, {"counts": report.to_json(), "dry_run": dry_run}
+
+    async def _issue_accounts(self, request: Any) -> tuple[int, Any]:
+        body = _json_body(request)
+        snapshot = await self._directory.snapshot()
+        try:
+            if isinstance(body.get("class"), str):
+                person_ids = self._issuer.people_of_class(snapshot, body["class"])
+            elif isinstance(body.get("persons"), list) and all(
+                isinstance(p, str) for p in body["persons"]
+            ):
+                person_ids = list(dict.fromkeys(body["persons"]))
+            else:
+                raise AccountRequestError(
+                    'body must be {"persons": [sourcedId, ...]} or {"class": classId}'
+                )
+            issued = await self._issuer.issue(snapshot, person_ids)
+        except AccountRequestError as e:
+            raise SynapseError(400, str(e), Codes.INVALID_PARAM) from e
+        if any(a.password for a in issued):
+            self._provisioner.request()
+        return 200, {"accounts": [a.to_json() for a in issued]}
+
+    async def _reconcile(self, request: Any) -> tuple[int, Any]:
+        report = await self._provisioner.reconcile_now()
+        return 200, {"reconcile": report.to_json()}

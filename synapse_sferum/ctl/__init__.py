@@ -1,0 +1,1 @@
+"""`sferumctl`: sets up, checks, starts and feeds a synapse-sferum deployment folder."""

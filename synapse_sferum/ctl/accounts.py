@@ -1,0 +1,31 @@
+"""`sferumctl accounts issue`: accounts the school hands out, e.g. to young pupils (DESIGN §5)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import attrs
+
+from synapse_sferum.ctl.adminapi import call, parse_accounts
+from synapse_sferum.ctl.deployment import Deployment
+from synapse_sferum.ctl.tables import format_table
+
+ALREADY_LINKED = "(already linked)"
+
+
+def issue_accounts(
+    deployment: Deployment, *, persons: Sequence[str], class_id: str | None, output: str
+) -> list[str]:
+    """Asks the platform for accounts; `output` is "text" (a table) or "json"."""
+    response = call(
+        deployment, lambda api: api.issue_accounts(persons=persons, class_id=class_id)
+    )
+    accounts = parse_accounts(response)
+    if output == "json":
+        return [json.dumps([attrs.asdict(a) for a in accounts], ensure_ascii=False, indent=2)]
+    return format_table(
+        ["person", "user ID", "password"],
+        [[a.person, a.user_id, ALREADY_LINKED if a.password is None else a.password]
+         for a in accounts],
+    )

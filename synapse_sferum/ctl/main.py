@@ -1,0 +1,201 @@
+"""`sferumctl`: the admin's command line. Every command takes DIR, a deployment folder.
+
+Exit codes: 0 success; 1 bad input, bad config or a request the server rejected; 2 the server is
+unreachable, refused the admin secret or failed (and argparse's usage errors); 3 `status` found a
+service stopped or unhealthy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from synapse_sferum.ctl import params, services
+from synapse_sferum.ctl.accounts import issue_accounts
+from synapse_sferum.ctl.checkconfig import check_config
+from synapse_sferum.ctl.deploy import init
+from synapse_sferum.ctl.deployment import Deployment
+from synapse_sferum.ctl.errors import EXIT_NOT_RUNNING, CtlError
+from synapse_sferum.ctl.roster import import_roster
+
+say = functools.partial(print, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except CtlError as e:
+        print(f"{args.command}: {e.message}", file=sys.stderr)
+        for line in e.details:
+            print(line, file=sys.stderr)
+        return e.exit_code
+    return result
+
+
+def _init(args: argparse.Namespace) -> int:
+    given = params.InitParams(**{name: getattr(args, name) for name in params.PARSERS})
+    deployment = Deployment(args.dir)
+    for line in init(deployment, given):
+        say(line)
+    say(f"next: sferumctl start {deployment.root}")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    check_config(Deployment(args.dir))
+    say("config OK")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    config = check_config(deployment)
+    services.start(services.deployment_services(deployment, config), timeout=args.timeout,
+                   say=say)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    config = check_config(deployment)
+    services.run(services.deployment_services(deployment, config), timeout=args.timeout, say=say)
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    try:
+        found = services.deployment_services(deployment, deployment.load_config())
+    except CtlError:  # a broken config must not keep a server from stopping
+        found = services.deployment_services(deployment, None)
+    services.stop(found, say=say)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    lines, all_ok = services.status(
+        services.deployment_services(deployment, deployment.load_config())
+    )
+    for line in lines:
+        say(line)
+    return 0 if all_ok else EXIT_NOT_RUNNING
+
+
+def _roster_import(args: argparse.Namespace) -> int:
+    for line in import_roster(Deployment(args.dir), args.path, dry_run=args.dry_run):
+        say(line)
+    return 0
+
+
+def _accounts_issue(args: argparse.Namespace) -> int:
+    lines = issue_accounts(Deployment(args.dir), persons=args.person or (),
+                           class_id=args.class_id, output=args.format)
+    for line in lines:
+        say(line)
+    return 0
+
+
+def _checked(parse: Callable[[object], Any]) -> Callable[[str], Any]:
+    """An argparse `type` that reports the parser's own message (argparse hides ValueErrors)."""
+
+    @functools.wraps(parse)
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+def _seconds(value: object) -> float:
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86400:
+        raise ValueError(f"must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sferumctl", description="Set up, run and feed a synapse-sferum school server."
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str,
+        within: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
+        full_name: str | None = None,
+    ) -> argparse.ArgumentParser:
+        sub = within.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler, command=full_name or name)
+        sub.add_argument("dir", metavar="DIR", type=Path, help="the deployment folder")
+        return sub
+
+    p = command("init", _init, "create a deployment folder, or re-render its config files "
+                "(secrets, keys, database and media are kept)")
+    p.add_argument("--server-name", type=_checked(params.server_name), metavar="NAME",
+                   help="the Matrix server name, e.g. school1.example.org; fixed once used")
+    p.add_argument("--http-port", type=_checked(params.port), metavar="N",
+                   help=f"client HTTP port (default {params.DEFAULT_HTTP_PORT})")
+    p.add_argument("--bind", type=_checked(params.bind_address), metavar="ADDR",
+                   help=f"IP address to listen on (default {params.DEFAULT_BIND})")
+    p.add_argument("--database", type=_checked(params.database), metavar="URL",
+                   help="sqlite (default) or postgresql://user:password@host:port/dbname")
+    p.add_argument("--public-baseurl", type=_checked(params.base_url), metavar="URL",
+                   help="the URL clients use (default http://ADDR:PORT/)")
+    p.add_argument("--federate-with", type=_checked(params.server_name), nargs="*",
+                   action="extend", metavar="SERVER",
+                   help="partner school servers to federate with; give the option alone to "
+                   "federate with none")
+    p.add_argument("--federation-port", type=_checked(params.port), metavar="N",
+                   help="a separate TLS listener for federation (needs --tls-cert, --tls-key)")
+    p.add_argument("--tls-cert", type=_checked(params.existing_file), metavar="PATH",
+                   help="certificate (PEM) of the federation listener")
+    p.add_argument("--tls-key", type=_checked(params.existing_file), metavar="PATH",
+                   help="private key (PEM) of the federation listener")
+
+    command("check-config", _check_config,
+            "check homeserver.yaml plus conf.d/*.yaml as Synapse and the module will")
+    for name, handler, text in (
+        ("start", _start, "check the config, start the services in the background, wait "
+         "until they are healthy"),
+        ("run", _run, "like start, then wait; Ctrl-C or SIGTERM stops everything"),
+    ):
+        command(name, handler, text).add_argument(
+            "--timeout", type=_checked(_seconds), default=services.DEFAULT_START_TIMEOUT,
+            metavar="SECONDS", help="how long to wait for health (default %(default)g)",
+        )
+    command("stop", _stop, "stop the services (SIGTERM, then SIGKILL after "
+            f"{services.STOP_GRACE_SECONDS:g} s)")
+    command("status", _status, "show each service; exit 0 if all run and are healthy, "
+            f"{EXIT_NOT_RUNNING} otherwise")
+
+    roster = commands.add_parser("roster", help="the school directory").add_subparsers(
+        title="roster commands", required=True, metavar="COMMAND")
+    p = command("import", _roster_import, "upload a OneRoster CSV bundle (folder or zip)",
+                within=roster, full_name="roster import")
+    p.add_argument("path", metavar="PATH", type=Path, help="OneRoster CSV folder or .zip")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check and count the changes without storing them")
+
+    accounts = commands.add_parser("accounts", help="accounts of people").add_subparsers(
+        title="accounts commands", required=True, metavar="COMMAND")
+    p = command("issue", _accounts_issue, "create accounts for people of the directory and "
+                "show their one-time passwords", within=accounts, full_name="accounts issue")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--person", nargs="+", action="extend", metavar="SOURCEDID",
+                     help="the people's sourcedIds in the roster")
+    who.add_argument("--class", dest="class_id", metavar="CLASSID",
+                     help="everyone in this class (its sourcedId)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="a table (default) or JSON")
+    return parser

@@ -1,0 +1,228 @@
+"""The parameters of `sferumctl init`: parsing, remembering, and resolving them into settings.
+
+Each parameter has one parser, used both for the command line and for `sferum-init.yaml` (where
+`init` stores what it was given), so a value is checked the same way wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import attrs
+
+DEFAULT_HTTP_PORT = 8008
+DEFAULT_BIND = "127.0.0.1"
+
+
+def port(value: object) -> int:
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"must be a TCP port from 1 to 65535, got {value!r}")
+    return int(text)
+
+
+def server_name(value: object) -> str:
+    """A Matrix server name (host, optional port), checked by Synapse's own parser."""
+    from synapse.util.stringutils import parse_and_validate_server_name
+
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a server name like school.example.org, got {value!r}")
+    try:
+        parse_and_validate_server_name(value)
+    except ValueError as e:
+        raise ValueError(f"not a valid Matrix server name: {e}") from None
+    return value
+
+
+def bind_address(value: object) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ValueError(f"must be an IP address like 127.0.0.1, got {value!r}") from None
+
+
+def base_url(value: object) -> str:
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _has_valid_port(parts):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return parts.geturl() if parts.path.endswith("/") else parts.geturl() + "/"
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    """Whether the URL's port, if any, is a number from 0 to 65535 (urllib checks lazily)."""
+    try:
+        parts.port  # noqa: B018
+    except ValueError:
+        return False
+    return True
+
+
+def database(value: object) -> str:
+    text = str(value)
+    if text != "sqlite":
+        postgres_args(text)
+    return text
+
+
+def existing_file(value: object) -> str:
+    path = Path(str(value)).absolute()
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return str(path)
+
+
+def postgres_args(url: str) -> dict[str, str | int]:
+    """psycopg2 connection arguments from postgresql://user:password@host:port/dbname."""
+    expected = "expected 'sqlite' or postgresql://user:password@host:port/dbname"
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{expected}, got {url!r}")
+    if not _has_valid_port(parts):
+        raise ValueError(f"{expected}; the port in {url!r} is not a number")
+    dbname = unquote(parts.path.lstrip("/"))
+    if not (parts.username and parts.hostname and dbname) or parts.query or parts.fragment:
+        raise ValueError(f"{expected}, got {url!r}")
+    args: dict[str, str | int] = {"user": unquote(parts.username)}
+    if parts.password is not None:
+        args["password"] = unquote(parts.password)
+    args.update(dbname=dbname, host=parts.hostname, port=parts.port or 5432)
+    return args
+
+
+def _server_names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"must be a list of server names, got {value!r}")
+    return tuple(server_name(name) for name in value)
+
+
+def _optional_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+# Field name -> parser of one stored or given value. The order is the order of sferum-init.yaml.
+PARSERS: Mapping[str, Callable[[object], Any]] = {
+    "server_name": server_name,
+    "http_port": port,
+    "bind": bind_address,
+    "database": database,
+    "public_baseurl": base_url,
+    "federate_with": _server_names,
+    "federation_port": port,
+    "tls_cert": existing_file,
+    "tls_key": existing_file,
+}
+
+
+@attrs.frozen
+class InitParams:
+    """What `init` was told; None means "not given", so an older value or the default applies."""
+
+    server_name: str | None = None
+    http_port: int | None = None
+    bind: str | None = None
+    database: str | None = None
+    public_baseurl: str | None = None
+    federate_with: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_tuple)
+    federation_port: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:
+        """Parses stored parameters; a ValueError names the key."""
+        values = {}
+        for key, value in raw.items():
+            parse = PARSERS.get(key)
+            if parse is None:
+                raise ValueError(f"{key}: unknown key; allowed keys: {', '.join(PARSERS)}")
+            try:
+                values[key] = None if value is None else parse(value)
+            except ValueError as e:
+                raise ValueError(f"{key}: {e}") from None
+        return cls(**values)
+
+    def _given(self) -> dict[str, Any]:
+        return {k: v for k, v in attrs.asdict(self, recurse=False).items() if v is not None}
+
+    def to_yaml(self) -> dict[str, Any]:
+        """The parameters that were given, as plain YAML values."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._given().items()}
+
+    def over(self, older: InitParams) -> InitParams:
+        """These parameters, falling back to `older` for those not given."""
+        return attrs.evolve(older, **self._given())
+
+
+@attrs.frozen
+class Database:
+    """Synapse's `database:` section."""
+
+    name: str  # sqlite3 or psycopg2
+    args: Mapping[str, str | int]
+
+
+@attrs.frozen
+class FederationListener:
+    port: int
+    tls_cert: str
+    tls_key: str
+
+
+@attrs.frozen
+class Settings:
+    """Complete, checked settings that the templates render."""
+
+    server_name: str
+    http_port: int
+    bind: str
+    database: Database
+    public_baseurl: str
+    federate_with: tuple[str, ...]
+    federation: FederationListener | None
+
+
+def resolve(params: InitParams, sqlite_path: Path) -> Settings:
+    """Fills in defaults and checks the parameters against each other (ValueError on a clash)."""
+    if params.server_name is None:
+        raise ValueError("--server-name is required for a new deployment")
+    http_port = params.http_port or DEFAULT_HTTP_PORT
+    bind = params.bind or DEFAULT_BIND
+    host = ipaddress.ip_address(bind)
+    if params.public_baseurl is None and host.is_unspecified:
+        raise ValueError(f"--public-baseurl is required with --bind {bind}: clients need an "
+                         "address they can reach")
+    url_host = f"[{bind}]" if host.version == 6 else bind
+
+    if params.database in (None, "sqlite"):
+        db = Database("sqlite3", {"database": str(sqlite_path)})
+    else:
+        db = Database("psycopg2", {**postgres_args(params.database), "cp_min": 1, "cp_max": 10})
+
+    tls = (params.tls_cert, params.tls_key)
+    federation = None
+    if params.federation_port is not None:
+        if params.tls_cert is None or params.tls_key is None:
+            raise ValueError("--federation-port needs --tls-cert and --tls-key: Synapse's "
+                             "federation client only speaks TLS")
+        if params.federation_port == http_port:
+            raise ValueError(f"--federation-port must differ from --http-port ({http_port})")
+        federation = FederationListener(params.federation_port, params.tls_cert, params.tls_key)
+    elif tls != (None, None):
+        raise ValueError("--tls-cert and --tls-key are only used with --federation-port")
+
+    return Settings(
+        server_name=params.server_name,
+        http_port=http_port,
+        bind=bind,
+        database=db,
+        public_baseurl=params.public_baseurl or f"http://{url_host}:{http_port}/",
+        # The server itself is always federated with (the whitelist must name it); not a partner.
+        federate_with=tuple(
+            dict.fromkeys(s for s in params.federate_with or () if s != params.server_name)
+        ),
+        federation=federation,
+    )

@@ -1,0 +1,265 @@
+"""The processes of a deployment: start them in the background, check their health, stop them.
+
+Each service is one `Service` record; the diary bridge, the SFU and coturn join Synapse as more
+records in `deployment_services`. A PID file alone is never trusted: after a reboot its number
+may belong to a stranger, so a PID counts as ours only while /proc/PID/cmdline (Linux) still
+shows the service's identifying arguments.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+import synapse_sferum
+from synapse_sferum.ctl.deployment import Deployment, client_base_url
+from synapse_sferum.ctl.errors import CtlError
+from synapse_sferum.ctl.http import open_local
+
+Say = Callable[[str], None]
+
+DEFAULT_START_TIMEOUT = 60.0
+STOP_GRACE_SECONDS = 20.0
+LOG_TAIL_LINES = 20
+_POLL_SECONDS = 0.25
+
+
+@attrs.frozen
+class Service:
+    name: str
+    argv: tuple[str, ...]
+    # Arguments that only this service's process has: they identify it in /proc/PID/cmdline.
+    identity: tuple[str, ...]
+    health_url: str | None  # None when the config is unreadable: then never healthy
+    log_path: Path
+    pid_path: Path
+    cwd: Path
+    env: Mapping[str, str] = attrs.field(factory=dict)
+
+    def running_pid(self) -> int | None:
+        """The PID in the PID file, if that process is alive and is this service."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):  # no PID file, or not ours to read, or garbage
+            return None
+        return pid if self._is_ours(pid) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        # A zombie (exited, not yet reaped) has an empty cmdline, so it does not count.
+        return set(self.identity) <= set(os.fsdecode(raw).split("\0"))
+
+    def healthy(self) -> bool:
+        if self.health_url is None:
+            return False
+        try:
+            with open_local(self.health_url, timeout=2) as response:
+                return response.status == 200
+        except OSError:  # URLError, HTTPError, timeouts and refused connections
+            return False
+
+
+def deployment_services(
+    deployment: Deployment, config: Mapping[str, Any] | None
+) -> list[Service]:
+    """The deployment's services, in start order, for its merged config (None if unreadable)."""
+    homeserver = str(deployment.homeserver_config)
+    config_args = [arg for path in deployment.config_files() for arg in ("-c", str(path))]
+    # Synapse must load the synapse_sferum this sferumctl belongs to, installed or not.
+    package_root = str(Path(synapse_sferum.__file__).resolve().parents[1])
+    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return [
+        Service(
+            name="synapse",
+            argv=(sys.executable, "-m", "synapse.app.homeserver", *config_args),
+            identity=("synapse.app.homeserver", homeserver),
+            health_url=None if config is None else f"{client_base_url(config)}/health",
+            log_path=deployment.logs / "synapse.out",
+            pid_path=deployment.run / "synapse.pid",
+            cwd=deployment.root,
+            env={"PYTHONPATH": python_path},
+        ),
+    ]
+
+
+def start(
+    services: Sequence[Service],
+    *,
+    timeout: float,
+    say: Say,
+    stop_requested: Callable[[], bool] = lambda: False,
+) -> None:
+    """Starts the services that are not running and returns once all of them are healthy.
+
+    If one exits or stays unhealthy past `timeout` seconds, the ones started here are stopped and
+    a CtlError carries the log's last lines.
+    """
+    started: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    try:
+        for service in services:
+            pid = service.running_pid()
+            if pid is not None:
+                say(f"{service.name}: already running (pid {pid})")
+                continue
+            if service.healthy():
+                raise CtlError(f"{service.health_url} already answers, but not from this "
+                               f"deployment's {service.name}: is another server on that port?")
+            process = _spawn(service)
+            started.append((service, process))
+            say(f"{service.name}: starting (pid {process.pid}, output in {service.log_path})")
+        _wait_healthy(started, timeout, say, stop_requested)
+    except (CtlError, KeyboardInterrupt):
+        for service, process in started:
+            if process.poll() is not None:
+                service.pid_path.unlink(missing_ok=True)
+        stop([service for service, process in started if process.returncode is None], say=say)
+        raise
+
+
+def _spawn(service: Service) -> subprocess.Popen[bytes]:
+    service.log_path.parent.mkdir(parents=True, exist_ok=True)
+    service.pid_path.parent.mkdir(parents=True, exist_ok=True)
+    with service.log_path.open("ab") as log:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        log.write(f"--- {stamp} sferumctl start: {shlex.join(service.argv)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            service.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=service.cwd,
+            env={**os.environ, **service.env},
+            start_new_session=True,  # a Ctrl-C in the admin's terminal must not reach it
+        )
+    service.pid_path.write_text(f"{process.pid}\n")
+    return process
+
+
+def _wait_healthy(
+    started: list[tuple[Service, subprocess.Popen[bytes]]],
+    timeout: float,
+    say: Say,
+    stop_requested: Callable[[], bool],
+) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(started)
+    while pending and not stop_requested():
+        for service, process in list(pending):
+            if process.poll() is not None:
+                raise _failure(service, f"exited with code {process.returncode} while starting")
+            if service.healthy():
+                say(f"{service.name}: healthy ({service.health_url})")
+                pending.remove((service, process))
+        if pending and time.monotonic() > deadline:
+            service = pending[0][0]
+            raise _failure(service, f"did not answer {service.health_url} within {timeout:g} s")
+        time.sleep(_POLL_SECONDS)
+
+
+def _failure(service: Service, what: str) -> CtlError:
+    """An error about `service` that shows where its log is and how the log ends."""
+    try:
+        with service.log_path.open(encoding="utf-8", errors="replace") as log:
+            tail = [line.rstrip("\n") for line in collections.deque(log, LOG_TAIL_LINES)]
+    except FileNotFoundError:
+        tail = []
+    return CtlError(
+        f"{service.name} {what}",
+        details=[f"log: {service.log_path} (last {len(tail)} lines below)", *tail],
+    )
+
+
+def stop(services: Sequence[Service], *, say: Say, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM, up to `grace` seconds to exit, then SIGKILL; in reverse start order."""
+    for service in reversed(services):
+        pid = service.running_pid()
+        if pid is None:
+            stale = service.pid_path.exists()
+            service.pid_path.unlink(missing_ok=True)
+            say(f"{service.name}: not running{' (removed a stale PID file)' if stale else ''}")
+            continue
+        _signal(pid, signal.SIGTERM)
+        if not _gone(service, pid, grace):
+            say(f"{service.name}: still running after {grace:g} s, killing it")
+            _signal(pid, signal.SIGKILL)
+            _gone(service, pid, 5)
+        service.pid_path.unlink(missing_ok=True)
+        say(f"{service.name}: stopped (pid {pid})")
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+        os.kill(pid, signum)
+
+
+def _gone(service: Service, pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while service.running_pid() == pid:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(_POLL_SECONDS)
+    return True
+
+
+def status(services: Sequence[Service]) -> tuple[list[str], bool]:
+    """One line per service, and whether all of them run and are healthy."""
+    lines, all_ok = [], True
+    for service in services:
+        pid = service.running_pid()
+        healthy = pid is not None and service.healthy()
+        all_ok = all_ok and healthy
+        if pid is None:
+            lines.append(f"{service.name}: stopped")
+        else:
+            lines.append(f"{service.name}: running (pid {pid}, health "
+                         f"{'ok' if healthy else 'failing'}: {service.health_url})")
+    return lines, all_ok
+
+
+def run(services: Sequence[Service], *, timeout: float, say: Say) -> None:
+    """Starts the services, waits for SIGINT or SIGTERM, then stops them all.
+
+    If a service exits on its own meanwhile, the others are stopped too and a CtlError says which.
+    """
+    with _signals_caught() as received:
+        start(services, timeout=timeout, say=say, stop_requested=lambda: bool(received))
+        try:
+            if not received:
+                say("running; Ctrl-C stops it")
+            while not received:
+                dead = [s for s in services if s.running_pid() is None]
+                if dead:
+                    raise _failure(dead[0], "stopped unexpectedly")
+                time.sleep(_POLL_SECONDS)
+        finally:
+            stop(services, say=say)
+
+
+@contextlib.contextmanager
+def _signals_caught() -> Iterator[list[int]]:
+    """Records SIGINT and SIGTERM in the yielded list instead of dying, for loops that poll."""
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

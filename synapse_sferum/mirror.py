@@ -1,0 +1,118 @@
+"""Mirrors school news into every class news room, with edits and redactions (DESIGN §3).
+
+Families never join the school-wide news room (its member list would show them to everyone);
+the platform copies each post into the class news rooms instead. A table of mirrors makes the
+copy idempotent, so a retried or duplicated notification never posts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from synapse.events import EventBase
+from synapse.module_api import ModuleApi
+from synapse.types import StateMap
+
+from synapse_sferum.rooms import RoomKind
+from synapse_sferum.service import DirectoryService
+
+logger = logging.getLogger(__name__)
+
+MIRROR_KEY = "ru.sferum.mirror_of"
+
+
+def mirrored_content(content: dict[str, Any], author: str, source: EventBase) -> dict[str, Any]:
+    """The copy's content: the author's name in front, and where it came from."""
+    copy = {k: v for k, v in content.items() if k != "m.relates_to"}
+    if isinstance(copy.get("body"), str):
+        copy["body"] = f"{author}: {copy['body']}"
+    if isinstance(copy.get("formatted_body"), str):
+        copy["formatted_body"] = f"<b>{author}</b>: {copy['formatted_body']}"
+    copy[MIRROR_KEY] = {
+        "room_id": source.room_id,
+        "event_id": source.event_id,
+        "sender": source.sender,
+    }
+    return copy
+
+
+class SchoolNewsMirror:
+    def __init__(self, api: ModuleApi, directory: DirectoryService, bot_user_id: str):
+        self._api = api
+        self._directory = directory
+        self._bot = bot_user_id
+
+    async def on_new_event(self, event: EventBase, state_events: StateMap[EventBase]) -> None:
+        # Every process sees new events; only the background-tasks instance acts on them.
+        if not self._api.should_run_background_tasks():
+            return
+        if event.sender == self._bot or event.is_state():
+            return
+        key = await self._directory.room_key(event.room_id)
+        if key is None or key.kind is not RoomKind.SCHOOL_NEWS:
+            return
+        try:
+            await self._mirror(event, key.scope_id)
+        except Exception:
+            logger.exception("synapse_sferum: mirroring %s failed", event.event_id)
+
+    async def _class_news_rooms(self, org_id: str) -> list[str]:
+        news = await self._directory.rooms_of_kind(RoomKind.CLASS_NEWS)
+        classes = await self._directory.class_ids_of_org(org_id)
+        return [news[c] for c in classes if c in news]
+
+    async def _mirror(self, event: EventBase, org_id: str) -> None:
+        if event.type == "m.room.redaction":
+            redacts = event.redacts or event.content.get("redacts")
+            for room_id, target in (await self._directory.mirrors_of(redacts)).items():
+                if await self._directory.claim_mirror(event.event_id, room_id):
+                    await self._send(
+                        room_id, "m.room.redaction", {"redacts": target}, redacts=target
+                    )
+            return
+        relation = event.content.get("m.relates_to") or {}
+        member = await self._directory.get_member(event.sender)
+        author = member.real_name if member else event.sender
+        if relation.get("rel_type") == "m.replace":
+            await self._mirror_edit(event, relation.get("event_id"), author)
+            return
+        for room_id in await self._class_news_rooms(org_id):
+            if await self._directory.claim_mirror(event.event_id, room_id):
+                sent = await self._send(
+                    room_id, event.type, mirrored_content(event.content, author, event)
+                )
+                await self._directory.set_mirror_event(event.event_id, room_id, sent)
+
+    async def _mirror_edit(self, event: EventBase, original_id: Any, author: str) -> None:
+        if not isinstance(original_id, str):
+            return
+        new_content = event.content.get("m.new_content")
+        if not isinstance(new_content, dict):
+            return
+        for room_id, target in (await self._directory.mirrors_of(original_id)).items():
+            if not await self._directory.claim_mirror(event.event_id, room_id):
+                continue
+            replacement = mirrored_content(new_content, author, event)
+            content = {
+                **replacement,
+                "body": f"* {replacement.get('body', '')}",
+                "m.new_content": replacement,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": target},
+            }
+            sent = await self._send(room_id, event.type, content)
+            await self._directory.set_mirror_event(event.event_id, room_id, sent)
+
+    async def _send(
+        self, room_id: str, event_type: str, content: dict[str, Any], redacts: str | None = None
+    ) -> str:
+        event_dict: dict[str, Any] = {
+            "type": event_type,
+            "room_id": room_id,
+            "sender": self._bot,
+            "content": content,
+        }
+        if redacts is not None:
+            event_dict["redacts"] = redacts  # room versions before 11 read it from the top level
+        sent = await self._api.create_and_send_event_into_room(event_dict)
+        return sent.event_id

@@ -1,0 +1,55 @@
+"""The Synapse module: wires config, storage, rules, provisioning and the admin API together."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from synapse.module_api import ModuleApi
+from synapse.module_api.errors import ConfigError
+
+from synapse_sferum.access import Gatekeeper
+from synapse_sferum.accounts import AccountIssuer
+from synapse_sferum.admin_api import AdminApi
+from synapse_sferum.config import SferumConfig, SferumConfigError, parse_config
+from synapse_sferum.mirror import SchoolNewsMirror
+from synapse_sferum.provisioner import Provisioner
+from synapse_sferum.service import DirectoryService
+
+
+class SferumModule:
+    def __init__(self, config: SferumConfig, api: ModuleApi):
+        self._api = api
+        self._config = config
+
+        def today() -> date:
+            return datetime.fromtimestamp(api.get_current_time_msec() / 1000, UTC).date()
+
+        self.directory = DirectoryService(api, config, today)
+        self.gatekeeper = Gatekeeper(api, config, self.directory)
+        self.gatekeeper.register()
+        bot = self.gatekeeper.bot_user_id
+        self.provisioner = Provisioner(api, self.directory, bot)
+        self.mirror = SchoolNewsMirror(api, self.directory, bot)
+        api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
+        issuer = AccountIssuer(api, config, self.directory, today)
+        api.register_password_auth_provider_callbacks(
+            auth_checkers={("m.login.password", ("password",)): issuer.check_password}
+        )
+        self.admin_api = AdminApi(
+            api, self.directory, self.provisioner, issuer, config.admin_api_secret
+        )
+        self.admin_api.register()
+        if config.provisioning.enabled:
+            api.looping_background_call(
+                self.provisioner.request,
+                config.provisioning.reconcile_interval_seconds * 1000,
+                desc="sferum_reconcile",
+            )
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> SferumConfig:
+        try:
+            return parse_config(config)
+        except SferumConfigError as e:
+            raise ConfigError(str(e), (e.key,)) from e

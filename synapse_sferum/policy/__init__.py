@@ -1,0 +1,66 @@
+"""The platform's rules as pure functions over plain frozen data (DESIGN §3, §4, §9).
+
+No Synapse import and no I/O: the module's glue gathers the facts, asks one function here, and
+turns the `Decision` into Synapse's answer. So every rule is tested with tables of cases.
+"""
+
+from synapse_sferum.policy.contact import may_contact
+from synapse_sferum.policy.creation import (
+    CreateRoomRequest,
+    may_create_alias,
+    may_create_room,
+    may_publish_room,
+    room_may_federate,
+)
+from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
+from synapse_sferum.policy.events import (
+    PLATFORM_STATE,
+    ProvisionedRoom,
+    expected_display_name,
+    may_send_state,
+)
+from synapse_sferum.policy.membership import (
+    may_change_membership,
+    may_invite,
+    may_join_room,
+    may_receive_remote_invite,
+)
+from synapse_sferum.policy.provisioning import (
+    ClassView,
+    MembershipDiff,
+    OrgView,
+    PupilView,
+    RoomPlan,
+    desired_rooms,
+    membership_changes,
+    power_levels,
+)
+
+__all__ = [
+    "ALLOW",
+    "PLATFORM_STATE",
+    "ClassView",
+    "CreateRoomRequest",
+    "Decision",
+    "MembershipDiff",
+    "OrgView",
+    "ProvisionedRoom",
+    "PupilView",
+    "Reason",
+    "RoomPlan",
+    "desired_rooms",
+    "expected_display_name",
+    "may_change_membership",
+    "may_contact",
+    "may_create_alias",
+    "may_create_room",
+    "may_invite",
+    "may_join_room",
+    "may_publish_room",
+    "may_receive_remote_invite",
+    "may_send_state",
+    "membership_changes",
+    "power_levels",
+    "refuse",
+    "room_may_federate",
+]

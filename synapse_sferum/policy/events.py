@@ -1,0 +1,88 @@
+"""Rules for state in rooms: what the platform alone may set, and the names members carry.
+
+In a provisioned room the platform owns the room's shape (DESIGN §3, §4 «Who may change what»);
+elsewhere users shape their own rooms within the «Closed» rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from synapse_sferum.model import Member
+from synapse_sferum.policy import matrix
+from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
+from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey
+
+
+@attrs.frozen
+class ProvisionedRoom:
+    """A room that carries the kind event, with the members the directory wants in it now."""
+
+    key: RoomKey
+    desired_members: frozenset[str]  # Matrix user IDs
+
+    @property
+    def admits_partners(self) -> bool:
+        """Only the federating room (the staff room) takes in partner schools' staff."""
+        return self.key.kind.federates
+
+
+# State that decides who is in a provisioned room, who may do what there, and what it is.
+PLATFORM_STATE = frozenset(
+    {
+        matrix.POWER_LEVELS,
+        matrix.JOIN_RULES,
+        matrix.HISTORY_VISIBILITY,
+        matrix.ENCRYPTION,
+        matrix.SERVER_ACL,
+        matrix.TOMBSTONE,
+        matrix.SPACE_CHILD,
+        matrix.SPACE_PARENT,
+        ROOM_KIND_EVENT,
+    }
+)
+
+
+def may_send_state(
+    event_type: str,
+    content: Mapping[str, object],
+    *,
+    is_platform: bool,
+    room: ProvisionedRoom | None,
+    allow_encrypted_dms: bool,
+) -> Decision:
+    """May this state event be sent? `room` is None for rooms the platform does not provision.
+
+    The kind event is the platform's in every room, or anyone could make a room look provisioned.
+    Encryption of users' own rooms follows the school's setting, also after creation; a
+    provisioned room is never encrypted, not even by the platform (the school moderates it).
+    """
+    if room is not None and event_type == matrix.ENCRYPTION:
+        return refuse(Reason.PROVISIONED_UNENCRYPTED)
+    if is_platform:
+        return ALLOW
+    if event_type == ROOM_KIND_EVENT or (room is not None and event_type in PLATFORM_STATE):
+        return refuse(Reason.PROTECTED_STATE)
+    if _opens_room(event_type, content):
+        return refuse(Reason.PUBLIC_ROOM)
+    if event_type == matrix.ENCRYPTION and not allow_encrypted_dms:
+        return refuse(Reason.ENCRYPTION_NOT_ALLOWED)
+    return ALLOW
+
+
+def _opens_room(event_type: str, content: Mapping[str, object]) -> bool:
+    """Would this state let people nobody invited join, or read along without joining?"""
+    if event_type == matrix.JOIN_RULES:
+        return content.get("join_rule") == matrix.PUBLIC_JOIN_RULE
+    if event_type == matrix.GUEST_ACCESS:
+        return content.get("guest_access") == matrix.GUEST_CAN_JOIN
+    if event_type == matrix.HISTORY_VISIBILITY:
+        return content.get("history_visibility") == matrix.WORLD_READABLE
+    return False
+
+
+def expected_display_name(member: Member) -> str:
+    """The one display name a member may carry, in every room and profile (DESIGN §5)."""
+    return member.real_name

@@ -1,0 +1,36 @@
+"""The Matrix spec names the rules refer to, spelled once."""
+
+from __future__ import annotations
+
+# State event types
+POWER_LEVELS = "m.room.power_levels"
+JOIN_RULES = "m.room.join_rules"
+GUEST_ACCESS = "m.room.guest_access"
+HISTORY_VISIBILITY = "m.room.history_visibility"
+ENCRYPTION = "m.room.encryption"
+SERVER_ACL = "m.room.server_acl"
+TOMBSTONE = "m.room.tombstone"
+NAME = "m.room.name"
+CANONICAL_ALIAS = "m.room.canonical_alias"
+AVATAR = "m.room.avatar"
+PINNED_EVENTS = "m.room.pinned_events"
+SPACE_CHILD = "m.space.child"
+SPACE_PARENT = "m.space.parent"
+WIDGETS = "im.vector.modular.widgets"
+
+# Message-like event types
+REACTION = "m.reaction"
+REDACTION = "m.room.redaction"
+
+# Values that open a room to people nobody invited (DESIGN §4 «Closed»)
+PUBLIC_JOIN_RULE = "public"
+GUEST_CAN_JOIN = "can_join"
+WORLD_READABLE = "world_readable"
+PUBLIC_VISIBILITY = "public"
+PUBLIC_PRESET = "public_chat"
+
+# Memberships
+JOIN = "join"
+LEAVE = "leave"
+INVITE = "invite"
+KNOCK = "knock"

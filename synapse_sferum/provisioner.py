@@ -1,0 +1,242 @@
+"""Reconciles the rooms on the server with the directory's plan (DESIGN §3).
+
+The plan is pure (policy.provisioning); this module only reads room state and sends the events
+that close the gap, as the platform's bot. Runs after each import and periodically; runs never
+overlap, and a request during a run makes one more run afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+from synapse.module_api import ModuleApi
+from synapse.module_api.errors import SynapseError
+
+from synapse_sferum import policy
+from synapse_sferum.directory import guardianship_pairs
+from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope
+from synapse_sferum.service import DirectoryService
+from synapse_sferum.views import org_views
+
+logger = logging.getLogger(__name__)
+
+BOT_DISPLAY_NAME = "Школьная платформа"
+
+
+@attrs.define
+class ReconcileReport:
+    rooms_created: int = 0
+    state_updates: int = 0
+    joined: int = 0
+    removed: int = 0
+    failures: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return attrs.asdict(self)
+
+
+class Provisioner:
+    """Runs reconciles one at a time; requests made during a run coalesce into one more run.
+
+    No lock: everything runs on the reactor thread, and Twisted's DeferredLock would wake
+    waiters in the releasing run's log context, which Synapse's log contexts do not allow.
+    """
+
+    def __init__(self, api: ModuleApi, directory: DirectoryService, bot_user_id: str):
+        self._api = api
+        self._directory = directory
+        self._bot = bot_user_id
+        self._running = False
+        self._pending = False
+        self._requested = 0  # runs asked for
+        self._started = 0  # runs begun (each covers every request made before it)
+        self._finished = 0
+        self.last_report = ReconcileReport()
+
+    def request(self) -> int:
+        """Asks for a run that starts after now; returns its number to wait for."""
+        self._requested = self._started + 1
+        self._pending = True
+        if not self._running:
+            self._running = True
+            self._api.run_as_background_process("sferum_reconcile", self._drain)
+        return self._requested
+
+    async def reconcile_now(self) -> ReconcileReport:
+        """Requests a run and waits until it has finished."""
+        wanted = self.request()
+        while self._finished < wanted:
+            await self._api.sleep(0.05)
+        return self.last_report
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                self._pending = False
+                self._started += 1
+                try:
+                    self.last_report = await self._reconcile_once()
+                except Exception:
+                    logger.exception("synapse_sferum: reconcile failed")
+                    self.last_report = ReconcileReport(failures=1)
+                self._finished = self._started
+        finally:
+            self._running = False
+
+    async def _reconcile_once(self) -> ReconcileReport:
+        report = ReconcileReport()
+        snapshot = await self._directory.snapshot()
+        links = await self._directory.all_links()
+        pairs = guardianship_pairs(snapshot.people)
+        planned: set[RoomKey] = set()
+        for org in org_views(snapshot, pairs):
+            plans = policy.desired_rooms(org, links)
+            # Spaces first, so that children can be linked to them.
+            for plan in sorted(plans, key=lambda p: not p.is_space):
+                planned.add(plan.key)
+                try:
+                    await self._apply_plan(plan, org.org_id, report)
+                except Exception:
+                    report.failures += 1
+                    logger.exception("synapse_sferum: provisioning %s failed", plan.key)
+        for key, room_id in (await self._directory.all_rooms()).items():
+            if key not in planned:
+                await self._sync_members(room_id, frozenset(), report)
+        logger.info("synapse_sferum: reconcile done: %s", report.to_json())
+        return report
+
+    async def _apply_plan(
+        self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
+    ) -> None:
+        room_id = await self._ensure_room(plan, org_id, report)
+        await self._sync_power_levels(room_id, plan, report)
+        if plan.parent is not None:
+            parent_id = await self._directory.room_id(plan.parent)
+            if parent_id is not None:
+                await self._link_space(parent_id, room_id, report)
+        await self._sync_members(room_id, plan.members, report)
+
+    def _kind_content(self, key: RoomKey, org_id: str) -> dict[str, str]:
+        content = {"kind": key.kind.value, "org": org_id}
+        if key.kind.scope is Scope.CLASS:
+            content["class"] = key.scope_id
+        elif key.kind.scope is Scope.PERSON:
+            content["person"] = key.scope_id
+        return content
+
+    async def _ensure_room(
+        self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
+    ) -> str:
+        room_id = await self._directory.room_id(plan.key)
+        if room_id is not None:
+            return room_id
+        alias = plan.key.alias(self._api.server_name)
+        try:
+            room_id, _ = await self._api.lookup_room_alias(alias)
+            logger.warning("synapse_sferum: adopting existing room %s for %s", room_id, alias)
+        except SynapseError:
+            creation_content: dict[str, Any] = {"m.federate": plan.federate}
+            if plan.is_space:
+                creation_content["type"] = "m.space"
+            room_id, _ = await self._api.create_room(
+                self._bot,
+                {
+                    "preset": "private_chat",
+                    "visibility": "private",
+                    "name": plan.name,
+                    "topic": plan.topic,
+                    "room_alias_name": plan.key.alias_localpart(),
+                    "creation_content": creation_content,
+                    "initial_state": [
+                        {
+                            "type": ROOM_KIND_EVENT,
+                            "state_key": "",
+                            "content": self._kind_content(plan.key, org_id),
+                        },
+                        {"type": "m.room.guest_access", "content": {"guest_access": "forbidden"}},
+                        {
+                            "type": "m.room.history_visibility",
+                            "content": {"history_visibility": "shared"},
+                        },
+                    ],
+                    "power_level_content_override": policy.power_levels(plan, self._bot, None),
+                },
+                ratelimit=False,
+                creator_join_profile={"displayname": BOT_DISPLAY_NAME},
+            )
+            report.rooms_created += 1
+        await self._directory.record_room(plan.key, room_id)
+        return room_id
+
+    async def _state_content(self, room_id: str, event_type: str, state_key: str) -> Any:
+        state = await self._api.get_room_state(room_id, [(event_type, state_key)])
+        event = state.get((event_type, state_key))
+        return event.content if event is not None else None
+
+    async def _send_state(
+        self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
+    ) -> None:
+        await self._api.create_and_send_event_into_room(
+            {
+                "type": event_type,
+                "room_id": room_id,
+                "sender": self._bot,
+                "state_key": state_key,
+                "content": content,
+            }
+        )
+
+    async def _sync_power_levels(
+        self, room_id: str, plan: policy.RoomPlan, report: ReconcileReport
+    ) -> None:
+        current = await self._state_content(room_id, "m.room.power_levels", "")
+        wanted = policy.power_levels(plan, self._bot, current)
+        if current != wanted:
+            await self._send_state(room_id, "m.room.power_levels", "", wanted)
+            report.state_updates += 1
+
+    async def _link_space(self, parent_id: str, child_id: str, report: ReconcileReport) -> None:
+        via = {"via": [self._api.server_name]}
+        if await self._state_content(parent_id, "m.space.child", child_id) is None:
+            await self._send_state(parent_id, "m.space.child", child_id, via)
+            report.state_updates += 1
+        if await self._state_content(child_id, "m.space.parent", parent_id) is None:
+            await self._send_state(
+                child_id, "m.space.parent", parent_id, {**via, "canonical": True}
+            )
+            report.state_updates += 1
+
+    async def _sync_members(
+        self, room_id: str, wanted: frozenset[str], report: ReconcileReport
+    ) -> None:
+        await self._directory.set_planned_members(room_id, wanted)
+        state = await self._api.get_room_state(room_id, [("m.room.member", None)])
+        by_membership: dict[str, set[str]] = {"join": set(), "invite": set()}
+        for (event_type, user_id), event in state.items():
+            if event_type == "m.room.member" and event.membership in by_membership:
+                by_membership[event.membership].add(user_id)
+        changes = policy.membership_changes(
+            wanted,
+            frozenset(by_membership["join"]),
+            frozenset(by_membership["invite"]),
+            self._bot,
+        )
+        for user_id in sorted(changes.to_join):
+            try:
+                if user_id in changes.to_invite:
+                    await self._api.update_room_membership(self._bot, user_id, room_id, "invite")
+                if self._api.is_mine(user_id):
+                    await self._api.update_room_membership(user_id, user_id, room_id, "join")
+                report.joined += 1
+            except Exception:
+                report.failures += 1
+                logger.exception("synapse_sferum: could not add %s to %s", user_id, room_id)
+        for user_id in sorted(changes.to_remove):
+            try:
+                await self._api.update_room_membership(self._bot, user_id, room_id, "leave")
+                report.removed += 1
+            except Exception:
+                report.failures += 1
+                logger.exception("synapse_sferum: could not remove %s from %s", user_id, room_id)

@@ -1,0 +1,152 @@
+"""The module's view of its database: async methods over the `*_txn` functions, with caches.
+
+Per-user and per-room lookups are cached with Synapse's `@cached`, registered with the ModuleApi
+so that `invalidate_cache` reaches every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import date
+from typing import Any, TypeVar
+
+from synapse.module_api import ModuleApi, cached
+
+from synapse_sferum.compat import module_clock
+from synapse_sferum.config import SferumConfig
+from synapse_sferum.model import ImportReport, Member, RosterImport
+from synapse_sferum.rooms import RoomKey, RoomKind
+from synapse_sferum.roster.merge import DirectorySnapshot
+from synapse_sferum.store import accounts, directory, rooms
+from synapse_sferum.store.schema import prepare_schema_txn
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DirectoryService:
+    def __init__(self, api: ModuleApi, config: SferumConfig, today: Callable[[], date]):
+        self._api = api
+        self._config = config
+        self._today = today
+        # `@cached` reads these two attributes from the instance.
+        self.server_name = api.server_name
+        self.clock = module_clock(api.server_name)
+        self._schema_ready = False
+        for fn in (self.get_member, self.person_for_user, self.planned_members, self.room_key):
+            api.register_cached_function(fn)
+
+    async def _run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
+        if not self._schema_ready:
+            # Idempotent, so two first calls racing each other do no harm.
+            await self._api.run_db_interaction("sferum_schema", prepare_schema_txn)
+            self._schema_ready = True
+        return await self._api.run_db_interaction(desc, func, *args)
+
+    # -- people ----------------------------------------------------------------------------
+
+    @cached()
+    async def person_for_user(self, user_id: str) -> str | None:
+        if not self._api.is_mine(user_id):
+            return None
+        return await self._run("sferum_person_for_user", accounts.person_for_user_txn, user_id)
+
+    @cached(max_entries=100_000)
+    async def get_member(self, user_id: str) -> Member | None:
+        """The rules' view of a linked account; None for unlinked and remote accounts."""
+        person_id = await self.person_for_user(user_id)
+        if person_id is None:
+            return None
+        return await self.member_for_person(person_id)
+
+    async def member_for_person(self, person_id: str) -> Member | None:
+        return await self._run(
+            "sferum_member",
+            directory.member_for_person_txn,
+            person_id,
+            self._today(),
+            self._config.rules.adult_age_years,
+        )
+
+    async def user_for_person(self, person_id: str) -> str | None:
+        return await self._run("sferum_user_for_person", accounts.user_for_person_txn, person_id)
+
+    async def all_links(self) -> dict[str, str]:
+        return await self._run("sferum_all_links", accounts.all_links_txn)
+
+    async def link(self, person_id: str, user_id: str, password_hash: str | None) -> None:
+        now = self._api.get_current_time_msec()
+        await self._run("sferum_link", accounts.link_txn, person_id, user_id, now, password_hash)
+        await self._invalidate_users([user_id])
+
+    async def password_hash(self, user_id: str) -> str | None:
+        return await self._run("sferum_password_hash", accounts.password_hash_txn, user_id)
+
+    # -- roster ----------------------------------------------------------------------------
+
+    async def snapshot(self) -> DirectorySnapshot:
+        return await self._run("sferum_snapshot", directory.load_snapshot_txn)
+
+    async def apply_import(self, change: RosterImport, dry_run: bool) -> ImportReport:
+        report = await self._run(
+            "sferum_roster_import", directory.apply_import_txn, change, dry_run
+        )
+        if report.changed_person_ids and not dry_run:
+            links = await self.all_links()
+            await self._invalidate_users(links[p] for p in report.changed_person_ids if p in links)
+        return report
+
+    async def _invalidate_users(self, user_ids: Iterable[str]) -> None:
+        for user_id in user_ids:
+            await self._api.invalidate_cache(self.person_for_user, (user_id,))
+            await self._api.invalidate_cache(self.get_member, (user_id,))
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    @cached(max_entries=50_000)
+    async def room_key(self, room_id: str) -> RoomKey | None:
+        """The kind of a provisioned room, or None for rooms the platform does not own."""
+        return await self._run("sferum_room_key", rooms.room_key_txn, room_id)
+
+    async def room_id(self, key: RoomKey) -> str | None:
+        return await self._run("sferum_room_id", rooms.room_id_txn, key)
+
+    async def record_room(self, key: RoomKey, room_id: str) -> None:
+        await self._run("sferum_record_room", rooms.record_room_txn, key, room_id)
+        await self._api.invalidate_cache(self.room_key, (room_id,))
+
+    async def rooms_of_kind(self, kind: RoomKind) -> dict[str, str]:
+        return await self._run("sferum_rooms_of_kind", rooms.rooms_of_kind_txn, kind)
+
+    async def all_rooms(self) -> dict[RoomKey, str]:
+        return await self._run("sferum_all_rooms", rooms.all_rooms_txn)
+
+    async def class_ids_of_org(self, org_id: str) -> list[str]:
+        return await self._run("sferum_org_classes", rooms.class_ids_of_org_txn, org_id)
+
+    @cached(max_entries=50_000)
+    async def planned_members(self, room_id: str) -> frozenset[str]:
+        return await self._run("sferum_planned_members", rooms.planned_members_txn, room_id)
+
+    async def set_planned_members(self, room_id: str, members: frozenset[str]) -> None:
+        changed = await self._run(
+            "sferum_set_planned_members", rooms.set_planned_members_txn, room_id, members
+        )
+        if changed:
+            await self._api.invalidate_cache(self.planned_members, (room_id,))
+
+    # -- mirrored school news --------------------------------------------------------------
+
+    async def claim_mirror(self, source_event_id: str, target_room_id: str) -> bool:
+        return await self._run(
+            "sferum_claim_mirror", rooms.claim_mirror_txn, source_event_id, target_room_id
+        )
+
+    async def set_mirror_event(self, source_event_id: str, room_id: str, event_id: str) -> None:
+        await self._run(
+            "sferum_set_mirror", rooms.set_mirror_event_txn, source_event_id, room_id, event_id
+        )
+
+    async def mirrors_of(self, source_event_id: str) -> dict[str, str]:
+        return await self._run("sferum_mirrors_of", rooms.mirrors_of_txn, source_event_id)

@@ -1,0 +1,108 @@
+"""Transactions over provisioned rooms, their planned members and mirrored school news."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from synapse_sferum.rooms import RoomKey, RoomKind
+
+Txn = Any
+
+
+def room_id_txn(txn: Txn, key: RoomKey) -> str | None:
+    txn.execute(
+        "SELECT room_id FROM sferum_rooms WHERE kind = ? AND scope_id = ?",
+        (key.kind.value, key.scope_id),
+    )
+    row = txn.fetchone()
+    return row[0] if row else None
+
+
+def room_key_txn(txn: Txn, room_id: str) -> RoomKey | None:
+    txn.execute("SELECT kind, scope_id FROM sferum_rooms WHERE room_id = ?", (room_id,))
+    row = txn.fetchone()
+    return RoomKey(RoomKind(row[0]), row[1]) if row else None
+
+
+def record_room_txn(txn: Txn, key: RoomKey, room_id: str) -> None:
+    txn.execute(
+        "INSERT INTO sferum_rooms (kind, scope_id, room_id) VALUES (?, ?, ?)",
+        (key.kind.value, key.scope_id, room_id),
+    )
+
+
+def rooms_of_kind_txn(txn: Txn, kind: RoomKind) -> dict[str, str]:
+    """scope_id -> room_id for every provisioned room of that kind."""
+    txn.execute("SELECT scope_id, room_id FROM sferum_rooms WHERE kind = ?", (kind.value,))
+    return {row[0]: row[1] for row in txn.fetchall()}
+
+
+def planned_members_txn(txn: Txn, room_id: str) -> frozenset[str]:
+    txn.execute("SELECT user_id FROM sferum_room_members WHERE room_id = ?", (room_id,))
+    return frozenset(row[0] for row in txn.fetchall())
+
+
+def set_planned_members_txn(txn: Txn, room_id: str, members: Iterable[str]) -> bool:
+    """Stores the plan's members for a room; returns whether anything changed."""
+    wanted = frozenset(members)
+    stored = planned_members_txn(txn, room_id)
+    gone = sorted(stored - wanted)
+    new = sorted(wanted - stored)
+    if gone:
+        txn.execute_batch(
+            "DELETE FROM sferum_room_members WHERE room_id = ? AND user_id = ?",
+            [(room_id, u) for u in gone],
+        )
+    if new:
+        txn.execute_batch(
+            "INSERT INTO sferum_room_members (room_id, user_id) VALUES (?, ?)",
+            [(room_id, u) for u in new],
+        )
+    return bool(gone or new)
+
+
+def claim_mirror_txn(txn: Txn, source_event_id: str, target_room_id: str) -> bool:
+    """Reserves one mirror of a post in one room; False if another run already did it."""
+    txn.execute(
+        "SELECT 1 FROM sferum_mirrors WHERE source_event_id = ? AND target_room_id = ?",
+        (source_event_id, target_room_id),
+    )
+    if txn.fetchone():
+        return False
+    txn.execute(
+        "INSERT INTO sferum_mirrors (source_event_id, target_room_id, target_event_id)"
+        " VALUES (?, ?, NULL)",
+        (source_event_id, target_room_id),
+    )
+    return True
+
+
+def set_mirror_event_txn(
+    txn: Txn, source_event_id: str, target_room_id: str, target_event_id: str
+) -> None:
+    txn.execute(
+        "UPDATE sferum_mirrors SET target_event_id = ?"
+        " WHERE source_event_id = ? AND target_room_id = ?",
+        (target_event_id, source_event_id, target_room_id),
+    )
+
+
+def mirrors_of_txn(txn: Txn, source_event_id: str) -> dict[str, str]:
+    """target_room_id -> target_event_id for every delivered mirror of a post."""
+    txn.execute(
+        "SELECT target_room_id, target_event_id FROM sferum_mirrors"
+        " WHERE source_event_id = ? AND target_event_id IS NOT NULL",
+        (source_event_id,),
+    )
+    return {row[0]: row[1] for row in txn.fetchall()}
+
+
+def class_ids_of_org_txn(txn: Txn, org_id: str) -> list[str]:
+    txn.execute("SELECT sourced_id FROM sferum_classes WHERE org_id = ?", (org_id,))
+    return [row[0] for row in txn.fetchall()]
+
+
+def all_rooms_txn(txn: Txn) -> dict[RoomKey, str]:
+    txn.execute("SELECT kind, scope_id, room_id FROM sferum_rooms")
+    return {RoomKey(RoomKind(row[0]), row[1]): row[2] for row in txn.fetchall()}

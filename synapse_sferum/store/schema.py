@@ -1,0 +1,78 @@
+"""The module's own tables in Synapse's database, versioned by `sferum_schema_version`.
+
+Portable DDL for SQLite and PostgreSQL; flags are INTEGER 0/1 (not BOOLEAN) so both engines
+take the same Python values. Each schema version is a list of statements applied once, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
+    # version 1
+    (
+        "CREATE TABLE IF NOT EXISTS sferum_orgs ("
+        " sourced_id TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, parent_id TEXT)",
+        "CREATE TABLE IF NOT EXISTS sferum_people ("
+        " sourced_id TEXT PRIMARY KEY, given_name TEXT NOT NULL, family_name TEXT NOT NULL,"
+        " middle_name TEXT NOT NULL, roles TEXT NOT NULL, org_ids TEXT NOT NULL,"
+        " username TEXT NOT NULL, phone TEXT, email TEXT, agent_ids TEXT NOT NULL,"
+        " enabled INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS sferum_demographics ("
+        " sourced_id TEXT PRIMARY KEY, birth_date TEXT)",
+        "CREATE TABLE IF NOT EXISTS sferum_classes ("
+        " sourced_id TEXT PRIMARY KEY, title TEXT NOT NULL, org_id TEXT NOT NULL,"
+        " class_type TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS sferum_enrollments ("
+        " sourced_id TEXT PRIMARY KEY, class_id TEXT NOT NULL, person_id TEXT NOT NULL,"
+        " role TEXT NOT NULL, is_primary INTEGER NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS sferum_enrollments_person ON sferum_enrollments (person_id)",
+        "CREATE INDEX IF NOT EXISTS sferum_enrollments_class ON sferum_enrollments (class_id)",
+        # Derived from people.agent_ids (either side may name the other); kept for lookups.
+        "CREATE TABLE IF NOT EXISTS sferum_guardianships ("
+        " guardian_id TEXT NOT NULL, student_id TEXT NOT NULL,"
+        " PRIMARY KEY (guardian_id, student_id))",
+        "CREATE INDEX IF NOT EXISTS sferum_guardianships_student"
+        " ON sferum_guardianships (student_id)",
+        "CREATE TABLE IF NOT EXISTS sferum_links ("
+        " person_id TEXT PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, linked_ts BIGINT NOT NULL)",
+        # Initial passwords of school-issued accounts (scrypt), checked by our auth provider.
+        "CREATE TABLE IF NOT EXISTS sferum_credentials ("
+        " user_id TEXT PRIMARY KEY, password_hash TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS sferum_rooms ("
+        " kind TEXT NOT NULL, scope_id TEXT NOT NULL, room_id TEXT NOT NULL UNIQUE,"
+        " PRIMARY KEY (kind, scope_id))",
+        # Who the last plan put in each provisioned room: the join rule's source of truth.
+        "CREATE TABLE IF NOT EXISTS sferum_room_members ("
+        " room_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY (room_id, user_id))",
+        "CREATE TABLE IF NOT EXISTS sferum_mirrors ("
+        " source_event_id TEXT NOT NULL, target_room_id TEXT NOT NULL,"
+        " target_event_id TEXT, PRIMARY KEY (source_event_id, target_room_id))",
+    ),
+)
+
+
+def prepare_schema_txn(txn: Any) -> int:
+    """Brings the tables up to the newest version; returns that version."""
+    txn.execute(
+        "CREATE TABLE IF NOT EXISTS sferum_schema_version ("
+        " singleton INTEGER PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    txn.execute("SELECT version FROM sferum_schema_version WHERE singleton = 1")
+    row = txn.fetchone()
+    current = int(row[0]) if row else 0
+    newest = len(SCHEMA_VERSIONS)
+    if current > newest:
+        raise RuntimeError(
+            f"synapse_sferum: the database has schema version {current}, newer than this "
+            f"module's {newest}; upgrade synapse-sferum"
+        )
+    for version in range(current + 1, newest + 1):
+        for statement in SCHEMA_VERSIONS[version - 1]:
+            txn.execute(statement)
+    txn.execute(
+        "INSERT INTO sferum_schema_version (singleton, version) VALUES (1, ?)"
+        " ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
+        (newest,),
+    )
+    return newest

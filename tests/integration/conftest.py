@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from tests.integration.harness import DEMO_ROSTER, Deployment, PostgresCluster
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(tmp_path_factory.mktemp("postgres"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@attrs.frozen
+class DemoRoster:
+    """Who is who in the shipped demo roster, read from its CSV files."""
+
+    roles: dict[str, str]  # person -> OneRoster role
+    students: dict[str, set[str]]  # class -> pupils
+    teachers: dict[str, set[str]]  # class -> teachers
+    agents: dict[str, set[str]]  # person -> agentSourcedIds
+
+    @classmethod
+    def load(cls, folder: Path = DEMO_ROSTER) -> DemoRoster:
+        roles: dict[str, str] = {}
+        agents: dict[str, set[str]] = {}
+        with (folder / "users.csv").open(encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                roles[row["sourcedId"]] = row["role"]
+                agents[row["sourcedId"]] = {a for a in row["agentSourcedIds"].split(",") if a}
+        students: dict[str, set[str]] = {}
+        teachers: dict[str, set[str]] = {}
+        with (folder / "enrollments.csv").open(encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                target = students if row["role"] == "student" else teachers
+                target.setdefault(row["classSourcedId"], set()).add(row["userSourcedId"])
+        return cls(roles, students, teachers, agents)
+
+    def guardians_of(self, pupil: str) -> set[str]:
+        found = {a for a in self.agents[pupil] if self.roles.get(a) in ("guardian", "parent")}
+        found |= {
+            g
+            for g, kids in self.agents.items()
+            if pupil in kids and self.roles.get(g) in ("guardian", "parent")
+        }
+        return found
+
+    def of_role(self, *roles: str) -> list[str]:
+        return sorted(p for p, r in self.roles.items() if r in roles)
+
+
+@pytest.fixture(scope="session")
+def demo_roster() -> DemoRoster:
+    return DemoRoster.load()
+
+
+def make_deployment(
+    tmp: Path, backend: str, postgres: PostgresCluster | None, server_name: str
+) -> Deployment:
+    database = "sqlite"
+    if backend == "postgresql":
+        assert postgres is not None
+        database = postgres.create_database(f"hs_{server_name.replace('.', '_')}")
+    return Deployment(tmp / server_name, server_name, database)

@@ -1,0 +1,289 @@
+"""Real processes for integration tests: a throwaway PostgreSQL cluster and sferumctl deployments.
+
+Everything binds to 127.0.0.1 on ports chosen at run time and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+REPO = Path(__file__).resolve().parents[2]
+DEMO_ROSTER = REPO / "config" / "demo" / "roster"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root: drop to the postgres user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+class PostgresCluster:
+    def __init__(self, base: Path):
+        self.dir = base / "pg"
+        self.port = free_port()
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True)
+        if os.geteuid() == 0:
+            pg = pwd.getpwnam("postgres")
+            os.chown(self.dir, pg.pw_uid, pg.pw_gid)
+        data = self.dir / "data"
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "--locale=C",
+                    "-E",
+                    "UTF8",
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.dir / "pg.log"),
+                    "-w",
+                    "start",
+                    "-o",
+                    options,
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+
+    def create_database(self, name: str) -> str:
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-q",
+                "-c",
+                f"CREATE DATABASE {name}",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        pid_file = self.dir / "data" / "postmaster.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().split()[0])
+            subprocess.run(
+                _as_postgres(
+                    [
+                        str(PG_BIN / "pg_ctl"),
+                        "-D",
+                        str(self.dir / "data"),
+                        "-m",
+                        "immediate",
+                        "stop",
+                    ]
+                ),
+                capture_output=True,
+            )
+            _wait_gone(pid)
+
+
+def _wait_gone(pid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
+def sferumctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "synapse_sferum.ctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"sferumctl {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+TEST_OVERRIDES = {
+    "rc_message": {"per_second": 1000, "burst_count": 1000},
+    "rc_registration": {"per_second": 1000, "burst_count": 1000},
+    "rc_login": {
+        "address": {"per_second": 1000, "burst_count": 1000},
+        "account": {"per_second": 1000, "burst_count": 1000},
+        "failed_attempts": {"per_second": 1000, "burst_count": 1000},
+    },
+    "rc_joins": {
+        "local": {"per_second": 1000, "burst_count": 1000},
+        "remote": {"per_second": 1000, "burst_count": 1000},
+    },
+    "rc_invites": {
+        "per_room": {"per_second": 1000, "burst_count": 1000},
+        "per_user": {"per_second": 1000, "burst_count": 1000},
+        "per_issuer": {"per_second": 1000, "burst_count": 1000},
+    },
+    "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
+}
+
+
+class Deployment:
+    """A deployment folder made by `sferumctl init`, started and stopped by `sferumctl`."""
+
+    def __init__(
+        self,
+        root: Path,
+        server_name: str,
+        database: str = "sqlite",
+        extra_init: tuple[str, ...] = (),
+    ):
+        self.dir = root
+        self.server_name = server_name
+        self.port = free_port()
+        self.database = database
+        self.extra_init = extra_init
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    def init(self) -> None:
+        sferumctl(
+            "init",
+            str(self.dir),
+            "--server-name",
+            self.server_name,
+            "--http-port",
+            str(self.port),
+            "--database",
+            self.database,
+            *self.extra_init,
+        )
+        (self.dir / "conf.d" / "50-tests.yaml").write_text(yaml.safe_dump(TEST_OVERRIDES))
+
+    def start(self) -> None:
+        sferumctl("start", str(self.dir))
+
+    def stop(self) -> None:
+        sferumctl("stop", str(self.dir), check=False)
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load((self.dir / "secrets.yaml").read_text())
+        return loaded
+
+    def admin(self, path: str, body: Any) -> Any:
+        request = urllib.request.Request(
+            f"{self.base_url}/_synapse/client/sferum/admin/v1/{path}",
+            data=json.dumps(body).encode(),
+            headers={
+                "Authorization": f"Bearer {self.secrets['admin_api_secret']}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def reconcile(self) -> dict[str, int]:
+        report: dict[str, int] = self.admin("reconcile", {})["reconcile"]
+        return report
+
+    def issue(self, *person_ids: str) -> dict[str, dict[str, Any]]:
+        out = sferumctl(
+            "accounts", "issue", str(self.dir), "--person", *person_ids, "--format", "json"
+        )
+        return {a["person"]: a for a in json.loads(out.stdout)}
+
+    def register_unlinked(self, localpart: str, password: str) -> str:
+        """A plain Synapse account with no roster person, through the shared-secret admin API."""
+        import hashlib
+        import hmac
+
+        url = f"{self.base_url}/_synapse/admin/v1/register"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            nonce = json.loads(response.read())["nonce"]
+        secret = self.secrets["registration_shared_secret"].encode()
+        mac = hmac.new(secret, digestmod=hashlib.sha1)
+        mac.update(
+            b"\x00".join([nonce.encode(), localpart.encode(), password.encode(), b"notadmin"])
+        )
+        body = {
+            "nonce": nonce,
+            "username": localpart,
+            "password": password,
+            "admin": False,
+            "mac": mac.hexdigest(),
+        }
+        request = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            user_id: str = json.loads(response.read())["user_id"]
+        return user_id
+
+    def log_tail(self, lines: int = 60) -> str:
+        logs = sorted((self.dir / "logs").glob("*")) if (self.dir / "logs").exists() else []
+        out = []
+        for log in logs:
+            out.append(
+                f"== {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            )
+        return "\n".join(out)
+
+
+def copy_roster(dest: Path, source: Path = DEMO_ROSTER) -> Path:
+    shutil.copytree(source, dest)
+    return dest
+
+
+def get_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, **json.loads(e.read() or b"{}")}

@@ -1,0 +1,405 @@
+"""The closed school space end to end: real Synapse (SQLite and PostgreSQL), real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from tests.integration.clients import User, login, nio_client, wait_for_text
+from tests.integration.conftest import DemoRoster, make_deployment
+from tests.integration.harness import Deployment, copy_roster, sferumctl
+
+pytestmark = pytest.mark.integration
+
+SERVER = "school.test"
+
+
+@attrs.frozen
+class School:
+    deployment: Deployment
+    roster: DemoRoster
+    accounts: dict[str, dict[str, Any]]  # person -> {"user_id", "password"}
+    first_import: str
+
+    def user_id(self, person: str) -> str:
+        return str(self.accounts[person]["user_id"])
+
+    async def login(self, person: str) -> User:
+        account = self.accounts[person]
+        return await login(self.deployment.base_url, account["user_id"], account["password"])
+
+    def alias(self, kind: str, scope: str) -> str:
+        return f"#{kind}-{scope}:{SERVER}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def school(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_roster: DemoRoster,
+) -> Iterator[School]:
+    postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    deployment = make_deployment(
+        tmp_path_factory.mktemp(request.param), request.param, postgres, SERVER
+    )
+    deployment.init()
+    deployment.start()
+    try:
+        imported = sferumctl("roster", "import", str(deployment.dir), str(demo_roster_dir()))
+        accounts = deployment.issue(*demo_roster.roles)
+        report = deployment.reconcile()
+        assert report["failures"] == 0, (report, deployment.log_tail())
+        yield School(deployment, demo_roster, accounts, imported.stdout)
+    finally:
+        deployment.stop()
+
+
+def demo_roster_dir() -> Path:
+    from tests.integration.harness import DEMO_ROSTER
+
+    return DEMO_ROSTER
+
+
+def first(items: set[str]) -> str:
+    return sorted(items)[0]
+
+
+def pupils(school: School, class_id: str) -> list[str]:
+    return sorted(school.roster.students[class_id])
+
+
+# -- imports ---------------------------------------------------------------------------------
+
+
+def test_import_reports_created_and_unchanged_reimport_writes_nothing(school: School) -> None:
+    assert "people" in school.first_import
+    again = sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_dir()))
+    for line in again.stdout.splitlines()[1:]:
+        cells = line.split()
+        if len(cells) == 4 and cells[0] in (
+            "orgs",
+            "people",
+            "demographics",
+            "classes",
+            "enrollments",
+        ):
+            assert cells[1:] == ["0", "0", "0"], again.stdout
+
+
+# -- what a pupil sees ------------------------------------------------------------------------
+
+
+async def test_pupil_sees_class_space_chat_and_news(school: School) -> None:
+    pupil = pupils(school, "5a")[0]
+    user = await school.login(pupil)
+    joined = await user.joined_rooms()
+    for kind in ("space", "class", "news"):
+        assert await user.resolve(school.alias(kind, "5a")) in joined, kind
+    # and nothing of the other class
+    assert await user.resolve(school.alias("class", "6b")) not in joined
+
+
+async def test_school_news_post_is_mirrored_into_class_news(school: School) -> None:
+    teacher = first(school.roster.teachers["5a"])
+    teacher_user = await school.login(teacher)
+    news_school = await teacher_user.resolve(f"#news-school-school-1:{SERVER}")
+    pupil = pupils(school, "5a")[0]
+    client = await nio_client(
+        school.deployment.base_url, school.user_id(pupil), school.accounts[pupil]["password"]
+    )
+    try:
+        class_news = await teacher_user.resolve(school.alias("news", "5a"))
+        sent = await teacher_user.send_text(news_school, "Завтра линейка в 8:30")
+        assert sent.status == 200, sent
+        body = await wait_for_text(client, class_news, "Завтра линейка в 8:30")
+        assert body.endswith("Завтра линейка в 8:30")
+    finally:
+        await client.close()
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+async def test_unlinked_account_cannot_join_invite_or_contact(school: School) -> None:
+    d = school.deployment
+    user_id = d.register_unlinked("stranger", "stranger-pass-1")
+    stranger = await login(d.base_url, user_id, "stranger-pass-1")
+    class_chat = await stranger.resolve(school.alias("class", "5a"))
+    joined = await stranger.call("POST", f"/rooms/{class_chat}/join", {})
+    assert joined.status == 403 and joined.reason, joined
+    created = await stranger.create_room(
+        is_direct=True, invite=[school.user_id(pupils(school, "5a")[0])]
+    )
+    assert created.status == 403 and created.reason == "ru.sferum.sender_not_in_directory", created
+    # and nobody in the school may invite the stranger
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    group = await teacher.create_room(name="Кружок")
+    assert group.status == 200, group
+    invited = await teacher.call(
+        "POST", f"/rooms/{group.body['room_id']}/invite", {"user_id": user_id}
+    )
+    assert invited.status == 403 and invited.reason, invited
+
+
+async def test_pupil_contacts_classmate_but_not_other_class_or_unrelated_adult(
+    school: School,
+) -> None:
+    a, b = pupils(school, "5a")[:2]
+    other = pupils(school, "6b")[0]
+    unrelated_guardian = first(school.roster.guardians_of(other) - school.roster.guardians_of(a))
+    user = await school.login(a)
+    ok = await user.create_room(is_direct=True, invite=[school.user_id(b)])
+    assert ok.status == 200, ok
+    for target in (other, unrelated_guardian):
+        refused = await user.create_room(is_direct=True, invite=[school.user_id(target)])
+        assert refused.status == 403, (target, refused)
+        assert refused.body["errcode"] == "M_FORBIDDEN" and refused.reason, refused
+
+
+async def test_no_third_person_in_a_dm(school: School) -> None:
+    a, b, c = pupils(school, "5a")[:3]
+    user = await school.login(a)
+    dm = await user.create_room(is_direct=True, invite=[school.user_id(b)])
+    assert dm.status == 200, dm
+    third = await user.call(
+        "POST", f"/rooms/{dm.body['room_id']}/invite", {"user_id": school.user_id(c)}
+    )
+    assert third.status == 403 and third.reason == "ru.sferum.dm_third_person", third
+
+
+async def test_guardian_cannot_join_class_chat(school: School) -> None:
+    guardian = first(school.roster.guardians_of(pupils(school, "5a")[0]))
+    user = await school.login(guardian)
+    class_chat = await user.resolve(school.alias("class", "5a"))
+    joined = await user.call("POST", f"/rooms/{class_chat}/join", {})
+    assert joined.status == 403 and joined.reason, joined
+
+
+async def test_no_member_list_shows_a_pupil_to_a_guardian_of_another_class(
+    school: School,
+) -> None:
+    five_a = {school.user_id(p) for p in pupils(school, "5a")}
+    only_6b_guardians = {
+        g for p in pupils(school, "6b") for g in school.roster.guardians_of(p)
+    } - {g for p in pupils(school, "5a") for g in school.roster.guardians_of(p)}
+    assert only_6b_guardians
+    for guardian in sorted(only_6b_guardians):
+        user = await school.login(guardian)
+        rooms = await user.joined_rooms()
+        assert rooms, guardian
+        for room_id in rooms:
+            assert not (await user.members(room_id) & five_a), (guardian, room_id)
+
+
+async def test_teacher_group_can_take_the_class(school: School) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    created = await teacher.create_room(
+        name="Подготовка к олимпиаде",
+        invite=[school.user_id(p) for p in pupils(school, "5a")],
+    )
+    assert created.status == 200, created
+
+
+async def test_nobody_publishes_or_opens_a_room(school: School) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    public = await teacher.create_room(name="Открытая", visibility="public", preset="public_chat")
+    assert public.status == 403 and public.reason, public
+    group = await teacher.create_room(name="Закрытая")
+    room_id = group.body["room_id"]
+    opened = await teacher.put_state(room_id, "m.room.join_rules", {"join_rule": "public"})
+    assert opened.status == 403 and opened.reason, opened
+    published = await teacher.call(
+        "PUT", f"/directory/list/room/{room_id}", {"visibility": "public"}
+    )
+    assert published.status == 403, published
+
+
+async def test_only_the_platform_changes_provisioned_rooms(school: School) -> None:
+    teacher_id = first(school.roster.teachers["5a"])
+    teacher = await school.login(teacher_id)
+    class_chat = await teacher.resolve(school.alias("class", "5a"))
+    pupil = school.user_id(pupils(school, "5a")[0])
+    levels = await teacher.call("GET", f"/rooms/{class_chat}/state/m.room.power_levels/")
+    assert levels.status == 200
+    assert levels.body["users"].get(school.user_id(teacher_id)) == 50  # teachers moderate
+    raised = dict(levels.body, users={**levels.body["users"], school.user_id(teacher_id): 100})
+    for reply in (
+        await teacher.put_state(class_chat, "m.room.power_levels", raised),
+        await teacher.put_state(class_chat, "ru.sferum.room", {"kind": "parents"}),
+        await teacher.call("POST", f"/rooms/{class_chat}/kick", {"user_id": pupil}),
+        await teacher.put_state(class_chat, "m.room.name", {"name": "Мой класс"}),
+    ):
+        assert reply.status == 403, reply
+    # the teacher moderates: may redact a pupil's message
+    pupil_user = await school.login(pupils(school, "5a")[0])
+    sent = await pupil_user.send_text(class_chat, "привет всем")
+    assert sent.status == 200, sent
+    redacted = await teacher.call(
+        "PUT", f"/rooms/{class_chat}/redact/{sent.body['event_id']}/r1", {"reason": "флуд"}
+    )
+    assert redacted.status == 200, redacted
+
+
+async def test_directory_search_shows_only_contactable_people(school: School) -> None:
+    a, b = pupils(school, "5a")[:2]
+    other = pupils(school, "6b")[0]
+    user = await school.login(a)
+    for target, visible in ((b, True), (other, False)):
+        localpart = school.user_id(target).split(":")[0][1:]
+        found = await user.call(
+            "POST", "/user_directory/search", {"search_term": localpart, "limit": 50}
+        )
+        ids = {r["user_id"] for r in found.body["results"]}
+        assert (school.user_id(target) in ids) is visible, (target, found)
+
+
+async def test_a_client_that_is_not_ours_works(school: School) -> None:
+    """mautrix-python: a pupil posts in the class chat; the class teacher reads it with nio."""
+    from mautrix.client import Client
+    from mautrix.types import LoginType, MessageType, TextMessageEventContent
+
+    pupil = pupils(school, "5a")[1]
+    client = Client(base_url=school.deployment.base_url)
+    await client.login(
+        identifier=school.user_id(pupil),
+        login_type=LoginType.PASSWORD,
+        password=school.accounts[pupil]["password"],
+        store_access_token=True,
+    )
+    try:
+        class_chat = (await client.resolve_room_alias(school.alias("class", "5a"))).room_id
+        await client.send_message(
+            class_chat,
+            TextMessageEventContent(msgtype=MessageType.TEXT, body="сообщение из mautrix"),
+        )
+    finally:
+        await client.api.session.close()
+    teacher = first(school.roster.teachers["5a"])
+    reader = await nio_client(
+        school.deployment.base_url, school.user_id(teacher), school.accounts[teacher]["password"]
+    )
+    try:
+        await wait_for_text(reader, str(class_chat), "сообщение из mautrix")
+    finally:
+        await reader.close()
+
+
+# -- a re-imported roster moves a pupil -----------------------------------------------------
+
+
+def _move_pupil(roster: Path, pupil: str, old: str, new: str) -> None:
+    path = roster / "enrollments.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    header = rows[0]
+    cls, user = header.index("classSourcedId"), header.index("userSourcedId")
+    for row in rows[1:]:
+        if row[user] == pupil and row[cls] == old:
+            row[cls] = new
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+async def test_pupil_moved_to_another_class_changes_class_chat(
+    school: School, tmp_path: Path
+) -> None:
+    pupil = pupils(school, "5a")[-1]
+    roster = copy_roster(tmp_path / "roster")
+    _move_pupil(roster, pupil, "5a", "6b")
+    sferumctl("roster", "import", str(school.deployment.dir), str(roster))
+    report = school.deployment.reconcile()
+    assert report["failures"] == 0, report
+    user = await school.login(pupil)
+    joined = await user.joined_rooms()
+    assert await user.resolve(school.alias("class", "6b")) in joined
+    assert await user.resolve(school.alias("class", "5a")) not in joined
+    # and back, so other tests see the shipped roster
+    sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_dir()))
+    school.deployment.reconcile()
+    await asyncio.sleep(0)
+
+
+# -- malformed rosters change nothing ---------------------------------------------------------
+
+
+def _edit_csv(path: Path, edit: Any) -> None:
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    edit(rows)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _drop_column(name: str) -> Any:
+    def edit(rows: list[list[str]]) -> None:
+        index = rows[0].index(name)
+        for row in rows:
+            del row[index]
+
+    return edit
+
+
+def _set_cell(column: str, value: str, line: int = 2) -> Any:
+    def edit(rows: list[list[str]]) -> None:
+        rows[line - 1][rows[0].index(column)] = value
+
+    return edit
+
+
+def _duplicate_row(rows: list[list[str]]) -> None:
+    rows.append(list(rows[1]))
+
+
+MALFORMED = {
+    "missing-column": ("users.csv", _drop_column("familyName"), r"users\.csv:1:\d+:"),
+    "unknown-reference": (
+        "enrollments.csv",
+        _set_cell("classSourcedId", "no-such-class"),
+        r"enrollments\.csv:2:\d+:",
+    ),
+    "bad-date": (
+        "demographics.csv",
+        _set_cell("birthDate", "2015-13-45"),
+        r"demographics\.csv:2:\d+:",
+    ),
+    "duplicate-id": ("users.csv", _duplicate_row, r"users\.csv:\d+:\d+:"),
+}
+
+
+@pytest.mark.parametrize("case", [*MALFORMED, "non-utf8", "empty-zip"])
+def test_malformed_roster_is_refused_and_changes_nothing(
+    school: School, tmp_path: Path, case: str
+) -> None:
+    import re
+    import zipfile
+
+    roster = copy_roster(tmp_path / "roster")
+    if case == "non-utf8":
+        users = roster / "users.csv"
+        users.write_bytes(users.read_text(encoding="utf-8-sig").encode("cp1251"))
+        source, pattern = roster, r"users\.csv:\d+:\d+:"
+    elif case == "empty-zip":
+        source = tmp_path / "empty.zip"
+        zipfile.ZipFile(source, "w").close()
+        pattern = r"empty\.zip:\d+:\d+:"
+    else:
+        file_name, edit, pattern = MALFORMED[case]
+        _edit_csv(roster / file_name, edit)
+        source = roster
+    result = sferumctl("roster", "import", str(school.deployment.dir), str(source), check=False)
+    assert result.returncode != 0, result.stdout
+    assert re.search(pattern, result.stderr), result.stderr
+    unchanged = sferumctl(
+        "roster", "import", "--dry-run", str(school.deployment.dir), str(demo_roster_dir())
+    )
+    for line in unchanged.stdout.splitlines():
+        cells = line.split()
+        if len(cells) == 4 and cells[0] in ("people", "enrollments", "demographics"):
+            assert cells[1:] == ["0", "0", "0"], unchanged.stdout

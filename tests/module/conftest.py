@@ -1,0 +1,92 @@
+"""Tier 2: the module's glue with a mocked ModuleApi over a real SQLite connection."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from synapse.module_api import ModuleApi
+from twisted.internet import defer
+
+from synapse_sferum.config import parse_config
+from synapse_sferum.module import SferumModule
+
+SERVER = "school.test"
+
+
+class Cursor:
+    """The part of Synapse's LoggingTransaction that the module uses, on sqlite3."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._cursor = conn.cursor()
+        self.after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self._cursor.execute(sql, args)
+
+    def execute_batch(self, sql: str, args: list[tuple[Any, ...]]) -> None:
+        self._cursor.executemany(sql, args)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def call_after(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.after.append((fn, args))
+
+
+@pytest.fixture
+def database() -> Iterator[sqlite3.Connection]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    yield conn
+    conn.close()
+
+
+def make_api(conn: sqlite3.Connection) -> mock.Mock:
+    api = mock.Mock(spec=ModuleApi)
+    api.server_name = SERVER
+
+    def run_db_interaction(desc: str, func: Callable[..., Any], *args: Any) -> Any:
+        cursor = Cursor(conn)
+        conn.execute("BEGIN")
+        try:
+            result = func(cursor, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        for fn, fn_args in cursor.after:
+            fn(*fn_args)
+        return defer.succeed(result)
+
+    api.run_db_interaction.side_effect = run_db_interaction
+    api.get_qualified_user_id.side_effect = lambda localpart: f"@{localpart}:{SERVER}"
+    api.is_mine.side_effect = lambda user_id: user_id.endswith(f":{SERVER}")
+    api.get_current_time_msec.return_value = 1_790_000_000_000  # 2026-09-21
+    api.should_run_background_tasks.return_value = True
+
+    async def invalidate_cache(cached_func: Any, keys: tuple[Any, ...]) -> None:
+        cached_func.invalidate(keys)
+
+    api.invalidate_cache.side_effect = invalidate_cache
+    return api
+
+
+@pytest.fixture
+def api(database: sqlite3.Connection) -> mock.Mock:
+    return make_api(database)
+
+
+@pytest.fixture
+def module(api: mock.Mock) -> SferumModule:
+    config = parse_config({"admin_api_secret": "x" * 32, "provisioning": {"enabled": False}})
+    return SferumModule(config, api)
