@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-SCHOOL_YEAR = 2025  # the year the school year starts; first-graders are born 7 years before
+SCHOOL_YEAR = 2025  # the calendar year in which the school year starts, in September
 GRADES = range(1, 12)
 LETTERS = {"А": "a", "Б": "b", "В": "v"}  # class letter -> its sourcedId spelling
 TEACHERS_PER_SCHOOL = 60

@@ -9,8 +9,7 @@ import logging
 from typing import Any
 
 from synapse.events import EventBase
-from synapse.module_api import ModuleApi, UserProfile
-from synapse.types import Requester, RoomAlias, StateMap
+from synapse.module_api import ModuleApi, Requester, RoomAlias, StateMap, UserProfile
 
 from synapse_sferum import policy
 from synapse_sferum.config import SferumConfig
@@ -27,7 +26,14 @@ from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
 
-_STATE_REFUSAL = "This change is reserved to the school platform"
+EVENT_REFUSAL: tuple[bool, dict[str, Any] | None] = (False, None)
+_STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
+# Synapse's private_chat preset lets guests join; guests have no place in a school.
+_NO_GUESTS = {
+    "type": "m.room.guest_access",
+    "state_key": "",
+    "content": {"guest_access": "forbidden"},
+}
 
 
 def _server_of(user_id: str) -> str:
@@ -41,7 +47,9 @@ def _join_rule(initial_state: Any) -> tuple[str | None, str | None, bool]:
     for item in initial_state if isinstance(initial_state, list) else []:
         if not isinstance(item, dict):
             continue
-        content = item.get("content") if isinstance(item.get("content"), dict) else {}
+        content = item.get("content")
+        if not isinstance(content, dict):
+            content = {}
         if item.get("type") == "m.room.join_rules":
             join_rule = content.get("join_rule")
         elif item.get("type") == "m.room.guest_access":
@@ -193,7 +201,7 @@ class Gatekeeper:
 
     # -- third-party rules -----------------------------------------------------------------
 
-    @fail_closed((False, None))
+    @fail_closed(EVENT_REFUSAL)
     async def check_event_allowed(
         self, event: EventBase, state_events: StateMap[EventBase]
     ) -> tuple[bool, dict[str, Any] | None]:
@@ -257,6 +265,12 @@ class Gatekeeper:
         creator = requester.user.to_string()
         if self._is_platform(creator):
             return
+        initial_state = [
+            item
+            for item in request_content.get("initial_state") or []
+            if not (isinstance(item, dict) and item.get("type") == "m.room.guest_access")
+        ]
+        request_content["initial_state"] = [*initial_state, _NO_GUESTS]
         creation_content = request_content.setdefault("creation_content", {})
         if request_content.get("is_direct"):
             creation_content[DM_CREATION_FLAG] = True

@@ -84,11 +84,13 @@ class AdminApi:
 
     async def _import_roster(self, request: Any) -> tuple[int, Any]:
         dry_run = request.args.get(b"dry_run", [b"false"])[0] in (b"true", b"1")
+        # The name errors use for the zip itself (the CLI sends the file or folder name).
+        name = request.args.get(b"name", [b"roster.zip"])[0].decode("utf-8", "replace")[:200]
         data = request.content.read(MAX_ROSTER_BYTES + 1)
         if len(data) > MAX_ROSTER_BYTES:
             raise SynapseError(413, "Roster zip is larger than 512 MiB", Codes.TOO_LARGE)
         try:
-            change = await self._api.defer_to_thread(parse_roster_zip, data)
+            change = await self._api.defer_to_thread(parse_roster_zip, data, name)
             report = await self._directory.apply_import(change, dry_run)
         except RosterError as e:
             problems = [

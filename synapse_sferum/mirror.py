@@ -8,6 +8,7 @@ copy idempotent, so a retried or duplicated notification never posts twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from synapse.events import EventBase
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 MIRROR_KEY = "ru.sferum.mirror_of"
 
 
-def mirrored_content(content: dict[str, Any], author: str, source: EventBase) -> dict[str, Any]:
+def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase) -> dict[str, Any]:
     """The copy's content: the author's name in front, and where it came from."""
     copy = {k: v for k, v in content.items() if k != "m.relates_to"}
     if isinstance(copy.get("body"), str):
@@ -65,6 +66,8 @@ class SchoolNewsMirror:
     async def _mirror(self, event: EventBase, org_id: str) -> None:
         if event.type == "m.room.redaction":
             redacts = event.redacts or event.content.get("redacts")
+            if not isinstance(redacts, str):
+                return
             for room_id, target in (await self._directory.mirrors_of(redacts)).items():
                 if await self._directory.claim_mirror(event.event_id, room_id):
                     await self._send(

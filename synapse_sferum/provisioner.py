@@ -23,6 +23,7 @@ from synapse_sferum.views import org_views
 logger = logging.getLogger(__name__)
 
 BOT_DISPLAY_NAME = "Школьная платформа"
+RATE_LIMIT_RETRIES = 5
 
 
 @attrs.define
@@ -226,17 +227,29 @@ class Provisioner:
         for user_id in sorted(changes.to_join):
             try:
                 if user_id in changes.to_invite:
-                    await self._api.update_room_membership(self._bot, user_id, room_id, "invite")
+                    await self._membership(self._bot, user_id, room_id, "invite")
                 if self._api.is_mine(user_id):
-                    await self._api.update_room_membership(user_id, user_id, room_id, "join")
+                    await self._membership(user_id, user_id, room_id, "join")
                 report.joined += 1
             except Exception:
                 report.failures += 1
                 logger.exception("synapse_sferum: could not add %s to %s", user_id, room_id)
         for user_id in sorted(changes.to_remove):
             try:
-                await self._api.update_room_membership(self._bot, user_id, room_id, "leave")
+                await self._membership(self._bot, user_id, room_id, "leave")
                 report.removed += 1
             except Exception:
                 report.failures += 1
                 logger.exception("synapse_sferum: could not remove %s from %s", user_id, room_id)
+
+    async def _membership(self, sender: str, target: str, room_id: str, membership: str) -> None:
+        """One membership change; waits out rate limits (such as joins per room) a few times."""
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            try:
+                await self._api.update_room_membership(sender, target, room_id, membership)
+                return
+            except SynapseError as e:
+                if e.code != 429 or attempt == RATE_LIMIT_RETRIES:
+                    raise
+                retry_after_ms = getattr(e, "retry_after_ms", None) or 1000
+                await self._api.sleep(min(retry_after_ms, 30_000) / 1000)

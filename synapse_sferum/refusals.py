@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from synapse.module_api import NOT_SPAM
 from synapse.module_api.errors import Codes, SynapseError
@@ -24,7 +24,7 @@ R = TypeVar("R")
 
 INTERNAL_ERROR = "ru.sferum.internal_error"
 
-SpamCheckResult = str | tuple[str, dict[str, Any]]
+SpamCheckResult = Literal["NOT_SPAM"] | Codes | tuple[Codes, dict[str, Any]]
 
 
 def spam_check_result(decision: Decision) -> SpamCheckResult:

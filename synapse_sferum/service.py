@@ -34,7 +34,7 @@ class DirectoryService:
         self.server_name = api.server_name
         self.clock = module_clock(api.server_name)
         self._schema_ready = False
-        for fn in (self.get_member, self.person_for_user, self.planned_members, self.room_key):
+        for fn in (self._person_for_user, self._member, self._planned_members, self._room_key):
             api.register_cached_function(fn)
 
     async def _run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
@@ -46,19 +46,32 @@ class DirectoryService:
 
     # -- people ----------------------------------------------------------------------------
 
+    # Synapse's `@cached` methods confuse mypy without Synapse's own mypy plugin, so each
+    # cached method is private and called, as `Any`, through a typed public one.
+
     @cached()
-    async def person_for_user(self, user_id: str) -> str | None:
+    async def _person_for_user(self, user_id: str) -> str | None:
         if not self._api.is_mine(user_id):
             return None
         return await self._run("sferum_person_for_user", accounts.person_for_user_txn, user_id)
 
+    async def person_for_user(self, user_id: str) -> str | None:
+        cached_fn: Any = self._person_for_user
+        person_id: str | None = await cached_fn(user_id)
+        return person_id
+
     @cached(max_entries=100_000)
-    async def get_member(self, user_id: str) -> Member | None:
-        """The rules' view of a linked account; None for unlinked and remote accounts."""
+    async def _member(self, user_id: str) -> Member | None:
         person_id = await self.person_for_user(user_id)
         if person_id is None:
             return None
         return await self.member_for_person(person_id)
+
+    async def get_member(self, user_id: str) -> Member | None:
+        """The rules' view of a linked account; None for unlinked and remote accounts."""
+        cached_fn: Any = self._member
+        member: Member | None = await cached_fn(user_id)
+        return member
 
     async def member_for_person(self, person_id: str) -> Member | None:
         return await self._run(
@@ -99,22 +112,27 @@ class DirectoryService:
 
     async def _invalidate_users(self, user_ids: Iterable[str]) -> None:
         for user_id in user_ids:
-            await self._api.invalidate_cache(self.person_for_user, (user_id,))
-            await self._api.invalidate_cache(self.get_member, (user_id,))
+            await self._api.invalidate_cache(self._person_for_user, (user_id,))
+            await self._api.invalidate_cache(self._member, (user_id,))
 
     # -- rooms -----------------------------------------------------------------------------
 
     @cached(max_entries=50_000)
+    async def _room_key(self, room_id: str) -> RoomKey | None:
+        return await self._run("sferum_room_key", rooms.room_key_txn, room_id)
+
     async def room_key(self, room_id: str) -> RoomKey | None:
         """The kind of a provisioned room, or None for rooms the platform does not own."""
-        return await self._run("sferum_room_key", rooms.room_key_txn, room_id)
+        cached_fn: Any = self._room_key
+        key: RoomKey | None = await cached_fn(room_id)
+        return key
 
     async def room_id(self, key: RoomKey) -> str | None:
         return await self._run("sferum_room_id", rooms.room_id_txn, key)
 
     async def record_room(self, key: RoomKey, room_id: str) -> None:
         await self._run("sferum_record_room", rooms.record_room_txn, key, room_id)
-        await self._api.invalidate_cache(self.room_key, (room_id,))
+        await self._api.invalidate_cache(self._room_key, (room_id,))
 
     async def rooms_of_kind(self, kind: RoomKind) -> dict[str, str]:
         return await self._run("sferum_rooms_of_kind", rooms.rooms_of_kind_txn, kind)
@@ -126,15 +144,21 @@ class DirectoryService:
         return await self._run("sferum_org_classes", rooms.class_ids_of_org_txn, org_id)
 
     @cached(max_entries=50_000)
-    async def planned_members(self, room_id: str) -> frozenset[str]:
+    async def _planned_members(self, room_id: str) -> frozenset[str]:
         return await self._run("sferum_planned_members", rooms.planned_members_txn, room_id)
+
+    async def planned_members(self, room_id: str) -> frozenset[str]:
+        """Who the last reconcile put in a provisioned room."""
+        cached_fn: Any = self._planned_members
+        members: frozenset[str] = await cached_fn(room_id)
+        return members
 
     async def set_planned_members(self, room_id: str, members: frozenset[str]) -> None:
         changed = await self._run(
             "sferum_set_planned_members", rooms.set_planned_members_txn, room_id, members
         )
         if changed:
-            await self._api.invalidate_cache(self.planned_members, (room_id,))
+            await self._api.invalidate_cache(self._planned_members, (room_id,))
 
     # -- mirrored school news --------------------------------------------------------------
 

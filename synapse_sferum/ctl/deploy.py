@@ -93,8 +93,10 @@ def init(deployment: Deployment, given: InitParams) -> list[str]:
         report.append(_line("kept", deployment.sqlite_database.name))
     for path, (text, mode) in rendered.items():
         report.append(_render_to(path, text, mode))
+    # No backup of the parameters: the new file carries every older value not replaced now.
     init_yaml = yaml.safe_dump(params.to_yaml(), sort_keys=False, allow_unicode=True)
-    report.append(_render_to(deployment.init_file, _INIT_HEADER + init_yaml, PRIVATE))
+    report.append(_render_to(deployment.init_file, _INIT_HEADER + init_yaml, PRIVATE,
+                             backup=False))
     return report
 
 
@@ -188,7 +190,7 @@ def _render(
     }
 
 
-def _render_to(path: Path, text: str, mode: int) -> str:
+def _render_to(path: Path, text: str, mode: int, *, backup: bool = True) -> str:
     """Writes a rendered file, keeping a differing previous copy; returns the report line."""
     try:
         old = path.read_text(encoding="utf-8")
@@ -197,12 +199,15 @@ def _render_to(path: Path, text: str, mode: int) -> str:
         return _line("created", path.name)
     if old == text:
         return _line("unchanged", path.name)
+    if not backup:
+        _write(path, text, mode)
+        return _line("updated", path.name)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     names = (f"{path.name}.{stamp}{f'-{n}' if n else ''}.bak" for n in itertools.count())
-    backup = next(b for b in map(path.with_name, names) if not b.exists())
-    os.link(path, backup)  # the old file itself, its mode included
+    copy = next(b for b in map(path.with_name, names) if not b.exists())
+    os.link(path, copy)  # the old file itself, its mode included
     _write(path, text, mode)
-    return _line("updated", f"{path.name} (previous copy: {backup.name})")
+    return _line("updated", f"{path.name} (previous copy: {copy.name})")
 
 
 def _write(path: Path, text: str, mode: int) -> None:

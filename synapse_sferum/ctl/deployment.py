@@ -124,9 +124,11 @@ class Deployment:
         """The stored secrets (none if secrets.yaml does not exist yet)."""
         secrets = read_yaml_mapping(self.secrets_file) or {}
         for name, value in secrets.items():
-            if name not in SECRET_NAMES or not isinstance(value, str) or not value:
-                raise CtlError(f"{self.secrets_file}: {name}: expected one of "
-                               f"{', '.join(SECRET_NAMES)} with a non-empty string value")
+            if name not in SECRET_NAMES:
+                raise CtlError(f"{self.secrets_file}: {name}: unknown secret; the secrets are "
+                               f"{', '.join(SECRET_NAMES)}")
+            if not isinstance(value, str) or not value:
+                raise CtlError(f"{self.secrets_file}: {name}: must be a non-empty string")
         return secrets
 
     def admin_api_secret(self) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in e.details:
             print(line, file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     return result
+
+
+def _say_lines(lines: Iterable[str]) -> None:
+    for line in lines:
+        say(line)
 
 
 def _init(args: argparse.Namespace) -> int:
     given = params.InitParams(**{name: getattr(args, name) for name in params.PARSERS})
     deployment = Deployment(args.dir)
-    for line in init(deployment, given):
-        say(line)
-    say(f"next: sferumctl start {deployment.root}")
+    _say_lines([*init(deployment, given), f"next: sferumctl start {deployment.root}"])
     return 0
 
 
@@ -52,18 +59,19 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start(args: argparse.Namespace) -> int:
+def _checked_services(args: argparse.Namespace) -> list[services.Service]:
+    """The deployment's services, once its config passes check-config."""
     deployment = Deployment(args.dir)
-    config = check_config(deployment)
-    services.start(services.deployment_services(deployment, config), timeout=args.timeout,
-                   say=say)
+    return services.deployment_services(deployment, check_config(deployment))
+
+
+def _start(args: argparse.Namespace) -> int:
+    services.start(_checked_services(args), timeout=args.timeout, say=say)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    deployment = Deployment(args.dir)
-    config = check_config(deployment)
-    services.run(services.deployment_services(deployment, config), timeout=args.timeout, say=say)
+    services.run(_checked_services(args), timeout=args.timeout, say=say)
     return 0
 
 
@@ -82,22 +90,18 @@ def _status(args: argparse.Namespace) -> int:
     lines, all_ok = services.status(
         services.deployment_services(deployment, deployment.load_config())
     )
-    for line in lines:
-        say(line)
+    _say_lines(lines)
     return 0 if all_ok else EXIT_NOT_RUNNING
 
 
 def _roster_import(args: argparse.Namespace) -> int:
-    for line in import_roster(Deployment(args.dir), args.path, dry_run=args.dry_run):
-        say(line)
+    _say_lines(import_roster(Deployment(args.dir), args.path, dry_run=args.dry_run))
     return 0
 
 
 def _accounts_issue(args: argparse.Namespace) -> int:
-    lines = issue_accounts(Deployment(args.dir), persons=args.person or (),
-                           class_id=args.class_id, output=args.format)
-    for line in lines:
-        say(line)
+    _say_lines(issue_accounts(Deployment(args.dir), persons=args.person or (),
+                              class_id=args.class_id, output=args.format))
     return 0
 
 
@@ -119,8 +123,8 @@ def _seconds(value: object) -> float:
         seconds = float(str(value))
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds < 86400:
-        raise ValueError(f"must be a number of seconds above 0, got {value!r}")
+    if not 0 < seconds <= 86400:
+        raise ValueError(f"must be a number of seconds, above 0 and at most a day, got {value!r}")
     return seconds
 
 

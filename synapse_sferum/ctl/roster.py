@@ -15,10 +15,10 @@ COUNT_COLUMNS = ("created", "updated", "deleted")
 
 
 def roster_zip(path: Path) -> bytes:
-    """The bundle as zip bytes: a zip file as it is, or a folder's files zipped at the root."""
+    """The bundle as zip bytes: a zip file as it is, or a folder's CSV files zipped at the root."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        if not any(p.suffix.lower() == ".csv" for p in files):
+        files = sorted(p for p in path.glob("*.csv") if p.is_file())
+        if not files:
             raise CtlError(f"{path}: no .csv files in this folder")
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:

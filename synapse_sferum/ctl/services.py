@@ -123,10 +123,12 @@ def start(
             say(f"{service.name}: starting (pid {process.pid}, output in {service.log_path})")
         _wait_healthy(started, timeout, say, stop_requested)
     except (CtlError, KeyboardInterrupt):
-        for service, process in started:
-            if process.poll() is not None:
+        # Undo this call's starts; a process that already exited leaves only its PID file.
+        for service, process in reversed(started):
+            if process.poll() is None:
+                stop([service], say=say)
+            else:
                 service.pid_path.unlink(missing_ok=True)
-        stop([service for service, process in started if process.returncode is None], say=say)
         raise
 
 
@@ -158,14 +160,16 @@ def _wait_healthy(
 ) -> None:
     deadline = time.monotonic() + timeout
     pending = list(started)
-    while pending and not stop_requested():
+    while not stop_requested():
         for service, process in list(pending):
             if process.poll() is not None:
                 raise _failure(service, f"exited with code {process.returncode} while starting")
             if service.healthy():
                 say(f"{service.name}: healthy ({service.health_url})")
                 pending.remove((service, process))
-        if pending and time.monotonic() > deadline:
+        if not pending:
+            return
+        if time.monotonic() > deadline:
             service = pending[0][0]
             raise _failure(service, f"did not answer {service.health_url} within {timeout:g} s")
         time.sleep(_POLL_SECONDS)

@@ -106,8 +106,8 @@ def birth_date(value: str) -> date:
 def phone(value: str) -> str:
     """The number in E.164 (`+79161234567`); without a country code it is taken as Russian."""
     if _RU_E164.fullmatch(value):
-        # Most rosters already write +7XXXXXXXXXX; skipping the general parser for those
-        # halves the time a district's users.csv takes.
+        # Most rosters write +7XXXXXXXXXX already; skipping the general parser for those saves
+        # about 30 µs a number, which is seconds on a district's users.csv.
         number = phonenumbers.PhoneNumber(country_code=7, national_number=int(value[2:]))
     else:
         try:
@@ -121,4 +121,5 @@ def phone(value: str) -> str:
 
 def id_list(value: str) -> tuple[str, ...]:
     """The sourcedIds of a comma-separated list field, without blanks or repeats."""
-    return tuple(dict.fromkeys(part for part in (p.strip() for p in value.split(",")) if part))
+    parts = (part.strip() for part in value.split(","))
+    return tuple(dict.fromkeys(part for part in parts if part))

@@ -46,10 +46,8 @@ ROLES_1_2 = ("aide", "counselor", "districtAdministrator", "guardian", "parent",
 _org_type = fields.choice({name: name for name in ORG_TYPES})
 _class_type = fields.choice({kind.value: kind for kind in ClassType})
 _enrollment_role = fields.choice({role.value: role for role in EnrollmentRole})
-_role = {
-    "1.1": fields.choice({name: ONEROSTER_ROLES[name] for name in ROLES_1_1}),
-    "1.2": fields.choice({name: ONEROSTER_ROLES[name] for name in ROLES_1_2}),
-}
+_role_1_1 = fields.choice({name: ONEROSTER_ROLES[name] for name in ROLES_1_1})
+_role_1_2 = fields.choice({name: ONEROSTER_ROLES[name] for name in ROLES_1_2})
 
 
 def parse_roster(path: Path) -> RosterImport:
@@ -87,7 +85,7 @@ class _Spec(Generic[R]):
     unique: bool = True  # whether the key may appear only once
 
 
-@attrs.frozen
+@attrs.define
 class _Read(Generic[R]):
     """A file's records: active rows as (key, record), and deleted keys with their lines."""
 
@@ -202,13 +200,12 @@ def _users_spec(version: str) -> _Spec[Person]:
     required = ("sourcedId", "givenName", "familyName")
     if version != "1.1":
         return _Spec("users.csv", required, lambda c: _person(c, frozenset(), ()))
-    parse_role = _role["1.1"]
     return _Spec(
         "users.csv",
         (*required, "role", "orgSourcedIds"),
         lambda c: _person(
             c,
-            frozenset({c.convert("role", parse_role, Role.STUDENT)}),
+            frozenset({c.convert("role", _role_1_1, Role.STUDENT)}),
             fields.id_list(c.text("orgSourcedIds")),
         ),
     )
@@ -260,9 +257,7 @@ _ORGS = _Spec(
 _ROLES = _Spec(
     "roles.csv",
     ("userSourcedId", "role", "orgSourcedId"),
-    lambda c: _Grant(
-        c.convert("role", _role["1.2"], Role.STUDENT), c.text("orgSourcedId"), c.origin.line
-    ),
+    lambda c: _Grant(c.convert("role", _role_1_2, Role.STUDENT), c.text("orgSourcedId"), c.line),
     key="userSourcedId",
     unique=False,
 )

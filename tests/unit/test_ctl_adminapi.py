@@ -127,8 +127,9 @@ def test_errors(response: Response, exit_code: int, fragment: str) -> None:
 def test_a_folder_is_zipped_with_its_files_at_the_root(tmp_path: Path) -> None:
     (tmp_path / "users.csv").write_text("sourcedId\n")
     (tmp_path / "manifest.csv").write_text("propertyName,value\n")
-    (tmp_path / ".hidden").write_text("")
+    (tmp_path / "notes.txt").write_text("")
     (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "orgs.csv").write_text("")
     with zipfile.ZipFile(io.BytesIO(roster_zip(tmp_path))) as bundle:
         assert bundle.namelist() == ["manifest.csv", "users.csv"]
         assert bundle.read("users.csv") == b"sourcedId\n"

@@ -318,7 +318,8 @@ def test_parameters_that_clash(
         ("sferum-init.yaml", "colour: red\n", "sferum-init.yaml: colour: unknown key"),
         ("sferum-init.yaml", "- a list\n", "sferum-init.yaml: must be a YAML mapping"),
         ("sferum-init.yaml", "server_name: [\n", "sferum-init.yaml: not valid YAML"),
-        ("secrets.yaml", "form_secret: 3\n", "secrets.yaml: form_secret: expected one of"),
+        ("secrets.yaml", "form_secret: 3\n", "secrets.yaml: form_secret: must be a non-empty"),
+        ("secrets.yaml", "pin: '1234'\n", "secrets.yaml: pin: unknown secret"),
     ],
 )
 def test_bad_stored_files_are_named_and_left_alone(

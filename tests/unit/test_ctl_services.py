@@ -17,6 +17,7 @@ import synapse_sferum
 from synapse_sferum.ctl import services
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import CtlError
+from synapse_sferum.ctl.main import main
 from synapse_sferum.ctl.services import Service
 
 # argv: MARKER MODE PORT. MODE: ok (serves /health), crash, deaf (never answers), stubborn
@@ -196,36 +197,37 @@ RUN_DRIVER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from synapse_sferum.ctl import services
-    from synapse_sferum.ctl.services import Service
+    from tests.unit.test_ctl_services import fake_service
 
-    folder, marker, port, fake = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    service = Service(
-        name="fake",
-        argv=(sys.executable, "-c", fake, marker, "ok", port),
-        identity=(marker,),
-        health_url=f"http://127.0.0.1:{port}/health",
-        log_path=Path(folder) / "fake.out",
-        pid_path=Path(folder) / "fake.pid",
-        cwd=Path(folder),
-    )
-    services.run([service], timeout=30, say=lambda line: print(line, flush=True))
+    from synapse_sferum.ctl.errors import CtlError
+
+    service = fake_service(Path(sys.argv[1]), port=int(sys.argv[2]))
+    try:
+        services.run([service], timeout=30, say=lambda line: print(line, flush=True))
+    except CtlError as e:
+        print(e.message, flush=True)
+        sys.exit(1)
     print("run returned", flush=True)
 """)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_run_stops_everything_on_a_signal(tmp_path: Path, signum: signal.Signals) -> None:
-    marker = f"fake-service:{tmp_path}"
+def start_run_driver(folder: Path) -> subprocess.Popen[str]:
+    """`services.run` of a fake service in a child process, once it says it is running."""
     driver = subprocess.Popen(
-        [sys.executable, "-c", RUN_DRIVER, str(tmp_path), marker, str(free_port()),
-         FAKE_SERVICE],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", RUN_DRIVER, str(folder), str(free_port())],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
+    assert driver.stdout is not None
+    output = [driver.stdout.readline() for _ in range(3)]
+    assert output[2] == "running; Ctrl-C stops it\n", output
+    return driver
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_stops_everything_on_a_signal(tmp_path: Path, signum: signal.Signals) -> None:
+    driver = start_run_driver(tmp_path)
     try:
-        assert driver.stdout is not None
-        output = [driver.stdout.readline() for _ in range(3)]
-        assert output[2] == "running; Ctrl-C stops it\n", output
         driver.send_signal(signum)
         rest, _ = driver.communicate(timeout=30)
     finally:
@@ -233,12 +235,25 @@ def test_run_stops_everything_on_a_signal(tmp_path: Path, signum: signal.Signals
     assert driver.returncode == 0
     assert rest.splitlines()[-2].startswith("fake: stopped (pid ")
     assert rest.splitlines()[-1] == "run returned"
-    assert not (tmp_path / "fake.pid").exists()
+    assert not fake_service(tmp_path).pid_path.exists()
+
+
+def test_run_ends_when_a_service_dies(tmp_path: Path) -> None:
+    driver = start_run_driver(tmp_path)
+    try:
+        service = fake_service(tmp_path)
+        pid = service.running_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        rest, _ = driver.communicate(timeout=30)
+    finally:
+        driver.kill()
+    assert driver.returncode == 1
+    assert rest.splitlines()[-1] == "fake stopped unexpectedly"
+    assert not service.pid_path.exists()
 
 
 def test_deployment_runs_synapse_with_conf_d_in_name_order(tmp_path: Path) -> None:
-    from synapse_sferum.ctl.main import main
-
     folder = tmp_path / "d"
     assert main(["init", str(folder), "--server-name", "localhost", "--http-port", "18559"]) == 0
     for name in ("20-b.yaml", "10-a.yaml", "notes.txt"):
@@ -261,8 +276,6 @@ def test_deployment_runs_synapse_with_conf_d_in_name_order(tmp_path: Path) -> No
 def test_status_and_stop_of_a_stopped_deployment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from synapse_sferum.ctl.main import main
-
     folder = tmp_path / "d"
     assert main(["init", str(folder), "--server-name", "localhost"]) == 0
     capsys.readouterr()
@@ -272,3 +285,11 @@ def test_status_and_stop_of_a_stopped_deployment(
     (folder / "conf.d" / "broken.yaml").write_text("listeners: [\n")
     assert main(["stop", str(folder)]) == 0
     assert capsys.readouterr().out == "synapse: not running\n"
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "soon", "nan", "100000"])
+def test_bad_timeouts(timeout: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["start", "DIR", "--timeout", timeout])
+    assert raised.value.code == 2
+    assert "argument --timeout: must be a number of seconds" in capsys.readouterr().err
