@@ -17,6 +17,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
+from synapse_sferum.admin_protocol import PREFIX, PROBLEMS_KEY, ROSTER_NAME_PARAM
 from synapse_sferum.model import RosterError
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.roster.oneroster import parse_roster_zip
@@ -24,8 +25,6 @@ from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "/_synapse/client/sferum/admin/v1"
-PROBLEMS_KEY = "ru.sferum.problems"
 MAX_ROSTER_BYTES = 512 * 1024 * 1024
 
 Handler = Callable[[Any], Awaitable[tuple[int, Any]]]
@@ -85,7 +84,8 @@ class AdminApi:
     async def _import_roster(self, request: Any) -> tuple[int, Any]:
         dry_run = request.args.get(b"dry_run", [b"false"])[0] in (b"true", b"1")
         # The name errors use for the zip itself (the CLI sends the file or folder name).
-        name = request.args.get(b"name", [b"roster.zip"])[0].decode("utf-8", "replace")[:200]
+        name_arg = request.args.get(ROSTER_NAME_PARAM.encode(), [b"roster.zip"])[0]
+        name = name_arg.decode("utf-8", "replace")[:200]
         data = request.content.read(MAX_ROSTER_BYTES + 1)
         if len(data) > MAX_ROSTER_BYTES:
             raise SynapseError(413, "Roster zip is larger than 512 MiB", Codes.TOO_LARGE)

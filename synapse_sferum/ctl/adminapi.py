@@ -15,12 +15,11 @@ from urllib.parse import urlencode
 
 import attrs
 
+from synapse_sferum.admin_protocol import PREFIX, PROBLEMS_KEY, ROSTER_NAME_PARAM
 from synapse_sferum.ctl.deployment import SFERUM_MODULE, Deployment, client_base_url
 from synapse_sferum.ctl.errors import EXIT_UNREACHABLE, CtlError
 from synapse_sferum.ctl.http import open_local
 
-PREFIX = "/_synapse/client/sferum/admin/v1"
-PROBLEMS_KEY = "ru.sferum.problems"
 TIMEOUT_SECONDS = 300.0  # a whole district's roster is imported in one transaction
 
 
@@ -54,8 +53,10 @@ class AdminApi:
             body=body,
         )
 
-    def import_roster(self, zip_bytes: bytes, *, dry_run: bool) -> Request:
-        query = {"dry_run": "true"} if dry_run else {}
+    def import_roster(self, zip_bytes: bytes, *, name: str, dry_run: bool) -> Request:
+        query = {ROSTER_NAME_PARAM: name}
+        if dry_run:
+            query["dry_run"] = "true"
         return self._post("roster", "application/zip", zip_bytes, **query)
 
     def issue_accounts(
@@ -145,9 +146,11 @@ def _ok_json(response: Response) -> dict[str, Any]:
         problems = body.get(PROBLEMS_KEY) or []
         raise Rejected(errcode, error, [_problem(p) for p in problems if isinstance(p, dict)])
     elif response.status in (401, 403):
-        message = (f"the server refused the admin API secret ({answer}); sferumctl sends "
-                   "admin_api_secret from the deployment's secrets.yaml, which must match the "
-                   "module's config")
+        message = (
+            f"the server refused the admin API secret ({answer}); sferumctl sends "
+            "admin_api_secret from the deployment's secrets.yaml, which must match the "
+            "module's config"
+        )
     elif response.status >= 500:
         message = f"the server failed ({answer}); see its log"
     else:
@@ -161,8 +164,12 @@ def _problem(raw: Mapping[str, Any]) -> Problem:
         return value if isinstance(value, int) else None
 
     file = raw.get("file")
-    return Problem(file if isinstance(file, str) else None, number("line"), number("column"),
-                   str(raw.get("message", "")))
+    return Problem(
+        file if isinstance(file, str) else None,
+        number("line"),
+        number("column"),
+        str(raw.get("message", "")),
+    )
 
 
 def _unexpected(response: Response, what: str) -> CtlError:

@@ -35,7 +35,8 @@ def roster_zip(path: Path) -> bytes:
 def import_roster(deployment: Deployment, path: Path, *, dry_run: bool) -> list[str]:
     """Uploads the roster; returns the table of created/updated/deleted records by kind."""
     bundle = roster_zip(path)
-    response = call(deployment, lambda api: api.import_roster(bundle, dry_run=dry_run))
+    name = path.name if path.is_file() else f"{path.name}.zip"
+    response = call(deployment, lambda api: api.import_roster(bundle, name=name, dry_run=dry_run))
     counts = parse_roster_counts(response)
     rows: list[list[str | int]] = [
         [kind, *(row.get(column, 0) for column in COUNT_COLUMNS)] for kind, row in counts.items()

@@ -14,8 +14,8 @@ from synapse.module_api.errors import Codes
 
 from synapse_sferum.model import RosterError
 from synapse_sferum.module import SferumModule
-from synapse_sferum.roster.oneroster import parse_roster
 from synapse_sferum.rooms import REASON_KEY, RoomKey, RoomKind
+from synapse_sferum.roster.oneroster import parse_roster
 from tests.module.conftest import SERVER
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "roster"
@@ -59,8 +59,7 @@ async def test_bad_delta_changes_nothing(module: SferumModule, tmp_path: Path) -
     delta = tmp_path / "delta"
     delta.mkdir()
     (delta / "manifest.csv").write_text(
-        "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\n"
-        "file.enrollments,delta\n"
+        "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\nfile.enrollments,delta\n"
     )
     (delta / "enrollments.csv").write_text(
         "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,"
@@ -115,7 +114,10 @@ async def test_callbacks_answer_not_spam_or_forbidden_with_reason(
     api.get_room_state.return_value = {("m.room.create", ""): create}
     assert await gate.user_may_invite(uid("p-5a-1"), uid("p-5a-2"), "!dm:" + SERVER) == NOT_SPAM
     assert refused(await gate.user_may_invite(uid("p-5a-1"), uid("p-6b-1"), "!dm:" + SERVER))
-    assert refused(await gate.user_may_create_room(uid("stranger"), dm)) == "ru.sferum.sender_not_in_directory"
+    assert (
+        refused(await gate.user_may_create_room(uid("stranger"), dm))
+        == "ru.sferum.sender_not_in_directory"
+    )
     assert refused(await gate.user_may_publish_room(uid("t-1"), "!r:" + SERVER))
     # the bot is the platform: it may do what the rules reserve to the platform
     assert await gate.user_may_create_room(uid("sferum"), {"preset": "public_chat"}) == NOT_SPAM
@@ -159,11 +161,16 @@ async def test_issued_accounts_log_in_with_their_initial_password(
     snapshot = await module.directory.snapshot()
     [account] = await issuer.issue(snapshot, ["p-5a-1"])
     assert account.user_id == uid("volkov.artyom") and account.password
-    api.register_user.assert_called_once_with("volkov.artyom", displayname="Артём Дмитриевич Волков")
-    assert await issuer.check_password(account.user_id, "m.login.password",
-                                       {"password": account.password}) == (account.user_id, None)
-    assert await issuer.check_password(account.user_id, "m.login.password",
-                                       {"password": "wrong"}) is None
+    api.register_user.assert_called_once_with(
+        "volkov.artyom", displayname="Артём Дмитриевич Волков"
+    )
+    assert await issuer.check_password(
+        account.user_id, "m.login.password", {"password": account.password}
+    ) == (account.user_id, None)
+    assert (
+        await issuer.check_password(account.user_id, "m.login.password", {"password": "wrong"})
+        is None
+    )
     [again] = await issuer.issue(snapshot, ["p-5a-1"])
     assert again.password is None and again.user_id == account.user_id
 

@@ -49,12 +49,20 @@ def reply(status: int, body: Any) -> Response:
 
 # --- requests ------------------------------------------------------------------------------
 
+
 def test_roster_request() -> None:
-    request = API.import_roster(b"PK..", dry_run=False)
-    assert (request.method, request.url, request.body) == ("POST", f"{PREFIX}/roster", b"PK..")
-    assert request.headers == {"Authorization": "Bearer s3cret-s3cret-s3cret",
-                               "Content-Type": "application/zip"}
-    assert API.import_roster(b"", dry_run=True).url == f"{PREFIX}/roster?dry_run=true"
+    request = API.import_roster(b"PK..", name="r.zip", dry_run=False)
+    assert (request.method, request.url, request.body) == (
+        "POST",
+        f"{PREFIX}/roster?name=r.zip",
+        b"PK..",
+    )
+    assert request.headers == {
+        "Authorization": "Bearer s3cret-s3cret-s3cret",
+        "Content-Type": "application/zip",
+    }
+    dry = API.import_roster(b"", name="r.zip", dry_run=True)
+    assert dry.url == f"{PREFIX}/roster?name=r.zip&dry_run=true"
 
 
 def test_accounts_requests() -> None:
@@ -67,13 +75,17 @@ def test_accounts_requests() -> None:
 
 # --- responses -----------------------------------------------------------------------------
 
+
 def test_roster_counts() -> None:
     assert parse_roster_counts(reply(200, {"counts": COUNTS, "dry_run": False})) == COUNTS
 
 
 def test_invalid_roster_carries_its_problems() -> None:
-    body = {"errcode": "M_INVALID_PARAM", "error": "The roster has 2 problem(s)",
-            "ru.sferum.problems": PROBLEMS}
+    body = {
+        "errcode": "M_INVALID_PARAM",
+        "error": "The roster has 2 problem(s)",
+        "ru.sferum.problems": PROBLEMS,
+    }
     with pytest.raises(Rejected) as raised:
         parse_roster_counts(reply(400, body))
     assert raised.value.exit_code == 1
@@ -83,14 +95,18 @@ def test_invalid_roster_carries_its_problems() -> None:
         Problem("manifest.csv", None, None, "file.users missing"),
     )
     assert raised.value.details == (
-        "users.csv:4:6: unknown role 'wizard'", "manifest.csv: file.users missing")
+        "users.csv:4:6: unknown role 'wizard'",
+        "manifest.csv: file.users missing",
+    )
 
 
 def test_accounts() -> None:
-    body = {"accounts": [
-        {"person": "s-1", "user_id": "@ivanov:localhost", "password": "pw-1"},
-        {"person": "s-2", "user_id": "@petrova:localhost", "password": None},
-    ]}
+    body = {
+        "accounts": [
+            {"person": "s-1", "user_id": "@ivanov:localhost", "password": "pw-1"},
+            {"person": "s-2", "user_id": "@petrova:localhost", "password": None},
+        ]
+    }
     assert parse_accounts(reply(200, body)) == [
         IssuedAccount("s-1", "@ivanov:localhost", "pw-1"),
         IssuedAccount("s-2", "@petrova:localhost", None),
@@ -100,17 +116,32 @@ def test_accounts() -> None:
 @pytest.mark.parametrize(
     ("response", "exit_code", "fragment"),
     [
-        (reply(404, {"errcode": "M_NOT_FOUND", "error": "No class 9z"}), 1,
-         "No class 9z (M_NOT_FOUND)"),
-        (reply(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Bad token"}), 2,
-         "refused the admin API secret (401 M_UNKNOWN_TOKEN Bad token)"),
+        (
+            reply(404, {"errcode": "M_NOT_FOUND", "error": "No class 9z"}),
+            1,
+            "No class 9z (M_NOT_FOUND)",
+        ),
+        (
+            reply(401, {"errcode": "M_UNKNOWN_TOKEN", "error": "Bad token"}),
+            2,
+            "refused the admin API secret (401 M_UNKNOWN_TOKEN Bad token)",
+        ),
         (reply(403, {"errcode": "M_FORBIDDEN", "error": "no"}), 2, "refused the admin API"),
-        (reply(500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}), 2,
-         "the server failed (500 M_UNKNOWN Internal server error); see its log"),
-        (Response(502, b"<html>Bad gateway</html>"), 2,
-         "the server failed (502 <html>Bad gateway</html>)"),
-        (reply(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}), 2,
-         "does not serve /_synapse/client/sferum/admin/v1: is synapse_sferum.SferumModule"),
+        (
+            reply(500, {"errcode": "M_UNKNOWN", "error": "Internal server error"}),
+            2,
+            "the server failed (500 M_UNKNOWN Internal server error); see its log",
+        ),
+        (
+            Response(502, b"<html>Bad gateway</html>"),
+            2,
+            "the server failed (502 <html>Bad gateway</html>)",
+        ),
+        (
+            reply(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}),
+            2,
+            "does not serve /_synapse/client/sferum/admin/v1: is synapse_sferum.SferumModule",
+        ),
         (reply(200, {"accounts": [{"person": "s-1"}]}), 2, "unexpected answer"),
         (Response(200, b"not json"), 2, "unexpected answer"),
     ],
@@ -123,6 +154,7 @@ def test_errors(response: Response, exit_code: int, fragment: str) -> None:
 
 
 # --- roster bundles ------------------------------------------------------------------------
+
 
 def test_a_folder_is_zipped_with_its_files_at_the_root(tmp_path: Path) -> None:
     (tmp_path / "users.csv").write_text("sourcedId\n")
@@ -144,12 +176,15 @@ def test_a_zip_is_sent_as_it_is(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content", "fragment"),
-    [("empty", None, "no .csv files in this folder"),
-     ("roster.zip", b"not a zip", "not a zip file"),
-     ("missing", False, "no such file or folder")],
+    [
+        ("empty", None, "no .csv files in this folder"),
+        ("roster.zip", b"not a zip", "not a zip file"),
+        ("missing", False, "no such file or folder"),
+    ],
 )
-def test_bad_roster_paths(tmp_path: Path, name: str, content: bytes | bool | None,
-                          fragment: str) -> None:
+def test_bad_roster_paths(
+    tmp_path: Path, name: str, content: bytes | bool | None, fragment: str
+) -> None:
     path = tmp_path / name
     if content is None:
         path.mkdir()
@@ -160,6 +195,7 @@ def test_bad_roster_paths(tmp_path: Path, name: str, content: bytes | bool | Non
 
 
 # --- the CLI against a stand-in admin API ----------------------------------------------------
+
 
 @attrs.define
 class FakeApi:
@@ -235,7 +271,7 @@ def test_roster_import(
         "enrollments        30        0        2",
     ]
     [(path, headers, body)] = api.requests
-    assert path == "/_synapse/client/sferum/admin/v1/roster"
+    assert path == "/_synapse/client/sferum/admin/v1/roster?name=roster.zip"
     secret = (folder / "secrets.yaml").read_text().split("admin_api_secret: ")[1].split()[0]
     assert headers["Authorization"] == f"Bearer {secret}"
     assert headers["Content-Type"] == "application/zip"
@@ -251,15 +287,17 @@ def test_roster_dry_run(
     code, out, _ = run(capsys, "roster", "import", str(folder), str(roster), "--dry-run")
     assert code == 0
     assert out.splitlines()[-1] == "dry run: nothing was stored"
-    assert api.requests[0][0] == "/_synapse/client/sferum/admin/v1/roster?dry_run=true"
+    assert api.requests[0][0] == "/_synapse/client/sferum/admin/v1/roster?name=roster.zip&dry_run=true"
 
 
 def test_invalid_roster_prints_each_problem(
     tmp_path: Path, api: FakeApi, roster: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = deployment_at(tmp_path, api.port)
-    api.status, api.body = 400, {"errcode": "M_INVALID_PARAM", "error": "2 problems",
-                                 "ru.sferum.problems": PROBLEMS}
+    api.status, api.body = (
+        400,
+        {"errcode": "M_INVALID_PARAM", "error": "2 problems", "ru.sferum.problems": PROBLEMS},
+    )
     code, out, err = run(capsys, "roster", "import", str(folder), str(roster))
     assert (code, out) == (1, "")
     assert err.splitlines() == [
@@ -295,10 +333,12 @@ def test_server_not_running(
     ]
 
 
-ISSUED = {"accounts": [
-    {"person": "s-1", "user_id": "@ivanov.ivan:localhost", "password": "Tq7-x9Lm"},
-    {"person": "s-22", "user_id": "@li:localhost", "password": None},
-]}
+ISSUED = {
+    "accounts": [
+        {"person": "s-1", "user_id": "@ivanov.ivan:localhost", "password": "Tq7-x9Lm"},
+        {"person": "s-22", "user_id": "@li:localhost", "password": None},
+    ]
+}
 
 
 def test_accounts_by_class_as_text(
@@ -324,8 +364,19 @@ def test_accounts_by_person_as_json(
 ) -> None:
     folder = deployment_at(tmp_path, api.port)
     api.body = ISSUED
-    code, out, _ = run(capsys, "accounts", "issue", str(folder), "--person", "s-1", "s-22",
-                       "--person", "s-3", "--format", "json")
+    code, out, _ = run(
+        capsys,
+        "accounts",
+        "issue",
+        str(folder),
+        "--person",
+        "s-1",
+        "s-22",
+        "--person",
+        "s-3",
+        "--format",
+        "json",
+    )
     assert code == 0
     assert json.loads(out) == ISSUED["accounts"]
     assert json.loads(api.requests[0][2]) == {"persons": ["s-1", "s-22", "s-3"]}
@@ -342,10 +393,12 @@ def test_accounts_for_an_unknown_class(
 
 @pytest.mark.parametrize(
     "argv",
-    [["accounts", "issue", "DIR"],
-     ["accounts", "issue", "DIR", "--class", "5a", "--person", "p"],
-     ["accounts", "issue", "DIR", "--class", "5a", "--format", "csv"],
-     ["roster", "import", "DIR"]],
+    [
+        ["accounts", "issue", "DIR"],
+        ["accounts", "issue", "DIR", "--class", "5a", "--person", "p"],
+        ["accounts", "issue", "DIR", "--class", "5a", "--format", "csv"],
+        ["roster", "import", "DIR"],
+    ],
 )
 def test_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
