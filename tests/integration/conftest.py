@@ -11,8 +11,8 @@ from tests.integration.harness import DEMO_ROSTER, Deployment, PostgresCluster
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(tmp_path_factory.mktemp("postgres"))
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster()
     cluster.start()
     try:
         yield cluster

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,12 +40,14 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 class PostgresCluster:
-    def __init__(self, base: Path):
-        self.dir = base / "pg"
+    """A throwaway cluster in its own folder: postgres cannot enter pytest's (root-only) ones."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="sferum-pg-"))
         self.port = free_port()
 
     def start(self) -> None:
-        self.dir.mkdir(parents=True)
+        self.dir.chmod(0o755)
         if os.geteuid() == 0:
             pg = pwd.getpwnam("postgres")
             os.chown(self.dir, pg.pw_uid, pg.pw_gid)
@@ -125,6 +128,7 @@ class PostgresCluster:
                 capture_output=True,
             )
             _wait_gone(pid)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _wait_gone(pid: int, timeout: float = 20) -> None:
