@@ -124,6 +124,53 @@ async def test_school_news_post_is_mirrored_into_class_news(school: School) -> N
         await client.close()
 
 
+async def _mirror_of(user: User, room_id: str, source_event_id: str) -> dict[str, Any]:
+    """The platform's copy of a school-news event in a class news room (waits for it)."""
+    for _ in range(100):
+        reply = await user.call("GET", f"/rooms/{room_id}/messages?dir=b&limit=50")
+        for event in reply.body.get("chunk", []):
+            origin = event.get("content", {}).get("ru.sferum.mirror_of", {})
+            if origin.get("event_id") == source_event_id:
+                return dict(event)
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no mirror of {source_event_id} in {room_id}")
+
+
+async def test_school_news_edits_and_redactions_are_mirrored(school: School) -> None:
+    staff = await school.login(school.roster.of_role("administrator")[0])
+    news_school = await staff.resolve(f"#news-school-school-1:{SERVER}")
+    reader = await school.login(first(school.roster.guardians_of(pupils(school, "6b")[0])))
+    class_news = await reader.resolve(school.alias("news", "6b"))
+    post = await staff.send_text(news_school, "Собрание в пятницу")
+    assert post.status == 200, post
+    mirrored = await _mirror_of(reader, class_news, post.body["event_id"])
+    edit = await staff.call(
+        "PUT",
+        f"/rooms/{news_school}/send/m.room.message/edit1",
+        {
+            "msgtype": "m.text",
+            "body": "* Собрание в субботу",
+            "m.new_content": {"msgtype": "m.text", "body": "Собрание в субботу"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": post.body["event_id"]},
+        },
+    )
+    assert edit.status == 200, edit
+    mirrored_edit = await _mirror_of(reader, class_news, edit.body["event_id"])
+    relation = mirrored_edit["content"]["m.relates_to"]
+    assert relation == {"rel_type": "m.replace", "event_id": mirrored["event_id"]}
+    assert mirrored_edit["content"]["m.new_content"]["body"].endswith("Собрание в субботу")
+    redaction = await staff.call(
+        "PUT", f"/rooms/{news_school}/redact/{post.body['event_id']}/red1", {}
+    )
+    assert redaction.status == 200, redaction
+    for _ in range(100):
+        seen = await reader.call("GET", f"/rooms/{class_news}/event/{mirrored['event_id']}")
+        if not seen.body.get("content"):
+            break
+        await asyncio.sleep(0.2)
+    assert seen.body.get("content") == {}, seen
+
+
 # -- refusals -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,47 @@
+"""The planner's per-school views, built from the shipped demo roster."""
+
+from pathlib import Path
+
+import attrs
+
+from synapse_sferum.directory import guardianship_pairs
+from synapse_sferum.roster.merge import DirectorySnapshot, merge
+from synapse_sferum.roster.oneroster import parse_roster
+from synapse_sferum.views import org_views
+
+DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "roster"
+
+
+def demo_snapshot() -> DirectorySnapshot:
+    empty = DirectorySnapshot(orgs={}, people={}, demographics={}, classes={}, enrollments={})
+    return merge(empty, parse_roster(DEMO))
+
+
+def test_one_view_per_school_with_its_classes_and_people() -> None:
+    snapshot = demo_snapshot()
+    [school] = org_views(snapshot, guardianship_pairs(snapshot.people))
+    assert school.org_id == "school-1"
+    assert school.staff_ids == {"staff-1", "staff-2"}
+    assert school.teacher_ids == {"t-1", "t-2", "t-3"}
+    classes = {c.class_id: c for c in school.classes}
+    assert set(classes) == {"5a", "6b", "5a-eng1"}
+    assert classes["5a"].is_homeroom and not classes["5a-eng1"].is_homeroom
+    assert classes["5a"].student_ids == {"p-5a-1", "p-5a-2", "p-5a-3", "p-5a-4"}
+    assert len(classes["5a"].class_teacher_ids) == 1
+    pupils = {p.person_id: p for p in school.pupils}
+    assert pupils["p-5a-3"].guardian_ids == {"g-lebedeva"}
+    assert pupils["p-6b-3"].guardian_ids == {"g-lebedeva"}
+    assert pupils["p-5a-1"].name == "Артём Волков"
+
+
+def test_disabled_people_are_left_out() -> None:
+    snapshot = demo_snapshot()
+    people = dict(snapshot.people)
+    people["p-5a-1"] = attrs.evolve(people["p-5a-1"], enabled=False)
+    disabled = DirectorySnapshot(
+        orgs=snapshot.orgs, people=people, demographics=snapshot.demographics,
+        classes=snapshot.classes, enrollments=snapshot.enrollments,
+    )
+    [school] = org_views(disabled, guardianship_pairs(disabled.people))
+    assert "p-5a-1" not in {p.person_id for p in school.pupils}
+    assert all("p-5a-1" not in c.student_ids for c in school.classes)
