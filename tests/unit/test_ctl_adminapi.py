@@ -287,7 +287,8 @@ def test_roster_dry_run(
     code, out, _ = run(capsys, "roster", "import", str(folder), str(roster), "--dry-run")
     assert code == 0
     assert out.splitlines()[-1] == "dry run: nothing was stored"
-    assert api.requests[0][0] == "/_synapse/client/sferum/admin/v1/roster?name=roster.zip&dry_run=true"
+    path = api.requests[0][0]
+    assert path == "/_synapse/client/sferum/admin/v1/roster?name=roster.zip&dry_run=true"
 
 
 def test_invalid_roster_prints_each_problem(
