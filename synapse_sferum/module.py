@@ -29,7 +29,7 @@ class SferumModule:
         self.gatekeeper = Gatekeeper(api, config, self.directory)
         self.gatekeeper.register()
         bot = self.gatekeeper.bot_user_id
-        self.provisioner = Provisioner(api, self.directory, bot)
+        self.provisioner = Provisioner(api, self.directory, bot, config.partner_servers)
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         issuer = AccountIssuer(api, config, self.directory, today)

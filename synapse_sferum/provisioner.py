@@ -45,10 +45,17 @@ class Provisioner:
     waiters in the releasing run's log context, which Synapse's log contexts do not allow.
     """
 
-    def __init__(self, api: ModuleApi, directory: DirectoryService, bot_user_id: str):
+    def __init__(
+        self,
+        api: ModuleApi,
+        directory: DirectoryService,
+        bot_user_id: str,
+        partner_servers: frozenset[str],
+    ):
         self._api = api
         self._directory = directory
         self._bot = bot_user_id
+        self._partner_servers = partner_servers
         self._running = False
         self._pending = False
         self._requested = 0  # runs asked for
@@ -117,7 +124,7 @@ class Provisioner:
             parent_id = await self._directory.room_id(plan.parent)
             if parent_id is not None:
                 await self._link_space(parent_id, room_id, report)
-        await self._sync_members(room_id, plan.members, report)
+        await self._sync_members(room_id, plan.members, report, admits_partners=plan.federate)
 
     def _kind_content(self, key: RoomKey, org_id: str) -> dict[str, str]:
         content = {"kind": key.kind.value, "org": org_id}
@@ -210,7 +217,11 @@ class Provisioner:
             report.state_updates += 1
 
     async def _sync_members(
-        self, room_id: str, wanted: frozenset[str], report: ReconcileReport
+        self,
+        room_id: str,
+        wanted: frozenset[str],
+        report: ReconcileReport,
+        admits_partners: bool = False,
     ) -> None:
         await self._directory.set_planned_members(room_id, wanted)
         state = await self._api.get_room_state(room_id, [("m.room.member", None)])
@@ -218,11 +229,20 @@ class Provisioner:
         for (event_type, user_id), event in state.items():
             if event_type == "m.room.member" and event.membership in by_membership:
                 by_membership[event.membership].add(user_id)
+        present = by_membership["join"] | by_membership["invite"]
+        partners = frozenset(
+            user_id
+            for user_id in present
+            if admits_partners
+            and not self._api.is_mine(user_id)
+            and user_id.split(":", 1)[1] in self._partner_servers
+        )
         changes = policy.membership_changes(
             wanted,
             frozenset(by_membership["join"]),
             frozenset(by_membership["invite"]),
             self._bot,
+            keep=partners,
         )
         for user_id in sorted(changes.to_join):
             try:

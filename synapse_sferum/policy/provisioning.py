@@ -295,12 +295,17 @@ def membership_changes(
     current_joined: frozenset[str],
     current_invited: frozenset[str],
     bot: str,
+    keep: frozenset[str] = frozenset(),
 ) -> MembershipDiff:
-    """What to do to bring a room's membership to `plan_members`; the bot always stays."""
+    """What to do to bring a room's membership to `plan_members`; the bot always stays.
+
+    `keep` are members the directory cannot plan but who may stay: partner schools' staff in
+    the staff room, whom our own teachers invited.
+    """
     desired = plan_members - {bot}
     to_join = desired - current_joined
     return MembershipDiff(
         to_invite=to_join - current_invited,
         to_join=to_join,
-        to_remove=(current_joined | current_invited) - desired - {bot},
+        to_remove=(current_joined | current_invited) - desired - keep - {bot},
     )

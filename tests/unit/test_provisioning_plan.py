@@ -237,6 +237,14 @@ def test_membership_changes(
     assert changes == expected
 
 
+def test_kept_members_are_not_removed() -> None:
+    """Partner schools' staff in the staff room: not in the plan, yet never kicked by it."""
+    changes = membership_changes(
+        frozenset("a"), frozenset("aBp"), frozenset("q"), "B", keep=frozenset("pq")
+    )
+    assert changes == MembershipDiff(_ids(), _ids(), _ids())
+
+
 # -- properties over generated schools ------------------------------------------------------------
 
 PUPILS = [f"p{i}" for i in range(6)]

@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""Measures what the module costs Synapse (targets: sends ≥ 0.95, joins ≥ 0.90 of without).
+
+Two real Synapse deployments are made with the integration harness (`sferumctl init`, SQLite,
+the test rate limits of TEST_OVERRIDES), started side by side:
+
+* with the module: the demo roster imported, accounts issued for two teachers, rooms
+  reconciled; the teachers are the two users;
+* without: the same init, then conf.d/60-no-modules.yaml sets `modules: []` (Synapse is started
+  through sferumctl's service code, as `sferumctl start` refuses a config without the module);
+  its log is checked to show no module loaded, and two users are registered with the shared
+  secret.
+
+On each, user 1 makes two private rooms with user 2 in them (through the module's rules where it
+runs), and raw client-server calls (aiohttp, one keep-alive session per user) measure:
+
+* sends/s: user 1 sends N messages one after the other into a room of 2; and the same with
+  8 requests in flight;
+* joins/s: N cycles of invite, join, leave in the other room; only the joins are timed (the
+  invites and leaves are printed for information).
+
+Each metric runs on both servers back to back, in alternating order, for several rounds, so
+that the noise of a shared machine falls on both alike; medians of the rounds are compared.
+
+    .venv/bin/python bench/overhead.py [--rounds 3] [--messages 300] [--joins 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import itertools
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+)  # for the sferumctl subprocesses the harness runs
+
+from synapse_sferum.ctl import services  # noqa: E402
+from synapse_sferum.ctl.deployment import Deployment as DeploymentFolder  # noqa: E402
+from tests.integration.harness import DEMO_ROSTER, Deployment, sferumctl  # noqa: E402
+
+TEACHERS = ("t-1", "t-2")  # two teachers of the demo roster: they may create groups
+CONCURRENCY = 8
+SENDS_TARGET = 0.95
+JOINS_TARGET = 0.90
+LOADED_MODULE = "Loaded module"  # what Synapse logs for each module it loads
+
+
+@attrs.frozen
+class Client:
+    session: aiohttp.ClientSession
+    base_url: str
+    user_id: str
+    token: str
+
+    async def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        async with self.session.request(
+            method,
+            f"{self.base_url}/_matrix/client/v3{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as response:
+            reply: dict[str, Any] = await response.json(content_type=None) or {}
+            if response.status != 200:
+                raise RuntimeError(f"{method} {path} as {self.user_id}: {response.status} {reply}")
+            return reply
+
+
+async def login(session: aiohttp.ClientSession, base_url: str, user: str, password: str) -> Client:
+    body = {
+        "type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": user},
+        "password": password,
+    }
+    async with session.post(f"{base_url}/_matrix/client/v3/login", json=body) as response:
+        reply = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"login {user}: {response.status} {reply}")
+    return Client(session, base_url, reply["user_id"], reply["access_token"])
+
+
+_txn = itertools.count()
+
+
+def _room(room_id: str) -> str:
+    return urllib.parse.quote(room_id)
+
+
+async def send(client: Client, room_id: str, text: str) -> None:
+    path = f"/rooms/{_room(room_id)}/send/m.room.message/b{os.getpid()}-{next(_txn)}"
+    await client.call("PUT", path, {"msgtype": "m.text", "body": text})
+
+
+@attrs.define
+class Server:
+    """One deployment under test, with its two logged-in users and their rooms."""
+
+    name: str
+    deployment: Deployment
+    credentials: list[tuple[str, str]] = attrs.field(factory=list)  # (user, password) × 2
+    users: list[Client] = attrs.field(factory=list)
+    send_room: str = ""
+    join_room: str = ""
+
+    async def connect(self) -> None:
+        for user, password in self.credentials:
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY * 2))
+            self.users.append(await login(session, self.deployment.base_url, user, password))
+        owner, other = self.users
+        body = {"preset": "private_chat", "name": "bench: sends", "invite": [other.user_id]}
+        self.send_room = (await owner.call("POST", "/createRoom", body))["room_id"]
+        await other.call("POST", f"/rooms/{_room(self.send_room)}/join", {})
+        body = {"preset": "private_chat", "name": "bench: joins"}
+        self.join_room = (await owner.call("POST", "/createRoom", body))["room_id"]
+
+    async def close(self) -> None:
+        for user in self.users:
+            await user.session.close()
+
+
+# -- the measurements: each returns operations per second, and may note side figures ---------
+
+Notes = dict[str, list[float]]
+
+
+async def sends_sequential(server: Server, count: int, notes: Notes) -> float:
+    owner = server.users[0]
+    start = time.perf_counter()
+    for n in range(count):
+        await send(owner, server.send_room, f"сообщение {n}")
+    return count / (time.perf_counter() - start)
+
+
+async def sends_concurrent(server: Server, count: int, notes: Notes) -> float:
+    owner = server.users[0]
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(n: int) -> None:
+        async with gate:
+            await send(owner, server.send_room, f"параллельно {n}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return count / (time.perf_counter() - start)
+
+
+async def joins(server: Server, count: int, notes: Notes) -> float:
+    owner, other = server.users
+    room = _room(server.join_room)
+    timed: dict[str, list[float]] = {"invite": [], "join": [], "leave": []}
+    for _ in range(count):
+        for step, client, path, body in (
+            ("invite", owner, f"/rooms/{room}/invite", {"user_id": other.user_id}),
+            ("join", other, f"/rooms/{room}/join", {}),
+            ("leave", other, f"/rooms/{room}/leave", {}),
+        ):
+            start = time.perf_counter()
+            await client.call("POST", path, body)
+            timed[step].append(time.perf_counter() - start)
+    for step, times in timed.items():
+        notes.setdefault(f"{step} ms", []).append(statistics.median(times) * 1000)
+    return count / sum(timed["join"])
+
+
+Measure = Callable[[Server, int, Notes], Awaitable[float]]
+
+
+async def run_rounds(
+    servers: tuple[Server, Server], rounds: int, messages: int, cycles: int
+) -> dict[str, dict[str, list[float]]]:
+    """rates[metric][server] per round; each metric on both servers back to back."""
+    metrics: list[tuple[str, Measure, int]] = [
+        ("sends/s, sequential", sends_sequential, messages),
+        (f"sends/s, {CONCURRENCY} in flight", sends_concurrent, messages),
+        ("joins/s", joins, cycles),
+    ]
+    rates: dict[str, dict[str, list[float]]] = {
+        m: {s.name: [] for s in servers} for m, _, _ in metrics
+    }
+    notes: dict[str, Notes] = {s.name: {} for s in servers}
+    for server in servers:  # warm-up: caches, connections, the rooms' first events
+        await sends_sequential(server, 20, {})
+        await joins(server, 3, {})
+    for round_ in range(rounds):
+        order = servers if round_ % 2 == 0 else servers[::-1]
+        for metric, measure, count in metrics:
+            for server in order:
+                rates[metric][server.name].append(await measure(server, count, notes[server.name]))
+        print(
+            f"round {round_ + 1}: "
+            + "; ".join(
+                f"{metric} " + " / ".join(f"{rates[metric][s.name][-1]:.1f}" for s in servers)
+                for metric, _, _ in metrics
+            ),
+            flush=True,
+        )
+    for server in servers:
+        side = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in notes[server.name].items())
+        print(f"{server.name}: median latency {side}")
+    return rates
+
+
+# -- the deployments ------------------------------------------------------------------------
+
+
+def loaded_modules(deployment: Deployment) -> list[str]:
+    log = deployment.dir / "logs" / "homeserver.log"
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
+    return [line.split(LOADED_MODULE, 1)[1].strip() for line in lines if LOADED_MODULE in line]
+
+
+def setup_with_module(deployment: Deployment) -> list[tuple[str, str]]:
+    deployment.init()
+    deployment.start()
+    sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+    accounts = deployment.issue(*TEACHERS)
+    report = deployment.reconcile()
+    if report.get("failures"):
+        raise RuntimeError(f"reconcile failed: {report}")
+    return [(accounts[t]["user_id"], accounts[t]["password"]) for t in TEACHERS]
+
+
+def setup_without_module(deployment: Deployment) -> list[tuple[str, str]]:
+    deployment.init()
+    (deployment.dir / "conf.d" / "60-no-modules.yaml").write_text(yaml.safe_dump({"modules": []}))
+    folder = DeploymentFolder(deployment.dir)
+    # Not `sferumctl start`: its check-config rightly refuses a server without the module.
+    found = services.deployment_services(folder, folder.load_config())
+    services.start(found, timeout=services.DEFAULT_START_TIMEOUT, say=lambda line: None)
+    return [
+        (deployment.register_unlinked(f"bench{n}", f"bench-pass-{n}"), f"bench-pass-{n}")
+        for n in (1, 2)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=300, help="messages per send run")
+    parser.add_argument("--joins", type=int, default=50, help="join cycles per run")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="sferum-overhead-"))
+    started = time.perf_counter()
+    with_module = Server("with", Deployment(root / "with", "with.test"))
+    without = Server("without", Deployment(root / "without", "without.test"))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            a = pool.submit(setup_with_module, with_module.deployment)
+            b = pool.submit(setup_without_module, without.deployment)
+            with_module.credentials, without.credentials = a.result(), b.result()
+        modules = {s.name: loaded_modules(s.deployment) for s in (with_module, without)}
+        print(f"set up in {time.perf_counter() - started:.0f} s; loaded modules: {modules}")
+        if modules["without"] or not modules["with"]:
+            sys.exit("the deployments do not differ by the module alone; not measuring")
+        rates = asyncio.run(measure(with_module, without, args))
+    finally:
+        for server in (with_module, without):
+            server.deployment.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    ratios: dict[str, float] = {}
+    for metric, by_server in rates.items():
+        ours, theirs = (statistics.median(by_server[s]) for s in ("with", "without"))
+        ratios[metric] = ours / theirs
+        print(f"{metric:22} with {ours:7.1f}, without {theirs:7.1f}, ratio {ratios[metric]:.3f}")
+    seq, conc, join = ratios.values()
+    ok = min(seq, conc) >= SENDS_TARGET and join >= JOINS_TARGET
+    print(
+        f"total {time.perf_counter() - started:.0f} s; sends ratio = {seq:.2f} sequential, "
+        f"{conc:.2f} with {CONCURRENCY} in flight (target ≥ {SENDS_TARGET}), joins ratio = "
+        f"{join:.2f} (target ≥ {JOINS_TARGET}): {'OK' if ok else 'NOT MET'}"
+    )
+
+
+async def measure(
+    with_module: Server, without: Server, args: argparse.Namespace
+) -> dict[str, dict[str, list[float]]]:
+    try:
+        for server in (with_module, without):
+            await server.connect()
+        return await run_rounds((with_module, without), args.rounds, args.messages, args.joins)
+    finally:
+        for server in (with_module, without):
+            await server.close()
+
+
+if __name__ == "__main__":
+    main()
