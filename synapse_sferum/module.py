@@ -30,6 +30,9 @@ class SferumModule:
         self.gatekeeper.register()
         bot = self.gatekeeper.bot_user_id
         self.provisioner = Provisioner(api, self.directory, bot, config.partner_servers)
+        api.register_ratelimit_callbacks(
+            get_ratelimit_override_for_user=self.provisioner.ratelimit_override
+        )
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         issuer = AccountIssuer(api, config, self.directory, today)
