@@ -16,6 +16,8 @@ from synapse_sferum.mirror import SchoolNewsMirror
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.service import DirectoryService
 
+STARTUP_RECONCILE_DELAY_MS = 5_000
+
 
 class SferumModule:
     def __init__(self, config: SferumConfig, api: ModuleApi):
@@ -44,6 +46,9 @@ class SferumModule:
         )
         self.admin_api.register()
         if config.provisioning.enabled:
+            if api.should_run_background_tasks():
+                # Catch up at start-up with whatever changed while the server was down.
+                api.delayed_background_call(STARTUP_RECONCILE_DELAY_MS, self.provisioner.request)
             api.looping_background_call(
                 self.provisioner.request,
                 config.provisioning.reconcile_interval_seconds * 1000,

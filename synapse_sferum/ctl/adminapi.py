@@ -59,6 +59,9 @@ class AdminApi:
             query["dry_run"] = "true"
         return self._post("roster", "application/zip", zip_bytes, **query)
 
+    def reconcile(self) -> Request:
+        return self._post("reconcile", "application/json", b"{}")
+
     def issue_accounts(
         self, *, persons: Sequence[str] = (), class_id: str | None = None
     ) -> Request:
@@ -108,6 +111,14 @@ def parse_roster_counts(response: Response) -> Counts:
     ):
         raise _unexpected(response, "no counts by kind")
     return counts
+
+
+def parse_reconcile(response: Response) -> dict[str, int]:
+    """{"rooms_created": n, "joined": n, "removed": n, ...} from a reconcile's answer."""
+    report = _ok_json(response).get("reconcile")
+    if not isinstance(report, dict) or not all(isinstance(n, int) for n in report.values()):
+        raise _unexpected(response, "no reconcile report")
+    return report
 
 
 def parse_accounts(response: Response) -> list[IssuedAccount]:

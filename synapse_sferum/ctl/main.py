@@ -17,11 +17,13 @@ from typing import Any
 
 from synapse_sferum.ctl import params, services
 from synapse_sferum.ctl.accounts import issue_accounts
+from synapse_sferum.ctl.adminapi import call, parse_reconcile
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deploy import init
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import EXIT_NOT_RUNNING, CtlError
 from synapse_sferum.ctl.roster import import_roster
+from synapse_sferum.ctl.tables import format_table
 
 say = functools.partial(print, flush=True)
 
@@ -102,6 +104,15 @@ def _roster_import(args: argparse.Namespace) -> int:
 def _accounts_issue(args: argparse.Namespace) -> int:
     _say_lines(issue_accounts(Deployment(args.dir), persons=args.person or (),
                               class_id=args.class_id, output=args.format))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    report = parse_reconcile(call(Deployment(args.dir), lambda api: api.reconcile()))
+    _say_lines(format_table(["change", "count"], [[k, v] for k, v in report.items()]))
+    if report.get("failures"):
+        _say_lines(["some changes failed; the server's log says why"])
+        return 1
     return 0
 
 
@@ -190,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", type=Path, help="OneRoster CSV folder or .zip")
     p.add_argument("--dry-run", action="store_true",
                    help="check and count the changes without storing them")
+
+    command("reconcile", _reconcile, "bring rooms and memberships in line with the directory "
+            "now (the server also does this after imports and every few minutes)")
 
     accounts = commands.add_parser("accounts", help="accounts of people").add_subparsers(
         title="accounts commands", required=True, metavar="COMMAND")

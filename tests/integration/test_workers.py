@@ -346,6 +346,14 @@ async def test_worker_follows_a_reimported_roster_without_restart(
         lambda: _search_ids(user, cluster.user_id(classmate)),
         lambda ids: cluster.user_id(classmate) in ids,
     )
+    if cluster.user_id(classmate) not in classmate_seen:
+        pg = [a for a in cluster.deployment.database.split("/")]
+        url = cluster.deployment.database
+        for sql in ("select user_id, display_name from user_directory",
+                    "select user_id, vector from user_directory_search",
+                    "select * from user_directory_stream_pos",
+                    "select name, locked, deactivated, approved from users"):
+            print("DBG", sql, subprocess.run(["psql", url, "-At", "-c", sql], capture_output=True, text=True).stdout)
     assert cluster.user_id(classmate) in classmate_seen
     assert moved_id not in await _search_ids(user, moved_id)
     print('T', time.monotonic(), 'assert moved_id not in await _', flush=True)

@@ -22,6 +22,7 @@ from synapse_sferum.ctl.adminapi import (
     Rejected,
     Response,
     parse_accounts,
+    parse_reconcile,
     parse_roster_counts,
 )
 from synapse_sferum.ctl.errors import CtlError
@@ -406,3 +407,12 @@ def test_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> No
         main(argv)
     assert raised.value.code == 2
     assert "usage: sferumctl" in capsys.readouterr().err
+
+
+def test_reconcile_request_and_report() -> None:
+    request = API.reconcile()
+    assert (request.method, request.url) == ("POST", f"{PREFIX}/reconcile")
+    report = {"rooms_created": 2, "state_updates": 1, "joined": 5, "removed": 0, "failures": 0}
+    assert parse_reconcile(reply(200, {"reconcile": report})) == report
+    with pytest.raises(CtlError):
+        parse_reconcile(reply(200, {"reconcile": "done"}))
