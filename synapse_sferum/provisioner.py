@@ -287,6 +287,13 @@ class Provisioner:
                 if e.code != 429 or attempt == RATE_LIMIT_RETRIES:
                     raise
                 retry_after_ms = getattr(e, "retry_after_ms", None) or 1000
+                logger.info(
+                    "synapse_sferum: %s of %s in %s rate-limited; retrying in %d ms",
+                    membership,
+                    target,
+                    room_id,
+                    retry_after_ms,
+                )
             finally:
                 self._joining.discard(target)
             await self._api.sleep(min(retry_after_ms, 30_000) / 1000)
