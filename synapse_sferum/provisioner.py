@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 BOT_DISPLAY_NAME = "Школьная платформа"
 RATE_LIMIT_RETRIES = 5
+# Synapse's docs say per_second 0 disables a limit, but its limiter then allows nothing
+# (1.163, api/ratelimiting.py): a limit too high to reach is what works.
+UNLIMITED = RatelimitOverride(per_second=1_000_000.0, burst_count=1_000_000)
 
 
 @attrs.define
@@ -272,7 +275,7 @@ class Provisioner:
         user join about one room in ten seconds after a burst of ten).
         """
         if user_id in self._joining and limiter_name.startswith("rc_joins"):
-            return RatelimitOverride(per_second=0.0, burst_count=0)  # 0.0: not limited
+            return UNLIMITED
         return None
 
     async def _membership(self, sender: str, target: str, room_id: str, membership: str) -> None:
