@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -167,6 +168,8 @@ TEST_OVERRIDES = {
     # rc_joins.local and rc_invites keep Synapse's defaults: the platform must cope with them.
     "rc_joins": {"remote": {"per_second": 1000, "burst_count": 1000}},
     "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
+    # Synapse's start-up background updates back to back instead of one a second.
+    "background_updates": {"sleep_enabled": False},
 }
 
 
@@ -203,6 +206,32 @@ class Deployment:
 
     def start(self) -> None:
         sferumctl("start", str(self.dir))
+        self.wait_user_directory_built()
+
+    def wait_user_directory_built(self, timeout: float = 60) -> None:
+        """Waits for Synapse's initial user directory build on a fresh database.
+
+        Its first step empties the directory and refills it from a list of users taken earlier,
+        so an account registered in between would vanish from directory search until its
+        profile changes. Issuing accounts only after the build keeps search deterministic.
+        """
+        sql = (
+            "SELECT count(*) FROM background_updates"
+            " WHERE update_name LIKE 'populate_user_directory%'"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.database == "sqlite":
+                with sqlite3.connect(self.dir / "homeserver.db") as db:
+                    pending = db.execute(sql).fetchone()[0]
+            else:
+                out = subprocess.run(["psql", self.database, "-At", "-c", sql],
+                                     capture_output=True, text=True, check=True)
+                pending = int(out.stdout.strip())
+            if pending == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError("Synapse's user directory build did not finish")
 
     def stop(self) -> None:
         sferumctl("stop", str(self.dir), check=False)
