@@ -372,6 +372,14 @@ def _init(server: Server, ca: Path) -> None:
                 "ip_range_blacklist": [],
                 "federation_verify_certificates": True,
                 "federation_custom_ca_list": [str(ca)],
+                # These tests send many invites and joins in a row, by people and by servers.
+                "rc_invites": {
+                    name: {"per_second": 1000, "burst_count": 1000}
+                    for name in ("per_room", "per_user", "per_issuer")
+                },
+                "rc_joins": {
+                    name: {"per_second": 1000, "burst_count": 1000} for name in ("local", "remote")
+                },
             }
         )
     )
