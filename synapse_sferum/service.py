@@ -49,7 +49,8 @@ class DirectoryService:
     # Synapse's `@cached` methods confuse mypy without Synapse's own mypy plugin, so each
     # cached method is private and called, as `Any`, through a typed public one.
 
-    @cached()
+    # Sized for a district (about 125,000 people); Synapse's cache factor scales these.
+    @cached(max_entries=250_000)
     async def _person_for_user(self, user_id: str) -> str | None:
         if not self._api.is_mine(user_id):
             return None
@@ -60,7 +61,7 @@ class DirectoryService:
         person_id: str | None = await cached_fn(user_id)
         return person_id
 
-    @cached(max_entries=100_000)
+    @cached(max_entries=250_000)
     async def _member(self, user_id: str) -> Member | None:
         person_id = await self.person_for_user(user_id)
         if person_id is None:

@@ -79,16 +79,18 @@ def _column(txn: Txn, sql: str, args: Iterable[Any]) -> list[str]:
 
 
 def _class_ids_txn(txn: Txn, person_ids: list[str], role: EnrollmentRole) -> set[str]:
-    found: set[str] = set()
-    for person_id in person_ids:
-        found.update(
-            _column(
-                txn,
-                "SELECT class_id FROM sferum_enrollments WHERE person_id = ? AND role = ?",
-                (person_id, role.value),
-            )
+    """Classes where any of these people is enrolled in that role, in one query."""
+    if not person_ids:
+        return set()
+    marks = ", ".join("?" for _ in person_ids)
+    return set(
+        _column(
+            txn,
+            f"SELECT DISTINCT class_id FROM sferum_enrollments"
+            f" WHERE role = ? AND person_id IN ({marks})",
+            (role.value, *person_ids),
         )
-    return found
+    )
 
 
 def member_for_person_txn(txn: Txn, person_id: str, today: date, adult_age: int) -> Member | None:

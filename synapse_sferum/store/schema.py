@@ -67,6 +67,8 @@ def prepare_schema_txn(txn: Any) -> int:
             f"synapse_sferum: the database has schema version {current}, newer than this "
             f"module's {newest}; upgrade synapse-sferum"
         )
+    if current == newest:
+        return newest
     for version in range(current + 1, newest + 1):
         for statement in SCHEMA_VERSIONS[version - 1]:
             txn.execute(statement)

@@ -13,35 +13,9 @@ from twisted.internet import defer
 
 from synapse_sferum.config import parse_config
 from synapse_sferum.module import SferumModule
+from tests.sqlite_txn import Cursor
 
 SERVER = "school.test"
-
-
-class Cursor:
-    """The part of Synapse's LoggingTransaction that the module uses, on sqlite3."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self._cursor = conn.cursor()
-        self.after: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        self._cursor.execute(sql, args)
-
-    def execute_batch(self, sql: str, args: list[tuple[Any, ...]]) -> None:
-        self._cursor.executemany(sql, args)
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    def call_after(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.after.append((fn, args))
 
 
 @pytest.fixture
