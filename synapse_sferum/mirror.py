@@ -53,8 +53,15 @@ class SchoolNewsMirror:
         key = await self._directory.room_key(event.room_id)
         if key is None or key.kind is not RoomKind.SCHOOL_NEWS:
             return
+        # Synapse waits for this callback before it tells clients about the post: copy it in
+        # the background instead of holding the news back behind every class's copy.
+        self._api.run_as_background_process(
+            "sferum_mirror", self._mirror_logged, event, key.scope_id
+        )
+
+    async def _mirror_logged(self, event: EventBase, org_id: str) -> None:
         try:
-            await self._mirror(event, key.scope_id)
+            await self._mirror(event, org_id)
         except Exception:
             logger.exception("synapse_sferum: mirroring %s failed", event.event_id)
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.clients import User, login, nio_client, wait_for_text
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import Deployment, copy_roster, sferumctl
+from tests.integration.harness import DEMO_ROSTER, Deployment, copy_roster, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -52,19 +52,13 @@ def school(
     deployment.init()
     deployment.start()
     try:
-        imported = sferumctl("roster", "import", str(deployment.dir), str(demo_roster_dir()))
+        imported = sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
         accounts = deployment.issue(*demo_roster.roles)
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield School(deployment, demo_roster, accounts, imported.stdout)
     finally:
         deployment.stop()
-
-
-def demo_roster_dir() -> Path:
-    from tests.integration.harness import DEMO_ROSTER
-
-    return DEMO_ROSTER
 
 
 def first(items: set[str]) -> str:
@@ -80,7 +74,7 @@ def pupils(school: School, class_id: str) -> list[str]:
 
 def test_import_reports_created_and_unchanged_reimport_writes_nothing(school: School) -> None:
     assert "people" in school.first_import
-    again = sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_dir()))
+    again = sferumctl("roster", "import", str(school.deployment.dir), str(DEMO_ROSTER))
     for line in again.stdout.splitlines()[1:]:
         cells = line.split()
         if len(cells) == 4 and cells[0] in (
@@ -368,9 +362,8 @@ async def test_pupil_moved_to_another_class_changes_class_chat(
     assert await user.resolve(school.alias("class", "6b")) in joined
     assert await user.resolve(school.alias("class", "5a")) not in joined
     # and back, so other tests see the shipped roster
-    sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_dir()))
+    sferumctl("roster", "import", str(school.deployment.dir), str(DEMO_ROSTER))
     school.deployment.reconcile()
-    await asyncio.sleep(0)
 
 
 # -- malformed rosters change nothing ---------------------------------------------------------
@@ -444,7 +437,7 @@ def test_malformed_roster_is_refused_and_changes_nothing(
     assert result.returncode != 0, result.stdout
     assert re.search(pattern, result.stderr), result.stderr
     unchanged = sferumctl(
-        "roster", "import", "--dry-run", str(school.deployment.dir), str(demo_roster_dir())
+        "roster", "import", "--dry-run", str(school.deployment.dir), str(DEMO_ROSTER)
     )
     for line in unchanged.stdout.splitlines():
         cells = line.split()
