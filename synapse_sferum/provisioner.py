@@ -59,7 +59,6 @@ class Provisioner:
         self._directory = directory
         self._bot = bot_user_id
         self._partner_servers = partner_servers
-        self._joining: set[str] = set()  # users the platform is joining to a room right now
         self._running = False
         self._pending = False
         self._requested = 0  # runs asked for
@@ -272,20 +271,13 @@ class Provisioner:
         """The platform's own actions skip rate limits, as its appservice registration says.
 
         Synapse exempts an appservice's requests, but not those a module makes in its name.
-        Joins the platform makes for a user are not the user's either: without this, a teacher
-        put into twenty rooms at once would wait minutes (after a burst of ten joins, Synapse
-        lets a user join about one room in ten seconds).
+        (Join limits ask no module: homeserver.yaml raises them for the platform's joins.)
         """
-        platform_join = user_id in self._joining and limiter_name.startswith("rc_joins")
-        if user_id == self._bot or platform_join:
-            return UNLIMITED
-        return None
+        return UNLIMITED if user_id == self._bot else None
 
     async def _membership(self, sender: str, target: str, room_id: str, membership: str) -> None:
         """One membership change; waits out rate limits (such as joins per room) a few times."""
         for attempt in range(RATE_LIMIT_RETRIES + 1):
-            if membership == "join":
-                self._joining.add(target)
             try:
                 await self._api.update_room_membership(sender, target, room_id, membership)
                 return
@@ -301,6 +293,4 @@ class Provisioner:
                     getattr(e, "limiter_name", "?"),
                     retry_after_ms,
                 )
-            finally:
-                self._joining.discard(target)
             await self._api.sleep(min(retry_after_ms, 30_000) / 1000)
