@@ -5,7 +5,6 @@ Each callback gathers plain facts (who is who, what kind of room) and asks one p
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from synapse.events import EventBase
@@ -21,10 +20,8 @@ from synapse_sferum.refusals import (
     forbidden,
     spam_check_result,
 )
-from synapse_sferum.rooms import DM_CREATION_FLAG
+from synapse_sferum.rooms import DM_CREATION_FLAG, server_of
 from synapse_sferum.service import DirectoryService
-
-logger = logging.getLogger(__name__)
 
 EVENT_REFUSAL: tuple[bool, dict[str, Any] | None] = (False, None)
 _STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
@@ -36,11 +33,7 @@ _NO_GUESTS = {
 }
 
 
-def _server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1]
-
-
-def _join_rule(initial_state: Any) -> tuple[str | None, str | None, bool]:
+def _initial_state_facts(initial_state: Any) -> tuple[str | None, str | None, bool]:
     """(join_rule, guest_access, encrypted) from a createRoom `initial_state` list."""
     join_rule = guest_access = None
     encrypted = False
@@ -116,7 +109,7 @@ class Gatekeeper:
             # Synapse asks this again after federated_user_may_invite accepted a remote invite.
             return spam_check_result(
                 policy.may_receive_remote_invite(
-                    invitee_member, _server_of(inviter) in self._config.partner_servers
+                    invitee_member, server_of(inviter) in self._config.partner_servers
                 )
             )
         state = await self._api.get_room_state(
@@ -134,7 +127,7 @@ class Gatekeeper:
             inviter=await self._member(inviter),
             invitee=invitee_member,
             invitee_is_remote=invitee_remote,
-            invitee_server_listed=_server_of(invitee) in self._config.partner_servers,
+            invitee_server_listed=server_of(invitee) in self._config.partner_servers,
             room=await self._provisioned(room_id),
             room_is_direct=bool(create_content.get(DM_CREATION_FLAG)),
             room_federates=create_content.get("m.federate", True) is not False,
@@ -146,7 +139,7 @@ class Gatekeeper:
 
     @fail_closed(SPAM_REFUSAL)
     async def federated_user_may_invite(self, event: EventBase) -> SpamCheckResult:
-        listed = _server_of(event.sender) in self._config.partner_servers
+        listed = server_of(event.sender) in self._config.partner_servers
         invitee = await self._member(event.state_key)
         return spam_check_result(policy.may_receive_remote_invite(invitee, listed))
 
@@ -156,7 +149,7 @@ class Gatekeeper:
     ) -> SpamCheckResult:
         if self._is_platform(user_id):
             return spam_check_result(policy.ALLOW)
-        join_rule, guest_access, encrypted = _join_rule(room_config.get("initial_state"))
+        join_rule, guest_access, encrypted = _initial_state_facts(room_config.get("initial_state"))
         invitees = room_config.get("invite") or []
         request = policy.CreateRoomRequest(
             is_direct=bool(room_config.get("is_direct")),

@@ -16,7 +16,7 @@ from synapse.module_api.errors import SynapseError
 
 from synapse_sferum import policy
 from synapse_sferum.directory import guardianship_pairs
-from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope
+from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope, server_of
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.views import org_views
 
@@ -238,7 +238,7 @@ class Provisioner:
             for user_id in present
             if admits_partners
             and not self._api.is_mine(user_id)
-            and user_id.split(":", 1)[1] in self._partner_servers
+            and server_of(user_id) in self._partner_servers
         )
         changes = policy.membership_changes(
             wanted,

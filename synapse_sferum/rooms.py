@@ -108,3 +108,8 @@ RESERVED_ALIAS_PREFIXES = tuple(sorted({f"{k.alias_prefix}-" for k in RoomKind})
 def is_reserved_alias(localpart: str) -> bool:
     """Aliases of the platform's scheme: nobody but the platform may take them."""
     return localpart.startswith(RESERVED_ALIAS_PREFIXES)
+
+
+def server_of(user_id: str) -> str:
+    """The server part of a Matrix user ID: everything after the first colon (ports included)."""
+    return user_id.split(":", 1)[1]
