@@ -7,6 +7,7 @@ copy idempotent, so a retried or duplicated notification never posts twice.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +30,7 @@ def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase)
     if isinstance(copy.get("body"), str):
         copy["body"] = f"{author}: {copy['body']}"
     if isinstance(copy.get("formatted_body"), str):
-        copy["formatted_body"] = f"<b>{author}</b>: {copy['formatted_body']}"
+        copy["formatted_body"] = f"<b>{html.escape(author)}</b>: {copy['formatted_body']}"
     copy[MIRROR_KEY] = {
         "room_id": source.room_id,
         "event_id": source.event_id,

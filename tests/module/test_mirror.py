@@ -21,3 +21,10 @@ def test_copy_names_the_author_and_the_source_and_drops_relations() -> None:
     assert "m.relates_to" not in copy  # the thread root does not exist in the class room
     assert copy[MIRROR_KEY] == {"room_id": "!news:s", "event_id": "$post", "sender": "@t:s"}
     assert content["body"] == "Линейка в 8:30"  # the source is left as it was
+
+
+def test_author_names_are_escaped_in_html() -> None:
+    source: Any = SimpleNamespace(room_id="!news:s", event_id="$post", sender="@t:s")
+    content = {"msgtype": "m.text", "body": "x", "formatted_body": "x"}
+    copy = mirrored_content(content, "Ира <script>", source)
+    assert copy["formatted_body"] == "<b>Ира &lt;script&gt;</b>: x"
