@@ -5,6 +5,7 @@ Each callback gathers plain facts (who is who, what kind of room) and asks one p
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from synapse.events import EventBase
@@ -20,8 +21,10 @@ from synapse_sferum.refusals import (
     forbidden,
     spam_check_result,
 )
-from synapse_sferum.rooms import DM_CREATION_FLAG, server_of
+from synapse_sferum.rooms import DM_CREATION_FLAG, SENDER_ROLE_KEY, server_of
 from synapse_sferum.service import DirectoryService
+
+logger = logging.getLogger(__name__)
 
 EVENT_REFUSAL: tuple[bool, dict[str, Any] | None] = (False, None)
 _STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
@@ -68,6 +71,9 @@ class Gatekeeper:
             user_may_create_room_alias=self.user_may_create_room_alias,
             user_may_publish_room=self.user_may_publish_room,
             check_username_for_spam=self.check_username_for_spam,
+        )
+        self._api.register_add_extra_fields_to_unsigned_client_event_callbacks(
+            add_field_to_unsigned_callback=self.sender_role
         )
         self._api.register_third_party_rules_callbacks(
             check_event_allowed=self.check_event_allowed,
@@ -191,6 +197,20 @@ class Gatekeeper:
             await self._member(requester_id), await self._member(target_id)
         )
         return not decision.allowed
+
+    async def sender_role(self, event: EventBase) -> dict[str, Any]:
+        """The sender's role in `unsigned`, asserted by the server: clients cannot forge it.
+
+        Runs for every event sent to a client, so it never raises: no answer asserts nothing.
+        """
+        try:
+            if not self._api.is_mine(event.sender) or self._is_platform(event.sender):
+                return {}
+            member = await self._member(event.sender)
+            return {SENDER_ROLE_KEY: policy.asserted_role(member)} if member else {}
+        except Exception:
+            logger.exception("synapse_sferum: no sender role for %s", event.event_id)
+            return {}
 
     # -- third-party rules -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from synapse.module_api import ModuleApi
 
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.directory import age_on
+from synapse_sferum.policy import display_name_for
 from synapse_sferum.rooms import slug
 from synapse_sferum.roster.merge import DirectorySnapshot
 from synapse_sferum.service import DirectoryService
@@ -118,7 +119,8 @@ class AccountIssuer:
             person = snapshot.people[person_id]
             localpart = await self._free_localpart(localpart_for(person.username, person_id))
             password = new_password()
-            user_id = await self._api.register_user(localpart, displayname=person.real_name)
+            name = display_name_for(person.real_name, person.roles)
+            user_id = await self._api.register_user(localpart, displayname=name)
             await self._directory.link(person_id, user_id, hash_password(password))
             issued.append(IssuedAccount(person_id, user_id, password))
         return issued

@@ -104,7 +104,8 @@ class AdminApi:
                 {PROBLEMS_KEY: problems},
             ) from e
         if report.wrote_anything and not dry_run:
-            self._provisioner.request()
+            renamed = await self._directory.users_of(report.changed_person_ids)
+            self._provisioner.request(check_names_of=renamed)
         return 200, {"counts": report.to_json(), "dry_run": dry_run}
 
     async def _issue_accounts(self, request: Any) -> tuple[int, Any]:

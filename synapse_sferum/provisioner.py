@@ -8,10 +8,11 @@ overlap, and a request during a run makes one more run afterwards.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from synapse.module_api import ModuleApi, RatelimitOverride
+from synapse.module_api import ModuleApi, RatelimitOverride, UserID
 from synapse.module_api.errors import SynapseError
 
 from synapse_sferum import policy
@@ -65,9 +66,14 @@ class Provisioner:
         self._started = 0  # runs begun (each covers every request made before it)
         self._finished = 0
         self.last_report = ReconcileReport()
+        self._names_to_check: set[str] = set()
 
-    def request(self) -> int:
-        """Asks for a run that starts after now; returns its number to wait for."""
+    def request(self, check_names_of: Iterable[str] = ()) -> int:
+        """Asks for a run that starts after now; returns its number to wait for.
+
+        `check_names_of`: accounts whose roster record changed, so their display name may too.
+        """
+        self._names_to_check.update(check_names_of)
         self._requested = self._started + 1
         self._pending = True
         if not self._running:
@@ -98,6 +104,7 @@ class Provisioner:
 
     async def _reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
+        await self._sync_display_names(report)
         snapshot = await self._directory.snapshot()
         links = await self._directory.all_links()
         pairs = guardianship_pairs(snapshot.people)
@@ -117,6 +124,19 @@ class Provisioner:
                 await self._sync_members(room_id, frozenset(), report)
         logger.info("synapse_sferum: reconcile done: %s", report.to_json())
         return report
+
+    async def _sync_display_names(self, report: ReconcileReport) -> None:
+        """Global display names follow the roster (and the badge); users cannot change them."""
+        user_ids, self._names_to_check = sorted(self._names_to_check), set()
+        for user_id in user_ids:
+            member = await self._directory.get_member(user_id)
+            if member is None:
+                continue
+            expected = policy.expected_display_name(member)
+            profile = await self._api.get_profile_for_user(UserID.from_string(user_id).localpart)
+            if profile.display_name != expected:
+                await self._api.set_displayname(UserID.from_string(user_id), expected)
+                report.state_updates += 1
 
     async def _apply_plan(
         self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport

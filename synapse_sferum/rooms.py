@@ -11,6 +11,7 @@ import attrs
 ROOM_KIND_EVENT = "ru.sferum.room"  # protected state: {"kind", "org", "class"[, "person"]}
 DM_CREATION_FLAG = "ru.sferum.direct"  # set in m.room.create content of every direct chat
 REASON_KEY = "ru.sferum.reason"  # the namespaced reason field of every refusal
+SENDER_ROLE_KEY = "ru.sferum.sender_role"  # in events' `unsigned`: the role the server asserts
 
 
 class RoomKind(enum.Enum):

@@ -106,10 +106,17 @@ class DirectoryService:
         report = await self._run(
             "sferum_roster_import", directory.apply_import_txn, change, dry_run
         )
-        if report.changed_person_ids and not dry_run:
-            links = await self.all_links()
-            await self._invalidate_users(links[p] for p in report.changed_person_ids if p in links)
+        if not dry_run:
+            await self._invalidate_users(await self.users_of(report.changed_person_ids))
         return report
+
+    async def users_of(self, person_ids: Iterable[str]) -> list[str]:
+        """The accounts linked to these people (people without one are left out)."""
+        wanted = set(person_ids)
+        if not wanted:
+            return []
+        links = await self.all_links()
+        return sorted(links[p] for p in wanted if p in links)
 
     async def _invalidate_users(self, user_ids: Iterable[str]) -> None:
         for user_id in user_ids:

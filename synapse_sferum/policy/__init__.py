@@ -16,7 +16,6 @@ from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
 from synapse_sferum.policy.events import (
     PLATFORM_STATE,
     ProvisionedRoom,
-    expected_display_name,
     may_send_state,
 )
 from synapse_sferum.policy.membership import (
@@ -24,6 +23,12 @@ from synapse_sferum.policy.membership import (
     may_invite,
     may_join_room,
     may_receive_remote_invite,
+)
+from synapse_sferum.policy.names import (
+    TEACHER_BADGE,
+    asserted_role,
+    display_name_for,
+    expected_display_name,
 )
 from synapse_sferum.policy.provisioning import (
     ClassView,
@@ -39,6 +44,7 @@ from synapse_sferum.policy.provisioning import (
 __all__ = [
     "ALLOW",
     "PLATFORM_STATE",
+    "TEACHER_BADGE",
     "ClassView",
     "CreateRoomRequest",
     "Decision",
@@ -48,7 +54,9 @@ __all__ = [
     "PupilView",
     "Reason",
     "RoomPlan",
+    "asserted_role",
     "desired_rooms",
+    "display_name_for",
     "expected_display_name",
     "may_change_membership",
     "may_contact",

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 
 import attrs
 
-from synapse_sferum.model import Member
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
 from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey
@@ -82,7 +81,3 @@ def _opens_room(event_type: str, content: Mapping[str, object]) -> bool:
         return content.get("history_visibility") == matrix.WORLD_READABLE
     return False
 
-
-def expected_display_name(member: Member) -> str:
-    """The one display name a member may carry, in every room and profile (DESIGN §5)."""
-    return member.real_name

@@ -165,6 +165,54 @@ async def test_school_news_edits_and_redactions_are_mirrored(school: School) -> 
     assert seen.body.get("content") == {}, seen
 
 
+async def test_only_teachers_wear_the_badge(school: School) -> None:
+    pupil = await school.login(pupils(school, "5a")[0])
+    class_chat = await pupil.resolve(school.alias("class", "5a"))
+    reply = await pupil.call("GET", f"/rooms/{class_chat}/joined_members")
+    names = {user: info["display_name"] for user, info in reply.body["joined"].items()}
+    teachers = {school.user_id(t) for t in school.roster.teachers["5a"]}
+    for user, name in names.items():
+        if user in teachers:
+            assert name.endswith(" 🎓"), (user, name)
+        else:
+            assert "🎓" not in name, (user, name)
+    profile = await pupil.call("GET", f"/profile/{first(teachers)}/displayname")
+    assert profile.body["displayname"].endswith(" 🎓"), profile
+
+
+async def test_every_badge_spoofing_path_fails(school: School) -> None:
+    who = pupils(school, "5a")[0]
+    pupil = await school.login(who)
+    me = school.user_id(who)
+    class_chat = await pupil.resolve(school.alias("class", "5a"))
+    # the global display name is the server's
+    renamed = await pupil.call("PUT", f"/profile/{me}/displayname", {"displayname": "Учитель 🎓"})
+    assert renamed.status == 403, renamed
+    # a per-room name, plain or with a lookalike sequence, is put back to the real name
+    for fake in ("Учитель 🎓", "Артём 👨‍🎓"):
+        member = await pupil.put_state(
+            class_chat, "m.room.member", {"membership": "join", "displayname": fake}, key=me
+        )
+        assert member.status == 200, member
+        state = await pupil.call("GET", f"/rooms/{class_chat}/state/m.room.member/{me}")
+        assert "🎓" not in state.body["displayname"], state
+    # a custom profile field is the user's own, and asserts nothing anywhere
+    await pupil.call("PUT", f"/profile/{me}/ru.sferum.role", {"ru.sferum.role": "teacher"})
+    # a state event claiming a role is refused in a provisioned room
+    claimed = await pupil.put_state(class_chat, "ru.sferum.role", {"role": "teacher"}, key=me)
+    assert claimed.status == 403, claimed
+    # what clients read is the server's word: the sender's role in `unsigned`
+    sent = await pupil.send_text(class_chat, "я учитель")
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    taught = await teacher.send_text(class_chat, "нет, учитель я")
+    for event_id, role in (
+        (sent.body["event_id"], "student"),
+        (taught.body["event_id"], "teacher"),
+    ):
+        event = await pupil.call("GET", f"/rooms/{class_chat}/event/{event_id}")
+        assert event.body["unsigned"]["ru.sferum.sender_role"] == role, event
+
+
 # -- refusals -------------------------------------------------------------------------------
 
 

@@ -503,9 +503,9 @@ def test_receive_remote_invite(invitee: str, listed: bool, expected: Reason | No
 # -- names and reasons ----------------------------------------------------------------------------
 
 
-def test_display_name_is_the_real_name() -> None:
+def test_display_name_is_the_real_name_with_the_badge_for_teachers() -> None:
     member = Member("t", TEACHER, SCHOOL, real_name="Анна Петровна Смирнова")
-    assert expected_display_name(member) == "Анна Петровна Смирнова"
+    assert expected_display_name(member) == "Анна Петровна Смирнова 🎓"
 
 
 def test_every_reason_is_namespaced_and_distinct() -> None:
