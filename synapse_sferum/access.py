@@ -26,6 +26,7 @@ from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
 
+EXPIRED: bool | None = True
 EVENT_REFUSAL: tuple[bool, dict[str, Any] | None] = (False, None)
 _STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
 # Synapse's private_chat preset lets guests join; guests have no place in a school.
@@ -72,6 +73,7 @@ class Gatekeeper:
             user_may_publish_room=self.user_may_publish_room,
             check_username_for_spam=self.check_username_for_spam,
         )
+        self._api.register_account_validity_callbacks(is_user_expired=self.is_user_expired)
         self._api.register_add_extra_fields_to_unsigned_client_event_callbacks(
             add_field_to_unsigned_callback=self.sender_role
         )
@@ -197,6 +199,18 @@ class Gatekeeper:
             await self._member(requester_id), await self._member(target_id)
         )
         return not decision.allowed
+
+    @fail_closed(EXPIRED)
+    async def is_user_expired(self, user_id: str) -> bool | None:
+        """An account whose person left the roster (or was disabled there) is shut.
+
+        Synapse then answers the account's every request with 403 ORG_MATRIX_EXPIRED_ACCOUNT
+        and sends it no pushes; reconciles take it out of the provisioned rooms. If the person
+        comes back, so does the account. None leaves accounts never linked to others.
+        """
+        if await self._directory.person_for_user(user_id) is None:
+            return None
+        return True if await self._member(user_id) is None else None
 
     async def sender_role(self, event: EventBase) -> dict[str, Any]:
         """The sender's role in `unsigned`, asserted by the server: clients cannot forge it.

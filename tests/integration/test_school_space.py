@@ -491,3 +491,44 @@ def test_malformed_roster_is_refused_and_changes_nothing(
         cells = line.split()
         if len(cells) == 4 and cells[0] in ("people", "enrollments", "demographics"):
             assert cells[1:] == ["0", "0", "0"], unchanged.stdout
+
+
+# -- people leave the school ------------------------------------------------------------------
+
+
+def _without_pupil(source: Path, dest: Path, pupil: str, guardian: str) -> Path:
+    """The roster without `pupil`; `guardian`, the pupil's only guardian, stays, childless."""
+    dest.mkdir()
+    for f in source.iterdir():
+        lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if pupil not in line or line.startswith(guardian)]
+        (dest / f.name).write_text("".join(kept).replace(f",{pupil},,", ",,,"), "utf-8")
+    return dest
+
+
+async def test_people_who_leave_the_school_lose_its_rooms(school: School, tmp_path: Path) -> None:
+    pupil, guardian = "p-5a-4", "g-novikov"
+    assert school.roster.guardians_of(pupil) == {guardian}
+    pupil_user = await school.login(pupil)
+    guardian_user = await school.login(guardian)
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    class_chat = await teacher.resolve(school.alias("class", "5a"))
+    parents = await teacher.resolve(school.alias("parents", "5a"))
+    roster = _without_pupil(DEMO_ROSTER, tmp_path / "roster", pupil, guardian)
+    sferumctl("roster", "import", str(school.deployment.dir), str(roster))
+    report = school.deployment.reconcile()
+    assert report["failures"] == 0, report
+    try:
+        # the pupil's account is shut: every request is refused
+        shut = await pupil_user.call("GET", "/joined_rooms")
+        assert (shut.status, shut.body["errcode"]) == (403, "ORG_MATRIX_EXPIRED_ACCOUNT"), shut
+        assert school.user_id(pupil) not in await teacher.members(class_chat)
+        # the guardian whose last child left keeps the account but none of the school's rooms
+        left = await guardian_user.joined_rooms()
+        assert parents not in left
+        assert not left & await teacher.joined_rooms(), left
+    finally:
+        sferumctl("roster", "import", str(school.deployment.dir), str(DEMO_ROSTER))
+        school.deployment.reconcile()
+    back = await pupil_user.call("GET", "/joined_rooms")
+    assert back.status == 200, back

@@ -187,3 +187,22 @@ def demo_zip() -> bytes:
         for f in DEMO.iterdir():
             z.write(f, f.name)
     return buffer.getvalue()
+
+
+async def test_an_account_whose_person_left_the_roster_is_expired(
+    module: SferumModule, tmp_path: Path
+) -> None:
+    await load_demo(module, "p-5a-4", "p-5a-1")
+    gate = module.gatekeeper
+    assert await gate.is_user_expired(uid("p-5a-4")) is None
+    assert await gate.is_user_expired(uid("never-linked")) is None
+    left = tmp_path / "roster"
+    left.mkdir()
+    for f in DEMO.iterdir():
+        lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if "p-5a-4" not in line or line.startswith("g-novikov")]
+        text = "".join(kept).replace(",p-5a-4,,", ",,,")  # g-novikov keeps no child
+        (left / f.name).write_text(text, encoding="utf-8")
+    await module.directory.apply_import(parse_roster(left), dry_run=False)
+    assert await gate.is_user_expired(uid("p-5a-4")) is True
+    assert await gate.is_user_expired(uid("p-5a-1")) is None
