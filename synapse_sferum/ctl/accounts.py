@@ -7,21 +7,28 @@ from collections.abc import Sequence
 
 import attrs
 
-from synapse_sferum.ctl.adminapi import call, parse_accounts
+from synapse_sferum.ctl.adminapi import IssuedAccount, call, parse_accounts
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.tables import format_table
 
 ALREADY_LINKED = "(already linked)"
 
 
-def issue_accounts(
-    deployment: Deployment, *, persons: Sequence[str], class_id: str | None, output: str
-) -> list[str]:
-    """Asks the platform for accounts; `output` is "text" (a table) or "json"."""
+def fetch_accounts(
+    deployment: Deployment, *, persons: Sequence[str] = (), class_id: str | None = None
+) -> list[IssuedAccount]:
+    """Asks the platform for accounts; passwords come only for accounts made now."""
     response = call(
         deployment, lambda api: api.issue_accounts(persons=persons, class_id=class_id)
     )
-    accounts = parse_accounts(response)
+    return parse_accounts(response)
+
+
+def issue_accounts(
+    deployment: Deployment, *, persons: Sequence[str], class_id: str | None, output: str
+) -> list[str]:
+    """Issues accounts; `output` is "text" (a table) or "json"."""
+    accounts = fetch_accounts(deployment, persons=persons, class_id=class_id)
     if output == "json":
         return [json.dumps([attrs.asdict(a) for a in accounts], ensure_ascii=False, indent=2)]
     return format_table(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from synapse_sferum.ctl import params, services
+from synapse_sferum.ctl import params, services, sheet
 from synapse_sferum.ctl.accounts import issue_accounts
 from synapse_sferum.ctl.adminapi import call, parse_reconcile
 from synapse_sferum.ctl.checkconfig import check_config
@@ -104,6 +104,12 @@ def _roster_import(args: argparse.Namespace) -> int:
 def _accounts_issue(args: argparse.Namespace) -> int:
     _say_lines(issue_accounts(Deployment(args.dir), persons=args.person or (),
                               class_id=args.class_id, output=args.format))
+    return 0
+
+
+def _accounts_sheet(args: argparse.Namespace) -> int:
+    count = sheet.write_sheet(Deployment(args.dir), args.class_id, args.out)
+    say(f"wrote {args.out} ({count} cards)")
     return 0
 
 
@@ -216,4 +222,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="everyone in this class (its sourcedId)")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="a table (default) or JSON")
+    p = command("sheet", _accounts_sheet, "create accounts for a class's pupils and write "
+                "printable sign-in cards (HTML, with QR codes)", within=accounts,
+                full_name="accounts sheet")
+    p.add_argument("--class", dest="class_id", required=True, metavar="CLASSID",
+                   help="the class's sourcedId")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE.html",
+                   help="the page to create (never overwritten: it holds passwords)")
     return parser

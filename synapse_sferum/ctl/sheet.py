@@ -1,0 +1,154 @@
+"""`sferumctl accounts sheet`: printable onboarding cards for school-issued accounts (DESIGN §5).
+
+Pupils too young for a phone get their account on paper: one card per account with the school
+server's URL, the user ID, the one-time password and a QR code for signing in. Rendering is
+pure (accounts, names and URL in, an HTML string out); `write_sheet` does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import jinja2
+import markupsafe
+import qrcode
+import qrcode.constants
+import qrcode.image.svg
+
+from synapse_sferum.ctl.accounts import fetch_accounts
+from synapse_sferum.ctl.adminapi import IssuedAccount
+from synapse_sferum.ctl.deploy import TEMPLATE_DIR
+from synapse_sferum.ctl.deployment import Deployment, client_base_url
+from synapse_sferum.ctl.errors import CtlError
+
+TEMPLATE = "onboarding-sheet.html.j2"
+
+
+@attrs.frozen
+class Card:
+    person: str
+    name: str | None  # the person's name, when the caller knows it
+    user_id: str
+    password: str | None  # None: issued earlier, not shown again
+    qr_svg: markupsafe.Markup
+
+
+def server_url(config: Mapping[str, Any]) -> str:
+    """The URL pupils' apps use: `public_baseurl` (what `init` writes), else the client listener.
+
+    `client_base_url` alone is the address sferumctl itself connects to (often 127.0.0.1), which
+    a pupil's tablet cannot reach; a deployment without public_baseurl has nothing better.
+    """
+    public = config.get("public_baseurl")
+    url = public if isinstance(public, str) and public else client_base_url(config)
+    return url.rstrip("/")
+
+
+def sign_in_payload(homeserver: str, user_id: str) -> str:
+    """What the QR code encodes: `{"homeserver": URL, "user_id": ID}` as compact JSON.
+
+    Not a https://matrix.to/#/@user:server link: matrix.to is a public web service the closed
+    school network may not reach, and it only names the user, so the app would still have to
+    discover the homeserver from the server name (.well-known), which a school server on a
+    private address does not serve. The JSON carries the exact URL to sign in at. The password
+    is deliberately left out: the QR only fills in server and login, the password stays printed
+    text, so a photo of the code alone does not open the account.
+    """
+    return json.dumps({"homeserver": homeserver, "user_id": user_id}, separators=(",", ":"))
+
+
+def qr_svg(data: str) -> markupsafe.Markup:
+    """An inline <svg> of `data` (no external files); sized by the page's CSS via its viewBox."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=2)
+    code.add_data(data)
+    code.make(fit=True)
+    image = code.make_image(image_factory=qrcode.image.svg.SvgPathImage)
+    svg: str = image.to_string(encoding="unicode")
+    # Every card's path would carry the same id="qr-path": drop it, ids must be unique in a page.
+    # What is left is our own path-only SVG, not user text: safe to insert unescaped.
+    return markupsafe.Markup(svg.replace(' id="qr-path"', "", 1))
+
+
+def template() -> jinja2.Template:
+    """The sheet's template; loaded before any account is issued, so a missing one costs no
+    one-time password."""
+    if not (TEMPLATE_DIR / TEMPLATE).is_file():
+        raise CtlError(
+            f"no template {TEMPLATE_DIR / TEMPLATE}: run sferumctl from a source "
+            "checkout of synapse-sferum (pip install -e)"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,  # names and IDs come from the roster: always escaped
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template(TEMPLATE)
+
+
+def render_sheet(
+    accounts: Sequence[IssuedAccount],
+    *,
+    class_id: str,
+    homeserver: str,
+    names: Mapping[str, str] | None = None,
+    page: jinja2.Template | None = None,
+) -> str:
+    """The HTML page: one card per account, in the admin API's order.
+
+    `names` maps sourcedIds to names to print; the admin API's answer carries none, so the CLI
+    passes none and each card shows the sourcedId only.
+    """
+    names = names or {}
+    cards = [
+        Card(
+            person=a.person,
+            name=names.get(a.person),
+            user_id=a.user_id,
+            password=a.password,
+            qr_svg=qr_svg(sign_in_payload(homeserver, a.user_id)),
+        )
+        for a in accounts
+    ]
+    return (page or template()).render(class_id=class_id, homeserver=homeserver, cards=cards)
+
+
+def write_sheet(deployment: Deployment, class_id: str, out: Path) -> int:
+    """Issues the class's accounts and prints their cards to a new file; returns the count.
+
+    The passwords are shown only once, so everything that can fail without the server (the
+    template, the config, the output file) is checked before asking for them, and an existing
+    file is never overwritten: it may be the only copy of an earlier sheet's passwords.
+    """
+    page = template()
+    homeserver = server_url(deployment.load_config())
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds passwords
+    except FileExistsError:
+        raise CtlError(
+            f"{out} exists; it may hold passwords shown only once: keep it, and "
+            "choose another --out"
+        ) from None
+    except OSError as e:
+        raise CtlError(f"cannot create {out}: {e.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        try:
+            accounts = fetch_accounts(deployment, class_id=class_id)
+        except BaseException:
+            out.unlink()  # no account was issued: leave no empty sheet behind
+            raise
+        try:
+            f.write(render_sheet(accounts, class_id=class_id, homeserver=homeserver, page=page))
+            f.flush()
+        except (OSError, ValueError) as e:  # the passwords must not be lost: print them
+            raise CtlError(
+                f"cannot write {out}: {e}; the accounts issued:",
+                details=[json.dumps(attrs.asdict(a), ensure_ascii=False) for a in accounts],
+            ) from None
+    return len(accounts)

@@ -1,0 +1,131 @@
+"""`sferumctl accounts sheet`: the printable onboarding cards, and the command against a stand-in
+admin API."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from synapse_sferum.ctl.adminapi import IssuedAccount
+from synapse_sferum.ctl.sheet import render_sheet, server_url, sign_in_payload
+from tests.unit.test_ctl_adminapi import (  # noqa: F401  (api: the stand-in server fixture)
+    FakeApi,
+    api,
+    deployment_at,
+    run,
+)
+
+HOMESERVER = "https://school1.example.org"
+ACCOUNTS = [
+    IssuedAccount("s-1", "@ivanov.ivan:school1.example.org", "Tq7-x9Lm"),
+    IssuedAccount("s-22", "@li:school1.example.org", None),
+    IssuedAccount("s-<3>", "@petrova.anna:school1.example.org", "Zz8_kP4q"),
+]
+NAMES = {"s-<3>": "Анна <b>Петрова</b>"}
+
+
+def render() -> str:
+    return render_sheet(ACCOUNTS, class_id="5a", homeserver=HOMESERVER, names=NAMES)
+
+
+def test_cards() -> None:
+    html = render()
+    for account in ACCOUNTS:
+        assert account.user_id in html
+    assert "Tq7-x9Lm" in html and "Zz8_kP4q" in html
+    assert html.count("Пароль выдан ранее") == 1
+    assert html.count("<svg") == len(ACCOUNTS)
+    assert html.count('class="card"') == len(ACCOUNTS)
+    for label in ("Сервер", "Логин", "Пароль"):
+        assert html.count(f"<dt>{label}</dt>") == len(ACCOUNTS)
+    assert html.count(HOMESERVER) == len(ACCOUNTS)
+
+
+def test_escaping() -> None:
+    html = render()
+    assert "Анна &lt;b&gt;Петрова&lt;/b&gt;" in html
+    assert "s-&lt;3&gt;" in html
+    assert "<b>" not in html and "s-<3>" not in html
+
+
+def test_title_and_pages() -> None:
+    html = render_sheet(ACCOUNTS * 5, class_id="6б", homeserver=HOMESERVER)
+    assert "<title>Учётные записи: класс 6б</title>" in html
+    assert "@page { size: A4;" in html
+    # 15 cards: 8 rows of two, a page break after rows 3 and 6 (not after the last).
+    assert html.count('<div class="row') == 8
+    assert html.count("row page-break") == 2
+    assert 'id="qr-path"' not in html  # ids stay unique
+
+
+def test_empty_class() -> None:
+    html = render_sheet([], class_id="5a", homeserver=HOMESERVER)
+    assert "<svg" not in html and "В классе нет учеников" in html
+
+
+def test_sign_in_payload() -> None:
+    assert json.loads(sign_in_payload(HOMESERVER, "@li:x")) == {
+        "homeserver": HOMESERVER, "user_id": "@li:x"}
+
+
+def test_server_url() -> None:
+    listener = {"type": "http", "port": 8008, "resources": [{"names": ["client"]}]}
+    assert server_url({"public_baseurl": "https://s.example/", "listeners": [listener]}) == (
+        "https://s.example")
+    assert server_url({"listeners": [listener]}) == "http://127.0.0.1:8008"
+
+
+def test_command(
+    tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake: FakeApi = request.getfixturevalue("api")
+    folder = deployment_at(tmp_path, fake.port)
+    fake.body = {"accounts": [
+        {"person": "s-1", "user_id": "@ivanov.ivan:localhost", "password": "Tq7-x9Lm"},
+        {"person": "s-22", "user_id": "@li:localhost", "password": None},
+    ]}
+    out_file = tmp_path / "5a.html"
+    argv = ["accounts", "sheet", str(folder), "--class", "5a", "--out", str(out_file)]
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (0, f"wrote {out_file} (2 cards)\n", "")
+    assert json.loads(fake.requests[0][2]) == {"class": "5a"}
+    html = out_file.read_text(encoding="utf-8")
+    assert "@ivanov.ivan:localhost" in html and "Tq7-x9Lm" in html
+    assert f"http://127.0.0.1:{fake.port}" in html  # init's default public_baseurl
+    assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
+
+    # An existing sheet may be the only copy of its passwords: refused before any request.
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (1, "")
+    assert "exists" in err and len(fake.requests) == 1
+    assert "Tq7-x9Lm" in out_file.read_text(encoding="utf-8")
+
+
+def test_command_unknown_class(
+    tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake: FakeApi = request.getfixturevalue("api")
+    folder = deployment_at(tmp_path, fake.port)
+    fake.status, fake.body = 404, {"errcode": "M_NOT_FOUND", "error": "No class '9z'"}
+    out_file = tmp_path / "9z.html"
+    code, out, err = run(capsys, "accounts", "sheet", str(folder), "--class", "9z",
+                         "--out", str(out_file))
+    assert (code, out, err) == (1, "", "accounts sheet: No class '9z' (M_NOT_FOUND)\n")
+    assert not out_file.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["accounts", "sheet", "DIR", "--out", "x.html"],
+        ["accounts", "sheet", "DIR", "--class", "5a"],
+        ["accounts", "sheet", "DIR", "--person", "p", "--out", "x.html"],
+    ],
+)
+def test_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run(capsys, *argv)
+    assert exit_info.value.code == 2
