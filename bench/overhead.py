@@ -182,20 +182,20 @@ class Server:
 Notes = dict[str, list[float]]
 
 
-async def sends_sequential(server: Server, count: int, notes: Notes) -> float:
+async def _sends_one_at_a_time(server: Server, room_id: str, count: int) -> float:
     owner = server.users[0]
     start = time.perf_counter()
     for n in range(count):
-        await send(owner, server.send_room, f"сообщение {n}")
+        await send(owner, room_id, f"сообщение {n}")
     return count / (time.perf_counter() - start)
+
+
+async def sends_sequential(server: Server, count: int, notes: Notes) -> float:
+    return await _sends_one_at_a_time(server, server.send_room, count)
 
 
 async def sends_big_room(server: Server, count: int, notes: Notes) -> float:
-    owner = server.users[0]
-    start = time.perf_counter()
-    for n in range(count):
-        await send(owner, server.big_room, f"в большой комнате {n}")
-    return count / (time.perf_counter() - start)
+    return await _sends_one_at_a_time(server, server.big_room, count)
 
 
 async def sends_concurrent(server: Server, count: int, notes: Notes) -> float:
