@@ -19,7 +19,7 @@ import attrs
 from synapse.module_api import ModuleApi
 
 from synapse_sferum.config import SferumConfig
-from synapse_sferum.directory import age_on
+from synapse_sferum.directory import age_on, guardianship_pairs
 from synapse_sferum.policy import display_name_for
 from synapse_sferum.rooms import slug
 from synapse_sferum.roster.merge import DirectorySnapshot
@@ -87,6 +87,14 @@ class AccountIssuer:
         if class_id not in snapshot.classes:
             raise AccountRequestError(f"class '{class_id}' is not in the directory")
         return sorted(e.person_id for e in snapshot.enrollments.values() if e.class_id == class_id)
+
+    def class_and_families(self, snapshot: DirectorySnapshot, class_id: str) -> list[str]:
+        """Everyone enrolled in the class and the guardians of its pupils."""
+        members = self.people_of_class(snapshot, class_id)
+        guardians = {
+            guardian for guardian, pupil in guardianship_pairs(snapshot.people) if pupil in members
+        }
+        return members + sorted(guardians - set(members))
 
     def check_people(self, snapshot: DirectorySnapshot, person_ids: list[str]) -> None:
         """Refuses the whole request if any person cannot have an account."""

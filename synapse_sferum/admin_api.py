@@ -20,6 +20,7 @@ from synapse_sferum.accounts import AccountIssuer, AccountRequestError
 from synapse_sferum.admin_protocol import PREFIX, PROBLEMS_KEY, ROSTER_NAME_PARAM
 from synapse_sferum.model import RosterError
 from synapse_sferum.provisioner import Provisioner
+from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
 from synapse_sferum.service import DirectoryService
 
@@ -65,12 +66,14 @@ class AdminApi:
         directory: DirectoryService,
         provisioner: Provisioner,
         issuer: AccountIssuer,
+        registrar: Registrar,
         secret: str,
     ):
         self._api = api
         self._directory = directory
         self._provisioner = provisioner
         self._issuer = issuer
+        self._registrar = registrar
         self._secret = secret
 
     def register(self) -> None:
@@ -78,6 +81,7 @@ class AdminApi:
             ("roster", self._import_roster),
             ("accounts", self._issue_accounts),
             ("reconcile", self._reconcile),
+            ("link-codes", self._issue_link_codes),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
 
@@ -128,6 +132,47 @@ class AdminApi:
         if any(a.password for a in issued):
             self._provisioner.request()
         return 200, {"accounts": [a.to_json() for a in issued]}
+
+    async def _issue_link_codes(self, request: Any) -> tuple[int, Any]:
+        """Codes for people ("persons": all or nothing) or a class (pupils, their guardians
+        and teachers; whoever may not register is skipped and reported)."""
+        body = _json_body(request)
+        days = body.get("expires_days")
+        if days is not None and (
+            isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365
+        ):
+            raise SynapseError(
+                400,
+                f"expires_days must be a whole number from 1 to 365, got {days!r}",
+                Codes.INVALID_PARAM,
+            )
+        snapshot = await self._directory.snapshot()
+        try:
+            if isinstance(body.get("class"), str):
+                person_ids = self._issuer.class_and_families(snapshot, body["class"])
+                without_account = [
+                    p for p in person_ids if await self._directory.user_for_person(p) is None
+                ]
+                issued, skipped = await self._registrar.issue_codes(
+                    without_account, days, skip_refused=True
+                )
+            elif (
+                isinstance(body.get("persons"), list)
+                and body["persons"]
+                and all(isinstance(p, str) for p in body["persons"])
+            ):
+                persons = list(dict.fromkeys(body["persons"]))
+                issued, skipped = await self._registrar.issue_codes(persons, days)
+            else:
+                raise AccountRequestError(
+                    'body must be {"persons": [sourcedId, ...]} or {"class": classId}'
+                )
+        except (AccountRequestError, RegistrationRefusedMany) as e:
+            raise SynapseError(400, str(e), Codes.INVALID_PARAM) from e
+        return 200, {
+            "codes": [c.to_json() for c in issued],
+            "skipped": [{"person": r.person_id, "reason": r.reason.value} for r in skipped],
+        }
 
     async def _reconcile(self, request: Any) -> tuple[int, Any]:
         report = await self._provisioner.reconcile_now()

@@ -3,6 +3,19 @@
 Pure constants, so the CLI can import them without importing Synapse.
 """
 
+import hashlib
+import hmac
+
 PREFIX = "/_synapse/client/sferum/admin/v1"
 PROBLEMS_KEY = "ru.sferum.problems"  # the list of {file, line, column, message} of a bad roster
 ROSTER_NAME_PARAM = "name"  # query parameter: the uploaded file's name, used in problems
+
+# Synapse delegates phone checks to the module's identity-API endpoints under this base. The
+# base holds a secret derived from admin_api_secret, so only the homeserver (told the URL by its
+# config) can ask for an SMS there; clients go through Synapse's rate-limited endpoints.
+MSISDN_DELEGATE_PREFIX = "/_synapse/client/sferum/msisdn"
+
+
+def msisdn_delegate_base(admin_api_secret: str) -> str:
+    digest = hmac.new(admin_api_secret.encode(), b"msisdn-delegate", hashlib.sha256).hexdigest()
+    return f"{MSISDN_DELEGATE_PREFIX}/{digest[:32]}"

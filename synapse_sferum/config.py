@@ -34,17 +34,64 @@ class ProvisioningConfig:
 
 
 @attrs.frozen
+class FileSmsConfig:
+    """Development and demo gateway: each SMS is a JSON line {"to", "text", "ts"} in a file."""
+
+    path: str
+
+
+@attrs.frozen
+class HttpSmsConfig:
+    """A real SMS provider's HTTP API; the body is a jinja2 template over `to` and `text`."""
+
+    url: str
+    method: str = "POST"
+    body_template: str = '{"to": {{ to | tojson }}, "text": {{ text | tojson }}}'
+    content_type: str = "application/json"
+    auth_header: str | None = None
+
+
+@attrs.frozen
+class PhoneConfig:
+    default_region: str = "RU"
+    code_ttl_seconds: int = 600
+    max_attempts: int = 5
+    max_sms_per_hour: int = 3
+    sms: FileSmsConfig | HttpSmsConfig | None = None
+
+
+@attrs.frozen
+class LinkCodesConfig:
+    expiry_days: int = 14
+
+
+@attrs.frozen
 class SferumConfig:
     admin_api_secret: str
     bot_localpart: str = "sferum"
     partner_servers: frozenset[str] = frozenset()
     rules: RulesConfig = RulesConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
+    phone: PhoneConfig = PhoneConfig()
+    link_codes: LinkCodesConfig = LinkCodesConfig()
 
 
-_TOP_KEYS = {"admin_api_secret", "bot_localpart", "partner_servers", "rules", "provisioning"}
+_TOP_KEYS = {
+    "admin_api_secret",
+    "bot_localpart",
+    "partner_servers",
+    "rules",
+    "provisioning",
+    "phone",
+    "link_codes",
+}
 _RULES_KEYS = {"min_account_age_years", "adult_age_years", "allow_encrypted_dms"}
 _PROVISIONING_KEYS = {"enabled", "reconcile_interval_seconds"}
+_PHONE_KEYS = {"default_region", "code_ttl_seconds", "max_attempts", "max_sms_per_hour", "sms"}
+_SMS_FILE_KEYS = {"backend", "path"}
+_SMS_HTTP_KEYS = {"backend", "url", "method", "body_template", "content_type", "auth_header"}
+_LINK_CODES_KEYS = {"expiry_days"}
+_HTTP_METHODS = ("POST", "PUT", "GET")
 
 
 def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -81,11 +128,62 @@ def _int(section: Mapping[str, Any], key: str, where: str, default: int, lo: int
     return value
 
 
-def _str(raw: Mapping[str, Any], key: str, default: str | None = None) -> str:
+def _str(raw: Mapping[str, Any], key: str, default: str | None = None, where: str = "") -> str:
     value = raw.get(key, default)
     if not isinstance(value, str) or not value.strip():
-        raise SferumConfigError(key, f"must be a non-empty string, got {value!r}")
+        path = f"{where}.{key}" if where else key
+        raise SferumConfigError(path, f"must be a non-empty string, got {value!r}")
     return value
+
+
+def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
+    if raw is None:
+        return None
+    where = "phone.sms"
+    if not isinstance(raw, Mapping):
+        raise SferumConfigError(where, f"must be a mapping, got {type(raw).__name__}")
+    backend = raw.get("backend")
+    if backend == "file":
+        _check_keys(raw, _SMS_FILE_KEYS, where)
+        return FileSmsConfig(path=_str(raw, "path", where=where))
+    if backend == "http":
+        _check_keys(raw, _SMS_HTTP_KEYS, where)
+        url = _str(raw, "url", where=where)
+        if not url.startswith(("http://", "https://")):
+            raise SferumConfigError(f"{where}.url", f"must be an http(s) URL, got {url!r}")
+        method = _str(raw, "method", "POST", where).upper()
+        if method not in _HTTP_METHODS:
+            raise SferumConfigError(
+                f"{where}.method", f"must be one of {', '.join(_HTTP_METHODS)}, got {method!r}"
+            )
+        auth = raw.get("auth_header")
+        if auth is not None and (not isinstance(auth, str) or not auth.strip()):
+            raise SferumConfigError(f"{where}.auth_header", f"must be a string, got {auth!r}")
+        default = HttpSmsConfig(url=url)
+        return HttpSmsConfig(
+            url=url,
+            method=method,
+            body_template=_str(raw, "body_template", default.body_template, where),
+            content_type=_str(raw, "content_type", default.content_type, where),
+            auth_header=auth,
+        )
+    raise SferumConfigError(f"{where}.backend", f"must be 'file' or 'http', got {backend!r}")
+
+
+def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
+    _check_keys(raw, _PHONE_KEYS, "phone")
+    region = raw.get("default_region", "RU")
+    if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
+        raise SferumConfigError(
+            "phone.default_region", f"must be a two-letter region code like RU, got {region!r}"
+        )
+    return PhoneConfig(
+        default_region=region.upper(),
+        code_ttl_seconds=_int(raw, "code_ttl_seconds", "phone", 600, 60, 3600),
+        max_attempts=_int(raw, "max_attempts", "phone", 5, 1, 20),
+        max_sms_per_hour=_int(raw, "max_sms_per_hour", "phone", 3, 1, 100),
+        sms=_sms(raw.get("sms")),
+    )
 
 
 def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
@@ -125,10 +223,17 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
             prov_raw, "reconcile_interval_seconds", "provisioning", 300, 5, 86400
         ),
     )
+    link_raw = _section(raw, "link_codes")
+    _check_keys(link_raw, _LINK_CODES_KEYS, "link_codes")
+    link_codes = LinkCodesConfig(
+        expiry_days=_int(link_raw, "expiry_days", "link_codes", 14, 1, 365)
+    )
     return SferumConfig(
         admin_api_secret=secret,
         bot_localpart=bot_localpart,
         partner_servers=frozenset(partners),
         rules=rules,
         provisioning=provisioning,
+        phone=_phone(_section(raw, "phone")),
+        link_codes=link_codes,
     )

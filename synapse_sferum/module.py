@@ -13,7 +13,9 @@ from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
 from synapse_sferum.config import SferumConfig, SferumConfigError, parse_config
 from synapse_sferum.mirror import SchoolNewsMirror
+from synapse_sferum.msisdn_delegate import MsisdnDelegate
 from synapse_sferum.provisioner import Provisioner
+from synapse_sferum.registration import Registrar
 from synapse_sferum.service import DirectoryService
 
 STARTUP_RECONCILE_DELAY_MS = 5_000
@@ -41,8 +43,11 @@ class SferumModule:
         api.register_password_auth_provider_callbacks(
             auth_checkers={("m.login.password", ("password",)): issuer.check_password}
         )
+        self.registrar = Registrar(api, config, self.directory, today, self.provisioner.request)
+        self.registrar.register()
+        MsisdnDelegate(api, config, self.directory).register()
         self.admin_api = AdminApi(
-            api, self.directory, self.provisioner, issuer, config.admin_api_secret
+            api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret
         )
         self.admin_api.register()
         if config.provisioning.enabled:

@@ -44,6 +44,10 @@ class DirectoryService:
             self._schema_ready = True
         return await self._api.run_db_interaction(desc, func, *args)
 
+    async def run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
+        """Runs a `*_txn` function of another store module (identity, quiet hours)."""
+        return await self._run(desc, func, *args)
+
     # -- people ----------------------------------------------------------------------------
 
     # Synapse's `@cached` methods confuse mypy without Synapse's own mypy plugin, so each
@@ -93,6 +97,10 @@ class DirectoryService:
         now = self._api.get_current_time_msec()
         await self._run("sferum_link", accounts.link_txn, person_id, user_id, now, password_hash)
         await self._invalidate_users([user_id])
+
+    async def forget_cached(self, user_ids: Iterable[str]) -> None:
+        """After a link made outside `link` (a registration): drop stale lookups everywhere."""
+        await self._invalidate_users(user_ids)
 
     async def password_hash(self, user_id: str) -> str | None:
         return await self._run("sferum_password_hash", accounts.password_hash_txn, user_id)

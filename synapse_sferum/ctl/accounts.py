@@ -18,9 +18,7 @@ def fetch_accounts(
     deployment: Deployment, *, persons: Sequence[str] = (), class_id: str | None = None
 ) -> list[IssuedAccount]:
     """Asks the platform for accounts; passwords come only for accounts made now."""
-    response = call(
-        deployment, lambda api: api.issue_accounts(persons=persons, class_id=class_id)
-    )
+    response = call(deployment, lambda api: api.issue_accounts(persons=persons, class_id=class_id))
     return parse_accounts(response)
 
 
@@ -33,6 +31,8 @@ def issue_accounts(
         return [json.dumps([attrs.asdict(a) for a in accounts], ensure_ascii=False, indent=2)]
     return format_table(
         ["person", "user ID", "password"],
-        [[a.person, a.user_id, ALREADY_LINKED if a.password is None else a.password]
-         for a in accounts],
+        [
+            [a.person, a.user_id, ALREADY_LINKED if a.password is None else a.password]
+            for a in accounts
+        ],
     )

@@ -59,6 +59,14 @@ class AdminApi:
             query["dry_run"] = "true"
         return self._post("roster", "application/zip", zip_bytes, **query)
 
+    def issue_link_codes(
+        self, *, persons: Sequence[str], class_id: str | None, expires_days: int | None
+    ) -> Request:
+        body: dict[str, Any] = {"class": class_id} if class_id else {"persons": list(persons)}
+        if expires_days is not None:
+            body["expires_days"] = expires_days
+        return self._post("link-codes", "application/json", json.dumps(body).encode())
+
     def reconcile(self) -> Request:
         return self._post("reconcile", "application/json", b"{}")
 
@@ -67,6 +75,36 @@ class AdminApi:
     ) -> Request:
         selection = {"class": class_id} if class_id is not None else {"persons": list(persons)}
         return self._post("accounts", "application/json", json.dumps(selection).encode())
+
+
+@attrs.frozen
+class IssuedCode:
+    person: str
+    name: str
+    code: str
+    expires_ms: int
+
+
+@attrs.frozen
+class SkippedPerson:
+    person: str
+    reason: str
+
+
+def parse_link_codes(response: Response) -> tuple[list[IssuedCode], list[SkippedPerson]]:
+    body = _ok_json(response)
+    codes, skipped = body.get("codes"), body.get("skipped")
+    try:
+        assert isinstance(codes, list) and isinstance(skipped, list)
+        return (
+            [
+                IssuedCode(str(c["person"]), str(c["name"]), str(c["code"]), int(c["expires_ms"]))
+                for c in codes
+            ],
+            [SkippedPerson(str(s["person"]), str(s["reason"])) for s in skipped],
+        )
+    except (AssertionError, KeyError, TypeError, ValueError):
+        raise _unexpected(response, "no list of codes") from None
 
 
 @attrs.frozen

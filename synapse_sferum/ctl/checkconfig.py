@@ -36,8 +36,10 @@ def _module_config(config: Mapping[str, Any]) -> Any:
         raise CtlError(f"modules: must be a list, got {modules!r}")
     entries = [m for m in modules if isinstance(m, Mapping) and m.get("module") == SFERUM_MODULE]
     if not entries:
-        raise CtlError(f"modules: no entry `- module: {SFERUM_MODULE}`; without it "
-                       "nothing enforces the school's rules")
+        raise CtlError(
+            f"modules: no entry `- module: {SFERUM_MODULE}`; without it "
+            "nothing enforces the school's rules"
+        )
     if len(entries) > 1:
         raise CtlError(f"modules: {SFERUM_MODULE} is listed {len(entries)} times; keep one")
     return entries[0].get("config")
@@ -61,8 +63,9 @@ def _load_with_synapse(deployment: Deployment) -> None:
     except ImportError as e:
         raise CtlError(f"modules: cannot import a listed module: {e}") from None
     except Exception as e:  # a value of the wrong type, which Synapse does not check first
-        raise CtlError(f"Synapse cannot read the config: {type(e).__name__}: {e} "
-                       f"(in {_synapse_frame(e)})") from None
+        raise CtlError(
+            f"Synapse cannot read the config: {type(e).__name__}: {e} (in {_synapse_frame(e)})"
+        ) from None
 
     files = config.appservice.app_service_config_files
     logging.disable(logging.CRITICAL)  # Synapse logs a traceback before it raises; we explain
@@ -78,5 +81,5 @@ def _synapse_frame(error: Exception) -> str:
     """Where in Synapse's config code `error` was raised; the file names the config section."""
     frame = traceback.extract_tb(error.__traceback__)[-1]
     path = Path(frame.filename)
-    parts = path.parts[path.parts.index("synapse"):] if "synapse" in path.parts else (path.name,)
+    parts = path.parts[path.parts.index("synapse") :] if "synapse" in path.parts else (path.name,)
     return f"{'/'.join(parts)}:{frame.lineno}"

@@ -24,7 +24,14 @@ import jinja2
 import signedjson.key
 import yaml
 
-from synapse_sferum.config import ProvisioningConfig, RulesConfig, SferumConfig
+from synapse_sferum.admin_protocol import msisdn_delegate_base
+from synapse_sferum.config import (
+    LinkCodesConfig,
+    PhoneConfig,
+    ProvisioningConfig,
+    RulesConfig,
+    SferumConfig,
+)
 from synapse_sferum.ctl.deployment import (
     SECRET_NAMES,
     SFERUM_MODULE,
@@ -77,8 +84,12 @@ def init(deployment: Deployment, given: InitParams) -> list[str]:
     if added:
         dump = yaml.safe_dump(all_secrets, sort_keys=False)
         _write(deployment.secrets_file, _SECRETS_HEADER + dump, PRIVATE)
-        report.append(_line("created" if not old_secrets else "added",
-                            f"{deployment.secrets_file.name} ({', '.join(added)})"))
+        report.append(
+            _line(
+                "created" if not old_secrets else "added",
+                f"{deployment.secrets_file.name} ({', '.join(added)})",
+            )
+        )
     else:
         report.append(_line("kept", deployment.secrets_file.name))
 
@@ -95,8 +106,9 @@ def init(deployment: Deployment, given: InitParams) -> list[str]:
         report.append(_render_to(path, text, mode))
     # No backup of the parameters: the new file carries every older value not replaced now.
     init_yaml = yaml.safe_dump(params.to_yaml(), sort_keys=False, allow_unicode=True)
-    report.append(_render_to(deployment.init_file, _INIT_HEADER + init_yaml, PRIVATE,
-                             backup=False))
+    report.append(
+        _render_to(deployment.init_file, _INIT_HEADER + init_yaml, PRIVATE, backup=False)
+    )
     return report
 
 
@@ -152,8 +164,10 @@ def _path_to_str(value: object) -> str:
 
 def _environment() -> jinja2.Environment:
     if not TEMPLATE_DIR.is_dir():
-        raise CtlError(f"no templates at {TEMPLATE_DIR}: run sferumctl from a source checkout "
-                       "of synapse-sferum (pip install -e)")
+        raise CtlError(
+            f"no templates at {TEMPLATE_DIR}: run sferumctl from a source checkout "
+            "of synapse-sferum (pip install -e)"
+        )
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         undefined=jinja2.StrictUndefined,
@@ -179,6 +193,10 @@ def _render(
         "bot_user_regex": f"^{re.escape(f'@{BOT_LOCALPART}:{settings.server_name}')}$",
         "rules": RulesConfig(),
         "provisioning": ProvisioningConfig(),
+        "phone": PhoneConfig(),
+        "link_codes": LinkCodesConfig(),
+        "msisdn_delegate": settings.local_client_url
+        + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }
     return {
         path: (env.get_template(template).render(context), mode)
@@ -214,8 +232,9 @@ def _write(path: Path, text: str, mode: int) -> None:
     """Replaces `path` atomically: readers see the old file or the new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w",
-                  encoding="utf-8") as f:
+        with open(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w", encoding="utf-8"
+        ) as f:
             os.fchmod(f.fileno(), mode)  # O_CREAT's mode is masked by the umask
             f.write(text)
             f.flush()

@@ -43,8 +43,9 @@ def read_yaml(path: Path) -> Any:
 def read_yaml_mapping(path: Path) -> dict[str, Any] | None:
     data = read_yaml(path)
     if data is not None and not isinstance(data, dict):
-        raise CtlError(f"{path}: must be a YAML mapping (key: value lines), "
-                       f"got a {type(data).__name__}")
+        raise CtlError(
+            f"{path}: must be a YAML mapping (key: value lines), got a {type(data).__name__}"
+        )
     return data
 
 
@@ -87,6 +88,11 @@ class Deployment:
         return self.root / "media_store"
 
     @property
+    def sms_outbox(self) -> Path:
+        """The `file` SMS gateway's outbox: one JSON line per message sent."""
+        return self.root / "sms-outbox.jsonl"
+
+    @property
     def sqlite_database(self) -> Path:
         return self.root / "homeserver.db"
 
@@ -109,8 +115,10 @@ class Deployment:
     def config_files(self) -> list[Path]:
         """homeserver.yaml, then conf.d/*.yaml by name: the `-c` files Synapse is started with."""
         if not self.homeserver_config.is_file():
-            raise CtlError(f"{self.root} is not a deployment (no homeserver.yaml); "
-                           f"create it with: sferumctl init {self.root} --server-name NAME")
+            raise CtlError(
+                f"{self.root} is not a deployment (no homeserver.yaml); "
+                f"create it with: sferumctl init {self.root} --server-name NAME"
+            )
         return [self.homeserver_config, *sorted(self.conf_d.glob("*.yaml"))]
 
     def load_config(self) -> dict[str, Any]:
@@ -125,8 +133,10 @@ class Deployment:
         secrets = read_yaml_mapping(self.secrets_file) or {}
         for name, value in secrets.items():
             if name not in SECRET_NAMES:
-                raise CtlError(f"{self.secrets_file}: {name}: unknown secret; the secrets are "
-                               f"{', '.join(SECRET_NAMES)}")
+                raise CtlError(
+                    f"{self.secrets_file}: {name}: unknown secret; the secrets are "
+                    f"{', '.join(SECRET_NAMES)}"
+                )
             if not isinstance(value, str) or not value:
                 raise CtlError(f"{self.secrets_file}: {name}: must be a non-empty string")
         return secrets
@@ -134,8 +144,9 @@ class Deployment:
     def admin_api_secret(self) -> str:
         secret = self.load_secrets().get("admin_api_secret")
         if secret is None:
-            raise CtlError(f"{self.secrets_file} has no admin_api_secret; "
-                           f"run: sferumctl init {self.root}")
+            raise CtlError(
+                f"{self.secrets_file} has no admin_api_secret; run: sferumctl init {self.root}"
+            )
         return secret
 
 
@@ -153,8 +164,10 @@ def client_base_url(config: Mapping[str, Any]) -> str:
         if listener.get("bind_address"):
             addresses.append(listener["bind_address"])
         return f"http://{_connectable_host(addresses)}:{listener['port']}"
-    raise CtlError("the config has no listener with `type: http`, `tls: false` and the "
-                   "`client` resource, so there is no URL to reach the server at")
+    raise CtlError(
+        "the config has no listener with `type: http`, `tls: false` and the "
+        "`client` resource, so there is no URL to reach the server at"
+    )
 
 
 def _connectable_host(bind_addresses: list[str]) -> str:

@@ -22,6 +22,7 @@ from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deploy import init
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import EXIT_NOT_RUNNING, CtlError
+from synapse_sferum.ctl.linkcodes import issue_link_codes
 from synapse_sferum.ctl.roster import import_roster
 from synapse_sferum.ctl.tables import format_table
 
@@ -102,9 +103,34 @@ def _roster_import(args: argparse.Namespace) -> int:
 
 
 def _accounts_issue(args: argparse.Namespace) -> int:
-    _say_lines(issue_accounts(Deployment(args.dir), persons=args.person or (),
-                              class_id=args.class_id, output=args.format))
+    _say_lines(
+        issue_accounts(
+            Deployment(args.dir),
+            persons=args.person or (),
+            class_id=args.class_id,
+            output=args.format,
+        )
+    )
     return 0
+
+
+def _link_codes(args: argparse.Namespace) -> int:
+    _say_lines(
+        issue_link_codes(
+            Deployment(args.dir),
+            persons=args.person or (),
+            class_id=args.class_id,
+            expires_days=args.expires,
+            output=args.format,
+        )
+    )
+    return 0
+
+
+def _days(value: object) -> int:
+    if not str(value).isdigit() or not 1 <= int(str(value)) <= 365:
+        raise ValueError(f"must be a whole number of days from 1 to 365, got {value!r}")
+    return int(str(value))
 
 
 def _accounts_sheet(args: argparse.Namespace) -> int:
@@ -152,7 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(
-        name: str, handler: Callable[[argparse.Namespace], int], help: str,
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help: str,
         within: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
         full_name: str | None = None,
     ) -> argparse.ArgumentParser:
@@ -161,72 +189,200 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("dir", metavar="DIR", type=Path, help="the deployment folder")
         return sub
 
-    p = command("init", _init, "create a deployment folder, or re-render its config files "
-                "(secrets, keys, database and media are kept)")
-    p.add_argument("--server-name", type=_checked(params.server_name), metavar="NAME",
-                   help="the Matrix server name, e.g. school1.example.org; fixed once used")
-    p.add_argument("--http-port", type=_checked(params.port), metavar="N",
-                   help=f"client HTTP port (default {params.DEFAULT_HTTP_PORT})")
-    p.add_argument("--bind", type=_checked(params.bind_address), metavar="ADDR",
-                   help=f"IP address to listen on (default {params.DEFAULT_BIND})")
-    p.add_argument("--database", type=_checked(params.database), metavar="URL",
-                   help="sqlite (default) or postgresql://user:password@host:port/dbname")
-    p.add_argument("--public-baseurl", type=_checked(params.base_url), metavar="URL",
-                   help="the URL clients use (default http://ADDR:PORT/)")
-    p.add_argument("--federate-with", type=_checked(params.server_name), nargs="*",
-                   action="extend", metavar="SERVER",
-                   help="partner school servers to federate with; give the option alone to "
-                   "federate with none")
-    p.add_argument("--federation-port", type=_checked(params.port), metavar="N",
-                   help="a separate TLS listener for federation (needs --tls-cert, --tls-key)")
-    p.add_argument("--tls-cert", type=_checked(params.existing_file), metavar="PATH",
-                   help="certificate (PEM) of the federation listener")
-    p.add_argument("--tls-key", type=_checked(params.existing_file), metavar="PATH",
-                   help="private key (PEM) of the federation listener")
+    p = command(
+        "init",
+        _init,
+        "create a deployment folder, or re-render its config files "
+        "(secrets, keys, database and media are kept)",
+    )
+    p.add_argument(
+        "--server-name",
+        type=_checked(params.server_name),
+        metavar="NAME",
+        help="the Matrix server name, e.g. school1.example.org; fixed once used",
+    )
+    p.add_argument(
+        "--http-port",
+        type=_checked(params.port),
+        metavar="N",
+        help=f"client HTTP port (default {params.DEFAULT_HTTP_PORT})",
+    )
+    p.add_argument(
+        "--bind",
+        type=_checked(params.bind_address),
+        metavar="ADDR",
+        help=f"IP address to listen on (default {params.DEFAULT_BIND})",
+    )
+    p.add_argument(
+        "--database",
+        type=_checked(params.database),
+        metavar="URL",
+        help="sqlite (default) or postgresql://user:password@host:port/dbname",
+    )
+    p.add_argument(
+        "--public-baseurl",
+        type=_checked(params.base_url),
+        metavar="URL",
+        help="the URL clients use (default http://ADDR:PORT/)",
+    )
+    p.add_argument(
+        "--federate-with",
+        type=_checked(params.server_name),
+        nargs="*",
+        action="extend",
+        metavar="SERVER",
+        help="partner school servers to federate with; give the option alone to "
+        "federate with none",
+    )
+    p.add_argument(
+        "--federation-port",
+        type=_checked(params.port),
+        metavar="N",
+        help="a separate TLS listener for federation (needs --tls-cert, --tls-key)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        type=_checked(params.existing_file),
+        metavar="PATH",
+        help="certificate (PEM) of the federation listener",
+    )
+    p.add_argument(
+        "--tls-key",
+        type=_checked(params.existing_file),
+        metavar="PATH",
+        help="private key (PEM) of the federation listener",
+    )
 
-    command("check-config", _check_config,
-            "check homeserver.yaml plus conf.d/*.yaml as Synapse and the module will")
+    command(
+        "check-config",
+        _check_config,
+        "check homeserver.yaml plus conf.d/*.yaml as Synapse and the module will",
+    )
     for name, handler, text in (
-        ("start", _start, "check the config, start the services in the background, wait "
-         "until they are healthy"),
+        (
+            "start",
+            _start,
+            "check the config, start the services in the background, wait until they are healthy",
+        ),
         ("run", _run, "like start, then wait; Ctrl-C or SIGTERM stops everything"),
     ):
         command(name, handler, text).add_argument(
-            "--timeout", type=_checked(_seconds), default=services.DEFAULT_START_TIMEOUT,
-            metavar="SECONDS", help="how long to wait for health (default %(default)g)",
+            "--timeout",
+            type=_checked(_seconds),
+            default=services.DEFAULT_START_TIMEOUT,
+            metavar="SECONDS",
+            help="how long to wait for health (default %(default)g)",
         )
-    command("stop", _stop, "stop the services (SIGTERM, then SIGKILL after "
-            f"{services.STOP_GRACE_SECONDS:g} s)")
-    command("status", _status, "show each service; exit 0 if all run and are healthy, "
-            f"{EXIT_NOT_RUNNING} otherwise")
+    command(
+        "stop",
+        _stop,
+        f"stop the services (SIGTERM, then SIGKILL after {services.STOP_GRACE_SECONDS:g} s)",
+    )
+    command(
+        "status",
+        _status,
+        f"show each service; exit 0 if all run and are healthy, {EXIT_NOT_RUNNING} otherwise",
+    )
 
     roster = commands.add_parser("roster", help="the school directory").add_subparsers(
-        title="roster commands", required=True, metavar="COMMAND")
-    p = command("import", _roster_import, "upload a OneRoster CSV bundle (folder or zip)",
-                within=roster, full_name="roster import")
+        title="roster commands", required=True, metavar="COMMAND"
+    )
+    p = command(
+        "import",
+        _roster_import,
+        "upload a OneRoster CSV bundle (folder or zip)",
+        within=roster,
+        full_name="roster import",
+    )
     p.add_argument("path", metavar="PATH", type=Path, help="OneRoster CSV folder or .zip")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check and count the changes without storing them")
+    p.add_argument(
+        "--dry-run", action="store_true", help="check and count the changes without storing them"
+    )
 
-    command("reconcile", _reconcile, "bring rooms and memberships in line with the directory "
-            "now (the server also does this after imports and every few minutes)")
+    command(
+        "reconcile",
+        _reconcile,
+        "bring rooms and memberships in line with the directory "
+        "now (the server also does this after imports and every few minutes)",
+    )
 
     accounts = commands.add_parser("accounts", help="accounts of people").add_subparsers(
-        title="accounts commands", required=True, metavar="COMMAND")
-    p = command("issue", _accounts_issue, "create accounts for people of the directory and "
-                "show their one-time passwords", within=accounts, full_name="accounts issue")
+        title="accounts commands", required=True, metavar="COMMAND"
+    )
+    p = command(
+        "issue",
+        _accounts_issue,
+        "create accounts for people of the directory and show their one-time passwords",
+        within=accounts,
+        full_name="accounts issue",
+    )
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--person", nargs="+", action="extend", metavar="SOURCEDID",
-                     help="the people's sourcedIds in the roster")
-    who.add_argument("--class", dest="class_id", metavar="CLASSID",
-                     help="everyone in this class (its sourcedId)")
-    p.add_argument("--format", choices=("text", "json"), default="text",
-                   help="a table (default) or JSON")
-    p = command("sheet", _accounts_sheet, "create accounts for a class's pupils and write "
-                "printable sign-in cards (HTML, with QR codes)", within=accounts,
-                full_name="accounts sheet")
-    p.add_argument("--class", dest="class_id", required=True, metavar="CLASSID",
-                   help="the class's sourcedId")
-    p.add_argument("--out", type=Path, required=True, metavar="FILE.html",
-                   help="the page to create (never overwritten: it holds passwords)")
+    who.add_argument(
+        "--person",
+        nargs="+",
+        action="extend",
+        metavar="SOURCEDID",
+        help="the people's sourcedIds in the roster",
+    )
+    who.add_argument(
+        "--class",
+        dest="class_id",
+        metavar="CLASSID",
+        help="everyone in this class (its sourcedId)",
+    )
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="a table (default) or JSON"
+    )
+    p = command(
+        "sheet",
+        _accounts_sheet,
+        "create accounts for a class's pupils and write "
+        "printable sign-in cards (HTML, with QR codes)",
+        within=accounts,
+        full_name="accounts sheet",
+    )
+    p.add_argument(
+        "--class", dest="class_id", required=True, metavar="CLASSID", help="the class's sourcedId"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.html",
+        help="the page to create (never overwritten: it holds passwords)",
+    )
+
+    p = command(
+        "link-codes",
+        _link_codes,
+        "issue one-time linking codes: with one and a phone "
+        "number checked by SMS, a person registers in any Matrix client",
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--person",
+        nargs="+",
+        action="extend",
+        metavar="SOURCEDID",
+        help="the people's sourcedIds in the roster (all must be able to register)",
+    )
+    who.add_argument(
+        "--class",
+        dest="class_id",
+        metavar="CLASSID",
+        help="everyone in the class and its pupils' guardians who has no account "
+        "yet (those who may not register are listed as skipped)",
+    )
+    p.add_argument(
+        "--expires",
+        type=_checked(_days),
+        metavar="DAYS",
+        help="days the codes stay valid (default: the module's link_codes.expiry_days)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "csv"),
+        default="text",
+        help="a table (default), JSON or CSV",
+    )
     return parser

@@ -184,6 +184,15 @@ class Settings:
     federate_with: tuple[str, ...]
     federation: FederationListener | None
 
+    @property
+    def local_client_url(self) -> str:
+        """How processes on this machine (Synapse itself, sferumctl) reach the client listener."""
+        ip = ipaddress.ip_address(self.bind)
+        if ip.is_unspecified:
+            ip = ipaddress.ip_address("127.0.0.1" if ip.version == 4 else "::1")
+        host = str(ip) if ip.version == 4 else f"[{ip}]"
+        return f"http://{host}:{self.http_port}"
+
 
 def resolve(params: InitParams, sqlite_path: Path) -> Settings:
     """Fills in defaults and checks the parameters against each other (ValueError on a clash)."""
@@ -193,8 +202,10 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
     bind = params.bind or DEFAULT_BIND
     host = ipaddress.ip_address(bind)
     if params.public_baseurl is None and host.is_unspecified:
-        raise ValueError(f"--public-baseurl is required with --bind {bind}: clients need an "
-                         "address they can reach")
+        raise ValueError(
+            f"--public-baseurl is required with --bind {bind}: clients need an "
+            "address they can reach"
+        )
     url_host = f"[{bind}]" if host.version == 6 else bind
 
     if params.database in (None, "sqlite"):
@@ -206,8 +217,10 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
     federation = None
     if params.federation_port is not None:
         if params.tls_cert is None or params.tls_key is None:
-            raise ValueError("--federation-port needs --tls-cert and --tls-key: Synapse's "
-                             "federation client only speaks TLS")
+            raise ValueError(
+                "--federation-port needs --tls-cert and --tls-key: Synapse's "
+                "federation client only speaks TLS"
+            )
         if params.federation_port == http_port:
             raise ValueError(f"--federation-port must differ from --http-port ({http_port})")
         federation = FederationListener(params.federation_port, params.tls_cert, params.tls_key)

@@ -73,9 +73,7 @@ class Service:
             return False
 
 
-def deployment_services(
-    deployment: Deployment, config: Mapping[str, Any] | None
-) -> list[Service]:
+def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None) -> list[Service]:
     """The deployment's services, in start order, for its merged config (None if unreadable)."""
     homeserver = str(deployment.homeserver_config)
     config_args = [arg for path in deployment.config_files() for arg in ("-c", str(path))]
@@ -116,8 +114,10 @@ def start(
                 say(f"{service.name}: already running (pid {pid})")
                 continue
             if service.healthy():
-                raise CtlError(f"{service.health_url} already answers, but not from this "
-                               f"deployment's {service.name}: is another server on that port?")
+                raise CtlError(
+                    f"{service.health_url} already answers, but not from this "
+                    f"deployment's {service.name}: is another server on that port?"
+                )
             process = _spawn(service)
             started.append((service, process))
             say(f"{service.name}: starting (pid {process.pid}, output in {service.log_path})")
@@ -230,8 +230,10 @@ def status(services: Sequence[Service]) -> tuple[list[str], bool]:
         if pid is None:
             lines.append(f"{service.name}: stopped")
         else:
-            lines.append(f"{service.name}: running (pid {pid}, health "
-                         f"{'ok' if healthy else 'failing'}: {service.health_url})")
+            lines.append(
+                f"{service.name}: running (pid {pid}, health "
+                f"{'ok' if healthy else 'failing'}: {service.health_url})"
+            )
     return lines, all_ok
 
 

@@ -80,4 +80,3 @@ def _opens_room(event_type: str, content: Mapping[str, object]) -> bool:
     if event_type == matrix.HISTORY_VISIBILITY:
         return content.get("history_visibility") == matrix.WORLD_READABLE
     return False
-

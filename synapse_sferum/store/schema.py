@@ -49,6 +49,29 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         " source_event_id TEXT NOT NULL, target_room_id TEXT NOT NULL,"
         " target_event_id TEXT, PRIMARY KEY (source_event_id, target_room_id))",
     ),
+    # version 2: verified accounts (linking codes, phones checked by SMS)
+    (
+        # The verified phone an account was registered with (E.164 digits, no "+").
+        "ALTER TABLE sferum_links ADD COLUMN msisdn TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS sferum_links_msisdn ON sferum_links (msisdn)",
+        # One-time linking codes; each is also a Synapse registration token with the same text.
+        "CREATE TABLE IF NOT EXISTS sferum_link_codes ("
+        " code TEXT PRIMARY KEY, person_id TEXT NOT NULL, created_ts BIGINT NOT NULL,"
+        " expires_ts BIGINT NOT NULL, used_by TEXT, used_ts BIGINT)",
+        "CREATE INDEX IF NOT EXISTS sferum_link_codes_person ON sferum_link_codes (person_id)",
+        # SMS challenges behind the msisdn delegate endpoints (the code itself only hashed).
+        "CREATE TABLE IF NOT EXISTS sferum_sms_challenges ("
+        " sid TEXT PRIMARY KEY, client_secret TEXT NOT NULL, msisdn TEXT NOT NULL,"
+        " code_hash TEXT NOT NULL, created_ts BIGINT NOT NULL, expires_ts BIGINT NOT NULL,"
+        " attempts INTEGER NOT NULL, validated_ts BIGINT)",
+        "CREATE INDEX IF NOT EXISTS sferum_sms_challenges_msisdn"
+        " ON sferum_sms_challenges (msisdn, created_ts)",
+        # A registration the module allowed (code or SSO), waiting for Synapse to create the
+        # account; linked by on_user_registration, which may run on another worker.
+        "CREATE TABLE IF NOT EXISTS sferum_pending_links ("
+        " localpart TEXT PRIMARY KEY, person_id TEXT NOT NULL, code TEXT, msisdn TEXT,"
+        " sid TEXT, created_ts BIGINT NOT NULL)",
+    ),
 )
 
 

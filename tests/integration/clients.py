@@ -4,8 +4,12 @@ and matrix-nio for real client flows."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import secrets
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -113,3 +117,85 @@ async def wait_for_text(
                     return event.body
         await asyncio.sleep(0.1)
     raise AssertionError(f"{needle!r} did not arrive in {room_id} within {timeout}s")
+
+
+NEWCOMER_PASSWORD = "correct horse battery staple"
+
+
+@attrs.define
+class NewUser:
+    """A newcomer registering as Element does: a linking code, then a phone checked by SMS.
+
+    Each step returns the server's reply, so tests can assert on the exact refusal.
+    """
+
+    base_url: str
+    outbox: Path  # the `file` SMS gateway's outbox
+    password: str = NEWCOMER_PASSWORD
+    session: str | None = None
+    client_secret: str = attrs.field(factory=lambda: secrets.token_urlsafe(16))
+    sid: str | None = None
+    submit_url: str | None = None
+
+    async def _post(self, url: str, body: Any) -> Reply:
+        async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+            return Reply(response.status, await response.json(content_type=None) or {})
+
+    async def register(self, auth: dict[str, Any] | None = None) -> Reply:
+        body: dict[str, Any] = {"password": self.password, "username": "anything"}
+        if auth is not None:
+            body["auth"] = {**auth, "session": self.session}
+        reply = await self._post(f"{self.base_url}/_matrix/client/v3/register", body)
+        self.session = reply.body.get("session", self.session)
+        return reply
+
+    async def enter_code(self, code: str) -> Reply:
+        if self.session is None:
+            first = await self.register()
+            assert first.status == 401, first
+        return await self.register({"type": "m.login.registration_token", "token": code})
+
+    async def ask_sms(self, phone: str, country: str = "RU") -> Reply:
+        self.client_secret = secrets.token_urlsafe(16)
+        reply = await self._post(
+            f"{self.base_url}/_matrix/client/v3/register/msisdn/requestToken",
+            {
+                "client_secret": self.client_secret,
+                "country": country,
+                "phone_number": phone,
+                "send_attempt": 1,
+            },
+        )
+        self.sid = reply.body.get("sid")
+        self.submit_url = reply.body.get("submit_url")
+        return reply
+
+    def last_sms_code(self, to: str) -> str:
+        for line in reversed(self.outbox.read_text(encoding="utf-8").splitlines()):
+            sms = json.loads(line)
+            if sms["to"] == to:
+                found = re.search(r"\b(\d{6})\b", sms["text"])
+                assert found, sms
+                return found.group(1)
+        raise AssertionError(f"no SMS to {to} in {self.outbox}")
+
+    async def submit_sms(self, code: str) -> Reply:
+        assert self.submit_url and self.sid
+        return await self._post(
+            self.submit_url,
+            {"sid": self.sid, "client_secret": self.client_secret, "token": code},
+        )
+
+    async def finish(self) -> Reply:
+        return await self.register(
+            {
+                "type": "m.login.msisdn",
+                "threepid_creds": {"sid": self.sid, "client_secret": self.client_secret},
+            }
+        )
+
+    async def verify_phone(self, phone: str) -> Reply:
+        """requestToken, read the SMS, submit its code; returns the submit reply."""
+        asked = await self.ask_sms(phone)
+        assert asked.status == 200, asked
+        return await self.submit_sms(self.last_sms_code("+" + asked.body["msisdn"]))

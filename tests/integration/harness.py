@@ -167,6 +167,7 @@ TEST_OVERRIDES = {
     },
     # Joins and invites keep the deployment's limits: the platform must cope with them.
     "rc_room_creation": {"per_second": 1000, "burst_count": 1000},
+    "rc_3pid_validation": {"per_second": 1000, "burst_count": 1000},
     # Synapse's start-up background updates back to back instead of one a second.
     "background_updates": {"sleep_enabled": False},
 }

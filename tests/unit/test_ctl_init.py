@@ -47,7 +47,10 @@ def test_new_deployment_is_closed_and_accepted_by_synapse_and_the_module(tmp_pat
         "server_name": SERVER,
         "public_baseurl": "http://127.0.0.1:18555/",
         "report_stats": False,
-        "enable_registration": False,
+        # Registration only with a linking code and a phone checked through the module.
+        "enable_registration": True,
+        "registration_requires_token": True,
+        "registrations_require_3pid": ["msisdn"],
         "allow_guest_access": False,
         "federation_domain_whitelist": [SERVER],
         "trusted_key_servers": [],
