@@ -142,6 +142,7 @@ class Gatekeeper:
             room_member_count=len(members),
             invitee_already_member=invitee in members,
             inviter_is_platform=False,
+            invitee_is_platform=self._is_platform(invitee),
         )
         return spam_check_result(decision)
 

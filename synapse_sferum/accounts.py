@@ -56,6 +56,15 @@ def localpart_for(username: str, sourced_id: str) -> str:
     return base or f"p-{slug(sourced_id)}"
 
 
+async def free_localpart(api: ModuleApi, wanted: str) -> str:
+    """`wanted`, or `wanted2`, `wanted3`, … if taken (namesakes share a roster username)."""
+    candidate, n = wanted, 1
+    while await api.check_user_exists(api.get_qualified_user_id(candidate)):
+        n += 1
+        candidate = f"{wanted}{n}"
+    return candidate
+
+
 class AccountRequestError(ValueError):
     """The request names people who cannot get an account; nothing was created."""
 
@@ -125,20 +134,15 @@ class AccountIssuer:
                 issued.append(IssuedAccount(person_id, existing, None))
                 continue
             person = snapshot.people[person_id]
-            localpart = await self._free_localpart(localpart_for(person.username, person_id))
+            localpart = await free_localpart(
+                self._api, localpart_for(person.username, person_id)
+            )
             password = new_password()
             name = display_name_for(person.real_name, person.roles)
             user_id = await self._api.register_user(localpart, displayname=name)
             await self._directory.link(person_id, user_id, hash_password(password))
             issued.append(IssuedAccount(person_id, user_id, password))
         return issued
-
-    async def _free_localpart(self, wanted: str) -> str:
-        candidate, n = wanted, 1
-        while await self._api.check_user_exists(self._api.get_qualified_user_id(candidate)):
-            n += 1
-            candidate = f"{wanted}{n}"
-        return candidate
 
     async def check_password(
         self, username: str, login_type: str, login_dict: dict[str, Any]

@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from synapse.api.errors import StoreError
+from synapse.module_api import ModuleApi
+from synapse.push.rulekinds import PRIORITY_CLASS_MAP
+from synapse.types import create_requester
 from synapse.util.clock import Clock
 from twisted.internet import reactor
 
@@ -80,3 +84,62 @@ def registrations_with_msisdn_txn(txn: Txn, msisdn: str, since_ms: int) -> set[t
         if row is not None:
             pairs.add((sid, str(json.loads(row[0]))))
     return pairs
+
+
+# Quiet hours silence a teacher's pushes with one push rule of the teacher's own: an override
+# rule that matches every event and does nothing, put first among the user's override rules
+# (only `.m.rule.master` comes before). Taking it away restores exactly what the teacher had:
+# nothing else is touched, so the teacher's own settings survive, and the teacher's clients see
+# the rule too and stay quiet. ModuleApi can only change the actions of existing rules
+# (`set_push_rule_action`); silencing every notifying rule that way (base and the user's own)
+# and putting the old actions back would need reading the rules, which ModuleApi cannot either,
+# and would clobber any change the teacher made in between. So the rule is written the way
+# Synapse's own PUT/DELETE /pushrules handlers do it. Like `set_push_rule_action`, this works
+# only on the push rules stream writer: the main process unless `stream_writers.push_rules` says
+# otherwise.
+
+QUIET_RULE_ID = "ru.sferum.quiet_hours"
+QUIET_RULE = f"global/override/{QUIET_RULE_ID}"  # as Synapse namespaces a rule in its table
+
+
+def _hs(api: ModuleApi) -> Any:
+    return api._hs  # ModuleApi keeps the HomeServer here; see the note above
+
+
+async def silence_pushes(api: ModuleApi, user_id: str) -> None:
+    """Puts the quiet rule in place (again, harmlessly, if it is there)."""
+    hs = _hs(api)
+    await hs.get_datastores().main.add_push_rule(
+        user_id=user_id,
+        rule_id=QUIET_RULE,
+        priority_class=PRIORITY_CLASS_MAP["override"],
+        conditions=[],
+        actions=[],
+    )
+    hs.get_push_rules_handler().notify_user(user_id)
+
+
+async def restore_pushes(api: ModuleApi, user_id: str) -> None:
+    """Takes the quiet rule away; nothing to do if the teacher already deleted it."""
+    hs = _hs(api)
+    try:
+        await hs.get_datastores().main.delete_push_rule(user_id, QUIET_RULE)
+    except StoreError as e:
+        if e.code != 404:
+            raise
+        return
+    hs.get_push_rules_handler().notify_user(user_id)
+
+
+async def deactivate_account(api: ModuleApi, user_id: str) -> None:
+    """Deactivates an account as Synapse's admin API does: devices, tokens, phones and pushers
+    go, and Synapse's background parter takes the user out of every room, DMs included.
+
+    ModuleApi can neither deactivate nor list a user's rooms, so this goes through the
+    homeserver's deactivation handler (`synapse/handlers/deactivate_account.py`).
+    """
+    hs = api._hs
+    requester = create_requester(user_id, authenticated_entity=api.server_name)
+    await hs.get_deactivate_account_handler().deactivate_account(
+        user_id, erase_data=False, requester=requester, by_admin=True
+    )

@@ -11,6 +11,13 @@ from typing import Any
 
 import attrs
 
+from synapse_sferum.policy.quiet import (
+    DEFAULT_TIMEZONE,
+    QuietHoursConfig,
+    ScheduleError,
+    check_timezone,
+)
+
 KEY_PREFIX = "modules[synapse_sferum].config"
 
 
@@ -31,6 +38,8 @@ class RulesConfig:
 class ProvisioningConfig:
     enabled: bool = True
     reconcile_interval_seconds: int = 300
+    # Accounts of people deleted from the roster are shut at once, deactivated after this.
+    deactivate_after_hours: int = 24
 
 
 @attrs.frozen
@@ -74,6 +83,7 @@ class SferumConfig:
     provisioning: ProvisioningConfig = ProvisioningConfig()
     phone: PhoneConfig = PhoneConfig()
     link_codes: LinkCodesConfig = LinkCodesConfig()
+    quiet_hours: QuietHoursConfig = attrs.field(factory=QuietHoursConfig)
 
 
 _TOP_KEYS = {
@@ -84,9 +94,11 @@ _TOP_KEYS = {
     "provisioning",
     "phone",
     "link_codes",
+    "quiet_hours",
 }
+_QUIET_KEYS = {"enabled", "default_timezone", "check_interval_seconds"}
 _RULES_KEYS = {"min_account_age_years", "adult_age_years", "allow_encrypted_dms"}
-_PROVISIONING_KEYS = {"enabled", "reconcile_interval_seconds"}
+_PROVISIONING_KEYS = {"enabled", "reconcile_interval_seconds", "deactivate_after_hours"}
 _PHONE_KEYS = {"default_region", "code_ttl_seconds", "max_attempts", "max_sms_per_hour", "sms"}
 _SMS_FILE_KEYS = {"backend", "path"}
 _SMS_HTTP_KEYS = {"backend", "url", "method", "body_template", "content_type", "auth_header"}
@@ -170,6 +182,19 @@ def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
     raise SferumConfigError(f"{where}.backend", f"must be 'file' or 'http', got {backend!r}")
 
 
+def _quiet_hours(raw: Mapping[str, Any]) -> QuietHoursConfig:
+    _check_keys(raw, _QUIET_KEYS, "quiet_hours")
+    try:
+        zone = check_timezone(raw.get("default_timezone", DEFAULT_TIMEZONE), "")
+    except ScheduleError as e:
+        raise SferumConfigError("quiet_hours.default_timezone", str(e)) from None
+    return QuietHoursConfig(
+        enabled=_bool(raw, "enabled", "quiet_hours", True),
+        default_timezone=zone,
+        check_interval_seconds=_int(raw, "check_interval_seconds", "quiet_hours", 30, 5, 3600),
+    )
+
+
 def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
     _check_keys(raw, _PHONE_KEYS, "phone")
     region = raw.get("default_region", "RU")
@@ -222,6 +247,9 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         reconcile_interval_seconds=_int(
             prov_raw, "reconcile_interval_seconds", "provisioning", 300, 5, 86400
         ),
+        deactivate_after_hours=_int(
+            prov_raw, "deactivate_after_hours", "provisioning", 24, 0, 8760
+        ),
     )
     link_raw = _section(raw, "link_codes")
     _check_keys(link_raw, _LINK_CODES_KEYS, "link_codes")
@@ -236,4 +264,5 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         provisioning=provisioning,
         phone=_phone(_section(raw, "phone")),
         link_codes=link_codes,
+        quiet_hours=_quiet_hours(_section(raw, "quiet_hours")),
     )

@@ -12,11 +12,14 @@ from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
 from synapse_sferum.config import SferumConfig, SferumConfigError, parse_config
+from synapse_sferum.lifecycle import Departures
 from synapse_sferum.mirror import SchoolNewsMirror
 from synapse_sferum.msisdn_delegate import MsisdnDelegate
 from synapse_sferum.provisioner import Provisioner
+from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.registration import Registrar
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.sso import register_module
 
 STARTUP_RECONCILE_DELAY_MS = 5_000
 
@@ -33,12 +36,17 @@ class SferumModule:
         self.gatekeeper = Gatekeeper(api, config, self.directory)
         self.gatekeeper.register()
         bot = self.gatekeeper.bot_user_id
-        self.provisioner = Provisioner(api, self.directory, bot, config.partner_servers)
+        departures = Departures(api, self.directory, config.provisioning.deactivate_after_hours)
+        self.provisioner = Provisioner(
+            api, self.directory, bot, config.partner_servers, departures
+        )
         api.register_ratelimit_callbacks(
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
         )
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
+        self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours)
+        self.quiet_hours.register()
         issuer = AccountIssuer(api, config, self.directory, today)
         api.register_password_auth_provider_callbacks(
             auth_checkers={("m.login.password", ("password",)): issuer.check_password}
@@ -59,6 +67,7 @@ class SferumModule:
                 config.provisioning.reconcile_interval_seconds * 1000,
                 desc="sferum_reconcile",
             )
+        register_module(api.server_name, self)  # for SferumOidcMappingProvider
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> SferumConfig:

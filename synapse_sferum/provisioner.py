@@ -17,6 +17,7 @@ from synapse.module_api.errors import SynapseError
 
 from synapse_sferum import policy
 from synapse_sferum.directory import guardianship_pairs
+from synapse_sferum.lifecycle import Departures
 from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope, server_of
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.views import org_views
@@ -36,6 +37,7 @@ class ReconcileReport:
     state_updates: int = 0
     joined: int = 0
     removed: int = 0
+    deactivated: int = 0
     failures: int = 0
 
     def to_json(self) -> dict[str, int]:
@@ -55,9 +57,11 @@ class Provisioner:
         directory: DirectoryService,
         bot_user_id: str,
         partner_servers: frozenset[str],
+        departures: Departures | None = None,
     ):
         self._api = api
         self._directory = directory
+        self._departures = departures
         self._bot = bot_user_id
         self._partner_servers = partner_servers
         self._running = False
@@ -104,6 +108,8 @@ class Provisioner:
 
     async def _reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
+        if self._departures is not None:
+            report.deactivated = await self._departures.deactivate_due()
         await self._sync_display_names(report)
         snapshot = await self._directory.snapshot()
         links = await self._directory.all_links()

@@ -23,7 +23,7 @@ import attrs
 from synapse.module_api import ModuleApi
 
 from synapse_sferum import compat
-from synapse_sferum.accounts import localpart_for
+from synapse_sferum.accounts import free_localpart, localpart_for
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.policy.identity import (
     MESSAGES,
@@ -237,7 +237,9 @@ class Registrar:
     async def _reserve(self, pending: PendingLink) -> str:
         person = await self._directory.run("sferum_person", identity.person_txn, pending.person_id)
         assert person is not None  # checked by the rules just before
-        localpart = await self._free_localpart(localpart_for(person.username, person.sourced_id))
+        localpart = await free_localpart(
+            self._api, localpart_for(person.username, person.sourced_id)
+        )
         await self._directory.run(
             "sferum_pending_link",
             identity.put_pending_link_txn,
@@ -245,13 +247,6 @@ class Registrar:
             self._api.get_current_time_msec(),
         )
         return localpart
-
-    async def _free_localpart(self, wanted: str) -> str:
-        candidate, n = wanted, 1
-        while await self._api.check_user_exists(self._api.get_qualified_user_id(candidate)):
-            n += 1
-            candidate = f"{wanted}{n}"
-        return candidate
 
     async def on_user_registration(self, user_id: str) -> None:
         """Links the new account to its person, if the module allowed this registration."""

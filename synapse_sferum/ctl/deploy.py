@@ -40,6 +40,7 @@ from synapse_sferum.ctl.deployment import (
 )
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.params import InitParams, Settings, resolve
+from synapse_sferum.policy.quiet import QuietHoursConfig
 
 # The templates ship in the repository's config/ folder, next to the package.
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -195,6 +196,7 @@ def _render(
         "provisioning": ProvisioningConfig(),
         "phone": PhoneConfig(),
         "link_codes": LinkCodesConfig(),
+        "quiet_hours": QuietHoursConfig(),
         "msisdn_delegate": settings.local_client_url
         + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }

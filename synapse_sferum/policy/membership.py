@@ -64,6 +64,7 @@ def may_invite(
     invitee: Member | None,
     *,
     inviter_is_platform: bool,
+    invitee_is_platform: bool = False,
     invitee_is_remote: bool,
     invitee_server_listed: bool,
     room: ProvisionedRoom | None,
@@ -74,7 +75,9 @@ def may_invite(
 ) -> Decision:
     """May a local `inviter` invite `invitee`? None is someone outside our directory.
 
-    The platform invites anyone. A DM never gets a third person. Local invitees are judged by
+    The platform invites anyone. A DM never gets a third person. Teachers and staff may bring
+    the platform's bot into their own rooms (it answers commands such as quiet hours); nobody
+    else may, as the bot is no person of the directory. Local invitees are judged by
     `may_contact`, and only outside provisioned rooms (whose members the platform keeps); a room
     that federates (`m.federate`) takes our school adults only, as partners may be in it.
     """
@@ -88,6 +91,10 @@ def may_invite(
         )
     if room is not None:
         return refuse(Reason.MANAGED_MEMBERSHIP)
+    if invitee_is_platform:
+        if inviter is not None and inviter.is_school_adult:
+            return ALLOW
+        return refuse(Reason.UNLINKED_SENDER if inviter is None else Reason.NOT_RELATED)
     if room_federates and invitee is not None and not invitee.is_school_adult:
         return refuse(Reason.SHARED_WITH_PARTNERS)
     return may_contact(inviter, invitee)

@@ -43,3 +43,38 @@ def password_hash_txn(txn: Txn, user_id: str) -> str | None:
     txn.execute("SELECT password_hash FROM sferum_credentials WHERE user_id = ?", (user_id,))
     row = txn.fetchone()
     return row[0] if row else None
+
+
+def due_departures_txn(txn: Txn, now_ms: int, grace_ms: int) -> dict[str, str]:
+    """person_id -> user_id of linked people gone from the roster for at least `grace_ms`.
+
+    Notes newly gone people and forgets those who came back, so the grace period counts from
+    the first import that left the person out.
+    """
+    txn.execute(
+        "DELETE FROM sferum_departures WHERE person_id IN"
+        " (SELECT sourced_id FROM sferum_people)"
+    )
+    txn.execute(
+        "INSERT INTO sferum_departures (person_id, user_id, since_ts)"
+        " SELECT l.person_id, l.user_id, ? FROM sferum_links l"
+        " WHERE l.person_id NOT IN (SELECT sourced_id FROM sferum_people)"
+        " AND l.person_id NOT IN (SELECT person_id FROM sferum_departures)",
+        (now_ms,),
+    )
+    txn.execute(
+        "SELECT person_id, user_id FROM sferum_departures WHERE since_ts <= ?",
+        (now_ms - grace_ms,),
+    )
+    return {row[0]: row[1] for row in txn.fetchall()}
+
+
+def forget_departed_txn(txn: Txn, person_id: str, user_id: str) -> None:
+    """After deactivation: the person's link and password go; a person who
+    returns to the roster later starts afresh with a new account (and may reuse the phone)."""
+    for sql, args in (
+        ("DELETE FROM sferum_links WHERE person_id = ?", (person_id,)),
+        ("DELETE FROM sferum_credentials WHERE user_id = ?", (user_id,)),
+        ("DELETE FROM sferum_departures WHERE person_id = ?", (person_id,)),
+    ):
+        txn.execute(sql, args)

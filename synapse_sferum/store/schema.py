@@ -72,6 +72,28 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         " localpart TEXT PRIMARY KEY, person_id TEXT NOT NULL, code TEXT, msisdn TEXT,"
         " sid TEXT, created_ts BIGINT NOT NULL)",
     ),
+    # version 3: quiet hours
+    (
+        # The enabled, valid working hours of teachers and staff, as last read from their
+        # account data ru.sferum.quiet_hours (the source of truth), for the schedule loop.
+        "CREATE TABLE IF NOT EXISTS sferum_quiet_schedules ("
+        " user_id TEXT PRIMARY KEY, schedule TEXT NOT NULL, updated_ts BIGINT NOT NULL)",
+        # Whose pushes the module has silenced (its push rule is in place): survives restarts.
+        "CREATE TABLE IF NOT EXISTS sferum_quiet_silenced ("
+        " user_id TEXT PRIMARY KEY, since_ts BIGINT NOT NULL)",
+        # The one automatic notice per conversation, teacher and quiet period (by its start).
+        "CREATE TABLE IF NOT EXISTS sferum_quiet_notices ("
+        " room_id TEXT NOT NULL, user_id TEXT NOT NULL, period_start_ts BIGINT NOT NULL,"
+        " sent_ts BIGINT NOT NULL, PRIMARY KEY (room_id, user_id, period_start_ts))",
+        "CREATE INDEX IF NOT EXISTS sferum_quiet_notices_sent ON sferum_quiet_notices (sent_ts)",
+    ),
+    # version 4: accounts of people deleted from the roster
+    (
+        # When a linked person was first seen gone from the roster; deactivation follows after
+        # `provisioning.deactivate_after_hours`, unless the person comes back first.
+        "CREATE TABLE IF NOT EXISTS sferum_departures ("
+        " person_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, since_ts BIGINT NOT NULL)",
+    ),
 )
 
 

@@ -306,6 +306,19 @@ def copy_roster(dest: Path, source: Path = DEMO_ROSTER) -> Path:
     return dest
 
 
+TOO_YOUNG = "p-5a-9"  # in `roster_with_a_four_year_old` only
+
+
+def roster_with_a_four_year_old(dest: Path) -> Path:
+    """The demo roster plus a pupil born in 2022, too young for an account."""
+    roster = copy_roster(dest)
+    with (roster / "users.csv").open("a", encoding="utf-8") as users:
+        users.write(f"{TOO_YOUNG},,,true,school-1,student,malysh.ivan,,Иван,Малыш,,,,,,,00,\n")
+    with (roster / "demographics.csv").open("a", encoding="utf-8") as demographics:
+        demographics.write(f"{TOO_YOUNG},,,2022-06-01,male,,,,,,,,RU,,Зеленоград,\n")
+    return roster
+
+
 def get_json(url: str, token: str) -> Any:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
     try:

@@ -17,12 +17,16 @@ import pytest
 
 from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, login
 from tests.integration.conftest import make_deployment
-from tests.integration.harness import Deployment, copy_roster, sferumctl
+from tests.integration.harness import (
+    TOO_YOUNG,
+    Deployment,
+    roster_with_a_four_year_old,
+    sferumctl,
+)
 
 pytestmark = pytest.mark.integration
 
 SERVER = "reg.test"
-TOO_YOUNG = "p-5a-9"  # added to the demo roster below: four years old
 GUARDIAN_PHONE = "+7 903 123-45-01"  # g-volkova's number in the roster; her son is p-5a-1
 
 
@@ -32,11 +36,7 @@ def deployment(
 ) -> Iterator[Deployment]:
     postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
     tmp = tmp_path_factory.mktemp(f"reg-{request.param}")
-    roster = copy_roster(tmp / "roster")
-    with (roster / "users.csv").open("a", encoding="utf-8") as users:
-        users.write(f"{TOO_YOUNG},,,true,school-1,student,malysh.ivan,,Иван,Малыш,,,,,,,00,\n")
-    with (roster / "demographics.csv").open("a", encoding="utf-8") as demographics:
-        demographics.write(f"{TOO_YOUNG},,,2022-06-01,male,,,,,,,,RU,,Зеленоград,\n")
+    roster = roster_with_a_four_year_old(tmp / "roster")
     deployment = make_deployment(tmp, request.param, postgres, SERVER)
     deployment.init()
     deployment.start()

@@ -1,8 +1,42 @@
-"""Fails loudly if a Synapse upgrade changes what `cached` needs from a module's objects."""
+"""Fails loudly if a Synapse upgrade changes what `compat` relies on."""
 
-from synapse.module_api import cached
+import inspect
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
 
-from synapse_sferum.compat import module_clock
+import pytest
+import synapse
+from synapse.api.errors import StoreError
+from synapse.handlers.deactivate_account import DeactivateAccountHandler
+from synapse.handlers.push_rules import PushRulesHandler
+from synapse.handlers.ui_auth.checkers import (
+    RegistrationTokenAuthChecker,
+    _BaseThreepidAuthChecker,
+)
+from synapse.module_api import ModuleApi, cached
+from synapse.push.rulekinds import PRIORITY_CLASS_MAP
+from synapse.rest.client.push_rule import PushRuleRestServlet
+from synapse.storage.databases.main.push_rule import PushRulesWorkerStore
+from synapse.storage.databases.main.registration import RegistrationWorkerStore
+from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
+from synapse.synapse_rust.push import FilteredPushRules, PushRule, PushRuleEvaluator, PushRules
+
+from synapse_sferum.compat import (
+    QUIET_RULE,
+    QUIET_RULE_ID,
+    UIA_MSISDN,
+    UIA_REGISTRATION_TOKEN,
+    create_registration_token_txn,
+    module_clock,
+    registrations_with_msisdn_txn,
+    restore_pushes,
+    retire_registration_token_txn,
+    silence_pushes,
+)
 
 
 class _Cached:
@@ -25,3 +59,175 @@ async def test_cached_methods_work_with_the_module_clock() -> None:
     obj.double.invalidate((2,))
     assert await obj.double(2) == 4
     assert obj.calls == 2
+
+
+# -- quiet hours' push rule -------------------------------------------------------------------
+
+
+def _actions(extra_rules: list[PushRule], flattened: dict[str, Any], member_count: int) -> Any:
+    """What Synapse's own (Rust) evaluator decides for the teacher, with the base rules too."""
+    rules = FilteredPushRules(
+        PushRules(extra_rules),
+        {},
+        msc1767_enabled=False,
+        msc3381_polls_enabled=False,
+        msc3664_enabled=False,
+        msc4028_push_encrypted_events=False,
+        msc4075_enabled=False,
+        msc4210_enabled=False,
+        msc4306_enabled=False,
+    )
+    evaluator = PushRuleEvaluator(
+        flattened, False, member_count, 0, {"room": 50}, {}, True, [], False, False, False
+    )
+    return evaluator.run(rules, "@teacher:s", "Марина", None)
+
+
+# The rule exactly as `add_push_rule` stores it (one row of the push_rules table).
+QUIET_ROW = PushRule.from_db(
+    rule_id=QUIET_RULE,
+    priority_class=PRIORITY_CLASS_MAP["override"],
+    conditions="[]",
+    actions="[]",
+)
+DM_MESSAGE = {
+    "type": "m.room.message",
+    "content.msgtype": "m.text",
+    "content.body": "Здравствуйте",
+}
+MENTION = {**DM_MESSAGE, "content.body": "Марина, @room"}
+INVITE = {"type": "m.room.member", "content.membership": "invite", "state_key": "@teacher:s"}
+
+
+@pytest.mark.parametrize(
+    ("event", "members"), [(DM_MESSAGE, 2), (MENTION, 30), (INVITE, 30)], ids=str
+)
+def test_the_quiet_rule_silences_what_would_notify(event: dict[str, Any], members: int) -> None:
+    assert "notify" in _actions([], event, members)
+    assert _actions([QUIET_ROW], event, members) == []
+
+
+def test_synapse_still_stores_push_rules_as_quiet_hours_write_them() -> None:
+    assert PRIORITY_CLASS_MAP["override"] == 5
+    add = inspect.signature(PushRulesWorkerStore.add_push_rule).parameters
+    assert {"user_id", "rule_id", "priority_class", "conditions", "actions"} <= set(add)
+    assert list(inspect.signature(PushRulesWorkerStore.delete_push_rule).parameters) == [
+        "self",
+        "user_id",
+        "rule_id",
+    ]
+    assert list(inspect.signature(PushRulesHandler.notify_user).parameters) == ["self", "user_id"]
+    # the client API namespaces rule IDs in the table the same way, so clients see our rule
+    put = inspect.getsource(PushRuleRestServlet.handle_put)
+    assert 'rule_id=f"global/{spec.template}/{spec.rule_id}"' in put
+    assert QUIET_RULE.split("/") == ["global", "override", QUIET_RULE_ID]
+
+
+def _hs() -> mock.Mock:
+    hs = mock.Mock()
+    hs.config.email.email_notif_from = "Школа <school@example.org>"
+    store = hs.get_datastores.return_value.main
+    store.add_push_rule = mock.AsyncMock()
+    store.delete_push_rule = mock.AsyncMock()
+    return hs
+
+
+async def test_silence_and_restore_go_through_synapses_store_and_notify() -> None:
+    hs = _hs()
+    api = ModuleApi(hs, mock.Mock())  # ModuleApi keeps the HomeServer as `_hs`
+    store = hs.get_datastores.return_value.main
+    notify = hs.get_push_rules_handler.return_value.notify_user
+    await silence_pushes(api, "@teacher:s")
+    store.add_push_rule.assert_awaited_once_with(
+        user_id="@teacher:s", rule_id=QUIET_RULE, priority_class=5, conditions=[], actions=[]
+    )
+    notify.assert_called_once_with("@teacher:s")
+    await restore_pushes(api, "@teacher:s")
+    store.delete_push_rule.assert_awaited_once_with("@teacher:s", QUIET_RULE)
+    assert notify.call_count == 2
+
+
+async def test_restore_is_done_when_the_teacher_deleted_the_rule() -> None:
+    hs = _hs()
+    api = ModuleApi(hs, mock.Mock())
+    store = hs.get_datastores.return_value.main
+    store.delete_push_rule.side_effect = StoreError(404, "No row found")
+    await restore_pushes(api, "@teacher:s")
+    hs.get_push_rules_handler.return_value.notify_user.assert_not_called()
+    store.delete_push_rule.side_effect = StoreError(500, "database is locked")
+    with pytest.raises(StoreError):
+        await restore_pushes(api, "@teacher:s")
+
+
+# -- linking codes are Synapse registration tokens; UIA pairs a phone with its code ---------------
+
+_SYNAPSE_SCHEMA = (
+    Path(synapse.__file__).parent / "storage/schema/main/full_schemas/72/full.sql.sqlite"
+)
+
+
+@pytest.fixture
+def synapse_db() -> Iterator[sqlite3.Cursor]:
+    """Synapse's own tables, from its full schema, in an in-memory SQLite database."""
+    db = sqlite3.connect(":memory:")
+    db.executescript(_SYNAPSE_SCHEMA.read_text())
+    yield db.cursor()
+    db.close()
+
+
+def test_a_code_is_a_registration_token_as_synapse_stores_them(synapse_db: sqlite3.Cursor) -> None:
+    create_registration_token_txn(synapse_db, "AAAA-BBBB-CCCC", 5_000)
+    synapse_db.execute(
+        "SELECT uses_allowed, pending, completed, expiry_time FROM registration_tokens"
+        " WHERE token = ?",
+        ("AAAA-BBBB-CCCC",),
+    )
+    assert synapse_db.fetchone() == (None, 0, 0, 5_000)
+    retire_registration_token_txn(synapse_db, "AAAA-BBBB-CCCC", 7_000)
+    synapse_db.execute("SELECT expiry_time FROM registration_tokens")
+    assert synapse_db.fetchone() == (6_999,)
+    # Synapse's validity check: an expiry before now is invalid.
+    source = inspect.getsource(RegistrationWorkerStore.registration_token_is_valid)
+    assert "expiry_time and expiry_time < now" in source
+
+
+def test_the_code_of_a_registration_is_found_by_its_verified_phone(
+    synapse_db: sqlite3.Cursor,
+) -> None:
+    # Synapse stores each completed stage's result JSON-encoded, the token stage's as the token.
+    assert "json_encoder.encode(result)" in inspect.getsource(
+        UIAuthWorkerStore.mark_ui_auth_stage_complete
+    )
+    assert "return token" in inspect.getsource(RegistrationTokenAuthChecker.check_auth)
+    assert "threepid_creds" in inspect.getsource(_BaseThreepidAuthChecker._check_threepid)
+    for session, created in (("s1", 1_000), ("s2", 1_000), ("old", 1)):
+        synapse_db.execute(
+            "INSERT INTO ui_auth_sessions (session_id, creation_time, serverdict, clientdict,"
+            " uri, method, description) VALUES (?, ?, '{}', '{}', '/register', 'POST', '')",
+            (session, created),
+        )
+    stages = [
+        ("s1", UIA_REGISTRATION_TOKEN, "CODE-1"),
+        ("s1", UIA_MSISDN, {"medium": "msisdn", "address": "79160000001", "validated_at": 1,
+                            "threepid_creds": {"sid": "sid-1", "client_secret": "c"}}),
+        ("s2", UIA_MSISDN, {"medium": "msisdn", "address": "79160000002", "validated_at": 1,
+                            "threepid_creds": {"sid": "sid-2", "client_secret": "c"}}),
+        ("old", UIA_REGISTRATION_TOKEN, "CODE-OLD"),
+        ("old", UIA_MSISDN, {"medium": "msisdn", "address": "79160000001", "validated_at": 1,
+                             "threepid_creds": {"sid": "sid-old", "client_secret": "c"}}),
+    ]
+    for session, stage, result in stages:
+        synapse_db.execute(
+            "INSERT INTO ui_auth_sessions_credentials (session_id, stage_type, result)"
+            " VALUES (?, ?, ?)",
+            (session, stage, json.dumps(result)),
+        )
+    assert registrations_with_msisdn_txn(synapse_db, "79160000001", 500) == {("sid-1", "CODE-1")}
+    assert registrations_with_msisdn_txn(synapse_db, "79160000002", 500) == set()
+
+
+def test_deactivation_goes_through_synapses_handler() -> None:
+    parameters = inspect.signature(DeactivateAccountHandler.deactivate_account).parameters
+    assert {"user_id", "erase_data", "requester", "by_admin"} <= set(parameters)
+    assert "self._hs = hs" in inspect.getsource(ModuleApi.__init__)
+    assert "_start_user_parting" in inspect.getsource(DeactivateAccountHandler)

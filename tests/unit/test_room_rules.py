@@ -395,6 +395,18 @@ INVITE_CASES = _table(
     ("unlinked-invitee", "teacher", "unlinked", {}, Reason.UNLINKED_TARGET),
     # DMs take no third person
     ("dm-second-person", "student", "classmate", {"room_is_direct": True}, OK),
+    # the platform's bot, for chat commands: teachers and staff only, never as a DM's third
+    ("teacher-invites-bot", "teacher", "unlinked", {"invitee_is_platform": True}, OK),
+    ("staff-invites-bot", "staff", "unlinked", {"invitee_is_platform": True}, OK),
+    ("pupil-invites-bot", "student", "unlinked", {"invitee_is_platform": True},
+     Reason.NOT_RELATED),
+    ("parent-invites-bot", "guardian", "unlinked", {"invitee_is_platform": True},
+     Reason.NOT_RELATED),
+    ("bot-as-third-in-dm", "teacher", "unlinked", {**DM_OF_TWO, "invitee_is_platform": True},
+     Reason.DM_THIRD_PERSON),
+    ("bot-into-class-chat", "teacher", "unlinked", {"invitee_is_platform": True,
+                                                     "room": CLASS_CHAT},
+     Reason.MANAGED_MEMBERSHIP),
     ("dm-third-person", "student", "classmate", DM_OF_TWO, Reason.DM_THIRD_PERSON),
     ("dm-third-person-by-teacher", "teacher", "staff", DM_OF_TWO, Reason.DM_THIRD_PERSON),
     (

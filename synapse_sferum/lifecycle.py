@@ -1,0 +1,43 @@
+"""Accounts of people deleted from the roster are deactivated (DESIGN §5, issue 3 point 8).
+
+From the first import without the person the account is already shut (the account validity
+callback in access.py) and out of the provisioned rooms; after the grace period it is
+deactivated, which also takes it out of every other room. The grace period protects against a
+roster exported with a class missing by mistake: putting the people back undoes everything.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from synapse.module_api import ModuleApi
+
+from synapse_sferum import compat
+from synapse_sferum.service import DirectoryService
+from synapse_sferum.store import accounts
+
+logger = logging.getLogger(__name__)
+
+HOUR_MS = 60 * 60 * 1000
+
+
+class Departures:
+    def __init__(self, api: ModuleApi, directory: DirectoryService, grace_hours: int):
+        self._api = api
+        self._directory = directory
+        self._grace_ms = grace_hours * HOUR_MS
+
+    async def deactivate_due(self) -> int:
+        """Deactivates the accounts whose grace period ran out; returns how many."""
+        now = self._api.get_current_time_msec()
+        due = await self._directory.run(
+            "sferum_due_departures", accounts.due_departures_txn, now, self._grace_ms
+        )
+        for person_id, user_id in sorted(due.items()):
+            logger.info("synapse_sferum: %s left the roster; deactivating %s", person_id, user_id)
+            await compat.deactivate_account(self._api, user_id)
+            await self._directory.run(
+                "sferum_forget_departed", accounts.forget_departed_txn, person_id, user_id
+            )
+            await self._directory.forget_cached([user_id])
+        return len(due)

@@ -1,0 +1,108 @@
+"""A person deleted from the roster: the account is deactivated and leaves every room, DMs too,
+and the phone is free again (issue 3, point 8). Real Synapse on SQLite; no grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login
+from tests.integration.conftest import make_deployment
+from tests.integration.harness import DEMO_ROSTER, Deployment, sferumctl
+
+pytestmark = pytest.mark.integration
+
+SERVER = "leave.test"
+LEAVER, CHILD, TEACHER, OTHER_PARENT = "g-novikov", "p-5a-4", "t-1", "g-volkova"
+PHONE = "+7 916 555-10-01"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    deployment = make_deployment(tmp_path_factory.mktemp("leave"), "sqlite", None, SERVER)
+    deployment.init()
+    # The module's section with no grace period: deactivation follows the import at once.
+    config = yaml.safe_load((deployment.dir / "homeserver.yaml").read_text())
+    modules = config["modules"]
+    modules[0]["config"]["provisioning"]["deactivate_after_hours"] = 0
+    no_grace = yaml.safe_dump({"modules": modules})
+    (deployment.dir / "conf.d" / "70-no-grace.yaml").write_text(no_grace)
+    deployment.start()
+    try:
+        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def _without(source: Path, dest: Path, person: str, child: str) -> Path:
+    """The roster without `person` and their only child."""
+    dest.mkdir()
+    for f in source.iterdir():
+        lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
+        (dest / f.name).write_text(
+            "".join(line for line in lines if person not in line and child not in line), "utf-8"
+        )
+    return dest
+
+
+async def _register(deployment: Deployment, person: str, phone: str) -> User:
+    out = sferumctl("link-codes", str(deployment.dir), "--person", person, "--format", "json")
+    code = json.loads(out.stdout)["codes"][0]["code"]
+    newcomer = NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl")
+    await newcomer.enter_code(code)
+    assert (await newcomer.verify_phone(phone)).status == 200
+    done = await newcomer.finish()
+    assert done.status == 200, done
+    return await login(deployment.base_url, done.body["user_id"], NEWCOMER_PASSWORD)
+
+
+async def test_a_deleted_person_is_deactivated_and_leaves_every_room(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    accounts = deployment.issue(TEACHER, OTHER_PARENT)
+    teacher, other_parent = [
+        await login(deployment.base_url, accounts[p]["user_id"], accounts[p]["password"])
+        for p in (TEACHER, OTHER_PARENT)
+    ]
+    parent = await _register(deployment, LEAVER, PHONE)
+    deployment.reconcile()
+    parents_chat = await other_parent.resolve(f"#parents-5a:{SERVER}")
+    dm = await parent.create_room(is_direct=True, invite=[teacher.user_id])
+    assert dm.status == 200, dm
+    dm_id = dm.body["room_id"]
+    assert (await teacher.call("POST", f"/rooms/{dm_id}/join", {})).status == 200
+    assert parent.user_id in await other_parent.members(parents_chat)
+
+    roster = _without(DEMO_ROSTER, tmp_path / "roster", LEAVER, CHILD)
+    sferumctl("roster", "import", str(deployment.dir), str(roster))
+    # The import's own reconcile deactivates at once (no grace period); this one waits for it.
+    assert deployment.reconcile()["failures"] == 0
+    assert f"deactivating {parent.user_id}" in deployment.log_tail(400)
+
+    gone = await parent.call("GET", "/joined_rooms")
+    assert gone.status == 401 and gone.body["errcode"] == "M_UNKNOWN_TOKEN", gone
+    relogin = await NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl")._post(
+        f"{deployment.base_url}/_matrix/client/v3/login",
+        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": parent.user_id},
+         "password": NEWCOMER_PASSWORD},
+    )
+    assert relogin.status == 403, relogin  # deactivation wiped the password
+    # Synapse's parter takes the account out of every room in the background.
+    for _ in range(100):
+        if parent.user_id not in (await teacher.members(dm_id)) | (
+            await other_parent.members(parents_chat)
+        ):
+            break
+        await asyncio.sleep(0.1)
+    assert parent.user_id not in await teacher.members(dm_id)
+    assert parent.user_id not in await other_parent.members(parents_chat)
+    # The phone is released: somebody else may register with it now.
+    other = NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl")
+    asked = await other.ask_sms(PHONE)
+    assert asked.status == 200, asked
