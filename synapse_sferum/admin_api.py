@@ -18,7 +18,7 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
 from synapse_sferum.admin_protocol import PREFIX, PROBLEMS_KEY, ROSTER_NAME_PARAM
-from synapse_sferum.model import RosterError
+from synapse_sferum.model import Member, RosterError
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
@@ -82,6 +82,7 @@ class AdminApi:
             ("accounts", self._issue_accounts),
             ("reconcile", self._reconcile),
             ("link-codes", self._issue_link_codes),
+            ("who", self._who),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
 
@@ -177,3 +178,37 @@ class AdminApi:
     async def _reconcile(self, request: Any) -> tuple[int, Any]:
         report = await self._provisioner.reconcile_now()
         return 200, {"reconcile": report.to_json()}
+
+    async def _who(self, request: Any) -> tuple[int, Any]:
+        """The directory's view of one account ({"user_id"}) or one person ({"person"}).
+
+        The diary bridge asks this before it shows marks, so it needs no copy of the directory
+        that could lag behind a roster change (a guardian removed yesterday sees nothing today).
+        """
+        body = _json_body(request)
+        user_id, person_id = body.get("user_id"), body.get("person")
+        if isinstance(user_id, str) and person_id is None:
+            member = await self._directory.get_member(user_id)
+        elif isinstance(person_id, str) and user_id is None:
+            member = await self._directory.member_for_person(person_id)
+            user_id = await self._directory.user_for_person(person_id)
+        else:
+            raise SynapseError(
+                400,
+                'body must be {"user_id": "@x:server"} or {"person": sourcedId}',
+                Codes.INVALID_PARAM,
+            )
+        return 200, who_json(user_id, member)
+
+
+def who_json(user_id: str | None, member: Member | None) -> dict[str, Any]:
+    """`who`'s answer; an unknown account or person is a person of null with no relations."""
+    ids = ("student_class_ids", "teacher_class_ids", "child_ids", "child_class_ids")
+    return {
+        "user_id": user_id,
+        "person": member.person_id if member else None,
+        "roles": sorted(r.value for r in member.roles) if member else [],
+        "org_ids": sorted(member.org_ids) if member else [],
+        **{name: sorted(getattr(member, name)) if member else [] for name in ids},
+        "guardian_ids": sorted(member.guardian_ids) if member else [],
+    }

@@ -200,13 +200,16 @@ def _render(
         "msisdn_delegate": settings.local_client_url
         + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }
+    templates = [
+        (deployment.homeserver_config, "homeserver.yaml.j2", PRIVATE),
+        (deployment.log_config, "log.config.j2", PUBLIC),
+        (deployment.appservice_config, "appservice.yaml.j2", PRIVATE),
+    ]
+    if settings.diary_sources:
+        templates.append((deployment.bridge_config, "bridge.yaml.j2", PRIVATE))
     return {
         path: (env.get_template(template).render(context), mode)
-        for path, template, mode in (
-            (deployment.homeserver_config, "homeserver.yaml.j2", PRIVATE),
-            (deployment.log_config, "log.config.j2", PUBLIC),
-            (deployment.appservice_config, "appservice.yaml.j2", PRIVATE),
-        )
+        for path, template, mode in templates
     }
 
 

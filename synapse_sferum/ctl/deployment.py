@@ -24,6 +24,9 @@ SECRET_NAMES = (
     "admin_api_secret",
     "as_token",
     "hs_token",
+    "diary_control_secret",
+    "diary_push_secret",
+    "diary_ical_secret",
 )
 
 
@@ -86,6 +89,15 @@ class Deployment:
     @property
     def media_store(self) -> Path:
         return self.root / "media_store"
+
+    @property
+    def bridge_config(self) -> Path:
+        """The diary bridge's config; present only when `init` was given diary sources."""
+        return self.root / "bridge.yaml"
+
+    @property
+    def diary_database(self) -> Path:
+        return self.root / "diary.db"
 
     @property
     def sms_outbox(self) -> Path:

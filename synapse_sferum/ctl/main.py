@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from synapse_sferum.ctl import params, services, sheet
+from synapse_sferum.ctl import diary, params, services, sheet
 from synapse_sferum.ctl.accounts import issue_accounts
 from synapse_sferum.ctl.adminapi import call, parse_reconcile
 from synapse_sferum.ctl.checkconfig import check_config
@@ -139,6 +139,12 @@ def _accounts_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diary_sync(args: argparse.Namespace) -> int:
+    report = diary.sync_now(Deployment(args.dir))
+    _say_lines(format_table(["what", "count"], [[k, v] for k, v in report.items()]))
+    return 1 if report.get("failed") else 0
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     report = parse_reconcile(call(Deployment(args.dir), lambda api: api.reconcile()))
     _say_lines(format_table(["change", "count"], [[k, v] for k, v in report.items()]))
@@ -251,6 +257,22 @@ def _parser() -> argparse.ArgumentParser:
         type=_checked(params.existing_file),
         metavar="PATH",
         help="private key (PEM) of the federation listener",
+    )
+    p.add_argument(
+        "--diary-source",
+        dest="diary_sources",
+        type=_checked(params.diary_source),
+        nargs="+",
+        action="extend",
+        metavar="KIND:LOCATION",
+        help="run the diary bridge with these sources: oneroster-csv:FOLDER_OR_ZIP, "
+        "oneroster-rest:URL, push, ical:FILE",
+    )
+    p.add_argument(
+        "--diary-port",
+        type=_checked(params.port),
+        metavar="N",
+        help=f"the diary bridge's local HTTP port (default {params.DEFAULT_DIARY_PORT})",
     )
 
     command(
@@ -384,5 +406,16 @@ def _parser() -> argparse.ArgumentParser:
         choices=("text", "json", "csv"),
         default="text",
         help="a table (default), JSON or CSV",
+    )
+
+    diary_commands = commands.add_parser("diary", help="the diary bridge").add_subparsers(
+        title="diary commands", required=True, metavar="COMMAND"
+    )
+    command(
+        "sync",
+        _diary_sync,
+        "sync the diary into the rooms now and show what changed",
+        within=diary_commands,
+        full_name="diary sync",
     )
     return parser

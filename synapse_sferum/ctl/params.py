@@ -75,6 +75,34 @@ def existing_file(value: object) -> str:
     return str(path)
 
 
+DIARY_SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
+DEFAULT_DIARY_PORT = 8009
+
+
+def diary_source(value: object) -> str:
+    """KIND:LOCATION of a diary source; local paths are made absolute and must exist."""
+    text = str(value)
+    kind, _, location = text.partition(":")
+    if kind not in DIARY_SOURCE_KINDS:
+        raise ValueError(
+            f"must be KIND:LOCATION with KIND one of {', '.join(DIARY_SOURCE_KINDS)}, got {text!r}"
+        )
+    if kind in ("oneroster-csv", "ical"):
+        path = Path(location).absolute()
+        if not location or not path.exists():
+            raise ValueError(f"{kind}: no such file or folder: {path}")
+        return f"{kind}:{path}"
+    if kind == "oneroster-rest" and not location.startswith(("http://", "https://")):
+        raise ValueError(f"oneroster-rest needs an http(s) URL, got {location!r}")
+    return f"{kind}:{location}" if location else kind
+
+
+def _diary_sources(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"must be a list of KIND:LOCATION, got {value!r}")
+    return tuple(dict.fromkeys(diary_source(v) for v in value))
+
+
 def postgres_args(url: str) -> dict[str, str | int]:
     """psycopg2 connection arguments from postgresql://user:password@host:port/dbname."""
     expected = "expected 'sqlite' or postgresql://user:password@host:port/dbname"
@@ -114,6 +142,8 @@ PARSERS: Mapping[str, Callable[[object], Any]] = {
     "federation_port": port,
     "tls_cert": existing_file,
     "tls_key": existing_file,
+    "diary_sources": _diary_sources,
+    "diary_port": port,
 }
 
 
@@ -130,6 +160,8 @@ class InitParams:
     federation_port: int | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    diary_sources: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_tuple)
+    diary_port: int | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:
@@ -183,6 +215,9 @@ class Settings:
     public_baseurl: str
     federate_with: tuple[str, ...]
     federation: FederationListener | None
+    diary_sources: tuple[str, ...] = ()
+    diary_port: int = DEFAULT_DIARY_PORT
+    database_url: str = "sqlite"
 
     @property
     def local_client_url(self) -> str:
@@ -238,4 +273,7 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
             dict.fromkeys(s for s in params.federate_with or () if s != params.server_name)
         ),
         federation=federation,
+        diary_sources=params.diary_sources or (),
+        diary_port=params.diary_port or DEFAULT_DIARY_PORT,
+        database_url=params.database or "sqlite",
     )

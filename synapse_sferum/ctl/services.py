@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 import synapse_sferum
-from synapse_sferum.ctl.deployment import Deployment, client_base_url
+from synapse_sferum.ctl.deployment import Deployment, client_base_url, read_yaml_mapping
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.http import open_local
 
@@ -80,7 +80,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
     # Synapse must load the synapse_sferum this sferumctl belongs to, installed or not.
     package_root = str(Path(synapse_sferum.__file__).resolve().parents[1])
     python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
-    return [
+    services = [
         Service(
             name="synapse",
             argv=(sys.executable, "-m", "synapse.app.homeserver", *config_args),
@@ -92,6 +92,24 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             env={"PYTHONPATH": python_path},
         ),
     ]
+    bridge = deployment.bridge_config
+    if bridge.exists():
+        bridge_config = read_yaml_mapping(bridge) or {}
+        http = bridge_config.get("http") or {}
+        port = http.get("port") if isinstance(http, Mapping) else None
+        services.append(
+            Service(
+                name="diary-bridge",
+                argv=(sys.executable, "-m", "bridges.diary", str(bridge)),
+                identity=("bridges.diary", str(bridge)),
+                health_url=None if port is None else f"http://127.0.0.1:{port}/health",
+                log_path=deployment.logs / "diary-bridge.out",
+                pid_path=deployment.run / "diary-bridge.pid",
+                cwd=deployment.root,
+                env={"PYTHONPATH": python_path},
+            )
+        )
+    return services
 
 
 def start(

@@ -243,7 +243,7 @@ def test_federation_listener_and_partners(tmp_path: Path) -> None:
                   "--tls-cert", str(cert), "--tls-key", str(key))
     config = load(folder / "homeserver.yaml")
     client, federation = config["listeners"]
-    assert client["resources"][0]["names"] == ["client"]
+    assert client["resources"][0]["names"] == ["client", "openid"]  # openid: the mini-app
     assert (federation["port"], federation["tls"], federation["resources"][0]["names"]) == (
         18448, True, ["federation"])
     assert federation["bind_addresses"] == ["127.0.0.2"]

@@ -1,0 +1,1 @@
+"""Diary sources behind one small interface (`Source`)."""

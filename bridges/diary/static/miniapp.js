@@ -1,0 +1,181 @@
+// The diary mini-app's script: the widget side of the Matrix widget API (matrix-widget-api's
+// postMessage protocol), then one call to the bridge, then tables built with textContent only
+// (diary text never becomes markup). Self-contained: no libraries, no CDN.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const kind = body.dataset.kind;
+  const scope = body.dataset.scope;
+  const query = new URLSearchParams(window.location.search);
+  const widgetId = query.get("widgetId") || "ru.sferum.diary";
+  let parentOrigin = "*";
+  try {
+    if (query.get("parentUrl")) parentOrigin = new URL(query.get("parentUrl")).origin;
+  } catch (e) { /* keep "*": what we send holds no secret */ }
+
+  const statusEl = document.getElementById("status");
+  const contentEl = document.getElementById("content");
+
+  function status(state, text) {
+    statusEl.dataset.state = state;
+    statusEl.textContent = text;
+  }
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function table(headers, rows, rowClass) {
+    const t = el("table");
+    const head = el("tr");
+    headers.forEach((h) => head.appendChild(el("th", h)));
+    t.appendChild(el("thead")).appendChild(head);
+    const tbody = t.appendChild(el("tbody"));
+    rows.forEach((cells, i) => {
+      const tr = el("tr", null, rowClass ? rowClass(i) : "");
+      cells.forEach((c) => tr.appendChild(el("td", c)));
+      tbody.appendChild(tr);
+    });
+    return t;
+  }
+
+  // -- the widget API ------------------------------------------------------------------------
+
+  const pending = new Map(); // requestId -> resolve, for our fromWidget requests
+  let openidRequestId = null;
+  let openidResolve = null;
+  let counter = 0;
+  let capabilitiesDone = null;
+  const capabilitiesSettled = new Promise((resolve) => { capabilitiesDone = resolve; });
+
+  function send(action, data) {
+    const requestId = "diary-" + Date.now() + "-" + (++counter);
+    const message = { api: "fromWidget", widgetId: widgetId, requestId: requestId, action: action, data: data || {} };
+    return { requestId: requestId, reply: new Promise((resolve) => {
+      pending.set(requestId, resolve);
+      window.parent.postMessage(message, parentOrigin);
+    }) };
+  }
+
+  function reply(request, response) {
+    window.parent.postMessage(Object.assign({}, request, { response: response }), parentOrigin);
+  }
+
+  window.addEventListener("message", (event) => {
+    if (event.source !== window.parent) return;
+    if (parentOrigin !== "*" && event.origin !== parentOrigin) return;
+    const msg = event.data;
+    if (!msg || typeof msg !== "object" || typeof msg.requestId !== "string") return;
+    if (msg.api === "fromWidget" && msg.response !== undefined) {
+      const resolve = pending.get(msg.requestId);
+      if (resolve) { pending.delete(msg.requestId); resolve(msg.response); }
+      return;
+    }
+    if (msg.api !== "toWidget" || msg.response !== undefined) return;
+    switch (msg.action) {
+      case "capabilities":
+        // get_openid needs no capability: the client asks the user itself.
+        reply(msg, { capabilities: [] });
+        setTimeout(capabilitiesDone, 1000); // a client that never sends notify_capabilities
+        break;
+      case "notify_capabilities":
+        reply(msg, {});
+        capabilitiesDone();
+        break;
+      case "openid_credentials":
+        reply(msg, {});
+        if (openidResolve && msg.data && msg.data.original_request_id === openidRequestId) {
+          openidResolve(msg.data);
+        }
+        break;
+      default:
+        reply(msg, {}); // theme, language, visibility: nothing to do
+    }
+  });
+
+  async function getOpenId() {
+    const request = send("get_openid", {});
+    openidRequestId = request.requestId;
+    const later = new Promise((resolve) => { openidResolve = resolve; });
+    let answer = await request.reply;
+    if (answer && answer.state === "request") answer = await later; // the user is being asked
+    if (!answer || answer.state !== "allowed" || !answer.access_token) return null;
+    return answer;
+  }
+
+  // -- the bridge ----------------------------------------------------------------------------
+
+  function showMarks(data) {
+    if (!data.marks.length) { contentEl.appendChild(el("p", "Оценок пока нет.", "empty")); return; }
+    contentEl.appendChild(table(
+      ["Дата", "Предмет", "Работа", "Оценка", "Комментарий"],
+      data.marks.map((m) => [m.day, m.subject, m.work, m.value, m.comment]),
+    )).id = "marks";
+  }
+
+  function showClass(data) {
+    contentEl.appendChild(el("h2", "Домашние задания"));
+    if (data.homework.length) {
+      contentEl.appendChild(table(
+        ["Срок", "Предмет", "Задание"],
+        data.homework.map((h) => [h.day, h.subject, h.text]),
+      )).id = "homework";
+    } else {
+      contentEl.appendChild(el("p", "Заданий нет.", "empty"));
+    }
+    contentEl.appendChild(el("h2", "Расписание на неделю"));
+    if (data.lessons.length) {
+      contentEl.appendChild(table(
+        ["День", "Время", "Предмет", "Кабинет", "Учитель", "Примечание"],
+        data.lessons.map((l) => [l.day, l.start + "–" + l.end, l.subject, l.room, l.teacher,
+          l.cancelled ? ("Отменён" + (l.note ? ": " + l.note : "")) : l.note]),
+        (i) => (data.lessons[i].cancelled ? "cancelled" : data.lessons[i].status),
+      )).id = "lessons";
+    } else {
+      contentEl.appendChild(el("p", "Уроков на этой неделе нет.", "empty"));
+    }
+    if (data.ical) {
+      const p = contentEl.appendChild(el("p", null, "ical"));
+      const a = p.appendChild(el("a", "Расписание в календарь (.ics)"));
+      a.href = new URL(data.ical.replace(/^\//, ""), new URL(".", window.location.href)).href;
+    }
+  }
+
+  async function main() {
+    if (kind !== "diary" && kind !== "class") { status("error", "Неверная ссылка."); return; }
+    if (window.parent === window) {
+      status("no-host", "Откройте дневник в комнате мессенджера.");
+      return;
+    }
+    await capabilitiesSettled;
+    status("openid", "Проверка входа…");
+    const openid = await getOpenId();
+    if (!openid) { status("denied", "Нет доступа: приложение не подтвердило вход."); return; }
+    const request = { openid: openid, kind: kind, scope: scope };
+    if (query.get("week")) request.week = query.get("week");
+    let response;
+    try {
+      response = await fetch("app/api/view", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(request),
+        credentials: "omit",
+      });
+    } catch (e) {
+      status("error", "Сервер дневника недоступен.");
+      return;
+    }
+    if (response.status === 401) { status("unauthorized", "Вход не подтверждён."); return; }
+    if (response.status === 403) { status("forbidden", "Нет доступа."); return; }
+    if (!response.ok) { status("error", "Ошибка сервера дневника (" + response.status + ")."); return; }
+    const data = await response.json();
+    status("ok", "");
+    if (data.kind === "diary") showMarks(data); else showClass(data);
+  }
+
+  main();
+})();
