@@ -83,6 +83,7 @@ class AdminApi:
             ("reconcile", self._reconcile),
             ("link-codes", self._issue_link_codes),
             ("who", self._who),
+            ("rtc-facts", self._rtc_facts),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
 
@@ -199,6 +200,39 @@ class AdminApi:
                 Codes.INVALID_PARAM,
             )
         return 200, who_json(user_id, member)
+
+    async def _rtc_facts(self, request: Any) -> tuple[int, Any]:
+        """What the SFU's auth service needs to grant a call token ({"user_id", "room_id"}).
+
+        The module owns the directory and knows which provisioned room is which, so the SFU
+        asks here rather than keep copies: the room's kind and what it belongs to, the caller's
+        membership of it, and the caller's place in the school (`who`'s answer). Broadcast
+        viewers are not members of the broadcast room, so their membership is simply null.
+        """
+        body = _json_body(request)
+        user_id, room_id = body.get("user_id"), body.get("room_id")
+        if not isinstance(user_id, str) or not isinstance(room_id, str):
+            raise SynapseError(
+                400,
+                'body must be {"user_id": "@x:server", "room_id": "!room:server"}',
+                Codes.INVALID_PARAM,
+            )
+        key = await self._directory.room_key(room_id)
+        member = await self._directory.get_member(user_id)
+        membership: str | None = None
+        if key is not None:
+            state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
+            event = state.get(("m.room.member", user_id))
+            value = event.content.get("membership") if event is not None else None
+            membership = value if isinstance(value, str) else None
+        return 200, {
+            "user_id": user_id,
+            "room_id": room_id,
+            "room_kind": key.kind.value if key else None,
+            "room_scope": key.scope_id if key else None,
+            "membership": membership,
+            "member": who_json(user_id, member) if member else None,
+        }
 
 
 def who_json(user_id: str | None, member: Member | None) -> dict[str, Any]:

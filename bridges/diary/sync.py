@@ -88,15 +88,7 @@ class Syncer:
             await self._db.run(ledger.drop_txn, post.key)
             entry = None
         if entry is None:
-            await self._db.run(
-                ledger.begin_send_txn,
-                post.key,
-                post.kind,
-                room_id,
-                post.content_hash,
-                self._clock(),
-            )
-            await self._send_new(post, room_id, report)
+            await self._post_new(post, room_id, report)
         elif entry.state == SENDING:
             found = await self._client.find_sent(room_id, post.key, entry.pending_hash or "")
             if found is not None:
@@ -107,15 +99,7 @@ class Syncer:
                 await self._send_new(post, room_id, report)
             else:
                 await self._db.run(ledger.forget_txn, post.key)
-                await self._db.run(
-                    ledger.begin_send_txn,
-                    post.key,
-                    post.kind,
-                    room_id,
-                    post.content_hash,
-                    self._clock(),
-                )
-                await self._send_new(post, room_id, report)
+                await self._post_new(post, room_id, report)
         elif entry.state == EDITING:
             assert entry.event_id is not None
             pending = entry.pending_hash or ""
@@ -128,17 +112,16 @@ class Syncer:
         elif entry.state == REDACTING:
             await self._redact(entry, report)
             await self._db.run(ledger.drop_txn, post.key)
-            await self._db.run(
-                ledger.begin_send_txn,
-                post.key,
-                post.kind,
-                room_id,
-                post.content_hash,
-                self._clock(),
-            )
-            await self._send_new(post, room_id, report)
+            await self._post_new(post, room_id, report)
         else:
             await self._edit_if_changed(post, entry, report)
+
+    async def _post_new(self, post: Post, room_id: str, report: SyncReport) -> None:
+        """Writes the intent, then sends: a crash in between leaves a SENDING row to finish."""
+        await self._db.run(
+            ledger.begin_send_txn, post.key, post.kind, room_id, post.content_hash, self._clock()
+        )
+        await self._send_new(post, room_id, report)
 
     async def _send_new(self, post: Post, room_id: str, report: SyncReport) -> None:
         txn = ledger.txn_id(post.key, post.content_hash)

@@ -1,7 +1,8 @@
 """`sferumctl init`: fills a deployment folder, and re-renders its config on later runs.
 
 What a server cannot lose (secrets, the signing key, the database, media) is created once and then
-only ever read. What `init` renders (homeserver.yaml, log.config, appservice-sferum.yaml) is
+only ever read. What `init` renders (homeserver.yaml, log.config, appservice-sferum.yaml, and
+bridge.yaml, turnserver.conf and sfu.yaml when asked for) is
 written again on each run, and a previous copy that differs is kept as a timestamped backup, so a
 hand edit is never lost either.
 """
@@ -39,7 +40,7 @@ from synapse_sferum.ctl.deployment import (
     read_yaml_mapping,
 )
 from synapse_sferum.ctl.errors import CtlError
-from synapse_sferum.ctl.params import InitParams, Settings, resolve
+from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams, Settings, resolve
 from synapse_sferum.policy.quiet import QuietHoursConfig
 
 # The templates ship in the repository's config/ folder, next to the package.
@@ -197,6 +198,7 @@ def _render(
         "phone": PhoneConfig(),
         "link_codes": LinkCodesConfig(),
         "quiet_hours": QuietHoursConfig(),
+        "sfu_focus_type": SFU_FOCUS_TYPE,
         "msisdn_delegate": settings.local_client_url
         + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }
@@ -207,6 +209,10 @@ def _render(
     ]
     if settings.diary_sources:
         templates.append((deployment.bridge_config, "bridge.yaml.j2", PRIVATE))
+    if settings.turn_port is not None:
+        templates.append((deployment.turn_config, "turnserver.conf.j2", PRIVATE))
+    if settings.sfu_port is not None:
+        templates.append((deployment.sfu_config, "sfu.yaml.j2", PRIVATE))
     return {
         path: (env.get_template(template).render(context), mode)
         for path, template, mode in templates

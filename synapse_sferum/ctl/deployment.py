@@ -27,6 +27,8 @@ SECRET_NAMES = (
     "diary_control_secret",
     "diary_push_secret",
     "diary_ical_secret",
+    "turn_shared_secret",  # coturn's static-auth-secret; Synapse derives call credentials from it
+    "sfu_jwt_secret",  # HS256 key of the SFU's access tokens (issued and checked by the SFU only)
 )
 
 
@@ -94,6 +96,16 @@ class Deployment:
     def bridge_config(self) -> Path:
         """The diary bridge's config; present only when `init` was given diary sources."""
         return self.root / "bridge.yaml"
+
+    @property
+    def sfu_config(self) -> Path:
+        """The SFU's config; present only when `init` was given --sfu-port."""
+        return self.root / "sfu.yaml"
+
+    @property
+    def turn_config(self) -> Path:
+        """coturn's config; present only when `init` was given --turn-port."""
+        return self.root / "turnserver.conf"
 
     @property
     def diary_database(self) -> Path:

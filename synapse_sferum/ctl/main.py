@@ -274,6 +274,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"the diary bridge's local HTTP port (default {params.DEFAULT_DIARY_PORT})",
     )
+    p.add_argument(
+        "--turn-port",
+        type=_checked(params.port),
+        nargs="?",
+        const=params.DEFAULT_TURN_PORT,
+        metavar="N",
+        help="run coturn (Debian's package) for calls on this UDP/TCP port "
+        f"(alone: {params.DEFAULT_TURN_PORT}) and hand out its credentials to users",
+    )
+    p.add_argument(
+        "--sfu-port",
+        type=_checked(params.port),
+        metavar="N",
+        help="run the SFU (group calls: lessons, broadcasts) on this TCP port and announce it "
+        "to clients in .well-known/matrix/client",
+    )
 
     command(
         "check-config",

@@ -16,6 +16,8 @@ import attrs
 
 DEFAULT_HTTP_PORT = 8008
 DEFAULT_BIND = "127.0.0.1"
+# TURN's registered port (RFC 8656). `--turn-port` alone means this one.
+DEFAULT_TURN_PORT = 3478
 
 
 def port(value: object) -> int:
@@ -77,6 +79,9 @@ def existing_file(value: object) -> str:
 
 DIARY_SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
 DEFAULT_DIARY_PORT = 8009
+#: The MatrixRTC focus type clients find in .well-known: our SFU speaks its own signalling
+#: (sfu/signalling.py), not LiveKit's, so it must not claim the `livekit` type.
+SFU_FOCUS_TYPE = "org.sferum.aiortc"
 
 
 def diary_source(value: object) -> str:
@@ -144,6 +149,8 @@ PARSERS: Mapping[str, Callable[[object], Any]] = {
     "tls_key": existing_file,
     "diary_sources": _diary_sources,
     "diary_port": port,
+    "turn_port": port,
+    "sfu_port": port,
 }
 
 
@@ -162,6 +169,8 @@ class InitParams:
     tls_key: str | None = None
     diary_sources: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_tuple)
     diary_port: int | None = None
+    turn_port: int | None = None
+    sfu_port: int | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:
@@ -218,6 +227,41 @@ class Settings:
     diary_sources: tuple[str, ...] = ()
     diary_port: int = DEFAULT_DIARY_PORT
     database_url: str = "sqlite"
+    # coturn's listening port (UDP and TCP); None: no TURN server, so no calls through relays.
+    turn_port: int | None = None
+    # The SFU's port (auth routes, /health, /ws); None: no SFU, no calls announced to clients.
+    sfu_port: int | None = None
+
+    @property
+    def sfu_public_url(self) -> str | None:
+        """Where clients reach the SFU: the host they reach the server at, the SFU's port.
+
+        Plain http: the SFU serves no TLS itself; behind a reverse proxy this is the proxy's job.
+        """
+        if self.sfu_port is None:
+            return None
+        return f"http://{self.turn_host}:{self.sfu_port}"
+
+    @property
+    def turn_host(self) -> str:
+        """The host in `turn:` URIs: the one clients already reach the server at."""
+        host = urlsplit(self.public_baseurl).hostname or self.bind
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def turn_listening_ip(self) -> str | None:
+        """The address coturn listens and relays on; None (all addresses) for a wildcard bind."""
+        return None if ipaddress.ip_address(self.bind).is_unspecified else self.bind
+
+    @property
+    def turn_loopback_only(self) -> bool:
+        """Whether coturn is reachable from this machine only, which makes loopback peers safe.
+
+        Relaying to 127.0.0.0/8 is otherwise refused (it would reach local services); but when
+        coturn itself listens on loopback, only local processes can use it at all, and two local
+        peers (the integration test, a developer's two browsers) relay to each other there.
+        """
+        return ipaddress.ip_address(self.bind).is_loopback
 
     @property
     def local_client_url(self) -> str:
@@ -262,6 +306,19 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
     elif tls != (None, None):
         raise ValueError("--tls-cert and --tls-key are only used with --federation-port")
 
+    taken = {"--http-port": http_port}
+    if federation is not None:
+        taken["--federation-port"] = federation.port
+    if params.diary_sources:
+        taken["--diary-port"] = params.diary_port or DEFAULT_DIARY_PORT
+    for option, wanted in (("--turn-port", params.turn_port), ("--sfu-port", params.sfu_port)):
+        if wanted is None:
+            continue
+        for other, used in taken.items():
+            if wanted == used:
+                raise ValueError(f"{option} must differ from {other} ({used})")
+        taken[option] = wanted
+
     return Settings(
         server_name=params.server_name,
         http_port=http_port,
@@ -276,4 +333,6 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         diary_sources=params.diary_sources or (),
         diary_port=params.diary_port or DEFAULT_DIARY_PORT,
         database_url=params.database or "sqlite",
+        turn_port=params.turn_port,
+        sfu_port=params.sfu_port,
     )

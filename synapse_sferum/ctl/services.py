@@ -11,14 +11,18 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import secrets
 import shlex
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -41,11 +45,16 @@ class Service:
     argv: tuple[str, ...]
     # Arguments that only this service's process has: they identify it in /proc/PID/cmdline.
     identity: tuple[str, ...]
-    health_url: str | None  # None when the config is unreadable: then never healthy
+    # http://HOST:PORT/PATH (healthy on a 200), or stun:HOST:PORT for a STUN/TURN server
+    # (healthy when it answers a STUN binding request over UDP). None when the config is
+    # unreadable: then never healthy.
+    health_url: str | None
     log_path: Path
     pid_path: Path
     cwd: Path
     env: Mapping[str, str] = attrs.field(factory=dict)
+    # Said when argv[0] cannot be run, e.g. a system package that is not installed.
+    install_hint: str | None = None
 
     def running_pid(self) -> int | None:
         """The PID in the PID file, if that process is alive and is this service."""
@@ -66,11 +75,78 @@ class Service:
     def healthy(self) -> bool:
         if self.health_url is None:
             return False
+        if self.health_url.startswith("stun:"):
+            return _stun_answers(self.health_url)
         try:
             with open_local(self.health_url, timeout=2) as response:
                 return response.status == 200
         except OSError:  # URLError, HTTPError, timeouts and refused connections
             return False
+
+
+STUN_MAGIC_COOKIE = 0x2112A442
+_STUN_BINDING_REQUEST = 0x0001
+_STUN_BINDING_SUCCESS = 0x0101
+
+
+def _stun_answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether a STUN binding request to stun:HOST:PORT gets a success response over UDP.
+
+    coturn (Debian's build) has no HTTP health endpoint and no Prometheus exporter; a TCP
+    connect would only show that something listens. A binding request needs no credentials and
+    is answered by coturn's own UDP listener, the one calls use.
+    """
+    parts = urlsplit(url.replace("stun:", "stun://", 1))
+    if parts.hostname is None or parts.port is None:
+        return False
+    transaction = secrets.token_bytes(12)
+    request = struct.pack("!HHI12s", _STUN_BINDING_REQUEST, 0, STUN_MAGIC_COOKIE, transaction)
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            parts.hostname, parts.port, type=socket.SOCK_DGRAM
+        )[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.sendto(request, address)
+            reply = sock.recv(2048)
+    except OSError:  # timeouts, refusals (ICMP port unreachable), unresolvable hosts
+        return False
+    if len(reply) < 20:
+        return False
+    kind, _, cookie, echoed = struct.unpack("!HHI12s", reply[:20])
+    return (kind, cookie, echoed) == (_STUN_BINDING_SUCCESS, STUN_MAGIC_COOKIE, transaction)
+
+
+def turn_health_url(turn_config: Path) -> str | None:
+    """stun:HOST:PORT of the coturn that `turn_config` sets up; None if the file is unreadable."""
+    try:
+        lines = turn_config.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    options: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.split("#", 1)[0].strip().partition("=")
+        options.setdefault(key.strip(), value.strip())
+    port = options.get("listening-port", "3478")
+    if not port.isdigit():
+        return None
+    host = options.get("listening-ip") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"stun:{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def sfu_health_url(sfu_config: Path) -> str | None:
+    """http://HOST:PORT/health of the SFU that `sfu_config` sets up; None if it names no port."""
+    http = (read_yaml_mapping(sfu_config) or {}).get("http")
+    if not isinstance(http, Mapping):
+        return None
+    port, host = http.get("port"), http.get("bind") or "127.0.0.1"
+    if not isinstance(port, int) or not isinstance(host, str):
+        return None
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/health"
 
 
 def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None) -> list[Service]:
@@ -92,6 +168,20 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             env={"PYTHONPATH": python_path},
         ),
     ]
+    turn = deployment.turn_config
+    if turn.exists():  # `init --turn-port` was given; older deployments have no TURN
+        services.append(
+            Service(
+                name="coturn",
+                argv=("turnserver", "-c", str(turn)),
+                identity=("turnserver", str(turn)),
+                health_url=turn_health_url(turn),
+                log_path=deployment.logs / "coturn.out",
+                pid_path=deployment.run / "coturn.pid",
+                cwd=deployment.root,
+                install_hint="turnserver is in Debian's coturn package: apt-get install coturn",
+            )
+        )
     bridge = deployment.bridge_config
     if bridge.exists():
         bridge_config = read_yaml_mapping(bridge) or {}
@@ -105,6 +195,20 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
                 health_url=None if port is None else f"http://127.0.0.1:{port}/health",
                 log_path=deployment.logs / "diary-bridge.out",
                 pid_path=deployment.run / "diary-bridge.pid",
+                cwd=deployment.root,
+                env={"PYTHONPATH": python_path},
+            )
+        )
+    sfu = deployment.sfu_config
+    if sfu.exists():  # `init --sfu-port` was given; older deployments have no SFU
+        services.append(
+            Service(
+                name="sfu",
+                argv=(sys.executable, "-m", "sfu", str(sfu)),
+                identity=("sfu", str(sfu)),
+                health_url=sfu_health_url(sfu),
+                log_path=deployment.logs / "sfu.out",
+                pid_path=deployment.run / "sfu.pid",
                 cwd=deployment.root,
                 env={"PYTHONPATH": python_path},
             )
@@ -157,15 +261,21 @@ def _spawn(service: Service) -> subprocess.Popen[bytes]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"--- {stamp} sferumctl start: {shlex.join(service.argv)}\n".encode())
         log.flush()
-        process = subprocess.Popen(
-            service.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=service.cwd,
-            env={**os.environ, **service.env},
-            start_new_session=True,  # a Ctrl-C in the admin's terminal must not reach it
-        )
+        try:
+            process = subprocess.Popen(
+                service.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=service.cwd,
+                env={**os.environ, **service.env},
+                start_new_session=True,  # a Ctrl-C in the admin's terminal must not reach it
+            )
+        except OSError as e:  # not installed, not executable
+            raise CtlError(
+                f"{service.name}: cannot run {service.argv[0]}: {e.strerror}",
+                details=[service.install_hint] if service.install_hint else [],
+            ) from None
     service.pid_path.write_text(f"{process.pid}\n")
     return process
 

@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sfu.config import parse_config as parse_sfu_config
 from synapse_sferum.config import parse_config
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deployment import SECRET_NAMES, Deployment, client_base_url
 from synapse_sferum.ctl.main import main
+from synapse_sferum.ctl.services import deployment_services
 
 SERVER = "school1.example.org"
 
@@ -342,3 +344,34 @@ def test_a_file_in_the_way(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     (tmp_path / "d").write_text("")
     assert main(["init", str(tmp_path / "d"), "--server-name", SERVER]) == 1
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
+    plain = init(tmp_path / "plain", "--server-name", SERVER, "--http-port", "18560")
+    config = load(plain / "homeserver.yaml")
+    assert "extra_well_known_client_content" not in config
+    assert "max_event_delay_duration" not in config
+    assert not (plain / "sfu.yaml").exists()
+
+    folder = init(tmp_path, "--server-name", SERVER, "--http-port", "18561", "--sfu-port", "18562")
+    config = load(folder / "homeserver.yaml")
+    assert config["extra_well_known_client_content"] == {
+        "org.matrix.msc4143.rtc_foci": [
+            {"type": "org.sferum.aiortc", "service_url": "http://127.0.0.1:18562"}
+        ]
+    }
+    assert config["max_event_delay_duration"] == "24h"
+    sfu = parse_sfu_config(load(folder / "sfu.yaml"))
+    secrets = load(folder / "secrets.yaml")
+    assert (sfu.jwt_secret, sfu.admin_api_secret) == (
+        secrets["sfu_jwt_secret"], secrets["admin_api_secret"])
+    assert (sfu.homeserver_url, sfu.sfu_url, sfu.http_port) == (
+        "http://127.0.0.1:18561", "http://127.0.0.1:18562", 18562)
+    assert sfu.admin_api_url == "http://127.0.0.1:18561/_synapse/client/sferum/admin/v1"
+    assert stat.S_IMODE((folder / "sfu.yaml").stat().st_mode) == 0o600
+    [service] = [s for s in deployment_services(Deployment(folder), config) if s.name == "sfu"]
+    assert service.argv[1:] == ("-m", "sfu", str(folder / "sfu.yaml"))
+    assert service.health_url == "http://127.0.0.1:18562/health"
+    check_config(Deployment(folder))  # Synapse accepts the keys (and 24h as a duration)
+
+    assert main(["init", str(tmp_path / "x"), "--server-name", SERVER, "--sfu-port", "8008"]) == 1

@@ -101,7 +101,7 @@ LINE_ITEM_2 = "li-5a-math-kr2,,,Контрольная работа по мат�
         ),
         pytest.param(
             edit("results.csv", ROW_2, ROW_2.replace("li-5a-math-kr2", "li-nope")),
-            "unknown_reference", "results.csv:2:4", "'li-nope' is not in lineItems.csv", 17, 3,
+            "unknown_reference", "results.csv:2:4", "'li-nope' is not a lineItem", 17, 3,
             id="unknown-line-item",
         ),
         pytest.param(
@@ -126,7 +126,8 @@ LINE_ITEM_2 = "li-5a-math-kr2,,,Контрольная работа по мат�
         ),
         pytest.param(
             edit("results.csv", "r-5a-math-kr2-2,", "r-5a-math-kr2-1,"),
-            "invalid", "results.csv:3:1", "'r-5a-math-kr2-1' is already used on line 2", 17, 3,
+            "invalid", "results.csv:3:1", "'r-5a-math-kr2-1' is already used at results.csv:2",
+            17, 3,
             id="repeated-id",
         ),
         pytest.param(

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import json
 import re
-from collections import Counter
 from datetime import date
 from pathlib import Path
 from typing import Any, cast
@@ -20,7 +18,6 @@ import pytest
 from bridges.diary.model import Homework, Mark
 from bridges.diary.sources import gradebook
 from bridges.diary.sources.base import SourceUnavailable
-from bridges.diary.sources.csvsource import parse_gradebook
 from bridges.diary.sources.rest import (
     DEFAULT_SCOPES,
     HttpResponse,
@@ -41,7 +38,6 @@ from synapse_sferum.roster.oneroster import parse_roster, parse_roster_zip
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROSTER = REPO / "config" / "demo" / "roster"
-DEMO_DIARY = REPO / "config" / "demo" / "diary"
 BASE = "https://sis.example/api"
 SOURCE = "oneroster-rest:test"
 
@@ -321,67 +317,33 @@ def test_shown(score: float | None, text: str) -> None:
     assert gradebook.shown(score) == text
 
 
-def csv_bytes(rows: list[dict[str, str]]) -> bytes:
-    columns = list(dict.fromkeys(c for row in rows for c in row if c != gradebook.WHERE))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\r\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
-def test_the_csv_source_maps_the_same_rows_the_same_way() -> None:
-    """Both OneRoster sources agree: the CSV source's own parser and the shared mapping give
-    the same marks, homework and kinds of problem for the same rows (only `where` differs)."""
-    tables = {
-        name: list(csv.DictReader(io.StringIO((DEMO_DIARY / f"{name}.csv").read_text("utf-8"))))
-        for name in ("users", "classes", "courses", "categories", "lineItems", "results")
-    }
-    tables["categories"] += CATEGORIES
-    tables["lineItems"] += [
-        {
-            **row,
-            "classSourcedId": "5a" if row["classSourcedId"] == "eng" else row["classSourcedId"],
-        }
-        for row in LINE_ITEMS
+def test_problems_name_their_column_for_the_where_function() -> None:
+    """A source can point at the cell: `where` gets each problem's row and the column it is
+    about (the CSV source makes `results.csv:7:5` of them)."""
+    results = [
+        result("ok"),
+        result("word", score="пять"),
+        result("stranger", studentSourcedId="p9"),
+        result("ok"),
     ]
-    tables["lineItems"] += [
-        {"sourcedId": "li-lost", "title": "x", "classSourcedId": "9z"},
-        {"sourcedId": "li-hw-bad", "title": "x", "classSourcedId": "5a",
-         "categorySourcedId": "c-hw", "dueDate": "soon"},
-        {"sourcedId": "li-cat", "title": "x", "classSourcedId": "5a", "categorySourcedId": "c-9"},
-    ]  # fmt: skip
-    pupil = "p-5a-1"
-    tables["results"] += [
-        result("x1", studentSourcedId=pupil, comment=" Молодец "),
-        result("x2", studentSourcedId=pupil, score="4.5", scoreDate=""),
-        result("x3", studentSourcedId=pupil, textScore="5-", score="4.67"),
-        result("x4", studentSourcedId=pupil, lineItemSourcedId="li-hw", score="",
-               textScore="зачёт"),
-        result("x5", studentSourcedId=pupil, score="", scoreStatus="not submitted"),
-        result("x6", studentSourcedId=pupil, status="tobedeleted"),
-        result("x7", studentSourcedId="t-1"),
-        result("x8", studentSourcedId=pupil, lineItemSourcedId="li-9"),
-        result("x9", studentSourcedId=pupil, score="6"),
-        result("x10", studentSourcedId=pupil, score=""),
-        result("x11", studentSourcedId=pupil, score="пять"),
-        result("x12", studentSourcedId=pupil, lineItemSourcedId="li-lost"),
-        result("x1", studentSourcedId=pupil),
-    ]  # fmt: skip
-    files = {f"{name}.csv": csv_bytes(rows) for name, rows in tables.items()}
-    book = parse_gradebook(files, SOURCE, "Europe/Moscow")
-    marks, homework, problems = gradebook.items_from_gradebook(
-        tables["categories"],
-        tables["lineItems"],
-        tables["results"],
-        {u["sourcedId"] for u in tables["users"] if u["role"] == "student"},
+    line_items = [*LINE_ITEMS, {"sourcedId": "li-untitled", "title": "", "classSourcedId": "5a"}]
+    marks, _, problems = gradebook.items_from_gradebook(
+        CATEGORIES,
+        line_items,
+        results,
+        {"p1"},
         SOURCE,
-        gradebook.class_subjects(tables["classes"], tables["courses"]),
+        SUBJECTS,
+        where=lambda row, column: f"{row['sourcedId']}/{column}",
     )
-    assert len(marks) > 18 and homework
-    assert sorted(marks, key=str) == sorted(book.marks, key=str)
-    assert sorted(homework, key=str) == sorted(book.homework, key=str)
-    assert Counter(p.kind for p in problems) == Counter(p.kind for p in book.problems)
+    assert [m.source_id for m in marks] == ["ok"]
+    assert [p.where for p in problems] == [
+        "li-untitled/title",
+        "word/score",
+        "stranger/studentSourcedId",
+        "ok/sourcedId",
+    ]
+    assert problems[1].message == "score 'пять' is not a number such as 4 or 4.5"
 
 
 # -- the roster zip ----------------------------------------------------------------------------

@@ -14,28 +14,23 @@ gets the same `file:line:column` messages from the module and from the bridge.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import math
-import re
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from datetime import date, datetime
+from collections.abc import Mapping
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import attrs
 
 from bridges.diary.model import DiarySnapshot, Homework, Lesson, Mark, SourceProblem
+from bridges.diary.sources import gradebook
 from bridges.diary.sources.base import SourceUnavailable
-from bridges.diary.sources.icalsource import lessons_from_ical, timetable_window
+from bridges.diary.sources.gradebook import Row
+from bridges.diary.sources.icalsource import FileSource, lessons_from_ical
 from synapse_sferum.model import RosterError
-from synapse_sferum.roster import fields
 from synapse_sferum.roster.csvfiles import MAX_FILE_BYTES, decode, read_table
-from synapse_sferum.roster.fields import Cells
 from synapse_sferum.roster.problems import MAX_PER_FILE, Problems
 
 # The gradebook part of OneRoster 1.1 and 1.2: kept out of the roster zip sent to the module.
@@ -50,31 +45,9 @@ GRADEBOOK_FILES = (
     "resultLearningObjectiveIds.csv",
 )
 TIMETABLE_FILE = "timetable.ics"
-HOMEWORK_WORDS = ("домашн", "homework")
-# results.scoreStatus values under which an empty score just means "not marked yet".
-_UNMARKED = ("", "exempt", "not submitted", "submitted")
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # What reading a damaged zip member raises (encrypted, unknown compression, damaged data).
 _UNREADABLE_MEMBER = (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error)
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same files always give the same roster zip
-_NEVER = object()  # no snapshot yet: `changed()` is True even if the path is missing
-
-
-@attrs.frozen
-class _Class:
-    subject: str
-
-
-@attrs.frozen
-class _Work:
-    """A lineItem that gets marks."""
-
-    title: str
-    class_id: str
-    category: str
-    assigned: date | None
-    low: float | None
-    high: float | None
 
 
 @attrs.frozen
@@ -87,286 +60,116 @@ class Gradebook:
     complete: bool = True
 
 
-class _Found:
-    """Problems of both sorts: syntax and values via the roster's `Problems` (kind invalid,
-    capped per file), references and ranges here, each with its kind."""
+class _Tables:
+    """The CSV files as the plain rows `gradebook` maps: each row's values by column name, and
+    its `file:line` under `gradebook.WHERE`. CSV syntax problems are collected in `syntax`."""
 
-    def __init__(self, source: str):
-        self.source = source
-        self.invalid = Problems()
+    def __init__(self, files: Mapping[str, bytes]):
+        self._files = files
+        self._columns: dict[str, Mapping[str, int]] = {}
+        self.syntax = Problems()
         # False once a whole file could not be read: a snapshot without its items must not
         # make the bridge redact everything it posted from that file.
         self.complete = True
-        self._other: list[tuple[str, int, int, str, str]] = []
-        self._per_file: Counter[str] = Counter()
 
-    def add(self, kind: str, cells: Cells, file: str, column: str, message: str) -> None:
-        """Capped per file like the roster's problems: a results.csv from another school
-        would otherwise give one problem per row."""
-        self._per_file[file] += 1
-        count = self._per_file[file]
-        if count <= MAX_PER_FILE:
-            self._other.append((file, cells.line, cells.column(column), message, kind))
-        elif count == MAX_PER_FILE + 1:
-            more = f"more than {MAX_PER_FILE} such problems; the rest are not listed"
-            self._other.append((file, 0, 0, more, kind))
+    def rows(self, file: str, required: tuple[str, ...]) -> list[Row]:
+        """The rows of the file, none if it is absent or has no usable header."""
+        data = self._files.get(file)
+        if data is None:
+            return []
+        text = decode(file, data, self.syntax)
+        table = None if text is None else read_table(file, text, required, self.syntax)
+        if table is None:
+            self.complete = False
+            return []
+        self._columns[file] = table.columns
+        rows: list[Row] = []
+        for row in table.rows(self.syntax):
+            values = dict(zip(table.names, map(str.strip, row.fields), strict=True))
+            values[gradebook.WHERE] = f"{file}:{row.line}"
+            rows.append(values)
+        return rows
 
-    def all(self) -> tuple[SourceProblem, ...]:
-        found = list(self._other)
+    def gradebook_rows(self, collection: str) -> list[Row]:
+        """The rows of a gradebook file: `categories` → categories.csv."""
+        return self.rows(f"{collection}.csv", gradebook.REQUIRED[collection])
+
+    def where(self, row: Row, column: str) -> str:
+        """`file:line:column` of the row's value in `column` (column 0 if the file has none)."""
+        file, _, _ = row[gradebook.WHERE].rpartition(":")
+        return f"{row[gradebook.WHERE]}:{self._columns[file].get(column, 0)}"
+
+    def syntax_problems(self, source: str) -> list[SourceProblem]:
         try:
-            self.invalid.raise_if_any()
+            self.syntax.raise_if_any()
         except RosterError as err:
-            found += [(p.file, p.line, p.column, p.message, "invalid") for p in err.problems]
-        found.sort(key=lambda p: p[:3])
-        return tuple(
-            SourceProblem(self.source, f"{file}:{line}:{column}", message, kind)
-            for file, line, column, message, kind in found
-        )
+            return [
+                SourceProblem(source, f"{p.file}:{p.line}:{p.column}", p.message, "invalid")
+                for p in err.problems
+            ]
+        return []
 
 
 def parse_gradebook(files: Mapping[str, bytes], source: str, timezone: str) -> Gradebook:
     """Marks and homework from the files (by name); bad rows become problems and are skipped."""
-    found = _Found(source)
-    tz = ZoneInfo(timezone)
-    pupils = _pupils(files, found)
-    classes = _classes(files, found)
-    categories = {
-        key: cells.text("title")
-        for key, cells in _rows(files, "categories.csv", ("sourcedId", "title"), found)
-    }
-    works, homework, dropped = _line_items(files, classes, categories, tz, found)
+    tables = _Tables(files)
+    subjects = gradebook.class_subjects(
+        tables.rows("classes.csv", ("sourcedId",)), tables.rows("courses.csv", ("sourcedId",))
+    )
+    results: list[Row] = []
+    missing: list[SourceProblem] = []
     if "users.csv" in files:
-        marks = _results(files, pupils, works, dropped, classes, tz, found)
-    else:
-        marks = []
-        if "results.csv" in files:
-            found.invalid.add("users.csv", 0, 0, "is missing, so no mark can be given to a pupil")
-            found.complete = False
-    return Gradebook(tuple(marks), tuple(homework), found.all(), found.complete)
+        results = tables.gradebook_rows("results")
+    elif "results.csv" in files:
+        message = "is missing, so no mark can be given to a pupil"
+        missing.append(SourceProblem(source, "users.csv:0:0", message, "invalid"))
+        tables.complete = False
+    marks, homework, found = gradebook.items_from_gradebook(
+        tables.gradebook_rows("categories"),
+        tables.gradebook_rows("lineItems"),
+        results,
+        _pupils(tables),
+        source,
+        subjects,
+        timezone,
+        where=tables.where,
+    )
+    problems = [*_capped(found), *tables.syntax_problems(source), *missing]
+    problems.sort(key=lambda p: _location(p.where))
+    return Gradebook(tuple(marks), tuple(homework), tuple(problems), tables.complete)
 
 
-def _rows(
-    files: Mapping[str, bytes], file: str, required: tuple[str, ...], found: _Found
-) -> Iterator[tuple[str, Cells]]:
-    """Active rows with their sourcedId; a repeated sourcedId or an empty required value is
-    reported and the row skipped. Nothing if the file is absent."""
-    data = files.get(file)
-    if data is None:
-        return
-    text = decode(file, data, found.invalid)
-    table = None if text is None else read_table(file, text, required, found.invalid)
-    if table is None:
-        found.complete = False
-        return
-    first_lines: dict[str, int] = {}
-    for row in table.rows(found.invalid):
-        cells = Cells(table, row, found.invalid)
-        if cells.text("status").casefold() == "tobedeleted":
-            continue
-        key = cells.text(required[0])
-        if not cells.require(required):
-            continue
-        if required[0] == "sourcedId":
-            first = first_lines.setdefault(key, row.line)
-            if first != row.line:
-                cells.report("sourcedId", f"sourcedId {key!r} is already used on line {first}")
-                continue
-        yield key, cells
-
-
-def _pupils(files: Mapping[str, bytes], found: _Found) -> set[str]:
+def _pupils(tables: _Tables) -> set[str]:
     """Users with the student role: users.role in 1.1, roles.csv in 1.2."""
-    pupils = {
-        key
-        for key, cells in _rows(files, "users.csv", ("sourcedId",), found)
-        if cells.text("role").casefold() == "student"
-    }
-    roles = _rows(files, "roles.csv", ("userSourcedId", "role"), found)
-    pupils.update(key for key, cells in roles if cells.text("role").casefold() == "student")
-    return pupils
+
+    def students(rows: list[Row], key: str) -> set[str]:
+        active = gradebook.active(rows)
+        return {r[key] for r in active if r.get("role", "").casefold() == "student"}
+
+    users = students(tables.rows("users.csv", ("sourcedId",)), "sourcedId")
+    return users | students(tables.rows("roles.csv", ("userSourcedId", "role")), "userSourcedId")
 
 
-def _classes(files: Mapping[str, bytes], found: _Found) -> dict[str, _Class]:
-    """Each class with its subject: its own `subjects`, else its course's; a subject group's
-    course title names its subject too, a homeroom's («Классное руководство») does not."""
-    courses = {
-        key: (_subjects(cells.text("subjects")), cells.text("title"))
-        for key, cells in _rows(files, "courses.csv", ("sourcedId",), found)
-    }
-    classes = {}
-    for key, cells in _rows(files, "classes.csv", ("sourcedId",), found):
-        course_subjects, course_title = courses.get(cells.text("courseSourcedId"), ("", ""))
-        homeroom = cells.text("classType").casefold() == "homeroom"
-        subject = (
-            _subjects(cells.text("subjects"))
-            or course_subjects
-            or ("" if homeroom else course_title)
-        )
-        classes[key] = _Class(subject)
-    return classes
+def _capped(problems: list[SourceProblem]) -> list[SourceProblem]:
+    """At most `MAX_PER_FILE` problems a file, like the roster's: a results.csv from another
+    school would otherwise give one problem per row."""
+    per_file: Counter[str] = Counter()
+    kept = []
+    for problem in problems:
+        file = _location(problem.where)[0]
+        per_file[file] += 1
+        if per_file[file] <= MAX_PER_FILE:
+            kept.append(problem)
+        elif per_file[file] == MAX_PER_FILE + 1:
+            more = f"more than {MAX_PER_FILE} such problems; the rest are not listed"
+            kept.append(attrs.evolve(problem, where=f"{file}:0:0", message=more))
+    return kept
 
 
-def _subjects(value: str) -> str:
-    return ", ".join(fields.id_list(value))
-
-
-def is_homework(category: str) -> bool:
-    folded = category.casefold()
-    return any(word in folded for word in HOMEWORK_WORDS)
-
-
-def _line_items(
-    files: Mapping[str, bytes],
-    classes: Mapping[str, _Class],
-    categories: Mapping[str, str],
-    tz: ZoneInfo,
-    found: _Found,
-) -> tuple[dict[str, _Work], list[Homework], set[str]]:
-    """Works to mark, homework, and the IDs of lineItems skipped for a problem (their results
-    are skipped quietly: the lineItem's problem already says why)."""
-    file = "lineItems.csv"
-    works: dict[str, _Work] = {}
-    homework: list[Homework] = []
-    dropped: set[str] = set()
-    for key, cells in _rows(files, file, ("sourcedId", "title", "classSourcedId"), found):
-        assigned = cells.convert("assignDate", _day(tz), None)
-        due = cells.convert("dueDate", _day(tz), None)
-        low = cells.convert("resultValueMin", _number, None)
-        high = cells.convert("resultValueMax", _number, None)
-        class_id = cells.text("classSourcedId")
-        category_id = cells.text("categorySourcedId")
-        category = categories.get(category_id, "")
-        if not cells.ok:
-            dropped.add(key)
-        elif class_id not in classes:
-            found.add("unknown_reference", cells, file, "classSourcedId",
-                      f"classSourcedId {class_id!r} is not in classes.csv")  # fmt: skip
-            dropped.add(key)
-        elif category_id and category_id not in categories:
-            found.add("unknown_reference", cells, file, "categorySourcedId",
-                      f"categorySourcedId {category_id!r} is not in categories.csv")  # fmt: skip
-            dropped.add(key)
-        elif is_homework(category):
-            if due is None:
-                cells.report("dueDate", "dueDate is empty; homework needs the day it is due")
-                dropped.add(key)
-                continue
-            homework.append(
-                Homework(
-                    source_id=key,
-                    class_id=class_id,
-                    subject=classes[class_id].subject,
-                    text=cells.text("description") or cells.text("title"),
-                    due=due,
-                    assigned=assigned,
-                )
-            )
-        if key not in dropped:
-            # Homework may be marked too («оценка за домашнее задание»): keep it as a work.
-            title = cells.text("title")
-            works[key] = _Work(title, class_id, category, assigned, low, high)
-    return works, homework, dropped
-
-
-def _results(
-    files: Mapping[str, bytes],
-    pupils: set[str],
-    works: Mapping[str, _Work],
-    dropped: set[str],
-    classes: Mapping[str, _Class],
-    tz: ZoneInfo,
-    found: _Found,
-) -> list[Mark]:
-    file = "results.csv"
-    marks: list[Mark] = []
-    required = ("sourcedId", "lineItemSourcedId", "studentSourcedId")
-    for key, cells in _rows(files, file, required, found):
-        score = cells.convert("score", _number, None)
-        scored = cells.convert("scoreDate", _day(tz), None)
-        work_id = cells.text("lineItemSourcedId")
-        pupil = cells.text("studentSourcedId")
-        text_score = cells.text("textScore")
-        if not cells.ok or work_id in dropped:
-            continue
-        work = works.get(work_id)
-        if work is None:
-            found.add("unknown_reference", cells, file, "lineItemSourcedId",
-                      f"lineItemSourcedId {work_id!r} is not in lineItems.csv")  # fmt: skip
-            continue
-        if pupil not in pupils:
-            found.add("unknown_reference", cells, file, "studentSourcedId",
-                      f"studentSourcedId {pupil!r} is not a pupil in the roster")  # fmt: skip
-            continue
-        if score is not None and not _within(score, work):
-            found.add("out_of_range", cells, file, "score",
-                      f"score {cells.text('score')} is outside {_bounds(work)} "
-                      f"of lineItem {work_id!r}")  # fmt: skip
-            continue
-        if score is None and not text_score:
-            if cells.text("scoreStatus").casefold() not in _UNMARKED:
-                cells.report("score", "score is empty; a graded result needs it (or textScore)")
-            continue
-        work_date = scored or work.assigned
-        if work_date is None:
-            cells.report("scoreDate", "scoreDate is empty and the lineItem has no assignDate")
-            continue
-        marks.append(
-            Mark(
-                source_id=key,
-                student_id=pupil,
-                class_id=work.class_id,
-                work=work.title,
-                subject=classes[work.class_id].subject,
-                value=text_score or _shown(score),
-                work_date=work_date,
-                comment=cells.text("comment"),
-                category=work.category,
-            )
-        )
-    return marks
-
-
-def _day(tz: ZoneInfo) -> Callable[[str], date]:
-    """OneRoster writes dates (`2026-11-23`) or date-times (`2026-11-23T09:00:00Z`); a time with
-    a zone is taken on the school's day."""
-
-    def parse(value: str) -> date:
-        try:
-            if _ISO_DATE.fullmatch(value):
-                return date.fromisoformat(value)
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is None or not _ISO_DATE.match(value):
-            raise ValueError(f"{value!r} is not a date such as 2026-11-23 or 2026-11-23T09:00:00Z")
-        return (moment.astimezone(tz) if moment.tzinfo else moment).date()
-
-    return parse
-
-
-def _number(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a number such as 4 or 4.5")
-    return number
-
-
-def _within(score: float, work: _Work) -> bool:
-    return (work.low is None or score >= work.low) and (work.high is None or score <= work.high)
-
-
-def _bounds(work: _Work) -> str:
-    return f"{_shown(work.low) if work.low is not None else ''}..{_shown(work.high)}"
-
-
-def _shown(number: float | None) -> str:
-    """5.0 → "5", 4.5 → "4.5": a mark reads as a mark."""
-    if number is None:
-        return ""
-    return str(int(number)) if number.is_integer() else repr(number)
+def _location(where: str) -> tuple[str, int, int]:
+    """`file:line:column` → (file, line, column)."""
+    file, line, column = where.rsplit(":", 2)
+    return file, int(line), int(column)
 
 
 def roster_zip(files: Mapping[str, bytes]) -> bytes | None:
@@ -442,63 +245,25 @@ def _read_zip(data: bytes, name: str) -> dict[str, bytes]:
     return files
 
 
-class OneRosterCsvSource:
+class OneRosterCsvSource(FileSource):
     """`oneroster-csv:PATH`: a OneRoster folder or zip with the gradebook, and maybe a timetable.
 
     `today` is for tests; the timetable covers this week's Monday to `days_ahead` days on.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        name: str,
-        timezone: str = "Europe/Moscow",
-        days_ahead: int = 14,
-        today: Callable[[], date] | None = None,
-    ):
-        self._path = path
-        self._name = name
-        self._timezone = timezone
-        self._days_ahead = days_ahead
-        self._today = today or (lambda: datetime.now(ZoneInfo(timezone)).date())
-        self._seen: object = _NEVER
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def snapshot(self) -> DiarySnapshot:
-        return await asyncio.to_thread(self._read)
-
-    async def changed(self) -> bool:
-        return await asyncio.to_thread(lambda: self._stat() != self._seen)
-
-    def _stat(self) -> tuple[tuple[str, int, int], ...] | None:
-        """(name, mtime, size) of the zip or of each file in the folder; None if missing."""
-        try:
-            paths = sorted(self._path.iterdir()) if self._path.is_dir() else [self._path]
-            stats = [(p.name, p.stat()) for p in paths]
-        except OSError:
-            return None
-        return tuple((name, s.st_mtime_ns, s.st_size) for name, s in stats)
-
     def _read(self) -> DiarySnapshot:
-        seen = self._stat()  # before reading: a change while we read shows up next time
-        if seen is None:
-            raise SourceUnavailable(f"{self._name}: {self._path} does not exist")
         files = read_files(self._path)
         book = parse_gradebook(files, self._name, self._timezone)
         lessons: list[Lesson] = []
         problems = list(book.problems)
         complete = book.complete
         if TIMETABLE_FILE in files:
-            start, end = timetable_window(self._today(), self._days_ahead)
+            start, end = self._window()
             lessons, timetable_problems = lessons_from_ical(
                 files[TIMETABLE_FILE], self._name, start, end, self._timezone, TIMETABLE_FILE
             )
             problems += timetable_problems
             complete = complete and not any(p.where.endswith(":0:0") for p in timetable_problems)
-        self._seen = seen
         return DiarySnapshot(
             marks=book.marks,
             homework=book.homework,

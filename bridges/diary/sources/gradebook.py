@@ -1,14 +1,16 @@
 """OneRoster gradebook rows → the diary model, as pure functions any source can share.
 
-Every OneRoster source must turn the same gradebook into the same marks and homework. The
-mapping works on plain rows, `Mapping[str, str]` keyed by the OneRoster CSV column names
-(`lineItemSourcedId`, `studentSourcedId`, `classSourcedId`, `categorySourcedId`, …): a CSV source
-passes its rows as read; the REST source flattens the JSON objects into the same shape first
-(GUIDRefs become `…SourcedId` columns, numbers become their text).
+Every OneRoster source must turn the same gradebook into the same marks and homework, so this
+is the one mapping they all use. It works on plain rows, `Mapping[str, str]` keyed by the
+OneRoster CSV column names (`lineItemSourcedId`, `studentSourcedId`, `classSourcedId`,
+`categorySourcedId`, …): the CSV source passes its rows as read; the REST source flattens the
+JSON objects into the same shape first (GUIDRefs become `…SourcedId` columns, numbers become
+their text).
 
-It gives what `csvsource.parse_gradebook` gives for the same rows (tests/unit/test_diary_rest.py
-checks both on the same rows); only the problems' `where` differs: a row's `WHERE` entry (a key
-that is no OneRoster column) — `results.csv:7`, an item's URL — or else its sourcedId.
+A problem's `where` is the row's `WHERE` entry (a key that is no OneRoster column: `results.csv:7`,
+an item's URL), else its sourcedId. Every problem also names the column it is about; a source
+whose rows have columns worth pointing at passes a `where` function that uses it, as the CSV
+source does to say `results.csv:7:5`.
 
 The mapping:
 - a class's subject is its own `subjects`, else its course's, else (not for a homeroom, whose
@@ -44,7 +46,15 @@ import attrs
 from bridges.diary.model import Homework, Mark, SourceProblem
 
 Row = Mapping[str, str]
+# Where a problem is: from the row and the name of the column the problem is about.
+Where = Callable[[Row, str], str]
 WHERE = "_where"
+# The values each gradebook row needs, by collection (a CSV file is the same name + ".csv").
+REQUIRED = {
+    "categories": ("sourcedId", "title"),
+    "lineItems": ("sourcedId", "title", "classSourcedId"),
+    "results": ("sourcedId", "lineItemSourcedId", "studentSourcedId"),
+}
 
 HOMEWORK_WORDS = ("домашн", "homework")
 # results.scoreStatus values under which an empty score just means "not marked yet".
@@ -93,15 +103,20 @@ def subjects_text(value: str) -> str:
     return ", ".join(dict.fromkeys(part for part in parts if part))
 
 
+def row_where(row: Row, column: str = "") -> str:
+    """The row's `WHERE` entry, else its sourcedId; the column is not shown."""
+    return row.get(WHERE) or row.get("sourcedId", "")
+
+
 def class_subjects(classes: Iterable[Row], courses: Iterable[Row] = ()) -> dict[str, str]:
     """Each active class's subject: its own `subjects`, else its course's, else its course's
     title unless it is a homeroom."""
     by_course = {
         c["sourcedId"]: (subjects_text(c.get("subjects", "")), c.get("title", "").strip())
-        for c in _active(courses)
+        for c in active(courses)
     }
     found = {}
-    for c in _active(classes):
+    for c in active(classes):
         course_subjects, course_title = by_course.get(c.get("courseSourcedId", ""), ("", ""))
         homeroom = c.get("classType", "").strip().casefold() == "homeroom"
         found[c["sourcedId"]] = (
@@ -133,31 +148,33 @@ class _Work:
 
 @attrs.define
 class _Reader:
-    """Reads cells of rows, collecting problems (with the row's `where`) as it goes."""
+    """Reads cells of rows, collecting problems (each at its row and column) as it goes."""
 
     source: str
+    where: Where = row_where
     problems: list[SourceProblem] = attrs.field(factory=list)
 
-    def report(self, row: Row, message: str, kind: str = "invalid") -> None:
-        where = row.get(WHERE) or row.get("sourcedId", "")
-        self.problems.append(SourceProblem(self.source, where, message, kind))
+    def report(self, row: Row, column: str, message: str, kind: str = "invalid") -> None:
+        self.problems.append(SourceProblem(self.source, self.where(row, column), message, kind))
 
     def text(self, row: Row, column: str) -> str:
         return (row.get(column) or "").strip()
 
     def rows(self, rows: Iterable[Row], file: str, required: tuple[str, ...]) -> Iterator[Row]:
         """Active rows with their required values and a sourcedId not used before."""
-        seen: set[str] = set()
-        for row in _active(rows):
+        seen: dict[str, Row] = {}
+        for row in active(rows):
             missing = [c for c in required if not self.text(row, c)]
             if missing:
-                self.report(row, f"{file}: {', '.join(missing)} is empty")
+                self.report(row, missing[0], f"{file}: {', '.join(missing)} is empty")
                 continue
             key = self.text(row, "sourcedId")
-            if key in seen:
-                self.report(row, f"{file}: sourcedId {key!r} is used twice")
+            first = seen.setdefault(key, row)
+            if first is not row:
+                earlier = first.get(WHERE, "")
+                at = f" at {earlier}" if earlier and earlier != row.get(WHERE) else ""
+                self.report(row, "sourcedId", f"{file}: sourcedId {key!r} is already used{at}")
                 continue
-            seen.add(key)
             yield row
 
     def convert(
@@ -171,12 +188,13 @@ class _Reader:
         try:
             return parse(value)
         except ValueError as err:
-            self.report(row, f"{column}: {err}")
+            self.report(row, column, f"{column} {err}")
             bad.append(column)
             return None
 
 
-def _active(rows: Iterable[Row]) -> list[Row]:
+def active(rows: Iterable[Row]) -> list[Row]:
+    """The rows but those whose status is `tobedeleted`."""
     return [r for r in rows if (r.get("status") or "").strip().casefold() != "tobedeleted"]
 
 
@@ -188,11 +206,14 @@ def items_from_gradebook(
     source_name: str,
     subjects: Mapping[str, str] | None = None,
     timezone: str = "Europe/Moscow",
+    *,
+    where: Where = row_where,
 ) -> tuple[list[Mark], list[Homework], list[SourceProblem]]:
     """Marks, homework and problems of a gradebook. `pupils`: the roster's students'
     sourcedIds; `subjects`: each known class's subject (`class_subjects`), or None to check no
-    class references and leave subjects empty."""
-    reader = _Reader(source_name)
+    class references and leave subjects empty; `where`: each problem's place, from its row and
+    column."""
+    reader = _Reader(source_name, where)
     tz = ZoneInfo(timezone)
 
     def day(value: str) -> date:
@@ -200,12 +221,12 @@ def items_from_gradebook(
 
     category_titles = {
         reader.text(c, "sourcedId"): reader.text(c, "title")
-        for c in reader.rows(categories, "categories", ("sourcedId", "title"))
+        for c in reader.rows(categories, "categories", REQUIRED["categories"])
     }
     works: dict[str, _Work] = {}
     homework: list[Homework] = []
     dropped: set[str] = set()
-    for item in reader.rows(line_items, "lineItems", ("sourcedId", "title", "classSourcedId")):
+    for item in reader.rows(line_items, "lineItems", REQUIRED["lineItems"]):
         key = reader.text(item, "sourcedId")
         bad: list[str] = []
         assigned = reader.convert(item, "assignDate", day, bad)
@@ -219,19 +240,30 @@ def items_from_gradebook(
             dropped.add(key)
             continue
         if subjects is not None and class_id not in subjects:
-            reader.report(item, f"lineItem {key!r}: classSourcedId {class_id!r} is not a class",
-                          "unknown_reference")  # fmt: skip
+            reader.report(
+                item,
+                "classSourcedId",
+                f"lineItem {key!r}: classSourcedId {class_id!r} is not a class",
+                "unknown_reference",
+            )
             dropped.add(key)
             continue
         if category_id and category_id not in category_titles:
-            reader.report(item, f"lineItem {key!r}: categorySourcedId {category_id!r} is not "
-                                "a category", "unknown_reference")  # fmt: skip
+            reader.report(
+                item,
+                "categorySourcedId",
+                f"lineItem {key!r}: categorySourcedId {category_id!r} is not a category",
+                "unknown_reference",
+            )
             dropped.add(key)
             continue
         if is_homework_category(category):
             if not isinstance(due, date):
-                reader.report(item, f"lineItem {key!r}: dueDate is empty; homework needs the "
-                                    "day it is due")  # fmt: skip
+                reader.report(
+                    item,
+                    "dueDate",
+                    f"lineItem {key!r}: dueDate is empty; homework needs the day it is due",
+                )
                 dropped.add(key)
                 continue
             homework.append(
@@ -254,8 +286,7 @@ def items_from_gradebook(
         )
 
     marks: list[Mark] = []
-    required = ("sourcedId", "lineItemSourcedId", "studentSourcedId")
-    for result in reader.rows(results, "results", required):
+    for result in reader.rows(results, "results", REQUIRED["results"]):
         key = reader.text(result, "sourcedId")
         bad = []
         score = reader.convert(result, "score", parse_number, bad)
@@ -267,28 +298,46 @@ def items_from_gradebook(
             continue
         work = works.get(work_id)
         if work is None:
-            reader.report(result, f"result {key!r}: lineItemSourcedId {work_id!r} is not a "
-                                  "lineItem", "unknown_reference")  # fmt: skip
+            reader.report(
+                result,
+                "lineItemSourcedId",
+                f"result {key!r}: lineItemSourcedId {work_id!r} is not a lineItem",
+                "unknown_reference",
+            )
             continue
         if pupil not in pupils:
-            reader.report(result, f"result {key!r}: studentSourcedId {pupil!r} is not a pupil "
-                                  "in the roster", "unknown_reference")  # fmt: skip
+            reader.report(
+                result,
+                "studentSourcedId",
+                f"result {key!r}: studentSourcedId {pupil!r} is not a pupil in the roster",
+                "unknown_reference",
+            )
             continue
         number = score if isinstance(score, float) else None
         if number is not None and not work.within(number):
-            reader.report(result, f"result {key!r}: score {reader.text(result, 'score')} is "
-                                  f"outside {work.bounds()} of lineItem {work_id!r}",
-                          "out_of_range")  # fmt: skip
+            reader.report(
+                result,
+                "score",
+                f"result {key!r}: score {reader.text(result, 'score')} is outside "
+                f"{work.bounds()} of lineItem {work_id!r}",
+                "out_of_range",
+            )
             continue
         if number is None and not text_score:
             if reader.text(result, "scoreStatus").casefold() not in UNMARKED:
-                reader.report(result, f"result {key!r}: score is empty; a graded result needs "
-                                      "it (or textScore)")  # fmt: skip
+                reader.report(
+                    result,
+                    "score",
+                    f"result {key!r}: score is empty; a graded result needs it (or textScore)",
+                )
             continue
         work_date = scored if isinstance(scored, date) else work.assigned
         if work_date is None:
-            reader.report(result, f"result {key!r}: scoreDate is empty and the lineItem has no "
-                                  "assignDate")  # fmt: skip
+            reader.report(
+                result,
+                "scoreDate",
+                f"result {key!r}: scoreDate is empty and the lineItem has no assignDate",
+            )
             continue
         marks.append(
             Mark(

@@ -42,7 +42,7 @@ CLASS_PROPERTY = "X-SFERUM-CLASS"
 _BEGIN_VEVENT = re.compile(rb"^BEGIN:VEVENT\s*$", re.IGNORECASE | re.MULTILINE)
 # What reading a broken component can raise; any of them skips that event only.
 _BAD_EVENT = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
-_NEVER = object()  # no snapshot yet: `changed()` is True even if the file is missing
+_NEVER = object()  # no snapshot yet: `changed()` is True even if the path is missing
 
 
 @attrs.frozen
@@ -300,10 +300,12 @@ def _changes(
     return changes
 
 
-class ICalSource:
-    """`ical:PATH`: the timetable alone, from an .ics file, for `days_ahead` days from today.
+class FileSource:
+    """A source read from a file or a folder (`path`), with a timetable for `days_ahead` days.
 
-    The window starts on this week's Monday, so the week a parent looks at is always whole.
+    `snapshot()` reads it in a thread (`_read`, which subclasses write); `changed()` is whether
+    (name, mtime, size) of the file, or of each file in the folder, differ from when the last
+    snapshot was read. `today` is for tests.
     """
 
     def __init__(
@@ -319,36 +321,57 @@ class ICalSource:
         self._timezone = timezone
         self._days_ahead = days_ahead
         self._today = today or (lambda: datetime.now(ZoneInfo(timezone)).date())
-        self._seen: object = _NEVER  # the file's (mtime, size) when last read
+        self._seen: object = _NEVER  # `_stat()` when the last snapshot was read
 
     @property
     def name(self) -> str:
         return self._name
 
     async def snapshot(self) -> DiarySnapshot:
-        return await asyncio.to_thread(self._read)
+        return await asyncio.to_thread(self._snapshot)
 
     async def changed(self) -> bool:
         return await asyncio.to_thread(lambda: self._stat() != self._seen)
 
-    def _stat(self) -> tuple[int, int] | None:
+    def _stat(self) -> tuple[tuple[str, int, int], ...] | None:
+        """(name, mtime, size) of the file or of each file in the folder; None if missing."""
         try:
-            stat = self._path.stat()
+            paths = sorted(self._path.iterdir()) if self._path.is_dir() else [self._path]
+            stats = [(p.name, p.stat()) for p in paths]
         except OSError:
             return None
-        return stat.st_mtime_ns, stat.st_size
+        return tuple((name, s.st_mtime_ns, s.st_size) for name, s in stats)
+
+    def _snapshot(self) -> DiarySnapshot:
+        seen = self._stat()  # before reading: a change while we read shows up next time
+        if seen is None:
+            raise SourceUnavailable(f"{self._name}: {self._path} does not exist")
+        snapshot = self._read()
+        self._seen = seen
+        return snapshot
 
     def _read(self) -> DiarySnapshot:
-        seen = self._stat()
+        raise NotImplementedError
+
+    def _window(self) -> tuple[date, date]:
+        return timetable_window(self._today(), self._days_ahead)
+
+
+class ICalSource(FileSource):
+    """`ical:PATH`: the timetable alone, from an .ics file, for `days_ahead` days from today.
+
+    The window starts on this week's Monday, so the week a parent looks at is always whole.
+    """
+
+    def _read(self) -> DiarySnapshot:
         try:
             data = self._path.read_bytes()
         except OSError as err:
             raise SourceUnavailable(f"{self._name}: cannot read {self._path} ({err})") from err
-        start, end = timetable_window(self._today(), self._days_ahead)
+        start, end = self._window()
         lessons, problems = lessons_from_ical(
             data, self._name, start, end, self._timezone, self._path.name
         )
-        self._seen = seen
         return DiarySnapshot(lessons=tuple(lessons), problems=tuple(problems))
 
 

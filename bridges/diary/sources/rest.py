@@ -345,7 +345,11 @@ def roster_zip(tables: Mapping[str, Sequence[Row]], system_name: str) -> bytes:
                     "" if column in ("status", "dateLastModified") else row.get(column, "")
                     for column in columns
                 )
-            archive.writestr(f"{collection}.csv", text.getvalue().encode("utf-8"))
+            archive.writestr(
+                zipfile.ZipInfo(f"{collection}.csv"),
+                text.getvalue().encode("utf-8"),
+                zipfile.ZIP_DEFLATED,
+            )
         manifest = io.StringIO()
         writer = csv.writer(manifest, lineterminator="\r\n")
         writer.writerows(
@@ -361,7 +365,11 @@ def roster_zip(tables: Mapping[str, Sequence[Row]], system_name: str) -> bytes:
                 ("source.systemCode", "oneroster-rest"),
             ]
         )
-        archive.writestr("manifest.csv", manifest.getvalue().encode("utf-8"))
+        archive.writestr(
+            zipfile.ZipInfo("manifest.csv"),
+            manifest.getvalue().encode("utf-8"),
+            zipfile.ZIP_DEFLATED,
+        )
     return buffer.getvalue()
 
 
@@ -397,7 +405,7 @@ def build_snapshot(
 
 class OneRosterRestSource:
     """Reads a OneRoster 1.2 REST provider. There is no cheap change check in OneRoster, so
-    `changed()` is always true and the bridge's poll interval sets the pace."""
+    `changed()` is always false and the bridge's poll interval sets the pace."""
 
     def __init__(
         self,
@@ -433,7 +441,7 @@ class OneRosterRestSource:
         return self._name
 
     async def changed(self) -> bool:
-        return True
+        return False  # no cheap check: the full sync every sync_interval_seconds reads it
 
     async def snapshot(self) -> DiarySnapshot:
         timeout = aiohttp.ClientTimeout(total=self._timeout)

@@ -1,0 +1,100 @@
+"""The SFU's config: frozen attrs, parsed from a mapping (a YAML file) with errors naming the key.
+
+The auth part needs to know three parties: the homeserver (to check OpenID tokens, at its
+`openid` listener), the module's admin API (for `rtc-facts`: room kinds and the directory), and
+the SFU itself (the URL handed back to clients and the secret both sides sign tokens with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from sfu.tokens import MAX_TTL_SECONDS
+
+
+class SfuConfigError(ValueError):
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+@attrs.frozen
+class SfuConfig:
+    server_name: str  # the one homeserver whose users may call (a closed platform)
+    homeserver_url: str  # where /_matrix/federation/v1/openid/userinfo is served
+    admin_api_url: str  # the module's admin API, …/_synapse/client/sferum/admin/v1
+    admin_api_secret: str = attrs.field(repr=False)
+    jwt_secret: str = attrs.field(repr=False)  # HS256 key shared by the auth routes and the SFU
+    sfu_url: str  # returned to clients as `url`: where they connect with the JWT
+    token_ttl_seconds: int = MAX_TTL_SECONDS
+    jwt_issuer: str = "sferum"
+    http_bind: str = "127.0.0.1"
+    http_port: int = 8010
+
+
+_REQUIRED = (
+    "server_name",
+    "homeserver_url",
+    "admin_api_url",
+    "admin_api_secret",
+    "jwt_secret",
+    "sfu_url",
+)
+_URLS = ("homeserver_url", "admin_api_url")
+_KEYS = frozenset(_REQUIRED) | {"token_ttl_seconds", "jwt_issuer", "http"}
+MIN_SECRET_LENGTH = 32  # HS256 keys shorter than the hash are guessable (RFC 7518 §3.2)
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise SfuConfigError(key, f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _whole(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SfuConfigError(key, f"must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def parse_config(raw: Any) -> SfuConfig:
+    """The config from a mapping; SfuConfigError names the first wrong key."""
+    if not isinstance(raw, Mapping):
+        raise SfuConfigError("(top)", f"must be a mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in _KEYS:
+            raise SfuConfigError(str(key), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+    values: dict[str, Any] = {key: _text(raw, key) for key in _REQUIRED}
+    for key in _URLS:
+        if not values[key].startswith(("http://", "https://")):
+            raise SfuConfigError(key, f"must be an http(s) URL, got {values[key]!r}")
+        values[key] = values[key].rstrip("/")
+    if not values["sfu_url"].startswith(("http://", "https://", "ws://", "wss://")):
+        raise SfuConfigError(
+            "sfu_url", f"must be an http(s) or ws(s) URL, got {values['sfu_url']!r}"
+        )
+    if len(values["jwt_secret"]) < MIN_SECRET_LENGTH:
+        raise SfuConfigError("jwt_secret", f"must be at least {MIN_SECRET_LENGTH} characters long")
+    values["token_ttl_seconds"] = _whole(
+        raw.get("token_ttl_seconds", MAX_TTL_SECONDS), "token_ttl_seconds", 60, MAX_TTL_SECONDS
+    )
+    issuer = raw.get("jwt_issuer", "sferum")
+    if not isinstance(issuer, str) or not issuer:
+        raise SfuConfigError("jwt_issuer", f"must be a non-empty string, got {issuer!r}")
+    values["jwt_issuer"] = issuer
+    http = raw.get("http") or {}
+    if not isinstance(http, Mapping):
+        raise SfuConfigError("http", "must be a mapping with bind and port")
+    for key in http:
+        if key not in ("bind", "port"):
+            raise SfuConfigError(f"http.{key}", "unknown key; allowed: bind, port")
+    values["http_port"] = _whole(http.get("port", 8010), "http.port", 1, 65535)
+    bind = http.get("bind", "127.0.0.1")
+    if not isinstance(bind, str) or not bind:
+        raise SfuConfigError("http.bind", f"must be an address, got {bind!r}")
+    values["http_bind"] = bind
+    return SfuConfig(**values)

@@ -1,0 +1,293 @@
+"""Packet-level forwarding: RTP header rewriting (pure) and the per-room media router.
+
+A subscriber's sender is one continuous RTP stream (one SSRC, gapless sequence numbers,
+monotonic timestamps) even when the SFU switches which publisher feeds it, e.g. an
+active-speaker slot changing from one pupil to another. Browsers drop or mis-decode a
+stream whose sequence numbers jump or whose timestamps go backwards, so every forwarded
+packet goes through a :class:`SequenceRewriter`.
+
+Packets are forwarded one by one as they arrive: no jitter buffer, no decoding, no
+re-encoding (see :mod:`sfu.aiortc_compat` for how aiortc is bent to allow that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+
+import attrs
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+
+from sfu import aiortc_compat
+from sfu.aiortc_compat import ForwardingSender, RtpPacket, SilentTrack
+from sfu.room import ActiveSpeakers
+
+SEQ_MOD = 1 << 16
+TS_MOD = 1 << 32
+#: Timestamp step assumed for the first packet after a switch when packets arrive back to
+#: back (20 ms of 48 kHz Opus); larger gaps use the wall-clock time since the last packet.
+MIN_SWITCH_GAP_SECONDS = 0.02
+#: A source older than this many packets behind the newest is a late straggler, not a wrap.
+REORDER_WINDOW = 1 << 15
+#: Keyframe requests to one publisher are coalesced to at most one per this interval:
+#: every new subscriber and every lossy one asks, and a keyframe is expensive.
+KEYFRAME_REQUEST_INTERVAL = 0.5
+
+
+@attrs.frozen
+class Rewritten:
+    ssrc: int
+    sequence_number: int
+    timestamp: int
+
+
+def _seq_diff(a: int, b: int) -> int:
+    """Signed distance a - b in 16-bit serial-number arithmetic (RFC 1982)."""
+    d = (a - b) % SEQ_MOD
+    return d - SEQ_MOD if d >= REORDER_WINDOW else d
+
+
+@attrs.define
+class SequenceRewriter:
+    """Maps packets of possibly switching sources onto one continuous outgoing stream.
+
+    Within a source, the outgoing sequence number and timestamp are the incoming ones plus
+    a fixed offset, so reordering and gaps (losses) are preserved for the subscriber's NACK
+    logic. On a switch the new source continues right after the highest number sent so far,
+    with a timestamp gap matching the wall-clock time since the last packet. Packets of an
+    earlier source, or of the current source from before the switch, are dropped: they would
+    reuse sequence numbers already sent.
+    """
+
+    ssrc: int
+    clock_rate: int
+    _next_seq: int
+    _next_ts: int
+    _source: int | None = None
+    _first_seq: int = 0
+    _seq_offset: int = 0
+    _ts_offset: int = 0
+    _max_seq: int | None = None
+    _max_ts: int = 0
+    _last_arrival: float = 0.0
+
+    def rewrite(
+        self, ssrc: int, sequence_number: int, timestamp: int, arrival: float
+    ) -> Rewritten | None:
+        """The outgoing header for this packet, or None if it must be dropped."""
+        if ssrc != self._source:
+            self._switch(ssrc, sequence_number, timestamp, arrival)
+        elif _seq_diff(sequence_number, self._first_seq) < 0:
+            return None
+        out_seq = (sequence_number + self._seq_offset) % SEQ_MOD
+        out_ts = (timestamp + self._ts_offset) % TS_MOD
+        if self._max_seq is None or _seq_diff(out_seq, self._max_seq) > 0:
+            self._max_seq = out_seq
+            self._max_ts = out_ts
+            self._last_arrival = arrival
+        return Rewritten(self.ssrc, out_seq, out_ts)
+
+    def _switch(self, ssrc: int, sequence_number: int, timestamp: int, arrival: float) -> None:
+        if self._max_seq is None:
+            out_seq, out_ts = self._next_seq, self._next_ts
+        else:
+            gap = max(arrival - self._last_arrival, MIN_SWITCH_GAP_SECONDS)
+            out_seq = (self._max_seq + 1) % SEQ_MOD
+            out_ts = (self._max_ts + max(1, round(gap * self.clock_rate))) % TS_MOD
+        self._source = ssrc
+        self._first_seq = sequence_number
+        self._seq_offset = (out_seq - sequence_number) % SEQ_MOD
+        self._ts_offset = (out_ts - timestamp) % TS_MOD
+
+
+@attrs.define(eq=False)
+class _Source:
+    """One published track as it arrives at the SFU."""
+
+    participant: str
+    kind: str
+    receiver: RTCRtpReceiver
+    media_ssrc: int | None = None
+    last_keyframe_request: float = float("-inf")
+
+
+@attrs.define(eq=False)
+class _Outlet:
+    """One subscriber sender: which source feeds it now and how headers are rewritten."""
+
+    forwarder: ForwardingSender
+    rewriter: SequenceRewriter
+    source: _Source | None = None
+
+
+@attrs.define(eq=False)
+class _Subscriber:
+    pc: RTCPeerConnection
+    video: list[_Outlet]
+    speaker_slots: list[_Outlet]
+
+
+def _new_rewriter(forwarder: ForwardingSender, clock_rate: int) -> SequenceRewriter:
+    # Start the outgoing stream where aiortc's own sender would: random, low half of
+    # the sequence space (avoids early wraparound that breaks SRTP in some stacks).
+    return SequenceRewriter(
+        ssrc=forwarder.ssrc,
+        clock_rate=clock_rate,
+        next_seq=secrets.randbelow(SEQ_MOD // 2),
+        next_ts=secrets.randbelow(TS_MOD),
+    )
+
+
+class MediaRouter:
+    """Forwards one room's published tracks to its subscribers, packet by packet.
+
+    Video from every publisher present at subscribe time goes to each subscriber (in a
+    lesson only the teacher publishes video); audio goes through ``speaker_slots`` senders
+    per subscriber, fed by the loudest speakers (:class:`sfu.room.ActiveSpeakers`).
+    """
+
+    def __init__(self, speaker_slots: int = 3, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._speakers = ActiveSpeakers(slots=speaker_slots)
+        self._slots: tuple[str | None, ...] = (None,) * speaker_slots
+        self._sources: list[_Source] = []
+        self._audio_by_participant: dict[str, _Source] = {}
+        self._subscribers: dict[str, _Subscriber] = {}
+        self._publishers: dict[str, RTCPeerConnection] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.forward_seconds = 0.0
+        self.forwarded_packets = 0
+
+    async def publish(
+        self, participant: str, offer: RTCSessionDescription
+    ) -> RTCSessionDescription:
+        """Accept a publisher's offer; its tracks are tapped, never decoded."""
+        pc = RTCPeerConnection()
+        self._publishers[participant] = pc
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+            source = _Source(participant, track.kind, receiver)
+            self._sources.append(source)
+            if track.kind == "audio":
+                self._audio_by_participant[participant] = source
+
+            async def on_packet(packet: RtpPacket) -> None:
+                await self._forward(source, packet)
+
+            aiortc_compat.tap_receiver(receiver, on_packet)
+
+        await pc.setRemoteDescription(offer)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription
+
+    async def subscribe(self, participant: str) -> RTCSessionDescription:
+        """Create the subscriber's connection and return the SFU's offer for it."""
+        pc = RTCPeerConnection()
+        video = []
+        for source in self._sources:
+            if source.kind == "video" and source.participant != participant:
+                video.append(self._add_outlet(pc, "video", 90000, source))
+        slots = [self._add_outlet(pc, "audio", 48000, None) for _ in self._slots]
+        self._subscribers[participant] = _Subscriber(pc, video, slots)
+        self._assign_slots(self._subscribers[participant])
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription
+
+    async def accept_answer(self, participant: str, answer: RTCSessionDescription) -> None:
+        subscriber = self._subscribers[participant]
+        await subscriber.pc.setRemoteDescription(answer)
+        for outlet in subscriber.video:
+            if outlet.source is not None:
+                await self._request_keyframe(outlet.source)
+
+    async def unsubscribe(self, participant: str) -> None:
+        """Close a participant's subscriber connection (before re-subscribing, or on leave)."""
+        subscriber = self._subscribers.pop(participant, None)
+        if subscriber is not None:
+            await subscriber.pc.close()
+
+    async def leave(self, participant: str) -> None:
+        """Drop everything of one participant; others' outlets it fed go quiet, not away.
+
+        The outlets stay negotiated (renegotiating every subscriber when one pupil leaves
+        would glitch everyone); a speaker slot is refilled at the next active-speaker change.
+        """
+        await self.unsubscribe(participant)
+        publisher = self._publishers.pop(participant, None)
+        self._sources = [s for s in self._sources if s.participant != participant]
+        self._audio_by_participant.pop(participant, None)
+        self._speakers.forget(participant)
+        for subscriber in self._subscribers.values():
+            for outlet in (*subscriber.video, *subscriber.speaker_slots):
+                if outlet.source is not None and outlet.source.participant == participant:
+                    outlet.source = None
+        if publisher is not None:
+            await publisher.close()
+
+    def is_publishing(self, participant: str) -> bool:
+        return participant in self._publishers
+
+    async def close(self) -> None:
+        for pc in [*self._publishers.values(), *(s.pc for s in self._subscribers.values())]:
+            await pc.close()
+
+    def _add_outlet(
+        self, pc: RTCPeerConnection, kind: str, clock_rate: int, source: _Source | None
+    ) -> _Outlet:
+        sender = pc.addTransceiver(SilentTrack(kind), direction="sendonly").sender
+        outlet: _Outlet
+
+        def on_keyframe_request() -> None:
+            if outlet.source is not None:
+                task = asyncio.ensure_future(self._request_keyframe(outlet.source))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+        forwarder = ForwardingSender(sender, on_keyframe_request)
+        outlet = _Outlet(forwarder, _new_rewriter(forwarder, clock_rate), source)
+        return outlet
+
+    async def _request_keyframe(self, source: _Source) -> None:
+        now = self._now()
+        if source.media_ssrc is None:
+            return
+        if now - source.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        source.last_keyframe_request = now
+        await aiortc_compat.request_keyframe(source.receiver, source.media_ssrc)
+
+    def _assign_slots(self, subscriber: _Subscriber) -> None:
+        for outlet, speaker in zip(subscriber.speaker_slots, self._slots, strict=True):
+            outlet.source = self._audio_by_participant.get(speaker) if speaker else None
+
+    async def _forward(self, source: _Source, packet: RtpPacket) -> None:
+        started = time.perf_counter()
+        now = self._now()
+        source.media_ssrc = packet.ssrc
+        if source.kind == "audio":
+            level = aiortc_compat.audio_level(packet)
+            if level is not None:
+                self._speakers.observe(source.participant, level, now)
+            slots = self._speakers.select(now)
+            if slots != self._slots:
+                self._slots = slots
+                for subscriber in self._subscribers.values():
+                    self._assign_slots(subscriber)
+        for name, subscriber in self._subscribers.items():
+            if name == source.participant:
+                continue
+            for outlet in (*subscriber.video, *subscriber.speaker_slots):
+                if outlet.source is not source:
+                    continue
+                header = outlet.rewriter.rewrite(
+                    packet.ssrc, packet.sequence_number, packet.timestamp, now
+                )
+                if header is not None and await outlet.forwarder.send_packet(
+                    packet, header.sequence_number, header.timestamp
+                ):
+                    self.forwarded_packets += 1
+        self.forward_seconds += time.perf_counter() - started

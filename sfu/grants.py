@@ -1,0 +1,168 @@
+"""Who may do what in a call (DESIGN §7), from plain facts: pure, so the table is tested alone.
+
+lk-jwt-service gives every holder of an OpenID token full rights in any room. Here the rights
+follow the room's kind and the caller's place in the school, as the module's directory tells it:
+
+* lesson (one per class): only accounts joined to the Matrix room get in. The class's teachers
+  publish camera, microphone and screen; its pupils their microphone, and their camera only when
+  the teacher allowed it (`pupil_camera_allowed`); anyone else the platform let into the room
+  (a school adult, say) watches.
+* broadcast (one per school): the school's staff publish (the same people who may post in the
+  broadcast room); every verified member of the school watches without joining the room, since
+  families are kept out of school-wide member lists.
+* any other room: no calls.
+
+The request shape of lk-jwt-service has no "I want to publish" flag, so nobody is refused for
+asking too much: a pupil in a broadcast simply gets a grant with `can_publish` false.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TypeVar
+
+import attrs
+
+from synapse_sferum.model import Role
+from synapse_sferum.rooms import RoomKind
+
+CAMERA = "camera"
+MICROPHONE = "microphone"
+SCREEN_SHARE = "screen_share"
+SOURCES = (CAMERA, MICROPHONE, SCREEN_SHARE)  # LiveKit's names for published sources
+
+
+class Refusal(enum.Enum):
+    """Why a caller gets no token; the value goes under `ru.sferum.reason`."""
+
+    NOT_IN_DIRECTORY = "ru.sferum.sfu_not_in_directory"  # unlinked or remote account
+    NO_CALLS_HERE = "ru.sferum.sfu_no_calls_in_room"  # not a lesson or broadcast room
+    NOT_JOINED = "ru.sferum.sfu_not_joined"  # lesson: not a member of the room
+    BANNED = "ru.sferum.sfu_banned"
+    NOT_IN_SCHOOL = "ru.sferum.sfu_not_in_school"  # broadcast: of another school
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    Refusal.NOT_IN_DIRECTORY: "Only accounts of the school's directory may join calls",
+    Refusal.NO_CALLS_HERE: "Calls are held in lesson and broadcast rooms only",
+    Refusal.NOT_JOINED: "Join the lesson room before joining its call",
+    Refusal.BANNED: "You are banned from this room",
+    Refusal.NOT_IN_SCHOOL: "This broadcast is for another school",
+}
+
+
+@attrs.frozen
+class Facts:
+    """What the directory and the room say about one caller and one room."""
+
+    room_kind: RoomKind | None  # None: a room the platform does not own
+    membership: str | None  # the caller's m.room.member membership, None if never a member
+    linked: bool  # the account is linked to a person of the directory
+    roles: frozenset[Role] = frozenset()
+    teaches_room_class: bool = False  # lesson: the caller teaches the room's class
+    attends_room_class: bool = False  # lesson: the caller is a pupil of the room's class
+    in_school: bool = False  # the caller belongs to the org the room (or its class) belongs to
+    pupil_camera_allowed: bool = False  # lesson: the teacher let pupils turn their cameras on
+
+
+@attrs.frozen
+class Grant:
+    """What the token allows: LiveKit's `video` grant, less the room name."""
+
+    can_publish: bool
+    can_subscribe: bool = True
+    can_publish_sources: tuple[str, ...] = ()
+    hidden: bool = False  # MSC4195: never hidden; kept so the claim is explicit
+
+    @classmethod
+    def publisher(cls, *sources: str) -> Grant:
+        return cls(can_publish=True, can_publish_sources=tuple(s for s in SOURCES if s in sources))
+
+    @classmethod
+    def viewer(cls) -> Grant:
+        return cls(can_publish=False)
+
+
+def decide(facts: Facts) -> Grant | Refusal:
+    """The grant for these facts, or why there is none."""
+    if not facts.linked:
+        return Refusal.NOT_IN_DIRECTORY
+    if facts.membership == "ban":
+        return Refusal.BANNED
+    if facts.room_kind is RoomKind.LESSON:
+        return _lesson(facts)
+    if facts.room_kind is RoomKind.BROADCAST:
+        return _broadcast(facts)
+    return Refusal.NO_CALLS_HERE
+
+
+def _lesson(facts: Facts) -> Grant | Refusal:
+    if facts.membership != "join":
+        return Refusal.NOT_JOINED
+    if facts.teaches_room_class:
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+    if facts.attends_room_class:
+        if facts.pupil_camera_allowed:
+            return Grant.publisher(CAMERA, MICROPHONE)
+        return Grant.publisher(MICROPHONE)
+    return Grant.viewer()
+
+
+def _broadcast(facts: Facts) -> Grant | Refusal:
+    if not facts.in_school:
+        return Refusal.NOT_IN_SCHOOL
+    if Role.STAFF in facts.roles and facts.membership == "join":
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+    return Grant.viewer()
+
+
+def facts_from_json(raw: object, pupil_camera_allowed: bool = False) -> Facts:
+    """Facts from the module's admin API `rtc-facts` answer; anything malformed refuses.
+
+    A malformed answer gives the facts of an unlinked caller, so a directory that answers
+    nonsense lets nobody in rather than everybody.
+    """
+    if not isinstance(raw, dict):
+        return Facts(room_kind=None, membership=None, linked=False)
+    kind = _enum_or_none(RoomKind, raw.get("room_kind"))
+    membership = raw.get("membership") if isinstance(raw.get("membership"), str) else None
+    member = raw.get("member")
+    if not isinstance(member, dict):
+        return Facts(room_kind=kind, membership=membership, linked=False)
+    scope = raw.get("room_scope")
+    if not isinstance(scope, str):  # not a provisioned room: nothing to belong to
+        return Facts(room_kind=None, membership=membership, linked=True)
+    roles = frozenset(
+        r for r in (_enum_or_none(Role, v) for v in _strings(member.get("roles"))) if r
+    )
+    return Facts(
+        room_kind=kind,
+        membership=membership,
+        linked=True,
+        roles=roles,
+        teaches_room_class=scope in _strings(member.get("teacher_class_ids")),
+        attends_room_class=scope in _strings(member.get("student_class_ids")),
+        # Broadcasts belong to a school: its people (guardians too) list it among their orgs.
+        in_school=scope in _strings(member.get("org_ids")),
+        pupil_camera_allowed=pupil_camera_allowed,
+    )
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _enum_or_none(cls: type[E], value: object) -> E | None:
+    try:
+        return cls(value)
+    except ValueError:
+        return None
+
+
+def _strings(value: object) -> frozenset[str]:
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v for v in value if isinstance(v, str))

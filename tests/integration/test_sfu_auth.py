@@ -1,0 +1,257 @@
+"""The SFU's auth routes against a real Synapse with the module: real OpenID tokens, the real
+directory and rooms (`rtc-facts`), lk-jwt-service's request shapes."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from sfu import tokens
+from sfu.authservice import AuthService
+from sfu.config import parse_config
+from sfu.grants import Grant
+from tests.integration.clients import User, login
+from tests.integration.conftest import DemoRoster, make_deployment
+from tests.integration.harness import DEMO_ROSTER, Deployment, sferumctl
+
+pytestmark = pytest.mark.integration
+
+SERVER = "school.test"
+JWT_SECRET = "integration-jwt-secret-of-enough-length"
+UNLINKED_PASSWORD = "unlinked-password-1"
+ALL = ["camera", "microphone", "screen_share"]
+
+
+@attrs.frozen
+class School:
+    deployment: Deployment
+    roster: DemoRoster
+    accounts: dict[str, dict[str, Any]]
+    unlinked: str
+
+    async def login(self, person: str) -> User:
+        if person == "unlinked":
+            return await login(self.deployment.base_url, self.unlinked, UNLINKED_PASSWORD)
+        account = self.accounts[person]
+        return await login(self.deployment.base_url, account["user_id"], account["password"])
+
+
+@pytest.fixture(scope="module")
+def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) -> Iterator[School]:
+    deployment = make_deployment(tmp_path_factory.mktemp("sfu"), "sqlite", None, SERVER)
+    deployment.init()
+    deployment.start()
+    try:
+        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        accounts = deployment.issue(*demo_roster.roles)
+        report = deployment.reconcile()
+        assert report["failures"] == 0, (report, deployment.log_tail())
+        unlinked = deployment.register_unlinked("stranger", UNLINKED_PASSWORD)
+        yield School(deployment, demo_roster, accounts, unlinked)
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
+async def auth(school: School) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    base = school.deployment.base_url
+    config = parse_config(
+        {
+            "server_name": SERVER,
+            "homeserver_url": base,
+            "admin_api_url": f"{base}/_synapse/client/sferum/admin/v1",
+            "admin_api_secret": school.deployment.secrets["admin_api_secret"],
+            "jwt_secret": JWT_SECRET,
+            "sfu_url": "wss://sfu.school.test",
+        }
+    )
+    async with TestClient(TestServer(AuthService(config).app())) as client:
+        yield client
+
+
+async def openid_token(user: User) -> dict[str, Any]:
+    path = f"/user/{urllib.parse.quote(user.user_id)}/openid/request_token"
+    reply = await user.call("POST", path, {})
+    assert reply.status == 200, reply
+    assert set(reply.body) == {"access_token", "token_type", "matrix_server_name", "expires_in"}
+    return reply.body
+
+
+async def get_token(
+    auth: TestClient[Any, Any], user: User, room_id: str, openid: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    body = {
+        "room_id": room_id,
+        "slot_id": "m.call#ROOM",
+        "openid_token": openid or await openid_token(user),
+        "member": {"id": "member-1", "claimed_user_id": user.user_id, "claimed_device_id": "DEV"},
+    }
+    response = await auth.post("/get_token", json=body)
+    return response.status, await response.json()
+
+
+def grant_in(answer: dict[str, Any], room_id: str) -> Grant:
+    assert answer["url"] == "wss://sfu.school.test"
+    room = tokens.room_name(room_id, "m.call#ROOM")
+    return tokens.grant_of(tokens.verify(answer["jwt"], JWT_SECRET, room, int(time.time())))
+
+
+def first(people: set[str]) -> str:
+    return sorted(people)[0]
+
+
+async def rooms(user: User) -> tuple[str, str, str]:
+    return (
+        await user.resolve(f"#lesson-5a:{SERVER}"),
+        await user.resolve(f"#lesson-6b:{SERVER}"),
+        await user.resolve(f"#broadcast-school-1:{SERVER}"),
+    )
+
+
+async def test_teacher_publishes_everything_in_their_lesson(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, _, _ = await rooms(teacher)
+    status, answer = await get_token(auth, teacher, lesson_5a)
+    assert status == 200, answer
+    grant = grant_in(answer, lesson_5a)
+    assert grant.can_publish and grant.can_subscribe
+    assert list(grant.can_publish_sources) == ALL
+
+
+async def test_pupil_receives_and_publishes_microphone_only(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    pupil = await school.login(first(school.roster.students["5a"]))
+    lesson_5a, _, _ = await rooms(pupil)
+    status, answer = await get_token(auth, pupil, lesson_5a)
+    assert status == 200, answer
+    grant = grant_in(answer, lesson_5a)
+    assert grant.can_subscribe and grant.can_publish
+    assert grant.can_publish_sources == ("microphone",)
+
+
+async def test_pupil_of_another_class_is_refused(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    pupil = await school.login(first(school.roster.students["6b"]))
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, _, _ = await rooms(teacher)
+    status, answer = await get_token(auth, pupil, lesson_5a)
+    assert status == 403, answer
+    assert answer["errcode"] == "M_FORBIDDEN"
+    assert answer["ru.sferum.reason"] == "ru.sferum.sfu_not_joined"
+
+
+async def test_unlinked_account_is_refused(school: School, auth: TestClient[Any, Any]) -> None:
+    stranger = await school.login("unlinked")
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, _, broadcast = await rooms(teacher)
+    for room_id in (lesson_5a, broadcast):
+        status, answer = await get_token(auth, stranger, room_id)
+        assert status == 403, answer
+        assert answer["ru.sferum.reason"] == "ru.sferum.sfu_not_in_directory"
+
+
+async def test_parent_watches_broadcast_without_joining(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    parent_id = first(school.roster.guardians_of(first(school.roster.students["5a"])))
+    parent = await school.login(parent_id)
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    _, _, broadcast = await rooms(teacher)
+    assert broadcast not in await parent.joined_rooms()
+    status, answer = await get_token(auth, parent, broadcast)
+    assert status == 200, answer
+    grant = grant_in(answer, broadcast)
+    assert grant.can_subscribe and not grant.can_publish and grant.can_publish_sources == ()
+
+
+async def test_pupil_in_a_broadcast_only_watches(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    # lk-jwt-service's request has no "publish" flag: the pupil is not refused, the token
+    # simply grants no publishing.
+    pupil = await school.login(first(school.roster.students["6b"]))
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    _, _, broadcast = await rooms(teacher)
+    status, answer = await get_token(auth, pupil, broadcast)
+    assert status == 200, answer
+    grant = grant_in(answer, broadcast)
+    assert not grant.can_publish and grant.can_subscribe
+
+
+async def test_staff_publish_in_the_broadcast(school: School, auth: TestClient[Any, Any]) -> None:
+    staff = await school.login("staff-1")
+    _, _, broadcast = await rooms(staff)
+    status, answer = await get_token(auth, staff, broadcast)
+    assert status == 200, answer
+    assert list(grant_in(answer, broadcast).can_publish_sources) == ALL
+
+
+async def test_garbage_and_foreign_openid_tokens_are_refused(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, _, _ = await rooms(teacher)
+    good = await openid_token(teacher)
+    for openid, reason in (
+        ({**good, "access_token": "garbage"}, "ru.sferum.sfu_openid_rejected"),
+        ({**good, "matrix_server_name": "evil.test"}, "ru.sferum.sfu_other_server"),
+    ):
+        status, answer = await get_token(auth, teacher, lesson_5a, openid)
+        assert status == 401, answer
+        assert answer["errcode"] == "M_UNAUTHORIZED"
+        assert answer["ru.sferum.reason"] == reason
+
+
+async def test_claiming_another_user_is_refused(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    pupil = await school.login(first(school.roster.students["5a"]))
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, _, _ = await rooms(teacher)
+    # the pupil's own OpenID token, presented as the teacher
+    status, answer = await get_token(auth, teacher, lesson_5a, await openid_token(pupil))
+    assert status == 401, answer
+    assert answer["ru.sferum.reason"] == "ru.sferum.sfu_claimed_user_mismatch"
+
+
+async def test_legacy_sfu_get(school: School, auth: TestClient[Any, Any]) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, _, _ = await rooms(teacher)
+    body = {"room": lesson_5a, "openid_token": await openid_token(teacher), "device_id": "DEV"}
+    response = await auth.post("/sfu/get", json=body)
+    answer = await response.json()
+    assert response.status == 200, answer
+    claims = tokens.verify(
+        answer["jwt"], JWT_SECRET, tokens.room_name(lesson_5a), int(time.time())
+    )
+    assert claims["sub"] == f"{teacher.user_id}:DEV"
+    assert claims["video"]["canPublishSources"] == ALL
+
+
+async def test_issued_jwt_is_refused_expired_forged_or_elsewhere(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    lesson_5a, lesson_6b, _ = await rooms(teacher)
+    status, answer = await get_token(auth, teacher, lesson_5a)
+    assert status == 200, answer
+    jwt, now = answer["jwt"], int(time.time())
+    room_5a = tokens.room_name(lesson_5a, "m.call#ROOM")
+    tokens.verify(jwt, JWT_SECRET, room_5a, now)
+    with pytest.raises(tokens.TokenError, match="expired"):
+        tokens.verify(jwt, JWT_SECRET, room_5a, now + 3601)
+    with pytest.raises(tokens.TokenError):
+        tokens.verify(jwt, "another-secret-of-the-same-sufficient-len", room_5a, now)
+    with pytest.raises(tokens.TokenError, match="another room"):
+        tokens.verify(jwt, JWT_SECRET, tokens.room_name(lesson_6b, "m.call#ROOM"), now)

@@ -1,0 +1,149 @@
+"""Pins the aiortc internals sfu.aiortc_compat relies on.
+
+If any test here fails after an aiortc upgrade, do not patch the test: re-read the new
+aiortc receive/send path and adapt sfu/aiortc_compat.py, since forwarding silently breaking
+(or silently starting to decode) is the failure these tests exist to prevent.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from aiortc import RTCRtpReceiver, RTCRtpSender, rtcdtlstransport, rtcrtpreceiver, rtp
+from aiortc.jitterbuffer import JitterBuffer
+
+from sfu import aiortc_compat
+
+
+class FakeTransport:
+    state = "new"
+
+
+@pytest.fixture
+async def receiver() -> RTCRtpReceiver:
+    return RTCRtpReceiver("video", FakeTransport())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def sender() -> RTCRtpSender:
+    return RTCRtpSender("audio", FakeTransport())  # type: ignore[arg-type]
+
+
+def params(function: Any) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+async def test_receiver_private_attributes_exist(receiver: RTCRtpReceiver) -> None:
+    for name in aiortc_compat.RECEIVER_PRIVATE_ATTRS:
+        assert hasattr(receiver, name), name
+    assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, JitterBuffer)  # type: ignore[attr-defined]
+
+
+def test_receive_path_hands_packets_to_jitter_buffer_then_decoder() -> None:
+    source = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    # RTX is unwrapped and NACKs are generated before the buffer; only frames it returns
+    # are queued for decoding. The tap relies on exactly this order.
+    assert source.index("unwrap_rtx") < source.index("self.__jitter_buffer.add(packet)")
+    assert source.index("_send_rtcp_nack") < source.index("self.__jitter_buffer.add(packet)")
+    assert "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in source
+    assert "if encoded_frame is not None" in source
+    assert params(RTCRtpReceiver._handle_rtp_packet) == ["self", "packet", "arrival_time_ms"]
+    assert params(RTCRtpReceiver._send_rtcp_pli) == ["self", "media_ssrc"]
+
+
+def test_transport_dispatches_through_instance_attributes() -> None:
+    # Instance-level overrides only work if the transport looks the methods up per call.
+    rtp_source = inspect.getsource(rtcdtlstransport.RTCDtlsTransport._handle_rtp_data)
+    assert "receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)" in rtp_source
+    rtcp_source = inspect.getsource(rtcdtlstransport.RTCDtlsTransport._handle_rtcp_data)
+    assert "recipient._handle_rtcp_packet(packet)" in rtcp_source
+    assert params(rtcdtlstransport.RTCDtlsTransport._send_rtp) == ["self", "data"]
+
+
+async def test_sender_private_attributes_exist(sender: RTCRtpSender) -> None:
+    for name in aiortc_compat.SENDER_PRIVATE_ATTRS:
+        assert hasattr(sender, name), name
+    assert isinstance(sender._RTCRtpSender__rtp_history, dict)  # type: ignore[attr-defined]
+    assert isinstance(sender._ssrc, int)
+
+
+def test_sender_rtcp_handling_uses_hooks_we_replace() -> None:
+    source = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in source
+    assert "await self._retransmit(seq)" in source
+    retransmit = inspect.getsource(RTCRtpSender._retransmit)
+    assert "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)" in retransmit
+    run_rtp = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "await self._next_encoded_frame(codec)" in run_rtp
+    next_frame = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    # The encoder is only created after track.recv() returned, so SilentTrack prevents it.
+    assert next_frame.index("self.__track.recv()") < next_frame.index("get_encoder(codec)")
+    assert params(RTCRtpSender.send) == ["self", "parameters"]
+
+
+def test_decoder_only_created_for_queued_frames() -> None:
+    worker = inspect.getsource(rtcrtpreceiver.decoder_worker)
+    assert worker.index("input_q.get()") < worker.index("get_decoder(codec)")
+
+
+def test_rtp_packet_and_extensions_shape() -> None:
+    assert params(rtp.RtpPacket.__init__) == [
+        "self",
+        "payload_type",
+        "marker",
+        "sequence_number",
+        "timestamp",
+        "ssrc",
+        "payload",
+    ]
+    extensions = rtp.HeaderExtensions()
+    for name in ("mid", "abs_send_time", "audio_level"):
+        assert hasattr(extensions, name)
+    assert params(rtp.RtpPacket.serialize) == ["self", "extensions_map"]
+    assert params(rtp.HeaderExtensionsMap.configure) == ["self", "parameters"]
+    assert rtp.RTP_HISTORY_SIZE == aiortc_compat.RTP_HISTORY_SIZE
+
+
+async def test_tap_keeps_packets_and_never_yields_frames(receiver: RTCRtpReceiver) -> None:
+    seen: list[rtp.RtpPacket] = []
+
+    async def on_packet(packet: rtp.RtpPacket) -> None:
+        seen.append(packet)
+
+    aiortc_compat.tap_receiver(receiver, on_packet)
+    tap = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    packet = rtp.RtpPacket(sequence_number=1)
+    assert tap.add(packet) == (False, None)
+    assert tap.pending == [packet]
+
+
+async def test_forwarding_sender_routes_keyframe_requests(sender: RTCRtpSender) -> None:
+    requests: list[int] = []
+    aiortc_compat.ForwardingSender(sender, lambda: requests.append(1))
+    pli = rtp.RtcpPsfbPacket(fmt=rtp.RTCP_PSFB_PLI, ssrc=1, media_ssrc=sender._ssrc)
+    await sender._handle_rtcp_packet(pli)
+    assert requests == [1]
+
+
+async def test_missing_internal_fails_loudly() -> None:
+    async def on_packet(packet: rtp.RtpPacket) -> None:
+        raise AssertionError
+
+    with pytest.raises(aiortc_compat.AiortcCompatError):
+        aiortc_compat.tap_receiver(object(), on_packet)  # type: ignore[arg-type]
+
+
+def test_audio_level_reads_rfc6464_extension() -> None:
+    packet = rtp.RtpPacket()
+    assert aiortc_compat.audio_level(packet) is None
+    packet.extensions.audio_level = (True, 42)
+    assert aiortc_compat.audio_level(packet) == 42
+
+
+def test_silent_track_is_a_media_stream_track() -> None:
+    track = aiortc_compat.SilentTrack("video")
+    assert track.kind == "video"
+    track.stop()
+    assert track.readyState == "ended"

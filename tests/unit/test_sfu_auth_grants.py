@@ -1,0 +1,148 @@
+"""The call grants table (sfu.grants): who publishes what in lessons and broadcasts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sfu.grants import (
+    CAMERA,
+    MICROPHONE,
+    SCREEN_SHARE,
+    Facts,
+    Grant,
+    Refusal,
+    decide,
+    facts_from_json,
+)
+from synapse_sferum.model import Role
+from synapse_sferum.rooms import RoomKind
+
+LESSON, BROADCAST = RoomKind.LESSON, RoomKind.BROADCAST
+TEACHER, PUPIL, STAFF, GUARDIAN = Role.TEACHER, Role.STUDENT, Role.STAFF, Role.GUARDIAN
+ALL = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+VIEWER = Grant.viewer()
+
+
+def facts(kind: RoomKind | None, membership: str | None, *roles: Role, **kw: Any) -> Facts:
+    return Facts(kind, membership, linked=True, roles=frozenset(roles), **kw)
+
+
+CASES: list[tuple[str, Facts, Grant | Refusal]] = [
+    # lessons
+    ("teacher of the class", facts(LESSON, "join", TEACHER, teaches_room_class=True), ALL),
+    (
+        "pupil: microphone only",
+        facts(LESSON, "join", PUPIL, attends_room_class=True),
+        Grant.publisher(MICROPHONE),
+    ),
+    (
+        "pupil: camera when the teacher allows",
+        facts(LESSON, "join", PUPIL, attends_room_class=True, pupil_camera_allowed=True),
+        Grant.publisher(CAMERA, MICROPHONE),
+    ),
+    (
+        "pupil not joined",
+        facts(LESSON, "leave", PUPIL, attends_room_class=True),
+        Refusal.NOT_JOINED,
+    ),
+    ("pupil invited only", facts(LESSON, "invite", PUPIL), Refusal.NOT_JOINED),
+    ("pupil of another class", facts(LESSON, None, PUPIL), Refusal.NOT_JOINED),
+    (
+        "teacher not joined",
+        facts(LESSON, None, TEACHER, teaches_room_class=True),
+        Refusal.NOT_JOINED,
+    ),
+    ("banned", facts(LESSON, "ban", PUPIL, attends_room_class=True), Refusal.BANNED),
+    ("joined adult outside the class watches", facts(LESSON, "join", STAFF), VIEWER),
+    # broadcasts
+    ("staff publish", facts(BROADCAST, "join", STAFF, in_school=True), ALL),
+    ("staff not joined watch", facts(BROADCAST, None, STAFF, in_school=True), VIEWER),
+    ("teacher watches", facts(BROADCAST, "join", TEACHER, in_school=True), VIEWER),
+    ("pupil watches, never publishes", facts(BROADCAST, None, PUPIL, in_school=True), VIEWER),
+    ("parent watches without joining", facts(BROADCAST, None, GUARDIAN, in_school=True), VIEWER),
+    ("other school", facts(BROADCAST, None, STAFF, in_school=False), Refusal.NOT_IN_SCHOOL),
+    ("banned from broadcast", facts(BROADCAST, "ban", PUPIL, in_school=True), Refusal.BANNED),
+    # other rooms and people
+    ("class chat", facts(RoomKind.CLASS_CHAT, "join", TEACHER), Refusal.NO_CALLS_HERE),
+    ("unknown room", facts(None, "join", TEACHER), Refusal.NO_CALLS_HERE),
+    (
+        "unlinked account",
+        Facts(LESSON, "join", linked=False, teaches_room_class=True),
+        Refusal.NOT_IN_DIRECTORY,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "given", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_grants_table(name: str, given: Facts, expected: Grant | Refusal) -> None:
+    assert decide(given) == expected
+
+
+def test_every_grant_subscribes_and_is_never_hidden() -> None:
+    for _, given, _ in CASES:
+        outcome = decide(given)
+        if isinstance(outcome, Grant):
+            assert outcome.can_subscribe and not outcome.hidden
+            assert outcome.can_publish == bool(outcome.can_publish_sources)
+
+
+def test_refusals_are_namespaced_with_messages() -> None:
+    for refusal in Refusal:
+        assert refusal.value.startswith("ru.sferum.")
+        assert refusal.message
+
+
+def rtc_facts(**over: Any) -> dict[str, Any]:
+    member = {
+        "user_id": "@t:s",
+        "person": "t-1",
+        "roles": ["teacher"],
+        "org_ids": ["school-1"],
+        "student_class_ids": [],
+        "teacher_class_ids": ["5a"],
+        "child_ids": [],
+        "child_class_ids": [],
+        "guardian_ids": [],
+    }
+    raw = {"room_kind": "lesson", "room_scope": "5a", "membership": "join", "member": member}
+    return {**raw, **over}
+
+
+def test_facts_from_the_module_answer() -> None:
+    got = facts_from_json(rtc_facts())
+    assert got == Facts(
+        LESSON, "join", linked=True, roles=frozenset({TEACHER}), teaches_room_class=True
+    )
+    assert decide(got) == ALL
+
+
+def test_facts_of_a_broadcast_viewer() -> None:
+    parent = {**rtc_facts()["member"], "roles": ["guardian"], "teacher_class_ids": []}
+    got = facts_from_json(
+        rtc_facts(room_kind="broadcast", room_scope="school-1", membership=None, member=parent)
+    )
+    assert got.in_school and got.membership is None
+    assert decide(got) == VIEWER
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        [],
+        "lesson",
+        rtc_facts(member=None),
+        rtc_facts(member="t-1"),
+        rtc_facts(room_scope=None),
+    ],
+)
+def test_malformed_answers_refuse(raw: Any) -> None:
+    assert decide(facts_from_json(raw)) in (Refusal.NOT_IN_DIRECTORY, Refusal.NO_CALLS_HERE)
+
+
+def test_unknown_room_kind_and_roles_are_ignored() -> None:
+    got = facts_from_json(rtc_facts(room_kind="party", member={"roles": ["wizard"]}))
+    assert got.room_kind is None and got.roles == frozenset()
+    assert decide(got) is Refusal.NO_CALLS_HERE
