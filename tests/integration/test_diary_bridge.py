@@ -12,6 +12,7 @@ import csv
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -26,7 +27,7 @@ import yaml
 
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster
-from tests.integration.harness import Deployment, free_port, sferumctl
+from tests.integration.harness import Deployment, PostgresCluster, free_port, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +322,45 @@ async def test_the_bridge_serves_the_mini_app_and_the_class_feeds(school: School
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(wrong, timeout=10)
     assert refused.value.code == 404
+
+
+async def test_on_postgresql_the_bridge_keeps_its_ledger_in_the_deployments_database(
+    tmp_path: Path, demo_roster: DemoRoster, postgres: PostgresCluster
+) -> None:
+    """A deployment on PostgreSQL: the bridge's tables live there, and it works the same."""
+    diary = tmp_path / "diary"
+    shutil.copytree(DEMO_DIARY, diary)
+    database = postgres.create_database("diary_pg")
+    deployment = Deployment(
+        tmp_path / SERVER,
+        SERVER,
+        database,
+        extra_init=("--diary-source", f"oneroster-csv:{diary}", "--diary-port", str(free_port())),
+    )
+    deployment.init()
+    deployment.start()
+    try:
+        sferumctl("roster", "import", str(deployment.dir), str(diary))
+        accounts = deployment.issue("p-5a-1")
+        deployment.reconcile()
+        school = School(deployment, diary, accounts)
+        assert school.sync()["failed"] == 0
+        pupil = await school.login("p-5a-1")
+        posts = diary_posts(await room_events(pupil, f"#diary-p-5a-1:{SERVER}"))
+        assert "mark:r-5a-math-kr2-1" in posts
+        assert not (deployment.dir / "diary.db").exists()
+        out = subprocess.run(
+            [
+                "psql",
+                database,
+                "-At",
+                "-c",
+                "SELECT COUNT(*) FROM diary_posts WHERE event_id IS NOT NULL",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert int(out.stdout.strip()) >= len(posts)
+    finally:
+        deployment.stop()
