@@ -9,7 +9,9 @@ added is the policy lk-jwt-service lacks (`sfu.grants`):
    token's `sub`;
 2. the module's admin API `rtc-facts` says what the room is and who the caller is in the school;
 3. `sfu.grants.decide` turns that into a grant or a refusal (403 with `ru.sferum.reason`);
-4. `sfu.tokens.issue` signs an HS256 token of at most an hour for the hashed room and identity.
+4. `sfu.tokens.issue` signs an HS256 token of at most an hour for the hashed room and identity,
+   with the unhashed Matrix room, user and device in a private claim for our own SFU to
+   re-check membership with (`sfu.membership`).
 
 Every step fails closed: a homeserver or directory that cannot answer gives no token.
 """
@@ -28,7 +30,8 @@ from aiohttp import web
 
 from sfu import tokens
 from sfu.config import SfuConfig
-from sfu.grants import Grant, Refusal, decide, facts_from_json
+from sfu.grants import Facts, Grant, Refusal, decide, facts_from_json
+from sfu.membership import Session
 from synapse_sferum.rooms import REASON_KEY
 
 logger = logging.getLogger(__name__)
@@ -246,6 +249,7 @@ class AuthService:
             int(self._clock()),
             self._config.token_ttl_seconds,
             self._config.jwt_issuer,
+            private_claims=Session(req.room_id, user_id, req.device_id).claims(),
         )
         logger.info(
             "sfu auth: %s in %s: publish %s, subscribe %s",
@@ -256,10 +260,17 @@ class AuthService:
         )
         return {"url": self._config.sfu_url, "jwt": jwt}
 
-    async def grant_for(self, user_id: str, room_id: str) -> Grant:
+    async def facts_for(self, user_id: str, room_id: str) -> Facts:
+        """The directory's facts on one user in one room; ApiError (503) if it cannot answer.
+
+        Also what `sfu.membership` re-asks for sessions already in a call.
+        """
         facts_json = await self._admin("rtc-facts", {"user_id": user_id, "room_id": room_id})
         allowed = await self._pupil_camera_allowed(room_id)
-        decision = decide(facts_from_json(facts_json, pupil_camera_allowed=allowed))
+        return facts_from_json(facts_json, pupil_camera_allowed=allowed)
+
+    async def grant_for(self, user_id: str, room_id: str) -> Grant:
+        decision = decide(await self.facts_for(user_id, room_id))
         if isinstance(decision, Refusal):
             logger.info("sfu auth: %s refused in %s: %s", user_id, room_id, decision.value)
             raise ApiError(403, "M_FORBIDDEN", decision.message, decision.value)

@@ -33,6 +33,10 @@ class SfuConfig:
     jwt_issuer: str = "sferum"
     http_bind: str = "127.0.0.1"
     http_port: int = 8010
+    # How often connected sessions are re-checked against the directory (`sfu.membership`):
+    # a user who left or was banned is cut off within this plus one directory round trip,
+    # which the issue wants under 5 s.
+    membership_check_seconds: float = 2.0
 
 
 _REQUIRED = (
@@ -44,7 +48,15 @@ _REQUIRED = (
     "sfu_url",
 )
 _URLS = ("homeserver_url", "admin_api_url")
-_KEYS = frozenset(_REQUIRED) | {"token_ttl_seconds", "jwt_issuer", "http"}
+_KEYS = frozenset(_REQUIRED) | {
+    "token_ttl_seconds",
+    "jwt_issuer",
+    "http",
+    "membership_check_seconds",
+}
+# Below that the directory is asked too often for every call; above, a removed pupil stays
+# too long (the issue: ended within 5 s).
+MIN_CHECK_SECONDS, MAX_CHECK_SECONDS = 0.1, 4.0
 MIN_SECRET_LENGTH = 32  # HS256 keys shorter than the hash are guessable (RFC 7518 §3.2)
 
 
@@ -86,6 +98,18 @@ def parse_config(raw: Any) -> SfuConfig:
     if not isinstance(issuer, str) or not issuer:
         raise SfuConfigError("jwt_issuer", f"must be a non-empty string, got {issuer!r}")
     values["jwt_issuer"] = issuer
+    interval = raw.get("membership_check_seconds", 2.0)
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not MIN_CHECK_SECONDS <= interval <= MAX_CHECK_SECONDS
+    ):
+        raise SfuConfigError(
+            "membership_check_seconds",
+            f"must be a number of seconds from {MIN_CHECK_SECONDS} to {MAX_CHECK_SECONDS}, "
+            f"got {interval!r}",
+        )
+    values["membership_check_seconds"] = float(interval)
     http = raw.get("http") or {}
     if not isinstance(http, Mapping):
         raise SfuConfigError("http", "must be a mapping with bind and port")

@@ -159,6 +159,7 @@ class MediaRouter:
         self._tasks: set[asyncio.Task[None]] = set()
         self.forward_seconds = 0.0
         self.forwarded_packets = 0
+        self.received_packets = 0  # sfu.metrics: packets in
 
     async def publish(
         self, participant: str, offer: RTCSessionDescription
@@ -228,6 +229,11 @@ class MediaRouter:
         if publisher is not None:
             await publisher.close()
 
+    @property
+    def stream_count(self) -> int:
+        """Published tracks being received now (sfu.metrics)."""
+        return len(self._sources)
+
     def is_publishing(self, participant: str) -> bool:
         return participant in self._publishers
 
@@ -266,6 +272,7 @@ class MediaRouter:
 
     async def _forward(self, source: _Source, packet: RtpPacket) -> None:
         started = time.perf_counter()
+        self.received_packets += 1
         now = self._now()
         source.media_ssrc = packet.ssrc
         if source.kind == "audio":

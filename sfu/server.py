@@ -8,7 +8,12 @@ more service, not two. A socket's life:
 2. ``publish {sdp}`` hands the offer to the room's :class:`MediaRouter` and answers, but only
    for the media kinds the token's grant allows (a viewer's token publishes nothing);
 3. ``subscribe`` makes the SFU offer the room's current tracks; the client sends ``answer``;
-4. ``mute`` and ``leave`` (or the socket closing) update everyone's ``participants`` list.
+4. ``mute`` and ``leave`` (or the socket closing) update everyone's ``participants`` list;
+5. every ``membership_check_seconds`` the directory is asked again whether the session's Matrix
+   user may still be in the call (:mod:`sfu.membership`); one who left or was banned hears
+   ``removed {reason}`` and the socket closes with code 4403 and the refusal code as reason.
+
+``GET /metrics`` serves Prometheus metrics (:mod:`sfu.metrics`).
 
 Rooms are the hashed SFU room names of :mod:`sfu.tokens`, one router each, dropped when the
 last participant goes. The pure parts (which kinds an offer carries, which a grant allows, the
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -28,10 +33,13 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCSessionDescription
 
 from sfu import tokens
-from sfu.authservice import AuthService
+from sfu.authservice import ApiError, AuthService
 from sfu.config import SfuConfig
 from sfu.forwarding import MediaRouter
-from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
+from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Facts, Grant, Refusal
+from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of, still_allowed
+from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot
+from sfu.page import page_routes
 from sfu.signalling import (
     MAX_MESSAGE_BYTES,
     Answer,
@@ -97,6 +105,7 @@ class Participant:
     identity: str
     grant: Grant
     ws: web.WebSocketResponse
+    session: Session | None = None  # None: a token without our private claim, not watched
     muted: set[str] = attrs.field(factory=set)
 
     def describe(self, publishing: bool) -> dict[str, Any]:
@@ -126,17 +135,136 @@ class SfuServer:
         self._clock = clock
         self._rooms: dict[str, Room] = {}
         self._auth = AuthService(config, clock=clock)
+        self._metrics = SfuMetrics(self._snapshot)
+        # Totals of rooms already closed, so the packet counters never go down.
+        self._retired = Snapshot()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
-        self._auth.add_routes(app)
+        self._auth.add_routes(app)  # first: its HTTP session outlives the background tasks
         app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/ws", self._websocket)
+        app.add_routes(page_routes())  # the browser page (a widget in lesson and news rooms)
         app.on_shutdown.append(self._shutdown)
+        app.cleanup_ctx.append(self._background)
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "rooms": len(self._rooms)})
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _snapshot(self) -> Snapshot:
+        routers = [room.router for room in self._rooms.values()]
+        return Snapshot(
+            rooms=len(self._rooms),
+            participants=sum(len(room.participants) for room in self._rooms.values()),
+            streams=sum(r.stream_count for r in routers),
+            packets_in=self._retired.packets_in + sum(r.received_packets for r in routers),
+            packets_out=self._retired.packets_out + sum(r.forwarded_packets for r in routers),
+            forward_seconds=self._retired.forward_seconds
+            + sum(r.forward_seconds for r in routers),
+        )
+
+    def _retire(self, router: MediaRouter) -> None:
+        self._retired = attrs.evolve(
+            self._retired,
+            packets_in=self._retired.packets_in + router.received_packets,
+            packets_out=self._retired.packets_out + router.forwarded_packets,
+            forward_seconds=self._retired.forward_seconds + router.forward_seconds,
+        )
+
+    async def _background(self, app: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(self._watch_memberships()),
+            asyncio.create_task(self._metrics.measure_loop_lag()),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- membership (issue 5 point 8) -----------------------------------------------------------
+
+    async def _watch_memberships(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.membership_check_seconds)
+            try:
+                await self.check_memberships()
+            except Exception:
+                logger.exception("sfu: membership check failed; trying again next time")
+
+    async def check_memberships(self) -> int:
+        """Ask the directory about every watched session once; end those no longer allowed.
+
+        One lookup per (Matrix room, user) per check, however many devices they are in with.
+        A lookup that fails keeps the session (fail open): ending every call in the school on
+        a directory hiccup is worse than a removed pupil staying a few seconds more, and the
+        token still ends it within the hour. Returns how many sessions were ended.
+        """
+        watched = [
+            (room, p)
+            for room in list(self._rooms.values())
+            for p in list(room.participants.values())
+            if p.session is not None
+        ]
+        keys = sorted({(p.session.room_id, p.session.user_id) for _, p in watched if p.session})
+        answers = await asyncio.gather(
+            *(self._auth.facts_for(user_id, room_id) for room_id, user_id in keys),
+            return_exceptions=True,
+        )
+        verdicts: dict[tuple[str, str], Refusal] = {}
+        for key, answer in zip(keys, answers, strict=True):
+            if isinstance(answer, Facts):
+                verdict = still_allowed(answer)
+                if isinstance(verdict, Refusal):
+                    verdicts[key] = verdict
+            elif isinstance(answer, ApiError):
+                logger.warning("sfu: could not re-check %s in %s: %s", key[1], key[0], answer)
+            else:
+                logger.error("sfu: re-checking %s in %s failed: %r", key[1], key[0], answer)
+        ended: list[tuple[Room, Participant, Refusal]] = []
+        for room, participant in watched:
+            session = participant.session
+            assert session is not None
+            refusal = verdicts.get((session.room_id, session.user_id))
+            if refusal is not None:
+                ended.append((room, participant, refusal))
+        # All of them first, then one new participants list per room (not one per removal).
+        # One by one: two concurrent leaves could both find the room empty and close it twice.
+        for room, participant, refusal in ended:
+            await self._remove(room, participant, refusal)
+        for room in {id(room): room for room, _, _ in ended}.values():
+            if self._rooms.get(room.name) is room:
+                await self._broadcast(room)
+        return len(ended)
+
+    async def _remove(self, room: Room, participant: Participant, refusal: Refusal) -> None:
+        """End one session: tell the client why, drop its media, close the socket.
+
+        Closing from here (not the socket's own task) is safe: aiohttp wakes the task's
+        pending receive, whose loop then ends and whose own leave finds nothing left to do.
+        """
+        logger.info(
+            "sfu: ending %s in %s: %s",
+            participant.session.user_id if participant.session else participant.identity,
+            room.name,
+            refusal.value,
+        )
+        reason = close_reason(refusal)
+        if not participant.ws.closed:
+            await asyncio.gather(
+                participant.ws.send_str(
+                    server_message("removed", reason=refusal.value, message=refusal.message)
+                ),
+                return_exceptions=True,
+            )
+        await self._leave(room, participant, notify=False)
+        await participant.ws.close(code=CLOSE_REMOVED, message=reason.encode())
 
     async def _shutdown(self, app: web.Application) -> None:
         for room in list(self._rooms.values()):
@@ -192,7 +320,7 @@ class SfuServer:
         room = self._rooms.get(room_name)
         if room is None:
             room = self._rooms[room_name] = Room(room_name)
-        participant = Participant(identity, tokens.grant_of(claims), ws)
+        participant = Participant(identity, tokens.grant_of(claims), ws, session_of(claims))
         room.participants[identity] = participant
         logger.info("sfu: %s joined %s", identity, room_name)
         await ws.send_str(server_message("joined", participant=identity))
@@ -257,6 +385,7 @@ class SfuServer:
         await room.router.leave(participant.identity)
         logger.info("sfu: %s left %s", participant.identity, room.name)
         if not room.participants:
+            self._retire(room.router)
             await room.router.close()
             if self._rooms.get(room.name) is room:
                 del self._rooms[room.name]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import jwt
@@ -73,8 +74,13 @@ def issue(
     now: int,
     ttl: int = MAX_TTL_SECONDS,
     issuer: str = "sferum",
+    private_claims: Mapping[str, Any] | None = None,
 ) -> str:
-    """A signed token for one participant of one SFU room, valid from `now` for `ttl` seconds."""
+    """A signed token for one participant of one SFU room, valid from `now` for `ttl` seconds.
+
+    `private_claims` are added beside LiveKit's (never over them): our own SFU reads them, e.g.
+    `sfu.membership`'s Matrix room and user, which the hashed names deliberately hide.
+    """
     if not 0 < ttl <= MAX_TTL_SECONDS:
         raise ValueError(f"ttl must be 1..{MAX_TTL_SECONDS} seconds, got {ttl}")
     if not secret:
@@ -95,7 +101,7 @@ def issue(
             "hidden": grant.hidden,
         },
     }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode({**(private_claims or {}), **claims}, secret, algorithm=ALGORITHM)
 
 
 def verify(token: str, secret: str, room: str, now: int) -> dict[str, Any]:

@@ -1,0 +1,331 @@
+// The call page's script: a JWT (from the widget API's OpenID token and the SFU's /get_token,
+// or from the URL fragment in test mode), then the SFU's signalling on /ws: join, publish
+// (camera and microphone, only what the token allows), subscribe, and a <video> per received
+// track. Self-contained: no libraries, no CDN. Stats go to window.sferumCallStats and to
+// data-* attributes of <body> so that tests (and a curious teacher) can see media flowing.
+"use strict";
+
+(function () {
+  const query = new URLSearchParams(window.location.search);
+  const fragment = new URLSearchParams(window.location.hash.slice(1));
+  const widgetId = query.get("widgetId") || "ru.sferum.call";
+  const SLOT_ID = "m.call#ROOM"; // MatrixRTC's legacy slot: one call per room
+  let parentOrigin = "*";
+  try {
+    if (query.get("parentUrl")) parentOrigin = new URL(query.get("parentUrl")).origin;
+  } catch (e) { /* keep "*": what we send holds no secret */ }
+
+  const statusEl = document.getElementById("status");
+  const localEl = document.getElementById("local");
+  const remoteEl = document.getElementById("remote");
+  const cameraButton = document.getElementById("camera");
+  const microphoneButton = document.getElementById("microphone");
+  const stats = { state: "loading", framesDecoded: 0, framesEncoded: 0, bytesSent: 0, remoteVideos: 0 };
+  window.sferumCallStats = stats;
+
+  function status(state, text) {
+    stats.state = state;
+    statusEl.dataset.state = state;
+    statusEl.textContent = text;
+  }
+
+  // -- the widget API (as in the diary mini-app) ---------------------------------------------
+
+  const pending = new Map();
+  let openidRequestId = null;
+  let openidResolve = null;
+  let counter = 0;
+  let capabilitiesDone = null;
+  const capabilitiesSettled = new Promise((resolve) => { capabilitiesDone = resolve; });
+
+  function send(action, data) {
+    const requestId = "call-" + Date.now() + "-" + (++counter);
+    const message = { api: "fromWidget", widgetId: widgetId, requestId: requestId, action: action, data: data || {} };
+    return { requestId: requestId, reply: new Promise((resolve) => {
+      pending.set(requestId, resolve);
+      window.parent.postMessage(message, parentOrigin);
+    }) };
+  }
+
+  function reply(request, response) {
+    window.parent.postMessage(Object.assign({}, request, { response: response }), parentOrigin);
+  }
+
+  window.addEventListener("message", (event) => {
+    if (event.source !== window.parent || window.parent === window) return;
+    if (parentOrigin !== "*" && event.origin !== parentOrigin) return;
+    const msg = event.data;
+    if (!msg || typeof msg !== "object" || typeof msg.requestId !== "string") return;
+    if (msg.api === "fromWidget" && msg.response !== undefined) {
+      const resolve = pending.get(msg.requestId);
+      if (resolve) { pending.delete(msg.requestId); resolve(msg.response); }
+      return;
+    }
+    if (msg.api !== "toWidget" || msg.response !== undefined) return;
+    switch (msg.action) {
+      case "capabilities":
+        reply(msg, { capabilities: [] }); // get_openid needs none: the client asks the user
+        setTimeout(capabilitiesDone, 1000); // a client that never sends notify_capabilities
+        break;
+      case "notify_capabilities":
+        reply(msg, {});
+        capabilitiesDone();
+        break;
+      case "openid_credentials":
+        reply(msg, {});
+        if (openidResolve && msg.data && msg.data.original_request_id === openidRequestId) {
+          openidResolve(msg.data);
+        }
+        break;
+      default:
+        reply(msg, {});
+    }
+  });
+
+  async function getOpenId() {
+    const request = send("get_openid", {});
+    openidRequestId = request.requestId;
+    const later = new Promise((resolve) => { openidResolve = resolve; });
+    let answer = await request.reply;
+    if (answer && answer.state === "request") answer = await later;
+    if (!answer || answer.state !== "allowed" || !answer.access_token) return null;
+    return answer;
+  }
+
+  // -- the token -----------------------------------------------------------------------------
+
+  async function widgetToken() {
+    const roomId = query.get("room");
+    const userId = query.get("user");
+    const deviceId = query.get("device");
+    if (window.parent === window) { status("no-host", "Откройте звонок в комнате мессенджера."); return null; }
+    if (!roomId || !userId || !deviceId) { status("error", "Неверная ссылка."); return null; }
+    await capabilitiesSettled;
+    status("openid", "Проверка входа…");
+    const openid = await getOpenId();
+    if (!openid) { status("denied", "Нет доступа: приложение не подтвердило вход."); return null; }
+    let response;
+    try {
+      response = await fetch("get_token", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        credentials: "omit",
+        body: JSON.stringify({
+          room_id: roomId,
+          slot_id: SLOT_ID,
+          openid_token: {
+            access_token: openid.access_token,
+            token_type: openid.token_type || "Bearer",
+            matrix_server_name: openid.matrix_server_name,
+            expires_in: openid.expires_in || 3600,
+          },
+          // One member per device: a reload replaces the old socket instead of adding one.
+          member: { id: deviceId, claimed_user_id: userId, claimed_device_id: deviceId },
+        }),
+      });
+    } catch (e) {
+      status("error", "Сервер звонков недоступен.");
+      return null;
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      status(response.status === 401 || response.status === 403 ? "denied" : "error",
+        "Нет доступа к звонку" + (body.error ? ": " + body.error : "."));
+      return null;
+    }
+    return body.jwt;
+  }
+
+  function claims(jwt) {
+    // Read, not verified: the SFU verifies; the page only learns the room and what to ask for.
+    const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const padded = part + "===".slice((part.length + 3) % 4);
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(padded), (c) => c.charCodeAt(0))));
+  }
+
+  // -- media ---------------------------------------------------------------------------------
+
+  function gathered(pc) {
+    // The SFU (aiortc) takes no trickled candidates: every description goes out complete.
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+      pc.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, 3000); // send what we have rather than wait forever
+    });
+  }
+
+  function mediaElement(track, parent, muted) {
+    const node = document.createElement(track.kind === "video" ? "video" : "audio");
+    node.autoplay = true;
+    node.playsInline = true;
+    node.muted = muted;
+    node.srcObject = new MediaStream([track]);
+    parent.appendChild(node);
+    node.play().catch(() => { /* autoplay refused: the element starts on the next gesture */ });
+    return node;
+  }
+
+  let ws = null;
+  let me = null;
+  let grant = null;
+  let publisher = null;
+  let local = null;
+  let subscriber = null;
+  let subscribing = false;
+  let wantedPublishers = null; // the other publishers last seen, as a key
+  let subscribedPublishers = null;
+
+  function signal(type, fields) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(Object.assign({ type: type }, fields || {})));
+  }
+
+  async function publish() {
+    const sources = grant.canPublishSources && grant.canPublishSources.length
+      ? grant.canPublishSources : ["camera", "microphone", "screen_share"];
+    const want = { audio: sources.includes("microphone"), video: sources.includes("camera") };
+    if (!want.audio && !want.video) return;
+    try {
+      local = await navigator.mediaDevices.getUserMedia(want);
+    } catch (e) {
+      status("no-devices", "Нет доступа к камере или микрофону: только просмотр.");
+      return;
+    }
+    publisher = new RTCPeerConnection();
+    for (const track of local.getTracks()) {
+      publisher.addTransceiver(track, { direction: "sendonly", streams: [local] });
+      if (track.kind === "video") mediaElement(track, localEl, true);
+      const button = track.kind === "video" ? cameraButton : microphoneButton;
+      button.hidden = false;
+      button.setAttribute("aria-pressed", "false");
+      button.onclick = () => {
+        track.enabled = !track.enabled;
+        button.setAttribute("aria-pressed", String(!track.enabled));
+        signal("mute", { kind: track.kind, muted: !track.enabled });
+      };
+    }
+    await publisher.setLocalDescription(await publisher.createOffer());
+    await gathered(publisher);
+    signal("publish", { sdp: publisher.localDescription.sdp });
+  }
+
+  function subscribe() {
+    // One subscription in flight at a time: the SFU replaces the old one on every subscribe,
+    // so an answer to an older offer would land on the newer connection.
+    if (!grant.canSubscribe || subscribing || wantedPublishers === subscribedPublishers) return;
+    subscribing = true;
+    subscribedPublishers = wantedPublishers;
+    signal("subscribe");
+  }
+
+  async function answerOffer(sdp) {
+    if (subscriber) subscriber.close();
+    remoteEl.replaceChildren();
+    stats.remoteVideos = 0;
+    const pc = subscriber = new RTCPeerConnection();
+    pc.addEventListener("track", (event) => {
+      mediaElement(event.track, remoteEl, false);
+      if (event.track.kind === "video") stats.remoteVideos += 1;
+    });
+    await pc.setRemoteDescription({ type: "offer", sdp: sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered(pc);
+    signal("answer", { sdp: pc.localDescription.sdp });
+    subscribing = false;
+    subscribe(); // publishers changed while we negotiated
+  }
+
+  function onParticipants(list) {
+    const others = list.filter((p) => p.identity !== me && p.publishing).map((p) => p.identity).sort();
+    wantedPublishers = JSON.stringify(others);
+    stats.participants = list.length;
+    subscribe();
+  }
+
+  async function onMessage(msg) {
+    switch (msg.type) {
+      case "joined":
+        me = msg.participant;
+        status("joined", "В звонке");
+        if (grant.canPublish) await publish();
+        break;
+      case "answer":
+        await publisher.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+        break;
+      case "offer":
+        await answerOffer(msg.sdp);
+        break;
+      case "participants":
+        onParticipants(msg.participants);
+        break;
+      case "error":
+        stats.lastError = msg.message;
+        statusEl.title = msg.message;
+        if (msg.message.startsWith("join refused")) status("denied", "Нет доступа к звонку.");
+        break;
+      default:
+        break; // speakers and future messages
+    }
+  }
+
+  async function updateStats() {
+    if (subscriber) {
+      let decoded = 0;
+      (await subscriber.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") decoded += s.framesDecoded || 0;
+      });
+      stats.framesDecoded = decoded;
+    }
+    if (publisher) {
+      let encoded = 0;
+      let sent = 0;
+      (await publisher.getStats()).forEach((s) => {
+        if (s.type === "outbound-rtp" && s.kind === "video") {
+          encoded += s.framesEncoded || 0;
+          sent += s.bytesSent || 0;
+        }
+      });
+      stats.framesEncoded = encoded;
+      stats.bytesSent = sent;
+    }
+    document.body.dataset.framesDecoded = String(stats.framesDecoded);
+    document.body.dataset.framesEncoded = String(stats.framesEncoded);
+  }
+
+  async function main() {
+    // Test mode: `#jwt=…` skips the widget API (no homeserver needed to try the media path).
+    const jwt = fragment.get("jwt") || await widgetToken();
+    if (!jwt) return;
+    let video;
+    try {
+      video = claims(jwt).video;
+    } catch (e) {
+      status("error", "Неверный токен.");
+      return;
+    }
+    grant = video;
+    const url = new URL("ws", window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.hash = "";
+    url.search = "";
+    status("connecting", "Подключение…");
+    ws = new WebSocket(url.href);
+    let queue = Promise.resolve(); // messages are handled in order, each to the end
+    ws.addEventListener("open", () => signal("join", { room: video.room, token: jwt }));
+    ws.addEventListener("message", (event) => {
+      let msg;
+      try { msg = JSON.parse(event.data); } catch (e) { return; }
+      queue = queue.then(() => onMessage(msg)).catch((e) => {
+        stats.lastError = String(e);
+        status("error", "Ошибка звонка.");
+      });
+    });
+    ws.addEventListener("close", () => {
+      if (stats.state !== "denied") status("closed", "Звонок завершён.");
+    });
+    window.addEventListener("pagehide", () => signal("leave"));
+    setInterval(() => { updateStats().catch(() => {}); }, 500);
+  }
+
+  main();
+})();

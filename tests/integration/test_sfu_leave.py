@@ -1,0 +1,156 @@
+"""Issue 5 point 8 against a real Synapse: a pupil banned from the lesson room is cut off within
+5 seconds, a classmate who stays is not; `/metrics` counts the participants going down.
+
+Teachers cannot kick in provisioned rooms (membership is the platform's), so the ban is done as
+the platform's bot with the appservice token, as the module itself would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from sfu import tokens
+from sfu.config import parse_config
+from sfu.membership import CLOSE_REMOVED
+from sfu.server import SfuServer
+from tests.integration.clients import User
+from tests.integration.conftest import DemoRoster, make_deployment
+from tests.integration.harness import DEMO_ROSTER, sferumctl
+from tests.integration.test_sfu_auth import SERVER, School, openid_token
+
+pytestmark = pytest.mark.integration
+
+JWT_SECRET = "leave-integration-jwt-secret-of-enough-length"
+SLOT = "m.call#ROOM"
+
+
+@pytest.fixture(scope="module")
+def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) -> Iterator[School]:
+    # A deployment of its own: the test bans a pupil, which must not leak into other modules.
+    deployment = make_deployment(tmp_path_factory.mktemp("sfu-leave"), "sqlite", None, SERVER)
+    deployment.init()
+    deployment.start()
+    try:
+        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        accounts = deployment.issue(*demo_roster.roles)
+        report = deployment.reconcile()
+        assert report["failures"] == 0, (report, deployment.log_tail())
+        yield School(deployment, demo_roster, accounts, unlinked="")
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture
+async def sfu(school: School) -> AsyncIterator[TestServer]:
+    base = school.deployment.base_url
+    config = parse_config(
+        {
+            "server_name": SERVER,
+            "homeserver_url": base,
+            "admin_api_url": f"{base}/_synapse/client/sferum/admin/v1",
+            "admin_api_secret": school.deployment.secrets["admin_api_secret"],
+            "jwt_secret": JWT_SECRET,
+            "sfu_url": "wss://sfu.school.test",
+        }
+    )
+    server = TestServer(SfuServer(config).app())
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+async def join_call(
+    session: aiohttp.ClientSession, sfu: TestServer, user: User, room_id: str
+) -> aiohttp.ClientWebSocketResponse:
+    """`/get_token` as Element Call asks it, then `join` on `/ws` with the JWT."""
+    body = {
+        "room_id": room_id,
+        "slot_id": SLOT,
+        "openid_token": await openid_token(user),
+        "member": {"id": "member-1", "claimed_user_id": user.user_id, "claimed_device_id": "DEV"},
+    }
+    async with session.post(sfu.make_url("/get_token"), json=body) as response:
+        answer = await response.json()
+        assert response.status == 200, answer
+    ws = await session.ws_connect(sfu.make_url("/ws"))
+    room = tokens.room_name(room_id, SLOT)
+    await ws.send_str(json.dumps({"type": "join", "room": room, "token": answer["jwt"]}))
+    msg = await ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "joined", msg
+    return ws
+
+
+async def participants_metric(session: aiohttp.ClientSession, sfu: TestServer) -> float:
+    async with session.get(sfu.make_url("/metrics")) as response:
+        assert response.status == 200
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith("sfu_participants "):
+            return float(line.split()[1])
+    raise AssertionError(text)
+
+
+async def until_closed(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Any], aiohttp.WSMessage]:
+    """Every text message up to the close frame, and the close frame."""
+    texts = []
+    while True:
+        msg = await ws.receive()
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            texts.append(json.loads(msg.data))
+        else:
+            return texts, msg
+
+
+@pytest.mark.timeout(120)
+async def test_banned_pupil_is_cut_off_within_five_seconds(
+    school: School, sfu: TestServer
+) -> None:
+    gone_id, stays_id = sorted(school.roster.students["5a"])[:2]
+    gone, stays = await school.login(gone_id), await school.login(stays_id)
+    lesson = await gone.resolve(f"#lesson-5a:{SERVER}")
+    bot = User(
+        school.deployment.base_url, f"@sferum:{SERVER}", school.deployment.secrets["as_token"]
+    )
+    async with aiohttp.ClientSession() as session:
+        gone_ws = await join_call(session, sfu, gone, lesson)
+        stays_ws = await join_call(session, sfu, stays, lesson)
+        assert await participants_metric(session, sfu) == 2
+
+        path = f"/rooms/{urllib.parse.quote(lesson)}/ban"
+        reply = await bot.call("POST", path, {"user_id": gone.user_id, "reason": "left the class"})
+        assert reply.status == 200, reply
+        banned_at = time.monotonic()
+
+        async with asyncio.timeout(5):
+            texts, close = await until_closed(gone_ws)
+        assert time.monotonic() - banned_at < 5
+        assert close.type == aiohttp.WSMsgType.CLOSE, close
+        assert close.data == CLOSE_REMOVED
+        assert close.extra == "ru.sferum.sfu_banned"
+        assert {"type": "removed", "reason": "ru.sferum.sfu_banned"}.items() <= texts[-1].items()
+
+        # The classmate hears the new list and is still there after further checks.
+        while True:
+            msg = await stays_ws.receive(timeout=5)
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            data = json.loads(msg.data)
+            if data["type"] == "participants" and len(data["participants"]) == 1:
+                break
+        await asyncio.sleep(4.5)  # two more membership checks
+        assert not stays_ws.closed
+        await stays_ws.send_str(json.dumps({"type": "mute", "kind": "audio", "muted": True}))
+        msg = await stays_ws.receive(timeout=5)
+        assert (
+            msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "participants"
+        )
+        assert await participants_metric(session, sfu) == 1
+        await stays_ws.close()

@@ -1,0 +1,314 @@
+"""The call page in headless Chromium against the SFU in process (issue 5, point 9).
+
+Two browsers open `/call#jwt=…` (the page's test mode: no Synapse, the tokens are minted with
+`sfu.tokens.issue` as `/get_token` would): a teacher with Chromium's fake camera and
+microphone, and a pupil who may only watch. The test reads the page's `getStats()` summary
+over the DevTools protocol (a few lines of JSON over a WebSocket; virtual time, as in the
+diary test, does not drive real WebRTC) and wants the pupil's decoded frames to grow while
+the teacher's encoder sends. Also: `widget_state`, and the page's routes and headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from sfu import tokens
+from sfu.config import parse_config
+from sfu.grants import CAMERA, MICROPHONE, Grant
+from sfu.page import WIDGET_ID, widget_state
+from sfu.server import SfuServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SECRET = "page-test-secret-of-enough-length-here"
+ROOM = tokens.room_name("!lesson:school.test")
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="no chromium (scripts/test installs it)"
+)
+
+
+# -- widget_state (pure) ----------------------------------------------------------------------
+
+
+def test_widget_state_lesson_and_broadcast_use_the_room_itself() -> None:
+    lesson = widget_state("lesson", "!l:school.test", "https://sfu.school.test/")
+    assert lesson["id"] == WIDGET_ID == "ru.sferum.call"
+    assert lesson["type"] == "m.custom"
+    assert lesson["name"] == "Урок"
+    assert lesson["url"].startswith("https://sfu.school.test/call?room=$matrix_room_id&")
+    assert "user=$matrix_user_id" in lesson["url"]
+    assert "device=$org.matrix.msc3819.matrix_device_id" in lesson["url"]
+    broadcast = widget_state("broadcast", "!b:school.test", "https://sfu.school.test")
+    assert broadcast["name"] == "Трансляция"
+    assert "room=$matrix_room_id" in broadcast["url"]
+
+
+def test_widget_state_news_names_the_broadcast_room() -> None:
+    news = widget_state("news", "!bcast:school.test", "https://sfu.school.test")
+    assert news["name"] == "Трансляция"
+    assert "room=%21bcast%3Aschool.test&kind=news" in news["url"]
+    assert "$matrix_room_id" not in news["url"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "room_id", "url"),
+    [
+        ("chat", "!r:s", "https://sfu"),
+        ("lesson", "#alias:s", "https://sfu"),
+        ("lesson", "!r:s", "javascript:alert(1)"),
+    ],
+)
+def test_widget_state_refuses_bad_input(kind: str, room_id: str, url: str) -> None:
+    with pytest.raises(ValueError):
+        widget_state(kind, room_id, url)
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestServer]:
+    config = parse_config(
+        {
+            "server_name": "school.test",
+            "homeserver_url": "http://127.0.0.1:9",
+            "admin_api_url": "http://127.0.0.1:9/admin",
+            "admin_api_secret": "unused",
+            "jwt_secret": SECRET,
+            "sfu_url": "http://127.0.0.1:9",
+        }
+    )
+    app = SfuServer(config).app()
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+async def test_page_and_static_files(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(server.make_url("/call")) as response:
+            assert response.status == 200
+            assert "connect-src 'self'" in response.headers["Content-Security-Policy"]
+            page = await response.text()
+            assert 'src="call/static/call.js"' in page
+        for name, kind in (("call.js", "application/javascript"), ("call.css", "text/css")):
+            async with session.get(server.make_url(f"/call/static/{name}")) as response:
+                assert response.status == 200
+                assert response.content_type == kind
+        for name in ("call.html", "..%2Fpage.py", "nope.js"):
+            async with session.get(server.make_url(f"/call/static/{name}")) as response:
+                assert response.status == 404
+
+
+# -- Chromium over the DevTools protocol --------------------------------------------------------
+
+
+class Browser:
+    """One headless Chromium with one page, and a minimal DevTools client for it."""
+
+    def __init__(self, profile: Path, url: str, fake_devices: bool) -> None:
+        self.profile = profile
+        args = [
+            CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+            "--autoplay-policy=no-user-gesture-required",
+            # Host candidates as addresses, not mDNS names: aiortc resolves no `.local`.
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+        ]  # fmt: skip
+        if fake_devices:
+            args += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+        self.process = subprocess.Popen(
+            [*args, url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        self._ids = itertools.count(1)
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connect(self, session: aiohttp.ClientSession) -> None:
+        """Find the page's DevTools socket through the port Chromium wrote into the profile."""
+        port_file = self.profile / "DevToolsActivePort"
+        async with asyncio.timeout(30):
+            while not port_file.exists() or not port_file.read_text().strip():
+                assert self.process.poll() is None, "chromium exited"
+                await asyncio.sleep(0.1)
+            port = int(port_file.read_text().split()[0])
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+                        targets = await response.json()
+                except aiohttp.ClientError:
+                    targets = []
+                pages = [t for t in targets if t.get("type") == "page"]
+                if pages:
+                    break
+                await asyncio.sleep(0.1)
+        self._ws = await session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
+
+    async def evaluate(self, expression: str) -> Any:
+        assert self._ws is not None
+        ident = next(self._ids)
+        await self._ws.send_json(
+            {
+                "id": ident,
+                "method": "Runtime.evaluate",
+                "params": {"expression": expression, "returnByValue": True},
+            }
+        )
+        while True:
+            message = json.loads(await self._ws.receive_str(timeout=10))
+            if message.get("id") == ident:
+                return message["result"]["result"].get("value")
+
+    async def stats(self, expression: str = "window.sferumCallStats") -> dict[str, Any]:
+        raw = await self.evaluate(f"JSON.stringify({expression} || null)")
+        stats = json.loads(raw) if isinstance(raw, str) else None
+        return stats if isinstance(stats, dict) else {}  # not loaded yet
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        self.process.terminate()
+        try:
+            await asyncio.to_thread(self.process.wait, 10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+async def wait_stats(
+    browser: Browser,
+    ok: Callable[[dict[str, Any]], bool],
+    what: str,
+    timeout: float = 30,
+    expression: str = "window.sferumCallStats",
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    stats: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        stats = await browser.stats(expression)
+        if ok(stats):
+            return stats
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what}: {stats}")
+
+
+@needs_chromium
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+async def test_video_published_and_received_in_chromium(
+    server: TestServer, tmp_path: Path
+) -> None:
+    now = int(time.time())
+    teacher_jwt = tokens.issue(Grant.publisher(CAMERA, MICROPHONE), ROOM, "teacher", SECRET, now)
+    pupil_jwt = tokens.issue(Grant.viewer(), ROOM, "pupil", SECRET, now)
+    base = str(server.make_url("/call"))
+    teacher = Browser(tmp_path / "teacher", f"{base}#jwt={teacher_jwt}", fake_devices=True)
+    pupil = Browser(tmp_path / "pupil", f"{base}#jwt={pupil_jwt}", fake_devices=False)
+    async with aiohttp.ClientSession() as session:
+        try:
+            await teacher.connect(session)
+            await pupil.connect(session)
+            sending = await wait_stats(
+                teacher, lambda s: s.get("framesEncoded", 0) > 10 and s.get("bytesSent", 0) > 0,
+                "the teacher's camera is not being sent",
+            )  # fmt: skip
+            assert sending["state"] == "joined", sending
+            first = await wait_stats(
+                pupil, lambda s: s.get("framesDecoded", 0) > 0, "the pupil decodes no video"
+            )
+            assert first["remoteVideos"] == 1, first
+            assert first["framesEncoded"] == 0  # a viewer publishes nothing
+            await asyncio.sleep(3)
+            later = await pupil.stats()
+            assert later["framesDecoded"] > first["framesDecoded"] + 10, (first, later)
+            teacher_later = await teacher.stats()
+            assert teacher_later["bytesSent"] > sending["bytesSent"], teacher_later
+            assert "lastError" not in later and "lastError" not in teacher_later
+        finally:
+            await teacher.close()
+            await pupil.close()
+
+
+HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>host</title></head>
+<body><iframe id="widget" src="%s"></iframe><script>
+"use strict";
+// The Matrix client's side of the widget API: capabilities, then an OpenID token.
+const frame = document.getElementById("widget");
+window.hostLog = [];
+window.addEventListener("message", (event) => {
+  const msg = event.data;
+  window.hostLog.push(msg.action + (msg.response ? ":reply" : ""));
+  if (msg.api === "fromWidget" && msg.action === "get_openid") {
+    frame.contentWindow.postMessage(Object.assign({}, msg, {response: {state: "allowed",
+      access_token: "tok", token_type: "Bearer", matrix_server_name: "elsewhere.test",
+      expires_in: 3600}}), window.location.origin);
+  }
+});
+frame.addEventListener("load", () => frame.contentWindow.postMessage({api: "toWidget",
+  widgetId: "w1", requestId: "host-1", action: "capabilities", data: {}},
+  window.location.origin));
+</script></body></html>
+"""
+
+
+@needs_chromium
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+async def test_widget_mode_asks_get_token_with_the_openid_token(tmp_path: Path) -> None:
+    """In a widget, the page gets the token through `get_openid` and `/get_token`.
+
+    The token names another homeserver, so `/get_token` refuses it (401) without asking any
+    Synapse: "denied" rather than "error" shows that the request was well formed.
+    """
+    config = parse_config(
+        {
+            "server_name": "school.test",
+            "homeserver_url": "http://127.0.0.1:9",
+            "admin_api_url": "http://127.0.0.1:9/admin",
+            "admin_api_secret": "unused",
+            "jwt_secret": SECRET,
+            "sfu_url": "http://127.0.0.1:9",
+        }
+    )
+    app = SfuServer(config).app()
+
+    async def host(request: web.Request) -> web.Response:
+        src = "/call?" + urllib.parse.urlencode(
+            {"room": "!lesson:school.test", "user": "@t:school.test", "device": "DEV",
+             "widgetId": "w1", "parentUrl": str(request.url)}
+        )  # fmt: skip
+        return web.Response(text=HOST_PAGE % html.escape(src), content_type="text/html")
+
+    app.router.add_get("/host", host)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    browser = Browser(tmp_path / "host", str(server.make_url("/host")), fake_devices=False)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await browser.connect(session)
+            stats = await wait_stats(
+                browser,
+                lambda s: s.get("state") not in (None, "loading", "openid"),
+                "the widget never settled",
+                expression="document.getElementById('widget').contentWindow.sferumCallStats",
+            )
+            assert stats["state"] == "denied", stats
+            log = await browser.evaluate("window.hostLog.join(',')")
+            assert "capabilities:reply" in log and "get_openid" in log, log
+    finally:
+        await browser.close()
+        await server.close()
