@@ -138,7 +138,7 @@ async def deactivate_account(api: ModuleApi, user_id: str) -> None:
     ModuleApi can neither deactivate nor list a user's rooms, so this goes through the
     homeserver's deactivation handler (`synapse/handlers/deactivate_account.py`).
     """
-    hs = api._hs
+    hs = _hs(api)
     requester = create_requester(user_id, authenticated_entity=api.server_name)
     await hs.get_deactivate_account_handler().deactivate_account(
         user_id, erase_data=False, requester=requester, by_admin=True

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from sfu import tokens
 from sfu.authservice import AuthService
-from sfu.config import parse_config
+from sfu.config import SfuConfig, parse_config
 from sfu.grants import Grant
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
@@ -59,19 +59,24 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
         deployment.stop()
 
 
-@pytest.fixture
-async def auth(school: School) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    base = school.deployment.base_url
-    config = parse_config(
+def sfu_config_for(deployment: Deployment, server_name: str, jwt_secret: str) -> SfuConfig:
+    """The SFU's config for a test deployment: its homeserver and the module's admin API."""
+    base = deployment.base_url
+    return parse_config(
         {
-            "server_name": SERVER,
+            "server_name": server_name,
             "homeserver_url": base,
             "admin_api_url": f"{base}/_synapse/client/sferum/admin/v1",
-            "admin_api_secret": school.deployment.secrets["admin_api_secret"],
-            "jwt_secret": JWT_SECRET,
+            "admin_api_secret": deployment.secrets["admin_api_secret"],
+            "jwt_secret": jwt_secret,
             "sfu_url": "wss://sfu.school.test",
         }
     )
+
+
+@pytest.fixture
+async def auth(school: School) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
     async with TestClient(TestServer(AuthService(config).app())) as client:
         yield client
 

@@ -19,13 +19,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from sfu import tokens
-from sfu.config import parse_config
 from sfu.membership import CLOSE_REMOVED
 from sfu.server import SfuServer
 from tests.integration.clients import User
 from tests.integration.conftest import DemoRoster, make_deployment
 from tests.integration.harness import DEMO_ROSTER, sferumctl
-from tests.integration.test_sfu_auth import SERVER, School, openid_token
+from tests.integration.test_sfu_auth import SERVER, School, openid_token, sfu_config_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +50,7 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
 
 @pytest.fixture
 async def sfu(school: School) -> AsyncIterator[TestServer]:
-    base = school.deployment.base_url
-    config = parse_config(
-        {
-            "server_name": SERVER,
-            "homeserver_url": base,
-            "admin_api_url": f"{base}/_synapse/client/sferum/admin/v1",
-            "admin_api_secret": school.deployment.secrets["admin_api_secret"],
-            "jwt_secret": JWT_SECRET,
-            "sfu_url": "wss://sfu.school.test",
-        }
-    )
+    config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
     server = TestServer(SfuServer(config).app())
     await server.start_server()
     yield server

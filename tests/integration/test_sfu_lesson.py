@@ -27,11 +27,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from sfu import tokens
-from sfu.config import parse_config
 from sfu.server import SfuServer
 from tests.integration.clients import User, login
 from tests.integration.harness import Deployment, copy_roster, sferumctl
-from tests.integration.test_sfu_auth import openid_token
+from tests.integration.test_sfu_auth import openid_token, sfu_config_for
 from tests.integration.test_sfu_media import Tone, wait_for
 
 pytestmark = pytest.mark.integration
@@ -95,17 +94,7 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
 
 @pytest.fixture
 async def sfu(school: School) -> AsyncIterator[TestServer]:
-    base = school.deployment.base_url
-    config = parse_config(
-        {
-            "server_name": SERVER,
-            "homeserver_url": base,
-            "admin_api_url": f"{base}/_synapse/client/sferum/admin/v1",
-            "admin_api_secret": school.deployment.secrets["admin_api_secret"],
-            "jwt_secret": JWT_SECRET,
-            "sfu_url": "wss://sfu.school.test",
-        }
-    )
+    config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
     server = TestServer(SfuServer(config).app())
     await server.start_server()
     yield server
