@@ -18,7 +18,14 @@ import time
 from collections.abc import Callable
 
 import attrs
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
 
 from sfu import aiortc_compat
 from sfu.aiortc_compat import ForwardingSender, RtpPacket, SilentTrack
@@ -129,6 +136,18 @@ class _Subscriber:
     speaker_slots: list[_Outlet]
 
 
+def _peer_connection() -> RTCPeerConnection:
+    """A connection whose media all share one transport, whatever the kinds and their order.
+
+    aiortc's default (balanced) policy gives the first video and the first audio transceiver
+    a transport each and bundles later ones onto the first of their kind; when the answer
+    then bundles everything onto the first m-line, aiortc moves only the first audio
+    transceiver, and a subscriber's second and third speaker slots stay on a transport that
+    never connects (silence). Max-bundle avoids that, and every browser supports it.
+    """
+    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+
+
 def _new_rewriter(forwarder: ForwardingSender, clock_rate: int) -> SequenceRewriter:
     # Start the outgoing stream where aiortc's own sender would: random, low half of
     # the sequence space (avoids early wraparound that breaks SRTP in some stacks).
@@ -165,7 +184,7 @@ class MediaRouter:
         self, participant: str, offer: RTCSessionDescription
     ) -> RTCSessionDescription:
         """Accept a publisher's offer; its tracks are tapped, never decoded."""
-        pc = RTCPeerConnection()
+        pc = _peer_connection()
         self._publishers[participant] = pc
 
         @pc.on("track")
@@ -187,7 +206,7 @@ class MediaRouter:
 
     async def subscribe(self, participant: str) -> RTCSessionDescription:
         """Create the subscriber's connection and return the SFU's offer for it."""
-        pc = RTCPeerConnection()
+        pc = _peer_connection()
         video = []
         for source in self._sources:
             if source.kind == "video" and source.participant != participant:

@@ -31,7 +31,7 @@ from sfu.server import SfuServer
 from tests.integration.clients import User, login
 from tests.integration.harness import Deployment, copy_roster, sferumctl
 from tests.integration.test_sfu_auth import openid_token, sfu_config_for
-from tests.integration.test_sfu_media import Tone, wait_for
+from tests.integration.test_sfu_media import Tone, client_peer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -126,8 +126,8 @@ class Member:
     person: str
     user: User
     ws: aiohttp.ClientWebSocketResponse | None = None
-    publisher: RTCPeerConnection = attrs.field(factory=RTCPeerConnection)
-    subscriber: RTCPeerConnection = attrs.field(factory=RTCPeerConnection)
+    publisher: RTCPeerConnection = attrs.field(factory=client_peer)
+    subscriber: RTCPeerConnection = attrs.field(factory=client_peer)
     video_frames: int = 0
     #: per received audio track (a speaker slot): decoded frames, and frames with the tone
     audio_frames: Counter[int] = attrs.field(factory=Counter)
@@ -272,11 +272,13 @@ async def test_lesson_of_a_teacher_and_ten_pupils(school: School, sfu: TestServe
                 await subscribe(pupil)
             await subscribe(teacher)
 
+            def hears(member: Member) -> int:
+                """The active speakers a member should hear: everyone loud but themselves."""
+                return len({TEACHER, *LOUD_PUPILS} - {member.person})
+
             def settled() -> bool:
-                # Known gap (see the report): pupils get the teacher's slot only; the loud
-                # pupils' slots reach the teacher (who subscribed last) but not the pupils.
-                return all(p.video_frames >= 30 and p.loud_tracks() >= 1 for p in pupils) and (
-                    teacher.loud_tracks() >= 2
+                return all(p.video_frames >= 30 for p in pupils) and all(
+                    m.loud_tracks() >= hears(m) for m in everyone
                 )
 
             ok = await wait_for(settled, 40)
@@ -293,12 +295,11 @@ async def test_lesson_of_a_teacher_and_ten_pupils(school: School, sfu: TestServe
             await asyncio.sleep(2)
             for pupil, seen in zip(pupils, before, strict=True):
                 assert pupil.video_frames > seen + 20, (pupil.person, seen, pupil.video_frames)
-            # Every pupil hears the teacher (the silent pupils' microphones take no slot);
-            # the teacher hears both loud pupils.
+            # Everyone hears the active speakers, each on a track of its own: the teacher
+            # and both loud pupils (less themselves); the silent microphones take no slot.
             for member in everyone:
                 assert len(member.audio_frames) <= 3, (member.person, state)
-                assert member.loud_tracks() >= 1, (member.person, state)
-            assert teacher.loud_tracks() == 2, state
+                assert member.loud_tracks() == hears(member), (member.person, state)
             # The teacher saw no video (only the teacher publishes video).
             assert teacher.video_frames == 0
         finally:

@@ -17,6 +17,8 @@ import attrs
 import pytest
 from aiortc import (
     AudioStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -56,6 +58,16 @@ class Tone(AudioStreamTrack):
         for plane in frame.planes:
             plane.update((TONE * plane.buffer_size)[: plane.buffer_size])
         return frame
+
+
+def client_peer() -> RTCPeerConnection:
+    """A client connection that bundles all media on one transport, as browsers do.
+
+    With aiortc's default (balanced) policy a client receiving several audio tracks in one
+    bundled offer keeps all but the first on a transport that never connects, and its
+    SSRC-less routing then mixes the others into the first track.
+    """
+    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
 
 
 @attrs.define
@@ -119,7 +131,7 @@ async def start_lesson(pupils: int) -> Lesson:
 
     subscribers = []
     for i in range(pupils):
-        client = Client(RTCPeerConnection())
+        client = Client(client_peer())
 
         def on_track(track: MediaStreamTrack, client: Client = client) -> None:
             receiver = next(

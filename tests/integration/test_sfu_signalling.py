@@ -21,7 +21,7 @@ from sfu import tokens
 from sfu.config import parse_config
 from sfu.grants import CAMERA, MICROPHONE, Grant
 from sfu.server import CLOSE_REFUSED, SfuServer
-from tests.integration.test_sfu_media import Client, SmallVideo, Tone, wait_for
+from tests.integration.test_sfu_media import Client, SmallVideo, Tone, client_peer, wait_for
 
 SECRET = "signalling-test-secret-of-enough-length"
 ROOM = tokens.room_name("!lesson:school.test")
@@ -93,7 +93,7 @@ async def test_health(server: TestServer) -> None:
 async def test_publisher_reaches_two_subscribers(server: TestServer) -> None:
     teacher_grant = Grant.publisher(CAMERA, MICROPHONE)
     publisher = RTCPeerConnection()
-    subscribers = [Client(RTCPeerConnection()) for _ in range(2)]
+    subscribers = [Client(client_peer()) for _ in range(2)]
     async with aiohttp.ClientSession() as session:
         try:
             teacher = await connect(session, server, token(teacher_grant, "teacher"))
