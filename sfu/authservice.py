@@ -18,6 +18,7 @@ Every step fails closed: a homeserver or directory that cannot answer gives no t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -160,6 +161,18 @@ def parse_legacy(body: Mapping[str, Any]) -> TokenRequest:
 CameraPolicy = Callable[[str], Awaitable[bool]]
 
 
+def sfu_url_for(config: SfuConfig, grant: Grant, identity: str) -> str:
+    """Where this participant connects: viewers are spread over the edges, if any.
+
+    Publishers go to the origin (the process named by `sfu_url`). A viewer's edge follows
+    from the identity's hash, so a reconnecting viewer lands on the same edge again.
+    """
+    if grant.can_publish or not config.edge_urls:
+        return config.sfu_url
+    digest = hashlib.sha256(identity.encode()).digest()
+    return config.edge_urls[int.from_bytes(digest[:4], "big") % len(config.edge_urls)]
+
+
 async def _no_pupil_cameras(room_id: str) -> bool:
     return False
 
@@ -258,7 +271,7 @@ class AuthService:
             list(grant.can_publish_sources) if grant.can_publish else "nothing",
             grant.can_subscribe,
         )
-        return {"url": self._config.sfu_url, "jwt": jwt}
+        return {"url": sfu_url_for(self._config, grant, identity), "jwt": jwt}
 
     async def facts_for(self, user_id: str, room_id: str) -> Facts:
         """The directory's facts on one user in one room; ApiError (503) if it cannot answer.

@@ -37,6 +37,10 @@ class SfuConfig:
     # a user who left or was banned is cut off within this plus one directory round trip,
     # which the issue wants under 5 s.
     membership_check_seconds: float = 2.0
+    # Broadcast fan-out (`sfu.edge`): an edge names its origin's WebSocket URL; the process
+    # whose `/get_token` clients use lists the edges, among which viewers are spread.
+    origin_url: str | None = None
+    edge_urls: tuple[str, ...] = ()
 
 
 _REQUIRED = (
@@ -53,6 +57,8 @@ _KEYS = frozenset(_REQUIRED) | {
     "jwt_issuer",
     "http",
     "membership_check_seconds",
+    "origin_url",
+    "edge_urls",
 }
 # Below that the directory is asked too often for every call; above, a removed pupil stays
 # too long (the issue: ended within 5 s).
@@ -110,6 +116,23 @@ def parse_config(raw: Any) -> SfuConfig:
             f"got {interval!r}",
         )
     values["membership_check_seconds"] = float(interval)
+    origin = raw.get("origin_url")
+    if origin is not None and (
+        not isinstance(origin, str) or not origin.startswith(("ws://", "wss://"))
+    ):
+        raise SfuConfigError(
+            "origin_url", f"must be the origin's ws(s)://…/ws URL, got {origin!r}"
+        )
+    values["origin_url"] = origin
+    edges = raw.get("edge_urls", [])
+    if not isinstance(edges, list) or not all(
+        isinstance(url, str) and url.startswith(("http://", "https://", "ws://", "wss://"))
+        for url in edges
+    ):
+        raise SfuConfigError(
+            "edge_urls", f"must be a list of the edges' http(s) or ws(s) URLs, got {edges!r}"
+        )
+    values["edge_urls"] = tuple(edges)
     http = raw.get("http") or {}
     if not isinstance(http, Mapping):
         raise SfuConfigError("http", "must be a mapping with bind and port")

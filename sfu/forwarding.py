@@ -111,9 +111,15 @@ class SequenceRewriter:
 
 @attrs.define(eq=False)
 class _Source:
-    """One published track as it arrives at the SFU."""
+    """One published track as it arrives at the SFU.
+
+    ``participant`` is whose connection carries it (a publisher, or an edge's upstream);
+    ``speaker`` is whose voice it is for active-speaker selection: the publisher, or for an
+    upstream one of the origin's speaker slots.
+    """
 
     participant: str
+    speaker: str
     kind: str
     receiver: RTCRtpReceiver
     media_ssrc: int | None = None
@@ -131,9 +137,14 @@ class _Outlet:
 
 @attrs.define(eq=False)
 class _Subscriber:
+    """One subscriber connection; ``negotiating`` while an offer of ours awaits its answer."""
+
     pc: RTCPeerConnection
     video: list[_Outlet]
     speaker_slots: list[_Outlet]
+    negotiating: bool = True
+    #: Sources changed while negotiating: :meth:`MediaRouter.refresh` again after the answer.
+    stale: bool = False
 
 
 def _peer_connection() -> RTCPeerConnection:
@@ -162,9 +173,16 @@ def _new_rewriter(forwarder: ForwardingSender, clock_rate: int) -> SequenceRewri
 class MediaRouter:
     """Forwards one room's published tracks to its subscribers, packet by packet.
 
-    Video from every publisher present at subscribe time goes to each subscriber (in a
-    lesson only the teacher publishes video); audio goes through ``speaker_slots`` senders
-    per subscriber, fed by the loudest speakers (:class:`sfu.room.ActiveSpeakers`).
+    Video from every publisher goes to each subscriber on an outlet of its own (in a lesson
+    only the teacher publishes video); audio goes through ``speaker_slots`` senders per
+    subscriber, fed by the loudest speakers (:class:`sfu.room.ActiveSpeakers`).
+
+    A video source that appears after a subscriber connected takes an idle outlet if the
+    subscriber has one (a publisher who left frees theirs), or a new one, which needs a new
+    offer: :meth:`refresh` makes it, :meth:`accept_answer` completes it (renegotiation).
+
+    An edge SFU feeds its router from the origin through :meth:`relay`: the origin's offer for
+    the edge's subscription is answered here and its tracks become this room's sources.
     """
 
     def __init__(self, speaker_slots: int = 3, now: Callable[[], float] = time.monotonic) -> None:
@@ -172,7 +190,7 @@ class MediaRouter:
         self._speakers = ActiveSpeakers(slots=speaker_slots)
         self._slots: tuple[str | None, ...] = (None,) * speaker_slots
         self._sources: list[_Source] = []
-        self._audio_by_participant: dict[str, _Source] = {}
+        self._audio_by_speaker: dict[str, _Source] = {}
         self._subscribers: dict[str, _Subscriber] = {}
         self._publishers: dict[str, RTCPeerConnection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -186,43 +204,74 @@ class MediaRouter:
         """Accept a publisher's offer; its tracks are tapped, never decoded."""
         pc = _peer_connection()
         self._publishers[participant] = pc
+        self._take_tracks(pc, participant, lambda mid: participant)
+        return await self._answer(pc, offer)
 
-        @pc.on("track")
-        def on_track(track: MediaStreamTrack) -> None:
-            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
-            source = _Source(participant, track.kind, receiver)
-            self._sources.append(source)
-            if track.kind == "audio":
-                self._audio_by_participant[participant] = source
+    async def relay(self, upstream: str, offer: RTCSessionDescription) -> RTCSessionDescription:
+        """Answer an origin's (re)offer to this edge; every track it carries becomes a source.
 
-            async def on_packet(packet: RtpPacket) -> None:
-                await self._forward(source, packet)
-
-            aiortc_compat.tap_receiver(receiver, on_packet)
-
-        await pc.setRemoteDescription(offer)
-        await pc.setLocalDescription(await pc.createAnswer())
-        return pc.localDescription
+        Each of the origin's speaker slots arrives as an audio track of its own and competes
+        here as a speaker named after its m-line, with the audio level the origin forwards.
+        """
+        pc = self._publishers.get(upstream)
+        if pc is None:
+            pc = self._publishers[upstream] = _peer_connection()
+            self._take_tracks(pc, upstream, lambda mid: f"{upstream}/{mid}")
+        return await self._answer(pc, offer)
 
     async def subscribe(self, participant: str) -> RTCSessionDescription:
         """Create the subscriber's connection and return the SFU's offer for it."""
         pc = _peer_connection()
-        video = []
-        for source in self._sources:
-            if source.kind == "video" and source.participant != participant:
-                video.append(self._add_outlet(pc, "video", 90000, source))
+        video = [
+            self._add_outlet(pc, "video", 90000, source)
+            for source in self._video_sources_for(participant)
+        ]
         slots = [self._add_outlet(pc, "audio", 48000, None) for _ in self._slots]
-        self._subscribers[participant] = _Subscriber(pc, video, slots)
-        self._assign_slots(self._subscribers[participant])
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription
+        subscriber = self._subscribers[participant] = _Subscriber(pc, video, slots)
+        self._assign_slots(subscriber)
+        return await self._offer(subscriber)
 
-    async def accept_answer(self, participant: str, answer: RTCSessionDescription) -> None:
+    async def refresh(self, participant: str) -> RTCSessionDescription | None:
+        """Feed a subscriber the video sources it lacks; a new offer if that needs one.
+
+        None when nothing needs negotiating, or when an offer is already out (then the
+        subscriber is refreshed again once it answers).
+        """
+        subscriber = self._subscribers.get(participant)
+        if subscriber is None:
+            return None
+        if subscriber.negotiating:
+            subscriber.stale = True
+            return None
+        fed = {id(outlet.source) for outlet in subscriber.video}
+        added = False
+        for source in self._video_sources_for(participant):
+            if id(source) in fed:
+                continue
+            idle = next((o for o in subscriber.video if o.source is None), None)
+            if idle is not None:
+                idle.source = source
+                await self._request_keyframe(source)
+            else:
+                subscriber.video.append(self._add_outlet(subscriber.pc, "video", 90000, source))
+                added = True
+        return await self._offer(subscriber) if added else None
+
+    async def accept_answer(self, participant: str, answer: RTCSessionDescription) -> bool:
+        """Complete a (re)negotiation; True if sources changed meanwhile (:meth:`refresh`)."""
         subscriber = self._subscribers[participant]
+        if not subscriber.negotiating:
+            raise KeyError(participant)  # an answer nobody asked for
         await subscriber.pc.setRemoteDescription(answer)
+        subscriber.negotiating = False
         for outlet in subscriber.video:
             if outlet.source is not None:
                 await self._request_keyframe(outlet.source)
+        stale, subscriber.stale = subscriber.stale, False
+        return stale
+
+    def subscribers(self) -> list[str]:
+        return list(self._subscribers)
 
     async def unsubscribe(self, participant: str) -> None:
         """Close a participant's subscriber connection (before re-subscribing, or on leave)."""
@@ -231,16 +280,20 @@ class MediaRouter:
             await subscriber.pc.close()
 
     async def leave(self, participant: str) -> None:
-        """Drop everything of one participant; others' outlets it fed go quiet, not away.
+        """Drop everything of one participant (or upstream); the outlets it fed go idle.
 
         The outlets stay negotiated (renegotiating every subscriber when one pupil leaves
-        would glitch everyone); a speaker slot is refilled at the next active-speaker change.
+        would glitch everyone): a speaker slot is refilled at the next active-speaker change,
+        a video outlet by the next video source (:meth:`refresh`).
         """
         await self.unsubscribe(participant)
         publisher = self._publishers.pop(participant, None)
+        gone = [s for s in self._sources if s.participant == participant]
         self._sources = [s for s in self._sources if s.participant != participant]
-        self._audio_by_participant.pop(participant, None)
-        self._speakers.forget(participant)
+        for source in gone:
+            if self._audio_by_speaker.get(source.speaker) is source:
+                del self._audio_by_speaker[source.speaker]
+            self._speakers.forget(source.speaker)
         for subscriber in self._subscribers.values():
             for outlet in (*subscriber.video, *subscriber.speaker_slots):
                 if outlet.source is not None and outlet.source.participant == participant:
@@ -259,6 +312,42 @@ class MediaRouter:
     async def close(self) -> None:
         for pc in [*self._publishers.values(), *(s.pc for s in self._subscribers.values())]:
             await pc.close()
+
+    def _take_tracks(
+        self, pc: RTCPeerConnection, participant: str, speaker: Callable[[str | None], str]
+    ) -> None:
+        """Make every track ``pc`` receives a source, tapped before any decoder exists."""
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
+            receiver = transceiver.receiver
+            source = _Source(participant, speaker(transceiver.mid), track.kind, receiver)
+            self._sources.append(source)
+            if track.kind == "audio":
+                self._audio_by_speaker[source.speaker] = source
+
+            async def on_packet(packet: RtpPacket) -> None:
+                await self._forward(source, packet)
+
+            aiortc_compat.tap_receiver(receiver, on_packet)
+
+    @staticmethod
+    async def _answer(
+        pc: RTCPeerConnection, offer: RTCSessionDescription
+    ) -> RTCSessionDescription:
+        await pc.setRemoteDescription(offer)
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription
+
+    @staticmethod
+    async def _offer(subscriber: _Subscriber) -> RTCSessionDescription:
+        subscriber.negotiating = True
+        await subscriber.pc.setLocalDescription(await subscriber.pc.createOffer())
+        return subscriber.pc.localDescription
+
+    def _video_sources_for(self, participant: str) -> list[_Source]:
+        return [s for s in self._sources if s.kind == "video" and s.participant != participant]
 
     def _add_outlet(
         self, pc: RTCPeerConnection, kind: str, clock_rate: int, source: _Source | None
@@ -287,7 +376,7 @@ class MediaRouter:
 
     def _assign_slots(self, subscriber: _Subscriber) -> None:
         for outlet, speaker in zip(subscriber.speaker_slots, self._slots, strict=True):
-            outlet.source = self._audio_by_participant.get(speaker) if speaker else None
+            outlet.source = self._audio_by_speaker.get(speaker) if speaker else None
 
     async def _forward(self, source: _Source, packet: RtpPacket) -> None:
         started = time.perf_counter()
@@ -297,7 +386,7 @@ class MediaRouter:
         if source.kind == "audio":
             level = aiortc_compat.audio_level(packet)
             if level is not None:
-                self._speakers.observe(source.participant, level, now)
+                self._speakers.observe(source.speaker, level, now)
             slots = self._speakers.select(now)
             if slots != self._slots:
                 self._slots = slots

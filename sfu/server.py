@@ -35,6 +35,7 @@ from aiortc import RTCSessionDescription
 from sfu import tokens
 from sfu.authservice import ApiError, AuthService
 from sfu.config import SfuConfig
+from sfu.edge import Upstream, relay_token
 from sfu.forwarding import MediaRouter
 from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Facts, Grant, Refusal
 from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of, still_allowed
@@ -50,8 +51,8 @@ from sfu.signalling import (
     SignallingError,
     Subscribe,
     authenticate,
+    encode_message,
     parse_client_message,
-    server_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class Room:
     name: str
     router: MediaRouter = attrs.field(factory=MediaRouter)
     participants: dict[str, Participant] = attrs.field(factory=dict)
+    upstream: asyncio.Task[None] | None = None  # an edge's link to the origin (`sfu.edge`)
 
     def listing(self) -> list[dict[str, Any]]:
         """What everyone is told: hidden participants (none today, MSC4195) are left out."""
@@ -259,7 +261,7 @@ class SfuServer:
         if not participant.ws.closed:
             await asyncio.gather(
                 participant.ws.send_str(
-                    server_message("removed", reason=refusal.value, message=refusal.message)
+                    encode_message("removed", reason=refusal.value, message=refusal.message)
                 ),
                 return_exceptions=True,
             )
@@ -268,6 +270,8 @@ class SfuServer:
 
     async def _shutdown(self, app: web.Application) -> None:
         for room in list(self._rooms.values()):
+            if room.upstream is not None:
+                room.upstream.cancel()
             for participant in list(room.participants.values()):
                 await participant.ws.close()
             await room.router.close()
@@ -308,7 +312,7 @@ class SfuServer:
         except (SignallingError, TimeoutError) as e:
             reason = str(e) or "no join in time"
             logger.info("sfu: refused a socket: %s", reason)
-            await ws.send_str(server_message("error", message=reason))
+            await ws.send_str(encode_message("error", message=reason))
             await ws.close(code=CLOSE_REFUSED, message=b"join refused")
             return None
         existing = self._rooms.get(room_name)
@@ -319,13 +323,28 @@ class SfuServer:
             await previous.ws.close()
         room = self._rooms.get(room_name)
         if room is None:
-            room = self._rooms[room_name] = Room(room_name)
+            room = self._rooms[room_name] = self._open_room(room_name)
         participant = Participant(identity, tokens.grant_of(claims), ws, session_of(claims))
         room.participants[identity] = participant
         logger.info("sfu: %s joined %s", identity, room_name)
-        await ws.send_str(server_message("joined", participant=identity))
+        await ws.send_str(encode_message("joined", participant=identity))
         await self._broadcast(room)
         return room, participant
+
+    def _open_room(self, name: str) -> Room:
+        """A new room; on an edge, linked to the same room at the origin."""
+        room = Room(name)
+        origin = self._config.origin_url
+        if origin is not None:
+
+            def token() -> str:
+                config = self._config
+                now = int(self._clock())
+                return relay_token(name, config.sfu_url, config.jwt_secret, now, config.jwt_issuer)
+
+            upstream = Upstream(origin, name, token, room.router, lambda: self._renegotiate(room))
+            room.upstream = asyncio.create_task(upstream.run())
+        return room
 
     async def _handle(self, room: Room, participant: Participant, raw: str) -> bool:
         """Act on one message; False when the participant left."""
@@ -336,9 +355,9 @@ class SfuServer:
             elif isinstance(message, Subscribe):
                 await self._subscribe(room, participant)
             elif isinstance(message, Answer):
-                await room.router.accept_answer(
-                    participant.identity, RTCSessionDescription(message.sdp, "answer")
-                )
+                answer = RTCSessionDescription(message.sdp, "answer")
+                if await room.router.accept_answer(participant.identity, answer):
+                    await self._refresh(room, participant)
             elif isinstance(message, Mute):
                 if message.muted:
                     participant.muted.add(message.kind)
@@ -350,33 +369,49 @@ class SfuServer:
             elif isinstance(message, Join):
                 raise SignallingError("already joined")
         except SignallingError as e:
-            await participant.ws.send_str(server_message("error", message=str(e)))
+            await participant.ws.send_str(encode_message("error", message=str(e)))
         except KeyError:
-            await participant.ws.send_str(server_message("error", message="answer without offer"))
+            await participant.ws.send_str(encode_message("error", message="answer without offer"))
         except Exception as e:  # a bad SDP: aiortc raises ValueError and friends
             logger.warning("sfu: %s in %s: %r", participant.identity, room.name, e)
-            await participant.ws.send_str(server_message("error", message=f"failed: {e}"))
+            await participant.ws.send_str(encode_message("error", message=f"failed: {e}"))
         return True
 
     async def _publish(self, room: Room, participant: Participant, sdp: str) -> None:
         refusal = publish_refusal(participant.grant, sdp)
         if refusal is not None:
             raise SignallingError(refusal)
+        if self._config.origin_url is not None:
+            raise SignallingError("publish refused: this SFU is an edge; publish at the origin")
         if room.router.is_publishing(participant.identity):
             raise SignallingError("publish refused: already publishing")
         answer = await room.router.publish(
             participant.identity, RTCSessionDescription(sdp, "offer")
         )
-        await participant.ws.send_str(server_message("answer", sdp=answer.sdp))
+        await participant.ws.send_str(encode_message("answer", sdp=answer.sdp))
         await self._broadcast(room)
+        await self._renegotiate(room)
+
+    async def _renegotiate(self, room: Room) -> None:
+        """Offer new tracks to every subscriber that needs new m-lines for them."""
+        for identity in room.router.subscribers():
+            participant = room.participants.get(identity)
+            if participant is not None:
+                await self._refresh(room, participant)
+
+    async def _refresh(self, room: Room, participant: Participant) -> None:
+        offer = await room.router.refresh(participant.identity)
+        if offer is not None and not participant.ws.closed:
+            await participant.ws.send_str(encode_message("offer", sdp=offer.sdp))
 
     async def _subscribe(self, room: Room, participant: Participant) -> None:
         if not participant.grant.can_subscribe:
             raise SignallingError("subscribe refused: the token does not allow subscribing")
-        # Tracks are fixed per subscription: a client re-subscribes when publishers change.
+        # A second subscribe starts over (a client that lost its connection); new tracks
+        # otherwise come as new offers on the same connection (`_renegotiate`).
         await room.router.unsubscribe(participant.identity)
         offer = await room.router.subscribe(participant.identity)
-        await participant.ws.send_str(server_message("offer", sdp=offer.sdp))
+        await participant.ws.send_str(encode_message("offer", sdp=offer.sdp))
 
     async def _leave(self, room: Room, participant: Participant, notify: bool = True) -> None:
         if room.participants.get(participant.identity) is not participant:
@@ -385,6 +420,8 @@ class SfuServer:
         await room.router.leave(participant.identity)
         logger.info("sfu: %s left %s", participant.identity, room.name)
         if not room.participants:
+            if room.upstream is not None:
+                room.upstream.cancel()
             self._retire(room.router)
             await room.router.close()
             if self._rooms.get(room.name) is room:
@@ -393,6 +430,6 @@ class SfuServer:
             await self._broadcast(room)
 
     async def _broadcast(self, room: Room) -> None:
-        text = server_message("participants", participants=room.listing())
+        text = encode_message("participants", participants=room.listing())
         sockets = [p.ws for p in room.participants.values() if not p.ws.closed]
         await asyncio.gather(*(ws.send_str(text) for ws in sockets), return_exceptions=True)

@@ -7,7 +7,8 @@ types, missing or mistyped fields are errors) because every message here drives 
 
 Client → server: ``join {room, token}``, ``publish {sdp}`` (offer), ``subscribe {}``,
 ``answer {sdp}`` (to the SFU's subscribe offer), ``mute {kind, muted}``, ``leave {}``.
-Server → client: ``joined {participant}``, ``answer {sdp}``, ``offer {sdp}``,
+Server → client: ``joined {participant}``, ``answer {sdp}``, ``offer {sdp}`` (first for a
+subscription, then again whenever new tracks need new m-lines: renegotiation),
 ``participants {participants}``, ``speakers {speakers}``, ``error {message}``.
 """
 
@@ -122,6 +123,6 @@ def token_verifier(secret: str, now: Callable[[], int]) -> Verifier:
     return check
 
 
-def server_message(kind: str, **fields: object) -> str:
-    """Encode one server → client message."""
+def encode_message(kind: str, **fields: object) -> str:
+    """Encode one message (server → client, or an edge's to its origin)."""
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))

@@ -167,14 +167,10 @@
   }
 
   let ws = null;
-  let me = null;
   let grant = null;
   let publisher = null;
   let local = null;
   let subscriber = null;
-  let subscribing = false;
-  let wantedPublishers = null; // the other publishers last seen, as a key
-  let subscribedPublishers = null;
 
   function signal(type, fields) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(Object.assign({ type: type }, fields || {})));
@@ -191,7 +187,7 @@
       status("no-devices", "Нет доступа к камере или микрофону: только просмотр.");
       return;
     }
-    publisher = new RTCPeerConnection();
+    publisher = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     for (const track of local.getTracks()) {
       publisher.addTransceiver(track, { direction: "sendonly", streams: [local] });
       if (track.kind === "video") mediaElement(track, localEl, true);
@@ -209,45 +205,28 @@
     signal("publish", { sdp: publisher.localDescription.sdp });
   }
 
-  function subscribe() {
-    // One subscription in flight at a time: the SFU replaces the old one on every subscribe,
-    // so an answer to an older offer would land on the newer connection.
-    if (!grant.canSubscribe || subscribing || wantedPublishers === subscribedPublishers) return;
-    subscribing = true;
-    subscribedPublishers = wantedPublishers;
-    signal("subscribe");
-  }
-
   async function answerOffer(sdp) {
-    if (subscriber) subscriber.close();
-    remoteEl.replaceChildren();
-    stats.remoteVideos = 0;
-    const pc = subscriber = new RTCPeerConnection();
-    pc.addEventListener("track", (event) => {
-      mediaElement(event.track, remoteEl, false);
-      if (event.track.kind === "video") stats.remoteVideos += 1;
-    });
-    await pc.setRemoteDescription({ type: "offer", sdp: sdp });
-    await pc.setLocalDescription(await pc.createAnswer());
-    await gathered(pc);
-    signal("answer", { sdp: pc.localDescription.sdp });
-    subscribing = false;
-    subscribe(); // publishers changed while we negotiated
-  }
-
-  function onParticipants(list) {
-    const others = list.filter((p) => p.identity !== me && p.publishing).map((p) => p.identity).sort();
-    wantedPublishers = JSON.stringify(others);
-    stats.participants = list.length;
-    subscribe();
+    // The first offer starts the subscription; the SFU sends another on the same connection
+    // whenever a new publisher's track needs an m-line of its own (renegotiation).
+    if (!subscriber) {
+      subscriber = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+      subscriber.addEventListener("track", (event) => {
+        mediaElement(event.track, remoteEl, false);
+        if (event.track.kind === "video") stats.remoteVideos += 1;
+      });
+    }
+    await subscriber.setRemoteDescription({ type: "offer", sdp: sdp });
+    await subscriber.setLocalDescription(await subscriber.createAnswer());
+    await gathered(subscriber);
+    signal("answer", { sdp: subscriber.localDescription.sdp });
   }
 
   async function onMessage(msg) {
     switch (msg.type) {
       case "joined":
-        me = msg.participant;
         status("joined", "В звонке");
         if (grant.canPublish) await publish();
+        if (grant.canSubscribe) signal("subscribe");
         break;
       case "answer":
         await publisher.setRemoteDescription({ type: "answer", sdp: msg.sdp });
@@ -256,7 +235,7 @@
         await answerOffer(msg.sdp);
         break;
       case "participants":
-        onParticipants(msg.participants);
+        stats.participants = msg.participants.length;
         break;
       case "error":
         stats.lastError = msg.message;

@@ -1,10 +1,15 @@
-"""A whole lesson through the SFU: real Synapse, the real `/get_token`, aiortc clients.
+"""Lessons and broadcasts through the SFU: real Synapse, the real `/get_token`, aiortc clients.
 
-Issue 5's acceptance: a teacher (video + audio) and 10 pupils (audio) of 5А, where every
-pupil receives the teacher's video and the active speakers' audio. The roster is the demo
-one plus 6 more pupils in 5А; accounts are issued, reconciled into `#lesson-5a`, and each
-client gets its JWT from the SFU's own auth route with a real OpenID token, then joins over
-the WebSocket signalling of the same in-process SFU server.
+Issue 5's acceptance:
+
+* a lesson: a teacher (video + audio) and 10 pupils (audio) of 5А, where every pupil receives
+  the teacher's video and the active speakers' audio;
+* a broadcast: the school's head publishes, 40 viewers (the 10 pupils on 4 devices each)
+  watch, spread by the origin's `/get_token` over two SFU processes, the origin and an edge
+  that subscribes to the origin like any client (`sfu.edge`).
+
+The roster is the demo one plus 6 more pupils in 5А; accounts are issued, reconciled into the
+rooms, and each client gets its JWT from the SFU's own auth route with a real OpenID token.
 """
 
 from __future__ import annotations
@@ -12,6 +17,10 @@ from __future__ import annotations
 import array
 import asyncio
 import json
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +29,9 @@ from typing import Any
 
 import aiohttp
 import attrs
+import jwt as pyjwt
 import pytest
+import yaml
 from aiohttp.test_utils import TestServer
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -29,7 +40,7 @@ from av import AudioFrame, VideoFrame
 from sfu import tokens
 from sfu.server import SfuServer
 from tests.integration.clients import User, login
-from tests.integration.harness import Deployment, copy_roster, sferumctl
+from tests.integration.harness import Deployment, copy_roster, free_port, sferumctl
 from tests.integration.test_sfu_auth import openid_token, sfu_config_for
 from tests.integration.test_sfu_media import Tone, client_peer, wait_for
 
@@ -39,6 +50,7 @@ SERVER = "school.test"
 JWT_SECRET = "lesson-test-jwt-secret-of-enough-length"
 SLOT = "m.call#ROOM"
 TEACHER = "t-1"
+HEAD = "staff-1"  # the school's administrator: staff publish broadcasts
 DEMO_PUPILS = [f"p-5a-{i}" for i in range(1, 5)]
 EXTRA_PUPILS = [f"p-5a-x{i}" for i in range(1, 7)]
 PUPILS = DEMO_PUPILS + EXTRA_PUPILS
@@ -83,8 +95,8 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     try:
         roster = roster_of_ten(tmp / "roster")
         sferumctl("roster", "import", str(deployment.dir), str(roster))
-        accounts = deployment.issue(TEACHER, *PUPILS)
-        assert set(accounts) == {TEACHER, *PUPILS}, accounts
+        accounts = deployment.issue(HEAD, TEACHER, *PUPILS)
+        assert set(accounts) == {HEAD, TEACHER, *PUPILS}, accounts
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield School(deployment, accounts)
@@ -151,11 +163,19 @@ class Member:
                 assert data["type"] != "error", data
 
     async def drain(self) -> None:
-        """Keep reading the socket: aiohttp answers the server's heartbeat pings only then."""
+        """Keep reading the socket (aiohttp answers heartbeats only then); answer new offers."""
         assert self.ws is not None
         async for msg in self.ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
-                self.messages.append(json.loads(msg.data))
+                data = json.loads(msg.data)
+                self.messages.append(data)
+                if data["type"] == "offer":  # renegotiation: a new publisher's track
+                    await self.answer(data["sdp"])
+
+    async def answer(self, sdp: str) -> None:
+        await self.subscriber.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        await self.subscriber.setLocalDescription(await self.subscriber.createAnswer())
+        await self.send("answer", sdp=self.subscriber.localDescription.sdp)
 
     def loud_tracks(self) -> int:
         return sum(1 for n in self.loud_frames.values() if n >= 10)
@@ -231,9 +251,7 @@ async def subscribe(member: Member) -> None:
 
     await member.send("subscribe")
     offer = await member.expect("offer")
-    await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-    await pc.setLocalDescription(await pc.createAnswer())
-    await member.send("answer", sdp=pc.localDescription.sdp)
+    await member.answer(offer["sdp"])
     member.tasks.append(asyncio.ensure_future(member.drain()))
 
 
@@ -304,4 +322,161 @@ async def test_lesson_of_a_teacher_and_ten_pupils(school: School, sfu: TestServe
             assert teacher.video_frames == 0
         finally:
             for member in everyone:
+                await member.close()
+
+
+# -- a broadcast over two SFU processes ----------------------------------------------------------
+
+VIEWER_DEVICES = 4  # 10 pupils on 4 devices each: 40 viewers
+
+
+@attrs.define
+class SfuProcess:
+    """`python -m sfu` with a config of its own, on a free port, stopped by PID."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(cls, folder: Path, name: str, settings: dict[str, Any]) -> SfuProcess:
+        port = int(settings["http"]["port"])
+        config = folder / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(settings))
+        log = folder / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sfu", str(config)], stdout=out, stderr=subprocess.STDOUT
+            )
+        sfu = cls(f"http://127.0.0.1:{port}", process, log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{sfu.url}/health", timeout=2):
+                    return sfu
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    sfu.stop()
+                    raise AssertionError(f"{name} did not start:\n{log.read_text()}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def sfu_settings(deployment: Deployment, port: int, **extra: object) -> dict[str, Any]:
+    base = deployment.base_url
+    return {
+        "server_name": SERVER,
+        "homeserver_url": base,
+        "admin_api_url": f"{base}/_synapse/client/sferum/admin/v1",
+        "admin_api_secret": deployment.secrets["admin_api_secret"],
+        "jwt_secret": JWT_SECRET,
+        "sfu_url": f"http://127.0.0.1:{port}",
+        "http": {"port": port},
+        **extra,
+    }
+
+
+@pytest.fixture
+def origin_and_edge(school: School, tmp_path: Path) -> Iterator[tuple[SfuProcess, SfuProcess]]:
+    """An origin that sends viewers to itself or to an edge, and that edge."""
+    origin_port, edge_port = free_port(), free_port()
+    origin_url, edge_url = f"http://127.0.0.1:{origin_port}", f"http://127.0.0.1:{edge_port}"
+    deployment = school.deployment
+    edge = SfuProcess.start(
+        tmp_path,
+        "edge",
+        sfu_settings(deployment, edge_port, origin_url=f"ws://127.0.0.1:{origin_port}/ws"),
+    )
+    try:
+        origin = SfuProcess.start(
+            tmp_path,
+            "origin",
+            sfu_settings(deployment, origin_port, edge_urls=[origin_url, edge_url]),
+        )
+        try:
+            yield origin, edge
+        finally:
+            origin.stop()
+    finally:
+        edge.stop()
+
+
+async def token_at(
+    session: aiohttp.ClientSession, sfu: SfuProcess, member: Member, room_id: str
+) -> tuple[str, str]:
+    """(url, jwt) from the origin's `/get_token`, for one membership of `member`."""
+    body = {
+        "room_id": room_id,
+        "slot_id": SLOT,
+        "openid_token": await openid_token(member.user),
+        "member": {
+            "id": uuid.uuid4().hex,
+            "claimed_user_id": member.user.user_id,
+            "claimed_device_id": "DEV",
+        },
+    }
+    async with session.post(f"{sfu.url}/get_token", json=body) as response:
+        answer = await response.json()
+        assert response.status == 200, (member.person, answer)
+    return str(answer["url"]), str(answer["jwt"])
+
+
+async def connect(session: aiohttp.ClientSession, member: Member, url: str, jwt: str) -> None:
+    """Join at `url` as a client does: the room is the token's own (it is not secret)."""
+    room = pyjwt.decode(jwt, options={"verify_signature": False})["video"]["room"]
+    member.ws = await session.ws_connect(f"{url}/ws")
+    await member.send("join", room=room, token=jwt)
+    await member.expect("joined")
+
+
+@pytest.mark.timeout(180)
+async def test_broadcast_to_forty_viewers_over_two_sfu_processes(
+    school: School, origin_and_edge: tuple[SfuProcess, SfuProcess]
+) -> None:
+    origin, edge = origin_and_edge
+    accounts, base = school.accounts, school.deployment.base_url
+    users = await asyncio.gather(
+        *(login(base, accounts[p]["user_id"], accounts[p]["password"]) for p in (HEAD, *PUPILS))
+    )
+    head_user, *pupil_users = users
+    broadcast = await head_user.resolve(f"#broadcast-school-1:{SERVER}")
+    head = Member(HEAD, head_user)
+    viewers = [
+        Member(f"{person}#{device}", user)
+        for person, user in zip(PUPILS, pupil_users, strict=True)
+        for device in range(VIEWER_DEVICES)
+    ]
+    async with aiohttp.ClientSession() as session:
+        try:
+            url, jwt = await token_at(session, origin, head, broadcast)
+            assert url == origin.url  # publishers always go to the origin
+            await connect(session, head, url, jwt)
+            await publish(head, TinyVideo(), Tone())
+            where = Counter[str]()
+            for viewer in viewers:
+                url, jwt = await token_at(session, origin, viewer, broadcast)
+                where[url] += 1
+                await connect(session, viewer, url, jwt)
+                await subscribe(viewer)
+            # Viewers were spread over both processes; those on the edge get the broadcast
+            # through the edge's own subscription at the origin.
+            assert set(where) == {origin.url, edge.url}, where
+            ok = await wait_for(lambda: all(v.video_frames >= 30 for v in viewers), 90)
+            state = {v.person: (v.video_frames, dict(v.loud_frames)) for v in viewers}
+            assert ok, (where, state, edge.log.read_text()[-3000:])
+            before = [v.video_frames for v in viewers]
+            await asyncio.sleep(2)
+            for viewer, seen in zip(viewers, before, strict=True):
+                assert viewer.video_frames > seen + 15, (viewer.person, seen, viewer.video_frames)
+                assert viewer.loud_tracks() == 1, (viewer.person, state)  # the head's voice
+            assert all(not {m["type"] for m in v.messages} & {"error", "removed"} for v in viewers)
+        finally:
+            for member in (head, *viewers):
                 await member.close()

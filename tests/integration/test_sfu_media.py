@@ -22,6 +22,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
+    RTCSessionDescription,
     VideoStreamTrack,
     rtcrtpreceiver,
     rtcrtpsender,
@@ -245,3 +246,65 @@ async def test_forwarding_cost_per_subscriber(codecs: Codecs) -> None:
     per_sub = (five[1] - one[1]) / seconds / 4
     print(f"marginal SFU forwarding cost per subscriber: {per_sub * 1000:.1f} ms CPU per s")
     assert five[2] > 3 * one[2]
+
+
+async def connect_subscriber(router: MediaRouter, name: str) -> Client:
+    """A client subscribed to ``router`` that answers every later offer (renegotiation)."""
+    client = Client(client_peer())
+
+    @client.pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        client.tasks.append(asyncio.ensure_future(client.consume(track)))
+
+    await answer_offer(router, name, client.pc, await router.subscribe(name))
+    return client
+
+
+async def answer_offer(
+    router: MediaRouter, name: str, pc: RTCPeerConnection, offer: RTCSessionDescription
+) -> None:
+    await pc.setRemoteDescription(offer)
+    await pc.setLocalDescription(await pc.createAnswer())
+    assert not await router.accept_answer(name, pc.localDescription)
+
+
+@pytest.mark.timeout(60)
+async def test_late_publisher_reaches_subscribers_by_renegotiation_and_through_an_edge() -> None:
+    """Subscribers that were there first get a new offer; an edge relays like a subscriber."""
+    origin, edge = MediaRouter(), MediaRouter()
+    # The edge's upstream and a viewer of each router exist before anyone publishes.
+    await origin.accept_answer("edge", await edge.relay("origin", await origin.subscribe("edge")))
+    early = await connect_subscriber(origin, "early")
+    far = await connect_subscriber(edge, "far")
+    publisher = client_peer()
+    publisher.addTrack(SmallVideo())
+    publisher.addTrack(Tone())
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await publisher.setRemoteDescription(
+            await origin.publish("teacher", publisher.localDescription)
+        )
+        reoffer = await origin.refresh("early")
+        assert reoffer is not None and reoffer.sdp.count("m=video") == 1
+        await answer_offer(origin, "early", early.pc, reoffer)
+        upstream_offer = await origin.refresh("edge")
+        assert upstream_offer is not None
+        assert not await origin.accept_answer("edge", await edge.relay("origin", upstream_offer))
+        assert await origin.refresh("early") is None  # nothing new: no offer
+        far_offer = await edge.refresh("far")
+        assert far_offer is not None
+        await answer_offer(edge, "far", far.pc, far_offer)
+        clients = (early, far)
+        assert await wait_for(lambda: all(c.frames["video"] >= 20 for c in clients), 20), [
+            dict(c.frames) for c in clients
+        ]
+        assert all(c.frames["audio"] > 0 for c in clients)
+        assert edge.stream_count == 4  # the origin's video and its 3 speaker slots
+    finally:
+        for router in (origin, edge):
+            await router.close()
+        await publisher.close()
+        for client in (early, far):
+            await client.pc.close()
+            for task in client.tasks:
+                task.cancel()

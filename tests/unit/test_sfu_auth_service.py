@@ -11,8 +11,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sfu import tokens
-from sfu.authservice import AuthService
+from sfu.authservice import AuthService, sfu_url_for
 from sfu.config import SfuConfigError, parse_config
+from sfu.edge import relay_token
+from sfu.grants import CAMERA, MICROPHONE, Grant
 
 SERVER = "school.test"
 JWT_SECRET = "j" * 40
@@ -203,6 +205,10 @@ def test_config_parses_with_defaults() -> None:
         ({"http": {"host": "x"}}, "http.host"),
         ({"typo": 1}, "typo"),
         ({"server_name": ""}, "server_name"),
+        ({"origin_url": "http://origin:8010/ws"}, "origin_url"),
+        ({"origin_url": 5}, "origin_url"),
+        ({"edge_urls": "wss://edge"}, "edge_urls"),
+        ({"edge_urls": ["wss://edge", "edge2"]}, "edge_urls"),
     ],
 )
 def test_config_errors_name_the_key(change: dict[str, Any], key: str) -> None:
@@ -216,3 +222,27 @@ def test_config_missing_key() -> None:
     del raw["admin_api_url"]
     with pytest.raises(SfuConfigError, match="admin_api_url"):
         parse_config(raw)
+
+
+# -- broadcast fan-out ---------------------------------------------------------------------------
+
+
+def test_viewers_are_spread_over_the_edges_and_publishers_stay_at_the_origin() -> None:
+    edges = ["wss://edge-1.school.test", "wss://edge-2.school.test"]
+    config = parse_config({**GOOD, "edge_urls": edges})
+    viewer, publisher = Grant.viewer(), Grant.publisher(CAMERA, MICROPHONE)
+    assigned = {sfu_url_for(config, viewer, f"identity-{i}") for i in range(50)}
+    assert assigned == set(edges)
+    # The same identity lands on the same edge again (a reconnect).
+    assert sfu_url_for(config, viewer, "x") == sfu_url_for(config, viewer, "x")
+    assert sfu_url_for(config, publisher, "identity-1") == config.sfu_url
+    assert sfu_url_for(parse_config(GOOD), viewer, "identity-1") == config.sfu_url
+
+
+def test_an_edge_token_only_watches_and_is_hidden() -> None:
+    room = tokens.room_name(ROOM)
+    token = relay_token(room, "wss://edge-1.school.test", JWT_SECRET, NOW, "sferum")
+    claims = tokens.verify(token, JWT_SECRET, room, NOW)
+    assert claims["sub"] == "edge:wss://edge-1.school.test"
+    grant = tokens.grant_of(claims)
+    assert grant == Grant(can_publish=False, can_subscribe=True, hidden=True)

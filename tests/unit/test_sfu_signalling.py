@@ -16,8 +16,8 @@ from sfu.signalling import (
     SignallingError,
     Subscribe,
     authenticate,
+    encode_message,
     parse_client_message,
-    server_message,
     token_verifier,
 )
 from sfu.tokens import TokenError
@@ -78,6 +78,6 @@ def test_token_verifier_refuses_garbage() -> None:
         verifier("not-a-jwt", "lesson")
 
 
-def test_server_message_is_compact_json() -> None:
-    encoded = server_message("participants", participants=["a", "b"])
+def test_encode_message_is_compact_json() -> None:
+    encoded = encode_message("participants", participants=["a", "b"])
     assert json.loads(encoded) == {"type": "participants", "participants": ["a", "b"]}
