@@ -185,8 +185,15 @@ class MediaRouter:
     the edge's subscription is answered here and its tracks become this room's sources.
     """
 
-    def __init__(self, speaker_slots: int = 3, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        speaker_slots: int = 3,
+        now: Callable[[], float] = time.monotonic,
+        on_speakers: Callable[[tuple[str | None, ...]], None] = lambda slots: None,
+    ) -> None:
         self._now = now
+        self._on_speakers = on_speakers  # told every change of who holds the speaker slots
+        self._blocked: set[tuple[str, str]] = set()  # (participant, kind) a teacher stopped
         self._speakers = ActiveSpeakers(slots=speaker_slots)
         self._slots: tuple[str | None, ...] = (None,) * speaker_slots
         self._sources: list[_Source] = []
@@ -201,10 +208,15 @@ class MediaRouter:
     async def publish(
         self, participant: str, offer: RTCSessionDescription
     ) -> RTCSessionDescription:
-        """Accept a publisher's offer; its tracks are tapped, never decoded."""
-        pc = _peer_connection()
-        self._publishers[participant] = pc
-        self._take_tracks(pc, participant, lambda mid: participant)
+        """Accept a publisher's offer; its tracks are tapped, never decoded.
+
+        A publisher's second offer renegotiates the same connection (a track added, e.g.
+        the camera the teacher allowed); its new tracks become sources like the first ones.
+        """
+        pc = self._publishers.get(participant)
+        if pc is None:
+            pc = self._publishers[participant] = _peer_connection()
+            self._take_tracks(pc, participant, lambda mid: participant)
         return await self._answer(pc, offer)
 
     async def relay(self, upstream: str, offer: RTCSessionDescription) -> RTCSessionDescription:
@@ -272,6 +284,26 @@ class MediaRouter:
 
     def subscribers(self) -> list[str]:
         return list(self._subscribers)
+
+    @property
+    def speakers(self) -> tuple[str | None, ...]:
+        """Who holds each speaker slot now (None: a free slot)."""
+        return self._slots
+
+    def block(self, participant: str, kind: str, blocked: bool) -> None:
+        """Stop (or resume) forwarding one participant's audio or video to anyone.
+
+        A blocked microphone also gives up its speaker slot at once, so the slot goes to
+        the next loudest voice instead of carrying silence.
+        """
+        key = (participant, kind)
+        if not blocked:
+            self._blocked.discard(key)
+            return
+        self._blocked.add(key)
+        for source in self._sources:
+            if source.participant == participant and source.kind == kind:
+                self._speakers.forget(source.speaker)
 
     async def unsubscribe(self, participant: str) -> None:
         """Close a participant's subscriber connection (before re-subscribing, or on leave)."""
@@ -383,6 +415,8 @@ class MediaRouter:
         self.received_packets += 1
         now = self._now()
         source.media_ssrc = packet.ssrc
+        if (source.participant, source.kind) in self._blocked:
+            return
         if source.kind == "audio":
             level = aiortc_compat.audio_level(packet)
             if level is not None:
@@ -392,6 +426,7 @@ class MediaRouter:
                 self._slots = slots
                 for subscriber in self._subscribers.values():
                     self._assign_slots(subscriber)
+                self._on_speakers(slots)
         for name, subscriber in self._subscribers.items():
             if name == source.participant:
                 continue

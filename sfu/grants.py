@@ -40,6 +40,7 @@ class Refusal(enum.Enum):
     NOT_JOINED = "ru.sferum.sfu_not_joined"  # lesson: not a member of the room
     BANNED = "ru.sferum.sfu_banned"
     NOT_IN_SCHOOL = "ru.sferum.sfu_not_in_school"  # broadcast: of another school
+    REMOVED = "ru.sferum.sfu_removed"  # the teacher removed the user from this call
 
     @property
     def message(self) -> str:
@@ -52,6 +53,7 @@ _MESSAGES = {
     Refusal.NOT_JOINED: "Join the lesson room before joining its call",
     Refusal.BANNED: "You are banned from this room",
     Refusal.NOT_IN_SCHOOL: "This broadcast is for another school",
+    Refusal.REMOVED: "The teacher removed you from this call",
 }
 
 
@@ -77,10 +79,16 @@ class Grant:
     can_subscribe: bool = True
     can_publish_sources: tuple[str, ...] = ()
     hidden: bool = False  # MSC4195: never hidden; kept so the claim is explicit
+    # LiveKit's `roomAdmin`: may moderate others (mute, remove, allow a pupil's camera).
+    room_admin: bool = False
 
     @classmethod
-    def publisher(cls, *sources: str) -> Grant:
-        return cls(can_publish=True, can_publish_sources=tuple(s for s in SOURCES if s in sources))
+    def publisher(cls, *sources: str, room_admin: bool = False) -> Grant:
+        return cls(
+            can_publish=True,
+            can_publish_sources=tuple(s for s in SOURCES if s in sources),
+            room_admin=room_admin,
+        )
 
     @classmethod
     def viewer(cls) -> Grant:
@@ -104,7 +112,7 @@ def _lesson(facts: Facts) -> Grant | Refusal:
     if facts.membership != "join":
         return Refusal.NOT_JOINED
     if facts.teaches_room_class:
-        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
     if facts.attends_room_class:
         if facts.pupil_camera_allowed:
             return Grant.publisher(CAMERA, MICROPHONE)
@@ -116,7 +124,7 @@ def _broadcast(facts: Facts) -> Grant | Refusal:
     if not facts.in_school:
         return Refusal.NOT_IN_SCHOOL
     if Role.STAFF in facts.roles and facts.membership == "join":
-        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
     return Grant.viewer()
 
 

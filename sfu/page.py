@@ -6,24 +6,18 @@ cookie question arises. Everything the page knows about the user comes from the 
 (`get_openid`); the SFU checks that token with the homeserver and decides the grant, so the
 page holds no policy of its own (it only avoids asking for a camera the token cannot publish).
 
-`widget_state` (pure) is the `im.vector.modular.widgets` content that puts the page into
-lesson rooms, the broadcast room and every class news room (there the widget joins the
-school's broadcast: families watch it without joining the broadcast room).
+The module puts the page into lesson rooms, the broadcast room and every class news room
+(there the widget joins the school's broadcast: families watch it without joining the
+broadcast room); the widget's URL is built by `synapse_sferum.calls.widget_state`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
 STATIC = Path(__file__).parent / "static"
-WIDGET_EVENT = "im.vector.modular.widgets"
-WIDGET_ID = "ru.sferum.call"  # the state key: one call widget per room
-#: Room kind → the widget's name. A class news room shows the school broadcast.
-WIDGET_NAMES = {"lesson": "Урок", "broadcast": "Трансляция", "news": "Трансляция"}
 _STATIC_FILES = {"call.js": "application/javascript", "call.css": "text/css"}
 # The page runs only its own script and talks only to its own origin (`/get_token`, `/ws`);
 # it may be framed by any client, since Element's origin varies between deployments.
@@ -38,38 +32,6 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
 }
-
-
-def widget_state(kind: str, room_id: str, public_url: str) -> dict[str, Any]:
-    """The content of the `im.vector.modular.widgets` event (state key `WIDGET_ID`).
-
-    `room_id` is the room whose call the widget joins. For a lesson or the broadcast room that
-    is the room holding the widget, so the URL leaves it to the client (`$matrix_room_id`) and
-    the same content fits a recreated room; a class news room names the school's broadcast
-    room explicitly, as that is the call its families watch. The user and device come from
-    the client's template variables too: `/get_token` needs them as the claimed member, and
-    the SFU checks the user against the OpenID token anyway.
-    """
-    if kind not in WIDGET_NAMES:
-        raise ValueError(f"kind must be one of {sorted(WIDGET_NAMES)}, got {kind!r}")
-    if not room_id.startswith("!"):
-        raise ValueError(f"room_id must be a Matrix room ID (!…), got {room_id!r}")
-    if not public_url.startswith(("http://", "https://")):
-        raise ValueError(f"public_url must be an http(s) URL, got {public_url!r}")
-    room = "$matrix_room_id" if kind != "news" else quote(room_id, safe="")
-    url = (
-        f"{public_url.rstrip('/')}/call?room={room}&kind={kind}"
-        "&user=$matrix_user_id&device=$org.matrix.msc3819.matrix_device_id"
-        "&theme=$org.matrix.msc2873.client_theme"
-    )
-    return {
-        "id": WIDGET_ID,
-        "type": "m.custom",
-        "name": WIDGET_NAMES[kind],
-        "url": url,
-        "data": {"title": WIDGET_NAMES[kind]},
-        "waitForIframeLoad": True,
-    }
 
 
 async def _page(request: web.Request) -> web.Response:

@@ -6,10 +6,14 @@ more service, not two. A socket's life:
 1. the first message is ``join {room, token}``; the token is verified (signature, time, room)
    before anything else is read, and a refusal closes the socket;
 2. ``publish {sdp}`` hands the offer to the room's :class:`MediaRouter` and answers, but only
-   for the media kinds the token's grant allows (a viewer's token publishes nothing);
+   for the media kinds the token's grant allows (a viewer's token publishes nothing), plus a
+   camera the teacher allowed; an edge (`sfu.edge`) takes no publishers at all;
 3. ``subscribe`` makes the SFU offer the room's current tracks; the client sends ``answer``;
-4. ``mute`` and ``leave`` (or the socket closing) update everyone's ``participants`` list;
-5. every ``membership_check_seconds`` the directory is asked again whether the session's Matrix
+   a later publisher's tracks reach subscribers as new offers on the same connection;
+4. ``mute``, ``hand`` and ``leave`` (or the socket closing) update everyone's
+   ``participants`` list; changes of the active speakers go out as ``speakers``;
+5. ``moderate`` lets the teacher mute, remove, or allow a pupil's camera (`sfu.moderation`);
+6. every ``membership_check_seconds`` the directory is asked again whether the session's Matrix
    user may still be in the call (:mod:`sfu.membership`); one who left or was banned hears
    ``removed {reason}`` and the socket closes with code 4403 and the refusal code as reason.
 
@@ -34,18 +38,22 @@ from aiortc import RTCSessionDescription
 
 from sfu import tokens
 from sfu.authservice import ApiError, AuthService
+from sfu.call import Participant, Room, publish_refusal
 from sfu.config import SfuConfig
 from sfu.edge import Upstream, relay_token
 from sfu.forwarding import MediaRouter
-from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Facts, Grant, Refusal
-from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of, still_allowed
+from sfu.grants import Facts, Refusal
+from sfu.membership import CLOSE_REMOVED, close_reason, session_of, still_allowed
 from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot
+from sfu.moderation import moderation_refusal, publishable
 from sfu.page import page_routes
 from sfu.signalling import (
     MAX_MESSAGE_BYTES,
     Answer,
+    Hand,
     Join,
     Leave,
+    Moderate,
     Mute,
     Publish,
     SignallingError,
@@ -63,70 +71,18 @@ JOIN_TIMEOUT_SECONDS = 10.0
 CLOSE_REFUSED = 4401
 
 
-def offered_kinds(sdp: str) -> frozenset[str]:
-    """The media kinds (`audio`, `video`, ...) of an SDP's m-lines that are not disabled."""
-    kinds = set()
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            parts = line[2:].split()
-            if len(parts) >= 2 and parts[1] != "0":  # port 0: a rejected m-line
-                kinds.add(parts[0])
-    return frozenset(kinds)
+def speakers_message(room: Room, slots: tuple[str | None, ...]) -> str:
+    """`speakers`: who holds a speaker slot, of the participants everyone may see."""
+    listed = {p.identity for p in room.participants.values() if not p.grant.hidden}
+    return encode_message("speakers", speakers=[s for s in slots if s in listed])
 
 
-def allowed_kinds(grant: Grant) -> frozenset[str]:
-    """The media kinds a grant lets its holder publish.
-
-    LiveKit reads an empty `canPublishSources` as "any source"; our grants always list them
-    when publishing, so the empty case only matters for tokens minted by hand.
-    """
-    if not grant.can_publish:
-        return frozenset()
-    sources = set(grant.can_publish_sources) or {CAMERA, MICROPHONE, SCREEN_SHARE}
-    kinds = set()
-    if MICROPHONE in sources:
-        kinds.add("audio")
-    if sources & {CAMERA, SCREEN_SHARE}:
-        kinds.add("video")
-    return frozenset(kinds)
-
-
-def publish_refusal(grant: Grant, sdp: str) -> str | None:
-    """Why this grant may not publish this offer, or None if it may."""
-    if not grant.can_publish:
-        return "publish refused: the token does not allow publishing"
-    extra = offered_kinds(sdp) - allowed_kinds(grant)
-    if extra:
-        return f"publish refused: the token does not allow publishing {', '.join(sorted(extra))}"
-    return None
-
-
-@attrs.define(eq=False)
-class Participant:
-    identity: str
-    grant: Grant
-    ws: web.WebSocketResponse
-    session: Session | None = None  # None: a token without our private claim, not watched
-    muted: set[str] = attrs.field(factory=set)
-
-    def describe(self, publishing: bool) -> dict[str, Any]:
-        return {"identity": self.identity, "publishing": publishing, "muted": sorted(self.muted)}
-
-
-@attrs.define(eq=False)
-class Room:
-    name: str
-    router: MediaRouter = attrs.field(factory=MediaRouter)
-    participants: dict[str, Participant] = attrs.field(factory=dict)
-    upstream: asyncio.Task[None] | None = None  # an edge's link to the origin (`sfu.edge`)
-
-    def listing(self) -> list[dict[str, Any]]:
-        """What everyone is told: hidden participants (none today, MSC4195) are left out."""
-        return [
-            p.describe(self.router.is_publishing(p.identity))
-            for p in self.participants.values()
-            if not p.grant.hidden
-        ]
+async def _end_socket(ws: web.WebSocketResponse, refusal: Refusal) -> None:
+    """Tell a client why its session ends (`removed`), then close with the refusal's code."""
+    if not ws.closed:
+        notice = encode_message("removed", reason=refusal.value, message=refusal.message)
+        await asyncio.gather(ws.send_str(notice), return_exceptions=True)
+    await ws.close(code=CLOSE_REMOVED, message=close_reason(refusal).encode())
 
 
 class SfuServer:
@@ -140,6 +96,7 @@ class SfuServer:
         self._metrics = SfuMetrics(self._snapshot)
         # Totals of rooms already closed, so the packet counters never go down.
         self._retired = Snapshot()
+        self._tasks: set[asyncio.Task[None]] = set()  # speaker announcements under way
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
@@ -251,22 +208,9 @@ class SfuServer:
         Closing from here (not the socket's own task) is safe: aiohttp wakes the task's
         pending receive, whose loop then ends and whose own leave finds nothing left to do.
         """
-        logger.info(
-            "sfu: ending %s in %s: %s",
-            participant.session.user_id if participant.session else participant.identity,
-            room.name,
-            refusal.value,
-        )
-        reason = close_reason(refusal)
-        if not participant.ws.closed:
-            await asyncio.gather(
-                participant.ws.send_str(
-                    encode_message("removed", reason=refusal.value, message=refusal.message)
-                ),
-                return_exceptions=True,
-            )
+        logger.info("sfu: ending %s in %s: %s", participant.user, room.name, refusal.value)
         await self._leave(room, participant, notify=False)
-        await participant.ws.close(code=CLOSE_REMOVED, message=reason.encode())
+        await _end_socket(participant.ws, refusal)
 
     async def _shutdown(self, app: web.Application) -> None:
         for room in list(self._rooms.values()):
@@ -316,6 +260,10 @@ class SfuServer:
             await ws.close(code=CLOSE_REFUSED, message=b"join refused")
             return None
         existing = self._rooms.get(room_name)
+        session = session_of(claims)
+        if existing is not None and (session.user_id if session else identity) in existing.removed:
+            await _end_socket(ws, Refusal.REMOVED)
+            return None
         previous = existing.participants.get(identity) if existing else None
         if existing is not None and previous is not None:
             # The same membership reconnecting (a dropped network): the new socket wins.
@@ -324,7 +272,7 @@ class SfuServer:
         room = self._rooms.get(room_name)
         if room is None:
             room = self._rooms[room_name] = self._open_room(room_name)
-        participant = Participant(identity, tokens.grant_of(claims), ws, session_of(claims))
+        participant = Participant(identity, tokens.grant_of(claims), ws, session)
         room.participants[identity] = participant
         logger.info("sfu: %s joined %s", identity, room_name)
         await ws.send_str(encode_message("joined", participant=identity))
@@ -334,6 +282,13 @@ class SfuServer:
     def _open_room(self, name: str) -> Room:
         """A new room; on an edge, linked to the same room at the origin."""
         room = Room(name)
+
+        def on_speakers(slots: tuple[str | None, ...]) -> None:
+            task = asyncio.create_task(self._announce_speakers(room, slots))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        room.router = MediaRouter(on_speakers=on_speakers)
         origin = self._config.origin_url
         if origin is not None:
 
@@ -364,6 +319,11 @@ class SfuServer:
                 else:
                     participant.muted.discard(message.kind)
                 await self._broadcast(room)
+            elif isinstance(message, Hand):
+                participant.hand_raised = message.raised
+                await self._broadcast(room)
+            elif isinstance(message, Moderate):
+                await self._moderate(room, participant, message)
             elif isinstance(message, Leave):
                 return False
             elif isinstance(message, Join):
@@ -378,19 +338,44 @@ class SfuServer:
         return True
 
     async def _publish(self, room: Room, participant: Participant, sdp: str) -> None:
-        refusal = publish_refusal(participant.grant, sdp)
+        refusal = publish_refusal(publishable(participant.grant, participant.camera_allowed), sdp)
         if refusal is not None:
             raise SignallingError(refusal)
         if self._config.origin_url is not None:
             raise SignallingError("publish refused: this SFU is an edge; publish at the origin")
-        if room.router.is_publishing(participant.identity):
-            raise SignallingError("publish refused: already publishing")
         answer = await room.router.publish(
             participant.identity, RTCSessionDescription(sdp, "offer")
         )
         await participant.ws.send_str(encode_message("answer", sdp=answer.sdp))
         await self._broadcast(room)
         await self._renegotiate(room)
+
+    async def _moderate(self, room: Room, actor: Participant, message: Moderate) -> None:
+        target = room.participants.get(message.participant)
+        refusal = moderation_refusal(
+            actor.grant, actor.identity, target.identity if target else None
+        )
+        if refusal is not None or target is None:
+            raise SignallingError(refusal or "moderate refused")
+        logger.info("sfu: %s: %s %s", room.name, message.action, target.identity)
+        action, router = message.action, room.router
+        if action == "remove":
+            room.removed.add(target.user)
+            await self._remove(room, target, Refusal.REMOVED)
+        else:
+            if action in ("mute", "unmute"):
+                muted = action == "mute"
+                target.muted_by_teacher = {"audio"} if muted else set()
+                router.block(target.identity, "audio", muted)
+            else:
+                target.camera_allowed = action == "allow_camera"
+                router.block(target.identity, "video", not target.camera_allowed)
+            notice = encode_message("moderated", action=action, by=actor.identity)
+            await asyncio.gather(target.ws.send_str(notice), return_exceptions=True)
+        await self._broadcast(room)
+
+    async def _announce_speakers(self, room: Room, slots: tuple[str | None, ...]) -> None:
+        await self._send_all(room, speakers_message(room, slots))
 
     async def _renegotiate(self, room: Room) -> None:
         """Offer new tracks to every subscriber that needs new m-lines for them."""
@@ -412,6 +397,7 @@ class SfuServer:
         await room.router.unsubscribe(participant.identity)
         offer = await room.router.subscribe(participant.identity)
         await participant.ws.send_str(encode_message("offer", sdp=offer.sdp))
+        await participant.ws.send_str(speakers_message(room, room.router.speakers))
 
     async def _leave(self, room: Room, participant: Participant, notify: bool = True) -> None:
         if room.participants.get(participant.identity) is not participant:
@@ -430,6 +416,9 @@ class SfuServer:
             await self._broadcast(room)
 
     async def _broadcast(self, room: Room) -> None:
-        text = encode_message("participants", participants=room.listing())
+        await self._send_all(room, encode_message("participants", participants=room.listing()))
+
+    @staticmethod
+    async def _send_all(room: Room, text: str) -> None:
         sockets = [p.ws for p in room.participants.values() if not p.ws.closed]
         await asyncio.gather(*(ws.send_str(text) for ws in sockets), return_exceptions=True)

@@ -5,11 +5,15 @@ be ``join`` carrying the JWT from the auth service; it is verified before anythi
 parsed, so an unauthenticated socket can do nothing but be closed. Parsing is strict (unknown
 types, missing or mistyped fields are errors) because every message here drives media state.
 
-Client → server: ``join {room, token}``, ``publish {sdp}`` (offer), ``subscribe {}``,
-``answer {sdp}`` (to the SFU's subscribe offer), ``mute {kind, muted}``, ``leave {}``.
+Client → server: ``join {room, token}``, ``publish {sdp}`` (offer; again to add a track, e.g.
+the camera a teacher allowed), ``subscribe {}``, ``answer {sdp}`` (to the SFU's offer),
+``mute {kind, muted}``, ``hand {raised}``, ``moderate {participant, action}`` (a room admin:
+:data:`sfu.moderation.ACTIONS`), ``leave {}``.
 Server → client: ``joined {participant}``, ``answer {sdp}``, ``offer {sdp}`` (first for a
 subscription, then again whenever new tracks need new m-lines: renegotiation),
-``participants {participants}``, ``speakers {speakers}``, ``error {message}``.
+``participants {participants}``, ``speakers {speakers}`` (the active speakers' identities),
+``moderated {action, by}`` (to the one moderated), ``removed {reason, message}``,
+``error {message}``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import attrs
 
+from sfu.moderation import ACTIONS
 from sfu.tokens import TokenError, verify
 
 MAX_MESSAGE_BYTES = 64 * 1024  # an SDP with a few m-lines is ~5 KiB
@@ -57,11 +62,22 @@ class Mute:
 
 
 @attrs.frozen
+class Hand:
+    raised: bool
+
+
+@attrs.frozen
+class Moderate:
+    participant: str
+    action: str
+
+
+@attrs.frozen
 class Leave:
     pass
 
 
-ClientMessage = Join | Publish | Subscribe | Answer | Mute | Leave
+ClientMessage = Join | Publish | Subscribe | Answer | Mute | Hand | Moderate | Leave
 
 #: Maps (token, room) to the participant identity, or raises TokenError.
 Verifier = Callable[[str, str], str]
@@ -98,6 +114,13 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         if media not in ("audio", "video"):
             raise SignallingError("mute: 'kind' must be 'audio' or 'video'")
         return Mute(kind=media, muted=_field(data, "muted", bool))
+    if kind == "hand":
+        return Hand(raised=_field(data, "raised", bool))
+    if kind == "moderate":
+        action = _field(data, "action", str)
+        if action not in ACTIONS:
+            raise SignallingError(f"moderate: 'action' must be one of {', '.join(ACTIONS)}")
+        return Moderate(participant=_field(data, "participant", str), action=action)
     if kind == "leave":
         return Leave()
     raise SignallingError(f"unknown message type {kind!r}")

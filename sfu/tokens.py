@@ -99,6 +99,7 @@ def issue(
             "canPublishData": grant.can_publish,
             "canPublishSources": list(grant.can_publish_sources),
             "hidden": grant.hidden,
+            "roomAdmin": grant.room_admin,
         },
     }
     return jwt.encode({**(private_claims or {}), **claims}, secret, algorithm=ALGORITHM)
@@ -153,4 +154,5 @@ def grant_of(claims: dict[str, Any]) -> Grant:
         can_subscribe=video.get("canSubscribe") is True,
         can_publish_sources=tuple(s for s in sources if isinstance(s, str)),
         hidden=video.get("hidden") is True,
+        room_admin=video.get("roomAdmin") is True,
     )

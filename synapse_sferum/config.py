@@ -75,6 +75,13 @@ class LinkCodesConfig:
 
 
 @attrs.frozen
+class CallsConfig:
+    # Where browsers reach the school's SFU (its call page is `/call`); None: no SFU, so no
+    # call widget in lesson, broadcast and class news rooms.
+    public_url: str | None = None
+
+
+@attrs.frozen
 class SferumConfig:
     admin_api_secret: str
     bot_localpart: str = "sferum"
@@ -84,6 +91,7 @@ class SferumConfig:
     phone: PhoneConfig = PhoneConfig()
     link_codes: LinkCodesConfig = LinkCodesConfig()
     quiet_hours: QuietHoursConfig = attrs.field(factory=QuietHoursConfig)
+    calls: CallsConfig = CallsConfig()
 
 
 _TOP_KEYS = {
@@ -95,6 +103,7 @@ _TOP_KEYS = {
     "phone",
     "link_codes",
     "quiet_hours",
+    "calls",
 }
 _QUIET_KEYS = {"enabled", "default_timezone", "check_interval_seconds"}
 _RULES_KEYS = {"min_account_age_years", "adult_age_years", "allow_encrypted_dms"}
@@ -103,6 +112,7 @@ _PHONE_KEYS = {"default_region", "code_ttl_seconds", "max_attempts", "max_sms_pe
 _SMS_FILE_KEYS = {"backend", "path"}
 _SMS_HTTP_KEYS = {"backend", "url", "method", "body_template", "content_type", "auth_header"}
 _LINK_CODES_KEYS = {"expiry_days"}
+_CALLS_KEYS = {"public_url"}
 _HTTP_METHODS = ("POST", "PUT", "GET")
 
 
@@ -148,6 +158,13 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None = None, where: st
     return value
 
 
+def _http_url(raw: Mapping[str, Any], key: str, where: str) -> str:
+    url = _str(raw, key, where=where)
+    if not url.startswith(("http://", "https://")):
+        raise SferumConfigError(f"{where}.{key}", f"must be an http(s) URL, got {url!r}")
+    return url
+
+
 def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
     if raw is None:
         return None
@@ -160,9 +177,7 @@ def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
         return FileSmsConfig(path=_str(raw, "path", where=where))
     if backend == "http":
         _check_keys(raw, _SMS_HTTP_KEYS, where)
-        url = _str(raw, "url", where=where)
-        if not url.startswith(("http://", "https://")):
-            raise SferumConfigError(f"{where}.url", f"must be an http(s) URL, got {url!r}")
+        url = _http_url(raw, "url", where)
         method = _str(raw, "method", "POST", where).upper()
         if method not in _HTTP_METHODS:
             raise SferumConfigError(
@@ -193,6 +208,13 @@ def _quiet_hours(raw: Mapping[str, Any]) -> QuietHoursConfig:
         default_timezone=zone,
         check_interval_seconds=_int(raw, "check_interval_seconds", "quiet_hours", 30, 5, 3600),
     )
+
+
+def _calls(raw: Mapping[str, Any]) -> CallsConfig:
+    _check_keys(raw, _CALLS_KEYS, "calls")
+    if raw.get("public_url") is None:
+        return CallsConfig()
+    return CallsConfig(public_url=_http_url(raw, "public_url", "calls"))
 
 
 def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
@@ -265,4 +287,5 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         phone=_phone(_section(raw, "phone")),
         link_codes=link_codes,
         quiet_hours=_quiet_hours(_section(raw, "quiet_hours")),
+        calls=_calls(_section(raw, "calls")),
     )

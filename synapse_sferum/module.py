@@ -38,7 +38,7 @@ class SferumModule:
         bot = self.gatekeeper.bot_user_id
         departures = Departures(api, self.directory, config.provisioning.deactivate_after_hours)
         self.provisioner = Provisioner(
-            api, self.directory, bot, config.partner_servers, departures
+            api, self.directory, bot, config.partner_servers, departures, config.calls.public_url
         )
         api.register_ratelimit_callbacks(
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override

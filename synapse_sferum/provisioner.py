@@ -16,8 +16,10 @@ from synapse.module_api import ModuleApi, RatelimitOverride, UserID
 from synapse.module_api.errors import SynapseError
 
 from synapse_sferum import policy
+from synapse_sferum.calls import WIDGET_ID
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
+from synapse_sferum.policy import matrix
 from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope, server_of
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.views import org_views
@@ -58,12 +60,14 @@ class Provisioner:
         bot_user_id: str,
         partner_servers: frozenset[str],
         departures: Departures | None = None,
+        calls_url: str | None = None,
     ):
         self._api = api
         self._directory = directory
         self._departures = departures
         self._bot = bot_user_id
         self._partner_servers = partner_servers
+        self._calls_url = calls_url  # where browsers reach the SFU; None: no SFU, no call widget
         self._running = False
         self._pending = False
         self._requested = 0  # runs asked for
@@ -149,6 +153,7 @@ class Provisioner:
     ) -> None:
         room_id = await self._ensure_room(plan, org_id, report)
         await self._sync_power_levels(room_id, plan, report)
+        await self._sync_call_widget(room_id, plan, report)
         if plan.parent is not None:
             parent_id = await self._directory.room_id(plan.parent)
             if parent_id is not None:
@@ -232,6 +237,27 @@ class Provisioner:
         wanted = policy.power_levels(plan, self._bot, current)
         if current != wanted:
             await self._send_state(room_id, "m.room.power_levels", "", wanted)
+            report.state_updates += 1
+
+    async def _sync_call_widget(
+        self, room_id: str, plan: policy.RoomPlan, report: ReconcileReport
+    ) -> None:
+        """The SFU's call page as a widget: set once when a room is made, mended when it differs.
+
+        A class news room's widget names the broadcast room, made earlier in the same run (the
+        school's rooms come first); should that have failed, the next run puts the widget in.
+        """
+        if plan.call is None:
+            return
+        call_room_id = (
+            room_id if plan.call == plan.key else await self._directory.room_id(plan.call)
+        )
+        if call_room_id is None:
+            return
+        wanted = policy.call_widget(plan, call_room_id, self._calls_url)
+        current = await self._state_content(room_id, matrix.WIDGETS, WIDGET_ID)
+        if (current or {}) != wanted:
+            await self._send_state(room_id, matrix.WIDGETS, WIDGET_ID, wanted)
             report.state_updates += 1
 
     async def _link_space(self, parent_id: str, child_id: str, report: ReconcileReport) -> None:

@@ -29,6 +29,8 @@ class ProvisionedRoom:
 
 
 # State that decides who is in a provisioned room, who may do what there, and what it is.
+# Widgets too: a widget's page may ask members' clients for OpenID tokens (the call page does),
+# so only the platform places pages there.
 PLATFORM_STATE = frozenset(
     {
         matrix.POWER_LEVELS,
@@ -39,6 +41,7 @@ PLATFORM_STATE = frozenset(
         matrix.TOMBSTONE,
         matrix.SPACE_CHILD,
         matrix.SPACE_PARENT,
+        matrix.WIDGETS,
         ROOM_KIND_EVENT,
     }
 )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import attrs
 
+from synapse_sferum.calls import widget_state
 from synapse_sferum.policy import matrix
-from synapse_sferum.rooms import CLASS_KINDS, ORG_KINDS, ROOM_KIND_EVENT, RoomKey, RoomKind
+from synapse_sferum.rooms import CLASS_KINDS, ORG_KINDS, ROOM_KIND_EVENT, RoomKey, RoomKind, Scope
 
 # Power levels
 EVERYONE = 0
@@ -64,6 +66,7 @@ class RoomPlan:
     moderators: frozenset[str]  # user IDs at MODERATOR, a subset of members
     posters_level: int  # events_default: who may post messages
     parent: RoomKey | None  # the space that lists this room
+    call: RoomKey | None = None  # whose call the room's call widget joins; None: no widget
 
     @property
     def is_space(self) -> bool:
@@ -136,6 +139,15 @@ _TEXTS: Mapping[RoomKind, tuple[str, str]] = {
     RoomKind.LESSON: ("{title} — урок", "Видеоуроки: {title}"),
 }
 
+# Rooms that show the SFU's call page (DESIGN §3, §7), and whose call it joins: lessons and the
+# broadcast room their own; a class news room the school's broadcast, which families watch there
+# without joining the broadcast room.
+_CALLS: Mapping[RoomKind, RoomKind] = {
+    RoomKind.LESSON: RoomKind.LESSON,
+    RoomKind.BROADCAST: RoomKind.BROADCAST,
+    RoomKind.CLASS_NEWS: RoomKind.BROADCAST,
+}
+
 # A subject group has no homeroom link in OneRoster, so its rooms hang in the school space.
 _SUBJECT_GROUP_KINDS = (RoomKind.CLASS_CHAT, RoomKind.LESSON)
 
@@ -155,7 +167,7 @@ def desired_rooms(org: OrgView, linked: Mapping[str, str]) -> list[RoomPlan]:
             for cls in org.classes
             for plan in _class_rooms(cls, org, school, guardians_of, linked)
         ),
-        *_diaries(org.pupils, linked),
+        *_diaries(org, linked),
     ]
 
 
@@ -168,6 +180,7 @@ def _school_rooms(org: OrgView, school: RoomKey, linked: Mapping[str, str]) -> l
             circles,
             linked,
             parent=None if kind is RoomKind.SCHOOL_SPACE else school,
+            org_id=org.org_id,
         )
         for kind in ORG_KINDS
     ]
@@ -195,17 +208,24 @@ def _class_rooms(
     else:
         placed = [(kind, school) for kind in _SUBJECT_GROUP_KINDS]
     return [
-        _plan(RoomKey(kind, cls.class_id), cls.title, circles, linked, parent=parent)
+        _plan(
+            RoomKey(kind, cls.class_id),
+            cls.title,
+            circles,
+            linked,
+            parent=parent,
+            org_id=org.org_id,
+        )
         for kind, parent in placed
     ]
 
 
-def _diaries(pupils: Iterable[PupilView], linked: Mapping[str, str]) -> Iterator[RoomPlan]:
-    for pupil in pupils:
+def _diaries(org: OrgView, linked: Mapping[str, str]) -> Iterator[RoomPlan]:
+    for pupil in org.pupils:
         circles = {PUPILS: frozenset({pupil.person_id}), GUARDIANS: pupil.guardian_ids}
         # No parent space: a space would show every diary's room ID to the whole class.
         key = RoomKey(RoomKind.DIARY, pupil.person_id)
-        diary = _plan(key, pupil.name, circles, linked, parent=None)
+        diary = _plan(key, pupil.name, circles, linked, parent=None, org_id=org.org_id)
         if diary.members:
             yield diary
 
@@ -217,6 +237,7 @@ def _plan(
     linked: Mapping[str, str],
     *,
     parent: RoomKey | None,
+    org_id: str,
 ) -> RoomPlan:
     shape = _SHAPES[key.kind]
     name, topic = _TEXTS[key.kind]
@@ -233,7 +254,15 @@ def _plan(
         moderators=users(() if shape.moderators is None else (shape.moderators,)),
         posters_level=shape.posters_level,
         parent=parent,
+        call=_call_room(key, org_id),
     )
+
+
+def _call_room(key: RoomKey, org_id: str) -> RoomKey | None:
+    kind = _CALLS.get(key.kind)
+    if kind is None:
+        return None
+    return RoomKey(kind, org_id if kind.scope is Scope.ORG else key.scope_id)
 
 
 # Levels of single event types; anything unlisted falls to events_default or state_default.
@@ -281,6 +310,17 @@ def power_levels(
         "events": dict(_EVENT_LEVELS),
         "notifications": {"room": MODERATOR},
     }
+
+
+def call_widget(plan: RoomPlan, call_room_id: str, public_url: str | None) -> dict[str, Any]:
+    """The content of the room's call widget (state key `calls.WIDGET_ID`).
+
+    `call_room_id` is the room ID of `plan.call`. Without an SFU (`public_url` None) the
+    content is empty, which takes away a widget placed while the deployment had one.
+    """
+    if plan.call is None or public_url is None:
+        return {}
+    return widget_state(plan.key.kind, call_room_id, public_url)
 
 
 @attrs.frozen

@@ -1,5 +1,6 @@
 """The SFU's auth routes against a real Synapse with the module: real OpenID tokens, the real
-directory and rooms (`rtc-facts`), lk-jwt-service's request shapes."""
+directory and rooms (`rtc-facts`), lk-jwt-service's request shapes. The deployment is made with
+`sferumctl init --sfu-port`, so the module also puts the SFU's call page into rooms as a widget."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -17,9 +20,13 @@ from sfu import tokens
 from sfu.authservice import AuthService
 from sfu.config import SfuConfig, parse_config
 from sfu.grants import Grant
+from synapse_sferum.calls import WIDGET_ID, widget_state
+from synapse_sferum.ctl.deploy import BOT_LOCALPART
+from synapse_sferum.policy.matrix import WIDGETS
+from synapse_sferum.rooms import RoomKind
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import DEMO_ROSTER, Deployment, sferumctl
+from tests.integration.harness import DEMO_ROSTER, Deployment, free_port, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +53,7 @@ class School:
 @pytest.fixture(scope="module")
 def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) -> Iterator[School]:
     deployment = make_deployment(tmp_path_factory.mktemp("sfu"), "sqlite", None, SERVER)
+    deployment.extra_init = ("--sfu-port", str(free_port()))  # `start` runs the SFU too
     deployment.init()
     deployment.start()
     try:
@@ -260,3 +268,52 @@ async def test_issued_jwt_is_refused_expired_forged_or_elsewhere(
         tokens.verify(jwt, "another-secret-of-the-same-sufficient-len", room_5a, now)
     with pytest.raises(tokens.TokenError, match="another room"):
         tokens.verify(jwt, JWT_SECRET, tokens.room_name(lesson_6b, "m.call#ROOM"), now)
+
+
+async def widget_event(user: User, room_id: str) -> dict[str, Any]:
+    """The room's call widget event (with its ID), from the room's whole state."""
+    reply = await user.call("GET", f"/rooms/{urllib.parse.quote(room_id)}/state")
+    assert reply.status == 200, reply
+    [event] = [e for e in reply.body if (e["type"], e["state_key"]) == (WIDGETS, WIDGET_ID)]
+    return event
+
+
+async def test_the_call_page_is_a_widget_in_lessons_the_broadcast_and_class_news(
+    school: School,
+) -> None:
+    hs = school.deployment
+    sfu_url = parse_config(yaml.safe_load((hs.dir / "sfu.yaml").read_text())).sfu_url
+    teacher = await school.login(first(school.roster.teachers["5a"]))  # in all three rooms
+    lesson_5a, _, broadcast = await rooms(teacher)
+    news_5a = await teacher.resolve(f"#news-5a:{SERVER}")
+    wanted = {
+        lesson_5a: widget_state(RoomKind.LESSON, lesson_5a, sfu_url),
+        broadcast: widget_state(RoomKind.BROADCAST, broadcast, sfu_url),
+        news_5a: widget_state(RoomKind.CLASS_NEWS, broadcast, sfu_url),  # families watch there
+    }
+    events = {room_id: await widget_event(teacher, room_id) for room_id in wanted}
+    assert {room_id: event["content"] for room_id, event in events.items()} == wanted
+    assert all(event["sender"] == f"@{BOT_LOCALPART}:{SERVER}" for event in events.values())
+    # The URL opens the page of the SFU that `sferumctl start` runs.
+    page_url = wanted[news_5a]["url"].split("?", 1)[0]
+    async with aiohttp.ClientSession() as http, http.get(page_url) as page:
+        assert page.status == 200 and page.content_type == "text/html"
+
+    # Members cannot replace or remove it (a page of theirs would get OpenID tokens).
+    pupil = await school.login(first(school.roster.students["5a"]))
+    for user in (teacher, pupil):
+        reply = await user.put_state(lesson_5a, WIDGETS, {}, WIDGET_ID)
+        assert (reply.status, reply.reason) == (403, "ru.sferum.protected_state"), reply
+
+    # Reconciling again sends nothing; a widget that differs is mended.
+    report = hs.reconcile()
+    assert (report["state_updates"], report["failures"]) == (0, 0), report
+    for room_id, event in events.items():
+        assert (await widget_event(teacher, room_id))["event_id"] == event["event_id"]
+    bot = User(hs.base_url, f"@{BOT_LOCALPART}:{SERVER}", hs.secrets["as_token"])
+    stale = {**wanted[news_5a], "url": "https://old-sfu.example/call"}
+    reply = await bot.put_state(news_5a, WIDGETS, stale, WIDGET_ID)
+    assert reply.status == 200, reply
+    report = hs.reconcile()
+    assert (report["state_updates"], report["failures"]) == (1, 0), report
+    assert (await widget_event(teacher, news_5a))["content"] == wanted[news_5a]

@@ -137,6 +137,7 @@ class Member:
 
     person: str
     user: User
+    identity: str = ""  # the SFU's name for this membership, from `joined`
     ws: aiohttp.ClientWebSocketResponse | None = None
     publisher: RTCPeerConnection = attrs.field(factory=client_peer)
     subscriber: RTCPeerConnection = attrs.field(factory=client_peer)
@@ -229,7 +230,7 @@ async def join(
     jwt = await get_jwt(server, session, member, room_id)
     member.ws = await session.ws_connect(server.make_url("/ws"))
     await member.send("join", room=tokens.room_name(room_id, SLOT), token=jwt)
-    await member.expect("joined")
+    member.identity = (await member.expect("joined"))["participant"]
 
 
 async def publish(member: Member, *tracks: MediaStreamTrack) -> None:
@@ -322,6 +323,107 @@ async def test_lesson_of_a_teacher_and_ten_pupils(school: School, sfu: TestServe
             assert teacher.video_frames == 0
         finally:
             for member in everyone:
+                await member.close()
+
+
+def last(member: Member, kind: str) -> dict[str, Any] | None:
+    """The newest message of `kind` the member's socket got (read by `Member.drain`)."""
+    return next((m for m in reversed(member.messages) if m["type"] == kind), None)
+
+
+def listed(member: Member, identity: str) -> dict[str, Any]:
+    """`identity` in the newest participants list `member` got."""
+    latest = last(member, "participants")
+    assert latest is not None, member.messages
+    return next(p for p in latest["participants"] if p["identity"] == identity)
+
+
+@pytest.mark.timeout(150)
+async def test_the_teacher_moderates_the_lesson(school: School, sfu: TestServer) -> None:
+    """Mute, a camera on permission, removal for the rest of the call; hands and speakers."""
+    persons = (TEACHER, *PUPILS[:4])
+    accounts, base = school.accounts, school.deployment.base_url
+    users = await asyncio.gather(
+        *(login(base, accounts[p]["user_id"], accounts[p]["password"]) for p in persons)
+    )
+    members = [Member(p, u) for p, u in zip(persons, users, strict=True)]
+    teacher, loud, other_loud, quiet, unruly = members
+    lesson = await teacher.user.resolve(f"#lesson-5a:{SERVER}")
+    async with aiohttp.ClientSession() as session:
+        try:
+            for member in members:
+                await join(sfu, session, member, lesson)
+            await publish(teacher, TinyVideo(), Tone())
+            for pupil in (loud, other_loud):
+                await publish(pupil, Tone())
+            for pupil in (quiet, unruly):
+                await publish(pupil, AudioStreamTrack())
+            for member in members:
+                await subscribe(member)
+            assert await wait_for(lambda: quiet.loud_tracks() == 3, 30), dict(quiet.loud_frames)
+
+            def speakers() -> set[str]:
+                return set((last(quiet, "speakers") or {}).get("speakers", []))
+
+            # Who speaks goes out as `speakers`.
+            voices = {teacher.identity, loud.identity, other_loud.identity}
+            assert await wait_for(lambda: speakers() == voices, 10), quiet.messages[-5:]
+
+            # A pupil may not moderate; the teacher mutes a loud pupil, whose voice is no
+            # longer forwarded to anyone (and whose slot frees up).
+            await unruly.send("moderate", participant=loud.identity, action="mute")
+            assert await wait_for(lambda: last(unruly, "error") is not None, 5)
+            await teacher.send("moderate", participant=loud.identity, action="mute")
+            assert await wait_for(lambda: last(loud, "moderated") is not None, 5)
+            assert await wait_for(lambda: speakers() == voices - {loud.identity}, 10)
+            await asyncio.sleep(0.5)
+            quiet.loud_frames.clear()
+            await asyncio.sleep(2)
+            assert quiet.loud_tracks() == 2, dict(quiet.loud_frames)
+            assert listed(teacher, loud.identity)["muted"] == ["audio"]
+
+            # A raised hand shows in everyone's participants list.
+            await quiet.send("hand", raised=True)
+            assert await wait_for(lambda: listed(teacher, quiet.identity)["hand_raised"], 5)
+
+            # The quiet pupil may not send video until the teacher allows the camera; then a
+            # second offer on the same connection adds it, and the teacher gets it by a
+            # renegotiated offer.
+            camera = TinyVideo()
+            quiet.publisher.addTrack(camera)
+            await quiet.publisher.setLocalDescription(await quiet.publisher.createOffer())
+            await quiet.send("publish", sdp=quiet.publisher.localDescription.sdp)
+            assert await wait_for(
+                lambda: "video" in (last(quiet, "error") or {}).get("message", ""), 5
+            )
+            await teacher.send("moderate", participant=quiet.identity, action="allow_camera")
+            assert await wait_for(lambda: last(quiet, "moderated") is not None, 5)
+            quiet.messages.clear()
+            await quiet.send("publish", sdp=quiet.publisher.localDescription.sdp)
+            assert await wait_for(lambda: last(quiet, "answer") is not None, 10), quiet.messages
+            answer = last(quiet, "answer")
+            assert answer is not None
+            await quiet.publisher.setRemoteDescription(
+                RTCSessionDescription(answer["sdp"], "answer")
+            )
+            assert await wait_for(lambda: teacher.video_frames >= 20, 20), teacher.video_frames
+
+            # Removed: the session ends with the reason, and the same user cannot come back.
+            await teacher.send("moderate", participant=unruly.identity, action="remove")
+            assert await wait_for(lambda: last(unruly, "removed") is not None, 5)
+            removed = last(unruly, "removed")
+            assert removed is not None and removed["reason"] == "ru.sferum.sfu_removed"
+            again = Member(unruly.person, unruly.user)
+            try:
+                jwt = await get_jwt(sfu, session, again, lesson)
+                again.ws = await session.ws_connect(sfu.make_url("/ws"))
+                await again.send("join", room=tokens.room_name(lesson, SLOT), token=jwt)
+                refused = await again.ws.receive_json(timeout=5)
+                assert refused["type"] == "removed", refused
+            finally:
+                await again.close()
+        finally:
+            for member in members:
                 await member.close()
 
 

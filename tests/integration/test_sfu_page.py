@@ -5,7 +5,7 @@ Two browsers open `/call#jwt=…` (the page's test mode: no Synapse, the tokens 
 microphone, and a pupil who may only watch. The test reads the page's `getStats()` summary
 over the DevTools protocol (a few lines of JSON over a WebSocket; virtual time, as in the
 diary test, does not drive real WebRTC) and wants the pupil's decoded frames to grow while
-the teacher's encoder sends. Also: `widget_state`, and the page's routes and headers.
+the teacher's encoder sends. Also: the page's routes and headers.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from aiohttp.test_utils import TestServer
 from sfu import tokens
 from sfu.config import parse_config
 from sfu.grants import CAMERA, MICROPHONE, Grant
-from sfu.page import WIDGET_ID, widget_state
 from sfu.server import SfuServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,42 +38,6 @@ ROOM = tokens.room_name("!lesson:school.test")
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="no chromium (scripts/test installs it)"
 )
-
-
-# -- widget_state (pure) ----------------------------------------------------------------------
-
-
-def test_widget_state_lesson_and_broadcast_use_the_room_itself() -> None:
-    lesson = widget_state("lesson", "!l:school.test", "https://sfu.school.test/")
-    assert lesson["id"] == WIDGET_ID == "ru.sferum.call"
-    assert lesson["type"] == "m.custom"
-    assert lesson["name"] == "Урок"
-    assert lesson["url"].startswith("https://sfu.school.test/call?room=$matrix_room_id&")
-    assert "user=$matrix_user_id" in lesson["url"]
-    assert "device=$org.matrix.msc3819.matrix_device_id" in lesson["url"]
-    broadcast = widget_state("broadcast", "!b:school.test", "https://sfu.school.test")
-    assert broadcast["name"] == "Трансляция"
-    assert "room=$matrix_room_id" in broadcast["url"]
-
-
-def test_widget_state_news_names_the_broadcast_room() -> None:
-    news = widget_state("news", "!bcast:school.test", "https://sfu.school.test")
-    assert news["name"] == "Трансляция"
-    assert "room=%21bcast%3Aschool.test&kind=news" in news["url"]
-    assert "$matrix_room_id" not in news["url"]
-
-
-@pytest.mark.parametrize(
-    ("kind", "room_id", "url"),
-    [
-        ("chat", "!r:s", "https://sfu"),
-        ("lesson", "#alias:s", "https://sfu"),
-        ("lesson", "!r:s", "javascript:alert(1)"),
-    ],
-)
-def test_widget_state_refuses_bad_input(kind: str, room_id: str, url: str) -> None:
-    with pytest.raises(ValueError):
-        widget_state(kind, room_id, url)
 
 
 # -- the server ---------------------------------------------------------------------------------

@@ -10,6 +10,20 @@ def test_defaults() -> None:
     assert config.bot_localpart == "sferum"
     assert config.rules.min_account_age_years == 6
     assert config.partner_servers == frozenset()
+    assert config.calls.public_url is None  # no SFU: no call widgets
+
+
+@pytest.mark.parametrize(
+    ("calls", "public_url"),
+    [
+        ({"public_url": "https://sfu.school.example"}, "https://sfu.school.example"),
+        ({"public_url": None}, None),
+        (None, None),
+    ],
+)
+def test_calls(calls: object, public_url: str | None) -> None:
+    config = parse_config({"admin_api_secret": SECRET, "calls": calls})
+    assert config.calls.public_url == public_url
 
 
 @pytest.mark.parametrize(
@@ -42,6 +56,13 @@ def test_defaults() -> None:
          "phone.sms.u", "allowed keys: backend, path"),
         ({"admin_api_secret": SECRET, "link_codes": {"expiry_days": 400}},
          "link_codes.expiry_days", "from 1 to 365"),
+        ({"admin_api_secret": SECRET, "calls": {"public_url": "sfu.example:8010"}},
+         "calls.public_url", "http(s) URL"),
+        ({"admin_api_secret": SECRET, "calls": {"public_url": ""}},
+         "calls.public_url", "non-empty string"),
+        ({"admin_api_secret": SECRET, "calls": {"url": "https://x"}},
+         "calls.url", "allowed keys: public_url"),
+        ({"admin_api_secret": SECRET, "calls": "https://x"}, "calls", "mapping"),
     ],
 )
 def test_errors_name_key_and_allowed_values(raw: dict, key: str, fragment: str) -> None:

@@ -351,6 +351,7 @@ def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
     config = load(plain / "homeserver.yaml")
     assert "extra_well_known_client_content" not in config
     assert "max_event_delay_duration" not in config
+    assert "calls" not in module_config(plain)  # no SFU: no call widgets
     assert not (plain / "sfu.yaml").exists()
 
     folder = init(tmp_path, "--server-name", SERVER, "--http-port", "18561", "--sfu-port", "18562")
@@ -368,6 +369,8 @@ def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
     assert (sfu.homeserver_url, sfu.sfu_url, sfu.http_port) == (
         "http://127.0.0.1:18561", "http://127.0.0.1:18562", 18562)
     assert sfu.admin_api_url == "http://127.0.0.1:18561/_synapse/client/sferum/admin/v1"
+    # The module puts the SFU's call page into rooms, at the URL clients reach the SFU at.
+    assert parse_config(module_config(folder)).calls.public_url == sfu.sfu_url
     assert stat.S_IMODE((folder / "sfu.yaml").stat().st_mode) == 0o600
     [service] = [s for s in deployment_services(Deployment(folder), config) if s.name == "sfu"]
     assert service.argv[1:] == ("-m", "sfu", str(folder / "sfu.yaml"))

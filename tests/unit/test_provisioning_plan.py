@@ -7,12 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from synapse_sferum.calls import widget_state
 from synapse_sferum.policy import (
     ClassView,
     MembershipDiff,
     OrgView,
     PupilView,
     RoomPlan,
+    call_widget,
     desired_rooms,
     membership_changes,
     power_levels,
@@ -148,6 +150,51 @@ def test_a_space_is_planned_before_its_rooms() -> None:
     for position, key in enumerate(order):
         parent = PLANS[key].parent
         assert parent is None or order.index(parent) < position
+
+
+# -- the call widget -----------------------------------------------------------------------------
+
+BROADCAST = RoomKey(K.BROADCAST, "school-1")
+# room → the room whose call its widget joins; no other room has a call widget
+CALLS = {
+    RoomKey(K.LESSON, "5a"): RoomKey(K.LESSON, "5a"),
+    RoomKey(K.LESSON, "6b"): RoomKey(K.LESSON, "6b"),
+    RoomKey(K.LESSON, "5a-alg"): RoomKey(K.LESSON, "5a-alg"),  # a subject group's lessons
+    BROADCAST: BROADCAST,
+    # families watch the school's broadcast in their class news, never joining its room
+    RoomKey(K.CLASS_NEWS, "5a"): BROADCAST,
+    RoomKey(K.CLASS_NEWS, "6b"): BROADCAST,
+}
+
+
+def test_lessons_the_broadcast_and_class_news_show_a_call() -> None:
+    assert {key: plan.call for key, plan in PLANS.items() if plan.call is not None} == CALLS
+
+
+SFU = "https://sfu.school.example"
+
+
+@pytest.mark.parametrize(
+    ("key", "call_room_id", "public_url", "expected"),
+    [
+        pytest.param(
+            RoomKey(K.LESSON, "5a"), "!l:s", SFU, widget_state(K.LESSON, "!l:s", SFU), id="lesson"
+        ),
+        pytest.param(
+            RoomKey(K.CLASS_NEWS, "5a"),
+            "!b:s",
+            SFU,
+            widget_state(K.CLASS_NEWS, "!b:s", SFU),
+            id="news-shows-the-broadcast",
+        ),
+        pytest.param(BROADCAST, "!b:s", None, {}, id="no-sfu-no-widget"),
+        pytest.param(RoomKey(K.CLASS_CHAT, "5a"), "!c:s", SFU, {}, id="no-call-in-a-chat"),
+    ],
+)
+def test_call_widget_content(
+    key: RoomKey, call_room_id: str, public_url: str | None, expected: dict[str, object]
+) -> None:
+    assert call_widget(PLANS[key], call_room_id, public_url) == expected
 
 
 # -- power levels ---------------------------------------------------------------------------------

@@ -223,6 +223,7 @@ KIND = (ROOM_KIND_EVENT, {"kind": "class", "org": "school-1", "class": "5A"})
 NAME = ("m.room.name", {"name": "Кружок"})
 TOPIC = ("m.room.topic", {"topic": "Шахматы"})
 LEVELS = ("m.room.power_levels", {"users": {TEACHER_ID: 100}})
+WIDGET = ("im.vector.modular.widgets", {"type": "m.custom", "url": "https://example.org/"})
 UNENCRYPTED_PLATFORM_STATE = sorted(PLATFORM_STATE - {ENCRYPTION[0]})
 
 USER, PLATFORM = False, True
@@ -241,6 +242,7 @@ STATE_CASES = _table(
     ("user-shared-history", USER, "own-room", SHARED_HISTORY, False, OK),
     ("user-name", USER, "own-room", NAME, False, OK),
     ("user-levels", USER, "own-room", LEVELS, False, OK),
+    ("user-widget", USER, "own-room", WIDGET, False, OK),
     ("user-encrypts", USER, "own-room", ENCRYPTION, False, Reason.ENCRYPTION_NOT_ALLOWED),
     ("user-encrypts-school-allows", USER, "own-room", ENCRYPTION, True, OK),
     ("platform-public", PLATFORM, "own-room", PUBLIC_JOIN, False, OK),
@@ -254,6 +256,9 @@ STATE_CASES = _table(
         (f"platform-{event_type}", PLATFORM, "class-chat", (event_type, {}), False, OK)
         for event_type in UNENCRYPTED_PLATFORM_STATE
     ),
+    # a widget's page may ask for members' OpenID tokens: only the platform's pages, there
+    ("user-widget-class-chat", USER, "class-chat", WIDGET, False, Reason.PROTECTED_STATE),
+    ("platform-widget-class-chat", PLATFORM, "class-chat", WIDGET, False, OK),
     ("user-name-left-to-power-levels", USER, "class-chat", NAME, False, OK),
     ("user-topic-left-to-power-levels", USER, "class-chat", TOPIC, False, OK),
     # provisioned rooms stay unencrypted, whoever asks and whatever the school allows

@@ -21,7 +21,7 @@ from synapse_sferum.rooms import RoomKind
 
 LESSON, BROADCAST = RoomKind.LESSON, RoomKind.BROADCAST
 TEACHER, PUPIL, STAFF, GUARDIAN = Role.TEACHER, Role.STUDENT, Role.STAFF, Role.GUARDIAN
-ALL = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+ALL = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
 VIEWER = Grant.viewer()
 
 

@@ -14,7 +14,7 @@ from sfu.tokens import TokenError
 
 SECRET = "s" * 40
 NOW = 1_760_000_000
-TEACHER = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+TEACHER = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
 
 
 def go_hash(json_text: str) -> str:
@@ -68,6 +68,7 @@ def test_issued_claims_are_livekit_shaped() -> None:
         "canPublishData": True,
         "canPublishSources": ["camera", "microphone", "screen_share"],
         "hidden": False,
+        "roomAdmin": True,
     }
     assert tokens.grant_of(claims) == TEACHER
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sfu import tokens
 from sfu.authservice import ApiError
+from sfu.call import Participant, Room
 from sfu.config import SfuConfigError, parse_config
 from sfu.grants import Facts, Grant, Refusal
 from sfu.membership import (
@@ -23,7 +24,7 @@ from sfu.membership import (
     still_allowed,
 )
 from sfu.metrics import SfuMetrics, Snapshot, lag
-from sfu.server import Participant, Room, SfuServer
+from sfu.server import SfuServer
 from synapse_sferum.model import Role
 from synapse_sferum.rooms import RoomKind
 

@@ -9,8 +9,10 @@ import pytest
 from sfu.signalling import (
     MAX_MESSAGE_BYTES,
     Answer,
+    Hand,
     Join,
     Leave,
+    Moderate,
     Mute,
     Publish,
     SignallingError,
@@ -31,6 +33,11 @@ from sfu.tokens import TokenError
         ({"type": "subscribe"}, Subscribe()),
         ({"type": "answer", "sdp": "v=0"}, Answer("v=0")),
         ({"type": "mute", "kind": "audio", "muted": True}, Mute("audio", True)),
+        ({"type": "hand", "raised": True}, Hand(True)),
+        (
+            {"type": "moderate", "participant": "p", "action": "allow_camera"},
+            Moderate("p", "allow_camera"),
+        ),
         ({"type": "leave"}, Leave()),
     ],
 )
@@ -50,6 +57,9 @@ def test_parses_valid_messages(raw: dict[str, object], expected: object) -> None
         json.dumps({"type": "mute", "kind": "screen", "muted": True}),
         json.dumps({"type": "mute", "kind": "audio", "muted": "yes"}),
         json.dumps({"type": "publish", "sdp": "x" * MAX_MESSAGE_BYTES}),
+        json.dumps({"type": "hand", "raised": 1}),
+        json.dumps({"type": "moderate", "participant": "p", "action": "ban"}),
+        json.dumps({"type": "moderate", "action": "mute"}),
     ],
 )
 def test_rejects_invalid_messages(raw: str) -> None:

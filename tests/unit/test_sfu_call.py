@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from sfu.call import allowed_kinds, offered_kinds, publish_refusal
 from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
-from sfu.server import allowed_kinds, offered_kinds, publish_refusal
 
 OFFER = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=x\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
 

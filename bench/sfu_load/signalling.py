@@ -1,0 +1,297 @@
+"""How a client publishes to, and watches through, each kind of server.
+
+A :class:`Target` names the server (`kind`, `url`, and for the SFU and Janus the room); a
+:class:`Signaller` is one process's signalling towards it, opened once and used for every
+connection the process makes:
+
+* ``sfu``: this repo's SFU. One WebSocket per participant: ``join`` with a token minted here
+  with the SFU's secret (``sfu.tokens.issue``), then ``publish`` (our offer, its answer) or
+  ``subscribe`` (its offer, our answer). The socket is read until closed, so that the
+  participants lists are consumed and aiohttp answers the server's heartbeats.
+* ``janus``: Janus's videoroom over its HTTP API. One Janus session per process, kept alive by
+  a long poll that also delivers the plugin's asynchronous answers; one handle per connection.
+  The publisher creates the room, joins it with a fixed feed ID and publishes; a viewer joins as
+  a subscriber to that feed, gets Janus's offer and answers with ``start``.
+* ``relay`` (``bench/sfu_load/relay.py``) and ``direct`` (the publisher itself serves its
+  viewer): plain HTTP, ``POST /publish`` and ``POST /watch`` with an offer, the answer back.
+
+aiortc gathers its candidates before it hands out a description, so every SDP is complete and
+Janus is told ``trickle: false``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+import aiohttp
+import attrs
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from sfu import tokens
+from sfu.grants import CAMERA, MICROPHONE, Grant
+
+JANUS_FEED = 1  # the publisher's feed ID in the Janus room
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=60)
+EXCHANGE_SECONDS = 30.0  # one offer/answer round trip, however slow the box
+
+
+class SignallingFailed(RuntimeError):
+    """A server refused or did not answer a signalling step."""
+
+
+@attrs.frozen
+class Target:
+    kind: str  # sfu | janus | relay | direct
+    url: str  # the SFU's /ws, Janus's /janus, or the HTTP root of relay and direct
+    room: str = ""  # the SFU room name, or Janus's numeric room ID as text
+    secret: str = ""  # the SFU's JWT secret
+
+    def to_json(self) -> str:
+        return json.dumps(attrs.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Target:
+        return cls(**json.loads(text))
+
+
+def _description(sdp: dict[str, Any]) -> RTCSessionDescription:
+    return RTCSessionDescription(sdp=sdp["sdp"], type=sdp["type"])
+
+
+def _jsep(description: RTCSessionDescription) -> dict[str, Any]:
+    return {"type": description.type, "sdp": description.sdp, "trickle": False}
+
+
+async def _answer(pc: RTCPeerConnection, offer: RTCSessionDescription) -> RTCSessionDescription:
+    await pc.setRemoteDescription(offer)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return pc.localDescription
+
+
+async def _offer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc.localDescription
+
+
+class Signaller(ABC):
+    """One process's signalling towards one target; see the module docstring."""
+
+    def __init__(self, target: Target, http: aiohttp.ClientSession) -> None:
+        self.target = target
+        self._http = http
+
+    @abstractmethod
+    async def publish(self, pc: RTCPeerConnection) -> None:
+        """Negotiate `pc` (its tracks added) as the room's publisher."""
+
+    @abstractmethod
+    async def watch(self, pc: RTCPeerConnection, name: str) -> None:
+        """Negotiate `pc` as a viewer of the publisher's video."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Leave: sockets closed, sessions destroyed."""
+
+
+class HttpSignaller(Signaller):
+    """``relay`` and ``direct``: one POST per connection."""
+
+    async def _exchange(self, path: str, offer: RTCSessionDescription) -> RTCSessionDescription:
+        body = {"type": offer.type, "sdp": offer.sdp}
+        async with self._http.post(self.target.url + path, json=body) as response:
+            if response.status != 200:
+                raise SignallingFailed(f"{path}: HTTP {response.status}: {await response.text()}")
+            return _description(await response.json())
+
+    async def publish(self, pc: RTCPeerConnection) -> None:
+        await pc.setRemoteDescription(await self._exchange("/publish", await _offer(pc)))
+
+    async def watch(self, pc: RTCPeerConnection, name: str) -> None:
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setRemoteDescription(await self._exchange("/watch", await _offer(pc)))
+
+    async def close(self) -> None:
+        """Nothing to leave: every exchange was a request of its own."""
+
+
+class SfuSignaller(Signaller):
+    """``sfu``: a WebSocket per participant, read until it closes."""
+
+    def __init__(self, target: Target, http: aiohttp.ClientSession) -> None:
+        super().__init__(target, http)
+        self._sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self._readers: list[asyncio.Task[None]] = []
+
+    async def _join(self, identity: str, grant: Grant) -> aiohttp.ClientWebSocketResponse:
+        ws = await self._http.ws_connect(self.target.url)
+        self._sockets.append(ws)
+        token = tokens.issue(
+            grant, self.target.room, identity, self.target.secret, int(time.time())
+        )
+        await ws.send_json({"type": "join", "room": self.target.room, "token": token})
+        await self._expect(ws, "joined")
+        return ws
+
+    @staticmethod
+    async def _expect(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+        async with asyncio.timeout(EXCHANGE_SECONDS):
+            while True:
+                msg = await ws.receive()
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise SignallingFailed(f"socket ended waiting for {kind!r}: {msg.type}")
+                data: dict[str, Any] = json.loads(msg.data)
+                if data["type"] == kind:
+                    return data
+                if data["type"] in ("error", "removed"):
+                    raise SignallingFailed(f"waiting for {kind!r}: {data}")
+
+    def _keep_reading(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async def read() -> None:
+            async for _ in ws:
+                pass
+
+        self._readers.append(asyncio.create_task(read()))
+
+    async def publish(self, pc: RTCPeerConnection) -> None:
+        ws = await self._join("publisher", Grant.publisher(CAMERA, MICROPHONE))
+        await ws.send_json({"type": "publish", "sdp": (await _offer(pc)).sdp})
+        answer = await self._expect(ws, "answer")
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        self._keep_reading(ws)
+
+    async def watch(self, pc: RTCPeerConnection, name: str) -> None:
+        ws = await self._join(name, Grant.viewer())
+        await ws.send_json({"type": "subscribe"})
+        offer = await self._expect(ws, "offer")
+        answer = await _answer(pc, RTCSessionDescription(offer["sdp"], "offer"))
+        await ws.send_json({"type": "answer", "sdp": answer.sdp})
+        self._keep_reading(ws)
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        for ws in self._sockets:
+            await ws.close()
+
+
+class JanusSignaller(Signaller):
+    """``janus``: one session, a long poll for its events, a handle per connection."""
+
+    def __init__(self, target: Target, http: aiohttp.ClientSession) -> None:
+        super().__init__(target, http)
+        self._session_url = ""
+        self._transactions = (f"t{n}" for n in itertools.count())
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._creating = asyncio.Lock()  # viewers connect concurrently; one session for all
+
+    async def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._http.post(url, json=body) as response:
+            reply: dict[str, Any] = await response.json(content_type=None)
+        if reply.get("janus") == "error":
+            raise SignallingFailed(f"janus: {reply.get('error')}")
+        return reply
+
+    async def _session(self) -> str:
+        async with self._creating:
+            if not self._session_url:
+                reply = await self._post(
+                    self.target.url, {"janus": "create", "transaction": next(self._transactions)}
+                )
+                self._session_url = f"{self.target.url}/{reply['data']['id']}"
+                self._poller = asyncio.create_task(self._poll())
+        return self._session_url
+
+    async def _poll(self) -> None:
+        """Long-poll the session's events (this also keeps the session alive)."""
+        while True:
+            async with self._http.get(self._session_url, params={"maxev": "10"}) as response:
+                events = await response.json(content_type=None)
+            for event in events if isinstance(events, list) else [events]:
+                waiting = self._pending.pop(event.get("transaction", ""), None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(event)
+
+    async def _attach(self) -> str:
+        session = await self._session()
+        reply = await self._post(
+            session,
+            {
+                "janus": "attach",
+                "plugin": "janus.plugin.videoroom",
+                "transaction": next(self._transactions),
+            },
+        )
+        return f"{session}/{reply['data']['id']}"
+
+    async def _message(
+        self, handle: str, body: dict[str, Any], jsep: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The plugin's answer to one request: at once (synchronous) or from the long poll."""
+        transaction = next(self._transactions)
+        message: dict[str, Any] = {"janus": "message", "transaction": transaction, "body": body}
+        if jsep is not None:
+            message["jsep"] = jsep
+        event: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[transaction] = event
+        reply = await self._post(handle, message)
+        if reply.get("janus") != "ack":
+            self._pending.pop(transaction, None)
+            event.set_result(reply)
+        async with asyncio.timeout(EXCHANGE_SECONDS):
+            answer = await event
+        data = answer.get("plugindata", {}).get("data", {})
+        if "error" in data:
+            raise SignallingFailed(f"janus videoroom {body['request']}: {data}")
+        return answer
+
+    async def publish(self, pc: RTCPeerConnection) -> None:
+        handle = await self._attach()
+        room = int(self.target.room)
+        await self._message(
+            handle,
+            {"request": "create", "room": room, "publishers": 1, "videocodec": "vp8"},
+        )
+        await self._message(
+            handle, {"request": "join", "ptype": "publisher", "room": room, "id": JANUS_FEED}
+        )
+        answer = await self._message(handle, {"request": "publish"}, _jsep(await _offer(pc)))
+        await pc.setRemoteDescription(_description(answer["jsep"]))
+
+    async def watch(self, pc: RTCPeerConnection, name: str) -> None:
+        handle = await self._attach()
+        join = {
+            "request": "join",
+            "ptype": "subscriber",
+            "room": int(self.target.room),
+            "streams": [{"feed": JANUS_FEED}],
+        }
+        offer = await self._message(handle, join)
+        answer = await _answer(pc, _description(offer["jsep"]))
+        await self._message(handle, {"request": "start"}, _jsep(answer))
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._session_url:
+            with contextlib.suppress(aiohttp.ClientError, SignallingFailed):
+                await self._post(
+                    self._session_url,
+                    {"janus": "destroy", "transaction": next(self._transactions)},
+                )
+
+
+def signaller(target: Target, http: aiohttp.ClientSession) -> Signaller:
+    kinds: dict[str, type[Signaller]] = {
+        "sfu": SfuSignaller,
+        "janus": JanusSignaller,
+        "relay": HttpSignaller,
+        "direct": HttpSignaller,
+    }
+    return kinds[target.kind](target, http)
