@@ -11,11 +11,14 @@ We therefore hook into private attributes at exactly two places:
   No frame ever reaches the decoder thread, so no decoder is created, and no jitter buffer
   holds a frame back (that would add one frame interval of latency per hop).
 * **Send side:** a subscriber's ``RTCRtpSender`` is given a :class:`SilentTrack` whose
-  ``recv()`` never returns, so aiortc never creates an encoder for it. Packets are written
-  straight to the sender's DTLS transport with the sender's SSRC, payload type and
-  header-extension IDs, and recorded in the sender's RTP history so aiortc's own NACK
-  handler can retransmit them (as RTX when negotiated). Keyframe requests (PLI/FIR) from the
-  subscriber are routed to a callback instead of the (absent) encoder.
+  ``recv()`` never returns, so aiortc never creates an encoder for it. Packets get the
+  sender's SSRC, payload type and header-extension IDs, are kept as sent so that NACKs
+  (aiortc's handler calls our ``_retransmit``) are answered, as RTX when negotiated, and are
+  encrypted with the DTLS transport's SRTP session and written to the selected ICE pair's
+  datagram transport directly: the same steps as aiortc's ``_send_rtp``, without its three
+  awaited layers per packet and subscriber (the SFU's main cost, `bench/sfu.py`). Keyframe
+  requests (PLI/FIR) from the subscriber are routed to a callback instead of the (absent)
+  encoder.
 
 ``tests/unit/test_sfu_aiortc_compat.py`` asserts each internal named in
 :data:`RECEIVER_PRIVATE_ATTRS`, :data:`SENDER_PRIVATE_ATTRS` and the method signatures, so an
@@ -25,15 +28,23 @@ aiortc upgrade that changes them fails loudly in CI rather than silently in a le
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Hashable
+from struct import pack_into
 from typing import Any
 
-from aiortc import RTCRtpReceiver, RTCRtpSender, clock
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
-from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket, wrap_rtx
 
 __all__ = [
+    "CONNECTION_PRIVATE_ATTRS",
+    "DTLS_PRIVATE_ATTRS",
+    "ICE_PRIVATE_ATTRS",
+    "PAIR_ATTRS",
     "RECEIVER_PRIVATE_ATTRS",
     "RTP_HISTORY_SIZE",
     "SENDER_PRIVATE_ATTRS",
@@ -41,17 +52,32 @@ __all__ = [
     "ForwardingSender",
     "RtpPacket",
     "SilentTrack",
+    "WireCache",
     "audio_level",
+    "current_ntp_time",
     "request_keyframe",
     "tap_receiver",
 ]
 
+#: What :meth:`ForwardingSender.send_packet` reads on the way out: the DTLS transport's state,
+#: SRTP session and counters, its ICE transport's aioice connection, that connection's
+#: selected pairs, and a pair's datagram protocol and remote address.
+DTLS_PRIVATE_ATTRS = (
+    "_state",
+    "_tx_srtp",
+    "_RTCDtlsTransport__tx_bytes",
+    "_RTCDtlsTransport__tx_packets",
+)
+ICE_PRIVATE_ATTRS = ("_connection",)
+CONNECTION_PRIVATE_ATTRS = ("_nominated",)
+PAIR_ATTRS = ("protocol", "remote_addr")
 #: Private ``RTCRtpReceiver`` attributes (name-mangled) that :func:`tap_receiver` replaces.
 RECEIVER_PRIVATE_ATTRS = ("_RTCRtpReceiver__jitter_buffer",)
-#: Private ``RTCRtpSender`` attributes that :class:`ForwardingSender` reads or updates:
-#: the RTP history answers NACKs; the counters feed the sender reports (RTT, lip sync).
+#: Private ``RTCRtpSender`` attributes that :class:`ForwardingSender` reads or replaces: the
+#: RTX SSRC and the retransmit hook answer NACKs; the counters feed the sender reports.
 SENDER_PRIVATE_ATTRS = (
-    "_RTCRtpSender__rtp_history",
+    "_rtx_ssrc",
+    "_retransmit",
     "_RTCRtpSender__ntp_timestamp",
     "_RTCRtpSender__rtp_timestamp",
     "_RTCRtpSender__octet_count",
@@ -102,6 +128,11 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
 
 
+def current_ntp_time() -> int:
+    """Now as a 64-bit NTP timestamp, as aiortc's sender reports and abs-send-time use it."""
+    return clock.current_ntp_time()
+
+
 async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Send a PLI for ``media_ssrc`` to whoever sends to ``receiver``."""
     await receiver._send_rtcp_pli(media_ssrc)
@@ -132,59 +163,131 @@ class SilentTrack(MediaStreamTrack):
         self._stopped.set()
 
 
+#: Serialized packets of one incoming packet, by the shape of the outgoing stream: every
+#: subscriber of the same kind usually negotiated the same shape, so the bytes are built once
+#: and only the sequence number, timestamp and SSRC are patched per subscriber.
+WireCache = dict[Hashable, bytes]
+
+
+def _write_rtp(dtls: RTCDtlsTransport, data: bytes) -> bool:
+    """Encrypt and send one RTP packet as ``RTCDtlsTransport._send_rtp`` does; False if the
+    transport is not connected (yet, or any more)."""
+    if dtls._state != DtlsState.CONNECTED:
+        return False
+    pair = dtls.transport._connection._nominated.get(1)  # RTP is ICE component 1
+    if pair is None:
+        return False
+    protected = dtls._tx_srtp.protect(data)
+    pair.protocol.transport.sendto(protected, pair.remote_addr)
+    dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
+    dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+    return True
+
+
 class ForwardingSender:
     """Writes already-encoded RTP packets through a subscriber's ``RTCRtpSender``.
 
     Attach before negotiation: the codec, MID and header-extension IDs are captured when
     the peer connection calls ``sender.send(parameters)``. Packets sent earlier are dropped.
+    The last :data:`RTP_HISTORY_SIZE` packets are kept as sent (plain bytes) to answer NACKs:
+    aiortc's handler calls ``_retransmit``, which is ours here, and a packet is parsed again
+    only when it is asked for (as RTX when negotiated).
     """
 
     def __init__(self, sender: RTCRtpSender, on_keyframe_request: Callable[[], None]) -> None:
         _require(sender, SENDER_PRIVATE_ATTRS)
         self.sender = sender
+        self.ssrc = int(sender._ssrc)
         self.payload_type: int | None = None
+        self._rtx_payload_type: int | None = None
+        self._rtx_sequence_number = secrets.randbelow(1 << 15)  # as aiortc starts its own
         self._mid: str | None = None
         self._extensions = HeaderExtensionsMap()
-        # aiortc's _handle_rtcp_packet calls self._send_keyframe() on PLI/FIR.
+        self._shape: Hashable = None
+        self._history: dict[int, tuple[int, bytes]] = {}  # seq % size -> (seq, packet)
+        # aiortc's _handle_rtcp_packet calls self._send_keyframe() on PLI/FIR and
+        # self._retransmit(seq) for each NACKed packet.
         sender._send_keyframe = on_keyframe_request  # type: ignore[method-assign]
+        sender._retransmit = self._retransmit  # type: ignore[method-assign]
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
-            self.payload_type = parameters.codecs[0].payloadType
+            codec = parameters.codecs[0]
+            self.payload_type = codec.payloadType
+            self._rtx_payload_type = next(
+                (
+                    c.payloadType
+                    for c in parameters.codecs
+                    if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                ),
+                None,
+            )
             self._mid = parameters.muxId
             self._extensions.configure(parameters)
+            extensions = tuple((e.uri, e.id) for e in parameters.headerExtensions)
+            self._shape = (self.payload_type, self._mid, extensions)
             await original_send(parameters)
 
         sender.send = send  # type: ignore[method-assign]
 
-    @property
-    def ssrc(self) -> int:
-        return int(self.sender._ssrc)
+    def send_packet(
+        self,
+        source: RtpPacket,
+        sequence_number: int,
+        timestamp: int,
+        ntp_time: int,
+        wire: WireCache,
+    ) -> bool:
+        """Send ``source``'s payload as our stream's packet; False if not negotiated yet.
 
-    async def send_packet(self, source: RtpPacket, sequence_number: int, timestamp: int) -> bool:
-        """Send ``source``'s payload as our stream's packet; False if not negotiated yet."""
+        ``ntp_time`` is now (`clock.current_ntp_time`), taken once per incoming packet;
+        ``wire`` is that packet's :data:`WireCache`, shared by all its outlets: the first
+        outlet of a shape serializes, the others copy and patch the header.
+        """
         if self.payload_type is None:
             return False
-        packet = RtpPacket(
-            payload_type=self.payload_type,
-            marker=source.marker,
-            sequence_number=sequence_number,
-            timestamp=timestamp,
-            ssrc=self.ssrc,
-            payload=source.payload,
-        )
-        packet.extensions.mid = self._mid
-        packet.extensions.abs_send_time = (clock.current_ntp_time() >> 14) & 0x00FFFFFF
-        packet.extensions.audio_level = source.extensions.audio_level
+        template = wire.get(self._shape)
+        if template is None:
+            packet = RtpPacket(
+                payload_type=self.payload_type,
+                marker=source.marker,
+                sequence_number=sequence_number,
+                timestamp=timestamp,
+                ssrc=self.ssrc,
+                payload=source.payload,
+            )
+            packet.extensions.mid = self._mid
+            packet.extensions.abs_send_time = (ntp_time >> 14) & 0x00FFFFFF
+            packet.extensions.audio_level = source.extensions.audio_level
+            data = wire[self._shape] = packet.serialize(self._extensions)
+        else:
+            patched = bytearray(template)
+            pack_into("!HLL", patched, 2, sequence_number, timestamp, self.ssrc)
+            data = bytes(patched)
+        self._history[sequence_number % RTP_HISTORY_SIZE] = (sequence_number, data)
         sender = self.sender
-        history: dict[int, RtpPacket] = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
-        history[sequence_number % RTP_HISTORY_SIZE] = packet
-        try:
-            await sender.transport._send_rtp(packet.serialize(self._extensions))
-        except ConnectionError:
+        if not _write_rtp(sender.transport, data):
             return False
-        sender._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()  # type: ignore[attr-defined]
+        # What aiortc's sender reports (RTCP SR) are made of: lip sync, RTT, counts.
+        sender._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(source.payload)  # type: ignore[attr-defined]
         sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         return True
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        """Send a NACKed packet again, as aiortc's own ``_retransmit`` would."""
+        stored = self._history.get(sequence_number % RTP_HISTORY_SIZE)
+        if stored is None or stored[0] != sequence_number:
+            return  # too old: overwritten by a newer packet
+        data = stored[1]
+        if self._rtx_payload_type is not None:
+            rtx = wrap_rtx(
+                RtpPacket.parse(data, self._extensions),
+                payload_type=self._rtx_payload_type,
+                sequence_number=self._rtx_sequence_number,
+                ssrc=self.sender._rtx_ssrc,
+            )
+            self._rtx_sequence_number = (self._rtx_sequence_number + 1) % (1 << 16)
+            data = rtx.serialize(self._extensions)
+        _write_rtp(self.sender.transport, data)

@@ -73,12 +73,22 @@ class Participant:
         return self.session.user_id if self.session is not None else self.identity
 
     def describe(self, publishing: bool) -> dict[str, Any]:
-        return {
+        """What everyone in the call is told about this participant.
+
+        The Matrix user is named only for those who may publish (the lesson's members, the
+        staff in a broadcast): a broadcast's viewers are families of the whole school, whom
+        DESIGN §3 keeps out of school-wide member lists.
+        """
+        described: dict[str, Any] = {
             "identity": self.identity,
             "publishing": publishing,
             "muted": sorted(self.muted | self.muted_by_teacher),
             "hand_raised": self.hand_raised,
+            "camera_allowed": self.camera_allowed,
         }
+        if self.grant.can_publish and self.session is not None:
+            described["user"] = self.session.user_id
+        return described
 
 
 @attrs.define(eq=False)

@@ -201,6 +201,9 @@ class MediaRouter:
         self._subscribers: dict[str, _Subscriber] = {}
         self._publishers: dict[str, RTCPeerConnection] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Which outlets each source feeds (by id), rebuilt after any change of who feeds what:
+        # a packet then visits only its own outlets, not every subscriber's.
+        self._routes: dict[int, list[_Outlet]] | None = None
         self.forward_seconds = 0.0
         self.forwarded_packets = 0
         self.received_packets = 0  # sfu.metrics: packets in
@@ -240,6 +243,7 @@ class MediaRouter:
         ]
         slots = [self._add_outlet(pc, "audio", 48000, None) for _ in self._slots]
         subscriber = self._subscribers[participant] = _Subscriber(pc, video, slots)
+        self._routes = None
         self._assign_slots(subscriber)
         return await self._offer(subscriber)
 
@@ -261,6 +265,7 @@ class MediaRouter:
             if id(source) in fed:
                 continue
             idle = next((o for o in subscriber.video if o.source is None), None)
+            self._routes = None
             if idle is not None:
                 idle.source = source
                 await self._request_keyframe(source)
@@ -308,6 +313,7 @@ class MediaRouter:
     async def unsubscribe(self, participant: str) -> None:
         """Close a participant's subscriber connection (before re-subscribing, or on leave)."""
         subscriber = self._subscribers.pop(participant, None)
+        self._routes = None
         if subscriber is not None:
             await subscriber.pc.close()
 
@@ -330,6 +336,7 @@ class MediaRouter:
             for outlet in (*subscriber.video, *subscriber.speaker_slots):
                 if outlet.source is not None and outlet.source.participant == participant:
                     outlet.source = None
+        self._routes = None
         if publisher is not None:
             await publisher.close()
 
@@ -409,6 +416,18 @@ class MediaRouter:
     def _assign_slots(self, subscriber: _Subscriber) -> None:
         for outlet, speaker in zip(subscriber.speaker_slots, self._slots, strict=True):
             outlet.source = self._audio_by_speaker.get(speaker) if speaker else None
+        self._routes = None
+
+    def _outlets_fed_by(self, source: _Source) -> list[_Outlet]:
+        if self._routes is None:
+            routes: dict[int, list[_Outlet]] = {}
+            for name, subscriber in self._subscribers.items():
+                for outlet in (*subscriber.video, *subscriber.speaker_slots):
+                    # Nobody gets their own media back (a loud pupil's slot is their own).
+                    if outlet.source is not None and outlet.source.participant != name:
+                        routes.setdefault(id(outlet.source), []).append(outlet)
+            self._routes = routes
+        return self._routes.get(id(source), [])
 
     async def _forward(self, source: _Source, packet: RtpPacket) -> None:
         started = time.perf_counter()
@@ -427,17 +446,14 @@ class MediaRouter:
                 for subscriber in self._subscribers.values():
                     self._assign_slots(subscriber)
                 self._on_speakers(slots)
-        for name, subscriber in self._subscribers.items():
-            if name == source.participant:
-                continue
-            for outlet in (*subscriber.video, *subscriber.speaker_slots):
-                if outlet.source is not source:
-                    continue
-                header = outlet.rewriter.rewrite(
-                    packet.ssrc, packet.sequence_number, packet.timestamp, now
-                )
-                if header is not None and await outlet.forwarder.send_packet(
-                    packet, header.sequence_number, header.timestamp
-                ):
-                    self.forwarded_packets += 1
+        ntp_time = aiortc_compat.current_ntp_time()
+        wire: aiortc_compat.WireCache = {}
+        for outlet in self._outlets_fed_by(source):
+            header = outlet.rewriter.rewrite(
+                packet.ssrc, packet.sequence_number, packet.timestamp, now
+            )
+            if header is not None and outlet.forwarder.send_packet(
+                packet, header.sequence_number, header.timestamp, ntp_time, wire
+            ):
+                self.forwarded_packets += 1
         self.forward_seconds += time.perf_counter() - started

@@ -20,6 +20,8 @@
   const remoteEl = document.getElementById("remote");
   const cameraButton = document.getElementById("camera");
   const microphoneButton = document.getElementById("microphone");
+  const handButton = document.getElementById("hand");
+  const peopleEl = document.getElementById("people");
   const stats = { state: "loading", framesDecoded: 0, framesEncoded: 0, bytesSent: 0, remoteVideos: 0 };
   window.sferumCallStats = stats;
 
@@ -168,41 +170,67 @@
 
   let ws = null;
   let grant = null;
+  let me = null;
   let publisher = null;
-  let local = null;
   let subscriber = null;
+  let handRaised = false;
 
   function signal(type, fields) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(Object.assign({ type: type }, fields || {})));
   }
 
-  async function publish() {
-    const sources = grant.canPublishSources && grant.canPublishSources.length
-      ? grant.canPublishSources : ["camera", "microphone", "screen_share"];
-    const want = { audio: sources.includes("microphone"), video: sources.includes("camera") };
+  function toggleButton(button, track) {
+    button.hidden = false;
+    button.setAttribute("aria-pressed", String(!track.enabled));
+    button.onclick = () => {
+      track.enabled = !track.enabled;
+      button.setAttribute("aria-pressed", String(!track.enabled));
+      signal("mute", { kind: track.kind, muted: !track.enabled });
+    };
+  }
+
+  async function publish(want) {
+    // The first call starts publishing; a later one (the camera the teacher allowed) adds its
+    // track to the same connection and offers again: the SFU renegotiates.
     if (!want.audio && !want.video) return;
+    let media;
     try {
-      local = await navigator.mediaDevices.getUserMedia(want);
+      media = await navigator.mediaDevices.getUserMedia(want);
     } catch (e) {
       status("no-devices", "Нет доступа к камере или микрофону: только просмотр.");
       return;
     }
-    publisher = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
-    for (const track of local.getTracks()) {
-      publisher.addTransceiver(track, { direction: "sendonly", streams: [local] });
+    if (!publisher) publisher = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+    for (const track of media.getTracks()) {
+      publisher.addTransceiver(track, { direction: "sendonly", streams: [media] });
       if (track.kind === "video") mediaElement(track, localEl, true);
-      const button = track.kind === "video" ? cameraButton : microphoneButton;
-      button.hidden = false;
-      button.setAttribute("aria-pressed", "false");
-      button.onclick = () => {
-        track.enabled = !track.enabled;
-        button.setAttribute("aria-pressed", String(!track.enabled));
-        signal("mute", { kind: track.kind, muted: !track.enabled });
-      };
+      toggleButton(track.kind === "video" ? cameraButton : microphoneButton, track);
     }
     await publisher.setLocalDescription(await publisher.createOffer());
     await gathered(publisher);
     signal("publish", { sdp: publisher.localDescription.sdp });
+  }
+
+  function localTrack(kind) {
+    if (!publisher) return null;
+    const sender = publisher.getSenders().find((s) => s.track && s.track.kind === kind);
+    return sender ? sender.track : null;
+  }
+
+  async function onModerated(action) {
+    // The SFU enforces each of these; the page follows so that the pupil sees why.
+    if (action === "allow_camera" && !localTrack("video")) {
+      status("joined", "Учитель разрешил камеру.");
+      await publish({ audio: false, video: true });
+    } else if (action === "deny_camera" && localTrack("video")) {
+      localTrack("video").enabled = false;
+      cameraButton.setAttribute("aria-pressed", "true");
+      status("joined", "Учитель выключил камеру.");
+    } else if (action === "mute" && localTrack("audio")) {
+      localTrack("audio").enabled = false;
+      microphoneButton.setAttribute("aria-pressed", "true");
+      status("joined", "Учитель выключил микрофон.");
+    }
   }
 
   async function answerOffer(sdp) {
@@ -221,11 +249,51 @@
     signal("answer", { sdp: subscriber.localDescription.sdp });
   }
 
+  function moderationButton(label, participant, action) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.dataset.action = action;
+    button.onclick = () => signal("moderate", { participant: participant.identity, action: action });
+    return button;
+  }
+
+  function showPeople(list, speakers) {
+    // Publishers are named (they are the lesson's members); watchers of a broadcast are not.
+    stats.participants = list.length;
+    peopleEl.replaceChildren(...list.map((p) => {
+      const item = document.createElement("li");
+      item.dataset.identity = p.identity;
+      item.classList.toggle("speaking", speakers.includes(p.identity));
+      const flags = (p.hand_raised ? " ✋" : "") + (p.muted.includes("audio") ? " 🔇" : "");
+      item.textContent = (p.identity === me ? "Вы" : p.user || "Зритель") + flags;
+      if (grant.roomAdmin && p.identity !== me && p.publishing) {
+        const muted = p.muted.includes("audio");
+        item.append(
+          moderationButton(muted ? "Включить микрофон" : "Выключить микрофон", p, muted ? "unmute" : "mute"),
+          moderationButton(p.camera_allowed ? "Запретить камеру" : "Разрешить камеру", p,
+            p.camera_allowed ? "deny_camera" : "allow_camera"),
+          moderationButton("Удалить", p, "remove"),
+        );
+      }
+      return item;
+    }));
+  }
+
+  let people = [];
+  let speaking = [];
+
   async function onMessage(msg) {
     switch (msg.type) {
       case "joined":
+        me = msg.participant;
         status("joined", "В звонке");
-        if (grant.canPublish) await publish();
+        if (grant.canPublish) {
+          const sources = grant.canPublishSources && grant.canPublishSources.length
+            ? grant.canPublishSources : ["camera", "microphone", "screen_share"];
+          await publish({ audio: sources.includes("microphone"), video: sources.includes("camera") });
+          if (!grant.roomAdmin) handButton.hidden = false;
+        }
         if (grant.canSubscribe) signal("subscribe");
         break;
       case "answer":
@@ -235,7 +303,18 @@
         await answerOffer(msg.sdp);
         break;
       case "participants":
-        stats.participants = msg.participants.length;
+        people = msg.participants;
+        showPeople(people, speaking);
+        break;
+      case "speakers":
+        speaking = msg.speakers;
+        showPeople(people, speaking);
+        break;
+      case "moderated":
+        await onModerated(msg.action);
+        break;
+      case "removed":
+        status("denied", msg.message || "Звонок завершён.");
         break;
       case "error":
         stats.lastError = msg.message;
@@ -243,9 +322,15 @@
         if (msg.message.startsWith("join refused")) status("denied", "Нет доступа к звонку.");
         break;
       default:
-        break; // speakers and future messages
+        break; // future messages
     }
   }
+
+  handButton.onclick = () => {
+    handRaised = !handRaised;
+    handButton.setAttribute("aria-pressed", String(handRaised));
+    signal("hand", { raised: handRaised });
+  };
 
   async function updateStats() {
     if (subscriber) {

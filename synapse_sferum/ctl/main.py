@@ -290,6 +290,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run the SFU (group calls: lessons, broadcasts) on this TCP port and announce it "
         "to clients in .well-known/matrix/client",
     )
+    p.add_argument(
+        "--sfu-public-url",
+        type=_checked(params.base_url),
+        metavar="URL",
+        help="where clients reach the SFU through a reverse proxy (https://…; browsers only "
+        "give cameras to https pages); default: http://HOST:SFU-PORT",
+    )
 
     command(
         "check-config",

@@ -151,6 +151,7 @@ PARSERS: Mapping[str, Callable[[object], Any]] = {
     "diary_port": port,
     "turn_port": port,
     "sfu_port": port,
+    "sfu_public_url": base_url,
 }
 
 
@@ -171,6 +172,7 @@ class InitParams:
     diary_port: int | None = None
     turn_port: int | None = None
     sfu_port: int | None = None
+    sfu_public_url: str | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:
@@ -231,15 +233,19 @@ class Settings:
     turn_port: int | None = None
     # The SFU's port (auth routes, /health, /ws); None: no SFU, no calls announced to clients.
     sfu_port: int | None = None
+    # Where clients reach the SFU when a reverse proxy serves it (with TLS) elsewhere.
+    sfu_proxy_url: str | None = None
 
     @property
     def sfu_public_url(self) -> str | None:
-        """Where clients reach the SFU: the host they reach the server at, the SFU's port.
-
-        Plain http: the SFU serves no TLS itself; behind a reverse proxy this is the proxy's job.
+        """Where clients reach the SFU: `--sfu-public-url`, else the server's host and the SFU's
+        port. The SFU serves no TLS itself: browsers need https for cameras outside localhost,
+        so a real school puts it behind the same TLS proxy as Synapse and names that URL.
         """
         if self.sfu_port is None:
             return None
+        if self.sfu_proxy_url is not None:
+            return self.sfu_proxy_url.rstrip("/")
         return f"http://{self.turn_host}:{self.sfu_port}"
 
     @property
@@ -318,6 +324,8 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
             if wanted == used:
                 raise ValueError(f"{option} must differ from {other} ({used})")
         taken[option] = wanted
+    if params.sfu_public_url is not None and params.sfu_port is None:
+        raise ValueError("--sfu-public-url needs --sfu-port: it is where that SFU is reached")
 
     return Settings(
         server_name=params.server_name,
@@ -335,4 +343,5 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         database_url=params.database or "sqlite",
         turn_port=params.turn_port,
         sfu_port=params.sfu_port,
+        sfu_proxy_url=params.sfu_public_url,
     )

@@ -27,6 +27,7 @@ from synapse_sferum.rooms import RoomKind
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
 from tests.integration.harness import DEMO_ROSTER, Deployment, free_port, sferumctl
+from tests.integration.test_sfu_page import Browser, needs_chromium, wait_stats, widget_host
 
 pytestmark = pytest.mark.integration
 
@@ -278,11 +279,16 @@ async def widget_event(user: User, room_id: str) -> dict[str, Any]:
     return event
 
 
+def sfu_url_of(deployment: Deployment) -> str:
+    """Where the SFU that `sferumctl start` runs is reached (its `sfu.yaml`)."""
+    return parse_config(yaml.safe_load((deployment.dir / "sfu.yaml").read_text())).sfu_url
+
+
 async def test_the_call_page_is_a_widget_in_lessons_the_broadcast_and_class_news(
     school: School,
 ) -> None:
     hs = school.deployment
-    sfu_url = parse_config(yaml.safe_load((hs.dir / "sfu.yaml").read_text())).sfu_url
+    sfu_url = sfu_url_of(hs)
     teacher = await school.login(first(school.roster.teachers["5a"]))  # in all three rooms
     lesson_5a, _, broadcast = await rooms(teacher)
     news_5a = await teacher.resolve(f"#news-5a:{SERVER}")
@@ -317,3 +323,40 @@ async def test_the_call_page_is_a_widget_in_lessons_the_broadcast_and_class_news
     report = hs.reconcile()
     assert (report["state_updates"], report["failures"]) == (1, 0), report
     assert (await widget_event(teacher, news_5a))["content"] == wanted[news_5a]
+
+
+@needs_chromium
+@pytest.mark.timeout(90)
+async def test_the_call_widget_joins_with_the_users_openid_token(school: School) -> None:
+    """The page as a widget of a client stand-in, against the SFU that `sferumctl start` runs.
+
+    The host answers the page's `get_openid` with the teacher's real OpenID token; the page
+    swaps it at the SFU's `/get_token` (checked with Synapse and the directory), joins the
+    lesson's call and sends Chromium's fake camera.
+    """
+    teacher = await school.login("t-1")
+    lesson = await teacher.resolve(f"#lesson-5a:{SERVER}")
+    sfu_url = sfu_url_of(school.deployment)
+    host = web.Application()
+    host.router.add_get(
+        "/host", widget_host(sfu_url, lesson, teacher.user_id, await openid_token(teacher))
+    )
+    server = TestServer(host, host="127.0.0.1")
+    await server.start_server()
+    profile = school.deployment.dir.parent / "chromium-widget"
+    browser = Browser(profile, str(server.make_url("/host")), fake_devices=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await browser.connect(session)
+            await wait_stats(browser, lambda s: True, "", expression="document.body")
+            context = await browser.frame_context(sfu_url)
+            stats = await wait_stats(
+                browser,
+                lambda s: s.get("framesEncoded", 0) > 10,
+                "the widget never sent the camera",
+                context=context,
+            )
+            assert stats["state"] == "joined", stats
+    finally:
+        await browser.close()
+        await server.close()

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,7 @@ class Browser:
         )
         self._ids = itertools.count(1)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self.events: list[dict[str, Any]] = []  # DevTools events seen while awaiting answers
 
     async def connect(self, session: aiohttp.ClientSession) -> None:
         """Find the page's DevTools socket through the port Chromium wrote into the profile."""
@@ -122,23 +123,40 @@ class Browser:
                 await asyncio.sleep(0.1)
         self._ws = await session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
 
-    async def evaluate(self, expression: str) -> Any:
+    async def command(self, method: str, **params: Any) -> dict[str, Any]:
+        """One DevTools command's result; events that arrive meanwhile are kept."""
         assert self._ws is not None
         ident = next(self._ids)
-        await self._ws.send_json(
-            {
-                "id": ident,
-                "method": "Runtime.evaluate",
-                "params": {"expression": expression, "returnByValue": True},
-            }
-        )
+        await self._ws.send_json({"id": ident, "method": method, "params": params})
         while True:
             message = json.loads(await self._ws.receive_str(timeout=10))
             if message.get("id") == ident:
-                return message["result"]["result"].get("value")
+                result: dict[str, Any] = message["result"]
+                return result
+            self.events.append(message)
 
-    async def stats(self, expression: str = "window.sferumCallStats") -> dict[str, Any]:
-        raw = await self.evaluate(f"JSON.stringify({expression} || null)")
+    async def evaluate(self, expression: str, context: int | None = None) -> Any:
+        where = {} if context is None else {"contextId": context}
+        answer = await self.command(
+            "Runtime.evaluate", expression=expression, returnByValue=True, **where
+        )
+        return answer["result"].get("value")
+
+    async def frame_context(self, origin: str) -> int:
+        """The main-world JavaScript context of a (cross-origin) frame of `origin`."""
+        await self.command("Runtime.enable")  # reports every existing context as an event
+        for event in self.events:
+            if event.get("method") != "Runtime.executionContextCreated":
+                continue
+            context = event["params"]["context"]
+            if context["origin"] == origin and context.get("auxData", {}).get("isDefault"):
+                return int(context["id"])
+        raise AssertionError(f"no frame of {origin}: {self.events}")
+
+    async def stats(
+        self, expression: str = "window.sferumCallStats", context: int | None = None
+    ) -> dict[str, Any]:
+        raw = await self.evaluate(f"JSON.stringify({expression} || null)", context)
         stats = json.loads(raw) if isinstance(raw, str) else None
         return stats if isinstance(stats, dict) else {}  # not loaded yet
 
@@ -158,11 +176,12 @@ async def wait_stats(
     what: str,
     timeout: float = 30,
     expression: str = "window.sferumCallStats",
+    context: int | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     stats: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        stats = await browser.stats(expression)
+        stats = await browser.stats(expression, context)
         if ok(stats):
             return stats
         await asyncio.sleep(0.25)
@@ -207,25 +226,43 @@ async def test_video_published_and_received_in_chromium(
 
 
 HOST_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>host</title></head>
-<body><iframe id="widget" src="%s"></iframe><script>
+<body><iframe id="widget" src="%(src)s" allow="camera; microphone"></iframe><script>
 "use strict";
 // The Matrix client's side of the widget API: capabilities, then an OpenID token.
 const frame = document.getElementById("widget");
+const widgetOrigin = new URL(frame.src).origin;
 window.hostLog = [];
 window.addEventListener("message", (event) => {
   const msg = event.data;
   window.hostLog.push(msg.action + (msg.response ? ":reply" : ""));
   if (msg.api === "fromWidget" && msg.action === "get_openid") {
-    frame.contentWindow.postMessage(Object.assign({}, msg, {response: {state: "allowed",
-      access_token: "tok", token_type: "Bearer", matrix_server_name: "elsewhere.test",
-      expires_in: 3600}}), window.location.origin);
+    frame.contentWindow.postMessage(Object.assign({}, msg, {response: Object.assign(
+      {state: "allowed"}, %(openid)s)}), widgetOrigin);
   }
 });
 frame.addEventListener("load", () => frame.contentWindow.postMessage({api: "toWidget",
-  widgetId: "w1", requestId: "host-1", action: "capabilities", data: {}},
-  window.location.origin));
+  widgetId: "w1", requestId: "host-1", action: "capabilities", data: {}}, widgetOrigin));
 </script></body></html>
 """
+
+
+def widget_host(
+    sfu_url: str, room_id: str, user_id: str, openid: dict[str, Any]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A handler serving a Matrix client's stand-in that embeds the call page as a widget."""
+
+    async def host(request: web.Request) -> web.Response:
+        src = f"{sfu_url}/call?" + urllib.parse.urlencode(
+            {"room": room_id, "user": user_id, "device": "DEV", "widgetId": "w1",
+             "parentUrl": str(request.url)}
+        )  # fmt: skip
+        page = HOST_PAGE % {"src": html.escape(src), "openid": json.dumps(openid)}
+        return web.Response(text=page, content_type="text/html")
+
+    return host
+
+
+WIDGET_STATS = "document.getElementById('widget').contentWindow.sferumCallStats"
 
 
 @needs_chromium
@@ -249,14 +286,8 @@ async def test_widget_mode_asks_get_token_with_the_openid_token(tmp_path: Path) 
     )
     app = SfuServer(config).app()
 
-    async def host(request: web.Request) -> web.Response:
-        src = "/call?" + urllib.parse.urlencode(
-            {"room": "!lesson:school.test", "user": "@t:school.test", "device": "DEV",
-             "widgetId": "w1", "parentUrl": str(request.url)}
-        )  # fmt: skip
-        return web.Response(text=HOST_PAGE % html.escape(src), content_type="text/html")
-
-    app.router.add_get("/host", host)
+    foreign = {"access_token": "tok", "matrix_server_name": "elsewhere.test", "expires_in": 3600}
+    app.router.add_get("/host", widget_host("", "!lesson:school.test", "@t:school.test", foreign))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     browser = Browser(tmp_path / "host", str(server.make_url("/host")), fake_devices=False)
@@ -267,7 +298,7 @@ async def test_widget_mode_asks_get_token_with_the_openid_token(tmp_path: Path) 
                 browser,
                 lambda s: s.get("state") not in (None, "loading", "openid"),
                 "the widget never settled",
-                expression="document.getElementById('widget').contentWindow.sferumCallStats",
+                expression=WIDGET_STATS,
             )
             assert stats["state"] == "denied", stats
             log = await browser.evaluate("window.hostLog.join(',')")

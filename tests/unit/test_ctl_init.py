@@ -282,6 +282,7 @@ def test_ipv6_bind(tmp_path: Path) -> None:
         (["--database", "postgresql://h/db"], "argument --database: expected"),
         (["--public-baseurl", "ftp://x/"], "argument --public-baseurl: must be an http://"),
         (["--tls-cert", "/nonexistent.pem"], "argument --tls-cert: no such file"),
+        (["--sfu-public-url", "ftp://x"], "argument --sfu-public-url: must be an http://"),
     ],
 )
 def test_bad_arguments_are_named(
@@ -378,3 +379,25 @@ def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
     check_config(Deployment(folder))  # Synapse accepts the keys (and 24h as a duration)
 
     assert main(["init", str(tmp_path / "x"), "--server-name", SERVER, "--sfu-port", "8008"]) == 1
+
+
+def test_sfu_behind_a_tls_proxy_is_announced_at_its_public_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = init(
+        tmp_path, "--server-name", SERVER, "--http-port", "18563", "--sfu-port", "18564",
+        "--sfu-public-url", "https://sfu.school.example/",
+    )  # fmt: skip
+    config = load(folder / "homeserver.yaml")
+    [focus] = config["extra_well_known_client_content"]["org.matrix.msc4143.rtc_foci"]
+    assert focus["service_url"] == "https://sfu.school.example"
+    sfu = parse_sfu_config(load(folder / "sfu.yaml"))
+    assert (sfu.sfu_url, sfu.http_port) == ("https://sfu.school.example", 18564)
+    assert parse_config(module_config(folder)).calls.public_url == "https://sfu.school.example"
+    # The health check still asks the SFU itself, not the proxy.
+    [service] = [s for s in deployment_services(Deployment(folder), config) if s.name == "sfu"]
+    assert service.health_url == "http://127.0.0.1:18564/health"
+
+    lone = ["init", str(tmp_path / "y"), "--server-name", SERVER, "--sfu-public-url", "https://x/"]
+    assert main(lone) == 1
+    assert "--sfu-public-url needs --sfu-port" in capsys.readouterr().err

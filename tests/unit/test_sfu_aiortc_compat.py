@@ -10,9 +10,19 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import aioice
+import aioice.ice
 import pytest
-from aiortc import RTCRtpReceiver, RTCRtpSender, rtcdtlstransport, rtcrtpreceiver, rtp
+from aiortc import (
+    RTCRtpReceiver,
+    RTCRtpSender,
+    rtcdtlstransport,
+    rtcicetransport,
+    rtcrtpreceiver,
+    rtp,
+)
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 
 from sfu import aiortc_compat
 
@@ -65,8 +75,7 @@ def test_transport_dispatches_through_instance_attributes() -> None:
 async def test_sender_private_attributes_exist(sender: RTCRtpSender) -> None:
     for name in aiortc_compat.SENDER_PRIVATE_ATTRS:
         assert hasattr(sender, name), name
-    assert isinstance(sender._RTCRtpSender__rtp_history, dict)  # type: ignore[attr-defined]
-    assert isinstance(sender._ssrc, int)
+    assert isinstance(sender._ssrc, int) and isinstance(sender._rtx_ssrc, int)
 
 
 def test_sender_rtcp_handling_uses_hooks_we_replace() -> None:
@@ -147,3 +156,75 @@ def test_silent_track_is_a_media_stream_track() -> None:
     assert track.kind == "video"
     track.stop()
     assert track.readyState == "ended"
+
+
+def test_direct_rtp_write_repeats_aiortcs_send_path() -> None:
+    """`_write_rtp` does what `_send_rtp` → ICE → aioice do, minus the awaits: pin each step."""
+    dtls_send = inspect.getsource(rtcdtlstransport.RTCDtlsTransport._send_rtp)
+    assert "if self._state != State.CONNECTED" in dtls_send
+    assert "data = self._tx_srtp.protect(data)" in dtls_send
+    assert "await self.transport._send(data)" in dtls_send
+    assert "self.__tx_bytes += len(data)" in dtls_send
+    assert "self.__tx_packets += 1" in dtls_send
+    ice_start = inspect.getsource(rtcicetransport.RTCIceTransport)
+    assert "self._send = self._connection.send" in ice_start
+    assert "await self.sendto(data, 1)" in inspect.getsource(aioice.Connection.send)
+    sendto = inspect.getsource(aioice.Connection.sendto)
+    assert "active_pair = self._nominated.get(component)" in sendto
+    assert "await active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    send_data = inspect.getsource(aioice.ice.StunProtocol.send_data)
+    assert "self.transport.sendto(data, addr)" in send_data
+    pair_source = inspect.getsource(aioice.ice.CandidatePair)
+    for name in aiortc_compat.PAIR_ATTRS:
+        assert f"def {name}" in pair_source or f"self.{name} =" in pair_source, name
+    assert aiortc_compat.ICE_PRIVATE_ATTRS == ("_connection",)
+    assert aiortc_compat.CONNECTION_PRIVATE_ATTRS == ("_nominated",)
+    assert set(aiortc_compat.DTLS_PRIVATE_ATTRS) <= {
+        "_state",
+        "_tx_srtp",
+        "_RTCDtlsTransport__tx_bytes",
+        "_RTCDtlsTransport__tx_packets",
+    }
+
+
+async def negotiated_elsewhere(parameters: RTCRtpSendParameters) -> None:
+    """Stands in for aiortc's own `send`, which would start RTP and RTCP tasks."""
+
+
+async def test_packets_are_patched_per_subscriber_and_nacks_answered_as_rtx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[bytes] = []
+    def write(dtls: object, data: bytes) -> bool:
+        written.append(data)
+        return True
+
+    monkeypatch.setattr(aiortc_compat, "_write_rtp", write)
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    rtx = RTCRtpCodecParameters(
+        mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
+    )
+    senders = [RTCRtpSender("video", FakeTransport()) for _ in "ab"]  # type: ignore[arg-type]
+    for sender in senders:
+        sender.send = negotiated_elsewhere  # type: ignore[method-assign]
+    forwarders = [aiortc_compat.ForwardingSender(s, lambda: None) for s in senders]
+    for sender in senders:
+        await sender.send(RTCRtpSendParameters(codecs=[vp8, rtx], muxId="0"))
+    source = rtp.RtpPacket(payload_type=100, marker=1, sequence_number=5, payload=b"frame")
+    wire: aiortc_compat.WireCache = {}
+    assert forwarders[0].send_packet(source, 1000, 9000, 0, wire)
+    assert forwarders[1].send_packet(source, 2000, 8000, 0, wire)  # from the template
+    first, second = (rtp.RtpPacket.parse(data) for data in written)
+    for packet, (seq, ts, sender) in zip(
+        (first, second), ((1000, 9000, senders[0]), (2000, 8000, senders[1])), strict=True
+    ):
+        assert (packet.sequence_number, packet.timestamp) == (seq, ts)
+        assert (packet.ssrc, packet.payload_type, packet.marker) == (sender._ssrc, 96, 1)
+        assert packet.payload == b"frame"
+    written.clear()
+    nack = rtp.RtcpRtpfbPacket(fmt=rtp.RTCP_RTPFB_NACK, ssrc=1, media_ssrc=senders[1]._ssrc)
+    nack.lost = [2000, 1999]  # 1999 was never sent: nothing
+    await senders[1]._handle_rtcp_packet(nack)
+    [again] = (rtp.RtpPacket.parse(data) for data in written)
+    assert (again.payload_type, again.ssrc) == (97, senders[1]._rtx_ssrc)
+    assert again.payload == (2000).to_bytes(2, "big") + b"frame"  # RFC 4588: OSN first
