@@ -1,8 +1,10 @@
 """The call page: served by the SFU at `/call`, shown by Matrix clients as a room widget.
 
 The SFU serves the page itself so that the page, its `/get_token` and its `/ws` share one
-origin: the page's CSP can then say `connect-src 'self'` and nothing else, and no CORS or
-cookie question arises. Everything the page knows about the user comes from the widget API
+origin: the page's CSP can then say `connect-src 'self'` and, where broadcasts fan out over
+edges (`sfu.edge`), the edges' WebSocket origins, nothing else; and no CORS or cookie question
+arises. The page connects where `/get_token` sent it: a viewer to an edge, others here.
+Everything the page knows about the user comes from the widget API
 (`get_openid`); the SFU checks that token with the homeserver and decides the grant, so the
 page holds no policy of its own (it only avoids asking for a camera the token cannot publish).
 
@@ -13,34 +15,38 @@ broadcast room); the widget's URL is built by `synapse_sferum.calls.widget_state
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 STATIC = Path(__file__).parent / "static"
 _STATIC_FILES = {"call.js": "application/javascript", "call.css": "text/css"}
-# The page runs only its own script and talks only to its own origin (`/get_token`, `/ws`);
-# it may be framed by any client, since Element's origin varies between deployments.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "media-src 'self' blob: mediastream:; img-src 'self' data:; base-uri 'none'; "
-        "form-action 'none'"
-    ),
-    "Referrer-Policy": "no-referrer",  # the URL fragment may hold a JWT in test mode
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-    "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
-}
 
 
-async def _page(request: web.Request) -> web.Response:
-    return web.Response(
-        body=(STATIC / "call.html").read_bytes(),
-        content_type="text/html",
-        charset="utf-8",
-        headers=_PAGE_HEADERS,
-    )
+def websocket_origin(url: str) -> str:
+    """The ws(s) origin a page uses to reach the SFU at `url` (http(s) or ws(s))."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
+
+
+def page_headers(edge_urls: Iterable[str]) -> dict[str, str]:
+    """The page runs only its own script and talks only to its own origin (`/get_token`,
+    `/ws`) and the edges'; it may be framed by any client, as Element's origin varies."""
+    connect = " ".join(["'self'", *sorted({websocket_origin(url) for url in edge_urls})])
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; "
+            "media-src 'self' blob: mediastream:; img-src 'self' data:; base-uri 'none'; "
+            "form-action 'none'"
+        ),
+        "Referrer-Policy": "no-referrer",  # the URL fragment may hold a JWT in test mode
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "Permissions-Policy": "camera=(self), microphone=(self), display-capture=(self)",
+    }
 
 
 async def _static(request: web.Request) -> web.Response:
@@ -56,6 +62,16 @@ async def _static(request: web.Request) -> web.Response:
     )
 
 
-def page_routes() -> list[web.RouteDef]:
+def page_routes(edge_urls: Iterable[str] = ()) -> list[web.RouteDef]:
     """`GET /call` and its script and style; the SFU app mounts them next to `/ws`."""
-    return [web.get("/call", _page), web.get("/call/static/{name}", _static)]
+    headers = page_headers(edge_urls)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(
+            body=(STATIC / "call.html").read_bytes(),
+            content_type="text/html",
+            charset="utf-8",
+            headers=headers,
+        )
+
+    return [web.get("/call", page), web.get("/call/static/{name}", _static)]

@@ -104,7 +104,8 @@ class SfuServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/ws", self._websocket)
-        app.add_routes(page_routes())  # the browser page (a widget in lesson and news rooms)
+        # The browser page (a widget in lesson and news rooms); viewers may go to the edges.
+        app.add_routes(page_routes(self._config.edge_urls))
         app.on_shutdown.append(self._shutdown)
         app.cleanup_ctx.append(self._background)
         return app

@@ -10,6 +10,7 @@
   const fragment = new URLSearchParams(window.location.hash.slice(1));
   const widgetId = query.get("widgetId") || "ru.sferum.call";
   const SLOT_ID = "m.call#ROOM"; // MatrixRTC's legacy slot: one call per room
+  let sfuUrl = null; // where /get_token sent us (a broadcast's viewer: an edge); null: here
   let parentOrigin = "*";
   try {
     if (query.get("parentUrl")) parentOrigin = new URL(query.get("parentUrl")).origin;
@@ -135,6 +136,7 @@
         "Нет доступа к звонку" + (body.error ? ": " + body.error : "."));
       return null;
     }
+    sfuUrl = body.url; // a broadcast's viewers are sent to an edge
     return body.jwt;
   }
 
@@ -368,8 +370,8 @@
       return;
     }
     grant = video;
-    const url = new URL("ws", window.location.href);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const url = sfuUrl ? new URL(sfuUrl.replace(/\/?$/, "/ws")) : new URL("ws", window.location.href);
+    url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:";
     url.hash = "";
     url.search = "";
     status("connecting", "Подключение…");

@@ -1,11 +1,13 @@
 """The call page in headless Chromium against the SFU in process (issue 5, point 9).
 
 Two browsers open `/call#jwt=…` (the page's test mode: no Synapse, the tokens are minted with
-`sfu.tokens.issue` as `/get_token` would): a teacher with Chromium's fake camera and
-microphone, and a pupil who may only watch. The test reads the page's `getStats()` summary
-over the DevTools protocol (a few lines of JSON over a WebSocket; virtual time, as in the
-diary test, does not drive real WebRTC) and wants the pupil's decoded frames to grow while
-the teacher's encoder sends. Also: the page's routes and headers.
+`sfu.tokens.issue` as `/get_token` would), both with Chromium's fake camera and microphone: a
+teacher, and a pupil whose token allows the microphone only, until the teacher allows the
+camera with the page's button. The test reads the page's `getStats()` summary over the
+DevTools protocol (a few lines of JSON over a WebSocket; virtual time, as in the diary test,
+does not drive real WebRTC) and wants decoded frames to grow on both sides. Also: the widget
+handshake, and the page's routes and headers. (The widget with a real OpenID token and real
+Synapse is in `test_sfu_auth.py`.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiohttp.test_utils import TestServer
 from sfu import tokens
 from sfu.config import parse_config
 from sfu.grants import CAMERA, MICROPHONE, Grant
+from sfu.page import page_headers, websocket_origin
 from sfu.server import SfuServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,6 +41,22 @@ ROOM = tokens.room_name("!lesson:school.test")
 needs_chromium = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="no chromium (scripts/test installs it)"
 )
+
+
+# -- the page's own rules (pure) ----------------------------------------------------------------
+
+
+def test_the_page_may_connect_to_itself_and_the_edges_only() -> None:
+    assert websocket_origin("https://edge-1.school.test/sfu") == "wss://edge-1.school.test"
+    assert websocket_origin("http://127.0.0.1:8011") == "ws://127.0.0.1:8011"
+    assert websocket_origin("wss://edge-2.school.test") == "wss://edge-2.school.test"
+    alone = page_headers(())["Content-Security-Policy"]
+    assert "connect-src 'self';" in alone
+    edges = page_headers(["https://edge-2.school.test", "https://edge-1.school.test/x"])
+    assert (
+        "connect-src 'self' wss://edge-1.school.test wss://edge-2.school.test;"
+        in edges["Content-Security-Policy"]
+    )
 
 
 # -- the server ---------------------------------------------------------------------------------
@@ -191,15 +210,17 @@ async def wait_stats(
 @needs_chromium
 @pytest.mark.integration
 @pytest.mark.timeout(120)
-async def test_video_published_and_received_in_chromium(
-    server: TestServer, tmp_path: Path
-) -> None:
+async def test_a_lesson_between_two_chromiums(server: TestServer, tmp_path: Path) -> None:
+    """The teacher's camera reaches the pupil; the teacher allows the pupil's camera with the
+    page's own button, and the pupil's page publishes it on the same connection (both browsers
+    then publish and receive); a raised hand shows on the teacher's page."""
     now = int(time.time())
-    teacher_jwt = tokens.issue(Grant.publisher(CAMERA, MICROPHONE), ROOM, "teacher", SECRET, now)
-    pupil_jwt = tokens.issue(Grant.viewer(), ROOM, "pupil", SECRET, now)
+    teacher_grant = Grant.publisher(CAMERA, MICROPHONE, room_admin=True)
+    teacher_jwt = tokens.issue(teacher_grant, ROOM, "teacher", SECRET, now)
+    pupil_jwt = tokens.issue(Grant.publisher(MICROPHONE), ROOM, "pupil", SECRET, now)
     base = str(server.make_url("/call"))
     teacher = Browser(tmp_path / "teacher", f"{base}#jwt={teacher_jwt}", fake_devices=True)
-    pupil = Browser(tmp_path / "pupil", f"{base}#jwt={pupil_jwt}", fake_devices=False)
+    pupil = Browser(tmp_path / "pupil", f"{base}#jwt={pupil_jwt}", fake_devices=True)
     async with aiohttp.ClientSession() as session:
         try:
             await teacher.connect(session)
@@ -213,13 +234,28 @@ async def test_video_published_and_received_in_chromium(
                 pupil, lambda s: s.get("framesDecoded", 0) > 0, "the pupil decodes no video"
             )
             assert first["remoteVideos"] == 1, first
-            assert first["framesEncoded"] == 0  # a viewer publishes nothing
+            assert first["framesEncoded"] == 0  # a microphone only, until the teacher allows
             await asyncio.sleep(3)
             later = await pupil.stats()
             assert later["framesDecoded"] > first["framesDecoded"] + 10, (first, later)
-            teacher_later = await teacher.stats()
-            assert teacher_later["bytesSent"] > sending["bytesSent"], teacher_later
-            assert "lastError" not in later and "lastError" not in teacher_later
+
+            await pupil.evaluate("document.getElementById('hand').click()")
+            pupil_row = "document.querySelector('#people li[data-identity=\"pupil\"]')"
+            await wait_stats(
+                teacher, lambda s: "✋" in s.get("row", ""), "no hand on the teacher's page",
+                expression=f"{{row: {pupil_row} && {pupil_row}.textContent}}",
+            )  # fmt: skip
+            allow = f"{pupil_row}.querySelector('button[data-action=\"allow_camera\"]').click()"
+            await teacher.evaluate(allow)
+            await wait_stats(
+                pupil, lambda s: s.get("framesEncoded", 0) > 10, "the pupil's camera is not sent"
+            )
+            both = await wait_stats(
+                teacher, lambda s: s.get("framesDecoded", 0) > 10, "the teacher decodes no pupil"
+            )
+            assert both["remoteVideos"] == 1, both
+            for browser in (teacher, pupil):
+                assert "lastError" not in await browser.stats()
         finally:
             await teacher.close()
             await pupil.close()
