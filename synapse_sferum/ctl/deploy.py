@@ -106,6 +106,10 @@ def init(deployment: Deployment, given: InitParams) -> list[str]:
         report.append(_line("kept", deployment.sqlite_database.name))
     for path, (text, mode) in rendered.items():
         report.append(_render_to(path, text, mode))
+    for path in deployment.sfu_edge_configs():  # fewer edges than before: stop running those
+        if path not in rendered:
+            path.unlink()
+            report.append(_line("removed", path.name))
     # No backup of the parameters: the new file carries every older value not replaced now.
     init_yaml = yaml.safe_dump(params.to_yaml(), sort_keys=False, allow_unicode=True)
     report.append(
@@ -199,6 +203,7 @@ def _render(
         "link_codes": LinkCodesConfig(),
         "quiet_hours": QuietHoursConfig(),
         "sfu_focus_type": SFU_FOCUS_TYPE,
+        "edge": None,  # an edge's port and URLs when rendering its sfu-edge-N.yaml
         "msisdn_delegate": settings.local_client_url
         + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }
@@ -213,10 +218,18 @@ def _render(
         templates.append((deployment.turn_config, "turnserver.conf.j2", PRIVATE))
     if settings.sfu_port is not None:
         templates.append((deployment.sfu_config, "sfu.yaml.j2", PRIVATE))
-    return {
+    rendered = {
         path: (env.get_template(template).render(context), mode)
         for path, template, mode in templates
     }
+    origin = f"ws://127.0.0.1:{settings.sfu_port}/ws"  # edges reach the origin on this host
+    for number, (port, url) in enumerate(
+        zip(settings.sfu_edge_ports, settings.sfu_edge_urls, strict=True), 1
+    ):
+        edge = {"port": port, "url": url, "origin_url": origin}
+        text = env.get_template("sfu.yaml.j2").render({**context, "edge": edge})
+        rendered[deployment.sfu_edge_config(number)] = (text, PRIVATE)
+    return rendered
 
 
 def _render_to(path: Path, text: str, mode: int, *, backup: bool = True) -> str:

@@ -102,6 +102,15 @@ class Deployment:
         """The SFU's config; present only when `init` was given --sfu-port."""
         return self.root / "sfu.yaml"
 
+    def sfu_edge_config(self, number: int) -> Path:
+        """Edge `number`'s config (from 1); present only when `init` was given --sfu-edges."""
+        return self.root / f"sfu-edge-{number}.yaml"
+
+    def sfu_edge_configs(self) -> list[Path]:
+        """The edges' configs that exist, in order."""
+        found = self.root.glob("sfu-edge-*.yaml")
+        return sorted(found, key=lambda path: int(path.stem.rpartition("-")[2] or 0))
+
     @property
     def turn_config(self) -> Path:
         """coturn's config; present only when `init` was given --turn-port."""

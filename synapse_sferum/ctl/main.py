@@ -291,6 +291,13 @@ def _parser() -> argparse.ArgumentParser:
         "to clients in .well-known/matrix/client",
     )
     p.add_argument(
+        "--sfu-edges",
+        type=_checked(params.edge_count),
+        metavar="N",
+        help="run N more SFU processes on the ports after --sfu-port that relay broadcasts to "
+        "their viewers (0 to drop them): a broadcast's audience grows with the cores",
+    )
+    p.add_argument(
         "--sfu-public-url",
         type=_checked(params.base_url),
         metavar="URL",

@@ -27,6 +27,16 @@ def port(value: object) -> int:
     return int(text)
 
 
+MAX_SFU_EDGES = 16  # each edge is a process: more than the cores of one host helps nobody
+
+
+def edge_count(value: object) -> int:
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 0 <= int(text) <= MAX_SFU_EDGES:
+        raise ValueError(f"must be a number of processes from 0 to {MAX_SFU_EDGES}, got {value!r}")
+    return int(text)
+
+
 def server_name(value: object) -> str:
     """A Matrix server name (host, optional port), checked by Synapse's own parser."""
     from synapse.util.stringutils import parse_and_validate_server_name
@@ -152,6 +162,7 @@ PARSERS: Mapping[str, Callable[[object], Any]] = {
     "turn_port": port,
     "sfu_port": port,
     "sfu_public_url": base_url,
+    "sfu_edges": edge_count,
 }
 
 
@@ -173,6 +184,7 @@ class InitParams:
     turn_port: int | None = None
     sfu_port: int | None = None
     sfu_public_url: str | None = None
+    sfu_edges: int | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:
@@ -235,6 +247,13 @@ class Settings:
     sfu_port: int | None = None
     # Where clients reach the SFU when a reverse proxy serves it (with TLS) elsewhere.
     sfu_proxy_url: str | None = None
+    # Ports of the SFU's edge processes (broadcast fan-out, `sfu.edge`): the next ones after it.
+    sfu_edge_ports: tuple[int, ...] = ()
+
+    @property
+    def sfu_edge_urls(self) -> tuple[str, ...]:
+        """Where clients reach each edge (a broadcast's viewers are sent there)."""
+        return tuple(f"http://{self.turn_host}:{port}" for port in self.sfu_edge_ports)
 
     @property
     def sfu_public_url(self) -> str | None:
@@ -326,6 +345,7 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         taken[option] = wanted
     if params.sfu_public_url is not None and params.sfu_port is None:
         raise ValueError("--sfu-public-url needs --sfu-port: it is where that SFU is reached")
+    edge_ports = _sfu_edge_ports(params, taken)
 
     return Settings(
         server_name=params.server_name,
@@ -344,4 +364,26 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         turn_port=params.turn_port,
         sfu_port=params.sfu_port,
         sfu_proxy_url=params.sfu_public_url,
+        sfu_edge_ports=edge_ports,
     )
+
+
+def _sfu_edge_ports(params: InitParams, taken: Mapping[str, int]) -> tuple[int, ...]:
+    """The edges' ports: the SFU's port plus 1, 2, …, each free of the other listeners."""
+    if not params.sfu_edges:
+        return ()
+    if params.sfu_port is None:
+        raise ValueError("--sfu-edges needs --sfu-port: edges relay that SFU's broadcasts")
+    if params.sfu_public_url is not None:
+        raise ValueError(
+            "--sfu-edges cannot be combined with --sfu-public-url: behind a proxy, give each "
+            "edge its public URL by hand (origin_url and edge_urls in the sfu*.yaml files)"
+        )
+    ports = tuple(params.sfu_port + k for k in range(1, params.sfu_edges + 1))
+    for port_ in ports:
+        if port_ > 65535:
+            raise ValueError(f"--sfu-edges {params.sfu_edges}: port {port_} is past 65535")
+        for option, used in taken.items():
+            if port_ == used:
+                raise ValueError(f"--sfu-edges: an edge's port {port_} is {option}'s")
+    return ports

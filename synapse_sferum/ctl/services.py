@@ -199,16 +199,19 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
                 env={"PYTHONPATH": python_path},
             )
         )
+    # `init --sfu-port` (older deployments have no SFU), and its edges (`--sfu-edges`).
     sfu = deployment.sfu_config
-    if sfu.exists():  # `init --sfu-port` was given; older deployments have no SFU
+    sfus = [sfu] if sfu.exists() else []
+    for path in sfus + deployment.sfu_edge_configs():
+        name = path.stem  # sfu, sfu-edge-1, …
         services.append(
             Service(
-                name="sfu",
-                argv=(sys.executable, "-m", "sfu", str(sfu)),
-                identity=("sfu", str(sfu)),
-                health_url=sfu_health_url(sfu),
-                log_path=deployment.logs / "sfu.out",
-                pid_path=deployment.run / "sfu.pid",
+                name=name,
+                argv=(sys.executable, "-m", "sfu", str(path)),
+                identity=("sfu", str(path)),
+                health_url=sfu_health_url(path),
+                log_path=deployment.logs / f"{name}.out",
+                pid_path=deployment.run / f"{name}.pid",
                 cwd=deployment.root,
                 env={"PYTHONPATH": python_path},
             )

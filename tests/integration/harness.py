@@ -22,6 +22,9 @@ from typing import Any
 
 import yaml
 
+from sfu.config import SfuConfig
+from sfu.config import parse_config as parse_sfu_config
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REPO = Path(__file__).resolve().parents[2]
 DEMO_ROSTER = REPO / "config" / "demo" / "roster"
@@ -290,6 +293,10 @@ class Deployment:
         with urllib.request.urlopen(request, timeout=30) as response:
             user_id: str = json.loads(response.read())["user_id"]
         return user_id
+
+    def sfu_config(self) -> SfuConfig:
+        """The config `init --sfu-port` wrote for the SFU that `start` runs."""
+        return parse_sfu_config(yaml.safe_load((self.dir / "sfu.yaml").read_text()))
 
     def log_tail(self, lines: int = 60) -> str:
         logs = sorted((self.dir / "logs").glob("*")) if (self.dir / "logs").exists() else []

@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -279,16 +278,11 @@ async def widget_event(user: User, room_id: str) -> dict[str, Any]:
     return event
 
 
-def sfu_url_of(deployment: Deployment) -> str:
-    """Where the SFU that `sferumctl start` runs is reached (its `sfu.yaml`)."""
-    return parse_config(yaml.safe_load((deployment.dir / "sfu.yaml").read_text())).sfu_url
-
-
 async def test_the_call_page_is_a_widget_in_lessons_the_broadcast_and_class_news(
     school: School,
 ) -> None:
     hs = school.deployment
-    sfu_url = sfu_url_of(hs)
+    sfu_url = hs.sfu_config().sfu_url
     teacher = await school.login(first(school.roster.teachers["5a"]))  # in all three rooms
     lesson_5a, _, broadcast = await rooms(teacher)
     news_5a = await teacher.resolve(f"#news-5a:{SERVER}")
@@ -336,7 +330,7 @@ async def test_the_call_widget_joins_with_the_users_openid_token(school: School)
     """
     teacher = await school.login("t-1")
     lesson = await teacher.resolve(f"#lesson-5a:{SERVER}")
-    sfu_url = sfu_url_of(school.deployment)
+    sfu_url = school.deployment.sfu_config().sfu_url
     host = web.Application()
     host.router.add_get(
         "/host", widget_host(sfu_url, lesson, teacher.user_id, await openid_token(teacher))

@@ -283,6 +283,7 @@ def test_ipv6_bind(tmp_path: Path) -> None:
         (["--public-baseurl", "ftp://x/"], "argument --public-baseurl: must be an http://"),
         (["--tls-cert", "/nonexistent.pem"], "argument --tls-cert: no such file"),
         (["--sfu-public-url", "ftp://x"], "argument --sfu-public-url: must be an http://"),
+        (["--sfu-edges", "17"], "argument --sfu-edges: must be a number of processes from 0"),
     ],
 )
 def test_bad_arguments_are_named(
@@ -401,3 +402,38 @@ def test_sfu_behind_a_tls_proxy_is_announced_at_its_public_url(
     lone = ["init", str(tmp_path / "y"), "--server-name", SERVER, "--sfu-public-url", "https://x/"]
     assert main(lone) == 1
     assert "--sfu-public-url needs --sfu-port" in capsys.readouterr().err
+
+
+def test_sfu_edges_relay_broadcasts_from_processes_of_their_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = init(
+        tmp_path, "--server-name", SERVER, "--http-port", "18570", "--sfu-port", "18571",
+        "--sfu-edges", "2",
+    )  # fmt: skip
+    origin = parse_sfu_config(load(folder / "sfu.yaml"))
+    assert origin.origin_url is None
+    assert origin.edge_urls == ("http://127.0.0.1:18572", "http://127.0.0.1:18573")
+    for number, port in ((1, 18572), (2, 18573)):
+        edge = parse_sfu_config(load(folder / f"sfu-edge-{number}.yaml"))
+        assert (edge.http_port, edge.sfu_url) == (port, f"http://127.0.0.1:{port}")
+        assert edge.origin_url == "ws://127.0.0.1:18571/ws"
+        assert edge.jwt_secret == origin.jwt_secret  # the edge signs its own relay token
+        assert stat.S_IMODE((folder / f"sfu-edge-{number}.yaml").stat().st_mode) == 0o600
+    config = load(folder / "homeserver.yaml")
+    services = {s.name: s for s in deployment_services(Deployment(folder), config)}
+    assert {"sfu", "sfu-edge-1", "sfu-edge-2"} <= set(services)
+    assert services["sfu-edge-2"].health_url == "http://127.0.0.1:18573/health"
+    assert services["sfu-edge-2"].argv[1:] == ("-m", "sfu", str(folder / "sfu-edge-2.yaml"))
+
+    # Fewer edges: the ones no longer wanted are removed, so `start` runs only the rest.
+    main(["init", str(folder), "--sfu-edges", "1"])
+    assert "removed   sfu-edge-2.yaml" in capsys.readouterr().out
+    assert [p.name for p in Deployment(folder).sfu_edge_configs()] == ["sfu-edge-1.yaml"]
+    assert parse_sfu_config(load(folder / "sfu.yaml")).edge_urls == ("http://127.0.0.1:18572",)
+
+    bad = ["init", str(tmp_path / "z"), "--server-name", SERVER]
+    assert main([*bad, "--sfu-edges", "1"]) == 1
+    assert "--sfu-edges needs --sfu-port" in capsys.readouterr().err
+    assert main([*bad, "--http-port", "18581", "--sfu-port", "18580", "--sfu-edges", "1"]) == 1
+    assert "an edge's port 18581 is --http-port's" in capsys.readouterr().err
