@@ -199,6 +199,7 @@ class ForwardingSender:
         self.sender = sender
         self.ssrc = int(sender._ssrc)
         self.payload_type: int | None = None
+        self.mime_type: str | None = None  # the negotiated codec, e.g. video/VP8
         self._rtx_payload_type: int | None = None
         self._rtx_sequence_number = secrets.randbelow(1 << 15)  # as aiortc starts its own
         self._mid: str | None = None
@@ -214,6 +215,7 @@ class ForwardingSender:
         async def send(parameters: RTCRtpSendParameters) -> None:
             codec = parameters.codecs[0]
             self.payload_type = codec.payloadType
+            self.mime_type = codec.mimeType
             self._rtx_payload_type = next(
                 (
                     c.payloadType

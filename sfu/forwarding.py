@@ -29,6 +29,7 @@ from aiortc import (
 
 from sfu import aiortc_compat
 from sfu.aiortc_compat import ForwardingSender, RtpPacket, SilentTrack
+from sfu.keyframes import starts_keyframe
 from sfu.room import ActiveSpeakers
 
 SEQ_MOD = 1 << 16
@@ -128,11 +129,21 @@ class _Source:
 
 @attrs.define(eq=False)
 class _Outlet:
-    """One subscriber sender: which source feeds it now and how headers are rewritten."""
+    """One subscriber sender: which source feeds it now and how headers are rewritten.
+
+    A video outlet given a source forwards nothing until that source's next keyframe starts
+    (`sfu.keyframes`): what comes before it could not be decoded.
+    """
 
     forwarder: ForwardingSender
     rewriter: SequenceRewriter
+    video: bool
     source: _Source | None = None
+    awaiting_keyframe: bool = False
+
+    def feed(self, source: _Source | None) -> None:
+        self.source = source
+        self.awaiting_keyframe = self.video and source is not None
 
 
 @attrs.define(eq=False)
@@ -267,7 +278,7 @@ class MediaRouter:
             idle = next((o for o in subscriber.video if o.source is None), None)
             self._routes = None
             if idle is not None:
-                idle.source = source
+                idle.feed(source)
                 await self._request_keyframe(source)
             else:
                 subscriber.video.append(self._add_outlet(subscriber.pc, "video", 90000, source))
@@ -335,7 +346,7 @@ class MediaRouter:
         for subscriber in self._subscribers.values():
             for outlet in (*subscriber.video, *subscriber.speaker_slots):
                 if outlet.source is not None and outlet.source.participant == participant:
-                    outlet.source = None
+                    outlet.feed(None)
         self._routes = None
         if publisher is not None:
             await publisher.close()
@@ -401,7 +412,8 @@ class MediaRouter:
                 task.add_done_callback(self._tasks.discard)
 
         forwarder = ForwardingSender(sender, on_keyframe_request)
-        outlet = _Outlet(forwarder, _new_rewriter(forwarder, clock_rate), source)
+        outlet = _Outlet(forwarder, _new_rewriter(forwarder, clock_rate), video=kind == "video")
+        outlet.feed(source)
         return outlet
 
     async def _request_keyframe(self, source: _Source) -> None:
@@ -415,7 +427,7 @@ class MediaRouter:
 
     def _assign_slots(self, subscriber: _Subscriber) -> None:
         for outlet, speaker in zip(subscriber.speaker_slots, self._slots, strict=True):
-            outlet.source = self._audio_by_speaker.get(speaker) if speaker else None
+            outlet.feed(self._audio_by_speaker.get(speaker) if speaker else None)
         self._routes = None
 
     def _outlets_fed_by(self, source: _Source) -> list[_Outlet]:
@@ -449,6 +461,14 @@ class MediaRouter:
         ntp_time = aiortc_compat.current_ntp_time()
         wire: aiortc_compat.WireCache = {}
         for outlet in self._outlets_fed_by(source):
+            if outlet.awaiting_keyframe:
+                mime_type = outlet.forwarder.mime_type
+                if mime_type is None:  # not negotiated yet: nothing can be sent anyway
+                    continue
+                if not starts_keyframe(mime_type, packet.payload):
+                    await self._request_keyframe(source)  # at most one per interval
+                    continue
+                outlet.awaiting_keyframe = False
             header = outlet.rewriter.rewrite(
                 packet.ssrc, packet.sequence_number, packet.timestamp, now
             )
