@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from synapse_sferum.widgets import page_assets
+
 STATIC = Path(__file__).parent / "static"
-_STATIC_FILES = {"call.js": "application/javascript", "call.css": "text/css"}
+_ASSETS = page_assets(STATIC, "call.js", "call.css")
 
 
 def websocket_origin(url: str) -> str:
@@ -50,13 +52,12 @@ def page_headers(edge_urls: Iterable[str]) -> dict[str, str]:
 
 
 async def _static(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    content_type = _STATIC_FILES.get(name)
-    if content_type is None:  # a fixed list: no path from the request reaches the disk
+    asset = _ASSETS.get(request.match_info["name"])
+    if asset is None:
         raise web.HTTPNotFound()
     return web.Response(
-        body=(STATIC / name).read_bytes(),
-        content_type=content_type,
+        body=asset.path.read_bytes(),
+        content_type=asset.content_type,
         charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
     )

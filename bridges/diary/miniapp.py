@@ -37,6 +37,7 @@ from bridges.diary.matrix import MatrixRefused
 from bridges.diary.model import DiarySnapshot, LessonStatus
 from bridges.diary.render import hhmm, ru_date
 from synapse_sferum.rooms import RoomKey, RoomKind
+from synapse_sferum.widgets import page_assets
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ _PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-_STATIC_FILES = {"miniapp.js": "application/javascript", "miniapp.css": "text/css"}
+_ASSETS = page_assets(STATIC, "miniapp.js", "miniapp.css")
 _API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -215,12 +216,12 @@ class MiniApp:
         return web.Response(text=html, content_type="text/html", headers=_PAGE_HEADERS)
 
     async def _static(self, request: web.Request) -> web.Response:
-        content_type = _STATIC_FILES.get(request.match_info["name"])
-        if content_type is None:
+        asset = _ASSETS.get(request.match_info["name"])
+        if asset is None:
             raise web.HTTPNotFound()
         return web.Response(
-            body=(STATIC / request.match_info["name"]).read_bytes(),
-            content_type=content_type,
+            body=asset.path.read_bytes(),
+            content_type=asset.content_type,
             charset="utf-8",
             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
         )

@@ -8,13 +8,9 @@
 (function () {
   const query = new URLSearchParams(window.location.search);
   const fragment = new URLSearchParams(window.location.hash.slice(1));
-  const widgetId = query.get("widgetId") || "ru.sferum.call";
   const SLOT_ID = "m.call#ROOM"; // MatrixRTC's legacy slot: one call per room
   let sfuUrl = null; // where /get_token sent us (a broadcast's viewer: an edge); null: here
-  let parentOrigin = "*";
-  try {
-    if (query.get("parentUrl")) parentOrigin = new URL(query.get("parentUrl")).origin;
-  } catch (e) { /* keep "*": what we send holds no secret */ }
+  const widget = window.sferumWidget("ru.sferum.call"); // the widget API (widget-api.js)
 
   const statusEl = document.getElementById("status");
   const localEl = document.getElementById("local");
@@ -32,80 +28,16 @@
     statusEl.textContent = text;
   }
 
-  // -- the widget API (as in the diary mini-app) ---------------------------------------------
-
-  const pending = new Map();
-  let openidRequestId = null;
-  let openidResolve = null;
-  let counter = 0;
-  let capabilitiesDone = null;
-  const capabilitiesSettled = new Promise((resolve) => { capabilitiesDone = resolve; });
-
-  function send(action, data) {
-    const requestId = "call-" + Date.now() + "-" + (++counter);
-    const message = { api: "fromWidget", widgetId: widgetId, requestId: requestId, action: action, data: data || {} };
-    return { requestId: requestId, reply: new Promise((resolve) => {
-      pending.set(requestId, resolve);
-      window.parent.postMessage(message, parentOrigin);
-    }) };
-  }
-
-  function reply(request, response) {
-    window.parent.postMessage(Object.assign({}, request, { response: response }), parentOrigin);
-  }
-
-  window.addEventListener("message", (event) => {
-    if (event.source !== window.parent || window.parent === window) return;
-    if (parentOrigin !== "*" && event.origin !== parentOrigin) return;
-    const msg = event.data;
-    if (!msg || typeof msg !== "object" || typeof msg.requestId !== "string") return;
-    if (msg.api === "fromWidget" && msg.response !== undefined) {
-      const resolve = pending.get(msg.requestId);
-      if (resolve) { pending.delete(msg.requestId); resolve(msg.response); }
-      return;
-    }
-    if (msg.api !== "toWidget" || msg.response !== undefined) return;
-    switch (msg.action) {
-      case "capabilities":
-        reply(msg, { capabilities: [] }); // get_openid needs none: the client asks the user
-        setTimeout(capabilitiesDone, 1000); // a client that never sends notify_capabilities
-        break;
-      case "notify_capabilities":
-        reply(msg, {});
-        capabilitiesDone();
-        break;
-      case "openid_credentials":
-        reply(msg, {});
-        if (openidResolve && msg.data && msg.data.original_request_id === openidRequestId) {
-          openidResolve(msg.data);
-        }
-        break;
-      default:
-        reply(msg, {});
-    }
-  });
-
-  async function getOpenId() {
-    const request = send("get_openid", {});
-    openidRequestId = request.requestId;
-    const later = new Promise((resolve) => { openidResolve = resolve; });
-    let answer = await request.reply;
-    if (answer && answer.state === "request") answer = await later;
-    if (!answer || answer.state !== "allowed" || !answer.access_token) return null;
-    return answer;
-  }
-
   // -- the token -----------------------------------------------------------------------------
 
   async function widgetToken() {
     const roomId = query.get("room");
     const userId = query.get("user");
     const deviceId = query.get("device");
-    if (window.parent === window) { status("no-host", "Откройте звонок в комнате мессенджера."); return null; }
+    if (!widget.embedded) { status("no-host", "Откройте звонок в комнате мессенджера."); return null; }
     if (!roomId || !userId || !deviceId) { status("error", "Неверная ссылка."); return null; }
-    await capabilitiesSettled;
     status("openid", "Проверка входа…");
-    const openid = await getOpenId();
+    const openid = await widget.openId();
     if (!openid) { status("denied", "Нет доступа: приложение не подтвердило вход."); return null; }
     let response;
     try {

@@ -202,9 +202,10 @@ class Member:
             await self.ws.close()
 
 
-async def get_jwt(
-    server: TestServer, session: aiohttp.ClientSession, member: Member, room_id: str
-) -> str:
+async def token_at(
+    session: aiohttp.ClientSession, sfu_url: str, member: Member, room_id: str
+) -> tuple[str, str]:
+    """(url, jwt) from the SFU's `/get_token` at `sfu_url`, for a new membership of `member`."""
     body = {
         "room_id": room_id,
         "slot_id": SLOT,
@@ -215,10 +216,25 @@ async def get_jwt(
             "claimed_device_id": "DEV",
         },
     }
-    async with session.post(server.make_url("/get_token"), json=body) as response:
+    async with session.post(f"{sfu_url}/get_token", json=body) as response:
         answer = await response.json()
         assert response.status == 200, (member.person, answer)
-    jwt: str = answer["jwt"]
+    return str(answer["url"]), str(answer["jwt"])
+
+
+async def connect(session: aiohttp.ClientSession, member: Member, url: str, jwt: str) -> None:
+    """Join at `url` as a client does: the room is the token's own (it is not secret)."""
+    room = pyjwt.decode(jwt, options={"verify_signature": False})["video"]["room"]
+    member.ws = await session.ws_connect(f"{url}/ws")
+    await member.send("join", room=room, token=jwt)
+    await member.expect("joined")
+
+
+async def get_jwt(
+    server: TestServer, session: aiohttp.ClientSession, member: Member, room_id: str
+) -> str:
+    """A JWT from the in-process SFU's `/get_token`."""
+    _, jwt = await token_at(session, str(server.make_url("")).rstrip("/"), member, room_id)
     return jwt
 
 
@@ -428,34 +444,6 @@ async def test_the_teacher_moderates_the_lesson(school: School, sfu: TestServer)
 # -- a broadcast over two SFU processes ----------------------------------------------------------
 
 VIEWER_DEVICES = 4  # 10 pupils on 4 devices each: 40 viewers
-
-
-async def token_at(
-    session: aiohttp.ClientSession, sfu_url: str, member: Member, room_id: str
-) -> tuple[str, str]:
-    """(url, jwt) from the origin's `/get_token`, for one membership of `member`."""
-    body = {
-        "room_id": room_id,
-        "slot_id": SLOT,
-        "openid_token": await openid_token(member.user),
-        "member": {
-            "id": uuid.uuid4().hex,
-            "claimed_user_id": member.user.user_id,
-            "claimed_device_id": "DEV",
-        },
-    }
-    async with session.post(f"{sfu_url}/get_token", json=body) as response:
-        answer = await response.json()
-        assert response.status == 200, (member.person, answer)
-    return str(answer["url"]), str(answer["jwt"])
-
-
-async def connect(session: aiohttp.ClientSession, member: Member, url: str, jwt: str) -> None:
-    """Join at `url` as a client does: the room is the token's own (it is not secret)."""
-    room = pyjwt.decode(jwt, options={"verify_signature": False})["video"]["room"]
-    member.ws = await session.ws_connect(f"{url}/ws")
-    await member.send("join", room=room, token=jwt)
-    await member.expect("joined")
 
 
 @pytest.mark.timeout(180)

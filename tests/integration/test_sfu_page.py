@@ -30,10 +30,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sfu import tokens
-from sfu.config import parse_config
 from sfu.grants import CAMERA, MICROPHONE, Grant
 from sfu.page import page_headers, websocket_origin
 from sfu.server import SfuServer
+from tests.integration.test_sfu_signalling import offline_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SECRET = "page-test-secret-of-enough-length-here"
@@ -64,16 +64,7 @@ def test_the_page_may_connect_to_itself_and_the_edges_only() -> None:
 
 @pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
-    config = parse_config(
-        {
-            "server_name": "school.test",
-            "homeserver_url": "http://127.0.0.1:9",
-            "admin_api_url": "http://127.0.0.1:9/admin",
-            "admin_api_secret": "unused",
-            "jwt_secret": SECRET,
-            "sfu_url": "http://127.0.0.1:9",
-        }
-    )
+    config = offline_config(SECRET)
     app = SfuServer(config).app()
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
@@ -88,7 +79,12 @@ async def test_page_and_static_files(server: TestServer) -> None:
             assert "connect-src 'self'" in response.headers["Content-Security-Policy"]
             page = await response.text()
             assert 'src="call/static/call.js"' in page
-        for name, kind in (("call.js", "application/javascript"), ("call.css", "text/css")):
+        assets = (
+            ("call.js", "application/javascript"),
+            ("widget-api.js", "application/javascript"),  # shared with the diary mini-app
+            ("call.css", "text/css"),
+        )
+        for name, kind in assets:
             async with session.get(server.make_url(f"/call/static/{name}")) as response:
                 assert response.status == 200
                 assert response.content_type == kind
@@ -310,16 +306,7 @@ async def test_widget_mode_asks_get_token_with_the_openid_token(tmp_path: Path) 
     The token names another homeserver, so `/get_token` refuses it (401) without asking any
     Synapse: "denied" rather than "error" shows that the request was well formed.
     """
-    config = parse_config(
-        {
-            "server_name": "school.test",
-            "homeserver_url": "http://127.0.0.1:9",
-            "admin_api_url": "http://127.0.0.1:9/admin",
-            "admin_api_secret": "unused",
-            "jwt_secret": SECRET,
-            "sfu_url": "http://127.0.0.1:9",
-        }
-    )
+    config = offline_config(SECRET)
     app = SfuServer(config).app()
 
     foreign = {"access_token": "tok", "matrix_server_name": "elsewhere.test", "expires_in": 3600}

@@ -18,7 +18,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from sfu import tokens
-from sfu.config import parse_config
+from sfu.config import SfuConfig, parse_config
 from sfu.grants import CAMERA, MICROPHONE, Grant
 from sfu.server import CLOSE_REFUSED, SfuServer
 from tests.integration.test_sfu_media import Client, SmallVideo, Tone, client_peer, wait_for
@@ -28,18 +28,23 @@ ROOM = tokens.room_name("!lesson:school.test")
 OTHER_ROOM = tokens.room_name("!other:school.test")
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[TestServer]:
-    config = parse_config(
+def offline_config(jwt_secret: str) -> SfuConfig:
+    """An SFU with no homeserver behind it: the tests mint its tokens with `tokens.issue`."""
+    return parse_config(
         {
             "server_name": "school.test",
             "homeserver_url": "http://127.0.0.1:9",
             "admin_api_url": "http://127.0.0.1:9/admin",
             "admin_api_secret": "unused",
-            "jwt_secret": SECRET,
+            "jwt_secret": jwt_secret,
             "sfu_url": "http://127.0.0.1:9",
         }
     )
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestServer]:
+    config = offline_config(SECRET)
     test_server = TestServer(SfuServer(config).app())
     await test_server.start_server()
     yield test_server

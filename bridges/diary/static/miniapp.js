@@ -1,5 +1,5 @@
-// The diary mini-app's script: the widget side of the Matrix widget API (matrix-widget-api's
-// postMessage protocol), then one call to the bridge, then tables built with textContent only
+// The diary mini-app's script: an OpenID token through the widget API (widget-api.js, shared
+// with the call page), then one call to the bridge, then tables built with textContent only
 // (diary text never becomes markup). Self-contained: no libraries, no CDN.
 "use strict";
 
@@ -8,11 +8,7 @@
   const kind = body.dataset.kind;
   const scope = body.dataset.scope;
   const query = new URLSearchParams(window.location.search);
-  const widgetId = query.get("widgetId") || "ru.sferum.diary";
-  let parentOrigin = "*";
-  try {
-    if (query.get("parentUrl")) parentOrigin = new URL(query.get("parentUrl")).origin;
-  } catch (e) { /* keep "*": what we send holds no secret */ }
+  const widget = window.sferumWidget("ru.sferum.diary"); // the widget API (widget-api.js)
 
   const statusEl = document.getElementById("status");
   const contentEl = document.getElementById("content");
@@ -41,70 +37,6 @@
       tbody.appendChild(tr);
     });
     return t;
-  }
-
-  // -- the widget API ------------------------------------------------------------------------
-
-  const pending = new Map(); // requestId -> resolve, for our fromWidget requests
-  let openidRequestId = null;
-  let openidResolve = null;
-  let counter = 0;
-  let capabilitiesDone = null;
-  const capabilitiesSettled = new Promise((resolve) => { capabilitiesDone = resolve; });
-
-  function send(action, data) {
-    const requestId = "diary-" + Date.now() + "-" + (++counter);
-    const message = { api: "fromWidget", widgetId: widgetId, requestId: requestId, action: action, data: data || {} };
-    return { requestId: requestId, reply: new Promise((resolve) => {
-      pending.set(requestId, resolve);
-      window.parent.postMessage(message, parentOrigin);
-    }) };
-  }
-
-  function reply(request, response) {
-    window.parent.postMessage(Object.assign({}, request, { response: response }), parentOrigin);
-  }
-
-  window.addEventListener("message", (event) => {
-    if (event.source !== window.parent) return;
-    if (parentOrigin !== "*" && event.origin !== parentOrigin) return;
-    const msg = event.data;
-    if (!msg || typeof msg !== "object" || typeof msg.requestId !== "string") return;
-    if (msg.api === "fromWidget" && msg.response !== undefined) {
-      const resolve = pending.get(msg.requestId);
-      if (resolve) { pending.delete(msg.requestId); resolve(msg.response); }
-      return;
-    }
-    if (msg.api !== "toWidget" || msg.response !== undefined) return;
-    switch (msg.action) {
-      case "capabilities":
-        // get_openid needs no capability: the client asks the user itself.
-        reply(msg, { capabilities: [] });
-        setTimeout(capabilitiesDone, 1000); // a client that never sends notify_capabilities
-        break;
-      case "notify_capabilities":
-        reply(msg, {});
-        capabilitiesDone();
-        break;
-      case "openid_credentials":
-        reply(msg, {});
-        if (openidResolve && msg.data && msg.data.original_request_id === openidRequestId) {
-          openidResolve(msg.data);
-        }
-        break;
-      default:
-        reply(msg, {}); // theme, language, visibility: nothing to do
-    }
-  });
-
-  async function getOpenId() {
-    const request = send("get_openid", {});
-    openidRequestId = request.requestId;
-    const later = new Promise((resolve) => { openidResolve = resolve; });
-    let answer = await request.reply;
-    if (answer && answer.state === "request") answer = await later; // the user is being asked
-    if (!answer || answer.state !== "allowed" || !answer.access_token) return null;
-    return answer;
   }
 
   // -- the bridge ----------------------------------------------------------------------------
@@ -147,13 +79,12 @@
 
   async function main() {
     if (kind !== "diary" && kind !== "class") { status("error", "Неверная ссылка."); return; }
-    if (window.parent === window) {
+    if (!widget.embedded) {
       status("no-host", "Откройте дневник в комнате мессенджера.");
       return;
     }
-    await capabilitiesSettled;
     status("openid", "Проверка входа…");
-    const openid = await getOpenId();
+    const openid = await widget.openId();
     if (!openid) { status("denied", "Нет доступа: приложение не подтвердило вход."); return; }
     const request = { openid: openid, kind: kind, scope: scope };
     if (query.get("week")) request.week = query.get("week");
