@@ -1,4 +1,4 @@
-"""A call's state and the pure checks on it: rooms, their participants, what may be published.
+"""A call's state and the checks on it: rooms, participants, what may be published, what is said.
 
 Kept apart from `sfu.server` (sockets and I/O) so the checks are tested as plain functions.
 A pupil's rights can grow during a call (the teacher allows the camera: `sfu.moderation`), so
@@ -14,8 +14,9 @@ import attrs
 from aiohttp import web
 
 from sfu.forwarding import MediaRouter
-from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
-from sfu.membership import Session
+from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant, Refusal
+from sfu.membership import CLOSE_REMOVED, Session, close_reason
+from sfu.signalling import encode_message
 
 
 def offered_kinds(sdp: str) -> frozenset[str]:
@@ -106,3 +107,17 @@ class Room:
             for p in self.participants.values()
             if not p.grant.hidden
         ]
+
+
+def speakers_message(room: Room, slots: tuple[str | None, ...]) -> str:
+    """`speakers`: who holds a speaker slot, of the participants everyone may see."""
+    listed = {p.identity for p in room.participants.values() if not p.grant.hidden}
+    return encode_message("speakers", speakers=[s for s in slots if s in listed])
+
+
+async def end_socket(ws: web.WebSocketResponse, refusal: Refusal) -> None:
+    """Tell a client why its session ends (`removed`), then close with the refusal's code."""
+    if not ws.closed:
+        notice = encode_message("removed", reason=refusal.value, message=refusal.message)
+        await asyncio.gather(ws.send_str(notice), return_exceptions=True)
+    await ws.close(code=CLOSE_REMOVED, message=close_reason(refusal).encode())

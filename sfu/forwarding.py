@@ -1,10 +1,7 @@
-"""Packet-level forwarding: RTP header rewriting (pure) and the per-room media router.
+"""Packet-level forwarding: the per-room media router.
 
-A subscriber's sender is one continuous RTP stream (one SSRC, gapless sequence numbers,
-monotonic timestamps) even when the SFU switches which publisher feeds it, e.g. an
-active-speaker slot changing from one pupil to another. Browsers drop or mis-decode a
-stream whose sequence numbers jump or whose timestamps go backwards, so every forwarded
-packet goes through a :class:`SequenceRewriter`.
+Every forwarded packet's header is rewritten (:mod:`sfu.rewriting`) so that each subscriber
+sender stays one continuous RTP stream whichever publisher feeds it.
 
 Packets are forwarded one by one as they arrive: no jitter buffer, no decoding, no
 re-encoding (see :mod:`sfu.aiortc_compat` for how aiortc is bent to allow that).
@@ -13,7 +10,6 @@ re-encoding (see :mod:`sfu.aiortc_compat` for how aiortc is bent to allow that).
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Callable
 
@@ -30,84 +26,12 @@ from aiortc import (
 from sfu import aiortc_compat
 from sfu.aiortc_compat import ForwardingSender, RtpPacket, SilentTrack
 from sfu.keyframes import starts_keyframe
+from sfu.rewriting import SequenceRewriter
 from sfu.room import ActiveSpeakers
 
-SEQ_MOD = 1 << 16
-TS_MOD = 1 << 32
-#: Timestamp step assumed for the first packet after a switch when packets arrive back to
-#: back (20 ms of 48 kHz Opus); larger gaps use the wall-clock time since the last packet.
-MIN_SWITCH_GAP_SECONDS = 0.02
-#: A source older than this many packets behind the newest is a late straggler, not a wrap.
-REORDER_WINDOW = 1 << 15
 #: Keyframe requests to one publisher are coalesced to at most one per this interval:
 #: every new subscriber and every lossy one asks, and a keyframe is expensive.
 KEYFRAME_REQUEST_INTERVAL = 0.5
-
-
-@attrs.frozen
-class Rewritten:
-    ssrc: int
-    sequence_number: int
-    timestamp: int
-
-
-def _seq_diff(a: int, b: int) -> int:
-    """Signed distance a - b in 16-bit serial-number arithmetic (RFC 1982)."""
-    d = (a - b) % SEQ_MOD
-    return d - SEQ_MOD if d >= REORDER_WINDOW else d
-
-
-@attrs.define
-class SequenceRewriter:
-    """Maps packets of possibly switching sources onto one continuous outgoing stream.
-
-    Within a source, the outgoing sequence number and timestamp are the incoming ones plus
-    a fixed offset, so reordering and gaps (losses) are preserved for the subscriber's NACK
-    logic. On a switch the new source continues right after the highest number sent so far,
-    with a timestamp gap matching the wall-clock time since the last packet. Packets of an
-    earlier source, or of the current source from before the switch, are dropped: they would
-    reuse sequence numbers already sent.
-    """
-
-    ssrc: int
-    clock_rate: int
-    _next_seq: int
-    _next_ts: int
-    _source: int | None = None
-    _first_seq: int = 0
-    _seq_offset: int = 0
-    _ts_offset: int = 0
-    _max_seq: int | None = None
-    _max_ts: int = 0
-    _last_arrival: float = 0.0
-
-    def rewrite(
-        self, ssrc: int, sequence_number: int, timestamp: int, arrival: float
-    ) -> Rewritten | None:
-        """The outgoing header for this packet, or None if it must be dropped."""
-        if ssrc != self._source:
-            self._switch(ssrc, sequence_number, timestamp, arrival)
-        elif _seq_diff(sequence_number, self._first_seq) < 0:
-            return None
-        out_seq = (sequence_number + self._seq_offset) % SEQ_MOD
-        out_ts = (timestamp + self._ts_offset) % TS_MOD
-        if self._max_seq is None or _seq_diff(out_seq, self._max_seq) > 0:
-            self._max_seq = out_seq
-            self._max_ts = out_ts
-            self._last_arrival = arrival
-        return Rewritten(self.ssrc, out_seq, out_ts)
-
-    def _switch(self, ssrc: int, sequence_number: int, timestamp: int, arrival: float) -> None:
-        if self._max_seq is None:
-            out_seq, out_ts = self._next_seq, self._next_ts
-        else:
-            gap = max(arrival - self._last_arrival, MIN_SWITCH_GAP_SECONDS)
-            out_seq = (self._max_seq + 1) % SEQ_MOD
-            out_ts = (self._max_ts + max(1, round(gap * self.clock_rate))) % TS_MOD
-        self._source = ssrc
-        self._first_seq = sequence_number
-        self._seq_offset = (out_seq - sequence_number) % SEQ_MOD
-        self._ts_offset = (out_ts - timestamp) % TS_MOD
 
 
 @attrs.define(eq=False)
@@ -168,17 +92,6 @@ def _peer_connection() -> RTCPeerConnection:
     never connects (silence). Max-bundle avoids that, and every browser supports it.
     """
     return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-
-
-def _new_rewriter(forwarder: ForwardingSender, clock_rate: int) -> SequenceRewriter:
-    # Start the outgoing stream where aiortc's own sender would: random, low half of
-    # the sequence space (avoids early wraparound that breaks SRTP in some stacks).
-    return SequenceRewriter(
-        ssrc=forwarder.ssrc,
-        clock_rate=clock_rate,
-        next_seq=secrets.randbelow(SEQ_MOD // 2),
-        next_ts=secrets.randbelow(TS_MOD),
-    )
 
 
 class MediaRouter:
@@ -412,7 +325,8 @@ class MediaRouter:
                 task.add_done_callback(self._tasks.discard)
 
         forwarder = ForwardingSender(sender, on_keyframe_request)
-        outlet = _Outlet(forwarder, _new_rewriter(forwarder, clock_rate), video=kind == "video")
+        rewriter = SequenceRewriter.starting(forwarder.ssrc, clock_rate)
+        outlet = _Outlet(forwarder, rewriter, video=kind == "video")
         outlet.feed(source)
         return outlet
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 import attrs
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -40,6 +41,39 @@ class Snapshot:
     packets_in: int = 0
     packets_out: int = 0
     forward_seconds: float = 0.0
+
+
+class RouterCounters(Protocol):
+    """What a snapshot reads of a room's `MediaRouter`."""
+
+    received_packets: int
+    forwarded_packets: int
+    forward_seconds: float
+
+    @property
+    def stream_count(self) -> int: ...
+
+
+def snapshot(participants: int, routers: Sequence[RouterCounters], retired: Snapshot) -> Snapshot:
+    """The server's state now: its rooms' routers, plus the totals of rooms already closed."""
+    return Snapshot(
+        rooms=len(routers),
+        participants=participants,
+        streams=sum(r.stream_count for r in routers),
+        packets_in=retired.packets_in + sum(r.received_packets for r in routers),
+        packets_out=retired.packets_out + sum(r.forwarded_packets for r in routers),
+        forward_seconds=retired.forward_seconds + sum(r.forward_seconds for r in routers),
+    )
+
+
+def retired_with(retired: Snapshot, router: RouterCounters) -> Snapshot:
+    """The closed rooms' totals once `router`'s room closed too (counters never go down)."""
+    return attrs.evolve(
+        retired,
+        packets_in=retired.packets_in + router.received_packets,
+        packets_out=retired.packets_out + router.forwarded_packets,
+        forward_seconds=retired.forward_seconds + router.forward_seconds,
+    )
 
 
 def families(snap: Snapshot) -> list[Metric]:

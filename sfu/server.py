@@ -32,19 +32,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import attrs
 from aiohttp import WSMsgType, web
 from aiortc import RTCSessionDescription
 
 from sfu import tokens
 from sfu.authservice import ApiError, AuthService
-from sfu.call import Participant, Room, publish_refusal
+from sfu.call import Participant, Room, end_socket, publish_refusal, speakers_message
 from sfu.config import SfuConfig
 from sfu.edge import Upstream, relay_token
 from sfu.forwarding import MediaRouter
 from sfu.grants import Facts, Refusal
-from sfu.membership import CLOSE_REMOVED, close_reason, session_of, still_allowed
-from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot
+from sfu.membership import session_of, still_allowed
+from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot, retired_with, snapshot
 from sfu.moderation import moderation_refusal, publishable
 from sfu.page import page_routes
 from sfu.signalling import (
@@ -69,20 +68,6 @@ logger = logging.getLogger(__name__)
 JOIN_TIMEOUT_SECONDS = 10.0
 #: WebSocket close code for a refused join (4000-4999 are the application's own).
 CLOSE_REFUSED = 4401
-
-
-def speakers_message(room: Room, slots: tuple[str | None, ...]) -> str:
-    """`speakers`: who holds a speaker slot, of the participants everyone may see."""
-    listed = {p.identity for p in room.participants.values() if not p.grant.hidden}
-    return encode_message("speakers", speakers=[s for s in slots if s in listed])
-
-
-async def _end_socket(ws: web.WebSocketResponse, refusal: Refusal) -> None:
-    """Tell a client why its session ends (`removed`), then close with the refusal's code."""
-    if not ws.closed:
-        notice = encode_message("removed", reason=refusal.value, message=refusal.message)
-        await asyncio.gather(ws.send_str(notice), return_exceptions=True)
-    await ws.close(code=CLOSE_REMOVED, message=close_reason(refusal).encode())
 
 
 class SfuServer:
@@ -117,24 +102,9 @@ class SfuServer:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     def _snapshot(self) -> Snapshot:
-        routers = [room.router for room in self._rooms.values()]
-        return Snapshot(
-            rooms=len(self._rooms),
-            participants=sum(len(room.participants) for room in self._rooms.values()),
-            streams=sum(r.stream_count for r in routers),
-            packets_in=self._retired.packets_in + sum(r.received_packets for r in routers),
-            packets_out=self._retired.packets_out + sum(r.forwarded_packets for r in routers),
-            forward_seconds=self._retired.forward_seconds
-            + sum(r.forward_seconds for r in routers),
-        )
-
-    def _retire(self, router: MediaRouter) -> None:
-        self._retired = attrs.evolve(
-            self._retired,
-            packets_in=self._retired.packets_in + router.received_packets,
-            packets_out=self._retired.packets_out + router.forwarded_packets,
-            forward_seconds=self._retired.forward_seconds + router.forward_seconds,
-        )
+        rooms = self._rooms.values()
+        participants = sum(len(room.participants) for room in rooms)
+        return snapshot(participants, [room.router for room in rooms], self._retired)
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         tasks = [
@@ -211,7 +181,7 @@ class SfuServer:
         """
         logger.info("sfu: ending %s in %s: %s", participant.user, room.name, refusal.value)
         await self._leave(room, participant, notify=False)
-        await _end_socket(participant.ws, refusal)
+        await end_socket(participant.ws, refusal)
 
     async def _shutdown(self, app: web.Application) -> None:
         for room in list(self._rooms.values()):
@@ -263,7 +233,7 @@ class SfuServer:
         existing = self._rooms.get(room_name)
         session = session_of(claims)
         if existing is not None and (session.user_id if session else identity) in existing.removed:
-            await _end_socket(ws, Refusal.REMOVED)
+            await end_socket(ws, Refusal.REMOVED)
             return None
         previous = existing.participants.get(identity) if existing else None
         if existing is not None and previous is not None:
@@ -409,7 +379,7 @@ class SfuServer:
         if not room.participants:
             if room.upstream is not None:
                 room.upstream.cancel()
-            self._retire(room.router)
+            self._retired = retired_with(self._retired, room.router)
             await room.router.close()
             if self._rooms.get(room.name) is room:
                 del self._rooms[room.name]

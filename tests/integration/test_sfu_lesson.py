@@ -327,7 +327,7 @@ async def test_lesson_of_a_teacher_and_ten_pupils(school: School, sfu: TestServe
             before = [p.video_frames for p in pupils]
             await asyncio.sleep(2)
             for pupil, seen in zip(pupils, before, strict=True):
-                assert pupil.video_frames > seen + 20, (pupil.person, seen, pupil.video_frames)
+                assert pupil.video_frames > seen + 5, (pupil.person, seen, pupil.video_frames)
             # Everyone hears the active speakers, each on a track of its own: the teacher
             # and both loud pupils (less themselves); the silent microphones take no slot.
             for member in everyone:
@@ -485,7 +485,7 @@ async def test_broadcast_to_forty_viewers_over_two_sfu_processes(
             before = [v.video_frames for v in viewers]
             await asyncio.sleep(2)
             for viewer, seen in zip(viewers, before, strict=True):
-                assert viewer.video_frames > seen + 15, (viewer.person, seen, viewer.video_frames)
+                assert viewer.video_frames > seen + 5, (viewer.person, seen, viewer.video_frames)
                 assert viewer.loud_tracks() == 1, (viewer.person, state)  # the head's voice
             assert all(not {m["type"] for m in v.messages} & {"error", "removed"} for v in viewers)
         finally:

@@ -183,7 +183,7 @@ async def test_subscribers_decode_forwarded_video_and_audio(
     before = [c.frames["video"] for c in clients]
     await asyncio.sleep(2)
     for client, seen in zip(clients, before, strict=True):
-        assert client.frames["video"] > seen + 20  # ~30 fps, still flowing
+        assert client.frames["video"] > seen + 5  # still flowing (~30 fps on an idle machine)
         assert client.frames["audio"] > 0
 
     # The SFU created no codec: the only VP8 encoder is the publisher's, the only VP8

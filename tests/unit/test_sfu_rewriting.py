@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.forwarding import Rewritten, SequenceRewriter
+from sfu.rewriting import Rewritten, SequenceRewriter
 
 OUT_SSRC = 0xABCDEF
 
