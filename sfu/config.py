@@ -41,6 +41,10 @@ class SfuConfig:
     # whose `/get_token` clients use lists the edges, among which viewers are spread.
     origin_url: str | None = None
     edge_urls: tuple[str, ...] = ()
+    # The deployment's coturn (`sfu.turn`): handed to clients in `joined`, used by the SFU's
+    # own peers too. Without it, both sides use their direct addresses only.
+    turn_uris: tuple[str, ...] = ()
+    turn_shared_secret: str | None = attrs.field(default=None, repr=False)
 
 
 _REQUIRED = (
@@ -59,6 +63,7 @@ _KEYS = frozenset(_REQUIRED) | {
     "membership_check_seconds",
     "origin_url",
     "edge_urls",
+    "turn",
 }
 # Below that the directory is asked too often for every call; above, a removed pupil stays
 # too long (the issue: ended within 5 s).
@@ -77,6 +82,27 @@ def _whole(value: Any, key: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise SfuConfigError(key, f"must be a whole number from {low} to {high}, got {value!r}")
     return value
+
+
+def _turn(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SfuConfigError("turn", "must be a mapping with uris and shared_secret")
+    for key in raw:
+        if key not in ("uris", "shared_secret"):
+            raise SfuConfigError(f"turn.{key}", "unknown key; allowed: shared_secret, uris")
+    uris = raw.get("uris")
+    if (
+        not isinstance(uris, list)
+        or not uris
+        or not all(isinstance(u, str) and u.startswith(("turn:", "turns:")) for u in uris)
+    ):
+        raise SfuConfigError("turn.uris", f"must be a list of turn: or turns: URIs, got {uris!r}")
+    secret = raw.get("shared_secret")
+    if not isinstance(secret, str) or not secret:
+        raise SfuConfigError("turn.shared_secret", "must be coturn's static-auth-secret")
+    return {"turn_uris": tuple(uris), "turn_shared_secret": secret}
 
 
 def parse_config(raw: Any) -> SfuConfig:
@@ -133,6 +159,7 @@ def parse_config(raw: Any) -> SfuConfig:
             "edge_urls", f"must be a list of the edges' http(s) or ws(s) URLs, got {edges!r}"
         )
     values["edge_urls"] = tuple(edges)
+    values.update(_turn(raw.get("turn")))
     http = raw.get("http") or {}
     if not isinstance(http, Mapping):
         raise SfuConfigError("http", "must be a mapping with bind and port")

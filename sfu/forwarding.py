@@ -18,6 +18,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCSessionDescription,
@@ -82,7 +83,7 @@ class _Subscriber:
     stale: bool = False
 
 
-def _peer_connection() -> RTCPeerConnection:
+def _peer_connection(ice_servers: list[RTCIceServer]) -> RTCPeerConnection:
     """A connection whose media all share one transport, whatever the kinds and their order.
 
     aiortc's default (balanced) policy gives the first video and the first audio transceiver
@@ -91,7 +92,9 @@ def _peer_connection() -> RTCPeerConnection:
     transceiver, and a subscriber's second and third speaker slots stay on a transport that
     never connects (silence). Max-bundle avoids that, and every browser supports it.
     """
-    return RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 class MediaRouter:
@@ -114,8 +117,10 @@ class MediaRouter:
         speaker_slots: int = 3,
         now: Callable[[], float] = time.monotonic,
         on_speakers: Callable[[tuple[str | None, ...]], None] = lambda slots: None,
+        ice_servers: Callable[[str], list[RTCIceServer]] = lambda participant: [],
     ) -> None:
         self._now = now
+        self._ice_servers = ice_servers  # TURN for the connection with a participant (sfu.turn)
         self._on_speakers = on_speakers  # told every change of who holds the speaker slots
         self._blocked: set[tuple[str, str]] = set()  # (participant, kind) a teacher stopped
         self._speakers = ActiveSpeakers(slots=speaker_slots)
@@ -142,7 +147,7 @@ class MediaRouter:
         """
         pc = self._publishers.get(participant)
         if pc is None:
-            pc = self._publishers[participant] = _peer_connection()
+            pc = self._publishers[participant] = _peer_connection(self._ice_servers(participant))
             self._take_tracks(pc, participant, lambda mid: participant)
         return await self._answer(pc, offer)
 
@@ -154,13 +159,13 @@ class MediaRouter:
         """
         pc = self._publishers.get(upstream)
         if pc is None:
-            pc = self._publishers[upstream] = _peer_connection()
+            pc = self._publishers[upstream] = _peer_connection(self._ice_servers(upstream))
             self._take_tracks(pc, upstream, lambda mid: f"{upstream}/{mid}")
         return await self._answer(pc, offer)
 
     async def subscribe(self, participant: str) -> RTCSessionDescription:
         """Create the subscriber's connection and return the SFU's offer for it."""
-        pc = _peer_connection()
+        pc = _peer_connection(self._ice_servers(participant))
         video = [
             self._add_outlet(pc, "video", 90000, source)
             for source in self._video_sources_for(participant)

@@ -21,12 +21,16 @@ joined and not banned; in a broadcast, still a member of the school.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
 
 from sfu.grants import Facts, Refusal, decide
+
+logger = logging.getLogger(__name__)
 
 #: The JWT claim with the Matrix identity of a session: `{"room_id", "user_id", "device_id"}`.
 SESSION_CLAIM = "ru.sferum.session"
@@ -81,3 +85,31 @@ def still_allowed(facts: Facts) -> Literal[True] | Refusal:
 def close_reason(refusal: Refusal) -> str:
     """The WebSocket close reason for a session ended by `refusal`: its machine-readable code."""
     return refusal.value[:_MAX_CLOSE_REASON]
+
+
+#: The directory's facts about (user ID, room ID): `AuthService.facts_for`.
+FactsLookup = Callable[[str, str], Awaitable[Facts]]
+
+
+async def refusals(
+    sessions: Iterable[Session], facts_for: FactsLookup
+) -> dict[tuple[str, str], Refusal]:
+    """Why each (room ID, user ID) of these sessions may no longer be in the call, if so.
+
+    One lookup per pair, however many devices the user is in with. A lookup that fails keeps
+    the session (fail open): ending every call in the school on a directory hiccup is worse
+    than a removed pupil staying a few seconds more, and the token still ends within the hour.
+    """
+    keys = sorted({(session.room_id, session.user_id) for session in sessions})
+    answers = await asyncio.gather(
+        *(facts_for(user_id, room_id) for room_id, user_id in keys), return_exceptions=True
+    )
+    found: dict[tuple[str, str], Refusal] = {}
+    for (room_id, user_id), answer in zip(keys, answers, strict=True):
+        if not isinstance(answer, Facts):
+            logger.warning("sfu: could not re-check %s in %s: %r", user_id, room_id, answer)
+            continue
+        verdict = still_allowed(answer)
+        if isinstance(verdict, Refusal):
+            found[(room_id, user_id)] = verdict
+    return found

@@ -36,13 +36,13 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCSessionDescription
 
 from sfu import tokens
-from sfu.authservice import ApiError, AuthService
+from sfu.authservice import AuthService
 from sfu.call import Participant, Room, end_socket, publish_refusal, speakers_message
 from sfu.config import SfuConfig
 from sfu.edge import Upstream, relay_token
 from sfu.forwarding import MediaRouter
-from sfu.grants import Facts, Refusal
-from sfu.membership import session_of, still_allowed
+from sfu.grants import Refusal
+from sfu.membership import refusals, session_of
 from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot, retired_with, snapshot
 from sfu.moderation import moderation_refusal, publishable
 from sfu.page import page_routes
@@ -61,6 +61,7 @@ from sfu.signalling import (
     encode_message,
     parse_client_message,
 )
+from sfu.turn import TTL_SECONDS, ice_servers, rtc_ice_servers
 
 logger = logging.getLogger(__name__)
 
@@ -129,34 +130,16 @@ class SfuServer:
                 logger.exception("sfu: membership check failed; trying again next time")
 
     async def check_memberships(self) -> int:
-        """Ask the directory about every watched session once; end those no longer allowed.
-
-        One lookup per (Matrix room, user) per check, however many devices they are in with.
-        A lookup that fails keeps the session (fail open): ending every call in the school on
-        a directory hiccup is worse than a removed pupil staying a few seconds more, and the
-        token still ends it within the hour. Returns how many sessions were ended.
-        """
+        """Ask the directory about every watched session (`sfu.membership.refusals`); end
+        those no longer allowed. Returns how many sessions were ended."""
         watched = [
             (room, p)
             for room in list(self._rooms.values())
             for p in list(room.participants.values())
             if p.session is not None
         ]
-        keys = sorted({(p.session.room_id, p.session.user_id) for _, p in watched if p.session})
-        answers = await asyncio.gather(
-            *(self._auth.facts_for(user_id, room_id) for room_id, user_id in keys),
-            return_exceptions=True,
-        )
-        verdicts: dict[tuple[str, str], Refusal] = {}
-        for key, answer in zip(keys, answers, strict=True):
-            if isinstance(answer, Facts):
-                verdict = still_allowed(answer)
-                if isinstance(verdict, Refusal):
-                    verdicts[key] = verdict
-            elif isinstance(answer, ApiError):
-                logger.warning("sfu: could not re-check %s in %s: %s", key[1], key[0], answer)
-            else:
-                logger.error("sfu: re-checking %s in %s failed: %r", key[1], key[0], answer)
+        sessions = [p.session for _, p in watched if p.session is not None]
+        verdicts = await refusals(sessions, self._auth.facts_for)
         ended: list[tuple[Room, Participant, Refusal]] = []
         for room, participant in watched:
             session = participant.session
@@ -246,9 +229,15 @@ class SfuServer:
         participant = Participant(identity, tokens.grant_of(claims), ws, session)
         room.participants[identity] = participant
         logger.info("sfu: %s joined %s", identity, room_name)
-        await ws.send_str(encode_message("joined", participant=identity))
+        servers = self._turn(participant.user)  # the client's ICE goes through our TURN too
+        await ws.send_str(encode_message("joined", participant=identity, ice_servers=servers))
         await self._broadcast(room)
         return room, participant
+
+    def _turn(self, name: str) -> list[dict[str, Any]]:
+        config = self._config
+        now = int(self._clock())
+        return ice_servers(config.turn_uris, config.turn_shared_secret, name, now, TTL_SECONDS)
 
     def _open_room(self, name: str) -> Room:
         """A new room; on an edge, linked to the same room at the origin."""
@@ -259,7 +248,11 @@ class SfuServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-        room.router = MediaRouter(on_speakers=on_speakers)
+        room.router = MediaRouter(
+            on_speakers=on_speakers,
+            # One TURN name per connection: coturn's quota counts allocations per username.
+            ice_servers=lambda participant: rtc_ice_servers(self._turn(f"sfu:{participant}")),
+        )
         origin = self._config.origin_url
         if origin is not None:
 

@@ -9,8 +9,9 @@ Client → server: ``join {room, token}``, ``publish {sdp}`` (offer; again to ad
 the camera a teacher allowed), ``subscribe {}``, ``answer {sdp}`` (to the SFU's offer),
 ``mute {kind, muted}``, ``hand {raised}``, ``moderate {participant, action}`` (a room admin:
 :data:`sfu.moderation.ACTIONS`), ``leave {}``.
-Server → client: ``joined {participant}``, ``answer {sdp}``, ``offer {sdp}`` (first for a
-subscription, then again whenever new tracks need new m-lines: renegotiation),
+Server → client: ``joined {participant, ice_servers}`` (TURN for the client's connections),
+``answer {sdp}``, ``offer {sdp}`` (first for a subscription, then again whenever new tracks
+need new m-lines: renegotiation),
 ``participants {participants}``, ``speakers {speakers}`` (the active speakers' identities),
 ``moderated {action, by}`` (to the one moderated), ``removed {reason, message}``,
 ``error {message}``.

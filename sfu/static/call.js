@@ -104,6 +104,7 @@
 
   let ws = null;
   let grant = null;
+  let iceServers = []; // the deployment's TURN, from `joined`
   let me = null;
   let publisher = null;
   let subscriber = null;
@@ -134,7 +135,7 @@
       status("no-devices", "Нет доступа к камере или микрофону: только просмотр.");
       return;
     }
-    if (!publisher) publisher = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+    if (!publisher) publisher = new RTCPeerConnection({ iceServers: iceServers, bundlePolicy: "max-bundle" });
     for (const track of media.getTracks()) {
       publisher.addTransceiver(track, { direction: "sendonly", streams: [media] });
       if (track.kind === "video") mediaElement(track, localEl, true);
@@ -171,7 +172,7 @@
     // The first offer starts the subscription; the SFU sends another on the same connection
     // whenever a new publisher's track needs an m-line of its own (renegotiation).
     if (!subscriber) {
-      subscriber = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+      subscriber = new RTCPeerConnection({ iceServers: iceServers, bundlePolicy: "max-bundle" });
       subscriber.addEventListener("track", (event) => {
         mediaElement(event.track, remoteEl, false);
         if (event.track.kind === "video") stats.remoteVideos += 1;
@@ -221,6 +222,7 @@
     switch (msg.type) {
       case "joined":
         me = msg.participant;
+        iceServers = msg.ice_servers || [];
         status("joined", "В звонке");
         if (grant.canPublish) {
           const sources = grant.canPublishSources && grant.canPublishSources.length

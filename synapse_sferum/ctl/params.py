@@ -268,6 +268,16 @@ class Settings:
         return f"http://{self.turn_host}:{self.sfu_port}"
 
     @property
+    def turn_uris(self) -> tuple[str, ...]:
+        """coturn's URIs, as Synapse hands them out and the SFU gives its clients."""
+        if self.turn_port is None:
+            return ()
+        return tuple(
+            f"turn:{self.turn_host}:{self.turn_port}?transport={transport}"
+            for transport in ("udp", "tcp")
+        )
+
+    @property
     def turn_host(self) -> str:
         """The host in `turn:` URIs: the one clients already reach the server at."""
         host = urlsplit(self.public_baseurl).hostname or self.bind

@@ -15,9 +15,13 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import attrs
 import pytest
+from aiohttp.test_utils import TestServer
 from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCDataChannel,
     RTCIceServer,
@@ -26,9 +30,14 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
+from sfu import tokens
+from sfu.grants import CAMERA, MICROPHONE, Grant
+from sfu.server import SfuServer
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
 from tests.integration.harness import DEMO_ROSTER, Deployment, free_port, sferumctl
+from tests.integration.test_sfu_media import Client, SmallVideo, client_peer, wait_for
+from tests.integration.test_sfu_signalling import offline_config
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +108,11 @@ def relay_only(credentials: dict[str, Any]) -> RTCConfiguration:
     server = RTCIceServer(
         urls=udp, username=credentials["username"], credential=credentials["password"]
     )
-    return RTCConfiguration(iceServers=[server], iceTransportPolicy=RTCIceTransportPolicy.RELAY)
+    return RTCConfiguration(
+        iceServers=[server],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,  # as browsers (and sfu.forwarding) bundle
+    )
 
 
 async def send_event(user: User, room_id: str, event_type: str, content: Any) -> None:
@@ -217,3 +230,80 @@ async def test_coturn_refuses_credentials_not_signed_with_the_secret(callers: Ca
     finally:
         await pc.close()
     assert not [line for line in sdp.splitlines() if line.startswith("a=candidate")], sdp
+
+
+async def test_sfu_clients_get_its_turn_and_its_peers_use_it(callers: Callers) -> None:
+    """An SFU with the deployment's coturn: a viewer that may use relay candidates only, with
+    the credentials from `joined`, receives the publisher's video; both ends of its connection
+    are coturn relays, the SFU's with a TURN name of its own."""
+    secret = callers.deployment.secrets["turn_shared_secret"]
+    uris = (await turn_server(callers.teacher))["uris"]
+    jwt_secret = "turn-test-jwt-secret-of-enough-length!"
+    config = attrs.evolve(
+        offline_config(jwt_secret), turn_uris=tuple(uris), turn_shared_secret=secret
+    )
+    server = TestServer(SfuServer(config).app())
+    await server.start_server()
+    room = tokens.room_name("!lesson:school.test")
+    now = int(time.time())
+    publisher, viewer = client_peer(), Client(RTCPeerConnection())  # replaced below
+    try:
+        async with aiohttp.ClientSession() as session:
+            teacher_ws = await session.ws_connect(server.make_url("/ws"))
+            grant = Grant.publisher(CAMERA, MICROPHONE)
+            token = tokens.issue(grant, room, "teacher", jwt_secret, now)
+            await teacher_ws.send_json({"type": "join", "room": room, "token": token})
+            joined = await receive(teacher_ws, "joined")
+            [ice] = joined["ice_servers"]
+            assert ice["urls"] == uris and ice["username"].endswith(":teacher")
+            publisher.addTrack(SmallVideo())
+            await publisher.setLocalDescription(await publisher.createOffer())
+            await teacher_ws.send_json({"type": "publish", "sdp": publisher.localDescription.sdp})
+            answer = await receive(teacher_ws, "answer")
+            await publisher.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+            pupil_ws = await session.ws_connect(server.make_url("/ws"))
+            token = tokens.issue(Grant.viewer(), room, "pupil", jwt_secret, now)
+            await pupil_ws.send_json({"type": "join", "room": room, "token": token})
+            [ice] = (await receive(pupil_ws, "joined"))["ice_servers"]
+            relayed = {"uris": ice["urls"], "username": ice["username"]}
+            await viewer.pc.close()
+            pc = RTCPeerConnection(relay_only({**relayed, "password": ice["credential"]}))
+            viewer = Client(pc)
+
+            @pc.on("track")
+            def on_track(track: MediaStreamTrack) -> None:
+                viewer.tasks.append(asyncio.ensure_future(viewer.consume(track)))
+
+            await pupil_ws.send_json({"type": "subscribe"})
+            offer = await receive(pupil_ws, "offer")
+            await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await pupil_ws.send_json({"type": "answer", "sdp": pc.localDescription.sdp})
+            assert await wait_for(lambda: viewer.frames["video"] >= 10, 30), viewer.frames
+            pair = selected_transport_pair(pc)
+            assert (pair.local_candidate.type, pair.remote_candidate.type) == ("relay", "relay")
+    finally:
+        await publisher.close()
+        await viewer.pc.close()
+        for task in viewer.tasks:
+            task.cancel()
+        await server.close()
+    text = (callers.deployment.dir / "logs" / "coturn.log").read_text(errors="replace")
+    assert ":sfu:pupil>" in text, text[-3000:]  # the SFU's own allocation for the viewer
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    """The next message of `kind` on an SFU socket (others, e.g. participants, are skipped)."""
+    async with asyncio.timeout(15):
+        while True:
+            message: dict[str, Any] = await ws.receive_json()
+            assert message["type"] != "error", message
+            if message["type"] == kind:
+                return message
+
+
+def selected_transport_pair(pc: RTCPeerConnection) -> Any:
+    """aioice's nominated pair under the first media transport (test-only internals)."""
+    transport = pc.getTransceivers()[0].receiver.transport
+    return transport.transport.iceGatherer._connection._nominated[1]

@@ -437,3 +437,16 @@ def test_sfu_edges_relay_broadcasts_from_processes_of_their_own(
     assert "--sfu-edges needs --sfu-port" in capsys.readouterr().err
     assert main([*bad, "--http-port", "18581", "--sfu-port", "18580", "--sfu-edges", "1"]) == 1
     assert "an edge's port 18581 is --http-port's" in capsys.readouterr().err
+
+
+def test_sfu_hands_out_the_deployments_turn(tmp_path: Path) -> None:
+    folder = init(
+        tmp_path, "--server-name", SERVER, "--http-port", "18590", "--sfu-port", "18591",
+        "--turn-port", "18599", "--sfu-edges", "1",
+    )  # fmt: skip
+    config = load(folder / "homeserver.yaml")
+    secret = load(folder / "secrets.yaml")["turn_shared_secret"]
+    for name in ("sfu.yaml", "sfu-edge-1.yaml"):
+        sfu = parse_sfu_config(load(folder / name))
+        assert sfu.turn_uris == tuple(config["turn_uris"]), name  # the same coturn as 1:1 calls
+        assert sfu.turn_shared_secret == secret == config["turn_shared_secret"]
