@@ -24,7 +24,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from sfu import aiortc_compat
+from sfu import aiortc_compat, codecs
 from sfu.aiortc_compat import ForwardingSender, RtpPacket, SilentTrack
 from sfu.keyframes import starts_keyframe
 from sfu.rewriting import SequenceRewriter
@@ -304,6 +304,7 @@ class MediaRouter:
     async def _answer(
         pc: RTCPeerConnection, offer: RTCSessionDescription
     ) -> RTCSessionDescription:
+        codecs.expect_pinned(pc, offer)
         await pc.setRemoteDescription(offer)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription
@@ -320,7 +321,9 @@ class MediaRouter:
     def _add_outlet(
         self, pc: RTCPeerConnection, kind: str, clock_rate: int, source: _Source | None
     ) -> _Outlet:
-        sender = pc.addTransceiver(SilentTrack(kind), direction="sendonly").sender
+        transceiver = pc.addTransceiver(SilentTrack(kind), direction="sendonly")
+        codecs.pin(transceiver)
+        sender = transceiver.sender
         outlet: _Outlet
 
         def on_keyframe_request() -> None:

@@ -308,3 +308,28 @@ async def test_late_publisher_reaches_subscribers_by_renegotiation_and_through_a
             await client.pc.close()
             for task in client.tasks:
                 task.cancel()
+
+
+@pytest.mark.timeout(60)
+async def test_a_publisher_preferring_h264_is_answered_vp8(codecs: Codecs) -> None:
+    """Safari offers H.264 first; the SFU answers VP8, the one codec its subscribers expect."""
+    router = MediaRouter()
+    publisher, viewer = client_peer(), Client(client_peer())
+    video = publisher.addTransceiver(SmallVideo(), direction="sendonly")
+    capabilities = RTCRtpSender.getCapabilities("video").codecs
+    video.setCodecPreferences(sorted(capabilities, key=lambda c: c.mimeType != "video/H264"))
+    try:
+        await publisher.setLocalDescription(await publisher.createOffer())
+        assert "H264/90000" in publisher.localDescription.sdp.split("VP8/90000")[0]
+        answer = await router.publish("teacher", publisher.localDescription)
+        assert "H264" not in answer.sdp and "VP8/90000" in answer.sdp
+        await publisher.setRemoteDescription(answer)
+        viewer = await connect_subscriber(router, "pupil")
+        assert await wait_for(lambda: viewer.frames["video"] >= 10, 20), viewer.frames
+        assert codecs.encoders["video/H264"] == 0 and codecs.encoders["video/VP8"] == 1
+    finally:
+        await router.close()
+        await publisher.close()
+        await viewer.pc.close()
+        for task in viewer.tasks:
+            task.cancel()

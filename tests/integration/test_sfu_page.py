@@ -140,15 +140,20 @@ class Browser:
 
     async def command(self, method: str, **params: Any) -> dict[str, Any]:
         """One DevTools command's result; events that arrive meanwhile are kept."""
-        assert self._ws is not None
         ident = next(self._ids)
+        assert self._ws is not None
         await self._ws.send_json({"id": ident, "method": method, "params": params})
         while True:
-            message = json.loads(await self._ws.receive_str(timeout=10))
+            message = await self._receive()
             if message.get("id") == ident:
                 result: dict[str, Any] = message["result"]
                 return result
             self.events.append(message)
+
+    async def _receive(self) -> dict[str, Any]:
+        assert self._ws is not None
+        message: dict[str, Any] = json.loads(await self._ws.receive_str(timeout=10))
+        return message
 
     async def evaluate(self, expression: str, context: int | None = None) -> Any:
         where = {} if context is None else {"contextId": context}
@@ -157,16 +162,19 @@ class Browser:
         )
         return answer["result"].get("value")
 
-    async def frame_context(self, origin: str) -> int:
-        """The main-world JavaScript context of a (cross-origin) frame of `origin`."""
-        await self.command("Runtime.enable")  # reports every existing context as an event
-        for event in self.events:
-            if event.get("method") != "Runtime.executionContextCreated":
-                continue
-            context = event["params"]["context"]
-            if context["origin"] == origin and context.get("auxData", {}).get("isDefault"):
-                return int(context["id"])
-        raise AssertionError(f"no frame of {origin}: {self.events}")
+    async def frame_context(self, origin: str, timeout: float = 30) -> int:
+        """The main-world JavaScript context of a (cross-origin) frame of `origin`, once its
+        page has loaded (DevTools reports every context, existing and new, as an event)."""
+        await self.command("Runtime.enable")
+        async with asyncio.timeout(timeout):
+            while True:
+                for event in self.events:
+                    if event.get("method") != "Runtime.executionContextCreated":
+                        continue
+                    context = event["params"]["context"]
+                    if context["origin"] == origin and context["auxData"].get("isDefault"):
+                        return int(context["id"])
+                self.events.append(await self._receive())
 
     async def stats(
         self, expression: str = "window.sferumCallStats", context: int | None = None
