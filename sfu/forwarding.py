@@ -84,13 +84,11 @@ class _Subscriber:
 
 
 def _peer_connection(ice_servers: list[RTCIceServer]) -> RTCPeerConnection:
-    """A connection whose media all share one transport, whatever the kinds and their order.
+    """A connection whose media share one transport (max-bundle, as every browser can).
 
-    aiortc's default (balanced) policy gives the first video and the first audio transceiver
-    a transport each and bundles later ones onto the first of their kind; when the answer
-    then bundles everything onto the first m-line, aiortc moves only the first audio
-    transceiver, and a subscriber's second and third speaker slots stay on a transport that
-    never connects (silence). Max-bundle avoids that, and every browser supports it.
+    With aiortc's default (balanced) policy, an answer bundling everything onto the first
+    m-line moves only the first audio transceiver: a subscriber's second and third speaker
+    slots would stay on a transport that never connects (silence).
     """
     return RTCPeerConnection(
         RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)

@@ -156,6 +156,19 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
     # Synapse must load the synapse_sferum this sferumctl belongs to, installed or not.
     package_root = str(Path(synapse_sferum.__file__).resolve().parents[1])
     python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+
+    def python_service(name: str, module: str, config_file: Path, health: str | None) -> Service:
+        """One of our own processes: `python -m MODULE CONFIG`."""
+        return Service(
+            name=name,
+            argv=(sys.executable, "-m", module, str(config_file)),
+            identity=(module, str(config_file)),
+            health_url=health,
+            log_path=deployment.logs / f"{name}.out",
+            pid_path=deployment.run / f"{name}.pid",
+            cwd=deployment.root,
+            env={"PYTHONPATH": python_path},
+        )
     services = [
         Service(
             name="synapse",
@@ -187,35 +200,12 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
         bridge_config = read_yaml_mapping(bridge) or {}
         http = bridge_config.get("http") or {}
         port = http.get("port") if isinstance(http, Mapping) else None
-        services.append(
-            Service(
-                name="diary-bridge",
-                argv=(sys.executable, "-m", "bridges.diary", str(bridge)),
-                identity=("bridges.diary", str(bridge)),
-                health_url=None if port is None else f"http://127.0.0.1:{port}/health",
-                log_path=deployment.logs / "diary-bridge.out",
-                pid_path=deployment.run / "diary-bridge.pid",
-                cwd=deployment.root,
-                env={"PYTHONPATH": python_path},
-            )
-        )
+        health = None if port is None else f"http://127.0.0.1:{port}/health"
+        services.append(python_service("diary-bridge", "bridges.diary", bridge, health))
     # `init --sfu-port` (older deployments have no SFU), and its edges (`--sfu-edges`).
-    sfu = deployment.sfu_config
-    sfus = [sfu] if sfu.exists() else []
-    for path in sfus + deployment.sfu_edge_configs():
-        name = path.stem  # sfu, sfu-edge-1, …
-        services.append(
-            Service(
-                name=name,
-                argv=(sys.executable, "-m", "sfu", str(path)),
-                identity=("sfu", str(path)),
-                health_url=sfu_health_url(path),
-                log_path=deployment.logs / f"{name}.out",
-                pid_path=deployment.run / f"{name}.pid",
-                cwd=deployment.root,
-                env={"PYTHONPATH": python_path},
-            )
-        )
+    sfus = [deployment.sfu_config] if deployment.sfu_config.exists() else []
+    for path in sfus + deployment.sfu_edge_configs():  # named sfu, sfu-edge-1, …
+        services.append(python_service(path.stem, "sfu", path, sfu_health_url(path)))
     return services
 
 
