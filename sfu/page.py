@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from synapse_sferum.widgets import page_assets
+from synapse_sferum.widgets import page_assets, serve_asset
 
 STATIC = Path(__file__).parent / "static"
 _ASSETS = page_assets(STATIC, "call.js", "call.css")
@@ -52,15 +52,7 @@ def page_headers(edge_urls: Iterable[str]) -> dict[str, str]:
 
 
 async def _static(request: web.Request) -> web.Response:
-    asset = _ASSETS.get(request.match_info["name"])
-    if asset is None:
-        raise web.HTTPNotFound()
-    return web.Response(
-        body=asset.path.read_bytes(),
-        content_type=asset.content_type,
-        charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
-    )
+    return serve_asset(_ASSETS, request)
 
 
 def page_routes(edge_urls: Iterable[str] = ()) -> list[web.RouteDef]:

@@ -37,7 +37,7 @@ from bridges.diary.matrix import MatrixRefused
 from bridges.diary.model import DiarySnapshot, LessonStatus
 from bridges.diary.render import hhmm, ru_date
 from synapse_sferum.rooms import RoomKey, RoomKind
-from synapse_sferum.widgets import page_assets
+from synapse_sferum.widgets import page_assets, serve_asset
 
 logger = logging.getLogger(__name__)
 
@@ -216,15 +216,7 @@ class MiniApp:
         return web.Response(text=html, content_type="text/html", headers=_PAGE_HEADERS)
 
     async def _static(self, request: web.Request) -> web.Response:
-        asset = _ASSETS.get(request.match_info["name"])
-        if asset is None:
-            raise web.HTTPNotFound()
-        return web.Response(
-            body=asset.path.read_bytes(),
-            content_type=asset.content_type,
-            charset="utf-8",
-            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
-        )
+        return serve_asset(_ASSETS, request)
 
     async def _view(self, request: web.Request) -> web.Response:
         try:
