@@ -53,7 +53,6 @@ import tempfile
 import time
 import urllib.parse
 import zoneinfo
-from datetime import datetime
 from datetime import time as day_time
 from pathlib import Path
 from typing import Any
@@ -71,10 +70,15 @@ from bridges.diary.matrix import message_content  # noqa: E402
 from bridges.diary.plan import Post, plan  # noqa: E402
 from bridges.diary.render import Renderer  # noqa: E402
 from bridges.diary.sources.csvsource import OneRosterCsvSource  # noqa: E402
-from tests.integration.harness import Deployment, free_port, sferumctl  # noqa: E402
+from sferum_shared import SYSTEM_CLOCK  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    Deployment,
+    demo_diary_folder,
+    free_port,
+    sferumctl,
+)
 
 SERVER_NAME = "bridge-bench.test"
-DEMO_DIARY = REPO / "config" / "demo" / "diary"
 TIMEZONE = "Europe/Moscow"
 # The pupils of the demo roster's two homerooms (tests/integration/conftest.py's DemoRoster).
 PUPILS = {
@@ -107,7 +111,7 @@ def gradebook(count: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
             "dueDate": "2026-11-02",
             "classSourcedId": class_id,
             "categorySourcedId": "cat-test",
-            "gradingPeriodSourcedId": "year-2025",
+            "gradingPeriodSourcedId": "school-year",
             "resultValueMin": "1",
             "resultValueMax": "5",
         }
@@ -135,7 +139,7 @@ def gradebook(count: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
 def prepare_source(root: Path, count: int) -> tuple[Path, Path]:
     """The bridge's source folder (works, no results) and the results.csv to move into it."""
     source = root / "diary"
-    shutil.copytree(DEMO_DIARY, source)
+    shutil.copytree(demo_diary_folder(), source)
     (source / "timetable.ics").unlink(missing_ok=True)
     works, results = gradebook(count)
     write_csv(source / "lineItems.csv", works)
@@ -149,10 +153,13 @@ def prepare_source(root: Path, count: int) -> tuple[Path, Path]:
 
 async def rendered_posts(folder: Path) -> list[Post]:
     """The bridge's own posts for `folder`: its CSV source, plan and default templates."""
-    snapshot = await OneRosterCsvSource(folder, f"oneroster-csv:{folder}", TIMEZONE).snapshot()
+    source = OneRosterCsvSource(
+        folder, f"oneroster-csv:{folder}", clock=SYSTEM_CLOCK, timezone=TIMEZONE
+    )
+    snapshot = await source.snapshot()
     if snapshot.problems:
         raise RuntimeError(f"the generated gradebook has problems: {snapshot.problems[:3]}")
-    now = datetime.now(zoneinfo.ZoneInfo(TIMEZONE))
+    now = SYSTEM_CLOCK.now(zoneinfo.ZoneInfo(TIMEZONE))
     return plan(snapshot, Renderer(), now, day_time(7, 30))
 
 

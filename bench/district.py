@@ -20,6 +20,8 @@ from typing import Any
 import attrs
 
 SCHOOL_YEAR = 2025  # the calendar year in which the school year starts, in September
+# The day the generated district is read on: birth dates and ages hold on it whatever the date.
+DISTRICT_DAY = date(SCHOOL_YEAR + 1, 3, 2)
 GRADES = range(1, 12)
 LETTERS = {"А": "a", "Б": "b", "В": "v"}  # class letter -> its sourcedId spelling
 TEACHERS_PER_SCHOOL = 60

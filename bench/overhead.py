@@ -62,7 +62,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from synapse_sferum.ctl import services  # noqa: E402
 from synapse_sferum.ctl.deployment import Deployment as DeploymentFolder  # noqa: E402
-from tests.integration.harness import DEMO_ROSTER, Deployment, sferumctl  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    Deployment,
+    demo_roster_folder,
+    sferumctl,
+)
 
 TEACHERS = ("t-1", "t-2")  # two teachers of the demo roster: they may create groups
 CONCURRENCY = 8
@@ -304,7 +308,7 @@ def init(deployment: Deployment) -> None:
 def setup_with_module(deployment: Deployment) -> list[tuple[str, str]]:
     init(deployment)
     deployment.start()
-    sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+    sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
     accounts = deployment.issue(*TEACHERS)
     report = deployment.reconcile()
     if report.get("failures"):

@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import date
+from datetime import UTC, datetime
+from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any, cast
 from unittest import mock
@@ -40,7 +41,8 @@ import attrs
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.district import generate_district  # noqa: E402
+from bench.district import DISTRICT_DAY, generate_district  # noqa: E402
+from sferum_shared import Clock  # noqa: E402
 from synapse_sferum import policy  # noqa: E402
 from synapse_sferum.directory import build_member, guardianship_pairs  # noqa: E402
 from synapse_sferum.model import EnrollmentRole, Member  # noqa: E402
@@ -48,7 +50,7 @@ from synapse_sferum.roster.merge import DirectorySnapshot, merge  # noqa: E402
 from synapse_sferum.roster.oneroster import parse_roster  # noqa: E402
 
 SERVER = "bench.test"
-TODAY = date(2026, 3, 2)
+TODAY = DISTRICT_DAY
 ADULT_AGE = 18
 CHUNKS = 20  # contenders alternate chunk by chunk
 BATCH = 1000  # calls per timer read for the batched mean
@@ -201,7 +203,8 @@ def module_callback() -> ModuleCallback | None:
     api.get_qualified_user_id.side_effect = lambda localpart: f"@{localpart}:{SERVER}"
     api.is_mine.side_effect = lambda user_id: user_id.endswith(f":{SERVER}")
     config = parse_config({"admin_api_secret": "x" * 32, "provisioning": {"enabled": False}})
-    directory = DirectoryService(api, config, lambda: TODAY)
+    noon = datetime.combine(TODAY, time_of_day(12), UTC)
+    directory = DirectoryService(api, config, Clock.fixed(noon))
     gatekeeper = Gatekeeper(api, config, directory)
     names = ("_member", "get_member")  # the cached method's name has changed before
     cached = next((f for n in names if hasattr(f := getattr(directory, n, None), "prefill")), None)
@@ -213,7 +216,7 @@ def module_callback() -> ModuleCallback | None:
         return _run_sync(gatekeeper.check_username_for_spam(profile, requester))
 
     def prefill(user: str, member: Member) -> None:
-        cached.prefill((user,), member)
+        cached.prefill((user, TODAY.isoformat()), member)
 
     return ModuleCallback(check, prefill, int(cached.cache.cache.max_size))
 
@@ -234,7 +237,7 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sferum-bench-") as tmp:
         generate_district(Path(tmp), args.schools, args.pupils, args.seed)
-        snapshot = merge(DirectorySnapshot(), parse_roster(Path(tmp)))
+        snapshot = merge(DirectorySnapshot(), parse_roster(Path(tmp), TODAY))
     members = build_members(snapshot)
     del snapshot
     everyone = list(members.values())

@@ -34,14 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.district import generate_district  # noqa: E402
+from bench.district import DISTRICT_DAY, generate_district  # noqa: E402
 from synapse_sferum.roster.merge import diff, merge  # noqa: E402
 from synapse_sferum.roster.oneroster import parse_roster  # noqa: E402
 from synapse_sferum.store.directory import (  # noqa: E402
@@ -83,7 +82,7 @@ def run_phase(roster: Path, db: Path, again: bool) -> dict[str, Any]:
     """One import in this process: what it cost, and what it wrote."""
     out: dict[str, Any] = {"rss_start_mib": rss_mib()}
     start = time.perf_counter()
-    change = parse_roster(roster)
+    change = parse_roster(roster, DISTRICT_DAY)
     out["parse_s"] = time.perf_counter() - start
     out["rss_parsed_mib"] = rss_mib()
 
@@ -132,7 +131,7 @@ def breakdown(conn: sqlite3.Connection, change: Any) -> dict[str, Any]:
     before = cursor.statements
     for person_id in sample:
         start = time.perf_counter()
-        member_for_person_txn(cursor, person_id, date(2026, 3, 2), 18)
+        member_for_person_txn(cursor, person_id, DISTRICT_DAY, 18)
         times.append(time.perf_counter() - start)
     out["member_miss_us"] = statistics.median(times) * 1e6
     out["member_miss_p99_us"] = sorted(times)[int(0.99 * len(times))] * 1e6

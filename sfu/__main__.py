@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu.config import SfuConfig, SfuConfigError, parse_config
 from sfu.server import SfuServer
 
@@ -34,7 +35,12 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    web.run_app(SfuServer(config).app(), host=config.http_bind, port=config.http_port, print=None)
+    web.run_app(
+        SfuServer(config, SYSTEM_CLOCK).app(),
+        host=config.http_bind,
+        port=config.http_port,
+        print=None,
+    )
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from sferum_shared import Clock
 from sfu import tokens
 from sfu.config import SfuConfig
 from sfu.grants import Facts, Grant, Refusal, decide, facts_from_json
@@ -183,7 +183,7 @@ class AuthService:
     def __init__(
         self,
         config: SfuConfig,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
         pupil_camera_allowed: CameraPolicy = _no_pupil_cameras,
     ):
         self._config = config
@@ -259,7 +259,7 @@ class AuthService:
             tokens.room_name(req.room_id, req.slot_id),
             identity,
             self._config.jwt_secret,
-            int(self._clock()),
+            int(self._clock.seconds()),
             self._config.token_ttl_seconds,
             self._config.jwt_issuer,
             private_claims=Session(req.room_id, user_id, req.device_id).claims(),

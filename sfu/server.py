@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from aiortc import RTCSessionDescription
 
+from sferum_shared import Clock
 from sfu import tokens
 from sfu.authservice import AuthService
 from sfu.call import Participant, Room, end_socket, publish_refusal, speakers_message
@@ -74,7 +74,7 @@ CLOSE_REFUSED = 4401
 class SfuServer:
     """Rooms, their routers and sockets; :meth:`app` is the whole HTTP side of the SFU."""
 
-    def __init__(self, config: SfuConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: SfuConfig, clock: Clock) -> None:
         self._config = config
         self._clock = clock
         self._rooms: dict[str, Room] = {}
@@ -199,7 +199,9 @@ class SfuServer:
         claims: dict[str, Any] = {}
 
         def verify(token: str, room: str) -> str:
-            claims.update(tokens.verify(token, self._config.jwt_secret, room, int(self._clock())))
+            claims.update(
+                tokens.verify(token, self._config.jwt_secret, room, int(self._clock.seconds()))
+            )
             return str(claims["sub"])
 
         try:
@@ -236,7 +238,7 @@ class SfuServer:
 
     def _turn(self, name: str) -> list[dict[str, Any]]:
         config = self._config
-        now = int(self._clock())
+        now = int(self._clock.seconds())
         return ice_servers(config.turn_uris, config.turn_shared_secret, name, now, TTL_SECONDS)
 
     def _open_room(self, name: str) -> Room:
@@ -258,7 +260,7 @@ class SfuServer:
 
             def token() -> str:
                 config = self._config
-                now = int(self._clock())
+                now = int(self._clock.seconds())
                 return relay_token(name, config.sfu_url, config.jwt_secret, now, config.jwt_issuer)
 
             upstream = Upstream(origin, name, token, room.router, lambda: self._renegotiate(room))

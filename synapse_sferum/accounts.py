@@ -11,8 +11,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import attrs
@@ -80,17 +78,10 @@ class IssuedAccount:
 
 
 class AccountIssuer:
-    def __init__(
-        self,
-        api: ModuleApi,
-        config: SferumConfig,
-        directory: DirectoryService,
-        today: Callable[[], date],
-    ):
+    def __init__(self, api: ModuleApi, config: SferumConfig, directory: DirectoryService):
         self._api = api
         self._config = config
         self._directory = directory
-        self._today = today
 
     def people_of_class(self, snapshot: DirectorySnapshot, class_id: str) -> list[str]:
         if class_id not in snapshot.classes:
@@ -108,6 +99,7 @@ class AccountIssuer:
     def check_people(self, snapshot: DirectorySnapshot, person_ids: list[str]) -> None:
         """Refuses the whole request if any person cannot have an account."""
         problems = []
+        today = self._directory.today()
         for person_id in person_ids:
             person = snapshot.people.get(person_id)
             if person is None:
@@ -118,7 +110,7 @@ class AccountIssuer:
             demographics = snapshot.demographics.get(person_id)
             birth = demographics.birth_date if demographics else None
             minimum = self._config.rules.min_account_age_years
-            if birth is not None and age_on(birth, self._today()) < minimum:
+            if birth is not None and age_on(birth, today) < minimum:
                 problems.append(f"person '{person_id}' is under {minimum} years old")
         if problems:
             raise AccountRequestError("; ".join(problems))
@@ -134,9 +126,7 @@ class AccountIssuer:
                 issued.append(IssuedAccount(person_id, existing, None))
                 continue
             person = snapshot.people[person_id]
-            localpart = await free_localpart(
-                self._api, localpart_for(person.username, person_id)
-            )
+            localpart = await free_localpart(self._api, localpart_for(person.username, person_id))
             password = new_password()
             name = display_name_for(person.real_name, person.roles)
             user_id = await self._api.register_user(localpart, displayname=name)

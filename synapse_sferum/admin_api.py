@@ -96,7 +96,9 @@ class AdminApi:
         if len(data) > MAX_ROSTER_BYTES:
             raise SynapseError(413, "Roster zip is larger than 512 MiB", Codes.TOO_LARGE)
         try:
-            change = await self._api.defer_to_thread(parse_roster_zip, data, name)
+            change = await self._api.defer_to_thread(
+                parse_roster_zip, data, self._directory.today(), name
+            )
             report = await self._directory.apply_import(change, dry_run)
         except RosterError as e:
             problems = [

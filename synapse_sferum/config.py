@@ -6,6 +6,7 @@ so that `sferumctl check-config` and Synapse's own start-up print the same usefu
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +86,8 @@ class CallsConfig:
 class SferumConfig:
     admin_api_secret: str
     bot_localpart: str = "sferum"
+    # The school's time zone: its midnight starts the day by which ages and birthdays count.
+    timezone: str = DEFAULT_TIMEZONE
     partner_servers: frozenset[str] = frozenset()
     rules: RulesConfig = RulesConfig()
     provisioning: ProvisioningConfig = ProvisioningConfig()
@@ -93,10 +96,15 @@ class SferumConfig:
     quiet_hours: QuietHoursConfig = attrs.field(factory=QuietHoursConfig)
     calls: CallsConfig = CallsConfig()
 
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
 
 _TOP_KEYS = {
     "admin_api_secret",
     "bot_localpart",
+    "timezone",
     "partner_servers",
     "rules",
     "provisioning",
@@ -197,12 +205,17 @@ def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
     raise SferumConfigError(f"{where}.backend", f"must be 'file' or 'http', got {backend!r}")
 
 
-def _quiet_hours(raw: Mapping[str, Any]) -> QuietHoursConfig:
-    _check_keys(raw, _QUIET_KEYS, "quiet_hours")
+def _timezone(raw: Mapping[str, Any], key: str, default: str) -> str:
     try:
-        zone = check_timezone(raw.get("default_timezone", DEFAULT_TIMEZONE), "")
+        return check_timezone(raw.get(key.rpartition(".")[2], default), "")
     except ScheduleError as e:
-        raise SferumConfigError("quiet_hours.default_timezone", str(e)) from None
+        raise SferumConfigError(key, str(e)) from None
+
+
+def _quiet_hours(raw: Mapping[str, Any], school_timezone: str) -> QuietHoursConfig:
+    """Hours set without a time zone are in the school's, unless `default_timezone` says."""
+    _check_keys(raw, _QUIET_KEYS, "quiet_hours")
+    zone = _timezone(raw, "quiet_hours.default_timezone", school_timezone)
     return QuietHoursConfig(
         enabled=_bool(raw, "enabled", "quiet_hours", True),
         default_timezone=zone,
@@ -254,6 +267,8 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
             "partner_servers", f"must be a list of server names, got {partners!r}"
         )
 
+    timezone = _timezone(raw, "timezone", DEFAULT_TIMEZONE)
+
     rules_raw = _section(raw, "rules")
     _check_keys(rules_raw, _RULES_KEYS, "rules")
     rules = RulesConfig(
@@ -281,11 +296,12 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
     return SferumConfig(
         admin_api_secret=secret,
         bot_localpart=bot_localpart,
+        timezone=timezone,
         partner_servers=frozenset(partners),
         rules=rules,
         provisioning=provisioning,
         phone=_phone(_section(raw, "phone")),
         link_codes=link_codes,
-        quiet_hours=_quiet_hours(_section(raw, "quiet_hours")),
+        quiet_hours=_quiet_hours(_section(raw, "quiet_hours"), timezone),
         calls=_calls(_section(raw, "calls")),
     )

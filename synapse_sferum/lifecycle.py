@@ -12,6 +12,7 @@ import logging
 
 from synapse.module_api import ModuleApi
 
+from sferum_shared import Clock
 from synapse_sferum import compat
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import accounts
@@ -22,14 +23,17 @@ HOUR_MS = 60 * 60 * 1000
 
 
 class Departures:
-    def __init__(self, api: ModuleApi, directory: DirectoryService, grace_hours: int):
+    def __init__(
+        self, api: ModuleApi, directory: DirectoryService, clock: Clock, grace_hours: int
+    ):
         self._api = api
         self._directory = directory
+        self._clock = clock
         self._grace_ms = grace_hours * HOUR_MS
 
     async def deactivate_due(self) -> int:
         """Deactivates the accounts whose grace period ran out; returns how many."""
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         due = await self._directory.run(
             "sferum_due_departures", accounts.due_departures_txn, now, self._grace_ms
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
 from typing import Any
 
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
+from sferum_shared import Clock
 from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
@@ -24,19 +24,24 @@ from synapse_sferum.sso import register_module
 STARTUP_RECONCILE_DELAY_MS = 5_000
 
 
+def synapse_clock(api: ModuleApi) -> Clock:
+    """Synapse's own clock: registration tokens expire by it, so link codes must too."""
+    return Clock(lambda: api.get_current_time_msec() / 1000)
+
+
 class SferumModule:
     def __init__(self, config: SferumConfig, api: ModuleApi):
         self._api = api
         self._config = config
 
-        def today() -> date:
-            return datetime.fromtimestamp(api.get_current_time_msec() / 1000, UTC).date()
-
-        self.directory = DirectoryService(api, config, today)
+        clock = synapse_clock(api)
+        self.directory = DirectoryService(api, config, clock)
         self.gatekeeper = Gatekeeper(api, config, self.directory)
         self.gatekeeper.register()
         bot = self.gatekeeper.bot_user_id
-        departures = Departures(api, self.directory, config.provisioning.deactivate_after_hours)
+        departures = Departures(
+            api, self.directory, clock, config.provisioning.deactivate_after_hours
+        )
         self.provisioner = Provisioner(
             api, self.directory, bot, config.partner_servers, departures, config.calls.public_url
         )
@@ -45,15 +50,15 @@ class SferumModule:
         )
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
-        self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours)
+        self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours, clock)
         self.quiet_hours.register()
-        issuer = AccountIssuer(api, config, self.directory, today)
+        issuer = AccountIssuer(api, config, self.directory)
         api.register_password_auth_provider_callbacks(
             auth_checkers={("m.login.password", ("password",)): issuer.check_password}
         )
-        self.registrar = Registrar(api, config, self.directory, today, self.provisioner.request)
+        self.registrar = Registrar(api, config, self.directory, clock, self.provisioner.request)
         self.registrar.register()
-        MsisdnDelegate(api, config, self.directory).register()
+        MsisdnDelegate(api, config, self.directory, clock).register()
         self.admin_api = AdminApi(
             api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret
         )

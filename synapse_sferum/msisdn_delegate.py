@@ -14,6 +14,7 @@ from typing import Any
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
+from sferum_shared import Clock
 from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.policy.identity import MESSAGES, IdentityReason
@@ -96,16 +97,19 @@ class _Get(DirectServeJsonResource):
 
 
 class MsisdnDelegate:
-    def __init__(self, api: ModuleApi, config: SferumConfig, directory: DirectoryService):
+    def __init__(
+        self, api: ModuleApi, config: SferumConfig, directory: DirectoryService, clock: Clock
+    ):
         self._api = api
         self._directory = directory
+        self._clock = clock
         self._region = config.phone.default_region
         self._limits = SmsLimits(
             code_ttl_ms=config.phone.code_ttl_seconds * 1000,
             max_attempts=config.phone.max_attempts,
             max_sends_per_window=config.phone.max_sms_per_hour,
         )
-        self._gateway: SmsGateway | None = sms_gateway(api, config.phone.sms)
+        self._gateway: SmsGateway | None = sms_gateway(api, config.phone.sms, clock)
         self._base = msisdn_delegate_base(config.admin_api_secret)
 
     def register(self) -> None:
@@ -129,7 +133,7 @@ class MsisdnDelegate:
         if await self._directory.run("sferum_phone_owner", identity.phone_owner_txn, msisdn):
             reason = IdentityReason.PHONE_IN_USE
             raise _refused(400, Codes.THREEPID_IN_USE, MESSAGES[reason], reason)
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         challenge, code = new_challenge(msisdn, client_secret, now, self._limits)
         wait = await self._directory.run(
             "sferum_open_challenge", _open_challenge_txn, challenge, self._limits
@@ -157,7 +161,7 @@ class MsisdnDelegate:
         sid, client_secret = _field(body, "sid"), _field(body, "client_secret")
         token = _field(body, "token")
         challenge = await self._directory.run("sferum_challenge", identity.challenge_txn, sid)
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         outcome, changed = submit(challenge, client_secret, token, now, self._limits)
         if changed is not None:
             await self._directory.run(
@@ -181,7 +185,7 @@ class MsisdnDelegate:
     async def get_validated(self, args: dict[str, str]) -> tuple[int, Any]:
         sid, client_secret = args.get("sid", ""), args.get("client_secret", "")
         challenge = await self._directory.run("sferum_challenge", identity.challenge_txn, sid)
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         if challenge is None or not validated(challenge, client_secret, now, self._limits):
             raise SynapseError(
                 400, "This phone number has not been verified", "M_SESSION_NOT_VALIDATED"

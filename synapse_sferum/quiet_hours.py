@@ -42,6 +42,7 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.types import StateMap
 
+from sferum_shared import Clock
 from synapse_sferum import compat
 from synapse_sferum.model import Member, Role
 from synapse_sferum.policy import quiet
@@ -80,9 +81,11 @@ class QuietHours:
         directory: DirectoryService,
         bot_user_id: str,
         config: quiet.QuietHoursConfig,
+        clock: Clock,
     ):
         self._api = api
         self._directory = directory
+        self._clock = clock
         self._bot = bot_user_id
         self._config = config
         self._on_main = api.worker_app is None
@@ -146,7 +149,7 @@ class QuietHours:
             store.set_schedule_txn,
             user_id,
             json.dumps(schedule.to_content(), sort_keys=True),
-            self._api.get_current_time_msec(),
+            self._clock.ms(),
         )
 
     async def run_schedule(self) -> None:
@@ -166,7 +169,7 @@ class QuietHours:
             self._running = False
 
     async def _switch_pushes(self) -> None:
-        now_ms = self._api.get_current_time_msec()
+        now_ms = self._clock.ms()
         now = _moment(now_ms)
         schedules = await self._directory.run("sferum_quiet_schedules", store.all_schedules_txn)
         silenced = await self._directory.run("sferum_quiet_silenced", store.silenced_users_txn)
@@ -289,7 +292,7 @@ class QuietHours:
         sender = await self._directory.get_member(event.sender)
         if sender is None or sender.is_school_adult:
             return  # colleagues and strangers get no automatic notice
-        now_ms = self._api.get_current_time_msec()
+        now_ms = self._clock.ms()
         for user_id in others:
             member = await self._directory.get_member(user_id)
             if member is None or not member.is_school_adult:
@@ -356,7 +359,7 @@ class QuietHours:
             current = quiet.parse_content(saved or {}, default_tz)
         except quiet.ScheduleError as e:
             logger.warning("synapse_sferum: quiet hours of %s unreadable: %s", event.sender, e)
-        now = _moment(self._api.get_current_time_msec())
+        now = self._clock.now()
         try:
             outcome = quiet.answer(command, current, now, default_tz)
         except quiet.ScheduleError as e:

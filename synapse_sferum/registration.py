@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import attrs
 from synapse.module_api import ModuleApi
 
+from sferum_shared import Clock
 from synapse_sferum import compat
 from synapse_sferum.accounts import free_localpart, localpart_for
 from synapse_sferum.config import SferumConfig
@@ -77,13 +77,13 @@ class Registrar:
         api: ModuleApi,
         config: SferumConfig,
         directory: DirectoryService,
-        today: Callable[[], date],
+        clock: Clock,
         on_linked: Callable[[], object],
     ):
         self._api = api
         self._config = config
         self._directory = directory
-        self._today = today
+        self._clock = clock
         self._on_linked = on_linked
         self._max_attempts = config.phone.max_attempts
 
@@ -113,7 +113,7 @@ class Registrar:
         refusals = []
         for person_id in person_ids:
             refusal = new_account_refusal(
-                await self.applicant(person_id), self._today(), self._min_age()
+                await self.applicant(person_id), self._directory.today(), self._min_age()
             )
             if refusal is not None:
                 refusals.append(RegistrationRefused(person_id, refusal))
@@ -121,7 +121,7 @@ class Registrar:
             raise RegistrationRefusedMany(refusals)
         refused = {r.person_id for r in refusals}
         days = expiry_days or self._config.link_codes.expiry_days
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         codes = [
             LinkCode(new_link_code(), p, now + days * DAY_MS)
             for p in person_ids
@@ -152,8 +152,8 @@ class Registrar:
             code,
             msisdn,
             owner,
-            self._today(),
-            self._api.get_current_time_msec(),
+            self._directory.today(),
+            self._clock.ms(),
             self._min_age(),
         )
         return refusal, code
@@ -163,7 +163,7 @@ class Registrar:
         try:
             if medium != "msisdn" or not registration:
                 return False
-            since = self._api.get_current_time_msec() - UIA_SESSION_MS
+            since = self._clock.ms() - UIA_SESSION_MS
             pairs = await self._directory.run(
                 "sferum_uia_pairs", compat.registrations_with_msisdn_txn, address, since
             )
@@ -229,7 +229,7 @@ class Registrar:
         existing = await self._directory.user_for_person(person_id)
         if existing is not None and applicant.in_directory and applicant.enabled:
             return existing.split(":", 1)[0].removeprefix("@")
-        refusal = new_account_refusal(applicant, self._today(), self._min_age())
+        refusal = new_account_refusal(applicant, self._directory.today(), self._min_age())
         if refusal is not None:
             raise RegistrationRefused(person_id, refusal)
         return await self._reserve(PendingLink("", person_id))
@@ -244,7 +244,7 @@ class Registrar:
             "sferum_pending_link",
             identity.put_pending_link_txn,
             attrs.evolve(pending, localpart=localpart),
-            self._api.get_current_time_msec(),
+            self._clock.ms(),
         )
         return localpart
 
@@ -253,7 +253,7 @@ class Registrar:
         if not self._api.is_mine(user_id):
             return
         localpart = user_id.split(":", 1)[0].removeprefix("@")
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         try:
             await self._directory.run(
                 "sferum_link_registered",

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from synapse.module_api import ModuleApi, cached
 
+from sferum_shared import Clock
 from synapse_sferum.compat import module_clock
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.model import ImportReport, Member, RosterImport
@@ -26,16 +27,21 @@ T = TypeVar("T")
 
 
 class DirectoryService:
-    def __init__(self, api: ModuleApi, config: SferumConfig, today: Callable[[], date]):
+    def __init__(self, api: ModuleApi, config: SferumConfig, clock: Clock):
         self._api = api
         self._config = config
-        self._today = today
-        # `@cached` reads these two attributes from the instance.
+        self._clock = clock
+        # `@cached` reads these two attributes from the instance; `clock` is Synapse's, for the
+        # caches' bookkeeping; the date and time the module acts on come from `_clock`.
         self.server_name = api.server_name
         self.clock = module_clock(api.server_name)
         self._schema_ready = False
         for fn in (self._person_for_user, self._member, self._planned_members, self._room_key):
             api.register_cached_function(fn)
+
+    def today(self) -> date:
+        """The school's date now (its own midnight, not UTC's): ages and birthdays count by it."""
+        return self._clock.today(self._config.zone)
 
     async def _run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
         if not self._schema_ready:
@@ -65,25 +71,31 @@ class DirectoryService:
         person_id: str | None = await cached_fn(user_id)
         return person_id
 
+    # Keyed by the day too (ISO text: Synapse streams invalidated keys to workers as text):
+    # whether a pupil is a minor changes on a birthday, not on a roster change, so yesterday's
+    # entries are simply never asked for again and age out of the LRU.
     @cached(max_entries=250_000)
-    async def _member(self, user_id: str) -> Member | None:
+    async def _member(self, user_id: str, day: str) -> Member | None:
         person_id = await self.person_for_user(user_id)
         if person_id is None:
             return None
-        return await self.member_for_person(person_id)
+        return await self._member_on(person_id, date.fromisoformat(day))
 
     async def get_member(self, user_id: str) -> Member | None:
         """The rules' view of a linked account; None for unlinked and remote accounts."""
         cached_fn: Any = self._member
-        member: Member | None = await cached_fn(user_id)
+        member: Member | None = await cached_fn(user_id, self.today().isoformat())
         return member
 
     async def member_for_person(self, person_id: str) -> Member | None:
+        return await self._member_on(person_id, self.today())
+
+    async def _member_on(self, person_id: str, day: date) -> Member | None:
         return await self._run(
             "sferum_member",
             directory.member_for_person_txn,
             person_id,
-            self._today(),
+            day,
             self._config.rules.adult_age_years,
         )
 
@@ -94,7 +106,7 @@ class DirectoryService:
         return await self._run("sferum_all_links", accounts.all_links_txn)
 
     async def link(self, person_id: str, user_id: str, password_hash: str | None) -> None:
-        now = self._api.get_current_time_msec()
+        now = self._clock.ms()
         await self._run("sferum_link", accounts.link_txn, person_id, user_id, now, password_hash)
         await self._invalidate_users([user_id])
 
@@ -127,9 +139,10 @@ class DirectoryService:
         return sorted(links[p] for p in wanted if p in links)
 
     async def _invalidate_users(self, user_ids: Iterable[str]) -> None:
+        today = self.today().isoformat()
         for user_id in user_ids:
             await self._api.invalidate_cache(self._person_for_user, (user_id,))
-            await self._api.invalidate_cache(self._member, (user_id,))
+            await self._api.invalidate_cache(self._member, (user_id, today))
 
     # -- rooms -----------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ The module sends only verification codes; which gateway is the deployment's choi
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +15,7 @@ from synapse.module_api import ModuleApi
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
+from sferum_shared import Clock
 from synapse_sferum.config import FileSmsConfig, HttpSmsConfig
 
 
@@ -31,12 +31,15 @@ class SmsGateway(Protocol):
 class FileSmsGateway:
     """Appends `{"to", "text", "ts"}` lines to a file: the demo's and the tests' phone."""
 
-    def __init__(self, api: ModuleApi, path: str):
+    def __init__(self, api: ModuleApi, path: str, clock: Clock):
         self._api = api
         self._path = Path(path)
+        self._clock = clock
 
     async def send(self, to: str, text: str) -> None:
-        line = json.dumps({"to": to, "text": text, "ts": int(time.time())}, ensure_ascii=False)
+        line = json.dumps(
+            {"to": to, "text": text, "ts": int(self._clock.seconds())}, ensure_ascii=False
+        )
         await self._api.defer_to_thread(self._append, line + "\n")
 
     def _append(self, line: str) -> None:
@@ -68,9 +71,11 @@ class HttpSmsGateway:
             )
 
 
-def sms_gateway(api: ModuleApi, config: FileSmsConfig | HttpSmsConfig | None) -> SmsGateway | None:
+def sms_gateway(
+    api: ModuleApi, config: FileSmsConfig | HttpSmsConfig | None, clock: Clock
+) -> SmsGateway | None:
     if isinstance(config, FileSmsConfig):
-        return FileSmsGateway(api, config.path)
+        return FileSmsGateway(api, config.path, clock)
     if isinstance(config, HttpSmsConfig):
         return HttpSmsGateway(api, config)
     return None

@@ -16,7 +16,6 @@ import logging
 import signal
 import time
 import zoneinfo
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +34,28 @@ from bridges.diary.plan import plan
 from bridges.diary.render import DEFAULT_TEMPLATES, Renderer
 from bridges.diary.sources.base import Source, SourceUnavailable
 from bridges.diary.sync import Syncer
+from sferum_shared import SYSTEM_CLOCK, Clock
 
 logger = logging.getLogger("bridges.diary")
 
 ROSTER_HASH = "roster_sha256"
 
 
-def build_sources(config: BridgeConfig, db: Database) -> list[Source]:
-    sources: list[Source] = []
-    for sc in config.sources:
-        sources.append(_source(sc, config, db))
-    return sources
+def build_sources(config: BridgeConfig, db: Database, clock: Clock) -> list[Source]:
+    return [_source(sc, config, db, clock) for sc in config.sources]
 
 
-def _source(sc: SourceConfig, config: BridgeConfig, db: Database) -> Source:
+def _source(sc: SourceConfig, config: BridgeConfig, db: Database, clock: Clock) -> Source:
     if sc.kind == "oneroster-csv":
         from bridges.diary.sources.csvsource import OneRosterCsvSource
 
-        return OneRosterCsvSource(Path(sc.location), sc.name, config.timezone)
+        return OneRosterCsvSource(
+            Path(sc.location), sc.name, clock=clock, timezone=config.timezone
+        )
     if sc.kind == "ical":
         from bridges.diary.sources.icalsource import ICalSource
 
-        return ICalSource(Path(sc.location), sc.name, config.timezone)
+        return ICalSource(Path(sc.location), sc.name, clock=clock, timezone=config.timezone)
     if sc.kind == "oneroster-rest":
         from bridges.diary.sources.rest import OneRosterRestSource
 
@@ -69,7 +68,7 @@ def _source(sc: SourceConfig, config: BridgeConfig, db: Database) -> Source:
         )
     from bridges.diary.sources.push import PushSource
 
-    return PushSource(db, sc.name)
+    return PushSource(db, sc.name, clock)
 
 
 def merge(snapshots: list[DiarySnapshot]) -> DiarySnapshot:
@@ -85,12 +84,13 @@ def merge(snapshots: list[DiarySnapshot]) -> DiarySnapshot:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig):
+    def __init__(self, config: BridgeConfig, clock: Clock):
         self.config = config
+        self.clock = clock
         self.db = Database(config.database, [ledger.LEDGER_SCHEMA, _push_schema()])
         self.client = BridgeClient(config.homeserver_url, config.bot_user_id, config.as_token)
         self.renderer = Renderer(config.templates_dir or DEFAULT_TEMPLATES)
-        self.syncer = Syncer(self.db, self.client, config.server_name)
+        self.syncer = Syncer(self.db, self.client, config.server_name, clock)
         self.sources: list[Source] = []
         self._last_good: dict[str, DiarySnapshot] = {}
         self._last_read: dict[str, float] = {}
@@ -101,7 +101,7 @@ class Bridge:
 
     async def open(self) -> None:
         await self.db.open()
-        self.sources = build_sources(self.config, self.db)
+        self.sources = build_sources(self.config, self.db, self.clock)
 
     async def close(self) -> None:
         await self.client.close()
@@ -147,7 +147,7 @@ class Bridge:
         async with self._lock:
             snapshot = await self._read()
             roster = await self._sync_roster(snapshot.roster_zip)
-            now = datetime.now(zoneinfo.ZoneInfo(self.config.timezone))
+            now = self.clock.now(zoneinfo.ZoneInfo(self.config.timezone))
             posts = plan(snapshot, self.renderer, now, self.config.digest_time)
             try:
                 report = await self.syncer.apply(posts, snapshot.complete)
@@ -167,7 +167,7 @@ class Bridge:
                     self._widget_rooms,
                 )
             metrics.SYNCS.labels("ok").inc()
-            self.last_sync = time.time()
+            self.last_sync = self.clock.seconds()
             result = {
                 **report.to_json(),
                 "items": len(posts),
@@ -235,9 +235,11 @@ class Bridge:
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/sync", self._sync_request)
-        app.add_routes(MiniApp(self.config, self.current_snapshot).routes())
+        app.add_routes(MiniApp(self.config, self.current_snapshot, self.clock).routes())
         app.add_routes(
-            ical_feed.routes(self.current_snapshot, self.config.ical_secret, self.config.timezone)
+            ical_feed.routes(
+                self.current_snapshot, self.config.ical_secret, self.config.timezone, self.clock
+            )
         )
         for source in self.sources:
             routes = getattr(source, "routes", None)
@@ -269,8 +271,8 @@ def _push_schema() -> tuple[str, ...]:
     return tuple(PUSH_SCHEMA)
 
 
-async def serve(config: BridgeConfig) -> None:
-    bridge = Bridge(config)
+async def serve(config: BridgeConfig, clock: Clock = SYSTEM_CLOCK) -> None:
+    bridge = Bridge(config, clock)
     await bridge.open()
     runner = web.AppRunner(bridge.web_app())
     await runner.setup()

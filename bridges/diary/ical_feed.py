@@ -24,6 +24,8 @@ import icalendar
 from aiohttp import web
 
 from bridges.diary.model import DiarySnapshot, Lesson, LessonStatus
+from bridges.diary.render import room_label
+from sferum_shared import Clock
 
 PRODID = "-//Sferum school platform//diary bridge//RU"
 TOKEN_CHARS = 32
@@ -59,7 +61,7 @@ def _event(lesson: Lesson, tz: zoneinfo.ZoneInfo, stamp: datetime) -> icalendar.
         start=lesson.start.astimezone(tz),
         end=lesson.end.astimezone(tz),
         stamp=stamp,
-        location=lesson.room or None,
+        location=room_label(lesson.room) if lesson.room else None,
         description=description or None,
         # A changed lesson is a later revision of the same UID: apps that cached the normal one
         # take the change only if its SEQUENCE is higher.
@@ -101,7 +103,7 @@ def routes(
     snapshot: Callable[[], DiarySnapshot],
     secret: str,
     timezone: str,
-    clock: Callable[[], datetime] | None = None,
+    clock: Clock,
 ) -> web.RouteTableDef:
     """`GET /ical/{class_id}/{token}.ics` over the bridge's current snapshot.
 
@@ -109,7 +111,6 @@ def routes(
     IDs exist.
     """
     table = web.RouteTableDef()
-    now = clock or (lambda: datetime.now(zoneinfo.ZoneInfo("UTC")))
 
     @table.get("/ical/{class_id}/{token}.ics")
     async def feed(request: web.Request) -> web.Response:
@@ -117,7 +118,7 @@ def routes(
         if not token_ok(secret, class_id, request.match_info["token"]):
             raise web.HTTPNotFound(text="no such calendar")
         lessons = snapshot().lessons
-        body = build_calendar(lessons, class_id, f"Расписание {class_id}", timezone, now())
+        body = build_calendar(lessons, class_id, f"Расписание {class_id}", timezone, clock.now())
         return web.Response(
             body=body,
             content_type="text/calendar",

@@ -21,7 +21,7 @@ import json
 import logging
 import zoneinfo
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -35,7 +35,8 @@ from bridges.diary.config import BridgeConfig
 from bridges.diary.ical_feed import feed_path
 from bridges.diary.matrix import MatrixRefused
 from bridges.diary.model import DiarySnapshot, LessonStatus
-from bridges.diary.render import hhmm, ru_date
+from bridges.diary.render import bare_room, hhmm, ru_date
+from sferum_shared import Clock
 from synapse_sferum.rooms import RoomKey, RoomKind
 from synapse_sferum.widgets import page_assets, serve_asset
 
@@ -161,7 +162,7 @@ def class_view(
                 "start": hhmm(lesson.start.astimezone(tz)),
                 "end": hhmm(lesson.end.astimezone(tz)),
                 "subject": lesson.subject,
-                "room": lesson.room,
+                "room": bare_room(lesson.room),  # under the heading «Кабинет»
                 "teacher": lesson.teacher,
                 "status": lesson.status.value,
                 "cancelled": lesson.status is LessonStatus.CANCELLED,
@@ -188,12 +189,11 @@ class MiniApp:
         self,
         config: BridgeConfig,
         snapshot: Callable[[], DiarySnapshot],
-        today: Callable[[], date] | None = None,
+        clock: Clock,
     ):
         self._config = config
         self._snapshot = snapshot
-        tz = zoneinfo.ZoneInfo(config.timezone)
-        self._today = today or (lambda: datetime.now(tz).date())
+        self._clock = clock
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
             autoescape=True,
@@ -256,7 +256,7 @@ class MiniApp:
         if not may_view_class(viewer, scope):
             logger.info("diary: mini-app: %s may not see class %s", user_id, scope)
             raise ApiError(403, "M_FORBIDDEN", "not your class")
-        week = week_of(self._today())
+        week = week_of(self._clock.today(zoneinfo.ZoneInfo(self._config.timezone)))
         if isinstance(body.get("week"), str):
             try:
                 week = week_of(date.fromisoformat(body["week"]))

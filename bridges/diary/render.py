@@ -6,6 +6,7 @@ own copies. HTML templates are autoescaped: diary text never becomes markup.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 
@@ -32,6 +33,22 @@ def hhmm(moment: datetime) -> str:
     return moment.strftime("%H:%M")
 
 
+# How diaries write "room" before a room's number: «каб. 21», «Каб.21», «кабинет 21».
+_ROOM_PREFIX = re.compile(r"^\s*(?:кабинет|каб)\b\.?\s*", re.IGNORECASE)
+
+
+def bare_room(room: str) -> str:
+    """The room without a «каб.» its source may or may not write: «21», «Спортзал»."""
+    return _ROOM_PREFIX.sub("", room).strip()
+
+
+def room_label(room: str) -> str:
+    """How a message names the room: «каб. 21» for a numbered room, a named one as it is
+    («Спортзал»); the same whether the source wrote «21», «каб. 21» or «кабинет 21»."""
+    bare = bare_room(room)
+    return f"каб. {bare}" if bare[:1].isdigit() else bare
+
+
 @attrs.frozen
 class Rendered:
     body: str
@@ -50,6 +67,7 @@ class Renderer:
         for env in (self._text, self._html):
             env.filters["ru_date"] = ru_date
             env.filters["hhmm"] = hhmm
+            env.filters["room"] = room_label
 
     def _render(self, name: str, **context: object) -> Rendered:
         body = self._text.get_template(f"{name}.txt.j2").render(context).strip()

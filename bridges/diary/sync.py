@@ -7,8 +7,7 @@ crash leaves at most one unfinished intent per item, which the next run finishes
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
@@ -17,6 +16,7 @@ from bridges.diary.db import Database
 from bridges.diary.ledger import EDITING, REDACTED, REDACTING, SENDING, SENT, Entry
 from bridges.diary.matrix import BridgeClient, MatrixRefused, edit_content, message_content
 from bridges.diary.plan import DELETABLE_KINDS, Post
+from sferum_shared import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +34,13 @@ class SyncReport:
         return attrs.asdict(self)
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
 class Syncer:
     def __init__(
         self,
         db: Database,
         client: BridgeClient,
         server_name: str,
-        clock: Callable[[], int] = _now,
+        clock: Clock,
     ):
         self._db = db
         self._client = client
@@ -92,7 +88,7 @@ class Syncer:
         elif entry.state == SENDING:
             found = await self._client.find_sent(room_id, post.key, entry.pending_hash or "")
             if found is not None:
-                await self._db.run(ledger.finish_txn, post.key, found, self._clock())
+                await self._db.run(ledger.finish_txn, post.key, found, self._clock.ms())
                 entry = attrs.evolve(entry, event_id=found, content_hash=entry.pending_hash)
                 await self._edit_if_changed(post, entry, report)
             elif entry.pending_hash == post.content_hash:
@@ -104,7 +100,7 @@ class Syncer:
             assert entry.event_id is not None
             pending = entry.pending_hash or ""
             if await self._client.find_sent(room_id, post.key, pending) is not None:
-                await self._db.run(ledger.finish_txn, post.key, None, self._clock())
+                await self._db.run(ledger.finish_txn, post.key, None, self._clock.ms())
                 entry = attrs.evolve(entry, content_hash=pending, state=SENT)
             else:
                 entry = attrs.evolve(entry, state=SENT)
@@ -119,7 +115,12 @@ class Syncer:
     async def _post_new(self, post: Post, room_id: str, report: SyncReport) -> None:
         """Writes the intent, then sends: a crash in between leaves a SENDING row to finish."""
         await self._db.run(
-            ledger.begin_send_txn, post.key, post.kind, room_id, post.content_hash, self._clock()
+            ledger.begin_send_txn,
+            post.key,
+            post.kind,
+            room_id,
+            post.content_hash,
+            self._clock.ms(),
         )
         await self._send_new(post, room_id, report)
 
@@ -130,7 +131,7 @@ class Syncer:
         except MatrixRefused:
             await self._db.run(ledger.forget_txn, post.key)
             raise
-        await self._db.run(ledger.finish_txn, post.key, event_id, self._clock())
+        await self._db.run(ledger.finish_txn, post.key, event_id, self._clock.ms())
         report.posted += 1
         metrics.POSTED.labels(post.kind).inc()
 
@@ -142,10 +143,12 @@ class Syncer:
             return
         assert entry.event_id is not None
         if resend_hash != post.content_hash:
-            await self._db.run(ledger.begin_edit_txn, post.key, post.content_hash, self._clock())
+            await self._db.run(
+                ledger.begin_edit_txn, post.key, post.content_hash, self._clock.ms()
+            )
         txn = ledger.txn_id(post.key, post.content_hash, "edit")
         await self._client.send(entry.room_id, edit_content(post, entry.event_id), txn)
-        await self._db.run(ledger.finish_txn, post.key, None, self._clock())
+        await self._db.run(ledger.finish_txn, post.key, None, self._clock.ms())
         report.edited += 1
         metrics.EDITED.labels(post.kind).inc()
 
@@ -158,10 +161,10 @@ class Syncer:
             if found is None:
                 await self._db.run(ledger.forget_txn, entry.item_key)
                 return
-            await self._db.run(ledger.finish_txn, entry.item_key, found, self._clock())
+            await self._db.run(ledger.finish_txn, entry.item_key, found, self._clock.ms())
             entry = attrs.evolve(entry, event_id=found, state=SENT)
         if entry.state == EDITING:
-            await self._db.run(ledger.mark_txn, entry.item_key, SENT, self._clock())
+            await self._db.run(ledger.mark_txn, entry.item_key, SENT, self._clock.ms())
             entry = attrs.evolve(entry, state=SENT)
         deletable = entry.kind in DELETABLE_KINDS and complete
         if entry.state == REDACTING or (entry.state == SENT and deletable):
@@ -169,9 +172,9 @@ class Syncer:
 
     async def _redact(self, entry: Entry, report: SyncReport) -> None:
         assert entry.event_id is not None
-        await self._db.run(ledger.mark_txn, entry.item_key, REDACTING, self._clock())
+        await self._db.run(ledger.mark_txn, entry.item_key, REDACTING, self._clock.ms())
         txn = ledger.txn_id(entry.item_key, entry.event_id, "redact")
         await self._client.redact(entry.room_id, entry.event_id, txn)
-        await self._db.run(ledger.mark_txn, entry.item_key, REDACTED, self._clock())
+        await self._db.run(ledger.mark_txn, entry.item_key, REDACTED, self._clock.ms())
         report.redacted += 1
         metrics.REDACTED.labels(entry.kind).inc()

@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import string
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import jinja2
 import signedjson.key
 import yaml
 
+from sferum_shared import SYSTEM_CLOCK
 from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.config import (
     LinkCodesConfig,
@@ -196,6 +196,7 @@ def _render(
         "secrets": all_secrets,
         "module": SFERUM_MODULE,
         "bot_localpart": BOT_LOCALPART,
+        "school_timezone": attrs.fields(SferumConfig).timezone.default,
         "bot_user_regex": f"^{re.escape(f'@{BOT_LOCALPART}:{settings.server_name}')}$",
         "rules": RulesConfig(),
         "provisioning": ProvisioningConfig(),
@@ -244,7 +245,7 @@ def _render_to(path: Path, text: str, mode: int, *, backup: bool = True) -> str:
     if not backup:
         _write(path, text, mode)
         return _line("updated", path.name)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
+    stamp = SYSTEM_CLOCK.now().astimezone().strftime("%Y%m%dT%H%M%S")
     names = (f"{path.name}.{stamp}{f'-{n}' if n else ''}.bak" for n in itertools.count())
     copy = next(b for b in map(path.with_name, names) if not b.exists())
     os.link(path, copy)  # the old file itself, its mode included

@@ -11,11 +11,14 @@ import argparse
 import functools
 import signal
 import sys
+import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from synapse_sferum.ctl import diary, params, services, sheet
+from sferum_shared import SYSTEM_CLOCK
+from synapse_sferum.ctl import demo, diary, params, ratelimits, services, sheet
 from synapse_sferum.ctl.accounts import issue_accounts
 from synapse_sferum.ctl.adminapi import call, parse_reconcile
 from synapse_sferum.ctl.checkconfig import check_config
@@ -143,6 +146,20 @@ def _diary_sync(args: argparse.Namespace) -> int:
     report = diary.sync_now(Deployment(args.dir))
     _say_lines(format_table(["what", "count"], [[k, v] for k, v in report.items()]))
     return 1 if report.get("failed") else 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    today = args.today or SYSTEM_CLOCK.today(zoneinfo.ZoneInfo(demo.DEMO_TIMEZONE))
+    for part, folder in demo.write_demo(args.dir, today).items():
+        say(f"wrote the demo {part} for {today.isoformat()} into {folder}")
+    return 0
+
+
+def _iso_date(value: object) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"must be a date written as YYYY-MM-DD, got {value!r}") from None
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -304,6 +321,16 @@ def _parser() -> argparse.ArgumentParser:
         help="where clients reach the SFU through a reverse proxy (https://…; browsers only "
         "give cameras to https pages); default: http://HOST:SFU-PORT",
     )
+    p.add_argument(
+        "--rate-limit",
+        dest="rate_limits",
+        type=_checked(ratelimits.rate_limit_option),
+        action="append",
+        metavar="NAME=PER_SECOND/BURST",
+        help="change one of Synapse's rate limits from the school's default (NAME=default "
+        "goes back to it; the others set before are kept): "
+        + ", ".join(f"{name} ({rate})" for name, rate in ratelimits.DEFAULT_RATE_LIMITS.items()),
+    )
 
     command(
         "check-config",
@@ -436,6 +463,19 @@ def _parser() -> argparse.ArgumentParser:
         choices=("text", "json", "csv"),
         default="text",
         help="a table (default), JSON or CSV",
+    )
+
+    p = command(
+        "demo-data",
+        _demo_data,
+        "write the demo school's roster (DIR/roster) and diary export (DIR/diary), dated "
+        "relative to today: this week's timetable, recent marks, homework due soon",
+    )
+    p.add_argument(
+        "--today",
+        type=_checked(_iso_date),
+        metavar="YYYY-MM-DD",
+        help="the day to date the data for (default: today in the demo school's time zone)",
     )
 
     diary_commands = commands.add_parser("diary", help="the diary bridge").add_subparsers(

@@ -14,6 +14,13 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import attrs
 
+from synapse_sferum.ctl.ratelimits import (
+    Rate,
+    merge_overrides,
+    rate_limit_overrides,
+    resolve_rate_limits,
+)
+
 DEFAULT_HTTP_PORT = 8008
 DEFAULT_BIND = "127.0.0.1"
 # TURN's registered port (RFC 8656). `--turn-port` alone means this one.
@@ -146,6 +153,13 @@ def _optional_tuple(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
 
+def _optional_dict(
+    value: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+) -> dict[str, str] | None:
+    """The `--rate-limit` pairs (in the order given: a later one wins) or a stored mapping."""
+    return None if value is None else dict(value.items() if isinstance(value, Mapping) else value)
+
+
 # Field name -> parser of one stored or given value. The order is the order of sferum-init.yaml.
 PARSERS: Mapping[str, Callable[[object], Any]] = {
     "server_name": server_name,
@@ -163,6 +177,7 @@ PARSERS: Mapping[str, Callable[[object], Any]] = {
     "sfu_port": port,
     "sfu_public_url": base_url,
     "sfu_edges": edge_count,
+    "rate_limits": rate_limit_overrides,
 }
 
 
@@ -185,6 +200,8 @@ class InitParams:
     sfu_port: int | None = None
     sfu_public_url: str | None = None
     sfu_edges: int | None = None
+    # Synapse rate limits that differ from ours, {NAME: "PER_SECOND/BURST"} (ratelimits.py).
+    rate_limits: dict[str, str] | None = attrs.field(default=None, converter=_optional_dict)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:
@@ -208,8 +225,13 @@ class InitParams:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self._given().items()}
 
     def over(self, older: InitParams) -> InitParams:
-        """These parameters, falling back to `older` for those not given."""
-        return attrs.evolve(older, **self._given())
+        """These parameters, falling back to `older` for those not given. Rate limits merge:
+        one given now changes that limit and keeps the others set before."""
+        given = self._given()
+        if self.rate_limits is not None:
+            merged = merge_overrides(older.rate_limits or {}, self.rate_limits)
+            given["rate_limits"] = merged or None
+        return attrs.evolve(older, **given)
 
 
 @attrs.frozen
@@ -249,6 +271,8 @@ class Settings:
     sfu_proxy_url: str | None = None
     # Ports of the SFU's edge processes (broadcast fan-out, `sfu.edge`): the next ones after it.
     sfu_edge_ports: tuple[int, ...] = ()
+    # Synapse's rate limits, by key without `rc_` (ratelimits.DEFAULT_RATE_LIMITS, overridden).
+    rate_limits: Mapping[str, Rate] = attrs.field(factory=lambda: resolve_rate_limits({}))
 
     @property
     def sfu_edge_urls(self) -> tuple[str, ...]:
@@ -375,6 +399,7 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         sfu_port=params.sfu_port,
         sfu_proxy_url=params.sfu_public_url,
         sfu_edge_ports=edge_ports,
+        rate_limits=resolve_rate_limits(params.rate_limits or {}),
     )
 
 

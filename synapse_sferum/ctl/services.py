@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import attrs
 
 import synapse_sferum
+from sferum_shared import SYSTEM_CLOCK
 from synapse_sferum.ctl.deployment import Deployment, client_base_url, read_yaml_mapping
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.http import open_local
@@ -251,7 +252,7 @@ def _spawn(service: Service) -> subprocess.Popen[bytes]:
     service.log_path.parent.mkdir(parents=True, exist_ok=True)
     service.pid_path.parent.mkdir(parents=True, exist_ok=True)
     with service.log_path.open("ab") as log:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        stamp = SYSTEM_CLOCK.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
         log.write(f"--- {stamp} sferumctl start: {shlex.join(service.argv)}\n".encode())
         log.flush()
         try:

@@ -90,17 +90,21 @@ def choice(choices: Mapping[str, T]) -> Callable[[str], T]:
 boolean = choice({"true": True, "false": False})
 
 
-def birth_date(value: str) -> date:
-    """A YYYY-MM-DD date that exists and is not in the future."""
-    if not _ISO_DATE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a date written as YYYY-MM-DD")
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a real date") from None
-    if day > date.today():
-        raise ValueError(f"{value!r} is in the future")
-    return day
+def birth_date(today: date) -> Callable[[str], date]:
+    """A converter for YYYY-MM-DD dates that exist and are not after `today`."""
+
+    def parse(value: str) -> date:
+        if not _ISO_DATE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a date written as YYYY-MM-DD")
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a real date") from None
+        if day > today:
+            raise ValueError(f"{value!r} is in the future (today is {today.isoformat()})")
+        return day
+
+    return parse
 
 
 def phone(value: str) -> str:

@@ -8,6 +8,7 @@ checks them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Generic, NamedTuple, TypeVar
 
@@ -50,20 +51,20 @@ _role_1_1 = fields.choice({name: ONEROSTER_ROLES[name] for name in ROLES_1_1})
 _role_1_2 = fields.choice({name: ONEROSTER_ROLES[name] for name in ROLES_1_2})
 
 
-def parse_roster(path: Path) -> RosterImport:
-    """Parses a roster folder, or a zip file, of OneRoster CSVs."""
+def parse_roster(path: Path, today: date) -> RosterImport:
+    """Parses a roster folder, or a zip file, of OneRoster CSVs; `today` bounds birth dates."""
     problems = Problems()
     if path.is_dir():
         files = read_folder(path, problems)
     else:
         files = read_zip(path.read_bytes(), path.name, problems)
-    return _parse(files, problems)
+    return _parse(files, problems, today)
 
 
-def parse_roster_zip(data: bytes, name: str = "roster.zip") -> RosterImport:
+def parse_roster_zip(data: bytes, today: date, name: str = "roster.zip") -> RosterImport:
     """Parses a zip of OneRoster CSVs, as the admin API receives it; `name` is for messages."""
     problems = Problems()
-    return _parse(read_zip(data, name, problems), problems)
+    return _parse(read_zip(data, name, problems), problems, today)
 
 
 class _Grant(NamedTuple):
@@ -106,7 +107,7 @@ class _Read(Generic[R]):
         )
 
 
-def _parse(files: Mapping[str, bytes], problems: Problems) -> RosterImport:
+def _parse(files: Mapping[str, bytes], problems: Problems, today: date) -> RosterImport:
     problems.raise_if_any()  # without the files there is nothing more to say
     manifest = read_manifest(files, problems)
     orgs = _read(_ORGS, files, manifest, problems).change()
@@ -119,7 +120,7 @@ def _parse(files: Mapping[str, bytes], problems: Problems) -> RosterImport:
     change = RosterImport(
         orgs=orgs,
         people=people,
-        demographics=_read(_DEMOGRAPHICS, files, manifest, problems).change(),
+        demographics=_read(_demographics_spec(today), files, manifest, problems).change(),
         classes=_read(_CLASSES, files, manifest, problems).change(),
         enrollments=_read(_ENROLLMENTS, files, manifest, problems).change(),
     )
@@ -261,15 +262,21 @@ _ROLES = _Spec(
     key="userSourcedId",
     unique=False,
 )
-_DEMOGRAPHICS = _Spec(
-    "demographics.csv",
-    ("sourcedId",),
-    lambda c: Demographics(
-        sourced_id=c.text("sourcedId"),
-        birth_date=c.convert("birthDate", fields.birth_date, None),
-        origin=c.origin,
-    ),
-)
+
+
+def _demographics_spec(today: date) -> _Spec[Demographics]:
+    born = fields.birth_date(today)
+    return _Spec(
+        "demographics.csv",
+        ("sourcedId",),
+        lambda c: Demographics(
+            sourced_id=c.text("sourcedId"),
+            birth_date=c.convert("birthDate", born, None),
+            origin=c.origin,
+        ),
+    )
+
+
 _CLASSES = _Spec(
     "classes.csv",
     ("sourcedId", "title", "classType", "schoolSourcedId"),

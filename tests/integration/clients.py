@@ -199,3 +199,14 @@ class NewUser:
         asked = await self.ask_sms(phone)
         assert asked.status == 200, asked
         return await self.submit_sms(self.last_sms_code("+" + asked.body["msisdn"]))
+
+    async def complete(self, code: str, phone: str) -> Reply:
+        """The whole registration, each step checked: returns the final reply (the account)."""
+        entered = await self.enter_code(code)
+        assert entered.status == 401, entered
+        assert "m.login.registration_token" in entered.body["completed"], entered
+        submitted = await self.verify_phone(phone)
+        assert submitted.status == 200 and submitted.body.get("success") is True, submitted
+        done = await self.finish()
+        assert done.status == 200, done
+        return done

@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.integration.harness import DEMO_ROSTER, Deployment, PostgresCluster
+from tests.integration.harness import Deployment, PostgresCluster, demo_roster_folder
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,8 @@ class DemoRoster:
     agents: dict[str, set[str]]  # person -> agentSourcedIds
 
     @classmethod
-    def load(cls, folder: Path = DEMO_ROSTER) -> DemoRoster:
+    def load(cls, folder: Path | None = None) -> DemoRoster:
+        folder = folder or demo_roster_folder()
         roles: dict[str, str] = {}
         agents: dict[str, set[str]] = {}
         with (folder / "users.csv").open(encoding="utf-8-sig") as f:

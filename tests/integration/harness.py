@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,21 @@ import yaml
 
 from sfu.config import SfuConfig
 from sfu.config import parse_config as parse_sfu_config
+from synapse_sferum.ctl.demo import DemoCalendar
+from tests.demo import DIARY, ROSTER, demo_folder, today
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 REPO = Path(__file__).resolve().parents[2]
-DEMO_ROSTER = REPO / "config" / "demo" / "roster"
+
+
+def demo_roster_folder() -> Path:
+    """The demo roster, dated for today: the real Synapse under test reads the real clock."""
+    return demo_folder(ROSTER, today())
+
+
+def demo_diary_folder() -> Path:
+    """The demo's diary export (roster and gradebook), dated for today."""
+    return demo_folder(DIARY, today())
 
 
 def free_port() -> int:
@@ -185,12 +197,14 @@ class Deployment:
         server_name: str,
         database: str = "sqlite",
         extra_init: tuple[str, ...] = (),
+        overrides: Mapping[str, Any] = TEST_OVERRIDES,
     ):
         self.dir = root
         self.server_name = server_name
         self.port = free_port()
         self.database = database
         self.extra_init = extra_init
+        self.overrides = overrides
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def init(self) -> None:
@@ -205,7 +219,7 @@ class Deployment:
             self.database,
             *self.extra_init,
         )
-        (self.dir / "conf.d" / "50-tests.yaml").write_text(yaml.safe_dump(TEST_OVERRIDES))
+        (self.dir / "conf.d" / "50-tests.yaml").write_text(yaml.safe_dump(dict(self.overrides)))
 
     def start(self) -> None:
         sferumctl("start", str(self.dir))
@@ -308,8 +322,8 @@ class Deployment:
         return "\n".join(out)
 
 
-def copy_roster(dest: Path, source: Path = DEMO_ROSTER) -> Path:
-    shutil.copytree(source, dest)
+def copy_roster(dest: Path, source: Path | None = None) -> Path:
+    shutil.copytree(source or demo_roster_folder(), dest)
     return dest
 
 
@@ -317,12 +331,13 @@ TOO_YOUNG = "p-5a-9"  # in `roster_with_a_four_year_old` only
 
 
 def roster_with_a_four_year_old(dest: Path) -> Path:
-    """The demo roster plus a pupil born in 2022, too young for an account."""
+    """The demo roster plus a pupil who turned 4 this year, too young for an account."""
     roster = copy_roster(dest)
     with (roster / "users.csv").open("a", encoding="utf-8") as users:
         users.write(f"{TOO_YOUNG},,,true,school-1,student,malysh.ivan,,Иван,Малыш,,,,,,,00,\n")
     with (roster / "demographics.csv").open("a", encoding="utf-8") as demographics:
-        demographics.write(f"{TOO_YOUNG},,,2022-06-01,male,,,,,,,,RU,,Зеленоград,\n")
+        born = DemoCalendar(today()).born(4, 6, 1)
+        demographics.write(f"{TOO_YOUNG},,,{born},male,,,,,,,,RU,,Зеленоград,\n")
     return roster
 
 

@@ -27,12 +27,17 @@ import yaml
 
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster
-from tests.integration.harness import Deployment, PostgresCluster, free_port, sferumctl
+from tests.integration.harness import (
+    Deployment,
+    PostgresCluster,
+    demo_diary_folder,
+    free_port,
+    sferumctl,
+)
 
 pytestmark = pytest.mark.integration
 
 SERVER = "diary.test"
-DEMO_DIARY = Path(__file__).resolve().parents[2] / "config" / "demo" / "diary"
 MARKER = "ru.sferum.diary"
 
 
@@ -79,7 +84,7 @@ def make_school(tmp: Path, roster: DemoRoster, diary_source: Path) -> School:
 
 @pytest.fixture(scope="module")
 def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) -> Iterator[School]:
-    school = make_school(tmp_path_factory.mktemp("diary"), demo_roster, DEMO_DIARY)
+    school = make_school(tmp_path_factory.mktemp("diary"), demo_roster, demo_diary_folder())
     try:
         school.sync()
         yield school
@@ -223,7 +228,7 @@ def thousand_results(folder: Path, pupils: list[str]) -> None:
             "dueDate": "2026-11-02",
             "classSourcedId": "5a",
             "categorySourcedId": "cat-test",
-            "gradingPeriodSourcedId": "year-2025",
+            "gradingPeriodSourcedId": "school-year",
             "resultValueMin": "1",
             "resultValueMax": "5",
         }
@@ -267,7 +272,7 @@ async def test_kill_9_in_the_middle_of_1000_marks_posts_each_exactly_once(
 ) -> None:
     pupils = sorted(demo_roster.students["5a"])
     source = tmp_path / "bulk"
-    shutil.copytree(DEMO_DIARY, source)
+    shutil.copytree(demo_diary_folder(), source)
     thousand_results(source, pupils)
     (source / "timetable.ics").unlink(missing_ok=True)
     school = make_school(tmp_path, demo_roster, source)
@@ -329,7 +334,7 @@ async def test_on_postgresql_the_bridge_keeps_its_ledger_in_the_deployments_data
 ) -> None:
     """A deployment on PostgreSQL: the bridge's tables live there, and it works the same."""
     diary = tmp_path / "diary"
-    shutil.copytree(DEMO_DIARY, diary)
+    shutil.copytree(demo_diary_folder(), diary)
     database = postgres.create_database("diary_pg")
     deployment = Deployment(
         tmp_path / SERVER,

@@ -31,10 +31,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import DemoRoster
-from tests.integration.harness import Deployment, free_port, sferumctl
+from tests.integration.harness import Deployment, demo_diary_folder, free_port, sferumctl
 from tests.integration.oneroster_rest_server import CLIENT_ID, CLIENT_SECRET, OneRosterRestServer
 from tests.integration.test_diary_bridge import (
-    DEMO_DIARY,
     MARKER,
     N_RESULTS,
     SERVER,
@@ -105,10 +104,10 @@ async def test_rest_source_delivers_survives_errors_and_timeouts_and_edits(
     tmp_path: Path, demo_roster: DemoRoster
 ) -> None:
     # The server runs in this test's event loop: every blocking call goes to a thread.
-    server = OneRosterRestServer(DEMO_DIARY)
+    server = OneRosterRestServer(demo_diary_folder())
     await server.start()
     diary = tmp_path / "diary"
-    shutil.copytree(DEMO_DIARY, diary)
+    shutil.copytree(demo_diary_folder(), diary)
     # OneRosterRestSource: base URL = the server root, token URL = base + /oauth/token.
     source = f"oneroster-rest:http://{CLIENT_ID}:{CLIENT_SECRET}@127.0.0.1:{server.port}"
     name = f"oneroster-rest:{server.base_url}"  # the source's name: no credentials
@@ -187,7 +186,7 @@ def csv_and_push(
 ) -> Iterator[School]:
     tmp = tmp_path_factory.mktemp("diary-push")
     diary = tmp / "diary"
-    shutil.copytree(DEMO_DIARY, diary)
+    shutil.copytree(demo_diary_folder(), diary)
     school = make_school_with(tmp, demo_roster, (f"oneroster-csv:{diary}", "push"), diary)
     try:
         code, report = sync(school.deployment)

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,19 @@ from aiohttp.test_utils import TestServer
 
 from bridges.diary.config import BridgeConfig
 from bridges.diary.miniapp import MiniApp
+from bridges.diary.render import ru_date
 from bridges.diary.sources.csvsource import OneRosterCsvSource
 from synapse_sferum.admin_protocol import PREFIX
+from synapse_sferum.ctl.demo import DemoCalendar
+from tests.demo import DIARY, demo_folder, noon, today
 from tests.integration.clients import login
-from tests.integration.harness import Deployment, sferumctl
+from tests.integration.harness import Deployment, demo_diary_folder, sferumctl
 
 pytestmark = pytest.mark.integration
 
 SERVER = "miniapp.test"
-DEMO_DIARY = Path(__file__).resolve().parents[2] / "config" / "demo" / "diary"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PEOPLE = ("p-5a-1", "p-5a-2", "g-volkova", "t-1", "t-2", "staff-1")
-WEEK = "2026-11-16"  # the demo timetable's week
 
 HOST_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>host</title></head>
@@ -104,6 +106,7 @@ class Site:
     deployment: Deployment
     accounts: dict[str, dict[str, Any]]
     url: str  # the mini-app's test server
+    week: date  # the Monday of the week the mini-app and the demo data are set in
 
     async def openid(self, person: str) -> dict[str, Any]:
         """A real OpenID token of the person's account, as the widget API would hand it over."""
@@ -125,7 +128,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deplo
     deployment.init()
     deployment.start()
     try:
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_DIARY))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_diary_folder()))
         yield deployment, deployment.issue(*PEOPLE)
     finally:
         deployment.stop()
@@ -134,7 +137,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deplo
 @pytest.fixture
 async def site(deployment: tuple[Deployment, Any]) -> AsyncIterator[Site]:
     hs, accounts = deployment
-    snapshot = await OneRosterCsvSource(DEMO_DIARY, "csv:demo", "Europe/Moscow").snapshot()
+    # The mini-app's clock and the demo data agree on the day (today's, whatever it is).
+    day = today()
+    clock = noon(day)
+    source = OneRosterCsvSource(demo_folder(DIARY, day), "csv:demo", clock=clock)
+    snapshot = await source.snapshot()
     config = BridgeConfig(
         homeserver_url=hs.base_url,
         server_name=SERVER,
@@ -147,7 +154,7 @@ async def site(deployment: tuple[Deployment, Any]) -> AsyncIterator[Site]:
         ical_secret="i" * 32,
     )
     app = web.Application()
-    app.add_routes(MiniApp(config, lambda: snapshot).routes())
+    app.add_routes(MiniApp(config, lambda: snapshot, clock).routes())
 
     async def host(request: web.Request) -> web.Response:
         page = HOST_PAGE.format(
@@ -161,7 +168,7 @@ async def site(deployment: tuple[Deployment, Any]) -> AsyncIterator[Site]:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield Site(hs, accounts, str(server.make_url("")).rstrip("/"))
+        yield Site(hs, accounts, str(server.make_url("")).rstrip("/"), DemoCalendar(day).monday(0))
     finally:
         await server.close()
 
@@ -183,7 +190,7 @@ async def show(
 ) -> tuple[str, str]:
     """(the widget's final state, the host's copy of its DOM) in headless Chromium."""
     src = "/app?" + urllib.parse.urlencode(
-        {"kind": kind, "scope": scope, "room": "!x:" + SERVER, "week": WEEK,
+        {"kind": kind, "scope": scope, "room": "!x:" + SERVER, "week": site.week.isoformat(),
          "widgetId": "w1", "parentUrl": f"{site.url}/host"}
     )  # fmt: skip
     url = f"{site.url}/host?" + urllib.parse.urlencode(
@@ -244,6 +251,8 @@ async def test_the_class_page_shows_homework_and_the_week(site: Site, tmp_path: 
     assert state == "ok", dom
     assert 'id="homework"' in dom and "§12, упр. 3–5" in dom
     assert 'id="lessons"' in dom and "Математика" in dom
+    for weekday in range(5):  # the whole week, Monday to Friday, in the school's own words
+        assert ru_date(site.week + timedelta(days=weekday)) in dom, dom
     assert "/ical/5a/" in dom
     state, dom = await show(site, tmp_path, "class", "6b", await site.openid("p-5a-2"))
     assert state == "forbidden", dom

@@ -19,6 +19,8 @@ from bridges.diary.sources.base import SourceUnavailable
 from bridges.diary.sources.csvsource import OneRosterCsvSource
 from bridges.diary.sources.rest import OneRosterRestSource, item_url
 from synapse_sferum.roster.oneroster import parse_roster, parse_roster_zip
+from tests.demo import noon, today
+from tests.integration.harness import demo_diary_folder, demo_roster_folder
 from tests.integration.oneroster_rest_server import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -26,14 +28,12 @@ from tests.integration.oneroster_rest_server import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_DIARY = REPO / "config" / "demo" / "diary"
-DEMO_ROSTER = REPO / "config" / "demo" / "roster"
 SOURCE = "oneroster-rest:demo"
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[OneRosterRestServer]:
-    server = OneRosterRestServer(DEMO_DIARY)
+    server = OneRosterRestServer(demo_diary_folder())
     await server.start()
     try:
         yield server
@@ -56,12 +56,12 @@ def source(
 
 async def expected_from_csv(folder: Path) -> DiarySnapshot:
     """What the CSV source makes of the same folder."""
-    return await OneRosterCsvSource(folder, SOURCE).snapshot()
+    return await OneRosterCsvSource(folder, SOURCE, clock=noon(today())).snapshot()
 
 
 async def test_full_snapshot_equals_the_csv(server: OneRosterRestServer) -> None:
     snapshot = await source(server).snapshot()
-    expected = await expected_from_csv(DEMO_DIARY)
+    expected = await expected_from_csv(demo_diary_folder())
     assert snapshot.problems == () == expected.problems
     assert expected.marks and expected.homework
     assert snapshot.marks == expected.marks
@@ -69,10 +69,10 @@ async def test_full_snapshot_equals_the_csv(server: OneRosterRestServer) -> None
     assert snapshot.complete
     # the roster survives the trip CSV → 1.2 JSON → the 1.1 zip the module's admin API takes
     assert snapshot.roster_zip is not None
-    roster = parse_roster_zip(snapshot.roster_zip, "rest.zip")
-    demo = parse_roster(DEMO_ROSTER)
+    roster = parse_roster_zip(snapshot.roster_zip, today(), "rest.zip")
+    demo = parse_roster(demo_roster_folder(), today())
     assert expected.roster_zip is not None
-    assert parse_roster_zip(expected.roster_zip).people.upserts == demo.people.upserts
+    assert parse_roster_zip(expected.roster_zip, today()).people.upserts == demo.people.upserts
     for kind in ("orgs", "people", "demographics", "classes", "enrollments"):
         assert getattr(roster, kind).upserts.keys() == getattr(demo, kind).upserts.keys(), kind
     assert server.scopes == [
@@ -83,7 +83,7 @@ async def test_full_snapshot_equals_the_csv(server: OneRosterRestServer) -> None
 
 async def test_paging_with_small_pages(server: OneRosterRestServer) -> None:
     snapshot = await source(server, page_size=2).snapshot()
-    assert snapshot.marks == (await expected_from_csv(DEMO_DIARY)).marks
+    assert snapshot.marks == (await expected_from_csv(demo_diary_folder())).marks
     results_pages = [r for r in server.requests if "/results?" in r]
     total = len(server.data["results"])
     assert len(results_pages) == (total + 1) // 2
@@ -165,5 +165,5 @@ async def test_changed_and_deleted_results(server: OneRosterRestServer) -> None:
 
 def test_demo_diary_is_a_full_folder() -> None:
     """The demo diary folder carries the roster too; the server needs both."""
-    with (DEMO_DIARY / "users.csv").open(encoding="utf-8-sig") as f:
+    with (demo_diary_folder() / "users.csv").open(encoding="utf-8-sig") as f:
         assert any(row["role"] == "student" for row in csv.DictReader(f))

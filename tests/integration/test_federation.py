@@ -29,6 +29,8 @@ import signedjson.key
 import signedjson.sign
 import yaml
 
+from synapse_sferum.ctl.demo import DemoCalendar
+from tests.demo import today
 from tests.integration.clients import Reply, User, login, nio_client, wait_for_text
 from tests.integration.harness import Deployment, sferumctl
 
@@ -185,7 +187,7 @@ def write_roster(folder: Path, tag: str, phone_block: int) -> dict[str, str]:
         [
             {
                 "sourcedId": pid,
-                "birthDate": "2015-03-14",
+                "birthDate": str(DemoCalendar(today()).born(11, 3, 14)),  # a minor
                 "sex": "male",
                 "countryOfBirthCode": "RU",
             }

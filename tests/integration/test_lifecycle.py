@@ -13,7 +13,7 @@ import yaml
 
 from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login
 from tests.integration.conftest import make_deployment
-from tests.integration.harness import DEMO_ROSTER, Deployment, sferumctl
+from tests.integration.harness import Deployment, demo_roster_folder, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     (deployment.dir / "conf.d" / "70-no-grace.yaml").write_text(no_grace)
     deployment.start()
     try:
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         yield deployment
     finally:
         deployment.stop()
@@ -79,7 +79,7 @@ async def test_a_deleted_person_is_deactivated_and_leaves_every_room(
     assert (await teacher.call("POST", f"/rooms/{dm_id}/join", {})).status == 200
     assert parent.user_id in await other_parent.members(parents_chat)
 
-    roster = _without(DEMO_ROSTER, tmp_path / "roster", LEAVER, CHILD)
+    roster = _without(demo_roster_folder(), tmp_path / "roster", LEAVER, CHILD)
     sferumctl("roster", "import", str(deployment.dir), str(roster))
     # The import's own reconcile deactivates at once (no grace period); this one waits for it.
     assert deployment.reconcile()["failures"] == 0

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import DEMO_ROSTER, Deployment, free_port, sferumctl
+from tests.integration.harness import Deployment, demo_roster_folder, free_port, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
     )
     deployment.start()
     try:
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         pupil = sorted(demo_roster.students["5a"])[0]
         teacher, colleague = sorted(demo_roster.teachers["5a"])[:2]
         guardian = sorted(demo_roster.guardians_of(pupil))[0]

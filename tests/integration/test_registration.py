@@ -68,13 +68,7 @@ async def localpart_is_free(deployment: Deployment, localpart: str) -> bool:
 
 
 async def register(deployment: Deployment, code: str, phone: str) -> dict[str, str]:
-    user = newcomer(deployment)
-    entered = await user.enter_code(code)
-    assert entered.status == 401 and "m.login.registration_token" in entered.body["completed"]
-    submitted = await user.verify_phone(phone)
-    assert submitted.status == 200 and submitted.body.get("success") is True, submitted
-    done = await user.finish()
-    assert done.status == 200, done
+    done = await newcomer(deployment).complete(code, phone)
     return {"user_id": done.body["user_id"], "access_token": done.body["access_token"]}
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.integration.clients import User, login, nio_client, wait_for_text
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import DEMO_ROSTER, Deployment, copy_roster, sferumctl
+from tests.integration.harness import Deployment, copy_roster, demo_roster_folder, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def school(
     deployment.init()
     deployment.start()
     try:
-        imported = sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        imported = sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         accounts = deployment.issue(*demo_roster.roles)
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
@@ -74,7 +74,7 @@ def pupils(school: School, class_id: str) -> list[str]:
 
 def test_import_reports_created_and_unchanged_reimport_writes_nothing(school: School) -> None:
     assert "people" in school.first_import
-    again = sferumctl("roster", "import", str(school.deployment.dir), str(DEMO_ROSTER))
+    again = sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
     for line in again.stdout.splitlines()[1:]:
         cells = line.split()
         if len(cells) == 4 and cells[0] in (
@@ -410,7 +410,7 @@ async def test_pupil_moved_to_another_class_changes_class_chat(
     assert await user.resolve(school.alias("class", "6b")) in joined
     assert await user.resolve(school.alias("class", "5a")) not in joined
     # and back, so other tests see the shipped roster
-    sferumctl("roster", "import", str(school.deployment.dir), str(DEMO_ROSTER))
+    sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
     school.deployment.reconcile()
 
 
@@ -485,7 +485,7 @@ def test_malformed_roster_is_refused_and_changes_nothing(
     assert result.returncode != 0, result.stdout
     assert re.search(pattern, result.stderr), result.stderr
     unchanged = sferumctl(
-        "roster", "import", "--dry-run", str(school.deployment.dir), str(DEMO_ROSTER)
+        "roster", "import", "--dry-run", str(school.deployment.dir), str(demo_roster_folder())
     )
     for line in unchanged.stdout.splitlines():
         cells = line.split()
@@ -514,7 +514,7 @@ async def test_people_who_leave_the_school_lose_its_rooms(school: School, tmp_pa
     teacher = await school.login(first(school.roster.teachers["5a"]))
     class_chat = await teacher.resolve(school.alias("class", "5a"))
     parents = await teacher.resolve(school.alias("parents", "5a"))
-    roster = _without_pupil(DEMO_ROSTER, tmp_path / "roster", pupil, guardian)
+    roster = _without_pupil(demo_roster_folder(), tmp_path / "roster", pupil, guardian)
     sferumctl("roster", "import", str(school.deployment.dir), str(roster))
     report = school.deployment.reconcile()
     assert report["failures"] == 0, report
@@ -528,7 +528,7 @@ async def test_people_who_leave_the_school_lose_its_rooms(school: School, tmp_pa
         assert parents not in left
         assert not left & await teacher.joined_rooms(), left
     finally:
-        sferumctl("roster", "import", str(school.deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
         school.deployment.reconcile()
     back = await pupil_user.call("GET", "/joined_rooms")
     assert back.status == 200, back

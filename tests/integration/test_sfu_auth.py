@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
 from sfu.authservice import AuthService
 from sfu.config import SfuConfig, parse_config
@@ -25,7 +26,7 @@ from synapse_sferum.policy.matrix import WIDGETS
 from synapse_sferum.rooms import RoomKind
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import DEMO_ROSTER, Deployment, free_port, sferumctl
+from tests.integration.harness import Deployment, demo_roster_folder, free_port, sferumctl
 from tests.integration.test_sfu_page import Browser, needs_chromium, wait_stats, widget_host
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
     deployment.init()
     deployment.start()
     try:
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         accounts = deployment.issue(*demo_roster.roles)
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
@@ -85,7 +86,7 @@ def sfu_config_for(deployment: Deployment, server_name: str, jwt_secret: str) ->
 @pytest.fixture
 async def auth(school: School) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
-    async with TestClient(TestServer(AuthService(config).app())) as client:
+    async with TestClient(TestServer(AuthService(config, SYSTEM_CLOCK).app())) as client:
         yield client
 
 

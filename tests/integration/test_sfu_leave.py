@@ -18,12 +18,13 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
 from sfu.membership import CLOSE_REMOVED
 from sfu.server import SfuServer
 from tests.integration.clients import User
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import DEMO_ROSTER, sferumctl
+from tests.integration.harness import demo_roster_folder, sferumctl
 from tests.integration.test_sfu_auth import SERVER, School, openid_token, sfu_config_for
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,7 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
     deployment.init()
     deployment.start()
     try:
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         accounts = deployment.issue(*demo_roster.roles)
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
@@ -51,7 +52,7 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
 @pytest.fixture
 async def sfu(school: School) -> AsyncIterator[TestServer]:
     config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
-    server = TestServer(SfuServer(config).app())
+    server = TestServer(SfuServer(config, SYSTEM_CLOCK).app())
     await server.start_server()
     yield server
     await server.close()

@@ -32,8 +32,11 @@ from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription, V
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
 from sfu.server import SfuServer
+from synapse_sferum.ctl.demo import DemoCalendar
+from tests.demo import today
 from tests.integration.clients import User, login
 from tests.integration.harness import Deployment, copy_roster, free_port, sferumctl
 from tests.integration.test_sfu_auth import openid_token, sfu_config_for
@@ -56,7 +59,7 @@ LOUD_SAMPLE = 1000
 
 
 def roster_of_ten(dest: Path) -> Path:
-    """The demo roster with 6 more pupils (born 2015) enrolled in 5А."""
+    """The demo roster with 6 more pupils (11 years old) enrolled in 5А."""
     roster = copy_roster(dest)
     with (roster / "users.csv").open("a", encoding="utf-8") as users:
         for i, person in enumerate(EXTRA_PUPILS, 1):
@@ -64,9 +67,10 @@ def roster_of_ten(dest: Path) -> Path:
                 f"{person},,,true,school-1,student,pupil.extra{i},,Ученик{i},Дополнительный"
                 ",,,,,,,05,\n"
             )
+    born = DemoCalendar(today()).born(11, 5, 1)
     with (roster / "demographics.csv").open("a", encoding="utf-8") as demographics:
         for person in EXTRA_PUPILS:
-            demographics.write(f"{person},,,2015-05-01,male,,,,,,,,RU,,Зеленоград,\n")
+            demographics.write(f"{person},,,{born},male,,,,,,,,RU,,Зеленоград,\n")
     with (roster / "enrollments.csv").open("a", encoding="utf-8") as enrollments:
         for person in EXTRA_PUPILS:
             enrollments.write(
@@ -105,7 +109,7 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
 @pytest.fixture
 async def sfu(school: School) -> AsyncIterator[TestServer]:
     config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
-    server = TestServer(SfuServer(config).app())
+    server = TestServer(SfuServer(config, SYSTEM_CLOCK).app())
     await server.start_server()
     yield server
     await server.close()

@@ -29,6 +29,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
 from sfu.grants import CAMERA, MICROPHONE, Grant
 from sfu.page import page_headers, websocket_origin
@@ -65,7 +66,7 @@ def test_the_page_may_connect_to_itself_and_the_edges_only() -> None:
 @pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
     config = offline_config(SECRET)
-    app = SfuServer(config).app()
+    app = SfuServer(config, SYSTEM_CLOCK).app()
     test_server = TestServer(app, host="127.0.0.1")
     await test_server.start_server()
     yield test_server
@@ -315,7 +316,7 @@ async def test_widget_mode_asks_get_token_with_the_openid_token(tmp_path: Path) 
     Synapse: "denied" rather than "error" shows that the request was well formed.
     """
     config = offline_config(SECRET)
-    app = SfuServer(config).app()
+    app = SfuServer(config, SYSTEM_CLOCK).app()
 
     foreign = {"access_token": "tok", "matrix_server_name": "elsewhere.test", "expires_in": 3600}
     app.router.add_get("/host", widget_host("", "!lesson:school.test", "@t:school.test", foreign))

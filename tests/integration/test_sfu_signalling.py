@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
 from sfu.config import SfuConfig, parse_config
 from sfu.grants import CAMERA, MICROPHONE, Grant
@@ -45,7 +46,7 @@ def offline_config(jwt_secret: str) -> SfuConfig:
 @pytest.fixture
 async def server() -> AsyncIterator[TestServer]:
     config = offline_config(SECRET)
-    test_server = TestServer(SfuServer(config).app())
+    test_server = TestServer(SfuServer(config, SYSTEM_CLOCK).app())
     await test_server.start_server()
     yield test_server
     await test_server.close()

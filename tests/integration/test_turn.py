@@ -30,12 +30,13 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
+from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
 from sfu.grants import CAMERA, MICROPHONE, Grant
 from sfu.server import SfuServer
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import DEMO_ROSTER, Deployment, free_port, sferumctl
+from tests.integration.harness import Deployment, demo_roster_folder, free_port, sferumctl
 from tests.integration.test_sfu_media import Client, SmallVideo, client_peer, wait_for
 from tests.integration.test_sfu_signalling import offline_config
 
@@ -62,7 +63,7 @@ def callers(
     deployment.init()
     deployment.start()
     try:
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         # A 5А teacher and a parent of a 5А pupil: people the rules let write to each other.
         teacher = sorted(demo_roster.teachers["5a"])[0]
         pupil = sorted(demo_roster.students["5a"])[0]
@@ -242,7 +243,7 @@ async def test_sfu_clients_get_its_turn_and_its_peers_use_it(callers: Callers) -
     config = attrs.evolve(
         offline_config(jwt_secret), turn_uris=tuple(uris), turn_shared_secret=secret
     )
-    server = TestServer(SfuServer(config).app())
+    server = TestServer(SfuServer(config, SYSTEM_CLOCK).app())
     await server.start_server()
     room = tokens.room_name("!lesson:school.test")
     now = int(time.time())

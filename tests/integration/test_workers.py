@@ -32,11 +32,11 @@ import yaml
 from tests.integration.clients import Reply, User, login
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import (
-    DEMO_ROSTER,
     REPO,
     Deployment,
     PostgresCluster,
     copy_roster,
+    demo_roster_folder,
     free_port,
     sferumctl,
 )
@@ -246,7 +246,7 @@ def cluster(
         )
         worker_url = f"http://127.0.0.1:{worker_port}"
         _wait_health(worker_url, worker, worker_log, timeout=60)
-        sferumctl("roster", "import", str(deployment.dir), str(DEMO_ROSTER))
+        sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         # Every pupil of both classes: the adults' accounts would only add provisioning time.
         pupils = sorted(demo_roster.students["5a"] | demo_roster.students["6b"])
         accounts = deployment.issue(*pupils)

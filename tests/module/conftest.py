@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from datetime import date
 from typing import Any
 from unittest import mock
 
@@ -16,6 +17,9 @@ from synapse_sferum.module import SferumModule
 from tests.sqlite_txn import Cursor
 
 SERVER = "school.test"
+# What Synapse's clock says in these tests: Monday 21 September 2026, 14:13 in Moscow.
+NOW_MS = 1_790_000_000_000
+TODAY = date(2026, 9, 21)
 
 
 @pytest.fixture
@@ -45,10 +49,12 @@ def make_api(conn: sqlite3.Connection) -> mock.Mock:
     api.run_db_interaction.side_effect = run_db_interaction
     api.get_qualified_user_id.side_effect = lambda localpart: f"@{localpart}:{SERVER}"
     api.is_mine.side_effect = lambda user_id: user_id.endswith(f":{SERVER}")
-    api.get_current_time_msec.return_value = 1_790_000_000_000  # 2026-09-21
+    api.get_current_time_msec.return_value = NOW_MS
     api.should_run_background_tasks.return_value = True
 
     async def invalidate_cache(cached_func: Any, keys: tuple[Any, ...]) -> None:
+        # Synapse streams invalidations to workers with the keys in a text column (PostgreSQL).
+        assert all(isinstance(key, str) for key in keys), f"cache keys must be text: {keys!r}"
         cached_func.invalidate(keys)
 
     api.invalidate_cache.side_effect = invalidate_cache

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from zoneinfo import ZoneInfo
 
 import pytest
 from synapse.module_api import NOT_SPAM
@@ -16,9 +18,10 @@ from synapse_sferum.model import RosterError
 from synapse_sferum.module import SferumModule
 from synapse_sferum.rooms import REASON_KEY, RoomKey, RoomKind
 from synapse_sferum.roster.oneroster import parse_roster
-from tests.module.conftest import SERVER
+from tests.demo import ROSTER, demo_folder
+from tests.module.conftest import SERVER, TODAY
 
-DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "roster"
+DEMO = demo_folder(ROSTER, TODAY)
 
 
 def uid(localpart: str) -> str:
@@ -26,7 +29,7 @@ def uid(localpart: str) -> str:
 
 
 async def load_demo(module: SferumModule, *people: str) -> None:
-    await module.directory.apply_import(parse_roster(DEMO), dry_run=False)
+    await module.directory.apply_import(parse_roster(DEMO, TODAY), dry_run=False)
     for person in people:
         await module.directory.link(person, uid(person), None)
 
@@ -40,7 +43,7 @@ def refused(result: Any) -> str:
 
 
 async def test_import_is_applied_once_and_reimport_writes_nothing(module: SferumModule) -> None:
-    change = parse_roster(DEMO)
+    change = parse_roster(DEMO, TODAY)
     first = await module.directory.apply_import(change, dry_run=False)
     assert first.counts["people"].created == 22
     again = await module.directory.apply_import(change, dry_run=False)
@@ -48,7 +51,7 @@ async def test_import_is_applied_once_and_reimport_writes_nothing(module: Sferum
 
 
 async def test_dry_run_writes_nothing(module: SferumModule) -> None:
-    report = await module.directory.apply_import(parse_roster(DEMO), dry_run=True)
+    report = await module.directory.apply_import(parse_roster(DEMO, TODAY), dry_run=True)
     assert report.counts["people"].created == 22
     assert (await module.directory.snapshot()).people == {}
 
@@ -68,7 +71,7 @@ async def test_bad_delta_changes_nothing(module: SferumModule, tmp_path: Path) -
         "e-bad,active,2026-09-01,nope,school-1,p-6b-2,student,false,,\n"
     )
     with pytest.raises(RosterError) as err:
-        await module.directory.apply_import(parse_roster(delta), dry_run=False)
+        await module.directory.apply_import(parse_roster(delta, TODAY), dry_run=False)
     assert any(p.file == "enrollments.csv" and p.line == 3 for p in err.value.problems)
     assert await module.directory.snapshot() == before
 
@@ -86,6 +89,34 @@ async def test_member_facts_come_from_the_directory(module: SferumModule) -> Non
     assert await module.directory.get_member("@someone:other.server") is None
 
 
+async def test_a_pupil_comes_of_age_at_the_schools_midnight(
+    module: SferumModule, api: mock.Mock, tmp_path: Path
+) -> None:
+    """No roster change: the cached facts move with the day itself."""
+    eighteenth = tmp_path / "roster"
+    eighteenth.mkdir()
+    for f in DEMO.iterdir():
+        text = f.read_text(encoding="utf-8")
+        if f.name == "demographics.csv":  # p-6b-3 turns 18 tomorrow, 22 September 2026
+            lines = [line for line in text.splitlines() if not line.startswith("p-6b-3,")]
+            text = "\n".join([*lines, "p-6b-3,,,2008-09-22,female" + "," * 11]) + "\n"
+        (eighteenth / f.name).write_text(text, encoding="utf-8")
+    await module.directory.apply_import(parse_roster(eighteenth, TODAY), dry_run=False)
+    await module.directory.link("p-6b-3", uid("p-6b-3"), None)
+    today = await module.directory.get_member(uid("p-6b-3"))
+    assert today is not None and today.is_minor
+    # 23:59 in Moscow is 20:59 UTC: still the day before the birthday, whatever UTC says.
+    api.get_current_time_msec.return_value = moscow_ms(2026, 9, 21, 23, 59)
+    assert (await module.directory.get_member(uid("p-6b-3"))).is_minor  # type: ignore[union-attr]
+    api.get_current_time_msec.return_value = moscow_ms(2026, 9, 22, 0, 0)
+    assert not (await module.directory.get_member(uid("p-6b-3"))).is_minor  # type: ignore[union-attr]
+
+
+def moscow_ms(year: int, month: int, day: int, hour: int, minute: int) -> int:
+    moment = datetime(year, month, day, hour, minute, tzinfo=ZoneInfo("Europe/Moscow"))
+    return int(moment.timestamp() * 1000)
+
+
 async def test_reimport_refreshes_cached_facts(module: SferumModule, tmp_path: Path) -> None:
     await load_demo(module, "p-5a-1")
     assert "5a" in (await module.directory.get_member(uid("p-5a-1"))).student_class_ids  # type: ignore[union-attr]
@@ -96,7 +127,7 @@ async def test_reimport_refreshes_cached_facts(module: SferumModule, tmp_path: P
         if f.name == "enrollments.csv":
             text = text.replace(",5a,school-1,p-5a-1,", ",6b,school-1,p-5a-1,")
         (moved / f.name).write_text(text, encoding="utf-8")
-    await module.directory.apply_import(parse_roster(moved), dry_run=False)
+    await module.directory.apply_import(parse_roster(moved, TODAY), dry_run=False)
     member = await module.directory.get_member(uid("p-5a-1"))
     assert member is not None and "6b" in member.student_class_ids
     assert "5a" not in member.student_class_ids
@@ -203,6 +234,6 @@ async def test_an_account_whose_person_left_the_roster_is_expired(
         kept = [line for line in lines if "p-5a-4" not in line or line.startswith("g-novikov")]
         text = "".join(kept).replace(",p-5a-4,,", ",,,")  # g-novikov keeps no child
         (left / f.name).write_text(text, encoding="utf-8")
-    await module.directory.apply_import(parse_roster(left), dry_run=False)
+    await module.directory.apply_import(parse_roster(left, TODAY), dry_run=False)
     assert await gate.is_user_expired(uid("p-5a-4")) is True
     assert await gate.is_user_expired(uid("p-5a-1")) is None

@@ -17,7 +17,7 @@ import pytest
 from synapse.api.room_versions import RoomVersions
 from synapse.events import EventBase, make_event_from_dict
 
-from synapse_sferum.module import SferumModule
+from synapse_sferum.module import SferumModule, synapse_clock
 from synapse_sferum.policy.quiet import AUTO_REPLY_KEY, QUIET_HOURS_TYPE, QuietHoursConfig
 from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.rooms import DM_CREATION_FLAG, RoomKey, RoomKind
@@ -91,7 +91,9 @@ class Harness:
             await self.quiet.on_account_data_updated(user_id, None, data_type, content)
 
         api.account_data_manager = mock.Mock(get_global=get_global, put_global=put_global)
-        self.quiet = QuietHours(api, module.directory, BOT, QuietHoursConfig(**config))
+        self.quiet = QuietHours(
+            api, module.directory, BOT, QuietHoursConfig(**config), synapse_clock(api)
+        )
         self.directory = module.directory
 
     def at(self, local: str) -> None:
@@ -136,11 +138,13 @@ def test_registers_callbacks_everywhere_and_the_loop_on_main_only(
     module: SferumModule, api: mock.Mock
 ) -> None:
     api.worker_app = "synapse.app.generic_worker"
-    QuietHours(api, module.directory, BOT, QuietHoursConfig()).register()
+    QuietHours(api, module.directory, BOT, QuietHoursConfig(), synapse_clock(api)).register()
     api.register_account_data_callbacks.assert_called()
     api.looping_background_call.assert_not_called()
     api.worker_app = None
-    QuietHours(api, module.directory, BOT, QuietHoursConfig(check_interval_seconds=7)).register()
+    QuietHours(
+        api, module.directory, BOT, QuietHoursConfig(check_interval_seconds=7), synapse_clock(api)
+    ).register()
     loop = api.looping_background_call.call_args
     assert loop.args[1] == 7000 and loop.kwargs["run_on_all_instances"] is True
 

@@ -14,6 +14,26 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "school", "quiet"),
+    [
+        ({}, "Europe/Moscow", "Europe/Moscow"),
+        ({"timezone": "Asia/Yekaterinburg"}, "Asia/Yekaterinburg", "Asia/Yekaterinburg"),
+        ({"timezone": "asia/omsk"}, "Asia/Omsk", "Asia/Omsk"),  # as zoneinfo spells it
+        (
+            {"timezone": "Asia/Omsk", "quiet_hours": {"default_timezone": "Europe/Moscow"}},
+            "Asia/Omsk",
+            "Europe/Moscow",
+        ),
+    ],
+)
+def test_the_schools_time_zone(raw: dict, school: str, quiet: str) -> None:
+    """The school's day is its own midnight's; quiet hours without a zone are in it too."""
+    config = parse_config({"admin_api_secret": SECRET, **raw})
+    assert config.timezone == school and config.zone.key == school
+    assert config.quiet_hours.default_timezone == quiet
+
+
+@pytest.mark.parametrize(
     ("calls", "public_url"),
     [
         ({"public_url": "https://sfu.school.example"}, "https://sfu.school.example"),
@@ -63,6 +83,9 @@ def test_calls(calls: object, public_url: str | None) -> None:
         ({"admin_api_secret": SECRET, "calls": {"url": "https://x"}},
          "calls.url", "allowed keys: public_url"),
         ({"admin_api_secret": SECRET, "calls": "https://x"}, "calls", "mapping"),
+        ({"admin_api_secret": SECRET, "timezone": "Moscow"}, "timezone", "IANA name"),
+        ({"admin_api_secret": SECRET, "quiet_hours": {"default_timezone": 3}},
+         "quiet_hours.default_timezone", "not a known time zone"),
     ],
 )
 def test_errors_name_key_and_allowed_values(raw: dict, key: str, fragment: str) -> None:

@@ -6,7 +6,7 @@ import io
 import os
 import zipfile
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -19,17 +19,23 @@ from bridges.diary.sources.csvsource import (
     parse_gradebook,
     roster_zip,
 )
+from sferum_shared import Clock
+from synapse_sferum.ctl.demo import DemoCalendar
 from synapse_sferum.model import ImportMode
 from synapse_sferum.roster.oneroster import parse_roster_zip
+from tests.demo import DIARY, demo_folder
+from tests.demo import demo_files as demo_files_of
 
-DEMO = Path(__file__).parents[2] / "config" / "demo" / "diary"
 SOURCE = "oneroster-csv:test"
 TODAY = date(2026, 11, 22)  # a Sunday: the window runs from 16 November to 6 December
+CLOCK = Clock.fixed(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))
+DAY = DemoCalendar(TODAY).school_day  # the demo's dates: DAY(-1) is Friday 20 November
+DEMO = demo_folder(DIARY, TODAY)
 Files = dict[str, bytes]
 
 
 def demo_files() -> Files:
-    return {path.name: path.read_bytes() for path in DEMO.iterdir() if path.is_file()}
+    return demo_files_of(DIARY, TODAY)
 
 
 def parse(files: Files) -> Gradebook:
@@ -59,25 +65,23 @@ def test_the_demo_gradebook() -> None:
         work="Контрольная работа по математике №2",
         subject="",  # a homeroom's course («Классное руководство») names no subject
         value="3",
-        work_date=date(2026, 11, 18),
+        work_date=DAY(-6),
         comment="Ошибки в приведении к общему знаменателю",
         category="Контрольная работа",
     )
     english = {mark.source_id: mark for mark in book.marks}["r-5a-eng1-vocab-2"]
     assert (english.value, english.subject) == ("4", "Английский язык")  # "4.0" in the file
     answer = {mark.source_id: mark for mark in book.marks}["r-6b-math-answer-1"]
-    assert answer.work_date == date(2026, 11, 19)  # no scoreDate: the lineItem's assignDate
+    assert answer.work_date == DAY(-5)  # no scoreDate: the lineItem's assignDate
     assert book.homework == (
-        Homework("li-5a-hw", "5a", "", "Математика: §12, упр. 3–5", date(2026, 11, 24),
-                 date(2026, 11, 20)),
-        Homework("li-6b-hw", "6b", "", "История: §8, вопросы 1–4 на с. 45", date(2026, 11, 25),
-                 date(2026, 11, 20)),
+        Homework("li-5a-hw", "5a", "", "Математика: §12, упр. 3–5", DAY(1), DAY(-1)),
+        Homework("li-6b-hw", "6b", "", "История: §8, вопросы 1–4 на с. 45", DAY(2), DAY(-1)),
         Homework("li-5a-eng1-hw", "5a-eng1", "Английский язык", "Workbook p. 24, ex. 1–3",
-                 date(2026, 11, 24), date(2026, 11, 20)),
+                 DAY(1), DAY(-1)),
     )  # fmt: skip
 
 
-ROW_2 = "r-5a-math-kr2-1,,,li-5a-math-kr2,p-5a-1,fully graded,5,2026-11-18,"
+ROW_2 = f"r-5a-math-kr2-1,,,li-5a-math-kr2,p-5a-1,fully graded,5,{DAY(-6)},"
 LINE_ITEM_2 = "li-5a-math-kr2,,,Контрольная работа по математике №2,"
 
 
@@ -110,8 +114,8 @@ LINE_ITEM_2 = "li-5a-math-kr2,,,Контрольная работа по мат�
             id="out-of-range",
         ),
         pytest.param(
-            edit("results.csv", ROW_2, ROW_2.replace("2026-11-18", "18.11.2026")),
-            "invalid", "results.csv:2:8", "scoreDate '18.11.2026' is not a date", 17, 3,
+            edit("results.csv", ROW_2, ROW_2.replace(str(DAY(-6)), f"{DAY(-6):%d.%m.%Y}")),
+            "invalid", "results.csv:2:8", f"scoreDate '{DAY(-6):%d.%m.%Y}' is not a date", 17, 3,
             id="malformed-date",
         ),
         pytest.param(
@@ -137,24 +141,25 @@ LINE_ITEM_2 = "li-5a-math-kr2,,,Контрольная работа по мат�
             id="missing-column",
         ),
         pytest.param(
-            edit("lineItems.csv", LINE_ITEM_2 + '"Дроби, сложение и вычитание",2026-11-16',
-                 LINE_ITEM_2 + '"Дроби, сложение и вычитание",16/11/2026'),
-            "invalid", "lineItems.csv:2:6", "assignDate '16/11/2026' is not a date", 14, 3,
+            edit("lineItems.csv", LINE_ITEM_2 + f'"Дроби, сложение и вычитание",{DAY(-8)}',
+                 LINE_ITEM_2 + f'"Дроби, сложение и вычитание",{DAY(-8):%d/%m/%Y}'),
+            "invalid", "lineItems.csv:2:6", f"assignDate '{DAY(-8):%d/%m/%Y}' is not a date", 14,
+            3,
             id="line-item-date",  # and its four results are skipped without more problems
         ),
         pytest.param(
-            edit("lineItems.csv", "2026-11-16,5a,cat-test", "2026-11-16,7z,cat-test"),
+            edit("lineItems.csv", f"{DAY(-8)},5a,cat-test", f"{DAY(-8)},7z,cat-test"),
             "unknown_reference", "lineItems.csv:2:8", "classSourcedId '7z'", 14, 3,
             id="unknown-class",
         ),
         pytest.param(
-            edit("lineItems.csv", "2026-11-16,5a,cat-test", "2026-11-16,5a,cat-nope"),
+            edit("lineItems.csv", f"{DAY(-8)},5a,cat-test", f"{DAY(-8)},5a,cat-nope"),
             "unknown_reference", "lineItems.csv:2:9", "categorySourcedId 'cat-nope'", 14, 3,
             id="unknown-category",
         ),
         pytest.param(
-            edit("lineItems.csv", "2026-11-20,2026-11-24,5a,cat-homework",
-                 "2026-11-20,,5a,cat-homework"),
+            edit("lineItems.csv", f"{DAY(-1)},{DAY(1)},5a,cat-homework",
+                 f"{DAY(-1)},,5a,cat-homework"),
             "invalid", "lineItems.csv:4:7", "dueDate is empty", 18, 2,
             id="homework-without-due-date",
         ),
@@ -268,7 +273,7 @@ def write_zip(path: Path, files: Files, prefix: str = "") -> None:
 
 
 async def test_the_demo_source_with_its_timetable() -> None:
-    snapshot = await OneRosterCsvSource(DEMO, SOURCE, today=lambda: TODAY).snapshot()
+    snapshot = await OneRosterCsvSource(DEMO, SOURCE, clock=CLOCK).snapshot()
     assert snapshot.problems == ()
     assert (len(snapshot.marks), len(snapshot.homework)) == (18, 3)
     assert len(snapshot.lessons) == 60  # three weeks of 20 lessons
@@ -284,7 +289,7 @@ async def test_zip_and_folder_give_the_same_snapshot(tmp_path: Path) -> None:
     write_zip(tmp_path / "flat.zip", files)
     write_zip(tmp_path / "nested.zip", files, prefix="export-2026-11-22/")
     snapshots = [
-        await OneRosterCsvSource(tmp_path / name, SOURCE, today=lambda: TODAY).snapshot()
+        await OneRosterCsvSource(tmp_path / name, SOURCE, clock=CLOCK).snapshot()
         for name in ("folder", "flat.zip", "nested.zip")
     ]
     assert len(snapshots[0].problems) == 1
@@ -301,7 +306,7 @@ def test_the_roster_zip_is_what_the_module_accepts() -> None:
     assert "results.csv" not in names and "lineItems.csv" not in names
     assert "timetable.ics" not in names and "users.csv" in names
     assert "file.results,absent" in manifest and "file.users,bulk" in manifest
-    roster = parse_roster_zip(data, "diary-roster.zip")
+    roster = parse_roster_zip(data, TODAY, "diary-roster.zip")
     assert roster.people.mode is ImportMode.BULK
     assert len(roster.people.upserts) == 22
     assert set(roster.classes.upserts) == {"5a", "6b", "5a-eng1"}
@@ -310,7 +315,7 @@ def test_the_roster_zip_is_what_the_module_accepts() -> None:
 
 async def test_changed(tmp_path: Path) -> None:
     folder = tmp_path / "diary"
-    source = OneRosterCsvSource(folder, SOURCE, today=lambda: TODAY)
+    source = OneRosterCsvSource(folder, SOURCE, clock=CLOCK)
     assert await source.changed()  # nothing read yet
     with pytest.raises(SourceUnavailable):
         await source.snapshot()
@@ -333,7 +338,7 @@ async def test_changed(tmp_path: Path) -> None:
 async def test_changed_for_a_zip(tmp_path: Path) -> None:
     path = tmp_path / "diary.zip"
     write_zip(path, demo_files())
-    source = OneRosterCsvSource(path, SOURCE, today=lambda: TODAY)
+    source = OneRosterCsvSource(path, SOURCE, clock=CLOCK)
     assert await source.changed()
     await source.snapshot()
     assert not await source.changed()
@@ -347,4 +352,4 @@ async def test_an_unreadable_source_is_unavailable(tmp_path: Path, content: byte
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(SourceUnavailable):
-        await OneRosterCsvSource(path, SOURCE).snapshot()
+        await OneRosterCsvSource(path, SOURCE, clock=CLOCK).snapshot()

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bridges.diary.ical_feed import build_calendar, feed_path, feed_token, routes, token_ok
 from bridges.diary.model import DiarySnapshot, Lesson, LessonStatus
+from sferum_shared import Clock
 
 MSK = ZoneInfo("Europe/Moscow")
 STAMP = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
@@ -134,9 +135,7 @@ def test_tokens_are_per_class_and_per_secret() -> None:
 async def test_the_feed_is_served_only_at_its_tokenised_url() -> None:
     app = web.Application()
     app.add_routes(
-        routes(
-            lambda: DiarySnapshot(lessons=LESSONS), SECRET, "Europe/Moscow", clock=lambda: STAMP
-        )
+        routes(lambda: DiarySnapshot(lessons=LESSONS), SECRET, "Europe/Moscow", Clock.fixed(STAMP))
     )
     async with TestClient(TestServer(app)) as client:
         good = await client.get(feed_path(SECRET, "5a"))

@@ -19,6 +19,7 @@ from bridges.diary.miniapp import (
     widget_state,
 )
 from bridges.diary.model import DiarySnapshot, Homework, Lesson, LessonStatus, Mark
+from sferum_shared import Clock
 
 MSK = ZoneInfo("Europe/Moscow")
 SNAPSHOT = DiarySnapshot(
@@ -60,6 +61,8 @@ SNAPSHOT = DiarySnapshot(
         ),  # next week
     ),
 )
+# Wednesday 18 November 2026, noon in Moscow: the week is the one of Monday 16 November.
+WEDNESDAY = Clock.fixed(datetime(2026, 11, 18, 12, 0, tzinfo=ZoneInfo("Europe/Moscow")))
 CONFIG = BridgeConfig(
     homeserver_url="http://127.0.0.1:1",
     server_name="school.test",
@@ -168,7 +171,7 @@ class FakeMiniApp(MiniApp):
 async def test_the_view_answers_by_the_rules(
     token: str, kind: str, scope: str, status: int
 ) -> None:
-    app = FakeMiniApp(CONFIG, lambda: SNAPSHOT, today=lambda: date(2026, 11, 18))
+    app = FakeMiniApp(CONFIG, lambda: SNAPSHOT, WEDNESDAY)
     body = {"openid": {"access_token": token}, "kind": kind, "scope": scope}
     try:
         view = await app.view(body)
@@ -184,7 +187,7 @@ async def test_the_view_answers_by_the_rules(
 
 
 async def test_openid_of_another_server_is_refused_before_any_request() -> None:
-    app = MiniApp(CONFIG, lambda: SNAPSHOT)
+    app = MiniApp(CONFIG, lambda: SNAPSHOT, WEDNESDAY)
     for openid in (
         None,
         {},

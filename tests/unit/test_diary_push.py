@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from bridges.diary.sources.push import (
     parse_push,
     sign,
 )
+from sferum_shared import ManualClock
 
 SECRET = "push-secret"
 NAME = "push:test"
@@ -161,21 +162,13 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         await database.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime.fromtimestamp(NOW, UTC))
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def client(db: Database, clock: Clock) -> AsyncIterator[TestClient[Any, Any]]:
+async def client(db: Database, clock: ManualClock) -> AsyncIterator[TestClient[Any, Any]]:
     app = web.Application()
     app.add_routes(PushSource(db, NAME, clock).routes(SECRET))
     async with TestClient(TestServer(app)) as test_client:
@@ -204,7 +197,7 @@ def problems(kind: str) -> float:
 
 
 async def test_push_is_stored_and_snapshotted(client: TestClient[Any, Any], db: Database) -> None:
-    source = PushSource(db, NAME)
+    source = PushSource(db, NAME, ManualClock(datetime.fromtimestamp(NOW, UTC)))
     assert await source.changed()  # nothing read yet
     empty = await source.snapshot()
     assert empty.marks == () and empty.complete and not await source.changed()
@@ -233,7 +226,7 @@ async def test_push_is_stored_and_snapshotted(client: TestClient[Any, Any], db: 
     assert len(snapshot.lessons) == 1
 
 
-async def test_items_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
+async def test_items_survive_a_restart(tmp_path: Path, clock: ManualClock) -> None:
     path = str(tmp_path / "bridge.db")
     first = Database(path, [PUSH_SCHEMA])
     await first.open()
@@ -245,7 +238,7 @@ async def test_items_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
     second = Database(path, [PUSH_SCHEMA])
     await second.open()
     try:
-        assert len((await PushSource(second, NAME).snapshot()).marks) == 1
+        assert len((await PushSource(second, NAME, clock).snapshot()).marks) == 1
     finally:
         await second.close()
 
@@ -262,13 +255,13 @@ async def test_bad_signatures_are_refused(
         assert response.status == 401
     assert problems("signature") - before == 3
     assert "does not match the body" in caplog.text
-    assert (await PushSource(db, NAME).snapshot()).marks == ()
+    assert (await PushSource(db, NAME, clock).snapshot()).marks == ()
     # nothing was used up: the genuine request still goes through
     assert (await push(client, body))[0] == 200
 
 
 async def test_replays_are_refused(
-    client: TestClient[Any, Any], db: Database, clock: Clock
+    client: TestClient[Any, Any], db: Database, clock: ManualClock
 ) -> None:
     before = problems("replay")
     assert (await push(client, {"id": "r1", "marks": [MARK]}))[0] == 200
@@ -276,9 +269,9 @@ async def test_replays_are_refused(
     status, answer = await push(client, {"id": "r1", "marks": [MARK]})  # re-signed, same id
     assert status == 409 and answer["where"] == "r1"
     assert problems("replay") - before == 1
-    assert (await PushSource(db, NAME).snapshot()).marks == ()  # the deletion stands
+    assert (await PushSource(db, NAME, clock).snapshot()).marks == ()  # the deletion stands
     # the very same bytes and headers later: refused by the timestamp (ids are pruned by then)
-    clock.now = NOW + 3 * 300 + 1
+    clock.advance(3 * 300 + 1)
     assert (await push(client, {"id": "r1", "marks": [MARK]}, timestamp=NOW))[0] == 401
 
 
@@ -308,6 +301,6 @@ async def test_bad_items_are_problems_and_the_rest_is_stored(
     assert [p["where"] for p in answer["problems"]] == ["marks[0].value", "lessons[0].class_id"]
     assert problems("invalid") - before == 2
     assert "push r1: marks[0].value" in caplog.text
-    snapshot = await PushSource(db, NAME).snapshot()
+    snapshot = await PushSource(db, NAME, clock).snapshot()
     assert snapshot.marks == (item_from_json("mark", good),)
     assert snapshot.lessons == ()

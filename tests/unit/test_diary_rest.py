@@ -35,9 +35,11 @@ from bridges.diary.sources.rest import (
     token_request,
 )
 from synapse_sferum.roster.oneroster import parse_roster, parse_roster_zip
+from tests.demo import ROSTER, demo_folder
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_ROSTER = REPO / "config" / "demo" / "roster"
+TODAY = date(2026, 11, 22)
+DEMO_ROSTER = demo_folder(ROSTER, TODAY)
 BASE = "https://sis.example/api"
 SOURCE = "oneroster-rest:test"
 
@@ -380,8 +382,8 @@ def test_roster_zip_is_what_the_module_reads() -> None:
     tables = demo_rows()
     tables["users"].append({**tables["users"][0], "sourcedId": "gone", "status": "tobedeleted"})
     data = roster_zip(tables, SOURCE)
-    parsed = parse_roster_zip(data, "rest.zip")
-    assert without_origins(parsed) == without_origins(parse_roster(DEMO_ROSTER))
+    parsed = parse_roster_zip(data, TODAY, "rest.zip")
+    assert without_origins(parsed) == without_origins(parse_roster(DEMO_ROSTER, TODAY))
     assert "gone" not in parsed.people.upserts
 
 

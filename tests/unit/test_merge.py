@@ -32,8 +32,10 @@ from synapse_sferum.model import (
 )
 from synapse_sferum.roster.merge import DirectorySnapshot, diff, merge
 from synapse_sferum.roster.oneroster import parse_roster
+from tests.demo import ROSTER, demo_folder
 
-DEMO_ROSTER = Path(__file__).parents[2] / "config" / "demo" / "roster"
+TODAY = date(2026, 9, 21)
+DEMO_ROSTER = demo_folder(ROSTER, TODAY)
 BULK, DELTA = ImportMode.BULK, ImportMode.DELTA
 
 # The 1.1 headers, for the columns that problems point at.
@@ -349,7 +351,7 @@ def test_an_import_that_breaks_nothing_passes() -> None:
 
 
 def test_the_demo_roster_merges_into_an_empty_directory() -> None:
-    directory = merge(DirectorySnapshot(), parse_roster(DEMO_ROSTER))
+    directory = merge(DirectorySnapshot(), parse_roster(DEMO_ROSTER, TODAY))
 
     counts = {kind: len(directory.kind(kind)) for kind in RECORD_KINDS}
     assert counts == {"orgs": 1, "people": 22, "demographics": 8, "classes": 3, "enrollments": 15}
@@ -374,7 +376,7 @@ def test_the_demo_roster_reports_an_enrollment_to_an_unknown_class(tmp_path: Pat
     with (folder / "enrollments.csv").open("a", encoding="utf-8") as file:
         file.write("e-7v-p-5a-1,,,7v,school-1,p-5a-1,student,false,,\n")
     with pytest.raises(RosterError) as err:
-        merge(DirectorySnapshot(), parse_roster(folder))
+        merge(DirectorySnapshot(), parse_roster(folder, TODAY))
     assert [str(p) for p in err.value.problems] == [
         "enrollments.csv:17:4: class '7v' is not in classes.csv"
     ]
@@ -382,7 +384,7 @@ def test_the_demo_roster_reports_an_enrollment_to_an_unknown_class(tmp_path: Pat
 
 def test_a_small_district_parses_and_merges(tmp_path: Path) -> None:
     size = generate_district(tmp_path / "a", schools=2, pupils_per_school=40, seed=7)
-    directory = merge(DirectorySnapshot(), parse_roster(tmp_path / "a"))
+    directory = merge(DirectorySnapshot(), parse_roster(tmp_path / "a", TODAY))
 
     assert len(directory.orgs) == size.orgs == 3
     assert len(directory.people) == size.people

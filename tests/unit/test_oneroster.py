@@ -27,6 +27,7 @@ from synapse_sferum.model import (
 from synapse_sferum.roster.oneroster import parse_roster, parse_roster_zip
 
 Files = dict[str, str | bytes]
+TODAY = date(2026, 3, 2)  # the day the rosters are read on: birth dates after it are refused
 
 ORGS = "sourcedId,status,dateLastModified,name,type,identifier,parentSourcedId"
 USERS_1_1 = (
@@ -124,7 +125,7 @@ def problems_of(parse: Callable[[], object]) -> list[str]:
 
 
 def test_parses_a_1_1_folder(tmp_path: Path) -> None:
-    change = parse_roster(write_folder(tmp_path / "roster", roster_1_1()))
+    change = parse_roster(write_folder(tmp_path / "roster", roster_1_1()), TODAY)
 
     assert all(change.kind(kind).mode is ImportMode.BULK for kind in ("orgs", "people"))
     assert change.orgs.upserts == {
@@ -162,7 +163,7 @@ def test_parses_a_1_1_folder(tmp_path: Path) -> None:
 
 
 def test_parses_a_1_2_folder_with_roles(tmp_path: Path) -> None:
-    change = parse_roster(write_folder(tmp_path, roster_1_2()))
+    change = parse_roster(write_folder(tmp_path, roster_1_2()), TODAY)
 
     teacher = change.people.upserts["t1"]
     assert isinstance(teacher, Person)
@@ -184,7 +185,7 @@ def test_parses_a_1_2_folder_with_roles(tmp_path: Path) -> None:
 def test_a_roles_file_means_1_2_without_a_manifest(tmp_path: Path) -> None:
     files = roster_1_2()
     del files["manifest.csv"]
-    change = parse_roster(write_folder(tmp_path, files))
+    change = parse_roster(write_folder(tmp_path, files), TODAY)
     assert set(change.people.upserts) == {"t1", "s1"}
 
 
@@ -195,10 +196,10 @@ def test_parses_a_zip_as_the_same_folder(tmp_path: Path, folder: str) -> None:
     files = roster_1_1()
     data = zip_of(files | {"__MACOSX/._users.csv": b"\x00\x05\x16\x07"}, folder)  # macOS litter
 
-    from_folder = parse_roster(write_folder(tmp_path / "roster", files))
-    assert parse_roster_zip(data) == from_folder
+    from_folder = parse_roster(write_folder(tmp_path / "roster", files), TODAY)
+    assert parse_roster_zip(data, TODAY) == from_folder
     (tmp_path / "roster.zip").write_bytes(data)
-    assert parse_roster(tmp_path / "roster.zip") == from_folder
+    assert parse_roster(tmp_path / "roster.zip", TODAY) == from_folder
 
 
 def test_a_delta_upserts_and_deletes_what_the_manifest_names(tmp_path: Path) -> None:
@@ -220,7 +221,7 @@ def test_a_delta_upserts_and_deletes_what_the_manifest_names(tmp_path: Path) -> 
         ),
         "enrollments.csv": csv_file(ENROLLMENTS, "e2,TOBEDELETED,2025-09-01,,,,,,,"),
     }
-    change = parse_roster(write_folder(tmp_path, files))
+    change = parse_roster(write_folder(tmp_path, files), TODAY)
 
     assert change.people.mode is ImportMode.DELTA
     assert set(change.people.upserts) == {"s1"}
@@ -344,8 +345,11 @@ ROLES_1_2 = (
             id="date in another format",
         ),
         pytest.param(
-            edit("demographics.csv", "2015-03-14", "2999-03-14"),
-            ["demographics.csv:2:4: birthDate '2999-03-14' is in the future"],
+            edit("demographics.csv", "2015-03-14", "2026-03-03"),
+            [
+                "demographics.csv:2:4: birthDate '2026-03-03' is in the future "
+                "(today is 2026-03-02)"
+            ],
             id="date in the future",
         ),
         pytest.param(
@@ -452,7 +456,7 @@ def test_reports_each_problem_at_its_place(
     files = roster_1_1()
     change(files)
     folder = write_folder(tmp_path / "roster", files)
-    assert problems_of(lambda: parse_roster(folder)) == problems
+    assert problems_of(lambda: parse_roster(folder, TODAY)) == problems
 
 
 @pytest.mark.parametrize(
@@ -480,7 +484,7 @@ def test_reports_1_2_role_problems(
     files = roster_1_2()
     change(files)
     folder = write_folder(tmp_path, files)
-    assert problems_of(lambda: parse_roster(folder)) == problems
+    assert problems_of(lambda: parse_roster(folder, TODAY)) == problems
 
 
 EXPECTED = (
@@ -517,12 +521,12 @@ EXPECTED = (
     ],
 )
 def test_reports_a_zip_that_holds_no_roster(data: bytes, problems: list[str]) -> None:
-    assert problems_of(lambda: parse_roster_zip(data)) == problems
+    assert problems_of(lambda: parse_roster_zip(data, TODAY)) == problems
 
 
 def test_reports_a_folder_that_holds_no_roster(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "export", {"notes.txt": "nothing here"})
-    assert problems_of(lambda: parse_roster(folder)) == [
+    assert problems_of(lambda: parse_roster(folder, TODAY)) == [
         f"export:0:0: holds no roster file; expected some of {EXPECTED}"
     ]
 
@@ -530,12 +534,12 @@ def test_reports_a_folder_that_holds_no_roster(tmp_path: Path) -> None:
 def test_stops_listing_problems_of_a_file_after_a_hundred(tmp_path: Path) -> None:
     rows = [f"x{n},,,Школа,campus,," for n in range(150)]
     folder = write_folder(tmp_path, {"orgs.csv": csv_file(ORGS, *rows)})
-    problems = problems_of(lambda: parse_roster(folder))
+    problems = problems_of(lambda: parse_roster(folder, TODAY))
     assert len(problems) == 101
     assert problems[0] == "orgs.csv:0:0: more than 100 problems; the rest are not listed"
 
 
 def test_accepts_a_byte_order_mark_and_crlf_line_ends(tmp_path: Path) -> None:
     text = "\ufeff" + csv_file(ORGS, "school,,,Школа №1,school,,").replace("\n", "\r\n")
-    change = parse_roster(write_folder(tmp_path, {"orgs.csv": text}))
+    change = parse_roster(write_folder(tmp_path, {"orgs.csv": text}), TODAY)
     assert change.orgs.upserts == {"school": Org("school", "Школа №1", "school")}

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from sferum_shared import Clock
 from sfu import tokens
 from sfu.authservice import AuthService, sfu_url_for
 from sfu.config import SfuConfigError, parse_config
@@ -67,7 +68,7 @@ async def client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
             "sfu_url": "wss://sfu.school.test",
         }
     )
-    service = AuthService(config, clock=lambda: NOW)
+    service = AuthService(config, Clock(lambda: NOW))
     async with TestClient(TestServer(service.app())) as test_client:
         yield test_client
     await backend.close()

@@ -10,6 +10,7 @@ import attrs
 import pytest
 from aiohttp import web
 
+from sferum_shared import Clock
 from sfu import tokens
 from sfu.authservice import ApiError
 from sfu.call import Participant, Room
@@ -160,7 +161,7 @@ def join(server: SfuServer, room_name: str, identity: str, session: Session | No
 
 
 async def test_watcher_ends_only_removed_users_asking_once_per_user() -> None:
-    server = SfuServer(parse_config(RAW_CONFIG))
+    server = SfuServer(parse_config(RAW_CONFIG), Clock(lambda: 1_760_000_000))
     lesson = "!lesson:school.test"
     gone, stays, flaky = "@gone:school.test", "@stays:school.test", "@flaky:school.test"
     directory = FakeDirectory(

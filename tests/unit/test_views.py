@@ -1,6 +1,7 @@
 """The planner's per-school views, built from the shipped demo roster."""
 
-from pathlib import Path
+
+from datetime import date
 
 import attrs
 
@@ -8,13 +9,15 @@ from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.roster.merge import DirectorySnapshot, merge
 from synapse_sferum.roster.oneroster import parse_roster
 from synapse_sferum.views import org_views
+from tests.demo import ROSTER, demo_folder
 
-DEMO = Path(__file__).resolve().parents[2] / "config" / "demo" / "roster"
+TODAY = date(2026, 9, 21)
+DEMO = demo_folder(ROSTER, TODAY)
 
 
 def demo_snapshot() -> DirectorySnapshot:
     empty = DirectorySnapshot(orgs={}, people={}, demographics={}, classes={}, enrollments={})
-    return merge(empty, parse_roster(DEMO))
+    return merge(empty, parse_roster(DEMO, TODAY))
 
 
 def test_one_view_per_school_with_its_classes_and_people() -> None:

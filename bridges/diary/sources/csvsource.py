@@ -248,7 +248,7 @@ def _read_zip(data: bytes, name: str) -> dict[str, bytes]:
 class OneRosterCsvSource(FileSource):
     """`oneroster-csv:PATH`: a OneRoster folder or zip with the gradebook, and maybe a timetable.
 
-    `today` is for tests; the timetable covers this week's Monday to `days_ahead` days on.
+    The timetable covers this week's Monday to `days_ahead` days on.
     """
 
     def _read(self) -> DiarySnapshot:

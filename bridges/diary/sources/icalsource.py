@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,9 @@ from dateutil import rrule as dateutil_rrule
 from icalendar import Calendar, Component, vRecur
 
 from bridges.diary.model import DiarySnapshot, Lesson, LessonStatus, SourceProblem
+from bridges.diary.render import room_label
 from bridges.diary.sources.base import SourceUnavailable
+from sferum_shared import Clock
 
 CLASS_PROPERTY = "X-SFERUM-CLASS"
 _BEGIN_VEVENT = re.compile(rb"^BEGIN:VEVENT\s*$", re.IGNORECASE | re.MULTILINE)
@@ -264,7 +266,7 @@ def _lesson(regular: _Slot, original: datetime, override: _Slot | None, tz: tzin
             status = LessonStatus.REPLACED
             note = "замена: " + "; ".join(changes)
             if override.description:
-                note += f" ({override.description})"
+                note += f" — {override.description}"
     return Lesson(
         source_id=source_id,
         class_id=override.class_id,
@@ -292,8 +294,7 @@ def _changes(
     if override.teacher != regular.teacher:
         changes.append(f"учитель {override.teacher or 'не указан'}")
     if override.room != regular.room:
-        room = override.room or "не указан"
-        changes.append(room if room.startswith("каб") else f"кабинет {room}")
+        changes.append(room_label(override.room) if override.room else "кабинет не указан")
     if (override.start, override.end) != (start, end):
         day = "" if override.start.date() == start.date() else override.start.strftime("%d.%m ")
         changes.append(f"время {day}{hours(override.start)}–{hours(override.end)}")
@@ -305,22 +306,23 @@ class FileSource:
 
     `snapshot()` reads it in a thread (`_read`, which subclasses write); `changed()` is whether
     (name, mtime, size) of the file, or of each file in the folder, differ from when the last
-    snapshot was read. `today` is for tests.
+    snapshot was read. The window moves with `clock`: this week's Monday to `days_ahead` days on.
     """
 
     def __init__(
         self,
         path: Path,
         name: str,
+        *,
+        clock: Clock,
         timezone: str = "Europe/Moscow",
         days_ahead: int = 14,
-        today: Callable[[], date] | None = None,
     ):
         self._path = path
         self._name = name
         self._timezone = timezone
         self._days_ahead = days_ahead
-        self._today = today or (lambda: datetime.now(ZoneInfo(timezone)).date())
+        self._clock = clock
         self._seen: object = _NEVER  # `_stat()` when the last snapshot was read
 
     @property
@@ -354,7 +356,7 @@ class FileSource:
         raise NotImplementedError
 
     def _window(self) -> tuple[date, date]:
-        return timetable_window(self._today(), self._days_ahead)
+        return timetable_window(self._clock.today(ZoneInfo(self._timezone)), self._days_ahead)
 
 
 class ICalSource(FileSource):

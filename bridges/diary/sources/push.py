@@ -42,7 +42,6 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -53,6 +52,7 @@ from aiohttp import web
 from bridges.diary import metrics
 from bridges.diary.db import Cursor, Database
 from bridges.diary.model import DiarySnapshot, Homework, Lesson, LessonStatus, Mark, SourceProblem
+from sferum_shared import Clock
 
 logger = logging.getLogger(__name__)
 
@@ -314,13 +314,13 @@ class Stored:
 class PushStore:
     """The pushed items and the request ids seen, in the bridge's database."""
 
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time):
+    def __init__(self, db: Database, clock: Clock):
         self._db = db
         self._clock = clock
 
     async def accept(self, request: PushRequest) -> Stored | None:
         """Stores the request in one transaction; None if its id was seen before (a replay)."""
-        return await self._db.run(_accept, request, int(self._clock() * 1000))
+        return await self._db.run(_accept, request, self._clock.ms())
 
     async def items(self) -> list[tuple[str, str, str]]:
         """(key, kind, json) of every stored item."""
@@ -380,7 +380,7 @@ def push_routes(
     store: PushStore,
     secret: str,
     name: str,
-    clock: Callable[[], float] = time.time,
+    clock: Clock,
 ) -> list[web.RouteDef]:
     """`POST /push` for the bridge's web app."""
 
@@ -398,7 +398,7 @@ def push_routes(
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),
             body,
-            clock(),
+            clock.seconds(),
         )
         if reason is not None:
             return refuse(401, "signature", request.remote or "request", reason)
@@ -435,7 +435,7 @@ def push_routes(
 class PushSource:
     """`push`: everything the diary pushed and did not delete, as a complete snapshot."""
 
-    def __init__(self, db: Database, name: str, clock: Callable[[], float] = time.time):
+    def __init__(self, db: Database, name: str, clock: Clock):
         self._store = PushStore(db, clock)
         self._name = name
         self._clock = clock
