@@ -11,9 +11,10 @@ from typing import Any
 from synapse.events import EventBase
 from synapse.module_api import ModuleApi, Requester, RoomAlias, StateMap, UserProfile
 
-from synapse_sferum import policy
+from synapse_sferum import compat, policy
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.model import Member
+from synapse_sferum.policy import matrix
 from synapse_sferum.refusals import (
     SPAM_REFUSAL,
     SpamCheckResult,
@@ -37,23 +38,38 @@ _NO_GUESTS = {
 }
 
 
-def _initial_state_facts(initial_state: Any) -> tuple[str | None, str | None, bool]:
-    """(join_rule, guest_access, encrypted) from a createRoom `initial_state` list."""
+def _create_request(room_config: dict[str, Any]) -> policy.CreateRoomRequest:
+    """The facts of a /createRoom body the rules judge, its `initial_state` included."""
     join_rule = guest_access = None
     encrypted = False
+    names = [room_config.get("name")] if "name" in room_config else []
+    initial_state = room_config.get("initial_state")
     for item in initial_state if isinstance(initial_state, list) else []:
         if not isinstance(item, dict):
             continue
         content = item.get("content")
         if not isinstance(content, dict):
             content = {}
-        if item.get("type") == "m.room.join_rules":
-            join_rule = content.get("join_rule")
-        elif item.get("type") == "m.room.guest_access":
+        if item.get("type") == matrix.JOIN_RULES:
+            join_rule = content.get("join_rule", "")
+        elif item.get("type") == matrix.GUEST_ACCESS:
             guest_access = content.get("guest_access")
-        elif item.get("type") == "m.room.encryption":
+        elif item.get("type") == matrix.ENCRYPTION:
             encrypted = True
-    return join_rule, guest_access, encrypted
+        elif item.get("type") == matrix.NAME:
+            names.append(content.get("name"))
+    invitees = room_config.get("invite") or []
+    return policy.CreateRoomRequest(
+        is_direct=bool(room_config.get("is_direct")),
+        invitees=tuple(i for i in invitees if isinstance(i, str)),
+        preset=room_config.get("preset"),
+        visibility=room_config.get("visibility"),
+        join_rule=join_rule,
+        guest_access=guest_access,
+        encrypted=encrypted,
+        alias_localpart=room_config.get("room_alias_name"),
+        names=tuple(name for name in names if isinstance(name, str)),
+    )
 
 
 class Gatekeeper:
@@ -73,6 +89,7 @@ class Gatekeeper:
             user_may_publish_room=self.user_may_publish_room,
             check_username_for_spam=self.check_username_for_spam,
         )
+        compat.limit_directory_hints(self._api)  # search must not hint at hidden people
         self._api.register_account_validity_callbacks(is_user_expired=self.is_user_expired)
         self._api.register_add_extra_fields_to_unsigned_client_event_callbacks(
             add_field_to_unsigned_callback=self.sender_role
@@ -106,7 +123,19 @@ class Gatekeeper:
             return spam_check_result(policy.ALLOW)
         member = await self._member(user_id)
         room = await self._provisioned(room_id)
-        return spam_check_result(policy.may_join_room(member, user_id, room))
+        members: list[Member | None] = []
+        if room is None and not is_invited:
+            state = await self._api.get_room_state(room_id, [(matrix.MEMBER, None)])
+            members = [
+                await self._member(key[1])
+                for key, event in state.items()
+                if event.membership == matrix.JOIN
+                and key[1] != user_id
+                and not self._is_platform(key[1])
+            ]
+        return spam_check_result(
+            policy.may_join_room(member, user_id, room, invited=is_invited, members=members)
+        )
 
     @fail_closed(SPAM_REFUSAL)
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> SpamCheckResult:
@@ -158,24 +187,43 @@ class Gatekeeper:
     ) -> SpamCheckResult:
         if self._is_platform(user_id):
             return spam_check_result(policy.ALLOW)
-        join_rule, guest_access, encrypted = _initial_state_facts(room_config.get("initial_state"))
-        invitees = room_config.get("invite") or []
-        request = policy.CreateRoomRequest(
-            is_direct=bool(room_config.get("is_direct")),
-            invitees=tuple(i for i in invitees if isinstance(i, str)),
-            preset=room_config.get("preset"),
-            visibility=room_config.get("visibility"),
-            join_rule=join_rule,
-            guest_access=guest_access,
-            encrypted=encrypted,
-            alias_localpart=room_config.get("room_alias_name"),
-        )
+        request = _create_request(room_config)
         member = await self._member(user_id)
-        return spam_check_result(
-            policy.may_create_room(
-                member, request, allow_encrypted_dms=self._config.rules.allow_encrypted_dms
-            )
+        decision = policy.may_create_room(
+            member, request, allow_encrypted_dms=self._config.rules.allow_encrypted_dms
         )
+        if decision.allowed:
+            # The invites come right after the room exists: judged now, a refused one leaves
+            # no empty room behind and says why, instead of Synapse's "Invites have been
+            # disabled on this server".
+            decision = await self._invitees_decision(user_id, member, request)
+        return spam_check_result(decision)
+
+    async def _invitees_decision(
+        self, creator_id: str, creator: Member | None, request: policy.CreateRoomRequest
+    ) -> policy.Decision:
+        """`may_invite` for each invitee of a new room, as Synapse will ask once it exists."""
+        local = [i for i in (creator_id, *request.invitees) if self._api.is_mine(i)]
+        people = [await self._member(user_id) for user_id in local]
+        has_remote = any(not self._api.is_mine(i) for i in request.invitees)
+        federates = policy.room_may_federate(people, has_remote)
+        for invitee in dict.fromkeys(request.invitees):
+            decision = policy.may_invite(
+                inviter=creator,
+                invitee=await self._member(invitee),
+                inviter_is_platform=False,
+                invitee_is_platform=self._is_platform(invitee),
+                invitee_is_remote=not self._api.is_mine(invitee),
+                invitee_server_listed=server_of(invitee) in self._config.partner_servers,
+                room=None,
+                room_is_direct=request.is_direct,
+                room_federates=federates,
+                room_member_count=1,
+                invitee_already_member=False,
+            )
+            if not decision.allowed:
+                return decision
+        return policy.ALLOW
 
     @fail_closed(SPAM_REFUSAL)
     async def user_may_create_room_alias(
@@ -235,6 +283,8 @@ class Gatekeeper:
     ) -> tuple[bool, dict[str, Any] | None]:
         if not self._api.is_mine(event.sender):
             return self._remote_event_allowed(event)
+        if event.type == matrix.REDACTION:
+            return await self._redaction_allowed(event, state_events)
         if not event.is_state():
             return True, None
         is_platform = self._is_platform(event.sender)
@@ -258,6 +308,23 @@ class Gatekeeper:
             is_platform=is_platform,
             room=room,
             allow_encrypted_dms=self._config.rules.allow_encrypted_dms,
+        )
+        if not decision.allowed:
+            raise forbidden(decision, _STATE_REFUSAL)
+        return True, None
+
+    async def _redaction_allowed(
+        self, event: EventBase, state_events: StateMap[EventBase]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """A redaction of the room's current state is judged as emptying that state; of
+        anything else (messages, superseded state) it is left to Synapse's power levels."""
+        target = next((e for e in state_events.values() if e.event_id == event.redacts), None)
+        if target is None:
+            return True, None
+        decision = policy.may_redact_state(
+            target.type,
+            is_platform=self._is_platform(event.sender),
+            room=await self._provisioned(event.room_id),
         )
         if not decision.allowed:
             raise forbidden(decision, _STATE_REFUSAL)

@@ -1,7 +1,8 @@
 """School-issued accounts (DESIGN §5c): made for roster people, linked, with an initial password.
 
-Synapse's ModuleApi can register a user but not set a password, so initial passwords are kept
-(scrypt-hashed) in the module's table and checked by a password auth provider callback.
+Synapse's ModuleApi can register a user but not set a password, so initial passwords (the
+printed cards) are kept scrypt-hashed in the module's table and checked by a password auth
+provider callback, for as long as `policy.cards` says a card still opens its account.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from typing import Any
@@ -16,12 +18,19 @@ from typing import Any
 import attrs
 from synapse.module_api import ModuleApi
 
+from sferum_shared import Clock
+from synapse_sferum import compat
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.directory import age_on, guardianship_pairs
 from synapse_sferum.policy import display_name_for
+from synapse_sferum.policy.cards import Card, card_void
 from synapse_sferum.rooms import slug
 from synapse_sferum.roster.merge import DirectorySnapshot
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.store import accounts
+
+logger = logging.getLogger(__name__)
+DAY_MS = 24 * 60 * 60 * 1000
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _LOCALPART_UNSAFE = re.compile(r"[^a-z0-9._=-]+")
@@ -78,10 +87,21 @@ class IssuedAccount:
 
 
 class AccountIssuer:
-    def __init__(self, api: ModuleApi, config: SferumConfig, directory: DirectoryService):
+    def __init__(
+        self, api: ModuleApi, config: SferumConfig, directory: DirectoryService, clock: Clock
+    ):
         self._api = api
         self._config = config
         self._directory = directory
+        self._clock = clock
+
+    def register(self) -> None:
+        self._api.register_password_auth_provider_callbacks(
+            auth_checkers={("m.login.password", ("password",)): self.check_password}
+        )
+        self._api.register_third_party_rules_callbacks(
+            on_user_deactivation_status_changed=self.on_deactivation_status_changed
+        )
 
     def people_of_class(self, snapshot: DirectorySnapshot, class_id: str) -> list[str]:
         if class_id not in snapshot.classes:
@@ -137,14 +157,75 @@ class AccountIssuer:
     async def check_password(
         self, username: str, login_type: str, login_dict: dict[str, Any]
     ) -> tuple[str, None] | None:
-        """Password auth provider: the initial password of a school-issued account."""
+        """Password auth provider: the printed card of a school-issued account, while it is
+        good. A void card is forgotten, so it never opens the account again."""
         password = login_dict.get("password")
         if not isinstance(password, str):
             return None
         user_id = (
             username if username.startswith("@") else self._api.get_qualified_user_id(username)
         )
-        stored = await self._directory.password_hash(user_id)
-        if stored is None or not verify_password(password, stored):
+        card, has_own_password = await self._directory.run(
+            "sferum_card", _card_and_own_password_txn, user_id
+        )
+        if card is None:
+            return None
+        void = card_void(
+            card,
+            now_ms=self._clock.ms(),
+            lifetime_ms=self._config.accounts.initial_password_days * DAY_MS,
+            has_own_password=has_own_password,
+        )
+        if void is not None:
+            logger.info("synapse_sferum: the card of %s no longer works: %s", user_id, void)
+            await self._directory.run("sferum_forget_card", accounts.forget_card_txn, user_id)
+            return None
+        if not verify_password(password, card.password_hash):
             return None
         return user_id, None
+
+    async def on_deactivation_status_changed(
+        self, user_id: str, deactivated: bool, by_admin: bool
+    ) -> None:
+        """A deactivated account's card is void for good, also if the account comes back."""
+        if deactivated:
+            await self._directory.run("sferum_forget_card", accounts.forget_card_txn, user_id)
+
+    async def reset(
+        self, snapshot: DirectorySnapshot, person_ids: list[str]
+    ) -> list[IssuedAccount]:
+        """A new card for each person's account, which is taken back first: its own password
+        is cleared and every session signed out (the card may have been stolen, the password
+        guessed). Refuses the whole request if anyone named has no account to reset."""
+        users = {p: await self._directory.user_for_person(p) for p in person_ids}
+        problems = [
+            f"person '{p}' has no account (issue one with `accounts issue`)"
+            for p, user_id in users.items()
+            if user_id is None
+        ]
+        problems += [
+            f"person '{p}' is not in the directory, or disabled there"
+            for p in person_ids
+            if p not in snapshot.people or not snapshot.people[p].enabled
+        ]
+        if problems:
+            raise AccountRequestError("; ".join(problems))
+        reset = []
+        for person_id, user_id in users.items():
+            assert user_id is not None
+            await compat.take_back_account(self._api, user_id)
+            password = new_password()
+            await self._directory.run(
+                "sferum_put_card",
+                accounts.put_card_txn,
+                user_id,
+                hash_password(password),
+                self._clock.ms(),
+            )
+            logger.info("synapse_sferum: new card for %s (%s)", person_id, user_id)
+            reset.append(IssuedAccount(person_id, user_id, password))
+        return reset
+
+
+def _card_and_own_password_txn(txn: Any, user_id: str) -> tuple[Card | None, bool]:
+    return accounts.card_txn(txn, user_id), compat.has_own_password_txn(txn, user_id)

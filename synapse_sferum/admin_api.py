@@ -80,10 +80,12 @@ class AdminApi:
         for path, handler in (
             ("roster", self._import_roster),
             ("accounts", self._issue_accounts),
+            ("accounts-reset", self._reset_accounts),
             ("reconcile", self._reconcile),
             ("link-codes", self._issue_link_codes),
             ("who", self._who),
             ("rtc-facts", self._rtc_facts),
+            ("rooms", self._rooms),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
 
@@ -137,6 +139,22 @@ class AdminApi:
             self._provisioner.request()
         return 200, {"accounts": [a.to_json() for a in issued]}
 
+    async def _reset_accounts(self, request: Any) -> tuple[int, Any]:
+        persons = _json_body(request).get("persons")
+        if not (
+            isinstance(persons, list) and persons and all(isinstance(p, str) for p in persons)
+        ):
+            raise SynapseError(
+                400, 'body must be {"persons": [sourcedId, ...]}', Codes.INVALID_PARAM
+            )
+        try:
+            reset = await self._issuer.reset(
+                await self._directory.snapshot(), list(dict.fromkeys(persons))
+            )
+        except AccountRequestError as e:
+            raise SynapseError(400, str(e), Codes.INVALID_PARAM) from e
+        return 200, {"accounts": [a.to_json() for a in reset]}
+
     async def _issue_link_codes(self, request: Any) -> tuple[int, Any]:
         """Codes for people ("persons": all or nothing) or a class (pupils, their guardians
         and teachers; whoever may not register is skipped and reported)."""
@@ -181,6 +199,23 @@ class AdminApi:
     async def _reconcile(self, request: Any) -> tuple[int, Any]:
         report = await self._provisioner.reconcile_now()
         return 200, {"reconcile": report.to_json()}
+
+    async def _rooms(self, request: Any) -> tuple[int, Any]:
+        """Room IDs of provisioned rooms by their names in the alias scheme ({"aliases": [...]}).
+
+        Rooms that belong to one person (a pupil's diary) have no alias in Synapse's directory,
+        where anyone could look them up; the bridge finds them here. Unknown names are left out.
+        """
+        wanted = _json_body(request).get("aliases")
+        if not (isinstance(wanted, list) and all(isinstance(a, str) for a in wanted)):
+            raise SynapseError(
+                400, 'body must be {"aliases": [alias localpart, ...]}', Codes.INVALID_PARAM
+            )
+        by_alias = {
+            key.alias_localpart(): room_id
+            for key, room_id in (await self._directory.all_rooms()).items()
+        }
+        return 200, {"rooms": {a: by_alias[a] for a in dict.fromkeys(wanted) if a in by_alias}}
 
     async def _who(self, request: Any) -> tuple[int, Any]:
         """The directory's view of one account ({"user_id"}) or one person ({"person"}).

@@ -7,13 +7,14 @@ integration tests exercise them against real servers.
 
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any, cast
 
-from synapse.api.errors import StoreError
+from synapse.api.errors import Codes, StoreError, SynapseError
 from synapse.module_api import ModuleApi
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
-from synapse.types import create_requester
+from synapse.types import RoomAlias, create_requester
 from synapse.util.clock import Clock
 from twisted.internet import reactor
 
@@ -143,3 +144,111 @@ async def deactivate_account(api: ModuleApi, user_id: str) -> None:
     await hs.get_deactivate_account_handler().deactivate_account(
         user_id, erase_data=False, requester=requester, by_admin=True
     )
+
+
+# A school-issued account's card password is checked by the module (ModuleApi can register an
+# account but not give it a password). Once the account has a password of its own in Synapse's
+# `users` table, the card must stop working, and a reset must take that password away again and
+# sign every session out: ModuleApi can neither read nor clear a password, nor list devices.
+
+
+def has_own_password_txn(txn: Txn, user_id: str) -> bool:
+    """Whether Synapse holds a password for the account (set by a change, or by an admin)."""
+    txn.execute("SELECT password_hash FROM users WHERE name = ?", (user_id,))
+    row = txn.fetchone()
+    return bool(row and row[0])
+
+
+async def take_back_account(api: ModuleApi, user_id: str) -> None:
+    """Clears the account's own password and signs out every device and access token, as
+    Synapse's admin password reset does (`SetPasswordHandler`, with no new password)."""
+    handler = _hs(api).get_set_password_handler()
+    await handler.set_password(user_id, cast(str, None), logout_devices=True)
+
+
+# Counters that concurrent requests race for (wrong SMS codes, the claim on a linking code) are
+# changed by one conditional UPDATE. At READ COMMITTED a second UPDATE of the same row waits for
+# the first to commit and then checks its condition against the new row, so exactly as many
+# succeed as the condition allows. ModuleApi.run_db_interaction runs at the engine's default,
+# which on PostgreSQL is REPEATABLE READ: there the second UPDATE fails with a serialization
+# error, and Synapse retries the whole transaction only a few times before giving up (a 500).
+# SQLite has a single writer, so any level is exact there.
+
+
+async def run_read_committed(api: ModuleApi, desc: str, func: Any, *args: Any) -> Any:
+    """`api.run_db_interaction`, at READ COMMITTED isolation."""
+    from synapse.storage.engines._base import IsolationLevel
+
+    db_pool = _hs(api).get_datastores().main.db_pool
+    return await db_pool.runInteraction(
+        desc, func, *args, isolation_level=IsolationLevel.READ_COMMITTED
+    )
+
+
+# Synapse's /register/msisdn/requestToken passes the client's JSON values to phonenumbers and to
+# its client-secret check without looking at their types: a number where a string belongs is a
+# TypeError there, answered with a 500 (and this module is what turns msisdn registration on).
+# No callback runs before those two calls, so their names in that servlet's module are wrapped
+# to refuse such values as the spec does, with a 400. Idempotent: a second module load (a
+# worker, a test) wraps nothing twice.
+
+
+def refuse_mistyped_phone_requests() -> None:
+    register: Any = importlib.import_module("synapse.rest.client.register")
+    if getattr(register.phone_number_to_msisdn, "_sferum_checks_types", False) is True:
+        return
+    to_msisdn, check_secret = register.phone_number_to_msisdn, register.assert_valid_client_secret
+
+    def phone_number_to_msisdn(country: Any, number: Any) -> str:
+        if not isinstance(country, str) or not isinstance(number, str):
+            raise SynapseError(
+                400,
+                "'country' and 'phone_number' must be strings",
+                Codes.INVALID_PARAM,
+                {"ru.sferum.reason": "ru.sferum.phone_invalid"},
+            )
+        msisdn: str = to_msisdn(country, number)
+        return msisdn
+
+    def assert_valid_client_secret(client_secret: Any) -> None:
+        if not isinstance(client_secret, str):
+            raise SynapseError(400, "Invalid client_secret parameter", Codes.INVALID_PARAM)
+        check_secret(client_secret)
+
+    phone_number_to_msisdn._sferum_checks_types = True  # type: ignore[attr-defined]
+    register.phone_number_to_msisdn = phone_number_to_msisdn
+    register.assert_valid_client_secret = assert_valid_client_secret
+
+
+async def delete_room_alias(api: ModuleApi, alias: str) -> bool:
+    """Takes a local alias out of the directory, as its admin would; False if there was none.
+
+    ModuleApi can create aliases (with a room) and look them up, but not delete them.
+    """
+    room_id = await _hs(api).get_datastores().main.delete_room_alias(RoomAlias.from_string(alias))
+    return room_id is not None
+
+
+# User-directory search filters the matches through `check_username_for_spam` (our contact
+# rules) after the database found them, but Synapse computes the answer's `limited` ("there are
+# more") from the unfiltered count: a search whose every match is hidden still answered
+# `limited: true`, telling the searcher that hidden people of that name exist. No callback sees
+# the answer, so the handler's method is wrapped on this process's handler (every worker loads
+# the module, so every worker wraps its own).
+
+
+def limit_directory_hints(api: ModuleApi) -> None:
+    """`limited` becomes whether the filtered page is full: true only when the searcher sees
+    as many matches as asked for, whatever was hidden."""
+    handler = _hs(api).get_user_directory_handler()
+    search = handler.search_users
+    if getattr(search, "_sferum_hides_hints", False) is True:
+        return
+
+    async def search_users(user_id: str, search_term: str, limit: int) -> Any:
+        result = await search(user_id, search_term, limit)
+        result["limited"] = len(result["results"]) >= limit
+        return result
+
+    search_users._sferum_hides_hints = True  # type: ignore[attr-defined]
+    handler.search_users = search_users

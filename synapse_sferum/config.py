@@ -76,6 +76,13 @@ class LinkCodesConfig:
 
 
 @attrs.frozen
+class AccountsConfig:
+    # A school-issued account's printed password stops working this many days after it was
+    # issued (and at once when the account gets a password of its own).
+    initial_password_days: int = 30
+
+
+@attrs.frozen
 class CallsConfig:
     # Where browsers reach the school's SFU (its call page is `/call`); None: no SFU, so no
     # call widget in lesson, broadcast and class news rooms.
@@ -93,6 +100,7 @@ class SferumConfig:
     provisioning: ProvisioningConfig = ProvisioningConfig()
     phone: PhoneConfig = PhoneConfig()
     link_codes: LinkCodesConfig = LinkCodesConfig()
+    accounts: AccountsConfig = AccountsConfig()
     quiet_hours: QuietHoursConfig = attrs.field(factory=QuietHoursConfig)
     calls: CallsConfig = CallsConfig()
 
@@ -110,6 +118,7 @@ _TOP_KEYS = {
     "provisioning",
     "phone",
     "link_codes",
+    "accounts",
     "quiet_hours",
     "calls",
 }
@@ -120,6 +129,7 @@ _PHONE_KEYS = {"default_region", "code_ttl_seconds", "max_attempts", "max_sms_pe
 _SMS_FILE_KEYS = {"backend", "path"}
 _SMS_HTTP_KEYS = {"backend", "url", "method", "body_template", "content_type", "auth_header"}
 _LINK_CODES_KEYS = {"expiry_days"}
+_ACCOUNTS_KEYS = {"initial_password_days"}
 _CALLS_KEYS = {"public_url"}
 _HTTP_METHODS = ("POST", "PUT", "GET")
 
@@ -293,6 +303,11 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
     link_codes = LinkCodesConfig(
         expiry_days=_int(link_raw, "expiry_days", "link_codes", 14, 1, 365)
     )
+    accounts_raw = _section(raw, "accounts")
+    _check_keys(accounts_raw, _ACCOUNTS_KEYS, "accounts")
+    accounts = AccountsConfig(
+        initial_password_days=_int(accounts_raw, "initial_password_days", "accounts", 30, 1, 365)
+    )
     return SferumConfig(
         admin_api_secret=secret,
         bot_localpart=bot_localpart,
@@ -302,6 +317,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         provisioning=provisioning,
         phone=_phone(_section(raw, "phone")),
         link_codes=link_codes,
+        accounts=accounts,
         quiet_hours=_quiet_hours(_section(raw, "quiet_hours"), timezone),
         calls=_calls(_section(raw, "calls")),
     )

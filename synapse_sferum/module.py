@@ -43,7 +43,13 @@ class SferumModule:
             api, self.directory, clock, config.provisioning.deactivate_after_hours
         )
         self.provisioner = Provisioner(
-            api, self.directory, bot, config.partner_servers, departures, config.calls.public_url
+            api,
+            self.directory,
+            bot,
+            config.partner_servers,
+            clock,
+            departures,
+            config.calls.public_url,
         )
         api.register_ratelimit_callbacks(
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
@@ -52,10 +58,8 @@ class SferumModule:
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours, clock)
         self.quiet_hours.register()
-        issuer = AccountIssuer(api, config, self.directory)
-        api.register_password_auth_provider_callbacks(
-            auth_checkers={("m.login.password", ("password",)): issuer.check_password}
-        )
+        issuer = AccountIssuer(api, config, self.directory, clock)
+        issuer.register()
         self.registrar = Registrar(api, config, self.directory, clock, self.provisioner.request)
         self.registrar.register()
         MsisdnDelegate(api, config, self.directory, clock).register()

@@ -15,6 +15,7 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared import Clock
+from synapse_sferum import compat
 from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.policy.identity import MESSAGES, IdentityReason
@@ -66,12 +67,25 @@ def _body(request: Any) -> dict[str, Any]:
     return body
 
 
-def _field(body: dict[str, Any], key: str) -> str:
+def _field(body: dict[str, Any], key: str, *, required: bool = True) -> str:
+    """A string field of the identity API's body (the spec's types: no numbers for strings)."""
     value = body.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value:
-        raise SynapseError(400, f"Missing or invalid '{key}'", Codes.MISSING_PARAM)
+    if value is None and not required:
+        return ""
+    if value is None:
+        raise SynapseError(400, f"'{key}' is missing", Codes.MISSING_PARAM)
+    if not isinstance(value, str) or (required and not value):
+        raise SynapseError(400, f"'{key}' must be a non-empty string", Codes.INVALID_PARAM)
+    return value
+
+
+def _send_attempt(body: dict[str, Any]) -> int:
+    """The client's attempt counter, a whole number (checked before any SMS goes out)."""
+    value = body.get("send_attempt")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SynapseError(
+            400, f"'send_attempt' must be a whole number, got {value!r}", Codes.INVALID_PARAM
+        )
     return value
 
 
@@ -113,6 +127,7 @@ class MsisdnDelegate:
         self._base = msisdn_delegate_base(config.admin_api_secret)
 
     def register(self) -> None:
+        compat.refuse_mistyped_phone_requests()
         for path, resource in (
             ("validate/msisdn/requestToken", _Post(self.request_token)),
             ("validate/msisdn/submitToken", _Post(self.submit_token)),
@@ -122,9 +137,12 @@ class MsisdnDelegate:
 
     async def request_token(self, body: dict[str, Any]) -> tuple[int, Any]:
         client_secret = _field(body, "client_secret")
+        _send_attempt(body)
         try:
             msisdn = parse_msisdn(
-                _field(body, "phone_number"), body.get("country") or "", self._region
+                _field(body, "phone_number"),
+                _field(body, "country", required=False),
+                self._region,
             )
         except PhoneError as e:
             raise _refused(400, Codes.INVALID_PARAM, str(e), IdentityReason.PHONE_INVALID) from e
@@ -160,13 +178,17 @@ class MsisdnDelegate:
     async def submit_token(self, body: dict[str, Any]) -> tuple[int, Any]:
         sid, client_secret = _field(body, "sid"), _field(body, "client_secret")
         token = _field(body, "token")
-        challenge = await self._directory.run("sferum_challenge", identity.challenge_txn, sid)
-        now = self._clock.ms()
-        outcome, changed = submit(challenge, client_secret, token, now, self._limits)
-        if changed is not None:
-            await self._directory.run(
-                "sferum_update_challenge", identity.update_challenge_txn, changed
-            )
+        # One transaction per guess, each waiting for the one before on the same challenge:
+        # a burst of guesses is judged one by one against the attempts the others left.
+        outcome, changed = await self._directory.run_exclusive(
+            "sferum_submit_code",
+            _judge_code_txn,
+            sid,
+            client_secret,
+            token,
+            self._clock.ms(),
+            self._limits,
+        )
         if outcome is SubmitOutcome.VALIDATED:
             return 200, {"success": True}
         # Synapse hides every non-200 answer of submitToken behind "Error contacting the
@@ -195,6 +217,16 @@ class MsisdnDelegate:
             "address": challenge.msisdn,
             "validated_at": challenge.validated_ms,
         }
+
+
+def _judge_code_txn(
+    txn: Any, sid: str, client_secret: str, code: str, now_ms: int, limits: SmsLimits
+) -> tuple[SubmitOutcome, SmsChallenge | None]:
+    challenge = identity.lock_challenge_txn(txn, sid)
+    outcome, changed = submit(challenge, client_secret, code, now_ms, limits)
+    if changed is not None:
+        identity.update_challenge_txn(txn, changed)
+    return outcome, changed
 
 
 def _open_challenge_txn(txn: Any, challenge: SmsChallenge, limits: SmsLimits) -> int | None:

@@ -15,18 +15,21 @@ import attrs
 from synapse.module_api import ModuleApi, RatelimitOverride, UserID
 from synapse.module_api.errors import SynapseError
 
-from synapse_sferum import policy
+from sferum_shared import Clock
+from synapse_sferum import compat, policy
 from synapse_sferum.calls import WIDGET_ID
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
 from synapse_sferum.policy import matrix
 from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope, server_of
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.store import rooms
 from synapse_sferum.views import org_views
 
 logger = logging.getLogger(__name__)
 
 BOT_DISPLAY_NAME = "Школьная платформа"
+UNPUBLISH_TASK = "unpublish_person_aliases"
 RATE_LIMIT_RETRIES = 5
 # Synapse's docs say per_second 0 disables a limit, but its limiter then allows nothing
 # (1.163, api/ratelimiting.py): a limit too high to reach is what works.
@@ -59,10 +62,12 @@ class Provisioner:
         directory: DirectoryService,
         bot_user_id: str,
         partner_servers: frozenset[str],
+        clock: Clock,
         departures: Departures | None = None,
         calls_url: str | None = None,
     ):
         self._api = api
+        self._clock = clock
         self._directory = directory
         self._departures = departures
         self._bot = bot_user_id
@@ -112,6 +117,7 @@ class Provisioner:
 
     async def _reconcile_once(self) -> ReconcileReport:
         report = ReconcileReport()
+        await self._unpublish_person_aliases()
         if self._departures is not None:
             report.deactivated = await self._departures.deactivate_due()
         await self._sync_display_names(report)
@@ -135,6 +141,26 @@ class Provisioner:
         logger.info("synapse_sferum: reconcile done: %s", report.to_json())
         return report
 
+    async def _unpublish_person_aliases(self) -> None:
+        """Once: takes the aliases of rooms of one person (diaries) out of the directory.
+
+        Rooms made before those aliases were dropped (issue 11) still have them, and anyone
+        signed in could look them up; done once, as it asks about every such room.
+        """
+        if await self._directory.run("sferum_done", rooms.is_done_txn, UNPUBLISH_TASK):
+            return
+        removed = 0
+        for key in await self._directory.all_rooms():
+            if not key.kind.published_alias:
+                removed += await compat.delete_room_alias(
+                    self._api, key.alias(self._api.server_name)
+                )
+        await self._directory.run(
+            "sferum_mark_done", rooms.mark_done_txn, UNPUBLISH_TASK, self._clock.ms()
+        )
+        if removed:
+            logger.info("synapse_sferum: took %d diary aliases out of the directory", removed)
+
     async def _sync_display_names(self, report: ReconcileReport) -> None:
         """Global display names follow the roster (and the badge); users cannot change them."""
         user_ids, self._names_to_check = sorted(self._names_to_check), set()
@@ -153,6 +179,13 @@ class Provisioner:
     ) -> None:
         room_id = await self._ensure_room(plan, org_id, report)
         await self._sync_power_levels(room_id, plan, report)
+        # What the room is and what it is called: mended when missing, emptied (a redaction
+        # leaves next to nothing) or changed by anyone but the platform.
+        await self._sync_state(
+            room_id, ROOM_KIND_EVENT, "", self._kind_content(plan.key, org_id), report
+        )
+        await self._sync_state(room_id, matrix.NAME, "", {"name": plan.name}, report)
+        await self._sync_state(room_id, matrix.TOPIC, "", {"topic": plan.topic}, report)
         await self._sync_call_widget(room_id, plan, report)
         if plan.parent is not None:
             parent_id = await self._directory.room_id(plan.parent)
@@ -174,14 +207,18 @@ class Provisioner:
         room_id = await self._directory.room_id(plan.key)
         if room_id is not None:
             return room_id
-        alias = plan.key.alias(self._api.server_name)
-        try:
-            room_id, _ = await self._api.lookup_room_alias(alias)
-            logger.warning("synapse_sferum: adopting existing room %s for %s", room_id, alias)
-        except SynapseError:
+        adopted = await self._adoptable_room(plan.key)
+        if adopted is not None:
+            room_id = adopted
+        else:
             creation_content: dict[str, Any] = {"m.federate": plan.federate}
             if plan.is_space:
                 creation_content["type"] = "m.space"
+            alias = (
+                {"room_alias_name": plan.key.alias_localpart()}
+                if plan.key.kind.published_alias
+                else {}
+            )
             room_id, _ = await self._api.create_room(
                 self._bot,
                 {
@@ -189,7 +226,7 @@ class Provisioner:
                     "visibility": "private",
                     "name": plan.name,
                     "topic": plan.topic,
-                    "room_alias_name": plan.key.alias_localpart(),
+                    **alias,
                     "creation_content": creation_content,
                     "initial_state": [
                         {
@@ -210,6 +247,19 @@ class Provisioner:
             )
             report.rooms_created += 1
         await self._directory.record_room(plan.key, room_id)
+        return room_id
+
+    async def _adoptable_room(self, key: RoomKey) -> str | None:
+        """A room already behind the key's alias, made before our table knew it (a restored
+        database): adopted rather than made twice. Rooms without an alias have none to find."""
+        if not key.kind.published_alias:
+            return None
+        alias = key.alias(self._api.server_name)
+        try:
+            room_id, _ = await self._api.lookup_room_alias(alias)
+        except SynapseError:
+            return None
+        logger.warning("synapse_sferum: adopting existing room %s for %s", room_id, alias)
         return room_id
 
     async def _state_content(self, room_id: str, event_type: str, state_key: str) -> Any:
@@ -255,20 +305,26 @@ class Provisioner:
         if call_room_id is None:
             return
         wanted = policy.call_widget(plan, call_room_id, self._calls_url)
-        current = await self._state_content(room_id, matrix.WIDGETS, WIDGET_ID)
-        if (current or {}) != wanted:
-            await self._send_state(room_id, matrix.WIDGETS, WIDGET_ID, wanted)
-            report.state_updates += 1
+        await self._sync_state(room_id, matrix.WIDGETS, WIDGET_ID, wanted, report)
 
     async def _link_space(self, parent_id: str, child_id: str, report: ReconcileReport) -> None:
         via = {"via": [self._api.server_name]}
-        if await self._state_content(parent_id, "m.space.child", child_id) is None:
-            await self._send_state(parent_id, "m.space.child", child_id, via)
-            report.state_updates += 1
-        if await self._state_content(child_id, "m.space.parent", parent_id) is None:
-            await self._send_state(
-                child_id, "m.space.parent", parent_id, {**via, "canonical": True}
-            )
+        await self._sync_state(parent_id, matrix.SPACE_CHILD, child_id, via, report)
+        await self._sync_state(
+            child_id, matrix.SPACE_PARENT, parent_id, {**via, "canonical": True}, report
+        )
+
+    async def _sync_state(
+        self,
+        room_id: str,
+        event_type: str,
+        state_key: str,
+        wanted: dict[str, Any],
+        report: ReconcileReport,
+    ) -> None:
+        """Sends the state unless the room has exactly this content already."""
+        if await self._state_content(room_id, event_type, state_key) != wanted:
+            await self._send_state(room_id, event_type, state_key, wanted)
             report.state_updates += 1
 
     async def _sync_members(

@@ -175,7 +175,21 @@ class Registrar:
             for sid, token in live:
                 refusal, _ = await self._refusal(token, address)
                 if refusal is None:
-                    allowed = True
+                    # Two registrations with one code at once: the first to get here has it;
+                    # the other is refused now (a 403) rather than making a second account.
+                    now = self._clock.ms()
+                    claimed = await self._directory.run_exclusive(
+                        "sferum_claim_code",
+                        identity.claim_code_txn,
+                        token,
+                        sid,
+                        now,
+                        now - UIA_SESSION_MS,
+                    )
+                    if claimed:
+                        allowed = True
+                    else:
+                        logger.info("Code %s… is taken by another registration", token[:4])
                 else:
                     logger.info("Refusing phone for code %s…: %s", token[:4], refusal.value)
                     await self._directory.run(

@@ -45,6 +45,13 @@ class RoomKind(enum.Enum):
         """Only the staff room crosses to other (whitelisted) school servers."""
         return self is RoomKind.STAFF
 
+    @property
+    def published_alias(self) -> bool:
+        """Whether the room's alias is in Synapse's directory, where every account can look it
+        up. Not for rooms of one person: `#diary-<pupil>` would tell anyone which pupils exist
+        and which families have signed up. The platform finds those rooms in its own table."""
+        return self.scope is not Scope.PERSON
+
 
 class Scope(enum.Enum):
     """What one room of a kind belongs to."""

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from synapse.module_api import ModuleApi, cached
 
 from sferum_shared import Clock
+from synapse_sferum import compat
 from synapse_sferum.compat import module_clock
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.model import ImportReport, Member, RosterImport
@@ -43,16 +44,26 @@ class DirectoryService:
         """The school's date now (its own midnight, not UTC's): ages and birthdays count by it."""
         return self._clock.today(self._config.zone)
 
-    async def _run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
+    async def _ensure_schema(self) -> None:
         if not self._schema_ready:
             # Idempotent, so two first calls racing each other do no harm.
             await self._api.run_db_interaction("sferum_schema", prepare_schema_txn)
             self._schema_ready = True
+
+    async def _run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
+        await self._ensure_schema()
         return await self._api.run_db_interaction(desc, func, *args)
 
     async def run(self, desc: str, func: Callable[..., T], *args: Any) -> T:
         """Runs a `*_txn` function of another store module (identity, quiet hours)."""
         return await self._run(desc, func, *args)
+
+    async def run_exclusive(self, desc: str, func: Callable[..., T], *args: Any) -> T:
+        """Like `run`, for a `*_txn` that starts with a conditional UPDATE of the row it then
+        reads: concurrent calls on that row wait for each other (compat.run_read_committed)."""
+        await self._ensure_schema()
+        result: T = await compat.run_read_committed(self._api, desc, func, *args)
+        return result
 
     # -- people ----------------------------------------------------------------------------
 
@@ -113,9 +124,6 @@ class DirectoryService:
     async def forget_cached(self, user_ids: Iterable[str]) -> None:
         """After a link made outside `link` (a registration): drop stale lookups everywhere."""
         await self._invalidate_users(user_ids)
-
-    async def password_hash(self, user_id: str) -> str | None:
-        return await self._run("sferum_password_hash", accounts.password_hash_txn, user_id)
 
     # -- roster ----------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from bridges.diary.miniapp import MiniApp, install_widgets
 from bridges.diary.model import DiarySnapshot, SourceProblem
 from bridges.diary.plan import plan
 from bridges.diary.render import DEFAULT_TEMPLATES, Renderer
+from bridges.diary.rooms import RoomDirectory
 from bridges.diary.sources.base import Source, SourceUnavailable
 from bridges.diary.sync import Syncer
 from sferum_shared import SYSTEM_CLOCK, Clock
@@ -90,7 +91,8 @@ class Bridge:
         self.db = Database(config.database, [ledger.LEDGER_SCHEMA, _push_schema()])
         self.client = BridgeClient(config.homeserver_url, config.bot_user_id, config.as_token)
         self.renderer = Renderer(config.templates_dir or DEFAULT_TEMPLATES)
-        self.syncer = Syncer(self.db, self.client, config.server_name, clock)
+        self.rooms = RoomDirectory(config.admin_api_url, config.admin_api_secret)
+        self.syncer = Syncer(self.db, self.client, self.rooms, clock)
         self.sources: list[Source] = []
         self._last_good: dict[str, DiarySnapshot] = {}
         self._last_read: dict[str, float] = {}
@@ -158,7 +160,7 @@ class Bridge:
             if self.config.public_url:
                 await install_widgets(
                     self.client,
-                    self.config.server_name,
+                    self.rooms,
                     self.config.public_url,
                     {h.class_id for h in snapshot.homework}
                     | {lesson.class_id for lesson in snapshot.lessons}

@@ -19,7 +19,6 @@ from nio import (
     RoomMessagesError,
     RoomPutStateError,
     RoomRedactError,
-    RoomResolveAliasError,
     RoomSendError,
 )
 
@@ -75,7 +74,6 @@ class BridgeClient:
         self._client.access_token = as_token
         self._client.user_id = bot_user_id
         self.bot_user_id = bot_user_id
-        self._aliases: dict[str, str] = {}
 
     async def close(self) -> None:
         await self._client.close()
@@ -105,19 +103,6 @@ class BridgeClient:
                 continue
             return response
         raise MatrixUnavailable(f"{what}: still failing after {_RETRIES} tries")
-
-    async def resolve(self, alias_localpart: str, server_name: str) -> str | None:
-        """The room ID of a provisioned room, or None if it does not exist (yet)."""
-        alias = f"#{alias_localpart}:{server_name}"
-        if alias in self._aliases:
-            return self._aliases[alias]
-        response = await self._call(alias, lambda: self._client.room_resolve_alias(alias))
-        if isinstance(response, RoomResolveAliasError):
-            if response.status_code == "M_NOT_FOUND":
-                return None
-            raise MatrixRefused(f"resolving {alias}: {response.status_code} {response.message}")
-        self._aliases[alias] = response.room_id
-        return str(response.room_id)
 
     async def send(self, room_id: str, content: dict[str, Any], txn: str) -> str:
         response = await self._call(

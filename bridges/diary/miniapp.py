@@ -317,16 +317,20 @@ class WidgetClient(Protocol):
 
     bot_user_id: str
 
-    async def resolve(self, alias_localpart: str, server_name: str) -> str | None: ...
-
     async def put_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> str: ...
 
 
+class RoomResolver(Protocol):
+    """What `install_widgets` needs of the bridge's `RoomDirectory`."""
+
+    async def resolve(self, alias_localpart: str) -> str | None: ...
+
+
 async def install_widgets(
     client: WidgetClient,
-    server_name: str,
+    rooms: RoomResolver,
     bridge_public_url: str,
     class_ids: Iterable[str],
     pupil_ids: Iterable[str],
@@ -334,15 +338,15 @@ async def install_widgets(
 ) -> int:
     """Puts the widget into every diary room and class chat that exists and lacks it.
 
-    `client` is the bridge's `BridgeClient`; `done` remembers the rooms
-    already handled in this process, so a sync costs no requests once every room has it. A
-    room that does not exist yet is tried again at the next sync. Returns how many were put.
+    `client` is the bridge's `BridgeClient`, `rooms` its `RoomDirectory`; `done` remembers the
+    rooms already handled in this process, so a sync costs no requests once every room has it.
+    A room that does not exist yet is tried again at the next sync. Returns how many were put.
     """
     put = 0
     for localpart, kind, scope in widget_rooms(class_ids, pupil_ids):
         if localpart in done:
             continue
-        room_id = await client.resolve(localpart, server_name)
+        room_id = await rooms.resolve(localpart)
         if room_id is None:
             continue
         state_key, content = widget_state(bridge_public_url, kind, scope, client.bot_user_id)

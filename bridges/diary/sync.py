@@ -16,6 +16,7 @@ from bridges.diary.db import Database
 from bridges.diary.ledger import EDITING, REDACTED, REDACTING, SENDING, SENT, Entry
 from bridges.diary.matrix import BridgeClient, MatrixRefused, edit_content, message_content
 from bridges.diary.plan import DELETABLE_KINDS, Post
+from bridges.diary.rooms import RoomDirectory
 from sferum_shared import Clock
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,12 @@ class Syncer:
         self,
         db: Database,
         client: BridgeClient,
-        server_name: str,
+        rooms: RoomDirectory,
         clock: Clock,
     ):
         self._db = db
         self._client = client
-        self._server_name = server_name
+        self._rooms = rooms
         self._clock = clock
 
     async def apply(self, posts: Sequence[Post], complete: bool) -> SyncReport:
@@ -70,7 +71,7 @@ class Syncer:
         return report
 
     async def _apply_one(self, post: Post, entry: Entry | None, report: SyncReport) -> None:
-        room_id = await self._client.resolve(post.room_alias, self._server_name)
+        room_id = await self._rooms.resolve(post.room_alias)
         if room_id is None:
             report.deferred += 1
             return

@@ -22,11 +22,20 @@ def fetch_accounts(
     return parse_accounts(response)
 
 
+def reset_accounts(deployment: Deployment, persons: Sequence[str]) -> list[IssuedAccount]:
+    """New cards for these people's accounts; every other way into them is closed."""
+    return parse_accounts(call(deployment, lambda api: api.reset_accounts(persons=persons)))
+
+
 def issue_accounts(
     deployment: Deployment, *, persons: Sequence[str], class_id: str | None, output: str
 ) -> list[str]:
     """Issues accounts; `output` is "text" (a table) or "json"."""
-    accounts = fetch_accounts(deployment, persons=persons, class_id=class_id)
+    return account_lines(fetch_accounts(deployment, persons=persons, class_id=class_id), output)
+
+
+def account_lines(accounts: Sequence[IssuedAccount], output: str) -> list[str]:
+    """A table (`output` "text") or JSON of accounts and their one-time passwords."""
     if output == "json":
         return [json.dumps([attrs.asdict(a) for a in accounts], ensure_ascii=False, indent=2)]
     return format_table(

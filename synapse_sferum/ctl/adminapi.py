@@ -76,6 +76,11 @@ class AdminApi:
         selection = {"class": class_id} if class_id is not None else {"persons": list(persons)}
         return self._post("accounts", "application/json", json.dumps(selection).encode())
 
+    def reset_accounts(self, *, persons: Sequence[str]) -> Request:
+        """New cards for these people's accounts (answered like `issue_accounts`)."""
+        body = json.dumps({"persons": list(persons)}).encode()
+        return self._post("accounts-reset", "application/json", body)
+
 
 @attrs.frozen
 class IssuedCode:

@@ -27,6 +27,7 @@ import yaml
 from sferum_shared import SYSTEM_CLOCK
 from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.config import (
+    AccountsConfig,
     LinkCodesConfig,
     PhoneConfig,
     ProvisioningConfig,
@@ -202,6 +203,7 @@ def _render(
         "provisioning": ProvisioningConfig(),
         "phone": PhoneConfig(),
         "link_codes": LinkCodesConfig(),
+        "accounts": AccountsConfig(),
         "quiet_hours": QuietHoursConfig(),
         "sfu_focus_type": SFU_FOCUS_TYPE,
         "edge": None,  # an edge's port and URLs when rendering its sfu-edge-N.yaml

@@ -19,7 +19,12 @@ from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from synapse_sferum.ctl import demo, diary, params, ratelimits, services, sheet
-from synapse_sferum.ctl.accounts import issue_accounts
+from synapse_sferum.ctl.accounts import (
+    account_lines,
+    fetch_accounts,
+    issue_accounts,
+    reset_accounts,
+)
 from synapse_sferum.ctl.adminapi import call, parse_reconcile
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deploy import init
@@ -137,7 +142,26 @@ def _days(value: object) -> int:
 
 
 def _accounts_sheet(args: argparse.Namespace) -> int:
-    count = sheet.write_sheet(Deployment(args.dir), args.class_id, args.out)
+    deployment = Deployment(args.dir)
+    count = sheet.write_sheet(
+        deployment,
+        args.out,
+        f"класс {args.class_id}",
+        lambda: fetch_accounts(deployment, class_id=args.class_id),
+    )
+    say(f"wrote {args.out} ({count} cards)")
+    return 0
+
+
+def _accounts_reset(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    persons = list(args.person)
+    if args.out is None:
+        _say_lines(account_lines(reset_accounts(deployment, persons), args.format))
+        return 0
+    count = sheet.write_sheet(
+        deployment, args.out, "новые пароли", lambda: reset_accounts(deployment, persons)
+    )
     say(f"wrote {args.out} ({count} cards)")
     return 0
 
@@ -429,6 +453,31 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         metavar="FILE.html",
         help="the page to create (never overwritten: it holds passwords)",
+    )
+    p = command(
+        "reset",
+        _accounts_reset,
+        "print a new card for people who lost theirs (or whose account was taken): the "
+        "account's own password is cleared, every session signed out, the old card void",
+        within=accounts,
+        full_name="accounts reset",
+    )
+    p.add_argument(
+        "--person",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="SOURCEDID",
+        help="the people's sourcedIds in the roster (each must have an account)",
+    )
+    p.add_argument(
+        "--format", choices=("text", "json"), default="text", help="a table (default) or JSON"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.html",
+        help="print the new cards into this page (never overwritten) instead of a table",
     )
 
     p = command(

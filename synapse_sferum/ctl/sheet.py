@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import qrcode
 import qrcode.constants
 import qrcode.image.svg
 
-from synapse_sferum.ctl.accounts import fetch_accounts
 from synapse_sferum.ctl.adminapi import IssuedAccount
 from synapse_sferum.ctl.deploy import TEMPLATE_DIR
 from synapse_sferum.ctl.deployment import Deployment, client_base_url
@@ -95,7 +94,7 @@ def template() -> jinja2.Template:
 def render_sheet(
     accounts: Sequence[IssuedAccount],
     *,
-    class_id: str,
+    heading: str,
     homeserver: str,
     names: Mapping[str, str] | None = None,
     page: jinja2.Template | None = None,
@@ -116,11 +115,17 @@ def render_sheet(
         )
         for a in accounts
     ]
-    return (page or template()).render(class_id=class_id, homeserver=homeserver, cards=cards)
+    return (page or template()).render(heading=heading, homeserver=homeserver, cards=cards)
 
 
-def write_sheet(deployment: Deployment, class_id: str, out: Path) -> int:
-    """Issues the class's accounts and prints their cards to a new file; returns the count.
+def write_sheet(
+    deployment: Deployment,
+    out: Path,
+    heading: str,
+    fetch: Callable[[], Sequence[IssuedAccount]],
+) -> int:
+    """Asks for accounts (`fetch`: issue or reset them) and prints their cards to a new file;
+    returns the count.
 
     The passwords are shown only once, so everything that can fail without the server (the
     template, the config, the output file) is checked before asking for them, and an existing
@@ -139,12 +144,12 @@ def write_sheet(deployment: Deployment, class_id: str, out: Path) -> int:
         raise CtlError(f"cannot create {out}: {e.strerror}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         try:
-            accounts = fetch_accounts(deployment, class_id=class_id)
+            accounts = fetch()
         except BaseException:
             out.unlink()  # no account was issued: leave no empty sheet behind
             raise
         try:
-            f.write(render_sheet(accounts, class_id=class_id, homeserver=homeserver, page=page))
+            f.write(render_sheet(accounts, heading=heading, homeserver=homeserver, page=page))
             f.flush()
         except (OSError, ValueError) as e:  # the passwords must not be lost: print them
             raise CtlError(

@@ -16,6 +16,7 @@ from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
 from synapse_sferum.policy.events import (
     PLATFORM_STATE,
     ProvisionedRoom,
+    may_redact_state,
     may_send_state,
 )
 from synapse_sferum.policy.membership import (
@@ -68,6 +69,7 @@ __all__ = [
     "may_join_room",
     "may_publish_room",
     "may_receive_remote_invite",
+    "may_redact_state",
     "may_send_state",
     "membership_changes",
     "power_levels",

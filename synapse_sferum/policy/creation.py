@@ -13,6 +13,7 @@ import attrs
 from synapse_sferum.model import Member
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
+from synapse_sferum.policy.names import wears_badge
 from synapse_sferum.rooms import is_reserved_alias
 
 
@@ -29,6 +30,7 @@ class CreateRoomRequest:
     history_visibility: str | None = None  # from initial_state m.room.history_visibility
     encrypted: bool = False  # initial_state carries m.room.encryption
     alias_localpart: str | None = None  # room_alias_name
+    names: tuple[str, ...] = ()  # the body's `name` and any m.room.name in initial_state
 
     @property
     def opens_room(self) -> bool:
@@ -36,7 +38,7 @@ class CreateRoomRequest:
         return (
             self.visibility == matrix.PUBLIC_VISIBILITY
             or self.preset == matrix.PUBLIC_PRESET
-            or self.join_rule == matrix.PUBLIC_JOIN_RULE
+            or (self.join_rule is not None and self.join_rule != matrix.INVITE_JOIN_RULE)
             or self.guest_access == matrix.GUEST_CAN_JOIN
             or self.history_visibility == matrix.WORLD_READABLE
         )
@@ -60,6 +62,8 @@ def may_create_room(
         return refuse(Reason.UNLINKED_SENDER)
     if request.opens_room:
         return refuse(Reason.PUBLIC_ROOM)
+    if any(wears_badge(name) for name in request.names):
+        return refuse(Reason.BADGE_RESERVED)
     if request.alias_localpart is not None:
         alias = may_create_alias(creator, request.alias_localpart)
         if not alias.allowed:

@@ -35,6 +35,7 @@ class Reason(enum.StrEnum):
     SERVER_NOT_LISTED = "ru.sferum.server_not_listed"
     ROOM_NOT_FEDERATED = "ru.sferum.room_not_federated"
     SHARED_WITH_PARTNERS = "ru.sferum.room_shared_with_partners"
+    BADGE_RESERVED = "ru.sferum.badge_reserved"
 
 
 @attrs.frozen

@@ -12,6 +12,7 @@ import attrs
 
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
+from synapse_sferum.policy.names import wears_badge
 from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey
 
 
@@ -69,15 +70,34 @@ def may_send_state(
         return refuse(Reason.PROTECTED_STATE)
     if _opens_room(event_type, content):
         return refuse(Reason.PUBLIC_ROOM)
+    if event_type == matrix.NAME and wears_badge(content.get("name")):
+        return refuse(Reason.BADGE_RESERVED)
     if event_type == matrix.ENCRYPTION and not allow_encrypted_dms:
         return refuse(Reason.ENCRYPTION_NOT_ALLOWED)
+    return ALLOW
+
+
+def may_redact_state(
+    target_type: str, *, is_platform: bool, room: ProvisionedRoom | None
+) -> Decision:
+    """May a redaction empty this piece of the room's current state?
+
+    A redaction is no state event, but it strips the state it hits down to almost nothing: a
+    room's kind, name, space links, widgets, or a member's event. So in a provisioned room only
+    the platform redacts current state (teachers still redact messages, and users in their own
+    rooms whatever they could change), and the kind event is the platform's in every room.
+    """
+    if is_platform:
+        return ALLOW
+    if target_type == ROOM_KIND_EVENT or room is not None:
+        return refuse(Reason.PROTECTED_STATE)
     return ALLOW
 
 
 def _opens_room(event_type: str, content: Mapping[str, object]) -> bool:
     """Would this state let people nobody invited join, or read along without joining?"""
     if event_type == matrix.JOIN_RULES:
-        return content.get("join_rule") == matrix.PUBLIC_JOIN_RULE
+        return content.get("join_rule") != matrix.INVITE_JOIN_RULE
     if event_type == matrix.GUEST_ACCESS:
         return content.get("guest_access") == matrix.GUEST_CAN_JOIN
     if event_type == matrix.HISTORY_VISIBILITY:

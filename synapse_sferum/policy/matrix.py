@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # State event types
+MEMBER = "m.room.member"
 POWER_LEVELS = "m.room.power_levels"
 JOIN_RULES = "m.room.join_rules"
 GUEST_ACCESS = "m.room.guest_access"
@@ -11,6 +12,7 @@ ENCRYPTION = "m.room.encryption"
 SERVER_ACL = "m.room.server_acl"
 TOMBSTONE = "m.room.tombstone"
 NAME = "m.room.name"
+TOPIC = "m.room.topic"
 CANONICAL_ALIAS = "m.room.canonical_alias"
 AVATAR = "m.room.avatar"
 PINNED_EVENTS = "m.room.pinned_events"
@@ -22,7 +24,10 @@ WIDGETS = "im.vector.modular.widgets"
 REACTION = "m.reaction"
 REDACTION = "m.room.redaction"
 
-# Values that open a room to people nobody invited (DESIGN §4 «Closed»)
+# Values that open a room to people nobody invited (DESIGN §4 «Closed»). The one join rule a
+# user's room may have is `invite`: `public`, `knock`, `restricted` and `knock_restricted` (and
+# any rule a later room version adds) let others in, or ask, without anyone inviting them.
+INVITE_JOIN_RULE = "invite"
 PUBLIC_JOIN_RULE = "public"
 GUEST_CAN_JOIN = "can_join"
 WORLD_READABLE = "world_readable"

@@ -7,6 +7,8 @@ family of ours can meet them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from synapse_sferum.model import Member
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.contact import may_contact
@@ -48,12 +50,29 @@ def may_change_membership(
     return refuse(Reason.MANAGED_MEMBERSHIP)
 
 
-def may_join_room(member: Member | None, user_id: str, room: ProvisionedRoom | None) -> Decision:
+def may_join_room(
+    member: Member | None,
+    user_id: str,
+    room: ProvisionedRoom | None,
+    *,
+    invited: bool = True,
+    members: Sequence[Member | None] = (),
+) -> Decision:
     """A local account asks to join: only once linked to a person (no join by an unverified
     account), and a provisioned room only where the directory puts it. An invite changes nothing
-    here: only partners, who are remote, join a provisioned room on an invite."""
+    there: only partners, who are remote, join a provisioned room on an invite.
+
+    A room of users' own takes nobody uninvited (its join rule must be `invite`); should it let
+    someone in anyway (a rule set before the school closed it, a room from elsewhere), joining
+    is contact with its `members` (those joined now), which `may_contact` judges one by one.
+    """
     if member is None:
         return refuse(Reason.UNLINKED_SENDER)
+    if room is None and not invited:
+        for other in members:
+            decision = may_contact(member, other)
+            if not decision.allowed:
+                return decision
     return may_change_membership(
         user_id, user_id, matrix.JOIN, is_platform=False, room=room, prev_membership=None
     )

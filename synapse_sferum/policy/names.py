@@ -28,6 +28,13 @@ def display_name_for(real_name: str, roles: Collection[Role]) -> str:
     return f"{base} {TEACHER_BADGE}" if Role.TEACHER in roles else base
 
 
+def wears_badge(text: object) -> bool:
+    """Whether a name a user writes (a room's) shows the teacher's cap, alone or inside a
+    lookalike such as 👨‍🎓: the badge is the server's to give, and a room named
+    «Петров А. Н. 🎓» would borrow it. Other emoji (❤️, 👨‍👩‍👧) are left alone."""
+    return isinstance(text, str) and TEACHER_BADGE in unicodedata.normalize("NFC", text)
+
+
 def expected_display_name(member: Member) -> str:
     """The one display name a member may carry, in every room and profile."""
     return display_name_for(member.real_name, member.roles)

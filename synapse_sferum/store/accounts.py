@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse_sferum.policy.cards import Card
+
 Txn = Any
 
 
@@ -33,16 +35,28 @@ def link_txn(
         (person_id, user_id, now_ms),
     )
     if password_hash is not None:
-        txn.execute(
-            "INSERT INTO sferum_credentials (user_id, password_hash) VALUES (?, ?)",
-            (user_id, password_hash),
-        )
+        put_card_txn(txn, user_id, password_hash, now_ms)
 
 
-def password_hash_txn(txn: Txn, user_id: str) -> str | None:
-    txn.execute("SELECT password_hash FROM sferum_credentials WHERE user_id = ?", (user_id,))
+def card_txn(txn: Txn, user_id: str) -> Card | None:
+    txn.execute(
+        "SELECT password_hash, issued_ts FROM sferum_credentials WHERE user_id = ?", (user_id,)
+    )
     row = txn.fetchone()
-    return row[0] if row else None
+    return Card(row[0], int(row[1])) if row else None
+
+
+def put_card_txn(txn: Txn, user_id: str, password_hash: str, now_ms: int) -> None:
+    """A new card for the account, replacing any earlier one."""
+    forget_card_txn(txn, user_id)
+    txn.execute(
+        "INSERT INTO sferum_credentials (user_id, password_hash, issued_ts) VALUES (?, ?, ?)",
+        (user_id, password_hash, now_ms),
+    )
+
+
+def forget_card_txn(txn: Txn, user_id: str) -> None:
+    txn.execute("DELETE FROM sferum_credentials WHERE user_id = ?", (user_id,))
 
 
 def due_departures_txn(txn: Txn, now_ms: int, grace_ms: int) -> dict[str, str]:
@@ -72,9 +86,9 @@ def due_departures_txn(txn: Txn, now_ms: int, grace_ms: int) -> dict[str, str]:
 def forget_departed_txn(txn: Txn, person_id: str, user_id: str) -> None:
     """After deactivation: the person's link and password go; a person who
     returns to the roster later starts afresh with a new account (and may reuse the phone)."""
+    forget_card_txn(txn, user_id)
     for sql, args in (
         ("DELETE FROM sferum_links WHERE person_id = ?", (person_id,)),
-        ("DELETE FROM sferum_credentials WHERE user_id = ?", (user_id,)),
         ("DELETE FROM sferum_departures WHERE person_id = ?", (person_id,)),
     ):
         txn.execute(sql, args)

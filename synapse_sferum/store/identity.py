@@ -152,6 +152,25 @@ def challenge_txn(txn: Txn, sid: str) -> SmsChallenge | None:
     return _challenge_from(tuple(row)) if row else None
 
 
+def lock_challenge_txn(txn: Txn, sid: str) -> SmsChallenge | None:
+    """The challenge, read after taking its row: a concurrent submission of the same sid waits
+    until this transaction ends and then reads what it left (run it with `run_exclusive`)."""
+    txn.execute("UPDATE sferum_sms_challenges SET attempts = attempts WHERE sid = ?", (sid,))
+    return challenge_txn(txn, sid)
+
+
+def claim_code_txn(txn: Txn, code: str, sid: str, now_ms: int, stale_before_ms: int) -> bool:
+    """Binds an unused code to one registration (its SMS session), unless another holds it
+    since `stale_before_ms`; returns whether this one has it now (run with `run_exclusive`)."""
+    txn.execute(
+        "UPDATE sferum_link_codes SET claimed_by = ?, claimed_ts = ?"
+        " WHERE code = ? AND used_by IS NULL"
+        " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_ts < ?)",
+        (sid, now_ms, code, sid, stale_before_ms),
+    )
+    return bool(txn.rowcount == 1)
+
+
 def update_challenge_txn(txn: Txn, c: SmsChallenge) -> None:
     txn.execute(
         "UPDATE sferum_sms_challenges SET attempts = ?, validated_ts = ? WHERE sid = ?",

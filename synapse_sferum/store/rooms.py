@@ -106,3 +106,15 @@ def class_ids_of_org_txn(txn: Txn, org_id: str) -> list[str]:
 def all_rooms_txn(txn: Txn) -> dict[RoomKey, str]:
     txn.execute("SELECT kind, scope_id, room_id FROM sferum_rooms")
     return {RoomKey(RoomKind(row[0]), row[1]): row[2] for row in txn.fetchall()}
+
+
+def is_done_txn(txn: Txn, task: str) -> bool:
+    txn.execute("SELECT 1 FROM sferum_done WHERE task = ?", (task,))
+    return txn.fetchone() is not None
+
+
+def mark_done_txn(txn: Txn, task: str, now_ms: int) -> None:
+    txn.execute(
+        "INSERT INTO sferum_done (task, done_ts) VALUES (?, ?) ON CONFLICT (task) DO NOTHING",
+        (task, now_ms),
+    )

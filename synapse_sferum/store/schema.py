@@ -94,6 +94,18 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS sferum_departures ("
         " person_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, since_ts BIGINT NOT NULL)",
     ),
+    # version 5 (issue 11): cards expire, a card issued before counting from its account's
+    # link; a linking code is claimed by one registration (its SMS session) at a time
+    (
+        "ALTER TABLE sferum_credentials ADD COLUMN issued_ts BIGINT",
+        "UPDATE sferum_credentials SET issued_ts = COALESCE((SELECT l.linked_ts FROM"
+        " sferum_links l WHERE l.user_id = sferum_credentials.user_id), 0)",
+        "ALTER TABLE sferum_link_codes ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE sferum_link_codes ADD COLUMN claimed_ts BIGINT",
+        # One-off tasks the module has done (e.g. taking diary rooms' aliases out of the
+        # directory, which rooms made before issue 11 had).
+        "CREATE TABLE IF NOT EXISTS sferum_done (task TEXT PRIMARY KEY, done_ts BIGINT NOT NULL)",
+    ),
 )
 
 

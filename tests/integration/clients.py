@@ -35,11 +35,18 @@ class User:
     token: str
 
     async def call(self, method: str, path: str, body: Any = None) -> Reply:
+        return await self._request(method, f"/_matrix/client/v3{path}", body)
+
+    async def call_admin(self, method: str, path: str, body: Any = None) -> Reply:
+        """Synapse's admin API (`/_synapse/admin/v1/...`): for a server admin's account."""
+        return await self._request(method, f"/_synapse/admin{path}", body)
+
+    async def _request(self, method: str, path: str, body: Any) -> Reply:
         async with (
             aiohttp.ClientSession() as session,
             session.request(
                 method,
-                f"{self.base_url}/_matrix/client/v3{path}",
+                f"{self.base_url}{path}",
                 json=body,
                 headers={"Authorization": f"Bearer {self.token}"},
             ) as response,
@@ -51,6 +58,23 @@ class User:
         assert reply.status == 200, (alias, reply)
         room_id: str = reply.body["room_id"]
         return room_id
+
+    async def room(self, alias: str) -> str:
+        """The room an alias of the platform's scheme names, found as the user's client finds
+        it: through the directory, or, for a pupil's diary (which has no alias there), among the
+        user's own rooms by the platform's kind event."""
+        localpart = alias[1:].split(":")[0]
+        if not localpart.startswith("diary-"):
+            return await self.resolve(alias)
+        person = localpart.removeprefix("diary-")
+        for room_id in sorted(await self.joined_rooms()):
+            kind = await self.call(
+                "GET", f"/rooms/{urllib.parse.quote(room_id)}/state/ru.sferum.room/"
+            )
+            facts = (kind.body.get("kind"), kind.body.get("person"))
+            if kind.status == 200 and facts == ("diary", person):
+                return room_id
+        raise AssertionError(f"{self.user_id} is in no room {alias}")
 
     async def joined_rooms(self) -> set[str]:
         reply = await self.call("GET", "/joined_rooms")

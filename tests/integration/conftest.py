@@ -4,11 +4,18 @@ import csv
 import gc
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
-from tests.integration.harness import Deployment, PostgresCluster, demo_roster_folder
+from tests.integration.clients import User, login
+from tests.integration.harness import (
+    Deployment,
+    PostgresCluster,
+    demo_roster_folder,
+    sferumctl,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +94,52 @@ def make_deployment(
         assert postgres is not None
         database = postgres.create_database(f"hs_{server_name.replace('.', '_')}")
     return Deployment(tmp / server_name, server_name, database)
+
+
+SERVER = "school.test"
+
+
+@attrs.frozen
+class School:
+    """The demo school on a running server: every person of the roster has an account."""
+
+    deployment: Deployment
+    roster: DemoRoster
+    accounts: dict[str, dict[str, Any]]  # person -> {"user_id", "password"}
+    first_import: str
+
+    def user_id(self, person: str) -> str:
+        return str(self.accounts[person]["user_id"])
+
+    async def login(self, person: str) -> User:
+        account = self.accounts[person]
+        return await login(self.deployment.base_url, account["user_id"], account["password"])
+
+    def alias(self, kind: str, scope: str) -> str:
+        return f"#{kind}-{scope}:{SERVER}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def demo_school(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_roster: DemoRoster,
+) -> Iterator[School]:
+    """One server per database for every module that needs the demo school as it is shipped.
+
+    Tests that change it (the roster, a password, a room) put it back before they end.
+    """
+    postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
+    deployment = make_deployment(
+        tmp_path_factory.mktemp(request.param), request.param, postgres, SERVER
+    )
+    deployment.init()
+    deployment.start()
+    try:
+        imported = sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
+        accounts = deployment.issue(*demo_roster.roles)
+        report = deployment.reconcile()
+        assert report["failures"] == 0, (report, deployment.log_tail())
+        yield School(deployment, demo_roster, accounts, imported.stdout)
+    finally:
+        deployment.stop()

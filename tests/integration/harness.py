@@ -238,17 +238,27 @@ class Deployment:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.database == "sqlite":
-                with sqlite3.connect(self.dir / "homeserver.db") as db:
-                    pending = db.execute(sql).fetchone()[0]
-            else:
-                out = subprocess.run(["psql", self.database, "-At", "-c", sql],
-                                     capture_output=True, text=True, check=True)
-                pending = int(out.stdout.strip())
+            [(pending,)] = self.sql(sql)
             if pending == 0:
                 return
             time.sleep(0.2)
         raise AssertionError("Synapse's user directory build did not finish")
+
+    def sql(self, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Runs one statement (`?` placeholders) on the server's database, as time or an
+        operator would change it; returns the rows it gives (none for a change)."""
+        if self.database == "sqlite":
+            with sqlite3.connect(self.dir / "homeserver.db") as db:
+                return db.execute(statement, args).fetchall()
+        import psycopg2
+
+        db = psycopg2.connect(self.database)
+        try:
+            with db, db.cursor() as cursor:  # one transaction, committed at the end
+                cursor.execute(statement.replace("%", "%%").replace("?", "%s"), args)
+                return cursor.fetchall() if cursor.description else []
+        finally:
+            db.close()
 
     def stop(self) -> None:
         sferumctl("stop", str(self.dir), check=False)
@@ -281,8 +291,9 @@ class Deployment:
         )
         return {a["person"]: a for a in json.loads(out.stdout)}
 
-    def register_unlinked(self, localpart: str, password: str) -> str:
-        """A plain Synapse account with no roster person, through the shared-secret admin API."""
+    def register_unlinked(self, localpart: str, password: str, *, admin: bool = False) -> str:
+        """A plain Synapse account with no roster person, through the shared-secret admin API
+        (a server admin with `admin`: what an operator has, not a school role)."""
         import hashlib
         import hmac
 
@@ -291,14 +302,13 @@ class Deployment:
             nonce = json.loads(response.read())["nonce"]
         secret = self.secrets["registration_shared_secret"].encode()
         mac = hmac.new(secret, digestmod=hashlib.sha1)
-        mac.update(
-            b"\x00".join([nonce.encode(), localpart.encode(), password.encode(), b"notadmin"])
-        )
+        kind = b"admin" if admin else b"notadmin"
+        mac.update(b"\x00".join([nonce.encode(), localpart.encode(), password.encode(), kind]))
         body = {
             "nonce": nonce,
             "username": localpart,
             "password": password,
-            "admin": False,
+            "admin": admin,
             "mac": mac.hexdigest(),
         }
         request = urllib.request.Request(

@@ -94,7 +94,7 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
 
 async def room_events(user: User, alias: str) -> list[dict[str, Any]]:
     """Every event of a room, oldest first, through /messages."""
-    room = await user.resolve(alias)
+    room = await user.room(alias)
     events: list[dict[str, Any]] = []
     token = ""
     while True:
@@ -138,7 +138,7 @@ async def test_marks_reach_only_the_pupils_diary_room(school: School) -> None:
         posts.keys()
     )
     # a classmate, the guardian of another pupil and a teacher of another class see nothing
-    room = await pupil.resolve(f"#diary-p-5a-1:{SERVER}")
+    room = await pupil.room(f"#diary-p-5a-1:{SERVER}")
     for outsider in ("p-5a-2", "g-morozova", "p-6b-1"):
         user = await school.login(outsider)
         reply = await user.call("GET", f"/rooms/{urllib.parse.quote(room)}/messages?dir=b")
@@ -312,7 +312,7 @@ async def test_the_bridge_serves_the_mini_app_and_the_class_feeds(school: School
     base = bridge["public_url"]
     pupil = await school.login("p-5a-1")
     for alias in (f"#class-5a:{SERVER}", f"#diary-p-5a-1:{SERVER}"):
-        room = urllib.parse.quote(await pupil.resolve(alias))
+        room = urllib.parse.quote(await pupil.room(alias))
         widgets = await pupil.call("GET", f"/rooms/{room}/state")
         assert any(
             e["type"] == "im.vector.modular.widgets" and e["content"]["url"].startswith(base)

@@ -330,19 +330,21 @@ async def test_the_modules_who_endpoint(site: Site) -> None:
 async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Site) -> None:
     from bridges.diary.matrix import BridgeClient
     from bridges.diary.miniapp import WIDGET_EVENT, WIDGET_ID, install_widgets
+    from bridges.diary.rooms import RoomDirectory
     from synapse_sferum.ctl.deploy import BOT_LOCALPART
 
     hs = site.deployment
     hs.reconcile()  # the rooms
     client = BridgeClient(hs.base_url, f"@{BOT_LOCALPART}:{SERVER}", hs.secrets["as_token"])
+    rooms = RoomDirectory(f"{hs.base_url}{PREFIX}", hs.secrets["admin_api_secret"])
     done: set[str] = set()
     try:
         put = await install_widgets(
-            client, SERVER, "https://diary.miniapp.test", ["5a", "no-such-class"], ["p-5a-1"], done
+            client, rooms, "https://diary.miniapp.test", ["5a", "no-such-class"], ["p-5a-1"], done
         )
         assert put == 2 and done == {"class-5a", "diary-p-5a-1"}
         again = await install_widgets(
-            client, SERVER, "https://diary.miniapp.test", ["5a"], ["p-5a-1"], done
+            client, rooms, "https://diary.miniapp.test", ["5a"], ["p-5a-1"], done
         )
         assert again == 0
     finally:
@@ -351,7 +353,7 @@ async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Sit
         hs.base_url, site.accounts["p-5a-1"]["user_id"], site.accounts["p-5a-1"]["password"]
     )
     for alias, kind in ((f"#diary-p-5a-1:{SERVER}", "diary"), (f"#class-5a:{SERVER}", "class")):
-        room = urllib.parse.quote(await pupil.resolve(alias))
+        room = urllib.parse.quote(await pupil.room(alias))
         reply = await pupil.call("GET", f"/rooms/{room}/state/{WIDGET_EVENT}/{WIDGET_ID}")
         assert reply.status == 200, (alias, reply)
         assert reply.body["type"] == "m.custom" and reply.body["name"] == "Дневник"

@@ -7,9 +7,8 @@ no code used up. Real Synapse on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sqlite3
-import subprocess
 from collections.abc import Iterator
 
 import aiohttp
@@ -60,11 +59,9 @@ def newcomer(deployment: Deployment) -> NewUser:
 
 
 async def localpart_is_free(deployment: Deployment, localpart: str) -> bool:
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{deployment.base_url}/_matrix/client/v3/register/available",
-        params={"username": localpart},
-    ) as response:
-        return response.status == 200
+    """No account of that name (asked of the database: /register/available tells nobody)."""
+    taken = deployment.sql("SELECT 1 FROM users WHERE name = ?", f"@{localpart}:{SERVER}")
+    return not taken
 
 
 async def register(deployment: Deployment, code: str, phone: str) -> dict[str, str]:
@@ -178,16 +175,109 @@ def test_a_class_gets_codes_for_everyone_without_an_account(deployment: Deployme
 def expire_code(deployment: Deployment, code: str) -> None:
     """Moves a code's expiry into the past, as time would (both the module's row and
     Synapse's token, which the module wrote together)."""
-    statements = [
-        ("UPDATE sferum_link_codes SET expires_ts = 1 WHERE code = ?", (code,)),
-        ("UPDATE registration_tokens SET expiry_time = 1 WHERE token = ?", (code,)),
-    ]
-    if deployment.database == "sqlite":
-        with sqlite3.connect(deployment.dir / "homeserver.db") as db:
-            for sql, args in statements:
-                db.execute(sql, args)
-    else:
-        for sql, (value,) in statements:
-            subprocess.run(
-                ["psql", deployment.database, "-c", sql.replace("?", f"'{value}'")], check=True
-            )
+    deployment.sql("UPDATE sferum_link_codes SET expires_ts = 1 WHERE code = ?", code)
+    deployment.sql("UPDATE registration_tokens SET expiry_time = 1 WHERE token = ?", code)
+
+
+# -- attacks (issue 11) -------------------------------------------------------------------
+
+
+async def test_a_burst_of_guesses_gets_the_attempts_and_no_more(deployment: Deployment) -> None:
+    """Guesses sent all at once are counted one by one: five are judged, the rest refused,
+    and the right code after them is refused too (the count is atomic in the database)."""
+    user = newcomer(deployment)
+    await user.enter_code(link_code(deployment, "g-lebedeva"))
+    asked = await user.ask_sms("+7 916 555-00-21")
+    assert asked.status == 200, asked
+    real = user.last_sms_code("+79165550021")
+    guesses = [f"{n:06}" for n in range(40) if f"{n:06}" != real][:30]
+    answers = await asyncio.gather(*(user.submit_sms(guess) for guess in guesses))
+    judged = [a for a in answers if a.body.get("ru.sferum.reason") == "ru.sferum.sms_code_wrong"]
+    assert len(judged) <= 5, [a.body for a in answers]
+    right = await user.submit_sms(real)
+    assert right.body.get("success") is not True, right
+    assert right.body["ru.sferum.reason"] == "ru.sferum.sms_attempts_exhausted", right
+
+
+async def test_one_code_used_twice_at_once_makes_one_account_and_a_clear_refusal(
+    deployment: Deployment,
+) -> None:
+    code = link_code(deployment, "g-fyodorov")
+    first, second = newcomer(deployment), newcomer(deployment)
+    for user, phone in ((first, "+7 916 555-00-22"), (second, "+7 916 555-00-23")):
+        entered = await user.enter_code(code)
+        assert entered.status == 401 and "m.login.registration_token" in entered.body["completed"]
+        verified = await user.verify_phone(phone)
+        assert verified.body.get("success") is True, verified
+    done = await asyncio.gather(first.finish(), second.finish())
+    assert sorted(d.status for d in done) == [200, 403], [d.body for d in done]
+    refused = next(d for d in done if d.status != 200)
+    assert refused.body.get("errcode") == "M_THREEPID_DENIED", refused  # Synapse's words
+    made = next(d for d in done if d.status == 200)
+    assert made.body["user_id"] == f"@fyodorov.roman:{SERVER}", made
+    assert not await localpart_is_free(deployment, "fyodorov.roman")
+    assert await localpart_is_free(deployment, "fyodorov.roman2")  # no second account
+
+
+async def request_token(deployment: Deployment, body: object) -> tuple[int, dict[str, object]]:
+    url = f"{deployment.base_url}/_matrix/client/v3/register/msisdn/requestToken"
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+        return response.status, await response.json(content_type=None) or {}
+
+
+def outbox_lines(deployment: Deployment) -> int:
+    outbox = deployment.dir / "sms-outbox.jsonl"
+    return len(outbox.read_text(encoding="utf-8").splitlines()) if outbox.exists() else 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"country": 7},
+        {"phone_number": 79165550024},
+        {"phone_number": ["+79165550024"]},
+        {"send_attempt": "x"},
+        {"send_attempt": None},
+        {"client_secret": 5},
+    ],
+    ids=["country-number", "phone-number", "phone-list", "attempt-text", "attempt-null",
+         "secret-number"],
+)  # fmt: skip
+async def test_mistyped_sms_requests_get_a_4xx_and_send_nothing(
+    deployment: Deployment, change: dict[str, object]
+) -> None:
+    before = outbox_lines(deployment)
+    body = {"client_secret": "s3cret", "country": "RU", "phone_number": "+7 916 555-00-24",
+            "send_attempt": 1, **change}  # fmt: skip
+    status, answer = await request_token(deployment, body)
+    assert 400 <= status < 500, (status, answer)
+    assert isinstance(answer.get("errcode"), str), answer
+    assert outbox_lines(deployment) == before
+
+
+async def test_the_phone_check_endpoints_answer_bad_input_with_a_4xx(
+    deployment: Deployment,
+) -> None:
+    """What Synapse calls, called directly by whoever learnt the secret path."""
+    from synapse_sferum.admin_protocol import msisdn_delegate_base
+
+    base = deployment.base_url + msisdn_delegate_base(deployment.secrets["admin_api_secret"])
+    api = f"{base}/_matrix/identity/api/v1"
+    before = outbox_lines(deployment)
+    bad_posts = [
+        ("validate/msisdn/requestToken", b"not json"),
+        ("validate/msisdn/requestToken", b"[1, 2]"),
+        ("validate/msisdn/requestToken", b'{"client_secret": "s", "phone_number": {}}'),
+        ("validate/msisdn/requestToken",
+         b'{"client_secret": "s", "country": 7, "phone_number": "+79165550025",'
+         b' "send_attempt": "x"}'),
+        ("validate/msisdn/submitToken", b'{"sid": [], "client_secret": "s", "token": "1"}'),
+        ("validate/msisdn/submitToken", b'{"sid": "nope", "client_secret": "s", "token": 1.5}'),
+    ]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for path, raw in bad_posts:
+            async with http.post(f"{api}/{path}", data=raw) as response:
+                assert 400 <= response.status < 500, (path, raw, response.status)
+        async with http.get(f"{api}/3pid/getValidated3pid?sid=&client_secret=") as response:
+            assert 400 <= response.status < 500, response.status
+    assert outbox_lines(deployment) == before

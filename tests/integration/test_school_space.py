@@ -5,60 +5,21 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
 from tests.integration.clients import User, login, nio_client, wait_for_text
-from tests.integration.conftest import DemoRoster, make_deployment
-from tests.integration.harness import Deployment, copy_roster, demo_roster_folder, sferumctl
+from tests.integration.conftest import SERVER, School
+from tests.integration.harness import copy_roster, demo_roster_folder, sferumctl
 
 pytestmark = pytest.mark.integration
 
-SERVER = "school.test"
 
-
-@attrs.frozen
-class School:
-    deployment: Deployment
-    roster: DemoRoster
-    accounts: dict[str, dict[str, Any]]  # person -> {"user_id", "password"}
-    first_import: str
-
-    def user_id(self, person: str) -> str:
-        return str(self.accounts[person]["user_id"])
-
-    async def login(self, person: str) -> User:
-        account = self.accounts[person]
-        return await login(self.deployment.base_url, account["user_id"], account["password"])
-
-    def alias(self, kind: str, scope: str) -> str:
-        return f"#{kind}-{scope}:{SERVER}"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def school(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    demo_roster: DemoRoster,
-) -> Iterator[School]:
-    postgres = request.getfixturevalue("postgres") if request.param == "postgresql" else None
-    deployment = make_deployment(
-        tmp_path_factory.mktemp(request.param), request.param, postgres, SERVER
-    )
-    deployment.init()
-    deployment.start()
-    try:
-        imported = sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
-        accounts = deployment.issue(*demo_roster.roles)
-        report = deployment.reconcile()
-        assert report["failures"] == 0, (report, deployment.log_tail())
-        yield School(deployment, demo_roster, accounts, imported.stdout)
-    finally:
-        deployment.stop()
+@pytest.fixture
+def school(demo_school: School) -> School:
+    return demo_school
 
 
 def first(items: set[str]) -> str:

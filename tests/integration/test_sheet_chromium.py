@@ -37,7 +37,7 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_sheet_renders_in_chromium(tmp_path: Path) -> None:
     page = tmp_path / "sheet.html"
     page.write_text(
-        render_sheet(ACCOUNTS, class_id="5a", homeserver="https://school1.example.org",
+        render_sheet(ACCOUNTS, heading="класс 5a", homeserver="https://school1.example.org",
                      names={"s-3": "Анна <b>Петрова</b>"}),
         encoding="utf-8",
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
+import synapse
 from synapse.module_api import ModuleApi
 from twisted.internet import defer
 
@@ -22,9 +24,16 @@ NOW_MS = 1_790_000_000_000
 TODAY = date(2026, 9, 21)
 
 
+# Synapse's own tables, from its full schema: the module reads a few of them (compat.py).
+SYNAPSE_SCHEMA = (
+    Path(synapse.__file__).parent / "storage/schema/main/full_schemas/72/full.sql.sqlite"
+)
+
+
 @pytest.fixture
 def database() -> Iterator[sqlite3.Connection]:
     conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(SYNAPSE_SCHEMA.read_text())
     yield conn
     conn.close()
 
@@ -32,6 +41,7 @@ def database() -> Iterator[sqlite3.Connection]:
 def make_api(conn: sqlite3.Connection) -> mock.Mock:
     api = mock.Mock(spec=ModuleApi)
     api.server_name = SERVER
+    api._hs = mock.Mock()  # the HomeServer, which only compat.py reaches into
 
     def run_db_interaction(desc: str, func: Callable[..., Any], *args: Any) -> Any:
         cursor = Cursor(conn)

@@ -10,19 +10,24 @@ from unittest import mock
 
 import pytest
 import synapse
-from synapse.api.errors import StoreError
+from synapse.api.errors import StoreError, SynapseError
 from synapse.handlers.deactivate_account import DeactivateAccountHandler
 from synapse.handlers.push_rules import PushRulesHandler
+from synapse.handlers.set_password import SetPasswordHandler
 from synapse.handlers.ui_auth.checkers import (
     RegistrationTokenAuthChecker,
     _BaseThreepidAuthChecker,
 )
+from synapse.handlers.user_directory import UserDirectoryHandler
 from synapse.module_api import ModuleApi, cached
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.client.push_rule import PushRuleRestServlet
+from synapse.storage.database import DatabasePool
+from synapse.storage.databases.main.directory import DirectoryWorkerStore
 from synapse.storage.databases.main.push_rule import PushRulesWorkerStore
 from synapse.storage.databases.main.registration import RegistrationWorkerStore
 from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
+from synapse.storage.engines._base import IsolationLevel
 from synapse.synapse_rust.push import FilteredPushRules, PushRule, PushRuleEvaluator, PushRules
 
 from synapse_sferum.compat import (
@@ -31,11 +36,16 @@ from synapse_sferum.compat import (
     UIA_MSISDN,
     UIA_REGISTRATION_TOKEN,
     create_registration_token_txn,
+    has_own_password_txn,
+    limit_directory_hints,
     module_clock,
+    refuse_mistyped_phone_requests,
     registrations_with_msisdn_txn,
     restore_pushes,
     retire_registration_token_txn,
+    run_read_committed,
     silence_pushes,
+    take_back_account,
 )
 
 
@@ -208,13 +218,37 @@ def test_the_code_of_a_registration_is_found_by_its_verified_phone(
         )
     stages = [
         ("s1", UIA_REGISTRATION_TOKEN, "CODE-1"),
-        ("s1", UIA_MSISDN, {"medium": "msisdn", "address": "79160000001", "validated_at": 1,
-                            "threepid_creds": {"sid": "sid-1", "client_secret": "c"}}),
-        ("s2", UIA_MSISDN, {"medium": "msisdn", "address": "79160000002", "validated_at": 1,
-                            "threepid_creds": {"sid": "sid-2", "client_secret": "c"}}),
+        (
+            "s1",
+            UIA_MSISDN,
+            {
+                "medium": "msisdn",
+                "address": "79160000001",
+                "validated_at": 1,
+                "threepid_creds": {"sid": "sid-1", "client_secret": "c"},
+            },
+        ),
+        (
+            "s2",
+            UIA_MSISDN,
+            {
+                "medium": "msisdn",
+                "address": "79160000002",
+                "validated_at": 1,
+                "threepid_creds": {"sid": "sid-2", "client_secret": "c"},
+            },
+        ),
         ("old", UIA_REGISTRATION_TOKEN, "CODE-OLD"),
-        ("old", UIA_MSISDN, {"medium": "msisdn", "address": "79160000001", "validated_at": 1,
-                             "threepid_creds": {"sid": "sid-old", "client_secret": "c"}}),
+        (
+            "old",
+            UIA_MSISDN,
+            {
+                "medium": "msisdn",
+                "address": "79160000001",
+                "validated_at": 1,
+                "threepid_creds": {"sid": "sid-old", "client_secret": "c"},
+            },
+        ),
     ]
     for session, stage, result in stages:
         synapse_db.execute(
@@ -231,3 +265,89 @@ def test_deactivation_goes_through_synapses_handler() -> None:
     assert {"user_id", "erase_data", "requester", "by_admin"} <= set(parameters)
     assert "self._hs = hs" in inspect.getsource(ModuleApi.__init__)
     assert "_start_user_parting" in inspect.getsource(DeactivateAccountHandler)
+
+
+# -- cards: an account's own password, and taking an account back --------------------------------
+
+
+def test_an_own_password_is_read_from_synapses_users_table(synapse_db: sqlite3.Cursor) -> None:
+    synapse_db.execute(
+        "INSERT INTO users (name, password_hash, creation_ts) VALUES ('@card:s', NULL, 0)"
+    )
+    assert has_own_password_txn(synapse_db, "@card:s") is False
+    assert has_own_password_txn(synapse_db, "@nobody:s") is False
+    synapse_db.execute("UPDATE users SET password_hash = '$2b$12$x' WHERE name = '@card:s'")
+    assert has_own_password_txn(synapse_db, "@card:s") is True
+
+
+async def test_taking_an_account_back_clears_its_password_and_signs_it_out() -> None:
+    hs = _hs()
+    handler = hs.get_set_password_handler.return_value
+    handler.set_password = mock.AsyncMock()
+    await take_back_account(ModuleApi(hs, mock.Mock()), "@card:s")
+    handler.set_password.assert_awaited_once_with("@card:s", None, logout_devices=True)
+    # Synapse's handler: the store takes None for "no password", and without a requester every
+    # device and access token goes.
+    source = inspect.getsource(SetPasswordHandler.set_password)
+    assert "user_set_password_hash(user_id, password_hash)" in source
+    assert "delete_all_devices_for_user" in source and "delete_access_tokens_for_user" in source
+    store = inspect.getsource(RegistrationWorkerStore.user_set_password_hash)
+    assert "password_hash: str | None" in store
+
+
+# -- counters at READ COMMITTED; mistyped phone requests -----------------------------------------
+
+
+async def test_exclusive_transactions_run_at_read_committed() -> None:
+    hs = _hs()
+    db_pool = hs.get_datastores.return_value.main.db_pool
+    db_pool.runInteraction = mock.AsyncMock(return_value=7)
+    func = mock.Mock()
+    assert await run_read_committed(ModuleApi(hs, mock.Mock()), "desc", func, 1, 2) == 7
+    db_pool.runInteraction.assert_awaited_once_with(
+        "desc", func, 1, 2, isolation_level=IsolationLevel.READ_COMMITTED
+    )
+    assert "isolation_level" in inspect.signature(DatabasePool.runInteraction).parameters
+
+
+def test_mistyped_phone_requests_are_a_400_not_a_500() -> None:
+    from synapse.rest.client import register
+
+    refuse_mistyped_phone_requests()
+    refuse_mistyped_phone_requests()  # idempotent: one wrapper, not two
+    to_msisdn: Any = register.phone_number_to_msisdn  # type: ignore[attr-defined]
+    check_secret: Any = register.assert_valid_client_secret  # type: ignore[attr-defined]
+    assert to_msisdn("RU", "+7 916 555-00-01") == "79165550001"
+    for country, number in ((7, "+79165550001"), ("RU", 79165550001), ("RU", ["+7"])):
+        with pytest.raises(SynapseError) as refused:
+            to_msisdn(country, number)
+        assert refused.value.code == 400
+    with pytest.raises(SynapseError) as refused:
+        check_secret(5)
+    assert refused.value.code == 400
+    check_secret("s3cret")
+    # The servlet still calls them by these names, before any callback of ours.
+    source = inspect.getsource(register.MsisdnRegisterRequestTokenRestServlet.on_POST)
+    assert "assert_valid_client_secret(client_secret)" in source
+    assert "phone_number_to_msisdn(country, phone_number)" in source
+
+
+async def test_directory_search_says_more_only_when_the_page_is_full() -> None:
+    hs = _hs()
+    handler = hs.get_user_directory_handler.return_value
+    found = {"limited": True, "results": []}  # every match hidden by the contact rules
+    handler.search_users = mock.AsyncMock(return_value=found)
+    api = ModuleApi(hs, mock.Mock())
+    limit_directory_hints(api)
+    limit_directory_hints(api)  # idempotent: wrapped once
+    assert (await handler.search_users("@p:s", "Козлов", 1))["limited"] is False
+    found.update(limited=True, results=[{"user_id": "@q:s"}])
+    assert (await handler.search_users("@p:s", "Козлов", 1))["limited"] is True
+    # Synapse still filters after the database counted, which is why the flag needed this.
+    source = inspect.getsource(UserDirectoryHandler.search_users)
+    assert "check_username_for_spam" in source and "limited" not in source.split("return")[-1]
+
+
+def test_a_room_alias_is_deleted_through_synapses_store() -> None:
+    parameters = inspect.signature(DirectoryWorkerStore.delete_room_alias).parameters
+    assert list(parameters) == ["self", "room_alias"]

@@ -14,12 +14,13 @@ import pytest
 from synapse.module_api import NOT_SPAM
 from synapse.module_api.errors import Codes
 
+from synapse_sferum.accounts import AccountRequestError
 from synapse_sferum.model import RosterError
 from synapse_sferum.module import SferumModule
 from synapse_sferum.rooms import REASON_KEY, RoomKey, RoomKind
 from synapse_sferum.roster.oneroster import parse_roster
 from tests.demo import ROSTER, demo_folder
-from tests.module.conftest import SERVER, TODAY
+from tests.module.conftest import NOW_MS, SERVER, TODAY
 
 DEMO = demo_folder(ROSTER, TODAY)
 
@@ -204,6 +205,45 @@ async def test_issued_accounts_log_in_with_their_initial_password(
     )
     [again] = await issuer.issue(snapshot, ["p-5a-1"])
     assert again.password is None and again.user_id == account.user_id
+
+
+async def test_a_card_dies_with_the_first_own_password_expiry_and_deactivation(
+    module: SferumModule, api: mock.Mock, database: Any
+) -> None:
+    await load_demo(module)
+    api.check_user_exists.return_value = _done(None)
+    api.register_user.side_effect = lambda localpart, displayname=None: _done(uid(localpart))
+    issuer = module.admin_api._issuer
+    snapshot = await module.directory.snapshot()
+    accounts = await issuer.issue(snapshot, ["p-5a-1", "p-5a-2", "p-5a-3"])
+    for account in accounts:  # Synapse's row of each account, with no password of its own
+        database.execute(
+            "INSERT INTO users (name, password_hash, creation_ts) VALUES (?, NULL, 0)",
+            (account.user_id,),
+        )
+
+    async def opens(account: Any) -> bool:
+        login = {"password": account.password}
+        return await issuer.check_password(account.user_id, "m.login.password", login) is not None
+
+    changed, old, gone = accounts
+    assert all([await opens(a) for a in accounts])
+    database.execute("UPDATE users SET password_hash = 'x' WHERE name = ?", (changed.user_id,))
+    assert not await opens(changed)
+    database.execute("UPDATE users SET password_hash = NULL WHERE name = ?", (changed.user_id,))
+    assert not await opens(changed)  # void for good, even once the own password is gone
+    api.get_current_time_msec.return_value = NOW_MS + 30 * 24 * 3600 * 1000  # the card's 30 days
+    assert not await opens(old)
+    api.get_current_time_msec.return_value = NOW_MS
+    await issuer.on_deactivation_status_changed(gone.user_id, True, by_admin=True)
+    assert not await opens(gone)
+    with mock.patch("synapse_sferum.compat.take_back_account") as take_back:
+        [again] = await issuer.reset(snapshot, ["p-5a-1"])
+    take_back.assert_awaited_once_with(api, changed.user_id)
+    assert again.user_id == changed.user_id and again.password != changed.password
+    assert await opens(again) and not await opens(changed)
+    with pytest.raises(AccountRequestError, match="person 'p-6b-1' has no account"):
+        await issuer.reset(snapshot, ["p-6b-1"])
 
 
 def _done(value: Any) -> Any:

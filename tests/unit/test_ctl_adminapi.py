@@ -384,6 +384,24 @@ def test_accounts_by_person_as_json(
     assert json.loads(api.requests[0][2]) == {"persons": ["s-1", "s-22", "s-3"]}
 
 
+def test_accounts_reset_as_a_table_and_as_cards(
+    tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = deployment_at(tmp_path, api.port)
+    api.body = {"accounts": [ISSUED["accounts"][0]]}
+    code, out, _ = run(capsys, "accounts", "reset", str(folder), "--person", "s-1")
+    assert code == 0
+    assert out.splitlines()[1] == "s-1     @ivanov.ivan:localhost  Tq7-x9Lm"
+    [(path, _, body)] = api.requests
+    assert path == "/_synapse/client/sferum/admin/v1/accounts-reset"
+    assert json.loads(body) == {"persons": ["s-1"]}
+    sheet = tmp_path / "cards.html"
+    code, out, _ = run(capsys, "accounts", "reset", str(folder), "--person", "s-1", "--out",
+                       str(sheet))  # fmt: skip
+    assert (code, out) == (0, f"wrote {sheet} (1 cards)\n")
+    assert "новые пароли" in sheet.read_text() and "Tq7-x9Lm" in sheet.read_text()
+
+
 def test_accounts_for_an_unknown_class(
     tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -399,6 +417,7 @@ def test_accounts_for_an_unknown_class(
         ["accounts", "issue", "DIR"],
         ["accounts", "issue", "DIR", "--class", "5a", "--person", "p"],
         ["accounts", "issue", "DIR", "--class", "5a", "--format", "csv"],
+        ["accounts", "reset", "DIR"],
         ["roster", "import", "DIR"],
     ],
 )

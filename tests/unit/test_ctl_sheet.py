@@ -28,7 +28,7 @@ NAMES = {"s-<3>": "Анна <b>Петрова</b>"}
 
 
 def render() -> str:
-    return render_sheet(ACCOUNTS, class_id="5a", homeserver=HOMESERVER, names=NAMES)
+    return render_sheet(ACCOUNTS, heading="класс 5a", homeserver=HOMESERVER, names=NAMES)
 
 
 def test_cards() -> None:
@@ -52,7 +52,7 @@ def test_escaping() -> None:
 
 
 def test_title_and_pages() -> None:
-    html = render_sheet(ACCOUNTS * 5, class_id="6б", homeserver=HOMESERVER)
+    html = render_sheet(ACCOUNTS * 5, heading="класс 6б", homeserver=HOMESERVER)
     assert "<title>Учётные записи: класс 6б</title>" in html
     assert "@page { size: A4;" in html
     # 15 cards: 8 rows of two, a page break after rows 3 and 6 (not after the last).
@@ -62,7 +62,7 @@ def test_title_and_pages() -> None:
 
 
 def test_empty_class() -> None:
-    html = render_sheet([], class_id="5a", homeserver=HOMESERVER)
+    html = render_sheet([], heading="класс 5a", homeserver=HOMESERVER)
     assert "<svg" not in html and "В классе нет учеников" in html
 
 

@@ -27,6 +27,7 @@ from synapse_sferum.policy import (
     may_join_room,
     may_publish_room,
     may_receive_remote_invite,
+    may_redact_state,
     may_send_state,
     refuse,
     room_may_federate,
@@ -69,6 +70,12 @@ PUBLIC: dict[str, dict[str, Any]] = {
     "visibility-public": {"visibility": "public"},
     "preset-public": {"preset": "public_chat"},
     "join-rule-public": {"join_rule": "public"},
+    # Rules that let members of another room in, or let anyone knock, open a room as much.
+    "join-rule-restricted": {"join_rule": "restricted"},
+    "join-rule-knock": {"join_rule": "knock"},
+    "join-rule-knock-restricted": {"join_rule": "knock_restricted"},
+    "join-rule-missing": {"join_rule": ""},
+    "join-rule-of-a-future-room-version": {"join_rule": "private_beta"},
     "guests-can-join": {"guest_access": "can_join"},
     "world-readable": {"history_visibility": "world_readable"},
 }
@@ -122,6 +129,13 @@ CREATE_CASES = _table(
         for who, room, name in (("student", DM, "dm"), ("teacher", GROUP, "group"))
         for allows in (False, True)
     ),
+    # the teacher's badge is the server's: no room is named with it, by anyone
+    *(
+        (f"{who}-badge-{n}", who, attrs.evolve(room, names=(name,)), False, Reason.BADGE_RESERVED)
+        for who, room in (("teacher", GROUP), ("student", DM))
+        for n, name in enumerate(("Петров А. Н. 🎓", "👨‍🎓 Учитель", "🎓"))
+    ),
+    ("student-heart-emoji", "student", attrs.evolve(DM, names=("Мы ❤️",)), False, OK),
     # an alias in the request is judged as may_create_alias judges it
     ("teacher-alias", "teacher", attrs.evolve(GROUP, alias_localpart="chess"), False, OK),
     (
@@ -213,6 +227,13 @@ ROOMS: dict[str, ProvisionedRoom | None] = {
 PROVISIONED = ("class-chat", "staff-room")
 
 PUBLIC_JOIN = ("m.room.join_rules", {"join_rule": "public"})
+RESTRICTED_JOIN = (
+    "m.room.join_rules",
+    {"join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": "!news:s"}]},
+)
+KNOCK_JOIN = ("m.room.join_rules", {"join_rule": "knock"})
+KNOCK_RESTRICTED_JOIN = ("m.room.join_rules", {"join_rule": "knock_restricted", "allow": []})
+BADGE_NAME = ("m.room.name", {"name": "Петров Алексей Николаевич 🎓"})
 INVITE_JOIN = ("m.room.join_rules", {"join_rule": "invite"})
 GUESTS_JOIN = ("m.room.guest_access", {"guest_access": "can_join"})
 GUESTS_FORBIDDEN = ("m.room.guest_access", {"guest_access": "forbidden"})
@@ -236,6 +257,11 @@ STATE_CASES = _table(
     # users' own rooms stay closed, and otherwise are theirs
     ("user-public", USER, "own-room", PUBLIC_JOIN, False, Reason.PUBLIC_ROOM),
     ("user-guests", USER, "own-room", GUESTS_JOIN, False, Reason.PUBLIC_ROOM),
+    ("user-restricted", USER, "own-room", RESTRICTED_JOIN, False, Reason.PUBLIC_ROOM),
+    ("user-knock", USER, "own-room", KNOCK_JOIN, False, Reason.PUBLIC_ROOM),
+    ("user-knock-restricted", USER, "own-room", KNOCK_RESTRICTED_JOIN, False, Reason.PUBLIC_ROOM),
+    ("user-badge-name", USER, "own-room", BADGE_NAME, False, Reason.BADGE_RESERVED),
+    ("user-badge-name-class-chat", USER, "class-chat", BADGE_NAME, False, Reason.BADGE_RESERVED),
     ("user-invite-only", USER, "own-room", INVITE_JOIN, False, OK),
     ("user-no-guests", USER, "own-room", GUESTS_FORBIDDEN, False, OK),
     ("user-world-readable", USER, "own-room", WORLD_READABLE, False, Reason.PUBLIC_ROOM),
@@ -370,6 +396,54 @@ JOIN_CASES = _table(
 @pytest.mark.parametrize(("who", "user_id", "room", "expected"), JOIN_CASES)
 def test_join_room(who: str, user_id: str, room: str, expected: Reason | None) -> None:
     assert may_join_room(PEOPLE[who], user_id, ROOMS[room]) == _expected(expected)
+
+
+OTHER_CLASS_GUARDIAN = Member(
+    "og", GUARDIAN, SCHOOL, child_ids=frozenset({"x"}), child_class_ids=frozenset({"6B"})
+)
+
+# (id, who, members of a user's own room, invited, expected): joining without an invite is
+# contact with everyone in the room, whatever join rule let the joiner in.
+UNINVITED_JOIN_CASES = _table(
+    ("classmates-room", "student", [PEOPLE["classmate"]], False, OK),
+    ("another-class's-guardian", "student", [OTHER_CLASS_GUARDIAN], False, Reason.NOT_RELATED),
+    ("one-stranger-among-friends", "student",
+     [PEOPLE["classmate"], OTHER_CLASS_GUARDIAN], False, Reason.NOT_RELATED),
+    ("remote-member", "student", [None], False, Reason.UNLINKED_TARGET),
+    ("empty-room", "student", [], False, OK),
+    ("guardian-into-a-pupils-room", "guardian", [PEOPLE["classmate"]], False,
+     Reason.MINOR_PROTECTED),
+    ("invited-is-judged-at-the-invite", "student", [OTHER_CLASS_GUARDIAN], True, OK),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("who", "members", "invited", "expected"), UNINVITED_JOIN_CASES)
+def test_join_without_an_invite(
+    who: str, members: list[Member | None], invited: bool, expected: Reason | None
+) -> None:
+    decision = may_join_room(PEOPLE[who], "@x:s", None, invited=invited, members=members)
+    assert decision == _expected(expected)
+
+
+# (id, redacted by the platform, the redacted state's type, room, expected)
+REDACT_CASES = _table(
+    *(
+        (f"user-{kind}-{room}", USER, kind, room, Reason.PROTECTED_STATE)
+        for room in PROVISIONED
+        for kind in (ROOM_KIND_EVENT, "m.room.name", "m.space.parent", "m.space.child",
+                     "im.vector.modular.widgets", "m.room.member", "m.room.power_levels")
+    ),
+    ("user-kind-own-room", USER, ROOM_KIND_EVENT, "own-room", Reason.PROTECTED_STATE),
+    ("user-name-own-room", USER, "m.room.name", "own-room", OK),
+    ("user-member-own-room", USER, "m.room.member", "own-room", OK),
+    ("platform-name-class-chat", PLATFORM, "m.room.name", "class-chat", OK),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("is_platform", "target", "room", "expected"), REDACT_CASES)
+def test_redact_state(is_platform: bool, target: str, room: str, expected: Reason | None) -> None:
+    decision = may_redact_state(target, is_platform=is_platform, room=ROOMS[room])
+    assert decision == _expected(expected)
 
 
 # -- invites --------------------------------------------------------------------------------------
