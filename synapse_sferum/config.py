@@ -67,6 +67,7 @@ class PhoneConfig:
     code_ttl_seconds: int = 600
     max_attempts: int = 5
     max_sms_per_hour: int = 3
+    max_sms_per_hour_total: int = 200
     sms: FileSmsConfig | HttpSmsConfig | None = None
 
 
@@ -125,7 +126,14 @@ _TOP_KEYS = {
 _QUIET_KEYS = {"enabled", "default_timezone", "check_interval_seconds"}
 _RULES_KEYS = {"min_account_age_years", "adult_age_years", "allow_encrypted_dms"}
 _PROVISIONING_KEYS = {"enabled", "reconcile_interval_seconds", "deactivate_after_hours"}
-_PHONE_KEYS = {"default_region", "code_ttl_seconds", "max_attempts", "max_sms_per_hour", "sms"}
+_PHONE_KEYS = {
+    "default_region",
+    "code_ttl_seconds",
+    "max_attempts",
+    "max_sms_per_hour",
+    "max_sms_per_hour_total",
+    "sms",
+}
 _SMS_FILE_KEYS = {"backend", "path"}
 _SMS_HTTP_KEYS = {"backend", "url", "method", "body_template", "content_type", "auth_header"}
 _LINK_CODES_KEYS = {"expiry_days"}
@@ -252,6 +260,7 @@ def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
         code_ttl_seconds=_int(raw, "code_ttl_seconds", "phone", 600, 60, 3600),
         max_attempts=_int(raw, "max_attempts", "phone", 5, 1, 20),
         max_sms_per_hour=_int(raw, "max_sms_per_hour", "phone", 3, 1, 100),
+        max_sms_per_hour_total=_int(raw, "max_sms_per_hour_total", "phone", 200, 1, 100_000),
         sms=_sms(raw.get("sms")),
     )
 

@@ -20,6 +20,7 @@ from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.policy.identity import MESSAGES, IdentityReason
 from synapse_sferum.policy.phone import (
+    SCHOOL_SEND_LIMIT_REASON,
     SEND_LIMIT_REASON,
     PhoneError,
     SmsChallenge,
@@ -29,6 +30,7 @@ from synapse_sferum.policy.phone import (
     new_challenge,
     parse_msisdn,
     retry_after_ms,
+    school_retry_after_ms,
     submit,
     validated,
 )
@@ -122,6 +124,7 @@ class MsisdnDelegate:
             code_ttl_ms=config.phone.code_ttl_seconds * 1000,
             max_attempts=config.phone.max_attempts,
             max_sends_per_window=config.phone.max_sms_per_hour,
+            max_sends_per_window_total=config.phone.max_sms_per_hour_total,
         )
         self._gateway: SmsGateway | None = sms_gateway(api, config.phone.sms, clock)
         self._base = msisdn_delegate_base(config.admin_api_secret)
@@ -149,21 +152,21 @@ class MsisdnDelegate:
         if self._gateway is None:
             raise SynapseError(503, "SMS sending is not configured on this server", Codes.UNKNOWN)
         if await self._directory.run("sferum_phone_owner", identity.phone_owner_txn, msisdn):
-            reason = IdentityReason.PHONE_IN_USE
-            raise _refused(400, Codes.THREEPID_IN_USE, MESSAGES[reason], reason)
+            in_use = IdentityReason.PHONE_IN_USE
+            raise _refused(400, Codes.THREEPID_IN_USE, MESSAGES[in_use], in_use)
         now = self._clock.ms()
         challenge, code = new_challenge(msisdn, client_secret, now, self._limits)
-        wait = await self._directory.run(
+        refused = await self._directory.run(
             "sferum_open_challenge", _open_challenge_txn, challenge, self._limits
         )
-        if wait is not None:
-            raise _refused(
-                429,
-                Codes.LIMIT_EXCEEDED,
-                "Too many SMS to this number; try again later",
-                SEND_LIMIT_REASON,
-                retry_after_ms=wait,
+        if refused is not None:
+            wait, limit = refused
+            message = (
+                "Too many SMS to this number; try again later"
+                if limit == SEND_LIMIT_REASON
+                else "The school sends no more SMS this hour; try again later"
             )
+            raise _refused(429, Codes.LIMIT_EXCEEDED, message, limit, retry_after_ms=wait)
         text = f"Код подтверждения для {self._api.server_name}: {code}. Никому его не сообщайте."
         try:
             await self._gateway.send("+" + msisdn, text)
@@ -229,12 +232,21 @@ def _judge_code_txn(
     return outcome, changed
 
 
-def _open_challenge_txn(txn: Any, challenge: SmsChallenge, limits: SmsLimits) -> int | None:
-    """Stores the challenge unless the number had its SMS allowance; returns the wait then."""
+def _open_challenge_txn(
+    txn: Any, challenge: SmsChallenge, limits: SmsLimits
+) -> tuple[int, str] | None:
+    """Stores the challenge unless the number, or the school, had its SMS allowance; returns
+    the wait and its reason then."""
     now = challenge.created_ms
+    since = now - limits.send_window_ms
     identity.delete_challenges_before_txn(txn, now - CHALLENGE_RETENTION_MS)
-    recent = identity.recent_sends_txn(txn, challenge.msisdn, now - limits.send_window_ms)
+    recent = identity.recent_sends_txn(txn, challenge.msisdn, since)
     wait = retry_after_ms(recent, now, limits)
-    if wait is None:
-        identity.insert_challenge_txn(txn, challenge)
-    return wait
+    if wait is not None:
+        return wait, SEND_LIMIT_REASON
+    everyone = identity.recent_sends_total_txn(txn, since, limits.max_sends_per_window_total)
+    wait = school_retry_after_ms(everyone, now, limits)
+    if wait is not None:
+        return wait, SCHOOL_SEND_LIMIT_REASON
+    identity.insert_challenge_txn(txn, challenge)
+    return None

@@ -46,6 +46,8 @@ class SmsLimits:
     code_ttl_ms: int = 10 * 60 * 1000
     max_attempts: int = 5
     max_sends_per_window: int = 3
+    # Every number together: what SMS may cost the school in an hour, whoever asks for them.
+    max_sends_per_window_total: int = 200
     send_window_ms: int = 60 * 60 * 1000
     # How long a checked number stays usable for the registration that asked for it.
     validated_ttl_ms: int = 60 * 60 * 1000
@@ -74,6 +76,7 @@ class SubmitOutcome(enum.StrEnum):
 
 
 SEND_LIMIT_REASON = "ru.sferum.sms_rate_limited"
+SCHOOL_SEND_LIMIT_REASON = "ru.sferum.sms_school_rate_limited"
 
 
 def new_sms_code() -> str:
@@ -104,11 +107,25 @@ def new_challenge(
 
 def retry_after_ms(recent_sends_ms: list[int], now_ms: int, limits: SmsLimits) -> int | None:
     """None if another SMS may go to this number now, else how long to wait."""
-    in_window = sorted(t for t in recent_sends_ms if now_ms - t < limits.send_window_ms)
-    if len(in_window) < limits.max_sends_per_window:
+    return _wait_ms(recent_sends_ms, now_ms, limits.send_window_ms, limits.max_sends_per_window)
+
+
+def school_retry_after_ms(
+    recent_sends_ms: list[int], now_ms: int, limits: SmsLimits
+) -> int | None:
+    """None if the school may send another SMS now (`recent_sends_ms`: to any number), else how
+    long to wait. This bounds what a flood of requests for unknown numbers can cost."""
+    return _wait_ms(
+        recent_sends_ms, now_ms, limits.send_window_ms, limits.max_sends_per_window_total
+    )
+
+
+def _wait_ms(recent_sends_ms: list[int], now_ms: int, window_ms: int, allowed: int) -> int | None:
+    in_window = sorted(t for t in recent_sends_ms if now_ms - t < window_ms)
+    if len(in_window) < allowed:
         return None
-    oldest_counted = in_window[-limits.max_sends_per_window]
-    return oldest_counted + limits.send_window_ms - now_ms
+    oldest_counted = in_window[-allowed]
+    return oldest_counted + window_ms - now_ms
 
 
 def submit(

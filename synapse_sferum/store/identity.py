@@ -186,6 +186,16 @@ def recent_sends_txn(txn: Txn, msisdn: str, since_ms: int) -> list[int]:
     return [row[0] for row in txn.fetchall()]
 
 
+def recent_sends_total_txn(txn: Txn, since_ms: int, at_most: int) -> list[int]:
+    """When the newest `at_most` SMS since `since_ms` went out, to any number."""
+    txn.execute(
+        "SELECT created_ts FROM sferum_sms_challenges WHERE created_ts >= ?"
+        " ORDER BY created_ts DESC LIMIT ?",
+        (since_ms, at_most),
+    )
+    return [row[0] for row in txn.fetchall()]
+
+
 def spend_challenge_txn(txn: Txn, sid: str, max_attempts: int) -> None:
     """A checked number whose registration was refused or done: it cannot serve again."""
     txn.execute(

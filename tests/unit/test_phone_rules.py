@@ -12,6 +12,7 @@ from synapse_sferum.policy.phone import (
     new_challenge,
     parse_msisdn,
     retry_after_ms,
+    school_retry_after_ms,
     submit,
     validated,
 )
@@ -82,3 +83,10 @@ def test_refused_submissions_change_nothing(
 )
 def test_sms_allowance(sends: list[int], now: int, expected: int | None) -> None:
     assert retry_after_ms(sends, now, LIMITS) == expected
+
+
+def test_the_schools_sms_allowance_counts_every_number() -> None:
+    limits = attrs.evolve(LIMITS, max_sends_per_window_total=3)
+    assert school_retry_after_ms([0, 10], 20, limits) is None
+    assert school_retry_after_ms([0, 10, 20], 30, limits) == 3_600_000 - 30
+    assert school_retry_after_ms([0, 10, 20], 3_600_000, limits) is None  # the first aged out
