@@ -252,3 +252,60 @@ def limit_directory_hints(api: ModuleApi) -> None:
 
     search_users._sferum_hides_hints = True  # type: ignore[attr-defined]
     handler.search_users = search_users
+
+
+# Files: Synapse serves a local file to any account that knows its mxc:// URI (room-scoped media,
+# MSC3911, is not implemented), and no callback is asked before a download. So the two client
+# endpoints that serve files (/_matrix/client/v1/media/download and /thumbnail; the legacy
+# unauthenticated ones serve no new media) are wrapped to ask the module first, and the two
+# facts it needs come from Synapse's tables: who uploaded a file (`local_media_repository`), and
+# whether the account is in (or invited to) a room the file was posted in (`local_current_
+# membership` against the module's `sferum_media_rooms`).
+
+
+def media_facts_txn(txn: Txn, user_id: str, media_id: str) -> tuple[bool, bool]:
+    """(the account uploaded it, the account is in a room it was posted in)."""
+    txn.execute("SELECT user_id FROM local_media_repository WHERE media_id = ?", (media_id,))
+    row = txn.fetchone()
+    uploader = row is not None and row[0] == user_id
+    txn.execute(
+        "SELECT 1 FROM sferum_media_rooms m JOIN local_current_membership c"
+        " ON c.room_id = m.room_id"
+        " WHERE m.media_id = ? AND c.user_id = ? AND c.membership IN ('join', 'invite')"
+        " LIMIT 1",
+        (media_id, user_id),
+    )
+    return uploader, txn.fetchone() is not None
+
+
+MediaCheck = Any  # async (user_id, server_name, media_id, is_admin) -> bool
+
+
+def guard_media_downloads(may_fetch: MediaCheck) -> None:
+    """Puts `may_fetch` in front of the client media endpoints of this process (a 404 when it
+    says no, as for a file that does not exist). Idempotent."""
+    from synapse.media._base import respond_404
+    from synapse.rest.client import media
+
+    for servlet in (media.DownloadResource, media.ThumbnailResource):
+        serve = servlet.on_GET
+        if getattr(serve, "_sferum_guarded", False) is True:
+            continue
+
+        async def on_get(
+            self: Any, request: Any, server_name: str, media_id: str, _serve: Any = serve,
+            **path: Any,
+        ) -> None:  # fmt: skip
+            # Who asks, without settling the request's requester: Synapse's own handler, run
+            # next, does that (and answers a bad token with its own 401).
+            token = self.auth.get_access_token_from_request(request)
+            requester = await self.auth.get_user_by_access_token(token, allow_expired=False)
+            admin = await self.auth.is_server_admin(requester)
+            if not await may_fetch(requester.user.to_string(), server_name, media_id, admin):
+                respond_404(request)
+                return
+            await _serve(self, request, server_name=server_name, media_id=media_id, **path)
+
+        on_get._sferum_guarded = True  # type: ignore[attr-defined]
+        on_get.__wrapped__ = serve  # type: ignore[attr-defined]
+        servlet.on_GET = on_get  # type: ignore[method-assign]

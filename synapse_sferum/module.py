@@ -13,6 +13,7 @@ from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
 from synapse_sferum.config import SferumConfig, SferumConfigError, parse_config
 from synapse_sferum.lifecycle import Departures
+from synapse_sferum.media import MediaGate
 from synapse_sferum.mirror import SchoolNewsMirror
 from synapse_sferum.msisdn_delegate import MsisdnDelegate
 from synapse_sferum.provisioner import Provisioner
@@ -54,6 +55,7 @@ class SferumModule:
         api.register_ratelimit_callbacks(
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
         )
+        MediaGate(api, self.directory, bot).register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours, clock)

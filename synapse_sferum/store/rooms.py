@@ -118,3 +118,12 @@ def mark_done_txn(txn: Txn, task: str, now_ms: int) -> None:
         "INSERT INTO sferum_done (task, done_ts) VALUES (?, ?) ON CONFLICT (task) DO NOTHING",
         (task, now_ms),
     )
+
+
+def note_media_txn(txn: Txn, room_id: str, media_ids: set[str]) -> None:
+    for media_id in sorted(media_ids):
+        txn.execute(
+            "INSERT INTO sferum_media_rooms (media_id, room_id) VALUES (?, ?)"
+            " ON CONFLICT (media_id, room_id) DO NOTHING",
+            (media_id, room_id),
+        )

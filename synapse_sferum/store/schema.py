@@ -105,6 +105,9 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         # One-off tasks the module has done (e.g. taking diary rooms' aliases out of the
         # directory, which rooms made before issue 11 had).
         "CREATE TABLE IF NOT EXISTS sferum_done (task TEXT PRIMARY KEY, done_ts BIGINT NOT NULL)",
+        # Which rooms each of this server's files was posted in: who may fetch it.
+        "CREATE TABLE IF NOT EXISTS sferum_media_rooms ("
+        " media_id TEXT NOT NULL, room_id TEXT NOT NULL, PRIMARY KEY (media_id, room_id))",
     ),
 )
 

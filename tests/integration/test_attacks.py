@@ -329,3 +329,66 @@ async def test_nobody_names_a_room_with_the_teachers_badge(school: School) -> No
     teacher = await school.login("t-1")
     group = await teacher.create_room(name="Кружок 🎓")
     assert group.status == 403 and group.reason == "ru.sferum.badge_reserved", group
+
+
+# -- 6. files ---------------------------------------------------------------------------------
+
+
+async def upload(user: User, data: bytes) -> str:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{user.base_url}/_matrix/media/v3/upload?filename=photo.png",
+            data=data,
+            headers={"Authorization": f"Bearer {user.token}", "Content-Type": "image/png"},
+        ) as response,
+    ):
+        body = await response.json()
+        assert response.status == 200, body
+        return str(body["content_uri"])
+
+
+async def fetch(user: User, mxc: str, thumbnail: bool = False) -> int:
+    server, media_id = mxc.removeprefix("mxc://").split("/")
+    kind = "thumbnail" if thumbnail else "download"
+    query = "?width=32&height=32" if thumbnail else ""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{user.base_url}/_matrix/client/v1/media/{kind}/{server}/{media_id}{query}",
+            headers={"Authorization": f"Bearer {user.token}"},
+        ) as response,
+    ):
+        await response.read()
+        return response.status
+
+
+# A 1×1 PNG: a photo a pupil posts in the class chat.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d4944415478da63f8cfc0f01f0005000201e21b2c8b0000000049454e44ae426082"
+)
+
+
+async def test_a_photo_reaches_its_room_and_nobody_else(school: School) -> None:
+    pupil = await school.login("p-5a-1")
+    mxc = await upload(pupil, PNG)
+    classmate, teacher = await school.login("p-5a-2"), await school.login("t-1")
+    other_class = await school.login("p-6b-1")
+    outsider_id = school.deployment.register_unlinked("stranger", "stranger-password")
+    outsider = await login(school.deployment.base_url, outsider_id, "stranger-password")
+    assert await fetch(pupil, mxc) == 200  # the uploader, before posting it anywhere
+    assert await fetch(classmate, mxc) == 404
+    class_chat = await pupil.resolve(school.alias("class", "5a"))
+    sent = await pupil.call(
+        "PUT",
+        f"/rooms/{urllib.parse.quote(class_chat)}/send/m.room.message/photo1",
+        {"msgtype": "m.image", "body": "photo.png", "url": mxc},
+    )
+    assert sent.status == 200, sent
+    for member in (classmate, teacher):
+        assert await fetch(member, mxc) == 200
+        assert await fetch(member, mxc, thumbnail=True) == 200
+    for stranger in (other_class, outsider):
+        assert await fetch(stranger, mxc) == 404
+        assert await fetch(stranger, mxc, thumbnail=True) == 404

@@ -38,6 +38,7 @@ from synapse_sferum.compat import (
     create_registration_token_txn,
     has_own_password_txn,
     limit_directory_hints,
+    media_facts_txn,
     module_clock,
     refuse_mistyped_phone_requests,
     registrations_with_msisdn_txn,
@@ -351,3 +352,29 @@ async def test_directory_search_says_more_only_when_the_page_is_full() -> None:
 def test_a_room_alias_is_deleted_through_synapses_store() -> None:
     parameters = inspect.signature(DirectoryWorkerStore.delete_room_alias).parameters
     assert list(parameters) == ["self", "room_alias"]
+
+
+def test_media_facts_come_from_synapses_tables(synapse_db: sqlite3.Cursor) -> None:
+    synapse_db.executescript(
+        "CREATE TABLE sferum_media_rooms (media_id TEXT, room_id TEXT);"
+        "INSERT INTO local_media_repository (media_id, user_id) VALUES ('m1', '@up:s');"
+        "INSERT INTO sferum_media_rooms VALUES ('m1', '!class:s');"
+        "INSERT INTO local_current_membership VALUES ('!class:s', '@in:s', '$e1', 'join');"
+        "INSERT INTO local_current_membership VALUES ('!class:s', '@left:s', '$e2', 'leave');"
+        "INSERT INTO local_current_membership VALUES ('!class:s', '@asked:s', '$e3', 'invite');"
+    )
+    assert media_facts_txn(synapse_db, "@up:s", "m1") == (True, False)
+    assert media_facts_txn(synapse_db, "@in:s", "m1") == (False, True)
+    assert media_facts_txn(synapse_db, "@asked:s", "m1") == (False, True)
+    assert media_facts_txn(synapse_db, "@left:s", "m1") == (False, False)
+    assert media_facts_txn(synapse_db, "@in:s", "other") == (False, False)
+
+
+def test_the_media_endpoints_are_the_ones_wrapped() -> None:
+    from synapse.rest.client import media
+
+    for servlet in (media.DownloadResource, media.ThumbnailResource):
+        source = inspect.getsource(servlet.on_GET)
+        assert "get_user_by_req(request, allow_guest=True)" in source
+    parameters = list(inspect.signature(media.DownloadResource.on_GET).parameters)
+    assert parameters[:4] == ["self", "request", "server_name", "media_id"]
