@@ -375,8 +375,9 @@ async def test_a_photo_reaches_its_room_and_nobody_else(school: School) -> None:
     mxc = await upload(pupil, PNG)
     classmate, teacher = await school.login("p-5a-2"), await school.login("t-1")
     other_class = await school.login("p-6b-1")
-    outsider_id = school.deployment.register_unlinked("stranger", "stranger-password")
-    outsider = await login(school.deployment.base_url, outsider_id, "stranger-password")
+    # (Localparts of accounts made here are unique across the modules sharing this school.)
+    outsider_id = school.deployment.register_unlinked("photo-outsider", "outsider-password")
+    outsider = await login(school.deployment.base_url, outsider_id, "outsider-password")
     assert await fetch(pupil, mxc) == 200  # the uploader, before posting it anywhere
     assert await fetch(classmate, mxc) == 404
     class_chat = await pupil.resolve(school.alias("class", "5a"))
