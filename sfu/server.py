@@ -42,6 +42,7 @@ from sfu.config import SfuConfig
 from sfu.edge import Upstream, relay_token
 from sfu.forwarding import MediaRouter
 from sfu.grants import Refusal
+from sfu.livekit import LiveKitSignalling
 from sfu.membership import refusals, session_of
 from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot, retired_with, snapshot
 from sfu.moderation import moderation_refusal, publishable
@@ -79,6 +80,7 @@ class SfuServer:
         self._clock = clock
         self._rooms: dict[str, Room] = {}
         self._auth = AuthService(config, clock=clock)
+        self._livekit = LiveKitSignalling(config, clock, self._turn)
         self._metrics = SfuMetrics(self._snapshot)
         # Totals of rooms already closed, so the packet counters never go down.
         self._retired = Snapshot()
@@ -90,6 +92,7 @@ class SfuServer:
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/ws", self._websocket)
+        app.add_routes(self._livekit.routes())
         # The browser page (a widget in lesson and news rooms); viewers may go to the edges.
         app.add_routes(page_routes(self._config.edge_urls))
         app.on_shutdown.append(self._shutdown)
@@ -138,8 +141,9 @@ class SfuServer:
             for p in list(room.participants.values())
             if p.session is not None
         ]
+        livekit = self._livekit.sessions()
         sessions = [p.session for _, p in watched if p.session is not None]
-        verdicts = await refusals(sessions, self._auth.facts_for)
+        verdicts = await refusals([*sessions, *livekit.values()], self._auth.facts_for)
         ended: list[tuple[Room, Participant, Refusal]] = []
         for room, participant in watched:
             session = participant.session
@@ -154,7 +158,13 @@ class SfuServer:
         for room in {id(room): room for room, _, _ in ended}.values():
             if self._rooms.get(room.name) is room:
                 await self._broadcast(room)
-        return len(ended)
+        livekit_ended = 0
+        for sid, session in livekit.items():
+            refusal = verdicts.get((session.room_id, session.user_id))
+            if refusal is not None:
+                await self._livekit.remove(sid, refusal)
+                livekit_ended += 1
+        return len(ended) + livekit_ended
 
     async def _remove(self, room: Room, participant: Participant, refusal: Refusal) -> None:
         """End one session: tell the client why, drop its media, close the socket.
@@ -167,6 +177,7 @@ class SfuServer:
         await end_socket(participant.ws, refusal)
 
     async def _shutdown(self, app: web.Application) -> None:
+        await self._livekit.close()
         for room in list(self._rooms.values()):
             if room.upstream is not None:
                 room.upstream.cancel()

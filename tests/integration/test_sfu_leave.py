@@ -1,5 +1,6 @@
 """Issue 5 point 8 against a real Synapse: a pupil banned from the lesson room is cut off within
-5 seconds, a classmate who stays is not; `/metrics` counts the participants going down.
+5 seconds, a classmate who stays is not; `/metrics` counts the participants going down. The same
+for a pupil on LiveKit's native client (the SFU's LiveKit signalling, issue 12).
 
 Teachers cannot kick in provisioned rooms (membership is the platform's), so the ban is done as
 the platform's bot with the appservice token, as the module itself would.
@@ -17,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from livekit import rtc as livekit
 
 from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
@@ -58,10 +60,10 @@ async def sfu(school: School) -> AsyncIterator[TestServer]:
     await server.close()
 
 
-async def join_call(
+async def get_token(
     session: aiohttp.ClientSession, sfu: TestServer, user: User, room_id: str
-) -> aiohttp.ClientWebSocketResponse:
-    """`/get_token` as Element Call asks it, then `join` on `/ws` with the JWT."""
+) -> str:
+    """The SFU's JWT for `user` in the call of `room_id`, asked as Element Call asks it."""
     body = {
         "room_id": room_id,
         "slot_id": SLOT,
@@ -71,9 +73,17 @@ async def join_call(
     async with session.post(sfu.make_url("/get_token"), json=body) as response:
         answer = await response.json()
         assert response.status == 200, answer
+    return str(answer["jwt"])
+
+
+async def join_call(
+    session: aiohttp.ClientSession, sfu: TestServer, user: User, room_id: str
+) -> aiohttp.ClientWebSocketResponse:
+    """`/get_token`, then `join` on `/ws` with the JWT."""
+    jwt = await get_token(session, sfu, user, room_id)
     ws = await session.ws_connect(sfu.make_url("/ws"))
     room = tokens.room_name(room_id, SLOT)
-    await ws.send_str(json.dumps({"type": "join", "room": room, "token": answer["jwt"]}))
+    await ws.send_str(json.dumps({"type": "join", "room": room, "token": jwt}))
     msg = await ws.receive(timeout=10)
     assert msg.type == aiohttp.WSMsgType.TEXT and json.loads(msg.data)["type"] == "joined", msg
     return ws
@@ -100,6 +110,16 @@ async def until_closed(ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Any], 
             return texts, msg
 
 
+async def ban(school: School, room_id: str, user: User) -> None:
+    """A ban by the platform's bot, with the appservice token, as the module itself would."""
+    bot = User(
+        school.deployment.base_url, f"@sferum:{SERVER}", school.deployment.secrets["as_token"]
+    )
+    path = f"/rooms/{urllib.parse.quote(room_id)}/ban"
+    reply = await bot.call("POST", path, {"user_id": user.user_id, "reason": "left the class"})
+    assert reply.status == 200, reply
+
+
 @pytest.mark.timeout(120)
 async def test_banned_pupil_is_cut_off_within_five_seconds(
     school: School, sfu: TestServer
@@ -107,17 +127,12 @@ async def test_banned_pupil_is_cut_off_within_five_seconds(
     gone_id, stays_id = sorted(school.roster.students["5a"])[:2]
     gone, stays = await school.login(gone_id), await school.login(stays_id)
     lesson = await gone.resolve(f"#lesson-5a:{SERVER}")
-    bot = User(
-        school.deployment.base_url, f"@sferum:{SERVER}", school.deployment.secrets["as_token"]
-    )
     async with aiohttp.ClientSession() as session:
         gone_ws = await join_call(session, sfu, gone, lesson)
         stays_ws = await join_call(session, sfu, stays, lesson)
         assert await participants_metric(session, sfu) == 2
 
-        path = f"/rooms/{urllib.parse.quote(lesson)}/ban"
-        reply = await bot.call("POST", path, {"user_id": gone.user_id, "reason": "left the class"})
-        assert reply.status == 200, reply
+        await ban(school, lesson, gone)
         banned_at = time.monotonic()
 
         async with asyncio.timeout(5):
@@ -144,3 +159,41 @@ async def test_banned_pupil_is_cut_off_within_five_seconds(
         )
         assert await participants_metric(session, sfu) == 1
         await stays_ws.close()
+
+
+@pytest.mark.timeout(120)
+async def test_banned_pupil_on_a_livekit_client_is_removed_within_five_seconds(
+    school: School, sfu: TestServer
+) -> None:
+    """The same through LiveKit's native client (what Element X runs): told it was removed."""
+    gone_id, stays_id = sorted(school.roster.students["5a"])[2:4]
+    gone, stays = await school.login(gone_id), await school.login(stays_id)
+    lesson = await gone.resolve(f"#lesson-5a:{SERVER}")
+    url = f"ws://{sfu.host}:{sfu.port}"
+    async with aiohttp.ClientSession() as session:
+        gone_jwt = await get_token(session, sfu, gone, lesson)
+        stays_jwt = await get_token(session, sfu, stays, lesson)
+    gone_room, stays_room = livekit.Room(), livekit.Room()
+    reasons: list[int] = []
+    gone_room.on("disconnected", reasons.append)
+    left: list[str] = []
+    stays_room.on("participant_disconnected", lambda p: left.append(p.identity))
+    await gone_room.connect(url, gone_jwt)
+    await stays_room.connect(url, stays_jwt)
+    try:
+        assert [p.identity for p in stays_room.remote_participants.values()] == [
+            gone_room.local_participant.identity
+        ]
+        await ban(school, lesson, gone)
+        banned_at = time.monotonic()
+        async with asyncio.timeout(5):
+            while not (reasons and left):
+                await asyncio.sleep(0.05)
+        assert time.monotonic() - banned_at < 5
+        assert reasons == [livekit.DisconnectReason.PARTICIPANT_REMOVED]
+        assert left == [gone_room.local_participant.identity]
+        await asyncio.sleep(4.5)  # two more membership checks
+        assert stays_room.connection_state == livekit.ConnectionState.CONN_CONNECTED
+    finally:
+        await gone_room.disconnect()
+        await stays_room.disconnect()

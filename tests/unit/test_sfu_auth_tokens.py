@@ -134,3 +134,18 @@ def test_token_without_required_claims_is_refused() -> None:
     token = jwt.encode({"sub": "id", "video": {"room": "r"}}, SECRET, algorithm="HS256")
     with pytest.raises(TokenError):
         tokens.verify(token, SECRET, "r", NOW)
+
+
+def test_token_may_name_its_own_room() -> None:
+    # LiveKit's /rtc: the client sends only its token, which says which room it joins.
+    room = tokens.room_name("!a:hs")
+    token = tokens.issue(TEACHER, room, "id", SECRET, NOW)
+    assert tokens.verify(token, SECRET, None, NOW)["video"]["room"] == room
+
+
+@pytest.mark.parametrize("room", [None, 7, ["r"]])
+def test_token_naming_no_room_is_refused_when_it_must_name_one(room: object) -> None:
+    claims = {"sub": "id", "nbf": NOW, "exp": NOW + 60, "video": {"room": room, "roomJoin": True}}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    with pytest.raises(TokenError, match="another room"):
+        tokens.verify(token, SECRET, None, NOW)

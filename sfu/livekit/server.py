@@ -1,0 +1,339 @@
+"""LiveKit's signalling, version 0, on `/rtc`: what Element Call, Element X and LiveKit's own
+SDKs speak to a MatrixRTC focus of type `livekit` (reference: livekit.md §1).
+
+A connection's life:
+
+1. the token (`access_token` in the query, or an `Authorization: Bearer` header, as the Rust
+   SDK sends it) is verified before the WebSocket upgrade: a bad one is a 401 with the reason,
+   which `/rtc/validate` also answers for clients that ask why an upgrade failed. The token
+   names its room (`video.room`);
+2. the server's first frame is the JoinResponse: the room, the participant (a `PA_` ID, the
+   token's `sub` as identity, the grant as permission) and the others already there; they are
+   told of the newcomer;
+3. the client offers on its publisher connection (first only its data channels) and trickles
+   its candidates; the SFU answers (aiortc) and adds the candidates once the offer is set;
+4. `ping_req` gets `pong_resp`; a client silent for longer than the ping timeout is gone;
+5. before the token runs out, a fresh one is sent (`refresh_token`), for a full rejoin later;
+6. `leave`, or the socket closing, tells the others the participant is DISCONNECTED.
+
+`/rtc/v1` (single connection) is not served: clients fall back to v0 on its 404, and the JS
+client first fetches `/rtc/v1/validate`, cross-origin, hence CORS on that 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from aiohttp import WSMsgType, web
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcicetransport import RTCIceCandidate
+from aiortc.sdp import candidate_from_sdp
+from livekit.protocol import models, rtc
+
+from sferum_shared import Clock
+from sfu import tokens
+from sfu.config import SfuConfig
+from sfu.grants import Grant, Refusal
+from sfu.livekit import wire
+from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of
+from sfu.turn import rtc_ice_servers
+
+logger = logging.getLogger(__name__)
+
+#: A fresh token goes out this often (LiveKit sends one every 5 minutes): a rejoin always has
+#: one that is valid, whatever the first token's lifetime.
+REFRESH_TOKEN_SECONDS = 300
+MAX_FRAME_BYTES = 256 * 1024  # an offer with simulcast layers and many m-lines stays well below
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_STANDARD_CLAIMS = frozenset({"iss", "sub", "nbf", "exp", "video", "name", "metadata"})
+
+TurnFor = Callable[[str], list[dict[str, Any]]]  # TURN servers for one participant's name
+
+
+def bearer_token(request: web.Request) -> str:
+    """The token as the JS SDK sends it (query) or the Rust and Python ones (header)."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header.removeprefix("Bearer ").strip()
+    return request.query.get("access_token", "")
+
+
+def ice_candidate(init: str) -> RTCIceCandidate | None:
+    """An `RTCIceCandidateInit` JSON as clients trickle it; None for the end-of-candidates."""
+    try:
+        fields = json.loads(init)
+        line = str(fields.get("candidate") or "")
+    except (ValueError, AttributeError):
+        raise wire.WireError(f"a trickle that is no RTCIceCandidateInit: {init[:80]!r}") from None
+    if not line:
+        return None
+    fields_of_line = line.removeprefix("candidate:").split()
+    try:
+        # aiortc only asserts the eight fields of RFC 8839 §5.1; checked here so `-O` is safe.
+        if len(fields_of_line) < 8:
+            raise ValueError("fewer than eight fields")
+        candidate = candidate_from_sdp(" ".join(fields_of_line))
+    except (ValueError, IndexError):
+        raise wire.WireError(f"an ICE candidate aiortc cannot read: {line[:80]!r}") from None
+    candidate.sdpMid = fields.get("sdpMid")
+    candidate.sdpMLineIndex = fields.get("sdpMLineIndex")
+    return candidate
+
+
+@attrs.define(eq=False)
+class _Connection:
+    ws: web.WebSocketResponse
+    sid: str
+    identity: str
+    grant: Grant
+    claims: dict[str, Any]
+    joined_at: int
+    publisher: RTCPeerConnection
+    session: Session | None
+    version: int = 1
+    pending_candidates: list[RTCIceCandidate] = attrs.Factory(list)
+
+    def info(self, *, active: bool = True) -> models.ParticipantInfo:
+        return wire.participant_info(
+            sid=self.sid,
+            identity=self.identity,
+            grant=self.grant,
+            version=self.version,
+            joined_at=self.joined_at,
+            active=active,
+        )
+
+
+@attrs.define(eq=False)
+class _Room:
+    name: str
+    sid: str
+    connections: dict[str, _Connection] = attrs.Factory(dict)
+
+    def visible(self, but: _Connection | None = None) -> list[_Connection]:
+        """The participants others are told about: hidden ones (broadcast viewers) are not."""
+        return [c for c in self.connections.values() if c is not but and not c.grant.hidden]
+
+
+class LiveKitSignalling:
+    """The `/rtc` endpoints and the rooms of LiveKit connections in one SFU process."""
+
+    def __init__(self, config: SfuConfig, clock: Clock, turn_for: TurnFor) -> None:
+        self._config = config
+        self._clock = clock
+        self._turn_for = turn_for
+        self._rooms: dict[str, _Room] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/rtc", self._connect),
+            web.get("/rtc/validate", self._validate),
+            web.get("/rtc/v1", self._not_served),
+            web.get("/rtc/v1/validate", self._not_served),
+        ]
+
+    async def close(self) -> None:
+        for room in list(self._rooms.values()):
+            for connection in list(room.connections.values()):
+                await connection.ws.close()
+
+    def sessions(self) -> dict[str, Session]:
+        """The watched sessions by participant ID, for the server's membership checks."""
+        return {
+            sid: connection.session
+            for room in self._rooms.values()
+            for sid, connection in room.connections.items()
+            if connection.session is not None
+        }
+
+    async def remove(self, sid: str, refusal: Refusal) -> None:
+        """Ends a session whose user may no longer be in the call (banned, left the room).
+
+        The client is told with LiveKit's own `leave` (PARTICIPANT_REMOVED, no reconnect), so
+        the apps show "removed" rather than try again; then the socket closes with our code
+        and reason, and the connection's own task tells the others it is gone.
+        """
+        for room in self._rooms.values():
+            connection = room.connections.get(sid)
+            if connection is None:
+                continue
+            logger.info("sfu: ending livekit %s in %s: %s", sid, room.name, refusal.value)
+            with contextlib.suppress(ConnectionResetError):
+                await connection.ws.send_bytes(
+                    wire.leave(models.DisconnectReason.PARTICIPANT_REMOVED)
+                )
+            await connection.ws.close(code=CLOSE_REMOVED, message=close_reason(refusal).encode())
+            return
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _not_served(self, request: web.Request) -> web.Response:
+        return web.Response(status=404, text="version 1 is not served here", headers=_CORS)
+
+    def _claims(self, request: web.Request) -> dict[str, Any]:
+        token = bearer_token(request)
+        if not token:
+            raise web.HTTPUnauthorized(text="no access token", headers=_CORS)
+        try:
+            return tokens.verify(token, self._config.jwt_secret, None, int(self._clock.seconds()))
+        except tokens.TokenError as e:
+            raise web.HTTPUnauthorized(text=str(e), headers=_CORS) from None
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        self._claims(request)
+        return web.Response(text="success", headers=_CORS)
+
+    async def _connect(self, request: web.Request) -> web.WebSocketResponse:
+        claims = self._claims(request)  # before the upgrade: a refusal is a plain 401
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        name = str(claims["video"]["room"])
+        room = self._rooms.setdefault(name, _Room(name, wire.new_sid("RM_")))
+        connection = _Connection(
+            ws=ws,
+            sid=wire.new_sid("PA_"),
+            identity=str(claims["sub"]),
+            grant=tokens.grant_of(claims),
+            claims=claims,
+            joined_at=int(self._clock.seconds()),
+            publisher=self._peer_connection(str(claims["sub"])),
+            session=session_of(claims),
+        )
+        refresher = asyncio.create_task(self._refresh_tokens(connection))
+        try:
+            await self._join(room, connection)
+            await self._serve(connection)
+        except (ConnectionResetError, wire.WireError) as e:
+            logger.info("sfu: livekit %s in %s: %s", connection.sid, room.name, e)
+        finally:
+            refresher.cancel()
+            await self._leave(room, connection)
+            await ws.close()
+        return ws
+
+    def _peer_connection(self, participant: str) -> RTCPeerConnection:
+        servers = rtc_ice_servers(self._turn_for(f"sfu:{participant}"))
+        return RTCPeerConnection(
+            RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+
+    # -- one connection ---------------------------------------------------------------------
+
+    async def _join(self, room: _Room, connection: _Connection) -> None:
+        others = [c.info() for c in room.visible()]
+        await connection.ws.send_bytes(
+            wire.join_response(
+                room_sid=room.sid,
+                room_name=room.name,
+                me=connection.info(),
+                others=others,
+                servers=self._turn_for(connection.identity),
+                now=int(self._clock.seconds()),
+            )
+        )
+        room.connections[connection.sid] = connection
+        if not connection.grant.hidden:
+            await self._tell_others(room, connection, [connection.info()])
+        logger.info(
+            "sfu: livekit %s (%s) joined %s", connection.sid, connection.identity, room.name
+        )
+
+    async def _serve(self, connection: _Connection) -> None:
+        """Reads frames until the client leaves, goes quiet or the socket closes."""
+        while True:
+            try:
+                msg = await connection.ws.receive(timeout=wire.PING_TIMEOUT_SECONDS)
+            except TimeoutError:
+                logger.info("sfu: livekit %s sent nothing for a ping timeout", connection.sid)
+                return
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
+            if msg.type != WSMsgType.BINARY:
+                continue
+            request = wire.parse_request(msg.data)
+            if not await self._handle(connection, request):
+                return
+
+    async def _handle(self, connection: _Connection, request: rtc.SignalRequest) -> bool:
+        """One client request; False when the client leaves."""
+        kind = request.WhichOneof("message")
+        if kind == "leave":
+            return False
+        if kind == "ping_req":
+            await connection.ws.send_bytes(wire.pong(request.ping_req.timestamp, self._clock.ms()))
+        elif kind == "ping":
+            await connection.ws.send_bytes(wire.legacy_pong(request.ping))
+        elif kind == "offer":
+            await self._answer_publisher(connection, request.offer)
+        elif kind == "trickle":
+            await self._trickle(connection, request.trickle)
+        # Everything else (subscription settings, layers, metadata, sync state) is accepted
+        # and has nothing to change here yet.
+        return True
+
+    async def _answer_publisher(
+        self, connection: _Connection, offer: rtc.SessionDescription
+    ) -> None:
+        pc = connection.publisher
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        for candidate in connection.pending_candidates:
+            await pc.addIceCandidate(candidate)
+        connection.pending_candidates.clear()
+        await pc.setLocalDescription(await pc.createAnswer())
+        await connection.ws.send_bytes(wire.answer(pc.localDescription.sdp, offer.id))
+
+    async def _trickle(self, connection: _Connection, trickle: rtc.TrickleRequest) -> None:
+        if trickle.target != rtc.PUBLISHER:
+            return  # the subscriber connection is offered by the SFU, with its candidates
+        candidate = ice_candidate(trickle.candidateInit)
+        if candidate is None:
+            return
+        if connection.publisher.remoteDescription is None:
+            connection.pending_candidates.append(candidate)  # until the offer is set
+        else:
+            await connection.publisher.addIceCandidate(candidate)
+
+    async def _refresh_tokens(self, connection: _Connection) -> None:
+        """A fresh token every few minutes, with the same room, identity and grant."""
+        config = self._config
+        private = {k: v for k, v in connection.claims.items() if k not in _STANDARD_CLAIMS}
+        while True:
+            await asyncio.sleep(REFRESH_TOKEN_SECONDS)
+            token = tokens.issue(
+                connection.grant,
+                str(connection.claims["video"]["room"]),
+                connection.identity,
+                config.jwt_secret,
+                int(self._clock.seconds()),
+                config.token_ttl_seconds,
+                config.jwt_issuer,
+                private_claims=private,
+            )
+            with contextlib.suppress(ConnectionResetError):
+                await connection.ws.send_bytes(wire.refresh_token(token))
+
+    async def _leave(self, room: _Room, connection: _Connection) -> None:
+        if room.connections.pop(connection.sid, None) is None:
+            return
+        await connection.publisher.close()
+        connection.version += 1
+        if not connection.grant.hidden:
+            await self._tell_others(room, connection, [connection.info(active=False)])
+        if not room.connections and self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+        logger.info("sfu: livekit %s left %s", connection.sid, room.name)
+
+    async def _tell_others(
+        self, room: _Room, connection: _Connection, infos: list[models.ParticipantInfo]
+    ) -> None:
+        frame = wire.participants_update(infos)
+        for other in list(room.connections.values()):
+            if other is not connection:
+                with contextlib.suppress(ConnectionResetError):
+                    await other.ws.send_bytes(frame)

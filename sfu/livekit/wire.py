@@ -1,0 +1,166 @@
+"""LiveKit's signalling messages, built and read with the `livekit-protocol` package. Pure.
+
+Every frame on `/rtc` is one binary protobuf: `SignalRequest` from the client, `SignalResponse`
+from the server (livekit_rtc.proto). Nothing here is written by hand on the wire; this module
+only picks the fields the clients need (reference: livekit.md §1) and fills them from our own
+participants and grants.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from livekit.protocol import models, rtc
+
+from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
+
+#: What we tell clients we are. JS refuses an empty version, below 1.8.0 it turns RPC off, and
+#: the Rust SDK parses it as semver: a plain LiveKit version number.
+SERVER_VERSION = "1.9.0"
+PROTOCOL_VERSION = 16
+#: LiveKit's own values (pkg/rtc/participant.go); zero would crash the Rust SDK.
+PING_INTERVAL_SECONDS = 5
+PING_TIMEOUT_SECONDS = 15
+
+_SID_ALPHABET = string.ascii_letters + string.digits
+_SOURCES = {
+    CAMERA: models.TrackSource.CAMERA,
+    MICROPHONE: models.TrackSource.MICROPHONE,
+    SCREEN_SHARE: models.TrackSource.SCREEN_SHARE,
+}
+
+
+class WireError(ValueError):
+    """A frame that is not a SignalRequest."""
+
+
+def new_sid(prefix: str) -> str:
+    """A LiveKit-style ID: `RM_` for rooms, `PA_` for participants, `TR_` for tracks (the
+    Rust SDK refuses a participant whose ID lacks its prefix)."""
+    return prefix + "".join(secrets.choice(_SID_ALPHABET) for _ in range(12))
+
+
+def parse_request(data: bytes) -> rtc.SignalRequest:
+    request = rtc.SignalRequest()
+    try:
+        request.ParseFromString(data)
+    except DecodeError as e:
+        raise WireError(f"not a SignalRequest: {e}") from None
+    if request.WhichOneof("message") is None:
+        raise WireError("a SignalRequest with no message")
+    return request
+
+
+def permission(grant: Grant) -> models.ParticipantPermission:
+    """The grant as LiveKit clients read it: they refuse to publish an unlisted source."""
+    return models.ParticipantPermission(
+        can_subscribe=grant.can_subscribe,
+        can_publish=grant.can_publish,
+        can_publish_data=grant.can_publish,
+        can_publish_sources=[_SOURCES[s] for s in grant.can_publish_sources if s in _SOURCES],
+        hidden=grant.hidden,
+    )
+
+
+def participant_info(
+    *, sid: str, identity: str, grant: Grant, version: int, joined_at: int, active: bool = True
+) -> models.ParticipantInfo:
+    state = models.ParticipantInfo.ACTIVE if active else models.ParticipantInfo.DISCONNECTED
+    return models.ParticipantInfo(
+        sid=sid,
+        identity=identity,
+        state=state,
+        version=version,
+        joined_at=joined_at,
+        joined_at_ms=joined_at * 1000,
+        permission=permission(grant),
+        is_publisher=grant.can_publish,
+    )
+
+
+def ice_servers(servers: Sequence[Mapping[str, Any]]) -> list[rtc.ICEServer]:
+    """The deployment's TURN (`sfu.turn.ice_servers`) as LiveKit's JoinResponse carries it."""
+    return [
+        rtc.ICEServer(
+            urls=list(server["urls"]),
+            username=server["username"],
+            credential=server["credential"],
+        )
+        for server in servers
+    ]
+
+
+def _frame(**message: Any) -> bytes:
+    return bytes(rtc.SignalResponse(**message).SerializeToString())
+
+
+def join_response(
+    *,
+    room_sid: str,
+    room_name: str,
+    me: models.ParticipantInfo,
+    others: Iterable[models.ParticipantInfo],
+    servers: Sequence[Mapping[str, Any]],
+    now: int,
+) -> bytes:
+    """The first frame of every connection (clients wait 5 s for it).
+
+    `subscriber_primary` false: the client offers on its publisher connection at once and the
+    server offers on the subscriber one when there is something to receive. Resuming is off, so
+    a dropped connection rejoins in full; VP8 is the one video codec (no transcoding here).
+    """
+    return _frame(
+        join=rtc.JoinResponse(
+            room=models.Room(sid=room_sid, name=room_name, creation_time=now),
+            participant=me,
+            other_participants=list(others),
+            server_version=SERVER_VERSION,
+            server_info=models.ServerInfo(
+                edition=models.ServerInfo.Standard,
+                version=SERVER_VERSION,
+                protocol=PROTOCOL_VERSION,
+            ),
+            ice_servers=ice_servers(servers),
+            subscriber_primary=False,
+            ping_interval=PING_INTERVAL_SECONDS,
+            ping_timeout=PING_TIMEOUT_SECONDS,
+            client_configuration=models.ClientConfiguration(
+                resume_connection=models.ClientConfigSetting.DISABLED
+            ),
+            enabled_publish_codecs=[models.Codec(mime="video/VP8")],
+        )
+    )
+
+
+def participants_update(infos: Iterable[models.ParticipantInfo]) -> bytes:
+    """Joins, changes and (with state DISCONNECTED) departures of other participants."""
+    return _frame(update=rtc.ParticipantUpdate(participants=list(infos)))
+
+
+def answer(sdp: str, offer_id: int) -> bytes:
+    """The answer to the client's offer; the id is echoed, or the client drops the answer."""
+    return _frame(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer_id))
+
+
+def pong(last_ping_timestamp: int, now_ms: int) -> bytes:
+    return _frame(pong_resp=rtc.Pong(last_ping_timestamp=last_ping_timestamp, timestamp=now_ms))
+
+
+def legacy_pong(timestamp: int) -> bytes:
+    """The answer to the older `ping` (an int64), which livekit-client still sends."""
+    return _frame(pong=timestamp)
+
+
+def refresh_token(token: str) -> bytes:
+    """A fresh token, for the client to rejoin with after the first one expired."""
+    return _frame(refresh_token=token)
+
+
+def leave(reason: models.DisconnectReason, *, reconnect: bool = False) -> bytes:
+    """The server ends the session (`models.DisconnectReason`: e.g. PARTICIPANT_REMOVED)."""
+    action = rtc.LeaveRequest.RECONNECT if reconnect else rtc.LeaveRequest.DISCONNECT
+    return _frame(leave=rtc.LeaveRequest(reason=reason, action=action))

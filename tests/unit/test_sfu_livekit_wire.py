@@ -1,0 +1,157 @@
+"""LiveKit's signalling frames as the SFU builds and reads them (sfu.livekit.wire), checked by
+parsing them back with LiveKit's own protobufs: what the SDKs require of each field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from livekit.protocol import models, rtc
+
+from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
+from sfu.livekit import wire
+from sfu.livekit.server import ice_candidate
+
+TEACHER = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
+PUPIL = Grant.publisher(MICROPHONE)
+VIEWER = Grant(can_publish=False, hidden=True)
+TURN = [{"urls": ["turn:turn.school.test:3478?transport=udp"], "username": "u", "credential": "c"}]
+
+
+def response(frame: bytes) -> rtc.SignalResponse:
+    parsed = rtc.SignalResponse()
+    parsed.ParseFromString(frame)
+    return parsed
+
+
+def info(grant: Grant, **kw: object) -> models.ParticipantInfo:
+    fields: dict[str, object] = {
+        "sid": wire.new_sid("PA_"),
+        "identity": "@u:school.test:DEV",
+        "grant": grant,
+        "version": 1,
+        "joined_at": 1_760_000_000,
+    }
+    return wire.participant_info(**{**fields, **kw})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", ["RM_", "PA_", "TR_"])
+def test_ids_carry_the_prefix_the_sdks_check(prefix: str) -> None:
+    sids = {wire.new_sid(prefix) for _ in range(50)}
+    assert len(sids) == 50
+    assert all(s.startswith(prefix) and len(s) == 15 and s[3:].isalnum() for s in sids)
+
+
+@pytest.mark.parametrize(
+    ("grant", "publish", "sources", "hidden"),
+    [
+        (TEACHER, True, [models.CAMERA, models.MICROPHONE, models.SCREEN_SHARE], False),
+        (PUPIL, True, [models.MICROPHONE], False),
+        (Grant.publisher(MICROPHONE, CAMERA), True, [models.CAMERA, models.MICROPHONE], False),
+        (Grant.viewer(), False, [], False),
+        (VIEWER, False, [], True),
+    ],
+)
+def test_grant_becomes_livekit_permission(
+    grant: Grant, publish: bool, sources: list[int], hidden: bool
+) -> None:
+    permission = wire.permission(grant)
+    assert permission.can_publish is publish and permission.can_publish_data is publish
+    assert list(permission.can_publish_sources) == sources
+    assert permission.can_subscribe and permission.hidden is hidden
+
+
+def test_join_response_has_what_the_clients_require() -> None:
+    me, other = info(PUPIL), info(TEACHER, identity="@t:school.test:T")
+    frame = wire.join_response(
+        room_sid="RM_abc", room_name="room", me=me, others=[other], servers=TURN, now=1_760_000_000
+    )
+    join = response(frame).join
+    assert (join.room.sid, join.room.name, join.room.creation_time) == (
+        "RM_abc",
+        "room",
+        1_760_000_000,
+    )
+    assert join.participant == me and list(join.other_participants) == [other]
+    major, minor, _patch = (int(part) for part in join.server_version.split("."))  # semver
+    assert (major, minor) >= (1, 8) and join.server_info.version == join.server_version
+    assert join.server_info.protocol == wire.PROTOCOL_VERSION
+    assert [list(s.urls) for s in join.ice_servers] == [TURN[0]["urls"]]
+    assert (join.ice_servers[0].username, join.ice_servers[0].credential) == ("u", "c")
+    assert join.ping_interval > 0 and join.ping_timeout > join.ping_interval
+    assert not join.subscriber_primary
+    assert join.client_configuration.resume_connection == models.ClientConfigSetting.DISABLED
+    assert [c.mime for c in join.enabled_publish_codecs] == ["video/VP8"]
+
+
+def test_participant_state_and_version() -> None:
+    gone = info(PUPIL, version=2, active=False)
+    update = response(wire.participants_update([gone])).update
+    assert [(p.state, p.version) for p in update.participants] == [
+        (models.ParticipantInfo.DISCONNECTED, 2)
+    ]
+    assert info(PUPIL).state == models.ParticipantInfo.ACTIVE
+    assert info(PUPIL).joined_at_ms == 1_760_000_000_000
+
+
+def test_answer_echoes_the_offer_id() -> None:
+    answer = response(wire.answer("v=0\r\n", 7)).answer
+    assert (answer.type, answer.sdp, answer.id) == ("answer", "v=0\r\n", 7)
+
+
+def test_pongs() -> None:
+    pong = response(wire.pong(123, 456)).pong_resp
+    assert (pong.last_ping_timestamp, pong.timestamp) == (123, 456)
+    assert response(wire.legacy_pong(99)).pong == 99
+
+
+def test_leave_and_refresh_token() -> None:
+    leave = response(wire.leave(models.DisconnectReason.PARTICIPANT_REMOVED)).leave
+    assert leave.reason == models.DisconnectReason.PARTICIPANT_REMOVED
+    assert leave.action == rtc.LeaveRequest.DISCONNECT
+    assert response(wire.leave(models.SERVER_SHUTDOWN, reconnect=True)).leave.action == (
+        rtc.LeaveRequest.RECONNECT
+    )
+    assert response(wire.refresh_token("jwt")).refresh_token == "jwt"
+
+
+def test_requests_are_read() -> None:
+    sent = rtc.SignalRequest(ping_req=rtc.Ping(timestamp=5, rtt=1)).SerializeToString()
+    assert wire.parse_request(sent).ping_req.timestamp == 5
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff\xff\xff",
+        b'{"type": "join"}',
+        rtc.SignalResponse(pong=1).SerializeToString()[:1],
+    ],
+)
+def test_garbage_is_no_request(data: bytes) -> None:
+    with pytest.raises(wire.WireError):
+        wire.parse_request(data)
+
+
+def test_trickled_candidates() -> None:
+    line = "candidate:1 1 udp 2130706431 192.0.2.7 50000 typ host"
+    candidate = ice_candidate(json.dumps({"candidate": line, "sdpMid": "0", "sdpMLineIndex": 0}))
+    assert candidate is not None
+    assert (candidate.ip, candidate.port, candidate.type) == ("192.0.2.7", 50000, "host")
+    assert (candidate.sdpMid, candidate.sdpMLineIndex) == ("0", 0)
+    assert ice_candidate(json.dumps({"candidate": "", "sdpMid": "0"})) is None  # end of them
+
+
+@pytest.mark.parametrize(
+    "init",
+    [
+        "not json",
+        "[1, 2]",
+        json.dumps({"candidate": "candidate:garbage"}),
+        json.dumps({"candidate": "candidate:1 1 udp notanumber 192.0.2.7 50000 typ host"}),
+    ],
+)
+def test_unreadable_candidates_are_refused(init: str) -> None:
+    with pytest.raises(wire.WireError):
+        ice_candidate(init)
