@@ -319,15 +319,21 @@ class LiveKitSignalling:
                 await connection.ws.send_bytes(wire.refresh_token(token))
 
     async def _leave(self, room: _Room, connection: _Connection) -> None:
+        """Tells the others first, then closes the peer connection.
+
+        In that order: aiortc's close can take long (or wait on the close it starts itself when
+        the client's DTLS ends), and the others must not go on seeing a participant who left.
+        Shielded, because cancelling a close that waits on aiortc's own breaks that one.
+        """
         if room.connections.pop(connection.sid, None) is None:
             return
-        await connection.publisher.close()
+        if not room.connections and self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
         connection.version += 1
         if not connection.grant.hidden:
             await self._tell_others(room, connection, [connection.info(active=False)])
-        if not room.connections and self._rooms.get(room.name) is room:
-            del self._rooms[room.name]
         logger.info("sfu: livekit %s left %s", connection.sid, room.name)
+        await asyncio.shield(connection.publisher.close())
 
     async def _tell_others(
         self, room: _Room, connection: _Connection, infos: list[models.ParticipantInfo]
