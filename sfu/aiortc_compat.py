@@ -55,7 +55,9 @@ __all__ = [
     "WireCache",
     "audio_level",
     "current_ntp_time",
+    "fix_bitrate_estimate",
     "request_keyframe",
+    "set_msid",
     "tap_receiver",
 ]
 
@@ -71,11 +73,18 @@ DTLS_PRIVATE_ATTRS = (
 ICE_PRIVATE_ATTRS = ("_connection",)
 CONNECTION_PRIVATE_ATTRS = ("_nominated",)
 PAIR_ATTRS = ("protocol", "remote_addr")
-#: Private ``RTCRtpReceiver`` attributes (name-mangled) that :func:`tap_receiver` replaces.
-RECEIVER_PRIVATE_ATTRS = ("_RTCRtpReceiver__jitter_buffer",)
-#: Private ``RTCRtpSender`` attributes that :class:`ForwardingSender` reads or replaces: the
-#: RTX SSRC and the retransmit hook answer NACKs; the counters feed the sender reports.
+#: Private ``RTCRtpReceiver`` attributes (name-mangled) that :func:`tap_receiver` and
+#: :func:`fix_bitrate_estimate` replace.
+RECEIVER_PRIVATE_ATTRS = (
+    "_RTCRtpReceiver__jitter_buffer",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+)
+#: Private ``RTCRtpSender`` attributes that :class:`ForwardingSender` and :func:`set_msid`
+#: read or replace: the RTX SSRC and the retransmit hook answer NACKs; the counters feed the
+#: sender reports; the stream and track IDs are what aiortc writes as the m-line's msid.
 SENDER_PRIVATE_ATTRS = (
+    "_stream_id",
+    "_track_id",
     "_rtx_ssrc",
     "_retransmit",
     "_RTCRtpSender__ntp_timestamp",
@@ -126,6 +135,48 @@ def tap_receiver(receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
             await on_packet(accepted)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Name the stream and track of ``sender``'s m-line (``a=msid:<stream> <track>``).
+
+    aiortc offers no API for it and writes a random UUID of its own; LiveKit clients read the
+    publisher and the track from it (``PA_x|TR_y TR_y``). Call after ``addTransceiver``,
+    which sets the stream ID itself, and before the offer is made.
+    """
+    _require(sender, SENDER_PRIVATE_ATTRS[:2])
+    sender._stream_id = stream_id
+    sender._track_id = track_id
+
+
+class _FixedEstimate:
+    """Stands in for ``RemoteBitrateEstimator``: the same REMB value once a second."""
+
+    def __init__(self, bitrate: int) -> None:
+        self._bitrate = bitrate
+        self._last_ms = -1000
+
+    def add(
+        self, abs_send_time: int, arrival_time_ms: int, payload_size: int, ssrc: int
+    ) -> tuple[int, list[int]] | None:
+        if arrival_time_ms - self._last_ms < 1000:
+            return None
+        self._last_ms = arrival_time_ms
+        return self._bitrate, [ssrc]
+
+
+def fix_bitrate_estimate(receiver: RTCRtpReceiver, bitrate: int) -> None:
+    """Make a video receiver report ``bitrate`` (REMB) to its sender, whatever arrives.
+
+    aiortc's estimator allows at most about 1.5 times the bitrate it receives: a publisher whose
+    picture is still (a slide, a face in front of a wall) sends little, is allowed little, and
+    its encoder drops to a low resolution it then leaves only slowly. A forwarding SFU instead
+    gives each publisher a budget, as Janus's videoroom does; losses still make the sender
+    back off, through the receiver reports aiortc keeps sending.
+    """
+    _require(receiver, RECEIVER_PRIVATE_ATTRS)
+    if getattr(receiver, RECEIVER_PRIVATE_ATTRS[1]) is not None:  # None for audio
+        setattr(receiver, RECEIVER_PRIVATE_ATTRS[1], _FixedEstimate(bitrate))
 
 
 def current_ntp_time() -> int:

@@ -9,34 +9,20 @@ re-encoding (see :mod:`sfu.aiortc_compat` for how aiortc is bent to allow that).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 import attrs
-from aiortc import (
-    MediaStreamTrack,
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCSessionDescription,
-)
+from aiortc import MediaStreamTrack, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from sfu import aiortc_compat, codecs
-from sfu.aiortc_compat import ForwardingSender, RtpPacket, SilentTrack
-from sfu.keyframes import starts_keyframe
-from sfu.rewriting import SequenceRewriter
+from sfu import aiortc_compat
+from sfu.aiortc_compat import RtpPacket
+from sfu.outlets import Background, Inbound, Outlet, Sent, add_outlet, answer, peer_connection
 from sfu.room import ActiveSpeakers
-
-#: Keyframe requests to one publisher are coalesced to at most one per this interval:
-#: every new subscriber and every lossy one asks, and a keyframe is expensive.
-KEYFRAME_REQUEST_INTERVAL = 0.5
 
 
 @attrs.define(eq=False)
-class _Source:
+class _Source(Inbound):
     """One published track as it arrives at the SFU.
 
     ``participant`` is whose connection carries it (a publisher, or an edge's upstream);
@@ -44,31 +30,10 @@ class _Source:
     upstream one of the origin's speaker slots.
     """
 
-    participant: str
-    speaker: str
-    kind: str
-    receiver: RTCRtpReceiver
-    media_ssrc: int | None = None
-    last_keyframe_request: float = float("-inf")
+    speaker: str = ""
 
 
-@attrs.define(eq=False)
-class _Outlet:
-    """One subscriber sender: which source feeds it now and how headers are rewritten.
-
-    A video outlet given a source forwards nothing until that source's next keyframe starts
-    (`sfu.keyframes`): what comes before it could not be decoded.
-    """
-
-    forwarder: ForwardingSender
-    rewriter: SequenceRewriter
-    video: bool
-    source: _Source | None = None
-    awaiting_keyframe: bool = False
-
-    def feed(self, source: _Source | None) -> None:
-        self.source = source
-        self.awaiting_keyframe = self.video and source is not None
+_Outlet = Outlet[_Source]
 
 
 @attrs.define(eq=False)
@@ -81,18 +46,6 @@ class _Subscriber:
     negotiating: bool = True
     #: Sources changed while negotiating: :meth:`MediaRouter.refresh` again after the answer.
     stale: bool = False
-
-
-def _peer_connection(ice_servers: list[RTCIceServer]) -> RTCPeerConnection:
-    """A connection whose media share one transport (max-bundle, as every browser can).
-
-    With aiortc's default (balanced) policy, an answer bundling everything onto the first
-    m-line moves only the first audio transceiver: a subscriber's second and third speaker
-    slots would stay on a transport that never connects (silence).
-    """
-    return RTCPeerConnection(
-        RTCConfiguration(iceServers=ice_servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-    )
 
 
 class MediaRouter:
@@ -127,7 +80,7 @@ class MediaRouter:
         self._audio_by_speaker: dict[str, _Source] = {}
         self._subscribers: dict[str, _Subscriber] = {}
         self._publishers: dict[str, RTCPeerConnection] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = Background()  # keyframe requests from aiortc's RTCP handler
         # Which outlets each source feeds (by id), rebuilt after any change of who feeds what:
         # a packet then visits only its own outlets, not every subscriber's.
         self._routes: dict[int, list[_Outlet]] | None = None
@@ -145,9 +98,9 @@ class MediaRouter:
         """
         pc = self._publishers.get(participant)
         if pc is None:
-            pc = self._publishers[participant] = _peer_connection(self._ice_servers(participant))
+            pc = self._publishers[participant] = peer_connection(self._ice_servers(participant))
             self._take_tracks(pc, participant, lambda mid: participant)
-        return await self._answer(pc, offer)
+        return await answer(pc, offer)
 
     async def relay(self, upstream: str, offer: RTCSessionDescription) -> RTCSessionDescription:
         """Answer an origin's (re)offer to this edge; every track it carries becomes a source.
@@ -157,18 +110,18 @@ class MediaRouter:
         """
         pc = self._publishers.get(upstream)
         if pc is None:
-            pc = self._publishers[upstream] = _peer_connection(self._ice_servers(upstream))
+            pc = self._publishers[upstream] = peer_connection(self._ice_servers(upstream))
             self._take_tracks(pc, upstream, lambda mid: f"{upstream}/{mid}")
-        return await self._answer(pc, offer)
+        return await answer(pc, offer)
 
     async def subscribe(self, participant: str) -> RTCSessionDescription:
         """Create the subscriber's connection and return the SFU's offer for it."""
-        pc = _peer_connection(self._ice_servers(participant))
+        pc = peer_connection(self._ice_servers(participant))
         video = [
-            self._add_outlet(pc, "video", 90000, source)
+            self._add_outlet(pc, "video", source)
             for source in self._video_sources_for(participant)
         ]
-        slots = [self._add_outlet(pc, "audio", 48000, None) for _ in self._slots]
+        slots = [self._add_outlet(pc, "audio", None) for _ in self._slots]
         subscriber = self._subscribers[participant] = _Subscriber(pc, video, slots)
         self._routes = None
         self._assign_slots(subscriber)
@@ -195,9 +148,9 @@ class MediaRouter:
             self._routes = None
             if idle is not None:
                 idle.feed(source)
-                await self._request_keyframe(source)
+                await source.request_keyframe(self._now())
             else:
-                subscriber.video.append(self._add_outlet(subscriber.pc, "video", 90000, source))
+                subscriber.video.append(self._add_outlet(subscriber.pc, "video", source))
                 added = True
         return await self._offer(subscriber) if added else None
 
@@ -210,7 +163,7 @@ class MediaRouter:
         subscriber.negotiating = False
         for outlet in subscriber.video:
             if outlet.source is not None:
-                await self._request_keyframe(outlet.source)
+                await outlet.source.request_keyframe(self._now())
         stale, subscriber.stale = subscriber.stale, False
         return stale
 
@@ -288,7 +241,7 @@ class MediaRouter:
         def on_track(track: MediaStreamTrack) -> None:
             transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
             receiver = transceiver.receiver
-            source = _Source(participant, speaker(transceiver.mid), track.kind, receiver)
+            source = _Source(participant, track.kind, receiver, speaker=speaker(transceiver.mid))
             self._sources.append(source)
             if track.kind == "audio":
                 self._audio_by_speaker[source.speaker] = source
@@ -299,15 +252,6 @@ class MediaRouter:
             aiortc_compat.tap_receiver(receiver, on_packet)
 
     @staticmethod
-    async def _answer(
-        pc: RTCPeerConnection, offer: RTCSessionDescription
-    ) -> RTCSessionDescription:
-        codecs.expect_pinned(pc, offer)
-        await pc.setRemoteDescription(offer)
-        await pc.setLocalDescription(await pc.createAnswer())
-        return pc.localDescription
-
-    @staticmethod
     async def _offer(subscriber: _Subscriber) -> RTCSessionDescription:
         subscriber.negotiating = True
         await subscriber.pc.setLocalDescription(await subscriber.pc.createOffer())
@@ -316,34 +260,12 @@ class MediaRouter:
     def _video_sources_for(self, participant: str) -> list[_Source]:
         return [s for s in self._sources if s.kind == "video" and s.participant != participant]
 
-    def _add_outlet(
-        self, pc: RTCPeerConnection, kind: str, clock_rate: int, source: _Source | None
-    ) -> _Outlet:
-        transceiver = pc.addTransceiver(SilentTrack(kind), direction="sendonly")
-        codecs.pin(transceiver)
-        sender = transceiver.sender
-        outlet: _Outlet
-
-        def on_keyframe_request() -> None:
+    def _add_outlet(self, pc: RTCPeerConnection, kind: str, source: _Source | None) -> _Outlet:
+        def on_keyframe_request(outlet: _Outlet) -> None:
             if outlet.source is not None:
-                task = asyncio.ensure_future(self._request_keyframe(outlet.source))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._background.spawn(outlet.source.request_keyframe(self._now()))
 
-        forwarder = ForwardingSender(sender, on_keyframe_request)
-        rewriter = SequenceRewriter.starting(forwarder.ssrc, clock_rate)
-        outlet = _Outlet(forwarder, rewriter, video=kind == "video")
-        outlet.feed(source)
-        return outlet
-
-    async def _request_keyframe(self, source: _Source) -> None:
-        now = self._now()
-        if source.media_ssrc is None:
-            return
-        if now - source.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
-            return
-        source.last_keyframe_request = now
-        await aiortc_compat.request_keyframe(source.receiver, source.media_ssrc)
+        return add_outlet(pc, kind, source, on_keyframe_request)
 
     def _assign_slots(self, subscriber: _Subscriber) -> None:
         for outlet, speaker in zip(subscriber.speaker_slots, self._slots, strict=True):
@@ -381,19 +303,9 @@ class MediaRouter:
         ntp_time = aiortc_compat.current_ntp_time()
         wire: aiortc_compat.WireCache = {}
         for outlet in self._outlets_fed_by(source):
-            if outlet.awaiting_keyframe:
-                mime_type = outlet.forwarder.mime_type
-                if mime_type is None:  # not negotiated yet: nothing can be sent anyway
-                    continue
-                if not starts_keyframe(mime_type, packet.payload):
-                    await self._request_keyframe(source)  # at most one per interval
-                    continue
-                outlet.awaiting_keyframe = False
-            header = outlet.rewriter.rewrite(
-                packet.ssrc, packet.sequence_number, packet.timestamp, now
-            )
-            if header is not None and outlet.forwarder.send_packet(
-                packet, header.sequence_number, header.timestamp, ntp_time, wire
-            ):
+            sent = outlet.send(packet, now, ntp_time, wire)
+            if sent is Sent.SENT:
                 self.forwarded_packets += 1
+            elif sent is Sent.WAITING_FOR_KEYFRAME:
+                await source.request_keyframe(now)  # at most one per interval
         self.forward_seconds += time.perf_counter() - started

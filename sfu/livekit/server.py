@@ -12,9 +12,14 @@ A connection's life:
    told of the newcomer;
 3. the client offers on its publisher connection (first only its data channels) and trickles
    its candidates; the SFU answers (aiortc) and adds the candidates once the offer is set;
-4. `ping_req` gets `pong_resp`; a client silent for longer than the ping timeout is gone;
-5. before the token runs out, a fresh one is sent (`refresh_token`), for a full rejoin later;
-6. `leave`, or the socket closing, tells the others the participant is DISCONNECTED.
+4. to publish, the client announces the track (AddTrack: refused unless the grant allows its
+   source), gets its `TR_` ID (TrackPublished) and offers it; the others are told of the
+   track (ParticipantUpdate) and then get an offer on their subscriber connection with an
+   m-line for it (:mod:`sfu.livekit.media`); mute changes are passed on the same way, and
+   who speaks goes to everyone as SpeakersChanged;
+5. `ping_req` gets `pong_resp`; a client silent for longer than the ping timeout is gone;
+6. before the token runs out, a fresh one is sent (`refresh_token`), for a full rejoin later;
+7. `leave`, or the socket closing, tells the others the participant is DISCONNECTED.
 
 `/rtc/v1` (single connection) is not served: clients fall back to v0 on its 404, and the JS
 client first fetches `/rtc/v1/validate`, cross-origin, hence CORS on that 404.
@@ -31,7 +36,6 @@ from typing import Any
 
 import attrs
 from aiohttp import WSMsgType, web
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcicetransport import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
 from livekit.protocol import models, rtc
@@ -41,7 +45,9 @@ from sfu import tokens
 from sfu.config import SfuConfig
 from sfu.grants import Grant, Refusal
 from sfu.livekit import wire
+from sfu.livekit.media import TrackRouter
 from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of
+from sfu.outlets import Background
 from sfu.turn import rtc_ice_servers
 
 logger = logging.getLogger(__name__)
@@ -94,10 +100,11 @@ class _Connection:
     grant: Grant
     claims: dict[str, Any]
     joined_at: int
-    publisher: RTCPeerConnection
     session: Session | None
     version: int = 1
-    pending_candidates: list[RTCIceCandidate] = attrs.Factory(list)
+    #: Tracks announced (AddTrack) and allowed but not offered yet, by the client's track ID.
+    announced: dict[str, models.TrackInfo] = attrs.Factory(dict)
+    published: dict[str, models.TrackInfo] = attrs.Factory(dict)  # by track ID
 
     def info(self, *, active: bool = True) -> models.ParticipantInfo:
         return wire.participant_info(
@@ -107,6 +114,7 @@ class _Connection:
             version=self.version,
             joined_at=self.joined_at,
             active=active,
+            tracks=self.published.values(),
         )
 
 
@@ -114,6 +122,7 @@ class _Connection:
 class _Room:
     name: str
     sid: str
+    router: TrackRouter
     connections: dict[str, _Connection] = attrs.Factory(dict)
 
     def visible(self, but: _Connection | None = None) -> list[_Connection]:
@@ -129,6 +138,7 @@ class LiveKitSignalling:
         self._clock = clock
         self._turn_for = turn_for
         self._rooms: dict[str, _Room] = {}
+        self._background = Background()  # speaker changes, told from the forwarding path
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -193,8 +203,7 @@ class LiveKitSignalling:
         claims = self._claims(request)  # before the upgrade: a refusal is a plain 401
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
-        name = str(claims["video"]["room"])
-        room = self._rooms.setdefault(name, _Room(name, wire.new_sid("RM_")))
+        room = self._room(str(claims["video"]["room"]))
         connection = _Connection(
             ws=ws,
             sid=wire.new_sid("PA_"),
@@ -202,13 +211,12 @@ class LiveKitSignalling:
             grant=tokens.grant_of(claims),
             claims=claims,
             joined_at=int(self._clock.seconds()),
-            publisher=self._peer_connection(str(claims["sub"])),
             session=session_of(claims),
         )
         refresher = asyncio.create_task(self._refresh_tokens(connection))
         try:
             await self._join(room, connection)
-            await self._serve(connection)
+            await self._serve(room, connection)
         except (ConnectionResetError, wire.WireError) as e:
             logger.info("sfu: livekit %s in %s: %s", connection.sid, room.name, e)
         finally:
@@ -217,11 +225,23 @@ class LiveKitSignalling:
             await ws.close()
         return ws
 
-    def _peer_connection(self, participant: str) -> RTCPeerConnection:
-        servers = rtc_ice_servers(self._turn_for(f"sfu:{participant}"))
-        return RTCPeerConnection(
-            RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
+    def _room(self, name: str) -> _Room:
+        """The room of this name, made for its first participant."""
+        room = self._rooms.get(name)
+        if room is None:
+            router = TrackRouter(
+                ice_servers=lambda participant: rtc_ice_servers(
+                    self._turn_for(f"sfu:{participant}")
+                ),
+                on_speakers=lambda levels: self._speakers_changed(name, levels),
+            )
+            room = self._rooms[name] = _Room(name, wire.new_sid("RM_"), router)
+        return room
+
+    def _speakers_changed(self, name: str, levels: dict[str, float]) -> None:
+        room = self._rooms.get(name)
+        if room is not None:
+            self._background.spawn(self._tell(room, wire.speakers_changed(levels)))
 
     # -- one connection ---------------------------------------------------------------------
 
@@ -239,12 +259,17 @@ class LiveKitSignalling:
         )
         room.connections[connection.sid] = connection
         if not connection.grant.hidden:
-            await self._tell_others(room, connection, [connection.info()])
+            await self._tell(room, wire.participants_update([connection.info()]), but=connection)
         logger.info(
             "sfu: livekit %s (%s) joined %s", connection.sid, connection.identity, room.name
         )
+        if connection.grant.can_subscribe:
+            room.router.subscribe(
+                connection.sid, [t for c in room.visible(connection) for t in c.published]
+            )
+            await self._offer(room, connection)
 
-    async def _serve(self, connection: _Connection) -> None:
+    async def _serve(self, room: _Room, connection: _Connection) -> None:
         """Reads frames until the client leaves, goes quiet or the socket closes."""
         while True:
             try:
@@ -257,10 +282,12 @@ class LiveKitSignalling:
             if msg.type != WSMsgType.BINARY:
                 continue
             request = wire.parse_request(msg.data)
-            if not await self._handle(connection, request):
+            if not await self._handle(room, connection, request):
                 return
 
-    async def _handle(self, connection: _Connection, request: rtc.SignalRequest) -> bool:
+    async def _handle(
+        self, room: _Room, connection: _Connection, request: rtc.SignalRequest
+    ) -> bool:
         """One client request; False when the client leaves."""
         kind = request.WhichOneof("message")
         if kind == "leave":
@@ -269,35 +296,77 @@ class LiveKitSignalling:
             await connection.ws.send_bytes(wire.pong(request.ping_req.timestamp, self._clock.ms()))
         elif kind == "ping":
             await connection.ws.send_bytes(wire.legacy_pong(request.ping))
+        elif kind == "add_track":
+            await self._add_track(connection, request.add_track)
         elif kind == "offer":
-            await self._answer_publisher(connection, request.offer)
+            await self._publish(room, connection, request.offer)
+        elif kind == "answer":
+            await room.router.accept_answer(connection.sid, request.answer.sdp, request.answer.id)
+            await self._offer(room, connection)  # what was added while that offer was out
         elif kind == "trickle":
-            await self._trickle(connection, request.trickle)
+            candidate = ice_candidate(request.trickle.candidateInit)
+            if candidate is not None:
+                subscriber = request.trickle.target == rtc.SUBSCRIBER
+                await room.router.trickle(connection.sid, subscriber, candidate)
+        elif kind == "mute":
+            await self._mute(room, connection, request.mute)
         # Everything else (subscription settings, layers, metadata, sync state) is accepted
-        # and has nothing to change here yet.
+        # and changes nothing here: every participant receives every track.
         return True
 
-    async def _answer_publisher(
-        self, connection: _Connection, offer: rtc.SessionDescription
-    ) -> None:
-        pc = connection.publisher
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
-        for candidate in connection.pending_candidates:
-            await pc.addIceCandidate(candidate)
-        connection.pending_candidates.clear()
-        await pc.setLocalDescription(await pc.createAnswer())
-        await connection.ws.send_bytes(wire.answer(pc.localDescription.sdp, offer.id))
-
-    async def _trickle(self, connection: _Connection, trickle: rtc.TrickleRequest) -> None:
-        if trickle.target != rtc.PUBLISHER:
-            return  # the subscriber connection is offered by the SFU, with its candidates
-        candidate = ice_candidate(trickle.candidateInit)
-        if candidate is None:
+    async def _add_track(self, connection: _Connection, request: rtc.AddTrackRequest) -> None:
+        """An announced track gets its ID at once if the grant allows it (clients wait 10 s)."""
+        if not wire.may_publish(connection.grant, request):
+            logger.info("sfu: livekit %s may not publish %s", connection.sid, request.source)
+            await connection.ws.send_bytes(
+                wire.add_track_refused(request, "your grant does not allow this source")
+            )
             return
-        if connection.publisher.remoteDescription is None:
-            connection.pending_candidates.append(candidate)  # until the offer is set
-        else:
-            await connection.publisher.addIceCandidate(candidate)
+        info = wire.track_info(wire.new_sid("TR_"), request)
+        connection.announced[request.cid] = info
+        await connection.ws.send_bytes(wire.track_published(request.cid, info))
+
+    async def _publish(
+        self, room: _Room, connection: _Connection, offer: rtc.SessionDescription
+    ) -> None:
+        """Answer the publisher's offer; tracks it starts are told of, then offered, to all."""
+        sdp, started = await room.router.answer_publisher(
+            connection.sid, offer.sdp, connection.announced
+        )
+        await connection.ws.send_bytes(wire.answer(sdp, offer.id))
+        if not started:
+            return
+        for info in started:
+            connection.announced = {
+                cid: known for cid, known in connection.announced.items() if known is not info
+            }
+            connection.published[info.sid] = info
+        await self._changed(room, connection)
+        for other in room.connections.values():
+            if other is not connection and other.grant.can_subscribe:
+                room.router.subscribe(other.sid, [info.sid for info in started])
+                await self._offer(room, other)
+
+    async def _mute(
+        self, room: _Room, connection: _Connection, request: rtc.MuteTrackRequest
+    ) -> None:
+        info = connection.published.get(request.sid)
+        if info is None or info.muted == request.muted:
+            return
+        info.muted = request.muted
+        await self._changed(room, connection)
+
+    async def _changed(self, room: _Room, connection: _Connection) -> None:
+        """A newer version of the participant, for the others (before any offer of it)."""
+        connection.version += 1
+        if not connection.grant.hidden:
+            await self._tell(room, wire.participants_update([connection.info()]), but=connection)
+
+    async def _offer(self, room: _Room, connection: _Connection) -> None:
+        offer = await room.router.next_offer(connection.sid)
+        if offer is not None:
+            with contextlib.suppress(ConnectionResetError):
+                await connection.ws.send_bytes(wire.offer(*offer))
 
     async def _refresh_tokens(self, connection: _Connection) -> None:
         """A fresh token every few minutes, with the same room, identity and grant."""
@@ -319,7 +388,7 @@ class LiveKitSignalling:
                 await connection.ws.send_bytes(wire.refresh_token(token))
 
     async def _leave(self, room: _Room, connection: _Connection) -> None:
-        """Tells the others first, then closes the peer connection.
+        """Tells the others first, then closes the participant's peer connections.
 
         In that order: aiortc's close can take long (or wait on the close it starts itself when
         the client's DTLS ends), and the others must not go on seeing a participant who left.
@@ -331,15 +400,13 @@ class LiveKitSignalling:
             del self._rooms[room.name]
         connection.version += 1
         if not connection.grant.hidden:
-            await self._tell_others(room, connection, [connection.info(active=False)])
+            await self._tell(room, wire.participants_update([connection.info(active=False)]))
         logger.info("sfu: livekit %s left %s", connection.sid, room.name)
-        await asyncio.shield(connection.publisher.close())
+        await asyncio.shield(room.router.leave(connection.sid))
 
-    async def _tell_others(
-        self, room: _Room, connection: _Connection, infos: list[models.ParticipantInfo]
-    ) -> None:
-        frame = wire.participants_update(infos)
+    async def _tell(self, room: _Room, frame: bytes, but: _Connection | None = None) -> None:
+        """One frame to everyone in the room (but one)."""
         for other in list(room.connections.values()):
-            if other is not connection:
+            if other is not but:
                 with contextlib.suppress(ConnectionResetError):
                     await other.ws.send_bytes(frame)

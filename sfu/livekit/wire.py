@@ -34,6 +34,17 @@ _SOURCES = {
 }
 
 
+#: The one codec forwarded per kind (`sfu.codecs`), as LiveKit names it in a TrackInfo.
+_MIME_TYPES = {models.TrackType.AUDIO: "audio/opus", models.TrackType.VIDEO: "video/VP8"}
+#: What each source may carry: a grant for the microphone is no grant for video.
+_TYPE_OF_SOURCE = {
+    models.TrackSource.CAMERA: models.TrackType.VIDEO,
+    models.TrackSource.MICROPHONE: models.TrackType.AUDIO,
+    models.TrackSource.SCREEN_SHARE: models.TrackType.VIDEO,
+}
+_KINDS = {models.TrackType.AUDIO: "audio", models.TrackType.VIDEO: "video"}
+
+
 class WireError(ValueError):
     """A frame that is not a SignalRequest."""
 
@@ -66,8 +77,62 @@ def permission(grant: Grant) -> models.ParticipantPermission:
     )
 
 
+def may_publish(grant: Grant, request: rtc.AddTrackRequest) -> bool:
+    """Whether the grant lets this track be published: its source is granted and the track is
+    of that source's kind (audio for the microphone, video for the camera and the screen)."""
+    allowed = {_SOURCES[s] for s in grant.can_publish_sources if s in _SOURCES}
+    return (
+        grant.can_publish
+        and request.source in allowed
+        and _TYPE_OF_SOURCE.get(request.source) == request.type
+    )
+
+
+def kind_of(info: models.TrackInfo) -> str:
+    """The track's WebRTC kind ("audio" or "video"), as its m-line says it."""
+    return _KINDS[info.type]
+
+
+def track_info(sid: str, request: rtc.AddTrackRequest) -> models.TrackInfo:
+    """The published track as everyone is told of it, from the publisher's AddTrack.
+
+    `encryption` is copied as announced: receivers turn decryption on only when it says so
+    (Element Call's E2EE); the SFU forwards the encrypted frames as they are.
+    """
+    mime_type = _MIME_TYPES[request.type]
+    return models.TrackInfo(
+        sid=sid,
+        type=request.type,
+        source=request.source,
+        name=request.name,
+        muted=request.muted,
+        width=request.width,
+        height=request.height,
+        disable_dtx=request.disable_dtx,
+        stereo=request.stereo,
+        disable_red=True,  # Opus alone is negotiated (`sfu.codecs`)
+        encryption=request.encryption,
+        stream=request.stream,
+        mime_type=mime_type,
+        codecs=[models.SimulcastCodecInfo(mime_type=mime_type, cid=request.cid)],
+    )
+
+
+def stream_ids(participant_sid: str, track_sid: str) -> tuple[str, str]:
+    """The msid of a forwarded track's m-line: LiveKit clients read the publisher and the
+    track from the stream ID, `PA_x|TR_y` (LiveKit's PackStreamID)."""
+    return f"{participant_sid}|{track_sid}", track_sid
+
+
 def participant_info(
-    *, sid: str, identity: str, grant: Grant, version: int, joined_at: int, active: bool = True
+    *,
+    sid: str,
+    identity: str,
+    grant: Grant,
+    version: int,
+    joined_at: int,
+    active: bool = True,
+    tracks: Iterable[models.TrackInfo] = (),
 ) -> models.ParticipantInfo:
     state = models.ParticipantInfo.ACTIVE if active else models.ParticipantInfo.DISCONNECTED
     return models.ParticipantInfo(
@@ -79,6 +144,7 @@ def participant_info(
         joined_at_ms=joined_at * 1000,
         permission=permission(grant),
         is_publisher=grant.can_publish,
+        tracks=list(tracks),
     )
 
 
@@ -144,6 +210,37 @@ def participants_update(infos: Iterable[models.ParticipantInfo]) -> bytes:
 def answer(sdp: str, offer_id: int) -> bytes:
     """The answer to the client's offer; the id is echoed, or the client drops the answer."""
     return _frame(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer_id))
+
+
+def offer(sdp: str, offer_id: int) -> bytes:
+    """The SFU's offer on the subscriber connection; the client echoes the id."""
+    return _frame(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=offer_id))
+
+
+def track_published(cid: str, info: models.TrackInfo) -> bytes:
+    """The answer to AddTrack (clients wait 10 s for it), matched by the client's track ID."""
+    return _frame(track_published=rtc.TrackPublishedResponse(cid=cid, track=info))
+
+
+def add_track_refused(request: rtc.AddTrackRequest, message: str) -> bytes:
+    """An AddTrack the participant's grant does not allow."""
+    return _frame(
+        request_response=rtc.RequestResponse(
+            reason=rtc.RequestResponse.NOT_ALLOWED, message=message, add_track=request
+        )
+    )
+
+
+def speakers_changed(levels: Mapping[str, float]) -> bytes:
+    """Who speaks now: participant ID to level (0 to 1); a level of 0 means stopped."""
+    return _frame(
+        speakers_changed=rtc.SpeakersChanged(
+            speakers=[
+                models.SpeakerInfo(sid=sid, level=level, active=level > 0)
+                for sid, level in levels.items()
+            ]
+        )
+    )
 
 
 def pong(last_ping_timestamp: int, now_ms: int) -> bytes:

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from livekit import rtc
+from livekit.protocol import models
 from livekit.protocol import rtc as signal
 
 from sferum_shared import SYSTEM_CLOCK
@@ -216,3 +217,36 @@ async def test_a_fresh_token_comes_before_the_first_runs_out(
     assert claims["sub"] == "@p:hs:D" and tokens.grant_of(claims) == PUPIL
     assert claims["ru.sferum.session"] == session_claim["ru.sferum.session"]
     assert claims["nbf"] > tokens.verify(first, SECRET, ROOM, int(time.time()))["nbf"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("source", "kind", "allowed"),
+    [
+        (models.TrackSource.MICROPHONE, models.TrackType.AUDIO, True),
+        (models.TrackSource.CAMERA, models.TrackType.VIDEO, False),
+        (models.TrackSource.SCREEN_SHARE, models.TrackType.VIDEO, False),
+        # Video announced as the microphone: the grant names sources, and kinds follow them.
+        (models.TrackSource.MICROPHONE, models.TrackType.VIDEO, False),
+    ],
+)
+async def test_the_sfu_itself_refuses_an_ungranted_track(
+    server: TestServer, source: int, kind: int, allowed: bool
+) -> None:
+    """A client that ignores its permission (not an SDK: a hand-made one) gets no track ID."""
+    async with aiohttp.ClientSession() as session:
+        query = {"access_token": token(PUPIL, "@pupil:school.test:P")}
+        async with session.ws_connect(server.make_url("/rtc"), params=query) as ws:
+            join = signal.SignalResponse()
+            join.ParseFromString(await ws.receive_bytes(timeout=10))
+            add = signal.AddTrackRequest(cid="my-track", type=kind, source=source, name="x")
+            await ws.send_bytes(signal.SignalRequest(add_track=add).SerializeToString())
+            reply = signal.SignalResponse()
+            reply.ParseFromString(await ws.receive_bytes(timeout=10))
+            if allowed:
+                assert reply.track_published.cid == "my-track"
+                assert reply.track_published.track.sid.startswith("TR_")
+            else:
+                refusal = reply.request_response
+                assert refusal.reason == signal.RequestResponse.NOT_ALLOWED
+                assert refusal.add_track.cid == "my-track" and refusal.message

@@ -19,13 +19,28 @@ CALL_QUERY = (
 
 # (kind, the call's room ID, public URL, the widget's name, its URL)
 CONTENT_TABLE = [
-    (K.LESSON, "!l:school.test", f"{SFU}/", "Урок",
-     f"{SFU}/call?room=$matrix_room_id&kind=lesson{CALL_QUERY}"),
-    (K.BROADCAST, BROADCAST_ID, SFU, "Трансляция",
-     f"{SFU}/call?room=$matrix_room_id&kind=broadcast{CALL_QUERY}"),
+    (
+        K.LESSON,
+        "!l:school.test",
+        f"{SFU}/",
+        "Урок",
+        f"{SFU}/call?room=$matrix_room_id&kind=lesson{CALL_QUERY}",
+    ),
+    (
+        K.BROADCAST,
+        BROADCAST_ID,
+        SFU,
+        "Трансляция",
+        f"{SFU}/call?room=$matrix_room_id&kind=broadcast{CALL_QUERY}",
+    ),
     # families watch the school's broadcast from their class news room: the URL names it
-    (K.CLASS_NEWS, BROADCAST_ID, "http://127.0.0.1:8010", "Трансляция",
-     f"http://127.0.0.1:8010/call?room=%21bcast%3Aschool.test&kind=news{CALL_QUERY}"),
+    (
+        K.CLASS_NEWS,
+        BROADCAST_ID,
+        "http://127.0.0.1:8010",
+        "Трансляция",
+        f"http://127.0.0.1:8010/call?room=%21bcast%3Aschool.test&kind=news{CALL_QUERY}",
+    ),
 ]
 
 

@@ -38,11 +38,14 @@ def test_a_fresh_deployment_is_ok(folder: Path, capsys: pytest.CaptureFixture[st
 
 def test_module_error_names_the_key(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (folder / "conf.d" / "50-rules.yaml").write_text(
-        yaml.safe_dump(modules_with(folder, min_account_age_years=40)))
+        yaml.safe_dump(modules_with(folder, min_account_age_years=40))
+    )
     code, _, err = check(folder, capsys)
     assert code == 1
-    assert err == ("check-config: modules[synapse_sferum].config.rules.min_account_age_years: "
-                   "must be a whole number from 0 to 18, got 40\n")
+    assert err == (
+        "check-config: modules[synapse_sferum].config.rules.min_account_age_years: "
+        "must be a whole number from 0 to 18, got 40\n"
+    )
 
 
 def test_later_conf_d_files_override_earlier_ones(
@@ -114,5 +117,7 @@ def test_broken_app_service_file(folder: Path, capsys: pytest.CaptureFixture[str
 def test_not_a_deployment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = check(tmp_path, capsys)
     assert code == 1
-    assert err == (f"check-config: {tmp_path} is not a deployment (no homeserver.yaml); "
-                   f"create it with: sferumctl init {tmp_path} --server-name NAME\n")
+    assert err == (
+        f"check-config: {tmp_path} is not a deployment (no homeserver.yaml); "
+        f"create it with: sferumctl init {tmp_path} --server-name NAME\n"
+    )

@@ -96,7 +96,9 @@ def test_files_secrets_key_and_modes(tmp_path: Path) -> None:
 
     appservice = load(folder / "appservice-sferum.yaml")
     assert (appservice["as_token"], appservice["hs_token"]) == (
-        stored["as_token"], stored["hs_token"])
+        stored["as_token"],
+        stored["hs_token"],
+    )
     assert appservice["url"] is None and appservice["rate_limited"] is False
     [users] = appservice["namespaces"]["users"]
     assert users["exclusive"] is True
@@ -107,33 +109,52 @@ def test_files_secrets_key_and_modes(tmp_path: Path) -> None:
     key = (folder / f"{SERVER}.signing.key").read_text().split()
     assert key[0] == "ed25519" and re.fullmatch(r"a_[A-Za-z]{4}", key[1])
 
-    for private in ("secrets.yaml", "homeserver.yaml", "appservice-sferum.yaml",
-                    f"{SERVER}.signing.key", "sferum-init.yaml"):
+    for private in (
+        "secrets.yaml",
+        "homeserver.yaml",
+        "appservice-sferum.yaml",
+        f"{SERVER}.signing.key",
+        "sferum-init.yaml",
+    ):
         assert stat.S_IMODE((folder / private).stat().st_mode) == 0o600, private
     for sub in ("conf.d", "media_store", "logs", "run"):
         assert (folder / sub).is_dir()
     assert list((folder / "conf.d").iterdir()) == []
     assert load(folder / "log.config")["handlers"]["file"]["filename"] == str(
-        folder / "logs" / "homeserver.log")
+        folder / "logs" / "homeserver.log"
+    )
 
 
 def test_rerun_keeps_secrets_key_database_and_parameters(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = init(tmp_path, "--server-name", SERVER, "--http-port", "18556",
-                  "--federate-with", "school2.example.org")
+    folder = init(
+        tmp_path,
+        "--server-name",
+        SERVER,
+        "--http-port",
+        "18556",
+        "--federate-with",
+        "school2.example.org",
+    )
     (folder / "homeserver.db").write_bytes(b"data")
     (folder / "media_store" / "photo").write_bytes(b"jpeg")
-    before = {name: (folder / name).read_bytes() for name in (
-        "secrets.yaml", f"{SERVER}.signing.key", "homeserver.yaml", "homeserver.db")}
+    before = {
+        name: (folder / name).read_bytes()
+        for name in ("secrets.yaml", f"{SERVER}.signing.key", "homeserver.yaml", "homeserver.db")
+    }
     capsys.readouterr()
 
     assert main(["init", str(folder)]) == 0
     out = capsys.readouterr().out
     assert {name: (folder / name).read_bytes() for name in before} == before
     assert (folder / "media_store" / "photo").read_bytes() == b"jpeg"
-    for line in ("kept      secrets.yaml", f"kept      {SERVER}.signing.key",
-                 "kept      homeserver.db", "unchanged homeserver.yaml"):
+    for line in (
+        "kept      secrets.yaml",
+        f"kept      {SERVER}.signing.key",
+        "kept      homeserver.db",
+        "unchanged homeserver.yaml",
+    ):
         assert line in out
     assert not list(folder.glob("*.bak"))
 
@@ -170,8 +191,10 @@ def test_missing_secret_is_added_and_the_others_kept(tmp_path: Path) -> None:
     assert main(["init", str(folder)]) == 0
     again = load(folder / "secrets.yaml")
     assert {k: v for k, v in again.items() if k != "form_secret"} == stored
-    assert again["form_secret"] and load(folder / "homeserver.yaml")["form_secret"] == (
-        again["form_secret"])
+    assert (
+        again["form_secret"]
+        and load(folder / "homeserver.yaml")["form_secret"] == (again["form_secret"])
+    )
 
 
 def test_server_name_change_refused_once_there_is_a_database(
@@ -198,12 +221,24 @@ def test_server_name_change_before_first_start(tmp_path: Path) -> None:
 
 
 def test_postgresql(tmp_path: Path) -> None:
-    folder = init(tmp_path, "--server-name", SERVER, "--database",
-                  "postgresql://synapse_user:p%40ss%3Aword@db.internal:6432/synapse")
+    folder = init(
+        tmp_path,
+        "--server-name",
+        SERVER,
+        "--database",
+        "postgresql://synapse_user:p%40ss%3Aword@db.internal:6432/synapse",
+    )
     assert load(folder / "homeserver.yaml")["database"] == {
         "name": "psycopg2",
-        "args": {"user": "synapse_user", "password": "p@ss:word", "dbname": "synapse",
-                 "host": "db.internal", "port": 6432, "cp_min": 1, "cp_max": 10},
+        "args": {
+            "user": "synapse_user",
+            "password": "p@ss:word",
+            "dbname": "synapse",
+            "host": "db.internal",
+            "port": 6432,
+            "cp_min": 1,
+            "cp_max": 10,
+        },
     }
     check_config(Deployment(folder))
     # The password is stored, so the file that remembers parameters is private too.
@@ -223,38 +258,70 @@ def _self_signed(tmp_path: Path, host: str) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
 def test_federation_listener_and_partners(tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path, SERVER)
-    folder = init(tmp_path, "--server-name", SERVER, "--bind", "127.0.0.2",
-                  "--federate-with", "school2.example.org", "school3.example.org:8448",
-                  "--federate-with", SERVER, "--federation-port", "18448",
-                  "--tls-cert", str(cert), "--tls-key", str(key))
+    folder = init(
+        tmp_path,
+        "--server-name",
+        SERVER,
+        "--bind",
+        "127.0.0.2",
+        "--federate-with",
+        "school2.example.org",
+        "school3.example.org:8448",
+        "--federate-with",
+        SERVER,
+        "--federation-port",
+        "18448",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+    )
     config = load(folder / "homeserver.yaml")
     client, federation = config["listeners"]
     assert client["resources"][0]["names"] == ["client", "openid"]  # openid: the mini-app
     assert (federation["port"], federation["tls"], federation["resources"][0]["names"]) == (
-        18448, True, ["federation"])
+        18448,
+        True,
+        ["federation"],
+    )
     assert federation["bind_addresses"] == ["127.0.0.2"]
     assert (config["tls_certificate_path"], config["tls_private_key_path"]) == (
-        str(cert), str(key))
+        str(cert),
+        str(key),
+    )
     assert config["federation_domain_whitelist"] == [
-        SERVER, "school2.example.org", "school3.example.org:8448"]
+        SERVER,
+        "school2.example.org",
+        "school3.example.org:8448",
+    ]
     assert module_config(folder)["partner_servers"] == [
-        "school2.example.org", "school3.example.org:8448"]
+        "school2.example.org",
+        "school3.example.org:8448",
+    ]
     check_config(Deployment(folder))
 
     # --federate-with alone: no partners any more.
@@ -277,8 +344,10 @@ def test_ipv6_bind(tmp_path: Path) -> None:
         (["--bind", "localhost"], "argument --bind: must be an IP address"),
         (["--server-name", "bad name"], "argument --server-name: not a valid Matrix server"),
         (["--federate-with", "ok.example", "no/slash"], "argument --federate-with: not a valid"),
-        (["--database", "mysql://u:p@h/db"], "argument --database: expected 'sqlite' or "
-                                             "postgresql://"),
+        (
+            ["--database", "mysql://u:p@h/db"],
+            "argument --database: expected 'sqlite' or postgresql://",
+        ),
         (["--database", "postgresql://h/db"], "argument --database: expected"),
         (["--public-baseurl", "ftp://x/"], "argument --public-baseurl: must be an http://"),
         (["--tls-cert", "/nonexistent.pem"], "argument --tls-cert: no such file"),
@@ -300,14 +369,31 @@ def test_bad_arguments_are_named(
     ("args", "message"),
     [
         ([], "init: --server-name is required for a new deployment"),
-        (["--server-name", SERVER, "--federation-port", "8448"],
-         "--federation-port needs --tls-cert and --tls-key"),
-        (["--server-name", SERVER, "--tls-cert", __file__, "--tls-key", __file__],
-         "only used with --federation-port"),
-        (["--server-name", SERVER, "--federation-port", "8008", "--tls-cert", __file__,
-          "--tls-key", __file__], "--federation-port must differ from --http-port (8008)"),
-        (["--server-name", SERVER, "--bind", "0.0.0.0"],
-         "--public-baseurl is required with --bind 0.0.0.0"),
+        (
+            ["--server-name", SERVER, "--federation-port", "8448"],
+            "--federation-port needs --tls-cert and --tls-key",
+        ),
+        (
+            ["--server-name", SERVER, "--tls-cert", __file__, "--tls-key", __file__],
+            "only used with --federation-port",
+        ),
+        (
+            [
+                "--server-name",
+                SERVER,
+                "--federation-port",
+                "8008",
+                "--tls-cert",
+                __file__,
+                "--tls-key",
+                __file__,
+            ],
+            "--federation-port must differ from --http-port (8008)",
+        ),
+        (
+            ["--server-name", SERVER, "--bind", "0.0.0.0"],
+            "--public-baseurl is required with --bind 0.0.0.0",
+        ),
     ],
 )
 def test_parameters_that_clash(
@@ -367,9 +453,14 @@ def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
     sfu = parse_sfu_config(load(folder / "sfu.yaml"))
     secrets = load(folder / "secrets.yaml")
     assert (sfu.jwt_secret, sfu.admin_api_secret) == (
-        secrets["sfu_jwt_secret"], secrets["admin_api_secret"])
+        secrets["sfu_jwt_secret"],
+        secrets["admin_api_secret"],
+    )
     assert (sfu.homeserver_url, sfu.sfu_url, sfu.http_port) == (
-        "http://127.0.0.1:18561", "http://127.0.0.1:18562", 18562)
+        "http://127.0.0.1:18561",
+        "http://127.0.0.1:18562",
+        18562,
+    )
     assert sfu.admin_api_url == "http://127.0.0.1:18561/_synapse/client/sferum/admin/v1"
     # The module puts the SFU's call page into rooms, at the URL clients reach the SFU at.
     assert parse_config(module_config(folder)).calls.public_url == sfu.sfu_url

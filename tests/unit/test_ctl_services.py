@@ -82,19 +82,21 @@ def started(tmp_path: Path, lines: list[str]) -> Iterator[list[Service]]:
     services.stop(running, say=lines.append, grace=2)
 
 
-def test_start_status_stop(
-    tmp_path: Path, started: list[Service], lines: list[str]
-) -> None:
+def test_start_status_stop(tmp_path: Path, started: list[Service], lines: list[str]) -> None:
     service = fake_service(tmp_path)
     started.append(service)
     services.start([service], timeout=30, say=lines.append)
     pid = service.running_pid()
     assert pid is not None and service.healthy()
-    assert lines == [f"fake: starting (pid {pid}, output in {service.log_path})",
-                     f"fake: healthy ({service.health_url})"]
+    assert lines == [
+        f"fake: starting (pid {pid}, output in {service.log_path})",
+        f"fake: healthy ({service.health_url})",
+    ]
     assert "fake service starting" in service.log_path.read_text()
     assert services.status([service]) == (
-        [f"fake: running (pid {pid}, health ok: {service.health_url})"], True)
+        [f"fake: running (pid {pid}, health ok: {service.health_url})"],
+        True,
+    )
 
     lines.clear()
     services.start([service], timeout=30, say=lines.append)
@@ -215,7 +217,9 @@ def start_run_driver(folder: Path) -> subprocess.Popen[str]:
     """`services.run` of a fake service in a child process, once it says it is running."""
     driver = subprocess.Popen(
         [sys.executable, "-c", RUN_DRIVER, str(folder), str(free_port())],
-        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert driver.stdout is not None
@@ -261,14 +265,21 @@ def test_deployment_runs_synapse_with_conf_d_in_name_order(tmp_path: Path) -> No
     deployment = Deployment(folder)
     [synapse] = services.deployment_services(deployment, deployment.load_config())
     assert synapse.argv == (
-        sys.executable, "-m", "synapse.app.homeserver",
-        "-c", str(folder / "homeserver.yaml"),
-        "-c", str(folder / "conf.d" / "10-a.yaml"),
-        "-c", str(folder / "conf.d" / "20-b.yaml"),
+        sys.executable,
+        "-m",
+        "synapse.app.homeserver",
+        "-c",
+        str(folder / "homeserver.yaml"),
+        "-c",
+        str(folder / "conf.d" / "10-a.yaml"),
+        "-c",
+        str(folder / "conf.d" / "20-b.yaml"),
     )
     assert synapse.health_url == "http://127.0.0.1:18559/health"
     assert (synapse.log_path, synapse.pid_path) == (
-        folder / "logs" / "synapse.out", folder / "run" / "synapse.pid")
+        folder / "logs" / "synapse.out",
+        folder / "run" / "synapse.pid",
+    )
     assert set(synapse.identity) == {"synapse.app.homeserver", str(folder / "homeserver.yaml")}
     assert synapse.env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
 

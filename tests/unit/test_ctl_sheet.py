@@ -68,13 +68,16 @@ def test_empty_class() -> None:
 
 def test_sign_in_payload() -> None:
     assert json.loads(sign_in_payload(HOMESERVER, "@li:x")) == {
-        "homeserver": HOMESERVER, "user_id": "@li:x"}
+        "homeserver": HOMESERVER,
+        "user_id": "@li:x",
+    }
 
 
 def test_server_url() -> None:
     listener = {"type": "http", "port": 8008, "resources": [{"names": ["client"]}]}
     assert server_url({"public_baseurl": "https://s.example/", "listeners": [listener]}) == (
-        "https://s.example")
+        "https://s.example"
+    )
     assert server_url({"listeners": [listener]}) == "http://127.0.0.1:8008"
 
 
@@ -83,10 +86,12 @@ def test_command(
 ) -> None:
     fake: FakeApi = request.getfixturevalue("api")
     folder = deployment_at(tmp_path, fake.port)
-    fake.body = {"accounts": [
-        {"person": "s-1", "user_id": "@ivanov.ivan:localhost", "password": "Tq7-x9Lm"},
-        {"person": "s-22", "user_id": "@li:localhost", "password": None},
-    ]}
+    fake.body = {
+        "accounts": [
+            {"person": "s-1", "user_id": "@ivanov.ivan:localhost", "password": "Tq7-x9Lm"},
+            {"person": "s-22", "user_id": "@li:localhost", "password": None},
+        ]
+    }
     out_file = tmp_path / "5a.html"
     argv = ["accounts", "sheet", str(folder), "--class", "5a", "--out", str(out_file)]
     code, out, err = run(capsys, *argv)
@@ -111,8 +116,9 @@ def test_command_unknown_class(
     folder = deployment_at(tmp_path, fake.port)
     fake.status, fake.body = 404, {"errcode": "M_NOT_FOUND", "error": "No class '9z'"}
     out_file = tmp_path / "9z.html"
-    code, out, err = run(capsys, "accounts", "sheet", str(folder), "--class", "9z",
-                         "--out", str(out_file))
+    code, out, err = run(
+        capsys, "accounts", "sheet", str(folder), "--class", "9z", "--out", str(out_file)
+    )
     assert (code, out, err) == (1, "", "accounts sheet: No class '9z' (M_NOT_FOUND)\n")
     assert not out_file.exists()
 

@@ -39,8 +39,10 @@ CODE = LinkCode("AAAA-BBBB-CCCC", "p-1", expires_ms=NOW + 1)
         (attrs.evolve(PUPIL, birth_date=date(2020, 11, 22)), None),  # six today
         (attrs.evolve(PUPIL, has_account=True), IdentityReason.HAS_ACCOUNT),
         # Being under age outranks having an account (that account predates a roster fix).
-        (attrs.evolve(PUPIL, has_account=True, birth_date=date(2022, 1, 1)),
-         IdentityReason.TOO_YOUNG),
+        (
+            attrs.evolve(PUPIL, has_account=True, birth_date=date(2022, 1, 1)),
+            IdentityReason.TOO_YOUNG,
+        ),
     ],
 )
 def test_new_account(applicant: Applicant, expected: IdentityReason | None) -> None:
@@ -52,18 +54,32 @@ def test_new_account(applicant: Applicant, expected: IdentityReason | None) -> N
     [
         (PUPIL, CODE, "79165550001", None, None),
         (PUPIL, None, "79165550001", None, IdentityReason.CODE_UNKNOWN),
-        (PUPIL, attrs.evolve(CODE, used_by="@x:s"), "79165550001", None,
-         IdentityReason.CODE_USED),
-        (PUPIL, attrs.evolve(CODE, expires_ms=NOW), "79165550001", None,
-         IdentityReason.CODE_EXPIRED),
-        (PUPIL, attrs.evolve(CODE, person_id="p-2"), "79165550001", None,
-         IdentityReason.CODE_UNKNOWN),
+        (PUPIL, attrs.evolve(CODE, used_by="@x:s"), "79165550001", None, IdentityReason.CODE_USED),
+        (
+            PUPIL,
+            attrs.evolve(CODE, expires_ms=NOW),
+            "79165550001",
+            None,
+            IdentityReason.CODE_EXPIRED,
+        ),
+        (
+            PUPIL,
+            attrs.evolve(CODE, person_id="p-2"),
+            "79165550001",
+            None,
+            IdentityReason.CODE_UNKNOWN,
+        ),
         (PUPIL, CODE, "79165550001", "@someone:s", IdentityReason.PHONE_IN_USE),
         (PUPIL, CODE, "79031234501", None, IdentityReason.GUARDIAN_PHONE),
         # A guardian's number is refused for the pupil only; the guardian may use it.
         (attrs.evolve(PARENT, person_id="p-1"), CODE, "79031234501", None, None),
-        (attrs.evolve(PUPIL, has_account=True), CODE, "79165550001", None,
-         IdentityReason.HAS_ACCOUNT),
+        (
+            attrs.evolve(PUPIL, has_account=True),
+            CODE,
+            "79165550001",
+            None,
+            IdentityReason.HAS_ACCOUNT,
+        ),
     ],
 )
 def test_registration_with_code_and_phone(

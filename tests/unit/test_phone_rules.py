@@ -17,8 +17,13 @@ from synapse_sferum.policy.phone import (
     validated,
 )
 
-LIMITS = SmsLimits(code_ttl_ms=600_000, max_attempts=3, max_sends_per_window=2,
-                   send_window_ms=3_600_000, validated_ttl_ms=3_600_000)
+LIMITS = SmsLimits(
+    code_ttl_ms=600_000,
+    max_attempts=3,
+    max_sends_per_window=2,
+    send_window_ms=3_600_000,
+    validated_ttl_ms=3_600_000,
+)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import aioice
 import aioice.ice
 import pytest
 from aiortc import (
+    RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
     rtcdtlstransport,
@@ -195,6 +196,7 @@ async def test_packets_are_patched_per_subscriber_and_nacks_answered_as_rtx(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     written: list[bytes] = []
+
     def write(dtls: object, data: bytes) -> bool:
         written.append(data)
         return True
@@ -228,3 +230,36 @@ async def test_packets_are_patched_per_subscriber_and_nacks_answered_as_rtx(
     [again] = (rtp.RtpPacket.parse(data) for data in written)
     assert (again.payload_type, again.ssrc) == (97, senders[1]._rtx_ssrc)
     assert again.payload == (2000).to_bytes(2, "big") + b"frame"  # RFC 4588: OSN first
+
+
+async def test_msid_is_what_the_offer_names() -> None:
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("audio", direction="sendonly")
+        aiortc_compat.set_msid(transceiver.sender, "PA_a|TR_b", "TR_b")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert "a=msid:PA_a|TR_b TR_b" in pc.localDescription.sdp
+    finally:
+        await pc.close()
+
+
+async def test_the_bitrate_estimate_is_fixed_for_video_only() -> None:
+    video = RTCRtpReceiver("video", FakeTransport())  # type: ignore[arg-type]
+    audio = RTCRtpReceiver("audio", FakeTransport())  # type: ignore[arg-type]
+    aiortc_compat.fix_bitrate_estimate(video, 2_500_000)
+    aiortc_compat.fix_bitrate_estimate(audio, 2_500_000)
+    assert getattr(audio, aiortc_compat.RECEIVER_PRIVATE_ATTRS[1]) is None
+    estimate = getattr(video, aiortc_compat.RECEIVER_PRIVATE_ATTRS[1])
+    # aiortc sends a REMB whenever add() returns one: once a second, the budget.
+    assert estimate.add(abs_send_time=0, arrival_time_ms=0, payload_size=1200, ssrc=7) == (
+        2_500_000,
+        [7],
+    )
+    assert estimate.add(abs_send_time=0, arrival_time_ms=500, payload_size=1200, ssrc=7) is None
+    assert estimate.add(abs_send_time=0, arrival_time_ms=1000, payload_size=9, ssrc=7) == (
+        2_500_000,
+        [7],
+    )
+    # ... which is where aiortc's receive path calls it.
+    handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "remb = self.__remote_bitrate_estimator.add(" in handle

@@ -155,3 +155,78 @@ def test_trickled_candidates() -> None:
 def test_unreadable_candidates_are_refused(init: str) -> None:
     with pytest.raises(wire.WireError):
         ice_candidate(init)
+
+
+def add_track(source: int, kind: int, **kw: object) -> rtc.AddTrackRequest:
+    return rtc.AddTrackRequest(cid="c1", source=source, type=kind, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("grant", "source", "kind", "allowed"),
+    [
+        (TEACHER, models.CAMERA, models.VIDEO, True),
+        (TEACHER, models.SCREEN_SHARE, models.VIDEO, True),
+        (TEACHER, models.MICROPHONE, models.AUDIO, True),
+        (TEACHER, models.SCREEN_SHARE_AUDIO, models.AUDIO, False),  # never granted
+        (TEACHER, models.UNKNOWN, models.VIDEO, False),
+        (TEACHER, models.CAMERA, models.AUDIO, False),  # a source carries its own kind
+        (TEACHER, models.CAMERA, models.DATA, False),
+        (PUPIL, models.MICROPHONE, models.AUDIO, True),
+        (PUPIL, models.MICROPHONE, models.VIDEO, False),
+        (PUPIL, models.CAMERA, models.VIDEO, False),
+        (Grant.publisher(MICROPHONE, CAMERA), models.CAMERA, models.VIDEO, True),
+        (Grant.viewer(), models.MICROPHONE, models.AUDIO, False),
+        (VIEWER, models.MICROPHONE, models.AUDIO, False),
+    ],
+)
+def test_who_may_publish_what(grant: Grant, source: int, kind: int, allowed: bool) -> None:
+    assert wire.may_publish(grant, add_track(source, kind)) is allowed
+
+
+def test_track_info_keeps_what_the_publisher_announced() -> None:
+    request = add_track(
+        models.CAMERA,
+        models.VIDEO,
+        name="camera",
+        width=1280,
+        height=720,
+        muted=True,
+        encryption=models.Encryption.GCM,
+        stream="camera",
+    )
+    info = wire.track_info("TR_x", request)
+    assert (info.sid, info.type, info.source, info.name) == (
+        "TR_x",
+        models.VIDEO,
+        models.CAMERA,
+        "camera",
+    )
+    assert (info.width, info.height, info.muted) == (1280, 720, True)
+    # Element Call turns decryption on only if the SFU passes the encryption on.
+    assert info.encryption == models.Encryption.GCM
+    assert info.mime_type == "video/VP8" and [c.mime_type for c in info.codecs] == ["video/VP8"]
+    assert wire.kind_of(info) == "video"
+    audio = wire.track_info("TR_y", add_track(models.MICROPHONE, models.AUDIO))
+    assert (audio.mime_type, wire.kind_of(audio)) == ("audio/opus", "audio")
+    assert audio.encryption == models.Encryption.NONE
+
+
+def test_publishing_frames() -> None:
+    track = wire.track_info("TR_x", add_track(models.MICROPHONE, models.AUDIO))
+    published = response(wire.track_published("c1", track)).track_published
+    assert (published.cid, published.track.sid) == ("c1", "TR_x")
+    refused = response(wire.add_track_refused(add_track(models.CAMERA, models.VIDEO), "no"))
+    assert refused.request_response.reason == rtc.RequestResponse.NOT_ALLOWED
+    assert refused.request_response.add_track.cid == "c1"
+    offer = response(wire.offer("v=0\r\n", 7)).offer
+    assert (offer.type, offer.sdp, offer.id) == ("offer", "v=0\r\n", 7)
+    assert wire.stream_ids("PA_a", "TR_b") == ("PA_a|TR_b", "TR_b")
+    assert [t.sid for t in info(PUPIL, tracks=[track]).tracks] == ["TR_x"]
+
+
+def test_speakers_changed() -> None:
+    speakers = response(wire.speakers_changed({"PA_a": 0.5, "PA_b": 0.0})).speakers_changed
+    assert [(s.sid, round(s.level, 2), s.active) for s in speakers.speakers] == [
+        ("PA_a", 0.5, True),
+        ("PA_b", 0.0, False),
+    ]

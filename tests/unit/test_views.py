@@ -1,6 +1,5 @@
 """The planner's per-school views, built from the shipped demo roster."""
 
-
 from datetime import date
 
 import attrs
@@ -42,8 +41,11 @@ def test_disabled_people_are_left_out() -> None:
     people = dict(snapshot.people)
     people["p-5a-1"] = attrs.evolve(people["p-5a-1"], enabled=False)
     disabled = DirectorySnapshot(
-        orgs=snapshot.orgs, people=people, demographics=snapshot.demographics,
-        classes=snapshot.classes, enrollments=snapshot.enrollments,
+        orgs=snapshot.orgs,
+        people=people,
+        demographics=snapshot.demographics,
+        classes=snapshot.classes,
+        enrollments=snapshot.enrollments,
     )
     [school] = org_views(disabled, guardianship_pairs(disabled.people))
     assert "p-5a-1" not in {p.person_id for p in school.pupils}
