@@ -89,8 +89,11 @@ async def test_a_deleted_person_is_deactivated_and_leaves_every_room(
     assert gone.status == 401 and gone.body["errcode"] == "M_UNKNOWN_TOKEN", gone
     relogin = await NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl")._post(
         f"{deployment.base_url}/_matrix/client/v3/login",
-        {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": parent.user_id},
-         "password": NEWCOMER_PASSWORD},
+        {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": parent.user_id},
+            "password": NEWCOMER_PASSWORD,
+        },
     )
     assert relogin.status == 403, relogin  # deactivation wiped the password
     # Synapse's parter takes the account out of every room in the background.

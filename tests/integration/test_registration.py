@@ -47,8 +47,9 @@ def deployment(
 
 
 def link_code(deployment: Deployment, person: str, *extra: str) -> str:
-    out = sferumctl("link-codes", str(deployment.dir), "--person", person, "--format", "json",
-                    *extra)
+    out = sferumctl(
+        "link-codes", str(deployment.dir), "--person", person, "--format", "json", *extra
+    )
     codes = json.loads(out.stdout)["codes"]
     assert [c["person"] for c in codes] == [person]
     return str(codes[0]["code"])

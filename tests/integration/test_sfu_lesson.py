@@ -31,6 +31,8 @@ from aiohttp.test_utils import TestServer
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
+from livekit import rtc as livekit
+from livekit.rtc.participant import PublishTrackError
 
 from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
@@ -39,6 +41,7 @@ from synapse_sferum.ctl.demo import DemoCalendar
 from tests.demo import today
 from tests.integration.clients import User, login
 from tests.integration.harness import Deployment, copy_roster, free_port, sferumctl
+from tests.integration.livekit_media import Publisher as LiveKitMedia
 from tests.integration.test_sfu_auth import openid_token, sfu_config_for
 from tests.integration.test_sfu_media import Tone, client_peer, wait_for
 
@@ -495,3 +498,105 @@ async def test_broadcast_to_forty_viewers_over_two_sfu_processes(
         finally:
             for member in (head, *viewers):
                 await member.close()
+
+
+async def livekit_token(
+    sfu: TestServer, session: aiohttp.ClientSession, user: User, room: str
+) -> str:
+    """A JWT as Element Call asks for it by default ("compatibility": the legacy `/sfu/get`)."""
+    body = {"room": room, "openid_token": await openid_token(user), "device_id": "PHONE"}
+    async with session.post(sfu.make_url("/sfu/get"), json=body) as response:
+        answer = await response.json()
+        assert response.status == 200, answer
+    return str(answer["jwt"])
+
+
+@pytest.mark.timeout(240)
+async def test_lesson_of_a_teacher_and_ten_pupils_on_livekit_clients(
+    school: School, sfu: TestServer
+) -> None:
+    """Issue 12's lesson: every pupil on LiveKit's native client (as in Element X) gets the
+    teacher's 720p video and hears each speaking pupil on that pupil's own track."""
+    accounts, base = school.accounts, school.deployment.base_url
+    users = await asyncio.gather(
+        *(login(base, accounts[p]["user_id"], accounts[p]["password"]) for p in (TEACHER, *PUPILS))
+    )
+    by_person = dict(zip((TEACHER, *PUPILS), users, strict=True))
+    lesson = await users[0].resolve(f"#lesson-5a:{SERVER}")
+    url = f"ws://{sfu.host}:{sfu.port}"
+    identity = {p: f"{u.user_id}:PHONE" for p, u in by_person.items()}
+    rooms: dict[str, livekit.Room] = {}
+    received: dict[str, dict[str, list[livekit.RemoteTrack]]] = {p: {} for p in by_person}
+    media = LiveKitMedia()
+    async with aiohttp.ClientSession() as session:
+        try:
+            for person, user in by_person.items():
+                room = rooms[person] = livekit.Room()
+
+                def subscribed(
+                    track: livekit.RemoteTrack,
+                    publication: livekit.RemoteTrackPublication,
+                    publisher: livekit.RemoteParticipant,
+                    person: str = person,
+                ) -> None:
+                    received[person].setdefault(publisher.identity, []).append(track)
+
+                room.on("track_subscribed", subscribed)
+                await room.connect(url, await livekit_token(sfu, session, user, lesson))
+                assert room.local_participant.identity == identity[person]
+            await media.camera(rooms[TEACHER])
+            await media.microphone(rooms[TEACHER], 330)
+            for person in LOUD_PUPILS:
+                await media.microphone(rooms[person], 440)
+            # A pupil's grant has no camera: the SDK does not even ask.
+            with pytest.raises(PublishTrackError):
+                await media.camera(rooms[PUPILS[-1]])
+
+            speaking = {identity[p] for p in (TEACHER, *LOUD_PUPILS)}
+
+            async def state() -> dict[str, tuple[set[tuple[int, int]], set[str]]]:
+                """Per member: the teacher's video sizes decoded, and who is heard."""
+                seen = {}
+                for person, tracks in received.items():
+                    sizes: set[tuple[int, int]] = set()
+                    heard: set[str] = set()
+                    for publisher, published in tracks.items():
+                        for track in published:
+                            for stats in await track.get_stats():
+                                if not stats.HasField("inbound_rtp"):
+                                    continue
+                                inbound = stats.inbound_rtp.inbound
+                                if stats.inbound_rtp.stream.kind == "video":
+                                    if inbound.frames_decoded:
+                                        sizes.add((inbound.frame_width, inbound.frame_height))
+                                elif inbound.total_audio_energy > 0.01:  # the tone, not silence
+                                    heard.add(publisher)
+                    seen[person] = (sizes, heard)
+                return seen
+
+            async def settled() -> bool:
+                seen = await state()
+                return all(
+                    (person == TEACHER or (1280, 720) in sizes)
+                    and heard == speaking - {identity[person]}
+                    for person, (sizes, heard) in seen.items()
+                )
+
+            async with asyncio.timeout(120):
+                while not await settled():
+                    await asyncio.sleep(1)
+            for person, tracks in received.items():
+                # The teacher's video, the speakers' and the silent pupils' microphones: nothing
+                # of one's own, and only the teacher's video.
+                assert identity[person] not in tracks
+                videos = {
+                    who
+                    for who, ts in tracks.items()
+                    for t in ts
+                    if t.kind == livekit.TrackKind.KIND_VIDEO
+                }
+                assert videos == ({identity[TEACHER]} if person != TEACHER else set())
+        finally:
+            media.stop()
+            for room in rooms.values():
+                await room.disconnect()

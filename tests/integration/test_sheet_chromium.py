@@ -26,10 +26,23 @@ ACCOUNTS = [
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Headless Chromium, offline: no sandbox (we may be root), GPU, updates or sync."""
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
 
 
@@ -37,8 +50,12 @@ def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_sheet_renders_in_chromium(tmp_path: Path) -> None:
     page = tmp_path / "sheet.html"
     page.write_text(
-        render_sheet(ACCOUNTS, heading="класс 5a", homeserver="https://school1.example.org",
-                     names={"s-3": "Анна <b>Петрова</b>"}),
+        render_sheet(
+            ACCOUNTS,
+            heading="класс 5a",
+            homeserver="https://school1.example.org",
+            names={"s-3": "Анна <b>Петрова</b>"},
+        ),
         encoding="utf-8",
     )
     url = page.as_uri()

@@ -129,10 +129,13 @@ async def sign_in(deployment: Deployment, provider: OpenIdProvider, **claims: An
 
 
 async def account_exists(deployment: Deployment, localpart: str) -> bool:
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{deployment.base_url}/_matrix/client/v3/register/available",
-        params={"username": localpart},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{deployment.base_url}/_matrix/client/v3/register/available",
+            params={"username": localpart},
+        ) as response,
+    ):
         return response.status != 200
 
 

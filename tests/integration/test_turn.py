@@ -180,19 +180,34 @@ async def test_teacher_and_parent_call_through_the_relay(callers: Callers) -> No
         offer = caller.localDescription
         candidates = [line for line in offer.sdp.splitlines() if line.startswith("a=candidate")]
         assert candidates and all(" typ relay" in line for line in candidates), offer.sdp
-        await send_event(teacher, room_id, "m.call.invite", {
-            "call_id": call_id, "party_id": "teacher", "version": "1", "lifetime": 60000,
-            "offer": {"type": "offer", "sdp": offer.sdp},
-        })
+        await send_event(
+            teacher,
+            room_id,
+            "m.call.invite",
+            {
+                "call_id": call_id,
+                "party_id": "teacher",
+                "version": "1",
+                "lifetime": 60000,
+                "offer": {"type": "offer", "sdp": offer.sdp},
+            },
+        )
 
         invite = await wait_event(parent, room_id, "m.call.invite")
         assert invite["call_id"] == call_id
         await callee.setRemoteDescription(RTCSessionDescription(**invite["offer"]))
         await callee.setLocalDescription(await callee.createAnswer())
-        await send_event(parent, room_id, "m.call.answer", {
-            "call_id": call_id, "party_id": "parent", "version": "1",
-            "answer": {"type": "answer", "sdp": callee.localDescription.sdp},
-        })
+        await send_event(
+            parent,
+            room_id,
+            "m.call.answer",
+            {
+                "call_id": call_id,
+                "party_id": "parent",
+                "version": "1",
+                "answer": {"type": "answer", "sdp": callee.localDescription.sdp},
+            },
+        )
 
         answer = await wait_event(teacher, room_id, "m.call.answer")
         await caller.setRemoteDescription(RTCSessionDescription(**answer["answer"]))
@@ -204,9 +219,17 @@ async def test_teacher_and_parent_call_through_the_relay(callers: Callers) -> No
             pair = selected_pair(pc)
             assert (pair.local_candidate.type, pair.remote_candidate.type) == ("relay", "relay")
             assert pair.local_candidate.host == "127.0.0.1"  # coturn's relay address
-        await send_event(teacher, room_id, "m.call.hangup", {
-            "call_id": call_id, "party_id": "teacher", "version": "1", "reason": "user_hangup",
-        })
+        await send_event(
+            teacher,
+            room_id,
+            "m.call.hangup",
+            {
+                "call_id": call_id,
+                "party_id": "teacher",
+                "version": "1",
+                "reason": "user_hangup",
+            },
+        )
     finally:
         await caller.close()
         await callee.close()
