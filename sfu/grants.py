@@ -10,6 +10,13 @@ follow the room's kind and the caller's place in the school, as the module's dir
 * broadcast (one per school): the school's staff publish (the same people who may post in the
   broadcast room); every verified member of the school watches without joining the room, since
   families are kept out of school-wide member lists.
+* parents' meeting (one per class, `#meeting-<class>`): only its joined members; the class
+  teacher leads (everything, and moderates), the school's staff publish everything, guardians
+  of the class's pupils their camera and microphone; anyone else watches.
+* direct chat (a room the platform did not make, with exactly two joined members, both of the
+  directory): the two call each other, both publishing camera, microphone and screen. That
+  they share the room at all is what the contact rules allowed (a parent and the class teacher,
+  say); a third member makes it a group, and groups hold no calls.
 * any other room: no calls.
 
 The request shape of lk-jwt-service has no "I want to publish" flag, so nobody is refused for
@@ -36,8 +43,8 @@ class Refusal(enum.Enum):
     """Why a caller gets no token; the value goes under `ru.sferum.reason`."""
 
     NOT_IN_DIRECTORY = "ru.sferum.sfu_not_in_directory"  # unlinked or remote account
-    NO_CALLS_HERE = "ru.sferum.sfu_no_calls_in_room"  # not a lesson or broadcast room
-    NOT_JOINED = "ru.sferum.sfu_not_joined"  # lesson: not a member of the room
+    NO_CALLS_HERE = "ru.sferum.sfu_no_calls_in_room"  # no lesson, meeting, broadcast or DM
+    NOT_JOINED = "ru.sferum.sfu_not_joined"  # lesson, meeting: not a member of the room
     BANNED = "ru.sferum.sfu_banned"
     NOT_IN_SCHOOL = "ru.sferum.sfu_not_in_school"  # broadcast: of another school
     REMOVED = "ru.sferum.sfu_removed"  # the teacher removed the user from this call
@@ -49,8 +56,10 @@ class Refusal(enum.Enum):
 
 _MESSAGES = {
     Refusal.NOT_IN_DIRECTORY: "Only accounts of the school's directory may join calls",
-    Refusal.NO_CALLS_HERE: "Calls are held in lesson and broadcast rooms only",
-    Refusal.NOT_JOINED: "Join the lesson room before joining its call",
+    Refusal.NO_CALLS_HERE: (
+        "Calls are held in lessons, parents' meetings, broadcasts and direct chats of two only"
+    ),
+    Refusal.NOT_JOINED: "Join the room before joining its call",
     Refusal.BANNED: "You are banned from this room",
     Refusal.NOT_IN_SCHOOL: "This broadcast is for another school",
     Refusal.REMOVED: "The teacher removed you from this call",
@@ -67,6 +76,10 @@ class Facts:
     roles: frozenset[Role] = frozenset()
     teaches_room_class: bool = False  # lesson: the caller teaches the room's class
     attends_room_class: bool = False  # lesson: the caller is a pupil of the room's class
+    guards_room_class: bool = False  # meeting: a child of the caller is in the room's class
+    # Not provisioned: the room has exactly two joined members, the caller and another
+    # account of the directory.
+    direct_chat: bool = False
     in_school: bool = False  # the caller belongs to the org the room (or its class) belongs to
     pupil_camera_allowed: bool = False  # lesson: the teacher let pupils turn their cameras on
 
@@ -105,6 +118,10 @@ def decide(facts: Facts) -> Grant | Refusal:
         return _lesson(facts)
     if facts.room_kind is RoomKind.BROADCAST:
         return _broadcast(facts)
+    if facts.room_kind is RoomKind.MEETING:
+        return _meeting(facts)
+    if facts.room_kind is None and facts.direct_chat and facts.membership == "join":
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
     return Refusal.NO_CALLS_HERE
 
 
@@ -117,6 +134,18 @@ def _lesson(facts: Facts) -> Grant | Refusal:
         if facts.pupil_camera_allowed:
             return Grant.publisher(CAMERA, MICROPHONE)
         return Grant.publisher(MICROPHONE)
+    return Grant.viewer()
+
+
+def _meeting(facts: Facts) -> Grant | Refusal:
+    if facts.membership != "join":
+        return Refusal.NOT_JOINED
+    if facts.teaches_room_class:
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
+    if Role.STAFF in facts.roles:
+        return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
+    if facts.guards_room_class:
+        return Grant.publisher(CAMERA, MICROPHONE)
     return Grant.viewer()
 
 
@@ -143,7 +172,12 @@ def facts_from_json(raw: object, pupil_camera_allowed: bool = False) -> Facts:
         return Facts(room_kind=kind, membership=membership, linked=False)
     scope = raw.get("room_scope")
     if not isinstance(scope, str):  # not a provisioned room: nothing to belong to
-        return Facts(room_kind=None, membership=membership, linked=True)
+        return Facts(
+            room_kind=None,
+            membership=membership,
+            linked=True,
+            direct_chat=raw.get("direct_chat") is True,
+        )
     roles = frozenset(
         r for r in (_enum_or_none(Role, v) for v in _strings(member.get("roles"))) if r
     )
@@ -154,6 +188,7 @@ def facts_from_json(raw: object, pupil_camera_allowed: bool = False) -> Facts:
         roles=roles,
         teaches_room_class=scope in _strings(member.get("teacher_class_ids")),
         attends_room_class=scope in _strings(member.get("student_class_ids")),
+        guards_room_class=scope in _strings(member.get("child_class_ids")),
         # Broadcasts belong to a school: its people (guardians too) list it among their orgs.
         in_school=scope in _strings(member.get("org_ids")),
         pupil_camera_allowed=pupil_camera_allowed,

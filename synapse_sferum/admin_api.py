@@ -245,6 +245,8 @@ class AdminApi:
         asks here rather than keep copies: the room's kind and what it belongs to, the caller's
         membership of it, and the caller's place in the school (`who`'s answer). Broadcast
         viewers are not members of the broadcast room, so their membership is simply null.
+        For a room the platform did not make, `direct_chat` says whether it is a direct chat
+        the caller may call in: two joined members, both of the directory.
         """
         body = _json_body(request)
         user_id, room_id = body.get("user_id"), body.get("room_id")
@@ -256,20 +258,35 @@ class AdminApi:
             )
         key = await self._directory.room_key(room_id)
         member = await self._directory.get_member(user_id)
-        membership: str | None = None
-        if key is not None:
-            state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
-            event = state.get(("m.room.member", user_id))
-            value = event.content.get("membership") if event is not None else None
-            membership = value if isinstance(value, str) else None
+        # Only a room the platform did not make needs all its members (to tell a direct chat);
+        # a provisioned one, the caller's own membership.
+        memberships = await self._memberships(room_id, None if key is None else user_id)
+        membership = memberships.get(user_id)
+        direct_chat = False
+        if key is None and membership == "join":
+            others = [u for u, m in memberships.items() if m == "join" and u != user_id]
+            direct_chat = (
+                len(others) == 1 and await self._directory.get_member(others[0]) is not None
+            )
         return 200, {
             "user_id": user_id,
             "room_id": room_id,
             "room_kind": key.kind.value if key else None,
             "room_scope": key.scope_id if key else None,
             "membership": membership,
+            "direct_chat": direct_chat,
             "member": who_json(user_id, member) if member else None,
         }
+
+    async def _memberships(self, room_id: str, user_id: str | None) -> dict[str, str]:
+        """Memberships in the room's current state by user ID: one user's, or everyone's."""
+        state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
+        memberships = {}
+        for (_, state_key), event in state.items():
+            value = event.content.get("membership")
+            if isinstance(value, str):
+                memberships[state_key] = value
+        return memberships
 
 
 def who_json(user_id: str | None, member: Member | None) -> dict[str, Any]:

@@ -64,3 +64,47 @@ class Publisher:
     def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+
+
+class Audience:
+    """What one participant receives, read from its native client's own receive statistics
+    (no frame is copied into Python): per publisher, the video sizes decoded and whether its
+    audio carries the tone (energy) rather than silence."""
+
+    def __init__(self, room: rtc.Room) -> None:
+        self.tracks: dict[str, list[rtc.RemoteTrack]] = {}
+
+        def subscribed(
+            track: rtc.RemoteTrack,
+            publication: rtc.RemoteTrackPublication,
+            publisher: rtc.RemoteParticipant,
+        ) -> None:
+            self.tracks.setdefault(publisher.identity, []).append(track)
+
+        room.on("track_subscribed", subscribed)
+
+    async def seen(self) -> tuple[dict[str, set[tuple[int, int]]], set[str]]:
+        """(video sizes decoded by publisher, publishers heard)."""
+        sizes: dict[str, set[tuple[int, int]]] = {}
+        heard: set[str] = set()
+        for publisher, tracks in self.tracks.items():
+            for track in tracks:
+                for stats in await track.get_stats():
+                    if not stats.HasField("inbound_rtp"):
+                        continue
+                    inbound = stats.inbound_rtp.inbound
+                    if stats.inbound_rtp.stream.kind == "video":
+                        if inbound.frames_decoded:
+                            size = (inbound.frame_width, inbound.frame_height)
+                            sizes.setdefault(publisher, set()).add(size)
+                    elif inbound.total_audio_energy > 0.01:  # the tone; silence stays near 0
+                        heard.add(publisher)
+        return sizes, heard
+
+    def video_from(self) -> set[str]:
+        return {
+            who
+            for who, tracks in self.tracks.items()
+            for track in tracks
+            if track.kind == rtc.TrackKind.KIND_VIDEO
+        }

@@ -355,3 +355,55 @@ async def test_the_call_widget_joins_with_the_users_openid_token(school: School)
     finally:
         await browser.close()
         await server.close()
+
+
+async def join_room(user: User, room_id: str) -> None:
+    joined = await user.call("POST", f"/rooms/{urllib.parse.quote(room_id)}/join", {})
+    assert joined.status == 200, joined
+
+
+async def test_parents_meeting_the_class_teacher_leads_guardians_speak(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    meeting = await teacher.resolve(f"#meeting-5a:{SERVER}")
+    status, answer = await get_token(auth, teacher, meeting)
+    assert status == 200, answer
+    assert grant_in(answer, meeting) == Grant.publisher(*ALL, room_admin=True)
+    guardian = await school.login(first(school.roster.guardians_of("p-5a-1")))
+    status, answer = await get_token(auth, guardian, meeting)
+    assert status == 200, answer
+    assert grant_in(answer, meeting) == Grant.publisher("camera", "microphone")
+    # A guardian of 6Б is no member of 5А's meeting; a pupil of 5А neither.
+    for outsider in (first(school.roster.guardians_of("p-6b-1")), "p-5a-2"):
+        status, answer = await get_token(auth, await school.login(outsider), meeting)
+        assert status == 403, (outsider, answer)
+        assert answer["ru.sferum.reason"] == "ru.sferum.sfu_not_joined"
+
+
+async def test_a_parent_and_the_class_teacher_call_in_their_direct_chat(
+    school: School, auth: TestClient[Any, Any]
+) -> None:
+    teacher_person = first(school.roster.teachers["5a"])
+    teacher = await school.login(teacher_person)
+    parent = await school.login(first(school.roster.guardians_of("p-5a-3")))
+    created = await parent.create_room(is_direct=True, invite=[teacher.user_id])
+    assert created.status == 200, created
+    dm = created.body["room_id"]
+    # Invited is not yet in the chat: no call until both are there.
+    status, answer = await get_token(auth, parent, dm)
+    assert status == 403 and answer["ru.sferum.reason"] == "ru.sferum.sfu_no_calls_in_room"
+    await join_room(teacher, dm)
+    for caller in (parent, teacher):
+        status, answer = await get_token(auth, caller, dm)
+        assert status == 200, answer
+        assert grant_in(answer, dm) == Grant.publisher(*ALL)
+    # A direct chat stays two (the contact rules refuse a third; were there one, it would be a
+    # group, and groups hold no calls: tests/unit/test_sfu_auth_grants.py).
+    other_parent = await school.login(first(school.roster.guardians_of("p-5a-4")))
+    invited = await teacher.call(
+        "POST", f"/rooms/{urllib.parse.quote(dm)}/invite", {"user_id": other_parent.user_id}
+    )
+    assert invited.status == 403 and invited.reason == "ru.sferum.dm_third_person", invited
+    status, answer = await get_token(auth, other_parent, dm)
+    assert status == 403 and answer["ru.sferum.reason"] == "ru.sferum.sfu_no_calls_in_room"

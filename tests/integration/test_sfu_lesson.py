@@ -19,7 +19,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from synapse_sferum.ctl.demo import DemoCalendar
 from tests.demo import today
 from tests.integration.clients import User, login
 from tests.integration.harness import Deployment, copy_roster, free_port, sferumctl
+from tests.integration.livekit_media import HEIGHT, WIDTH, Audience
 from tests.integration.livekit_media import Publisher as LiveKitMedia
 from tests.integration.test_sfu_auth import openid_token, sfu_config_for
 from tests.integration.test_sfu_media import Tone, client_peer, wait_for
@@ -55,6 +56,18 @@ HEAD = "staff-1"  # the school's administrator: staff publish broadcasts
 DEMO_PUPILS = [f"p-5a-{i}" for i in range(1, 5)]
 EXTRA_PUPILS = [f"p-5a-x{i}" for i in range(1, 7)]
 PUPILS = DEMO_PUPILS + EXTRA_PUPILS
+#: 8 of 5А's 11 guardians, for a parents' meeting; and a guardian of 6Б.
+GUARDIANS = [
+    "g-volkova",
+    "g-volkov",
+    "g-morozova",
+    "g-lebedeva",
+    "g-5a-x1",
+    "g-5a-x2",
+    "g-5a-x3",
+    "g-5a-x4",
+]
+OTHER_GUARDIAN = "g-kozlova"
 #: With the teacher they are exactly the router's 3 speaker slots; the others are silent.
 LOUD_PUPILS = PUPILS[:2]
 #: Decoded samples above this are the tone; Opus-coded digital silence stays near 0.
@@ -62,13 +75,15 @@ LOUD_SAMPLE = 1000
 
 
 def roster_of_ten(dest: Path) -> Path:
-    """The demo roster with 6 more pupils (11 years old) enrolled in 5А."""
+    """The demo roster with 6 more pupils (11 years old) enrolled in 5А, each with a parent."""
     roster = copy_roster(dest)
     with (roster / "users.csv").open("a", encoding="utf-8") as users:
         for i, person in enumerate(EXTRA_PUPILS, 1):
             users.write(
                 f"{person},,,true,school-1,student,pupil.extra{i},,Ученик{i},Дополнительный"
-                ",,,,,,,05,\n"
+                f",,,,,,g-5a-x{i},05,\n"
+                f"g-5a-x{i},,,true,school-1,parent,parent.extra{i},,Родитель{i},Дополнительный"
+                f",,,,,+7916555000{i},{person},,\n"
             )
     born = DemoCalendar(today()).born(11, 5, 1)
     with (roster / "demographics.csv").open("a", encoding="utf-8") as demographics:
@@ -100,8 +115,9 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     try:
         roster = roster_of_ten(tmp / "roster")
         sferumctl("roster", "import", str(deployment.dir), str(roster))
-        accounts = deployment.issue(HEAD, TEACHER, *PUPILS)
-        assert set(accounts) == {HEAD, TEACHER, *PUPILS}, accounts
+        people = {HEAD, TEACHER, *PUPILS, *GUARDIANS, OTHER_GUARDIAN}
+        accounts = deployment.issue(*people)
+        assert set(accounts) == people, accounts
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield School(deployment, accounts)
@@ -511,6 +527,40 @@ async def livekit_token(
     return str(answer["jwt"])
 
 
+async def livekit_call(
+    sfu: TestServer,
+    session: aiohttp.ClientSession,
+    users: dict[str, User],
+    room_id: str,
+    settled: Callable[[dict[str, tuple[dict[str, set[tuple[int, int]]], set[str]]]], bool],
+    publish: Callable[[dict[str, livekit.Room], LiveKitMedia], Awaitable[None]],
+) -> dict[str, Audience]:
+    """Everyone joins the call of ``room_id`` on LiveKit's native client with a token from
+    `/sfu/get`, ``publish`` starts the media, and the call runs until ``settled`` holds for
+    what everyone receives (person -> (video sizes by publisher, publishers heard))."""
+    url = f"ws://{sfu.host}:{sfu.port}"
+    rooms: dict[str, livekit.Room] = {}
+    audiences: dict[str, Audience] = {}
+    media = LiveKitMedia()
+    try:
+        for person, user in users.items():
+            room = rooms[person] = livekit.Room()
+            audiences[person] = Audience(room)
+            await room.connect(url, await livekit_token(sfu, session, user, room_id))
+            assert room.local_participant.identity == f"{user.user_id}:PHONE"
+        await publish(rooms, media)
+        async with asyncio.timeout(120):
+            while True:
+                seen = {person: await a.seen() for person, a in audiences.items()}
+                if settled(seen):
+                    return audiences
+                await asyncio.sleep(1)
+    finally:
+        media.stop()
+        for room in rooms.values():
+            await room.disconnect()
+
+
 @pytest.mark.timeout(240)
 async def test_lesson_of_a_teacher_and_ten_pupils_on_livekit_clients(
     school: School, sfu: TestServer
@@ -518,85 +568,107 @@ async def test_lesson_of_a_teacher_and_ten_pupils_on_livekit_clients(
     """Issue 12's lesson: every pupil on LiveKit's native client (as in Element X) gets the
     teacher's 720p video and hears each speaking pupil on that pupil's own track."""
     accounts, base = school.accounts, school.deployment.base_url
-    users = await asyncio.gather(
-        *(login(base, accounts[p]["user_id"], accounts[p]["password"]) for p in (TEACHER, *PUPILS))
+    people = (TEACHER, *PUPILS)
+    logged_in = await asyncio.gather(
+        *(login(base, accounts[p]["user_id"], accounts[p]["password"]) for p in people)
     )
-    by_person = dict(zip((TEACHER, *PUPILS), users, strict=True))
-    lesson = await users[0].resolve(f"#lesson-5a:{SERVER}")
-    url = f"ws://{sfu.host}:{sfu.port}"
-    identity = {p: f"{u.user_id}:PHONE" for p, u in by_person.items()}
-    rooms: dict[str, livekit.Room] = {}
-    received: dict[str, dict[str, list[livekit.RemoteTrack]]] = {p: {} for p in by_person}
-    media = LiveKitMedia()
+    users = dict(zip(people, logged_in, strict=True))
+    identity = {p: f"{u.user_id}:PHONE" for p, u in users.items()}
+    speaking = {identity[p] for p in (TEACHER, *LOUD_PUPILS)}
+
+    async def publish(rooms: dict[str, livekit.Room], media: LiveKitMedia) -> None:
+        await media.camera(rooms[TEACHER])
+        await media.microphone(rooms[TEACHER], 330)
+        for person in LOUD_PUPILS:
+            await media.microphone(rooms[person], 440)
+        # A pupil's grant has no camera: the SDK does not even ask.
+        with pytest.raises(PublishTrackError):
+            await media.camera(rooms[PUPILS[-1]])
+
+    def settled(seen: dict[str, tuple[dict[str, set[tuple[int, int]]], set[str]]]) -> bool:
+        return all(
+            (person == TEACHER or (WIDTH, HEIGHT) in sizes.get(identity[TEACHER], set()))
+            and heard == speaking - {identity[person]}
+            for person, (sizes, heard) in seen.items()
+        )
+
     async with aiohttp.ClientSession() as session:
-        try:
-            for person, user in by_person.items():
-                room = rooms[person] = livekit.Room()
+        lesson = await users[TEACHER].resolve(f"#lesson-5a:{SERVER}")
+        audiences = await livekit_call(sfu, session, users, lesson, settled, publish)
+    for person, audience in audiences.items():
+        # Nothing of one's own; video only from the teacher.
+        assert identity[person] not in audience.tracks
+        assert audience.video_from() == ({identity[TEACHER]} if person != TEACHER else set())
 
-                def subscribed(
-                    track: livekit.RemoteTrack,
-                    publication: livekit.RemoteTrackPublication,
-                    publisher: livekit.RemoteParticipant,
-                    person: str = person,
-                ) -> None:
-                    received[person].setdefault(publisher.identity, []).append(track)
 
-                room.on("track_subscribed", subscribed)
-                await room.connect(url, await livekit_token(sfu, session, user, lesson))
-                assert room.local_participant.identity == identity[person]
-            await media.camera(rooms[TEACHER])
-            await media.microphone(rooms[TEACHER], 330)
-            for person in LOUD_PUPILS:
-                await media.microphone(rooms[person], 440)
-            # A pupil's grant has no camera: the SDK does not even ask.
-            with pytest.raises(PublishTrackError):
-                await media.camera(rooms[PUPILS[-1]])
+async def logins(school: School, *people: str) -> dict[str, User]:
+    accounts, base = school.accounts, school.deployment.base_url
+    users = await asyncio.gather(
+        *(login(base, accounts[p]["user_id"], accounts[p]["password"]) for p in people)
+    )
+    return dict(zip(people, users, strict=True))
 
-            speaking = {identity[p] for p in (TEACHER, *LOUD_PUPILS)}
 
-            async def state() -> dict[str, tuple[set[tuple[int, int]], set[str]]]:
-                """Per member: the teacher's video sizes decoded, and who is heard."""
-                seen = {}
-                for person, tracks in received.items():
-                    sizes: set[tuple[int, int]] = set()
-                    heard: set[str] = set()
-                    for publisher, published in tracks.items():
-                        for track in published:
-                            for stats in await track.get_stats():
-                                if not stats.HasField("inbound_rtp"):
-                                    continue
-                                inbound = stats.inbound_rtp.inbound
-                                if stats.inbound_rtp.stream.kind == "video":
-                                    if inbound.frames_decoded:
-                                        sizes.add((inbound.frame_width, inbound.frame_height))
-                                elif inbound.total_audio_energy > 0.01:  # the tone, not silence
-                                    heard.add(publisher)
-                    seen[person] = (sizes, heard)
-                return seen
+@pytest.mark.timeout(240)
+async def test_parents_meeting_of_the_class_teacher_and_eight_guardians(
+    school: School, sfu: TestServer
+) -> None:
+    """The seeds' central case on phones: 5А's meeting room, the class teacher on camera, two
+    parents speaking and one on camera; a parent of 6Б gets no token."""
+    users = await logins(school, TEACHER, *GUARDIANS)
+    identity = {p: f"{u.user_id}:PHONE" for p, u in users.items()}
+    on_camera = {identity[TEACHER], identity[GUARDIANS[0]]}
+    speaking = {identity[TEACHER], identity[GUARDIANS[1]], identity[GUARDIANS[2]]}
 
-            async def settled() -> bool:
-                seen = await state()
-                return all(
-                    (person == TEACHER or (1280, 720) in sizes)
-                    and heard == speaking - {identity[person]}
-                    for person, (sizes, heard) in seen.items()
-                )
+    async def publish(rooms: dict[str, livekit.Room], media: LiveKitMedia) -> None:
+        await media.camera(rooms[TEACHER])
+        await media.microphone(rooms[TEACHER], 330)
+        await media.camera(rooms[GUARDIANS[0]])
+        for person in GUARDIANS[1:3]:
+            await media.microphone(rooms[person], 440)
 
-            async with asyncio.timeout(120):
-                while not await settled():
-                    await asyncio.sleep(1)
-            for person, tracks in received.items():
-                # The teacher's video, the speakers' and the silent pupils' microphones: nothing
-                # of one's own, and only the teacher's video.
-                assert identity[person] not in tracks
-                videos = {
-                    who
-                    for who, ts in tracks.items()
-                    for t in ts
-                    if t.kind == livekit.TrackKind.KIND_VIDEO
-                }
-                assert videos == ({identity[TEACHER]} if person != TEACHER else set())
-        finally:
-            media.stop()
-            for room in rooms.values():
-                await room.disconnect()
+    def settled(seen: dict[str, tuple[dict[str, set[tuple[int, int]]], set[str]]]) -> bool:
+        return all(
+            set(sizes) == on_camera - {identity[person]} and heard == speaking - {identity[person]}
+            for person, (sizes, heard) in seen.items()
+        )
+
+    async with aiohttp.ClientSession() as session:
+        meeting = await users[TEACHER].resolve(f"#meeting-5a:{SERVER}")
+        other = (await logins(school, OTHER_GUARDIAN))[OTHER_GUARDIAN]
+        body = {"room": meeting, "openid_token": await openid_token(other), "device_id": "PHONE"}
+        async with session.post(sfu.make_url("/sfu/get"), json=body) as response:
+            assert response.status == 403, await response.text()
+            assert (await response.json())["ru.sferum.reason"] == "ru.sferum.sfu_not_joined"
+        await livekit_call(sfu, session, users, meeting, settled, publish)
+
+
+@pytest.mark.timeout(180)
+async def test_a_parent_video_calls_the_class_teacher_in_their_direct_chat(
+    school: School, sfu: TestServer
+) -> None:
+    users = await logins(school, TEACHER, GUARDIANS[3])
+    teacher, parent = users[TEACHER], users[GUARDIANS[3]]
+    created = await parent.create_room(is_direct=True, invite=[teacher.user_id])
+    assert created.status == 200, created
+    dm = created.body["room_id"]
+    joined = await teacher.call("POST", f"/rooms/{dm}/join", {})
+    assert joined.status == 200, joined
+    identity = {p: f"{u.user_id}:PHONE" for p, u in users.items()}
+
+    async def publish(rooms: dict[str, livekit.Room], media: LiveKitMedia) -> None:
+        for room in rooms.values():
+            await media.camera(room)
+            await media.microphone(room, 330)
+
+    def settled(seen: dict[str, tuple[dict[str, set[tuple[int, int]]], set[str]]]) -> bool:
+        # Each sees and hears the other, at the published resolution.
+        return all(
+            (WIDTH, HEIGHT) in sizes.get(identity[other], set()) and heard == {identity[other]}
+            for person, (sizes, heard) in seen.items()
+            for other in users
+            if other != person
+        )
+
+    async with aiohttp.ClientSession() as session:
+        await livekit_call(sfu, session, users, dm, settled, publish)

@@ -1,4 +1,5 @@
-"""The call grants table (sfu.grants): who publishes what in lessons and broadcasts."""
+"""The call grants table (sfu.grants): who publishes what in lessons, broadcasts, parents'
+meetings and direct chats."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ from sfu.grants import (
 from synapse_sferum.model import Role
 from synapse_sferum.rooms import RoomKind
 
-LESSON, BROADCAST = RoomKind.LESSON, RoomKind.BROADCAST
+LESSON, BROADCAST, MEETING = RoomKind.LESSON, RoomKind.BROADCAST, RoomKind.MEETING
 TEACHER, PUPIL, STAFF, GUARDIAN = Role.TEACHER, Role.STUDENT, Role.STAFF, Role.GUARDIAN
 ALL = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
 VIEWER = Grant.viewer()
+SPEAKS = Grant.publisher(CAMERA, MICROPHONE)
+CALLS = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
 
 
 def facts(kind: RoomKind | None, membership: str | None, *roles: Role, **kw: Any) -> Facts:
@@ -64,8 +67,39 @@ CASES: list[tuple[str, Facts, Grant | Refusal]] = [
     ("parent watches without joining", facts(BROADCAST, None, GUARDIAN, in_school=True), VIEWER),
     ("other school", facts(BROADCAST, None, STAFF, in_school=False), Refusal.NOT_IN_SCHOOL),
     ("banned from broadcast", facts(BROADCAST, "ban", PUPIL, in_school=True), Refusal.BANNED),
+    # parents' meetings
+    ("class teacher leads", facts(MEETING, "join", TEACHER, teaches_room_class=True), ALL),
+    ("guardian of the class", facts(MEETING, "join", GUARDIAN, guards_room_class=True), SPEAKS),
+    ("school staff", facts(MEETING, "join", STAFF), CALLS),
+    ("joined, not of the class: watches", facts(MEETING, "join", GUARDIAN), VIEWER),
+    (
+        "guardian of another class (not a member)",
+        facts(MEETING, None, GUARDIAN),
+        Refusal.NOT_JOINED,
+    ),
+    (
+        "guardian who left",
+        facts(MEETING, "leave", GUARDIAN, guards_room_class=True),
+        Refusal.NOT_JOINED,
+    ),
+    ("banned from the meeting", facts(MEETING, "ban", GUARDIAN), Refusal.BANNED),
+    # direct chats (rooms the platform did not make)
+    ("direct chat of two", facts(None, "join", GUARDIAN, direct_chat=True), CALLS),
+    (
+        "direct chat, invited only",
+        facts(None, "invite", GUARDIAN, direct_chat=True),
+        Refusal.NO_CALLS_HERE,
+    ),
+    ("a group of three", facts(None, "join", GUARDIAN, direct_chat=False), Refusal.NO_CALLS_HERE),
+    ("banned from the chat", facts(None, "ban", TEACHER, direct_chat=True), Refusal.BANNED),
+    (
+        "a provisioned room is no direct chat",
+        facts(RoomKind.CLASS_CHAT, "join", PUPIL, direct_chat=True),
+        Refusal.NO_CALLS_HERE,
+    ),
     # other rooms and people
     ("class chat", facts(RoomKind.CLASS_CHAT, "join", TEACHER), Refusal.NO_CALLS_HERE),
+    ("parents' chat", facts(RoomKind.PARENTS, "join", GUARDIAN), Refusal.NO_CALLS_HERE),
     ("unknown room", facts(None, "join", TEACHER), Refusal.NO_CALLS_HERE),
     (
         "unlinked account",
@@ -140,6 +174,25 @@ def test_facts_of_a_broadcast_viewer() -> None:
 )
 def test_malformed_answers_refuse(raw: Any) -> None:
     assert decide(facts_from_json(raw)) in (Refusal.NOT_IN_DIRECTORY, Refusal.NO_CALLS_HERE)
+
+
+def test_facts_of_a_meeting_and_a_direct_chat() -> None:
+    parent = {**rtc_facts()["member"], "roles": ["guardian"], "teacher_class_ids": []}
+    meeting = facts_from_json(
+        rtc_facts(room_kind="meeting", member={**parent, "child_class_ids": ["5a"]})
+    )
+    assert meeting.guards_room_class and not meeting.teaches_room_class
+    assert decide(meeting) == SPEAKS
+    direct = facts_from_json(
+        rtc_facts(room_kind=None, room_scope=None, direct_chat=True, member=parent)
+    )
+    assert direct.direct_chat and decide(direct) == CALLS
+    # Only a literal true counts: a module that answers nonsense opens no call.
+    for nonsense in ("true", 1, None):
+        odd = facts_from_json(
+            rtc_facts(room_kind=None, room_scope=None, direct_chat=nonsense, member=parent)
+        )
+        assert decide(odd) is Refusal.NO_CALLS_HERE
 
 
 def test_unknown_room_kind_and_roles_are_ignored() -> None:
