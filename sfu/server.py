@@ -42,7 +42,7 @@ from sfu.config import SfuConfig
 from sfu.edge import Upstream, relay_token
 from sfu.forwarding import MediaRouter
 from sfu.grants import Refusal
-from sfu.livekit import LiveKitSignalling
+from sfu.livekit import LiveKitSignalling, RoomService
 from sfu.membership import refusals, session_of
 from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot, retired_with, snapshot
 from sfu.moderation import moderation_refusal, publishable
@@ -93,6 +93,7 @@ class SfuServer:
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/ws", self._websocket)
         app.add_routes(self._livekit.routes())
+        app.add_routes(RoomService(self._livekit, self._livekit.verify).routes())
         # The browser page (a widget in lesson and news rooms); viewers may go to the edges.
         app.add_routes(page_routes(self._config.edge_urls))
         app.on_shutdown.append(self._shutdown)

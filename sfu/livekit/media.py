@@ -50,6 +50,7 @@ class _Track(Inbound):
 
     info: models.TrackInfo = attrs.Factory(models.TrackInfo)
     outlets: dict[str, Outlet[_Track]] = attrs.Factory(dict)  # by subscriber
+    blocked: bool = False  # the teacher muted it, or took the camera back
 
 
 @attrs.define(eq=False)
@@ -239,6 +240,18 @@ class TrackRouter:
         if outlet.source is not None:
             self._background.spawn(outlet.source.request_keyframe(self._now()))
 
+    def block(self, track_sid: str, blocked: bool) -> None:
+        """Stop (or resume) forwarding one track to anyone, whatever its publisher sends: a
+        teacher's mute holds even against a client that ignores it."""
+        track = self._tracks.get(track_sid)
+        if track is None:
+            return
+        track.blocked = blocked
+        if blocked and track.kind == "audio":
+            self._speakers.forget(track.participant)
+        for outlet in track.outlets.values():
+            outlet.feed(track)  # a video outlet resumes at the next keyframe
+
     # -- leaving ------------------------------------------------------------------------------
 
     async def leave(self, participant: str) -> None:
@@ -268,6 +281,8 @@ class TrackRouter:
         self.received_packets += 1
         now = self._now()
         track.media_ssrc = packet.ssrc
+        if track.blocked:
+            return
         if track.kind == "audio":
             self._hear(track.participant, packet, now)
         ntp_time = aiortc_compat.current_ntp_time()

@@ -47,6 +47,7 @@ from sfu.grants import Grant, Refusal
 from sfu.livekit import wire
 from sfu.livekit.media import TrackRouter
 from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of
+from sfu.moderation import publishable
 from sfu.outlets import Background
 from sfu.turn import rtc_ice_servers
 
@@ -97,14 +98,24 @@ class _Connection:
     ws: web.WebSocketResponse
     sid: str
     identity: str
-    grant: Grant
+    token_grant: Grant  # what the token allows; `grant` adds the camera a teacher allowed
     claims: dict[str, Any]
     joined_at: int
     session: Session | None
+    grant: Grant = attrs.field()
     version: int = 1
     #: Tracks announced (AddTrack) and allowed but not offered yet, by the client's track ID.
     announced: dict[str, models.TrackInfo] = attrs.Factory(dict)
     published: dict[str, models.TrackInfo] = attrs.Factory(dict)  # by track ID
+
+    @grant.default
+    def _token_grant(self) -> Grant:
+        return self.token_grant
+
+    @property
+    def user(self) -> str:
+        """The Matrix user (a removal holds for all their devices)."""
+        return self.session.user_id if self.session is not None else self.identity
 
     def info(self, *, active: bool = True) -> models.ParticipantInfo:
         return wire.participant_info(
@@ -124,6 +135,7 @@ class _Room:
     sid: str
     router: TrackRouter
     connections: dict[str, _Connection] = attrs.Factory(dict)
+    removed: set[str] = attrs.Factory(set)  # Matrix users the teacher removed from this call
 
     def visible(self, but: _Connection | None = None) -> list[_Connection]:
         """The participants others are told about: hidden ones (broadcast viewers) are not."""
@@ -181,17 +193,83 @@ class LiveKitSignalling:
             await connection.ws.close(code=CLOSE_REMOVED, message=close_reason(refusal).encode())
             return
 
+    # -- a teacher's moderation (sfu.livekit.roomservice) ---------------------------------------
+
+    def participants(self, room_name: str) -> list[models.ParticipantInfo]:
+        """Everyone in the call, hidden viewers too (the teacher's list)."""
+        room = self._rooms.get(room_name)
+        return [c.info() for c in room.connections.values()] if room else []
+
+    def find(self, room_name: str, identity: str) -> models.ParticipantInfo | None:
+        found = self._find(room_name, identity)
+        return found[1].info() if found else None
+
+    async def allow_camera(self, room_name: str, identity: str, allowed: bool) -> None:
+        """The teacher lets a participant publish the camera, or takes it back (then the
+        camera tracks are no longer forwarded). Only what `sfu.moderation.publishable` grants:
+        a participant whose token has the camera keeps it."""
+        room, connection = self._target(room_name, identity)
+        grant = publishable(connection.token_grant, allowed)
+        if grant == connection.grant:
+            return
+        connection.grant = grant
+        for info in connection.published.values():
+            if info.source == models.TrackSource.CAMERA:
+                room.router.block(info.sid, not allowed)
+        await self._changed(room, connection, tell_self=True)
+
+    async def mute_track(
+        self, room_name: str, identity: str, track_sid: str, muted: bool
+    ) -> models.TrackInfo:
+        """The teacher mutes (or unmutes) a track: its owner's app is asked to mute it, and the
+        SFU stops forwarding it meanwhile, whatever that app does."""
+        room, connection = self._target(room_name, identity)
+        info = connection.published.get(track_sid)
+        if info is None:
+            raise KeyError(track_sid)
+        room.router.block(track_sid, muted)
+        with contextlib.suppress(ConnectionResetError):
+            await connection.ws.send_bytes(wire.server_mute(track_sid, muted))
+        if info.muted != muted:
+            info.muted = muted
+            await self._changed(room, connection)
+        return info
+
+    async def remove_participant(self, room_name: str, identity: str) -> None:
+        """The teacher removes a participant: the session ends and the same Matrix user cannot
+        come back into this call while it lasts."""
+        room, connection = self._target(room_name, identity)
+        room.removed.add(connection.user)
+        await self.remove(connection.sid, Refusal.REMOVED)
+
+    def _find(self, room_name: str, identity: str) -> tuple[_Room, _Connection] | None:
+        room = self._rooms.get(room_name)
+        if room is None:
+            return None
+        connection = next((c for c in room.connections.values() if c.identity == identity), None)
+        return (room, connection) if connection is not None else None
+
+    def _target(self, room_name: str, identity: str) -> tuple[_Room, _Connection]:
+        found = self._find(room_name, identity)
+        if found is None:
+            raise KeyError(identity)
+        return found
+
     # -- HTTP -----------------------------------------------------------------------------
 
     async def _not_served(self, request: web.Request) -> web.Response:
         return web.Response(status=404, text="version 1 is not served here", headers=_CORS)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a token of ours, for any call (the token names its room)."""
+        return tokens.verify(token, self._config.jwt_secret, None, int(self._clock.seconds()))
 
     def _claims(self, request: web.Request) -> dict[str, Any]:
         token = bearer_token(request)
         if not token:
             raise web.HTTPUnauthorized(text="no access token", headers=_CORS)
         try:
-            return tokens.verify(token, self._config.jwt_secret, None, int(self._clock.seconds()))
+            return self.verify(token)
         except tokens.TokenError as e:
             raise web.HTTPUnauthorized(text=str(e), headers=_CORS) from None
 
@@ -201,17 +279,22 @@ class LiveKitSignalling:
 
     async def _connect(self, request: web.Request) -> web.WebSocketResponse:
         claims = self._claims(request)  # before the upgrade: a refusal is a plain 401
+        session = session_of(claims)
+        name = str(claims["video"]["room"])
+        user = session.user_id if session is not None else str(claims["sub"])
+        if name in self._rooms and user in self._rooms[name].removed:
+            raise web.HTTPForbidden(text=Refusal.REMOVED.message, headers=_CORS)
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
-        room = self._room(str(claims["video"]["room"]))
+        room = self._room(name)
         connection = _Connection(
             ws=ws,
             sid=wire.new_sid("PA_"),
             identity=str(claims["sub"]),
-            grant=tokens.grant_of(claims),
+            token_grant=tokens.grant_of(claims),
             claims=claims,
             joined_at=int(self._clock.seconds()),
-            session=session_of(claims),
+            session=session,
         )
         refresher = asyncio.create_task(self._refresh_tokens(connection))
         try:
@@ -356,11 +439,18 @@ class LiveKitSignalling:
         info.muted = request.muted
         await self._changed(room, connection)
 
-    async def _changed(self, room: _Room, connection: _Connection) -> None:
-        """A newer version of the participant, for the others (before any offer of it)."""
+    async def _changed(
+        self, room: _Room, connection: _Connection, *, tell_self: bool = False
+    ) -> None:
+        """A newer version of the participant, for the others (before any offer of it), and
+        for the participant too when what changed is theirs to know (their permission)."""
         connection.version += 1
+        frame = wire.participants_update([connection.info()])
         if not connection.grant.hidden:
-            await self._tell(room, wire.participants_update([connection.info()]), but=connection)
+            await self._tell(room, frame, but=connection)
+        if tell_self:
+            with contextlib.suppress(ConnectionResetError):
+                await connection.ws.send_bytes(frame)
 
     async def _offer(self, room: _Room, connection: _Connection) -> None:
         offer = await room.router.next_offer(connection.sid)

@@ -231,6 +231,11 @@ def add_track_refused(request: rtc.AddTrackRequest, message: str) -> bytes:
     )
 
 
+def server_mute(track_sid: str, muted: bool) -> bytes:
+    """Asks a track's owner to mute it (or allows it to unmute): the teacher's mute."""
+    return _frame(mute=rtc.MuteTrackRequest(sid=track_sid, muted=muted))
+
+
 def speakers_changed(levels: Mapping[str, float]) -> bytes:
     """Who speaks now: participant ID to level (0 to 1); a level of 0 means stopped."""
     return _frame(

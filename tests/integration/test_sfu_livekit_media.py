@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
-from livekit import rtc
+from livekit import api, rtc
+from livekit.protocol import models
 from livekit.rtc.participant import PublishTrackError
 
 from sferum_shared import SYSTEM_CLOCK
 from sfu.server import SfuServer
 from tests.integration.livekit_media import HEIGHT, SAMPLE_RATE, WIDTH, Publisher
 from tests.integration.test_sfu_livekit import PUPIL, TEACHER, joined, until
-from tests.integration.test_sfu_signalling import SECRET, offline_config, token
+from tests.integration.test_sfu_signalling import OTHER_ROOM, ROOM, SECRET, offline_config, token
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +165,128 @@ async def test_a_pupil_may_not_publish_a_camera_and_mutes_are_passed_on(
         media.stop()
         await pupil.disconnect()
         await teacher.disconnect()
+
+
+async def decoded(track: Any) -> int:
+    """Frames (video) or packets (audio) the native client received on this track so far."""
+    for stats in await track.get_stats():
+        if stats.HasField("inbound_rtp"):
+            inbound = stats.inbound_rtp
+            if inbound.stream.kind == "video":
+                return int(inbound.inbound.frames_decoded)
+            return int(inbound.received.packets_received)
+    return 0
+
+
+async def flowing(track: Any, seconds: float = 1.5) -> bool:
+    before = await decoded(track)
+    await asyncio.sleep(seconds)
+    return await decoded(track) > before
+
+
+@pytest.mark.timeout(120)
+async def test_the_teacher_moderates_through_livekits_room_service(
+    sfu: tuple[SfuServer, TestServer],
+) -> None:
+    """With LiveKit's server SDK and the teacher's own token (`roomAdmin`): allow a pupil's
+    camera and take it back, mute the pupil, remove them for the rest of the call."""
+    _, server = sfu
+    http = f"http://{server.host}:{server.port}"
+    teacher_token = token(TEACHER, "@teacher:school.test:T")
+    teacher = await joined(server, teacher_token)
+    pupil_identity = "@pupil:school.test:P"
+    pupil = await joined(server, token(PUPIL, pupil_identity))
+    tracks: dict[str, Any] = {}
+    teacher.on("track_subscribed", lambda track, pub, who: tracks.__setitem__(track.kind, track))
+    left: list[int] = []
+    pupil.on("disconnected", left.append)
+    media = Publisher()
+    async with (
+        api.LiveKitAPI.with_token(teacher_token, http, failover=False) as teacher_api,
+        api.LiveKitAPI.with_token(token(PUPIL, pupil_identity), http, failover=False) as pupil_api,
+    ):
+        try:
+            listed = await teacher_api.room.list_participants(
+                api.ListParticipantsRequest(room=ROOM)
+            )
+            assert {p.identity for p in listed.participants} == {
+                "@teacher:school.test:T",
+                pupil_identity,
+            }
+            with pytest.raises(PublishTrackError):
+                await media.camera(pupil)
+            # The teacher allows the camera: the pupil's app learns it and may publish.
+            allowed = await teacher_api.room.update_participant(
+                api.UpdateParticipantRequest(
+                    room=ROOM,
+                    identity=pupil_identity,
+                    permission=api.ParticipantPermission(
+                        can_publish=True,
+                        can_subscribe=True,
+                        can_publish_sources=[models.CAMERA, models.MICROPHONE],
+                    ),
+                )
+            )
+            assert models.CAMERA in allowed.permission.can_publish_sources
+            await until(
+                lambda: (
+                    rtc.TrackSource.SOURCE_CAMERA
+                    in pupil.local_participant.permissions.can_publish_sources
+                )
+            )
+            await media.camera(pupil)
+            await media.microphone(pupil, 440)
+            await until(lambda: len(tracks) == 2)
+            assert await flowing(tracks[rtc.TrackKind.KIND_VIDEO])
+            # ... and takes it back: the SFU forwards no more of it.
+            await teacher_api.room.update_participant(
+                api.UpdateParticipantRequest(
+                    room=ROOM,
+                    identity=pupil_identity,
+                    permission=api.ParticipantPermission(
+                        can_publish=True,
+                        can_subscribe=True,
+                        can_publish_sources=[models.MICROPHONE],
+                    ),
+                )
+            )
+            await asyncio.sleep(0.5)
+            assert not await flowing(tracks[rtc.TrackKind.KIND_VIDEO])
+            # A mute holds at the SFU, whatever the pupil's app does.
+            microphone_sid = next(
+                p.sid
+                for p in pupil.local_participant.track_publications.values()
+                if p.source == rtc.TrackSource.SOURCE_MICROPHONE
+            )
+            assert await flowing(tracks[rtc.TrackKind.KIND_AUDIO])
+            muted = await teacher_api.room.mute_published_track(
+                api.MuteRoomTrackRequest(
+                    room=ROOM, identity=pupil_identity, track_sid=microphone_sid, muted=True
+                )
+            )
+            assert muted.track.muted
+            await asyncio.sleep(0.5)
+            assert not await flowing(tracks[rtc.TrackKind.KIND_AUDIO])
+            # A pupil is no moderator; nobody moderates a call their token is not for.
+            with pytest.raises(api.TwirpError) as refused:
+                await pupil_api.room.remove_participant(
+                    api.RoomParticipantIdentity(room=ROOM, identity="@teacher:school.test:T")
+                )
+            assert refused.value.status == 403
+            with pytest.raises(api.TwirpError) as elsewhere:
+                await teacher_api.room.list_participants(
+                    api.ListParticipantsRequest(room=OTHER_ROOM)
+                )
+            assert elsewhere.value.status == 403
+            # Removed: out at once, and not back in with a fresh token while the call lasts.
+            await teacher_api.room.remove_participant(
+                api.RoomParticipantIdentity(room=ROOM, identity=pupil_identity)
+            )
+            await until(lambda: bool(left))
+            assert left == [rtc.DisconnectReason.PARTICIPANT_REMOVED]
+            with pytest.raises(rtc.ConnectError):
+                await joined(server, token(PUPIL, pupil_identity))
+        finally:
+            media.stop()
+            await pupil.disconnect()
+            await teacher.disconnect()
