@@ -96,9 +96,9 @@ def existing_file(value: object) -> str:
 
 DIARY_SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
 DEFAULT_DIARY_PORT = 8009
-#: The MatrixRTC focus type clients find in .well-known: our SFU speaks its own signalling
-#: (sfu/signalling.py), not LiveKit's, so it must not claim the `livekit` type.
-SFU_FOCUS_TYPE = "org.sferum.aiortc"
+#: The MatrixRTC focus type clients find (.well-known, MSC4143 transports): the SFU speaks
+#: LiveKit's signalling (sfu/livekit), the only type Element X and Element Call accept.
+SFU_FOCUS_TYPE = "livekit"
 
 
 def diary_source(value: object) -> str:

@@ -37,6 +37,10 @@ class User:
     async def call(self, method: str, path: str, body: Any = None) -> Reply:
         return await self._request(method, f"/_matrix/client/v3{path}", body)
 
+    async def call_path(self, method: str, path: str, body: Any = None) -> Reply:
+        """Any path of the server, as this user (unstable endpoints, say)."""
+        return await self._request(method, path, body)
+
     async def call_admin(self, method: str, path: str, body: Any = None) -> Reply:
         """Synapse's admin API (`/_synapse/admin/v1/...`): for a server admin's account."""
         return await self._request(method, f"/_synapse/admin{path}", body)

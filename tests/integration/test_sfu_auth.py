@@ -14,6 +14,7 @@ import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from livekit import rtc as livekit
 
 from sferum_shared import SYSTEM_CLOCK
 from sfu import tokens
@@ -407,3 +408,33 @@ async def test_a_parent_and_the_class_teacher_call_in_their_direct_chat(
     assert invited.status == 403 and invited.reason == "ru.sferum.dm_third_person", invited
     status, answer = await get_token(auth, other_parent, dm)
     assert status == 403 and answer["ru.sferum.reason"] == "ru.sferum.sfu_no_calls_in_room"
+
+
+async def test_apps_find_the_sfu_as_element_call_does_and_join_it(school: School) -> None:
+    """Discovery as Element Call 0.24+ does it (Synapse's MSC4143 transports), and as older
+    clients do (the well-known), then `/sfu/get` at the focus and LiveKit's client at the `url`
+    it answers: the deployment's own SFU, run by `sferumctl start`."""
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    reply = await teacher.call_path(
+        "GET", "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports"
+    )
+    assert reply.status == 200, reply
+    [transport] = reply.body["rtc_transports"]
+    assert transport["type"] == "livekit"
+    service = transport["livekit_service_url"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{school.deployment.base_url}/.well-known/matrix/client") as r:
+            well_known = await r.json(content_type=None)
+        assert well_known["org.matrix.msc4143.rtc_foci"] == [transport]
+        lesson_5a, _, _ = await rooms(teacher)
+        body = {"room": lesson_5a, "openid_token": await openid_token(teacher), "device_id": "EX"}
+        async with session.post(f"{service}/sfu/get", json=body) as r:
+            answer = await r.json()
+            assert r.status == 200, answer
+    room = livekit.Room()
+    await room.connect(answer["url"], answer["jwt"])
+    try:
+        assert room.local_participant.identity == f"{teacher.user_id}:EX"
+        assert room.local_participant.permissions.can_publish
+    finally:
+        await room.disconnect()

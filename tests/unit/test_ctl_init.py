@@ -439,17 +439,19 @@ def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
     config = load(plain / "homeserver.yaml")
     assert "extra_well_known_client_content" not in config
     assert "max_event_delay_duration" not in config
+    assert "matrix_rtc" not in config and "experimental_features" not in config
     assert "calls" not in module_config(plain)  # no SFU: no call widgets
     assert not (plain / "sfu.yaml").exists()
 
     folder = init(tmp_path, "--server-name", SERVER, "--http-port", "18561", "--sfu-port", "18562")
     config = load(folder / "homeserver.yaml")
-    assert config["extra_well_known_client_content"] == {
-        "org.matrix.msc4143.rtc_foci": [
-            {"type": "org.sferum.aiortc", "service_url": "http://127.0.0.1:18562"}
-        ]
-    }
+    # A focus of LiveKit's type, found in the well-known and in Synapse's MSC4143 transports.
+    focus = {"type": "livekit", "livekit_service_url": "http://127.0.0.1:18562"}
+    assert config["extra_well_known_client_content"] == {"org.matrix.msc4143.rtc_foci": [focus]}
+    assert config["matrix_rtc"] == {"transports": [focus]}
+    assert config["experimental_features"] == {"msc4143_enabled": True, "msc4222_enabled": True}
     assert config["max_event_delay_duration"] == "24h"
+    assert config["rc_delayed_event_mgmt"] == {"per_second": 1, "burst_count": 20}
     sfu = parse_sfu_config(load(folder / "sfu.yaml"))
     secrets = load(folder / "secrets.yaml")
     assert (sfu.jwt_secret, sfu.admin_api_secret) == (
@@ -482,7 +484,8 @@ def test_sfu_behind_a_tls_proxy_is_announced_at_its_public_url(
     )  # fmt: skip
     config = load(folder / "homeserver.yaml")
     [focus] = config["extra_well_known_client_content"]["org.matrix.msc4143.rtc_foci"]
-    assert focus["service_url"] == "https://sfu.school.example"
+    assert focus["livekit_service_url"] == "https://sfu.school.example"
+    assert config["matrix_rtc"]["transports"] == [focus]
     sfu = parse_sfu_config(load(folder / "sfu.yaml"))
     assert (sfu.sfu_url, sfu.http_port) == ("https://sfu.school.example", 18564)
     assert parse_config(module_config(folder)).calls.public_url == "https://sfu.school.example"

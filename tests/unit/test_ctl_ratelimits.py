@@ -41,6 +41,7 @@ def synapse_limits(folder: Path) -> dict[str, RatelimitSettings]:
         "registration_token_validity": config.rc_registration_token_validity,
         "3pid_validation": config.rc_3pid_validation,
         "message": config.rc_message,
+        "delayed_event_mgmt": config.rc_delayed_event_mgmt,
         "joins_per_room": config.rc_joins_per_room,
         "joins.local": config.rc_joins_local,
         "joins.remote": config.rc_joins_remote,
