@@ -305,6 +305,8 @@ class Gatekeeper:
         decision = policy.may_send_state(
             event.type,
             event.content,
+            sender=event.sender,
+            state_key=event.state_key,
             is_platform=is_platform,
             room=room,
             allow_encrypted_dms=self._config.rules.allow_encrypted_dms,

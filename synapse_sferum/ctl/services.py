@@ -170,6 +170,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             cwd=deployment.root,
             env={"PYTHONPATH": python_path},
         )
+
     services = [
         Service(
             name="synapse",

@@ -36,6 +36,7 @@ class Reason(enum.StrEnum):
     ROOM_NOT_FEDERATED = "ru.sferum.room_not_federated"
     SHARED_WITH_PARTNERS = "ru.sferum.room_shared_with_partners"
     BADGE_RESERVED = "ru.sferum.badge_reserved"
+    CALL_MEMBERSHIP_NOT_OWN = "ru.sferum.call_membership_not_own"
 
 
 @attrs.frozen

@@ -52,6 +52,8 @@ def may_send_state(
     event_type: str,
     content: Mapping[str, object],
     *,
+    sender: str,
+    state_key: str,
     is_platform: bool,
     room: ProvisionedRoom | None,
     allow_encrypted_dms: bool,
@@ -61,6 +63,8 @@ def may_send_state(
     The kind event is the platform's in every room, or anyone could make a room look provisioned.
     Encryption of users' own rooms follows the school's setting, also after creation; a
     provisioned room is never encrypted, not even by the platform (the school moderates it).
+    A call membership is its owner's own: nobody announces another person in a call, or ends
+    their membership (power levels let every member of a call room send the type).
     """
     if room is not None and event_type == matrix.ENCRYPTION:
         return refuse(Reason.PROVISIONED_UNENCRYPTED)
@@ -68,6 +72,8 @@ def may_send_state(
         return ALLOW
     if event_type == ROOM_KIND_EVENT or (room is not None and event_type in PLATFORM_STATE):
         return refuse(Reason.PROTECTED_STATE)
+    if event_type == matrix.CALL_MEMBER and not owns_call_membership(sender, state_key):
+        return refuse(Reason.CALL_MEMBERSHIP_NOT_OWN)
     if _opens_room(event_type, content):
         return refuse(Reason.PUBLIC_ROOM)
     if event_type == matrix.NAME and wears_badge(content.get("name")):
@@ -75,6 +81,19 @@ def may_send_state(
     if event_type == matrix.ENCRYPTION and not allow_encrypted_dms:
         return refuse(Reason.ENCRYPTION_NOT_ALLOWED)
     return ALLOW
+
+
+def owns_call_membership(sender: str, state_key: str) -> bool:
+    """Whether a call membership's state key names its sender: `_@user:server_DEVICE` (the
+    form the apps send), `@user:server_DEVICE`, or the user ID alone (older clients).
+
+    Server names cannot hold `_`, so `@bob:school.test_…` is Bob's whoever else exists.
+    """
+    return (
+        state_key == sender
+        or state_key.startswith(f"{sender}_")
+        or state_key.startswith(f"_{sender}_")
+    )
 
 
 def may_redact_state(

@@ -19,6 +19,9 @@ PINNED_EVENTS = "m.room.pinned_events"
 SPACE_CHILD = "m.space.child"
 SPACE_PARENT = "m.space.parent"
 WIDGETS = "im.vector.modular.widgets"
+# MatrixRTC's call membership (MSC3401, as Element Call and Element X send it today): one state
+# event per device in the call, its state key naming the owner (`_@user:server_DEVICE`).
+CALL_MEMBER = "org.matrix.msc3401.call.member"
 
 # Message-like event types
 REACTION = "m.reaction"

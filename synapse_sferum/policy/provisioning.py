@@ -285,6 +285,15 @@ _EVENT_LEVELS: Mapping[str, int] = {
 }
 
 
+# Rooms whose calls Element Call and Element X join (`sfu.grants` decides who publishes what):
+# every member announces their own devices in the call (`policy.events.owns_call_membership`).
+_CALL_MEMBERSHIP_ROOMS = frozenset({RoomKind.LESSON, RoomKind.MEETING, RoomKind.BROADCAST})
+
+
+def _call_levels(kind: RoomKind) -> dict[str, int]:
+    return {matrix.CALL_MEMBER: EVERYONE} if kind in _CALL_MEMBERSHIP_ROOMS else {}
+
+
 def power_levels(
     plan: RoomPlan, bot_user_id: str, current: Mapping[str, object] | None
 ) -> dict[str, object]:
@@ -307,7 +316,7 @@ def power_levels(
         "kick": PLATFORM,
         "ban": PLATFORM,
         "redact": MODERATOR,
-        "events": dict(_EVENT_LEVELS),
+        "events": {**_EVENT_LEVELS, **_call_levels(plan.key.kind)},
         "notifications": {"room": MODERATOR},
     }
 

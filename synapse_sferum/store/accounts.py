@@ -66,8 +66,7 @@ def due_departures_txn(txn: Txn, now_ms: int, grace_ms: int) -> dict[str, str]:
     the first import that left the person out.
     """
     txn.execute(
-        "DELETE FROM sferum_departures WHERE person_id IN"
-        " (SELECT sourced_id FROM sferum_people)"
+        "DELETE FROM sferum_departures WHERE person_id IN (SELECT sourced_id FROM sferum_people)"
     )
     txn.execute(
         "INSERT INTO sferum_departures (person_id, user_id, since_ts)"

@@ -438,3 +438,40 @@ async def test_apps_find_the_sfu_as_element_call_does_and_join_it(school: School
         assert room.local_participant.permissions.can_publish
     finally:
         await room.disconnect()
+
+
+async def announce(user: User, room_id: str, state_key: str) -> Any:
+    """A call membership as Element Call sends it when joining a call."""
+    path = (
+        f"/rooms/{urllib.parse.quote(room_id)}/state/org.matrix.msc3401.call.member/"
+        f"{urllib.parse.quote(state_key)}"
+    )
+    content = {
+        "application": "m.call",
+        "call_id": "",
+        "scope": "m.room",
+        "device_id": "EX",
+        "focus_active": {"type": "livekit", "focus_selection": "oldest_membership"},
+        "foci_preferred": [],
+    }
+    return await user.call("PUT", path, content)
+
+
+async def test_members_announce_themselves_in_calls_and_nobody_else(school: School) -> None:
+    """Element Call and Element X first send their call membership: a pupil in the lesson, a
+    parent in the meeting; never for someone else, never where no calls are held."""
+    pupil_person = first(school.roster.students["5a"])
+    pupil = await school.login(pupil_person)
+    classmate = await school.login(sorted(school.roster.students["5a"])[1])
+    lesson = await pupil.resolve(f"#lesson-5a:{SERVER}")
+    sent = await announce(pupil, lesson, f"_{pupil.user_id}_EX")
+    assert sent.status == 200, sent
+    forged = await announce(pupil, lesson, f"_{classmate.user_id}_EX")
+    assert forged.status == 403 and forged.reason == "ru.sferum.call_membership_not_own", forged
+    class_chat = await pupil.resolve(f"#class-5a:{SERVER}")
+    elsewhere = await announce(pupil, class_chat, f"_{pupil.user_id}_EX")
+    assert elsewhere.status == 403, elsewhere  # state there is the platform's
+    parent = await school.login(first(school.roster.guardians_of(pupil_person)))
+    meeting = await parent.resolve(f"#meeting-5a:{SERVER}")
+    sent = await announce(parent, meeting, f"_{parent.user_id}_EX")
+    assert sent.status == 200, sent

@@ -376,3 +376,25 @@ def test_plans_are_well_formed(school: tuple[OrgView, dict[str, str]]) -> None:
         assert plan.moderators <= plan.members
         if plan.key.kind is RoomKind.DIARY:
             assert plan.members
+
+
+@pytest.mark.parametrize(
+    ("kind", "scope", "calls"),
+    [
+        (K.LESSON, "6b", True),
+        (K.MEETING, "6b", True),
+        (K.CLASS_NEWS, "6b", False),
+        (K.CLASS_CHAT, "6b", False),
+        (K.PARENTS, "6b", False),
+    ],
+)
+def test_members_of_call_rooms_announce_themselves_in_the_call(
+    kind: K, scope: str, calls: bool
+) -> None:
+    """Element Call and Element X send a call membership state event before joining; state is
+    the platform's elsewhere (state_default), so call rooms name that one type."""
+    plan = next(p for key, p in PLANS.items() if key.kind is kind)
+    levels = power_levels(plan, BOT, None)
+    assert ("org.matrix.msc3401.call.member" in levels["events"]) is calls
+    if calls:
+        assert levels["events"]["org.matrix.msc3401.call.member"] == 0

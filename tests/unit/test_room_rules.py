@@ -317,6 +317,8 @@ def test_send_state(
     decision = may_send_state(
         event_type,
         content,
+        sender=TEACHER_ID,
+        state_key="",
         is_platform=is_platform,
         room=ROOMS[room],
         allow_encrypted_dms=allow_encrypted,
@@ -628,3 +630,30 @@ def test_a_refusal_carries_a_plain_string() -> None:
     decision = refuse(Reason.DM_ONLY)
     assert type(decision.reason) is str
     assert (decision.allowed, decision.reason) == (False, "ru.sferum.dm_only")
+
+
+@pytest.mark.parametrize(
+    ("state_key", "own"),
+    [
+        (f"_{TEACHER_ID}_PHONE", True),  # what Element Call and Element X send
+        (f"{TEACHER_ID}_PHONE", True),
+        (TEACHER_ID, True),
+        (f"_{PUPIL}_PHONE", False),  # announcing (or ending) someone else's membership
+        (PUPIL, False),
+        (f"_{TEACHER_ID}", False),
+        (f"{TEACHER_ID}x_PHONE", False),
+        ("", False),
+    ],
+)
+def test_a_call_membership_is_its_owners(state_key: str, own: bool) -> None:
+    for room in ("own-room", "class-chat"):
+        decision = may_send_state(
+            "org.matrix.msc3401.call.member",
+            {"application": "m.call"},
+            sender=TEACHER_ID,
+            state_key=state_key,
+            is_platform=False,
+            room=ROOMS[room],
+            allow_encrypted_dms=False,
+        )
+        assert decision == _expected(None if own else Reason.CALL_MEMBERSHIP_NOT_OWN)
