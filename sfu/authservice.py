@@ -31,6 +31,7 @@ from aiohttp import web
 from sferum_shared import Clock
 from sfu import tokens
 from sfu.config import SfuConfig
+from sfu.delayed import DelayedLeave, DelegationError, parse_delegation
 from sfu.grants import Facts, Grant, Refusal, decide, facts_from_json
 from sfu.membership import Session
 from synapse_sferum.rooms import REASON_KEY
@@ -88,6 +89,7 @@ class TokenRequest:
     claimed_user_id: str | None  # /sfu/get claims no user: the token's `sub` is the caller
     device_id: str
     member_id: str | None  # None: legacy identity `@u:hs:DEVICE`
+    delayed_leave: DelayedLeave | None = None  # MSC4140 delegation (`sfu.delayed`)
 
 
 def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
@@ -114,12 +116,12 @@ def _openid(body: Mapping[str, Any]) -> tuple[str, str]:
     return token, server
 
 
-def _refuse_delegation(body: Mapping[str, Any]) -> None:
-    # lk-jwt-service takes these only from "full access" homeservers. This service does not
-    # send delayed leave events for clients, so it says so instead of silently ignoring them
-    # (a client that thought it had delegated would stop restarting its own delayed leave).
-    if any(body.get(key) for key in _DELAY_FIELDS):
-        raise _bad_json("Delegation of delayed events is not supported by this service")
+def _delegation(body: Mapping[str, Any]) -> DelayedLeave | None:
+    """The delayed leave event the client hands over (`sfu.delayed`), if any."""
+    try:
+        return parse_delegation(body)
+    except DelegationError as e:
+        raise _bad_json(str(e)) from None
 
 
 def parse_get_token(body: Mapping[str, Any]) -> TokenRequest:
@@ -139,8 +141,10 @@ def parse_get_token(body: Mapping[str, Any]) -> TokenRequest:
             "The request body `member` is missing `id`, `claimed_user_id` or `claimed_device_id`"
         )
     token, server = _openid(body)
-    _refuse_delegation(body)
-    return TokenRequest(room_id, slot_id, token, server, user_id, device_id, member_id)
+    delayed_leave = _delegation(body)
+    return TokenRequest(
+        room_id, slot_id, token, server, user_id, device_id, member_id, delayed_leave
+    )
 
 
 def parse_legacy(body: Mapping[str, Any]) -> TokenRequest:
@@ -154,8 +158,10 @@ def parse_legacy(body: Mapping[str, Any]) -> TokenRequest:
         # lk-jwt-service lets it be empty; every device of a user would then share one name.
         raise _bad_json("Missing device_id parameter")
     token, server = _openid(body)
-    _refuse_delegation(body)
-    return TokenRequest(room_id, tokens.LEGACY_SLOT_ID, token, server, None, device_id, None)
+    delayed_leave = _delegation(body)
+    return TokenRequest(
+        room_id, tokens.LEGACY_SLOT_ID, token, server, None, device_id, None, delayed_leave
+    )
 
 
 CameraPolicy = Callable[[str], Awaitable[bool]]
@@ -262,7 +268,10 @@ class AuthService:
             int(self._clock.seconds()),
             self._config.token_ttl_seconds,
             self._config.jwt_issuer,
-            private_claims=Session(req.room_id, user_id, req.device_id).claims(),
+            private_claims={
+                **Session(req.room_id, user_id, req.device_id).claims(),
+                **(req.delayed_leave.claims() if req.delayed_leave else {}),
+            },
         )
         logger.info(
             "sfu auth: %s in %s: publish %s, subscribe %s",

@@ -19,7 +19,9 @@ A connection's life:
    who speaks goes to everyone as SpeakersChanged;
 5. `ping_req` gets `pong_resp`; a client silent for longer than the ping timeout is gone;
 6. before the token runs out, a fresh one is sent (`refresh_token`), for a full rejoin later;
-7. `leave`, or the socket closing, tells the others the participant is DISCONNECTED.
+   a delayed leave event the app delegated (`sfu.delayed`) is restarted meanwhile;
+7. `leave`, or the socket closing, tells the others the participant is DISCONNECTED, and sends
+   the delegated leave event, so the room's call members see it at once.
 
 `/rtc/v1` (single connection) is not served: clients fall back to v0 on its 404, and the JS
 client first fetches `/rtc/v1/validate`, cross-origin, hence CORS on that 404.
@@ -43,6 +45,7 @@ from livekit.protocol import models, rtc
 from sferum_shared import Clock
 from sfu import tokens
 from sfu.config import SfuConfig
+from sfu.delayed import DelayedLeave, DelayedLeaves, delayed_leave_of
 from sfu.grants import Grant, Refusal
 from sfu.livekit import wire
 from sfu.livekit.media import TrackRouter
@@ -151,6 +154,7 @@ class LiveKitSignalling:
         self._turn_for = turn_for
         self._rooms: dict[str, _Room] = {}
         self._background = Background()  # speaker changes, told from the forwarding path
+        self._delayed = DelayedLeaves(config.homeserver_url)  # MSC4140 delegation
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -164,6 +168,7 @@ class LiveKitSignalling:
         for room in list(self._rooms.values()):
             for connection in list(room.connections.values()):
                 await connection.ws.close()
+        await self._delayed.close()
 
     def sessions(self) -> dict[str, Session]:
         """The watched sessions by participant ID, for the server's membership checks."""
@@ -297,6 +302,8 @@ class LiveKitSignalling:
             session=session,
         )
         refresher = asyncio.create_task(self._refresh_tokens(connection))
+        delayed_leave = delayed_leave_of(claims)
+        keeper = asyncio.create_task(self._delayed.keep(delayed_leave)) if delayed_leave else None
         try:
             await self._join(room, connection)
             await self._serve(room, connection)
@@ -304,9 +311,21 @@ class LiveKitSignalling:
             logger.info("sfu: livekit %s in %s: %s", connection.sid, room.name, e)
         finally:
             refresher.cancel()
-            await self._leave(room, connection)
-            await ws.close()
+            if keeper is not None:
+                keeper.cancel()
+            # Shielded whole: aiohttp cancels the handler when the client's socket drops, and
+            # the others must still hear of the leave, and the delayed leave must still go out.
+            await asyncio.shield(self._depart(room, connection, delayed_leave))
         return ws
+
+    async def _depart(
+        self, room: _Room, connection: _Connection, delayed_leave: DelayedLeave | None
+    ) -> None:
+        await self._leave(room, connection)
+        if delayed_leave is not None:
+            # The app may be gone for good: its "left the call" goes out now.
+            await self._delayed.send(delayed_leave)
+        await connection.ws.close()
 
     def _room(self, name: str) -> _Room:
         """The room of this name, made for its first participant."""
@@ -482,7 +501,7 @@ class LiveKitSignalling:
 
         In that order: aiortc's close can take long (or wait on the close it starts itself when
         the client's DTLS ends), and the others must not go on seeing a participant who left.
-        Shielded, because cancelling a close that waits on aiortc's own breaks that one.
+        Run shielded (`_depart`): cancelling a close that waits on aiortc's own breaks that one.
         """
         if room.connections.pop(connection.sid, None) is None:
             return
@@ -492,7 +511,7 @@ class LiveKitSignalling:
         if not connection.grant.hidden:
             await self._tell(room, wire.participants_update([connection.info(active=False)]))
         logger.info("sfu: livekit %s left %s", connection.sid, room.name)
-        await asyncio.shield(room.router.leave(connection.sid))
+        await room.router.leave(connection.sid)
 
     async def _tell(self, room: _Room, frame: bytes, but: _Connection | None = None) -> None:
         """One frame to everyone in the room (but one)."""

@@ -36,7 +36,7 @@ DEFAULT_RATE_LIMITS: Mapping[str, Rate] = {
     "registration_token_validity": Rate(0.2, 100),
     "3pid_validation": Rate(0.1, 100),
     "message": Rate(0.5, 30),
-    "delayed_event_mgmt": Rate(1, 20),
+    "delayed_event_mgmt": Rate(10, 100),
     "joins_per_room": Rate(10, 100),
     "joins.local": Rate(1, 60),
     "joins.remote": Rate(0.01, 10),

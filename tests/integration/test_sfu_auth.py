@@ -4,6 +4,7 @@ directory and rooms (`rtc-facts`), lk-jwt-service's request shapes. The deployme
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,7 @@ from sfu import tokens
 from sfu.authservice import AuthService
 from sfu.config import SfuConfig, parse_config
 from sfu.grants import Grant
+from sfu.server import SfuServer
 from synapse_sferum.calls import WIDGET_ID, widget_state
 from synapse_sferum.ctl.deploy import BOT_LOCALPART
 from synapse_sferum.policy.matrix import WIDGETS
@@ -475,3 +477,52 @@ async def test_members_announce_themselves_in_calls_and_nobody_else(school: Scho
     meeting = await parent.resolve(f"#meeting-5a:{SERVER}")
     sent = await announce(parent, meeting, f"_{parent.user_id}_EX")
     assert sent.status == 200, sent
+
+
+async def test_the_sfu_keeps_a_delegated_delayed_leave_and_sends_it_when_the_app_goes(
+    school: School,
+) -> None:
+    """Element Call's "Matrix 2.0" mode: the app schedules its own "left the call" with a delay
+    (MSC4140) and hands the delay to the focus at `/get_token`. While the app is connected the
+    SFU keeps the delay from running out; when it goes, its leave is sent at once."""
+    pupil = await school.login(first(school.roster.students["5a"]))
+    lesson = await pupil.resolve(f"#lesson-5a:{SERVER}")
+    key = f"_{pupil.user_id}_EX"
+    assert (await announce(pupil, lesson, key)).status == 200
+    state_path = (
+        f"/rooms/{urllib.parse.quote(lesson)}/state/org.matrix.msc3401.call.member/"
+        f"{urllib.parse.quote(key)}"
+    )
+    scheduled = await pupil.call("PUT", f"{state_path}?org.matrix.msc4140.delay=3000", {})
+    assert scheduled.status == 200 and scheduled.body["delay_id"], scheduled
+    config = sfu_config_for(school.deployment, SERVER, JWT_SECRET)
+    sfu = TestServer(SfuServer(config, SYSTEM_CLOCK).app())
+    await sfu.start_server()
+    room = livekit.Room()
+    try:
+        body = {
+            "room_id": lesson,
+            "slot_id": "m.call#ROOM",
+            "openid_token": await openid_token(pupil),
+            "member": {"id": "m1", "claimed_user_id": pupil.user_id, "claimed_device_id": "EX"},
+            "delay_id": scheduled.body["delay_id"],
+            "delay_timeout": 3000,
+            "delay_cs_api_url": school.deployment.base_url,
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(sfu.make_url("/get_token"), json=body) as response,
+        ):
+            answer = await response.json()
+            assert response.status == 200, answer
+        await room.connect(f"ws://{sfu.host}:{sfu.port}", answer["jwt"])
+        await asyncio.sleep(7)  # more than twice the delay: the SFU restarted it meanwhile
+        still = await pupil.call("GET", state_path)
+        assert still.status == 200 and still.body.get("application") == "m.call", still
+        await room.disconnect()
+        async with asyncio.timeout(10):
+            while (await pupil.call("GET", state_path)).body:
+                await asyncio.sleep(0.2)
+    finally:
+        await room.disconnect()
+        await sfu.close()

@@ -451,7 +451,7 @@ def test_sfu_is_announced_with_delayed_events(tmp_path: Path) -> None:
     assert config["matrix_rtc"] == {"transports": [focus]}
     assert config["experimental_features"] == {"msc4143_enabled": True, "msc4222_enabled": True}
     assert config["max_event_delay_duration"] == "24h"
-    assert config["rc_delayed_event_mgmt"] == {"per_second": 1, "burst_count": 20}
+    assert config["rc_delayed_event_mgmt"] == {"per_second": 10, "burst_count": 100}
     sfu = parse_sfu_config(load(folder / "sfu.yaml"))
     secrets = load(folder / "secrets.yaml")
     assert (sfu.jwt_secret, sfu.admin_api_secret) == (

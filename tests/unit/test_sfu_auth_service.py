@@ -158,6 +158,21 @@ async def test_refusals_are_matrix_errors(
     assert "jwt" not in answer
 
 
+async def test_a_delegated_delayed_leave_rides_in_the_token(client: TestClient[Any, Any]) -> None:
+    delegation = {
+        "delay_id": "syd_x",
+        "delay_timeout": 8000,
+        "delay_cs_api_url": "https://school.test",
+    }
+    response = await client.post("/get_token", json=get_token_body(**delegation))
+    assert response.status == 200, await response.text()
+    room = tokens.room_name(ROOM, "m.call#ROOM")
+    claims = tokens.verify((await response.json())["jwt"], JWT_SECRET, room, NOW)
+    assert claims["ru.sferum.delayed_leave"] == {"delay_id": "syd_x", "timeout_ms": 8000}
+    legacy = {"room": ROOM, "openid_token": openid(), "device_id": "D", **delegation}
+    assert (await client.post("/sfu/get", json=legacy)).status == 200
+
+
 async def test_not_json(client: TestClient[Any, Any]) -> None:
     response = await client.post("/get_token", data=b"{nope")
     assert response.status == 400
