@@ -22,7 +22,7 @@ from livekit.rtc.participant import PublishTrackError
 from sferum_shared import SYSTEM_CLOCK
 from sfu.server import SfuServer
 from tests.integration.livekit_media import HEIGHT, SAMPLE_RATE, WIDTH, Publisher
-from tests.integration.test_sfu_livekit import PUPIL, TEACHER, joined, until
+from tests.integration.test_sfu_livekit import PUPIL, TEACHER, joined, until, url
 from tests.integration.test_sfu_signalling import OTHER_ROOM, ROOM, SECRET, offline_config, token
 
 pytestmark = pytest.mark.integration
@@ -167,6 +167,14 @@ async def test_a_pupil_may_not_publish_a_camera_and_mutes_are_passed_on(
         await teacher.disconnect()
 
 
+async def packets_in(track: Any) -> int:
+    """RTP packets the native client received on this track so far, decodable or not."""
+    for stats in await track.get_stats():
+        if stats.HasField("inbound_rtp"):
+            return int(stats.inbound_rtp.received.packets_received)
+    return 0
+
+
 async def decoded(track: Any) -> int:
     """Frames (video) or packets (audio) the native client received on this track so far."""
     for stats in await track.get_stats():
@@ -290,3 +298,54 @@ async def test_the_teacher_moderates_through_livekits_room_service(
             media.stop()
             await pupil.disconnect()
             await teacher.disconnect()
+
+
+async def encrypted(server: TestServer, identity: str, grant: Any, key: bytes) -> rtc.Room:
+    """A participant with Element Call's kind of E2EE: frames encrypted with a shared key the
+    SFU never sees (in Element Call, keys travel over Matrix)."""
+    room = rtc.Room()
+    options = rtc.RoomOptions(
+        encryption=rtc.E2EEOptions(key_provider_options=rtc.KeyProviderOptions(shared_key=key))
+    )
+    await room.connect(url(server), token(grant, identity), options)
+    return room
+
+
+@pytest.mark.timeout(120)
+async def test_encrypted_media_passes_byte_for_byte(sfu: tuple[SfuServer, TestServer]) -> None:
+    """The SFU forwards E2EE frames untouched and passes the publisher's `encryption` on, so a
+    participant holding the key decodes them and one without it does not."""
+    _, server = sfu
+    key = b"the-lessons-shared-key-0123456789"
+    teacher = await encrypted(server, "@teacher:school.test:T", TEACHER, key)
+    pupil = await encrypted(server, "@pupil:school.test:P", PUPIL, key)
+    stranger = await encrypted(
+        server, "@other:school.test:O", PUPIL, b"another-key-9876543210-abcdefghij"
+    )
+    received: dict[str, Any] = {}
+    announced: dict[str, int] = {}
+    for room in (pupil, stranger):
+
+        def subscribed(track: Any, publication: Any, who: Any, room: rtc.Room = room) -> None:
+            received[room.local_participant.identity] = track
+            announced[room.local_participant.identity] = publication.encryption_type
+
+        room.on("track_subscribed", subscribed)
+    media = Publisher()
+    try:
+        await media.camera(teacher)
+        await until(lambda: len(received) == 2, timeout=30)
+        assert set(announced.values()) == {rtc.EncryptionType.GCM}
+        holder, outsider = received["@pupil:school.test:P"], received["@other:school.test:O"]
+        async with asyncio.timeout(30):
+            while not await decoded(holder):
+                await asyncio.sleep(0.5)
+        assert await flowing(holder)
+        # The outsider receives the packets (the SFU forwards to everyone in the call) but
+        # cannot decrypt a single frame.
+        assert await packets_in(outsider) > 100
+        assert await decoded(outsider) == 0
+    finally:
+        media.stop()
+        for room in (teacher, pupil, stranger):
+            await room.disconnect()
