@@ -46,6 +46,8 @@ __all__ = [
     "ICE_PRIVATE_ATTRS",
     "PAIR_ATTRS",
     "RECEIVER_PRIVATE_ATTRS",
+    "ROUTER_PRIVATE_ATTRS",
+    "ROUTER_TABLES",
     "RTP_HISTORY_SIZE",
     "SENDER_PRIVATE_ATTRS",
     "AiortcCompatError",
@@ -57,6 +59,7 @@ __all__ = [
     "current_ntp_time",
     "fix_bitrate_estimate",
     "request_keyframe",
+    "route_rtp_by_mid",
     "set_msid",
     "tap_receiver",
 ]
@@ -73,6 +76,9 @@ DTLS_PRIVATE_ATTRS = (
 ICE_PRIVATE_ATTRS = ("_connection",)
 CONNECTION_PRIVATE_ATTRS = ("_nominated",)
 PAIR_ATTRS = ("protocol", "remote_addr")
+#: What :func:`route_rtp_by_mid` reads: the DTLS transport's RTP router, and its tables.
+ROUTER_PRIVATE_ATTRS = ("_rtp_router",)
+ROUTER_TABLES = ("mid_table", "ssrc_table", "route_rtp")
 #: Private ``RTCRtpReceiver`` attributes (name-mangled) that :func:`tap_receiver` and
 #: :func:`fix_bitrate_estimate` replace.
 RECEIVER_PRIVATE_ATTRS = (
@@ -177,6 +183,34 @@ def fix_bitrate_estimate(receiver: RTCRtpReceiver, bitrate: int) -> None:
     _require(receiver, RECEIVER_PRIVATE_ATTRS)
     if getattr(receiver, RECEIVER_PRIVATE_ATTRS[1]) is not None:  # None for audio
         setattr(receiver, RECEIVER_PRIVATE_ATTRS[1], _FixedEstimate(bitrate))
+
+
+def route_rtp_by_mid(transport: RTCDtlsTransport) -> None:
+    """Route RTP whose SSRC nobody announced by its MID header extension (RFC 8843).
+
+    aiortc routes by the SSRCs of the offer, else by payload type when one receiver alone has
+    it. A simulcast layer's SSRC is in no offer (`sfu.simulcast`), and a teacher's camera and
+    screen share the VP8 payload type, so their packets would be dropped; the MID names the
+    m-line they belong to. Once seen, the SSRC is remembered as aiortc itself does.
+    """
+    _require(transport, ROUTER_PRIVATE_ATTRS)
+    router = transport._rtp_router
+    _require(router, ROUTER_TABLES)
+    if getattr(router, "_routes_by_mid", False):
+        return
+    by_ssrc_or_type = router.route_rtp
+
+    def route(packet: RtpPacket) -> Any:
+        mid = packet.extensions.mid
+        if packet.ssrc not in router.ssrc_table and mid is not None:
+            receiver = router.mid_table.get(mid)
+            if receiver is not None:
+                router.ssrc_table[packet.ssrc] = receiver
+                return receiver
+        return by_ssrc_or_type(packet)
+
+    router.route_rtp = route  # type: ignore[method-assign]
+    router._routes_by_mid = True  # type: ignore[attr-defined]
 
 
 def current_ntp_time() -> int:

@@ -11,7 +11,8 @@ Each participant has two peer connections (LiveKit's protocol version 0):
 
 * the **publisher** connection, offered by the client: an m-line is published when the client
   announced its track first (AddTrack, answered with a `TR_` ID) and the grant allowed it; the
-  m-line names the announced track in its msid. Media on any other m-line is tapped and dropped;
+  m-line names the announced track in its msid. Media on any other m-line is tapped and dropped.
+  A simulcast camera is asked for its largest layer only (`sfu.simulcast`);
 * the **subscriber** connection, offered by the SFU whenever tracks to receive were added; one
   offer at a time, and changes made while one is out go into the next.
 
@@ -36,6 +37,7 @@ from sfu.aiortc_compat import RtpPacket
 from sfu.livekit import wire
 from sfu.outlets import Background, Inbound, Outlet, Sent, add_outlet, answer, peer_connection
 from sfu.room import SILENCE_DBOV, ActiveSpeakers
+from sfu.simulcast import accept_top_layer, top_layers
 
 #: How many voices SpeakersChanged reports at once: the clients highlight those tiles.
 ACTIVE_SPEAKERS = 3
@@ -146,8 +148,10 @@ class TrackRouter:
             info.mid = mid
             publisher.announced[mid] = info
         description = await answer(publisher.pc, RTCSessionDescription(sdp=sdp, type="offer"))
+        for transceiver in publisher.pc.getTransceivers():
+            aiortc_compat.route_rtp_by_mid(transceiver.receiver.transport)
         await _add_candidates(publisher.pc, publisher.pending_candidates)
-        return description.sdp, list(offered.values())
+        return accept_top_layer(description.sdp, top_layers(sdp)), list(offered.values())
 
     def _take_tracks(self, participant: str, publisher: _Publisher) -> None:
         """Tap every track the publisher connection receives: no decoder is ever made, and

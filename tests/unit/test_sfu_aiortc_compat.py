@@ -263,3 +263,35 @@ async def test_the_bitrate_estimate_is_fixed_for_video_only() -> None:
     # ... which is where aiortc's receive path calls it.
     handle = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
     assert "remb = self.__remote_bitrate_estimator.add(" in handle
+
+
+def test_rtp_router_shape_for_routing_by_mid() -> None:
+    router = rtcdtlstransport.RtpRouter()
+    for name in aiortc_compat.ROUTER_TABLES:
+        assert hasattr(router, name), name
+    assert params(rtcdtlstransport.RtpRouter.route_rtp) == ["self", "packet"]
+    handle = inspect.getsource(rtcdtlstransport.RTCDtlsTransport._handle_rtp_data)
+    assert "self._rtp_router.route_rtp(packet)" in handle
+
+
+def test_unannounced_ssrcs_are_routed_by_their_mid() -> None:
+    transport = rtcdtlstransport.RTCDtlsTransport.__new__(rtcdtlstransport.RTCDtlsTransport)
+    transport._rtp_router = rtcdtlstransport.RtpRouter()
+    camera, screen = object(), object()
+    # Both VP8 (96): by payload type alone, neither could be told apart.
+    transport._rtp_router.register_receiver(camera, ssrcs=[], payload_types=[96], mid="1")  # type: ignore[arg-type]
+    transport._rtp_router.register_receiver(screen, ssrcs=[], payload_types=[96], mid="2")  # type: ignore[arg-type]
+    aiortc_compat.route_rtp_by_mid(transport)
+    aiortc_compat.route_rtp_by_mid(transport)  # once is enough; twice changes nothing
+
+    def packet(ssrc: int, mid: str | None) -> rtp.RtpPacket:
+        sent = rtp.RtpPacket(payload_type=96, ssrc=ssrc)
+        sent.extensions.mid = mid
+        return sent
+
+    router = transport._rtp_router
+    assert router.route_rtp(packet(1111, "2")) is screen
+    assert router.route_rtp(packet(2222, "1")) is camera
+    # Later packets of those streams carry no MID (browsers stop sending it): the SSRC is known.
+    assert router.route_rtp(packet(1111, None)) is screen
+    assert router.route_rtp(packet(3333, None)) is None  # unknown, ambiguous: dropped
