@@ -58,6 +58,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     shutil.copy(JS / "page.html", out / "page.html")
+    # E2EE runs in a worker of the SDK's own, prebuilt in its package.
+    worker = JS / "node_modules" / "livekit-client" / "dist" / "livekit-client.e2ee.worker.js"
+    shutil.copy(worker, out / worker.name)
     return out
 
 
@@ -75,9 +78,12 @@ async def servers(bundle: Path) -> AsyncIterator[tuple[TestServer, TestServer]]:
     await sfu.close()
 
 
-def page_url(page: TestServer, sfu: TestServer, identity: str) -> str:
+def page_url(page: TestServer, sfu: TestServer, identity: str, e2ee_key: str = "") -> str:
     jwt = tokens.issue(TEACHER, ROOM, identity, SECRET, int(time.time()))
-    return f"{page.make_url('/page.html')}#url=ws://{sfu.host}:{sfu.port}&token={jwt}"
+    fragment = f"url=ws://{sfu.host}:{sfu.port}&token={jwt}"
+    if e2ee_key:
+        fragment += f"&e2ee={e2ee_key}"
+    return f"{page.make_url('/page.html')}#{fragment}"
 
 
 async def lk_stats(browser: Browser) -> dict[str, Any]:
@@ -122,4 +128,34 @@ async def test_two_browsers_publish_and_decode_each_other(
                 assert seen["remoteVideos"] == 1 and seen["framesEncoded"] > 30, seen
         finally:
             for browser in browsers:
+                await browser.close()
+
+
+@pytest.mark.timeout(150)
+async def test_end_to_end_encryption_with_the_same_key_and_with_another(
+    servers: tuple[TestServer, TestServer], tmp_path: Path
+) -> None:
+    """Element Call's E2EE through the SFU: frames pass byte for byte and `encryption` is passed
+    on, so two browsers with the same key decode each other; a third with another key receives
+    the same packets and decodes nothing."""
+    sfu, page = servers
+    keys = {"teacher": "key-of-the-lesson", "guardian": "key-of-the-lesson", "other": "not-it"}
+    browsers = {
+        name: Browser(tmp_path / name, page_url(page, sfu, f"@{name}:school.test:WEB", key), True)
+        for name, key in keys.items()
+    }
+    async with aiohttp.ClientSession() as session:
+        try:
+            for browser in browsers.values():
+                await browser.connect(session)
+            for name in ("teacher", "guardian"):
+                await decoding(browsers[name])
+            outsider = await lk_stats(browsers["other"])
+            async with asyncio.timeout(30):
+                while outsider.get("packetsReceived", 0) < 300:
+                    await asyncio.sleep(0.5)
+                    outsider = await lk_stats(browsers["other"])
+            assert outsider["remoteVideos"] == 2 and outsider["framesDecoded"] == 0, outsider
+        finally:
+            for browser in browsers.values():
                 await browser.close()
