@@ -8,10 +8,18 @@ import attrs
 
 from bench.sfu_load.media import FPS
 
-SERVERS = {"sfu": "ours (sfu/)", "relay": "aiortc MediaRelay", "janus": "Janus videoroom"}
+SERVERS = {
+    "sfu": "ours (sfu/)",
+    "livekit": "ours, LiveKit proto",
+    "relay": "aiortc MediaRelay",
+    "janus": "Janus videoroom",
+}
 MAX_CPU_PER_VIEWER = 0.005
 MAX_ADDED_P50_MS = 20.0
 MAX_TIMES_JANUS = 2.0
+#: Issue 12's goals for LiveKit's apps: per viewer no dearer than Janus, 5 ms added at p50.
+MAX_LIVEKIT_TIMES_JANUS = 1.0
+MAX_LIVEKIT_ADDED_P50_MS = 5.0
 RELAY_EXPECTED_PER_VIEWER = 0.05
 SHARED_CORE_WARNING = 0.2  # cores of other work on the server's core worth a note
 
@@ -136,6 +144,16 @@ def print_targets(summaries: dict[str, Summary]) -> None:
     print(
         f"  our CPU per viewer ≤ {MAX_TIMES_JANUS:.0f}× Janus's ({janus.per_viewer:.4f}):"
         f" {times_janus:.1f}×  {verdict(times_janus <= MAX_TIMES_JANUS)}"
+    )
+    livekit = summaries["livekit"]
+    times = livekit.per_viewer / janus.per_viewer if janus.per_viewer > 0 else float("inf")
+    print(
+        f"  LiveKit protocol: CPU per viewer ≤ {MAX_LIVEKIT_TIMES_JANUS:.0f}× Janus's:"
+        f" {times:.2f}×  {verdict(times <= MAX_LIVEKIT_TIMES_JANUS)}"
+    )
+    print(
+        f"  LiveKit protocol: added latency p50 ≤ {MAX_LIVEKIT_ADDED_P50_MS:.0f} ms:"
+        f" {livekit.added_p50:.1f} ms  {verdict(livekit.added_p50 <= MAX_LIVEKIT_ADDED_P50_MS)}"
     )
     times_ours = relay.per_viewer / ours.per_viewer if ours.per_viewer > 0 else float("inf")
     print(

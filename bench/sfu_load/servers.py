@@ -136,10 +136,11 @@ async def start_server(kind: str, folder: Path, prefix: list[str]) -> Server:
     """Start one server of `kind` with its files in `folder`, ready for clients."""
     folder.mkdir(parents=True, exist_ok=True)
     port, log = free_port(), folder / f"{kind}.log"
-    if kind == "sfu":
+    if kind in ("sfu", "livekit"):  # one SFU, reached through either protocol
         secret = secrets.token_urlsafe(32)
         argv = [sys.executable, "-m", "sfu", str(_sfu_config(folder, port, secret))]
-        target = Target("sfu", f"ws://127.0.0.1:{port}/ws", tokens.room_name(BENCH_ROOM), secret)
+        url = f"ws://127.0.0.1:{port}" + ("/ws" if kind == "sfu" else "")
+        target = Target(kind, url, tokens.room_name(BENCH_ROOM), secret)
         health = f"http://127.0.0.1:{port}/health"
     elif kind == "relay":
         argv = [sys.executable, "-m", "bench.sfu_load.relay", "--port", str(port)]

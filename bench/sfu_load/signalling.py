@@ -8,6 +8,10 @@ connection the process makes:
   with the SFU's secret (``sfu.tokens.issue``), then ``publish`` (our offer, its answer) or
   ``subscribe`` (its offer, our answer). The socket is read until closed, so that the
   participants lists are consumed and aiohttp answers the server's heartbeats.
+* ``livekit``: the same SFU through LiveKit's protocol (``/rtc``, protobuf frames from the
+  ``livekit-protocol`` package), as Element Call and Element X reach it: the publisher
+  announces its track (AddTrack), waits for TrackPublished, then offers; a viewer waits for the
+  SFU's offer on its subscriber connection and answers it. Each socket sends LiveKit's pings.
 * ``janus``: Janus's videoroom over its HTTP API. One Janus session per process, kept alive by
   a long poll that also delivers the plugin's asynchronous answers; one handle per connection.
   The publisher creates the room, joins it with a fixed feed ID and publishes; a viewer joins as
@@ -32,6 +36,8 @@ from typing import Any
 import aiohttp
 import attrs
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from livekit.protocol import models
+from livekit.protocol import rtc as lk
 
 from sfu import tokens
 from sfu.grants import CAMERA, MICROPHONE, Grant
@@ -47,8 +53,8 @@ class SignallingFailed(RuntimeError):
 
 @attrs.frozen
 class Target:
-    kind: str  # sfu | janus | relay | direct
-    url: str  # the SFU's /ws, Janus's /janus, or the HTTP root of relay and direct
+    kind: str  # sfu | livekit | janus | relay | direct
+    url: str  # the SFU's /ws or its root (livekit), Janus's /janus, or relay's and direct's root
     room: str = ""  # the SFU room name, or Janus's numeric room ID as text
     secret: str = ""  # the SFU's JWT secret
 
@@ -180,6 +186,92 @@ class SfuSignaller(Signaller):
             await ws.close()
 
 
+class LiveKitSignaller(Signaller):
+    """``livekit``: LiveKit's version 0 signalling, one socket per participant."""
+
+    PING_SECONDS = 5.0
+
+    def __init__(self, target: Target, http: aiohttp.ClientSession) -> None:
+        super().__init__(target, http)
+        self._sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _join(self, identity: str, grant: Grant) -> aiohttp.ClientWebSocketResponse:
+        token = tokens.issue(
+            grant, self.target.room, identity, self.target.secret, int(time.time())
+        )
+        ws = await self._http.ws_connect(f"{self.target.url}/rtc", params={"access_token": token})
+        self._sockets.append(ws)
+        await self._expect(ws, "join")
+        return ws
+
+    @staticmethod
+    async def _send(ws: aiohttp.ClientWebSocketResponse, **message: Any) -> None:
+        await ws.send_bytes(lk.SignalRequest(**message).SerializeToString())
+
+    @staticmethod
+    async def _expect(ws: aiohttp.ClientWebSocketResponse, kind: str) -> lk.SignalResponse:
+        async with asyncio.timeout(EXCHANGE_SECONDS):
+            while True:
+                msg = await ws.receive()
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    raise SignallingFailed(f"socket ended waiting for {kind!r}: {msg.type}")
+                frame = lk.SignalResponse()
+                frame.ParseFromString(msg.data)
+                if frame.WhichOneof("message") == kind:
+                    return frame
+                if frame.WhichOneof("message") in ("leave", "request_response"):
+                    raise SignallingFailed(f"waiting for {kind!r}: {frame}")
+
+    def _keep_alive(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Read what the SFU sends (updates, speakers) and ping as LiveKit's clients do."""
+
+        async def read() -> None:
+            async for _ in ws:
+                pass
+
+        async def ping() -> None:
+            while not ws.closed:
+                await asyncio.sleep(self.PING_SECONDS)
+                now = int(time.time() * 1000)
+                await self._send(ws, ping_req=lk.Ping(timestamp=now))
+
+        self._tasks += [asyncio.create_task(read()), asyncio.create_task(ping())]
+
+    async def publish(self, pc: RTCPeerConnection) -> None:
+        ws = await self._join("publisher", Grant.publisher(CAMERA, MICROPHONE))
+        [sender] = pc.getSenders()
+        assert sender.track is not None
+        add = lk.AddTrackRequest(
+            cid=sender.track.id,
+            name="camera",
+            type=models.TrackType.VIDEO,
+            source=models.TrackSource.CAMERA,
+        )
+        await self._send(ws, add_track=add)
+        await self._expect(ws, "track_published")
+        offer = await _offer(pc)
+        await self._send(ws, offer=lk.SessionDescription(type="offer", sdp=offer.sdp, id=1))
+        answer = (await self._expect(ws, "answer")).answer
+        await pc.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
+        self._keep_alive(ws)
+
+    async def watch(self, pc: RTCPeerConnection, name: str) -> None:
+        ws = await self._join(name, Grant.viewer())
+        offer = (await self._expect(ws, "offer")).offer
+        answer = await _answer(pc, RTCSessionDescription(offer.sdp, "offer"))
+        await self._send(
+            ws, answer=lk.SessionDescription(type="answer", sdp=answer.sdp, id=offer.id)
+        )
+        self._keep_alive(ws)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for ws in self._sockets:
+            await ws.close()
+
+
 class JanusSignaller(Signaller):
     """``janus``: one session, a long poll for its events, a handle per connection."""
 
@@ -290,6 +382,7 @@ class JanusSignaller(Signaller):
 def signaller(target: Target, http: aiohttp.ClientSession) -> Signaller:
     kinds: dict[str, type[Signaller]] = {
         "sfu": SfuSignaller,
+        "livekit": LiveKitSignaller,
         "janus": JanusSignaller,
         "relay": HttpSignaller,
         "direct": HttpSignaller,

@@ -5,23 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import numpy as np
 from livekit import rtc
 
 WIDTH, HEIGHT = 1280, 720
 SAMPLE_RATE = 48000
-FRAME_SAMPLES = SAMPLE_RATE // 100  # 10 ms
+CHUNK_SAMPLES = SAMPLE_RATE // 50  # 20 ms
 
 
 class Publisher:
-    """Synthetic camera and microphone of one participant, fed until stopped."""
+    """Synthetic cameras and microphones, fed until :meth:`stop` (which must come before the
+    rooms disconnect: the native client aborts the process on a source fed after that)."""
 
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
+        self._sources: list[rtc.AudioSource | rtc.VideoSource] = []
 
     async def camera(self, room: rtc.Room) -> rtc.LocalTrackPublication:
         source = rtc.VideoSource(WIDTH, HEIGHT)
+        self._sources.append(source)
         track = rtc.LocalVideoTrack.create_video_track("camera", source)
 
         async def feed() -> None:
@@ -41,29 +45,44 @@ class Publisher:
         return await room.local_participant.publish_track(track, options)
 
     async def microphone(self, room: rtc.Room, hz: float) -> rtc.LocalAudioTrack:
-        source = rtc.AudioSource(SAMPLE_RATE, 1)
+        # A queue of two seconds: on a busy machine the loop wakes late, and the native client
+        # must never find its queue overrun (rust-sdks#497).
+        source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=2000)
+        self._sources.append(source)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
         tone = (np.sin(2 * math.pi * hz * np.arange(SAMPLE_RATE) / SAMPLE_RATE) * 12000).astype(
             np.int16
         )
 
         async def feed() -> None:
-            at = 0
+            """Chunks of 20 ms, paced by the clock: at most ~100 ms ahead of real time."""
+            at, sent, started = 0, 0.0, time.monotonic()
             while True:
-                chunk = np.take(tone, range(at, at + FRAME_SAMPLES), mode="wrap")
+                chunk = np.take(tone, range(at, at + CHUNK_SAMPLES), mode="wrap")
                 await source.capture_frame(
-                    rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, FRAME_SAMPLES)
+                    rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, CHUNK_SAMPLES)
                 )
-                at = (at + FRAME_SAMPLES) % SAMPLE_RATE
+                at = (at + CHUNK_SAMPLES) % SAMPLE_RATE
+                sent += CHUNK_SAMPLES / SAMPLE_RATE
+                ahead = sent - (time.monotonic() - started)
+                if ahead > 0.1:
+                    await asyncio.sleep(ahead - 0.1)
 
         self._tasks.append(asyncio.create_task(feed()))
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         await room.local_participant.publish_track(track, options)
         return track
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop feeding, wait until no feed is inside the native client, then close the
+        sources."""
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for source in self._sources:
+            await source.aclose()
+        self._sources.clear()
 
 
 class Audience:
@@ -87,8 +106,9 @@ class Audience:
         """(video sizes decoded by publisher, publishers heard)."""
         sizes: dict[str, set[tuple[int, int]]] = {}
         heard: set[str] = set()
-        for publisher, tracks in self.tracks.items():
-            for track in tracks:
+        # Copied: tracks may be subscribed while the statistics are awaited.
+        for publisher, tracks in list(self.tracks.items()):
+            for track in list(tracks):
                 for stats in await track.get_stats():
                     if not stats.HasField("inbound_rtp"):
                         continue

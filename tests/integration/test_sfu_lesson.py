@@ -557,7 +557,7 @@ async def livekit_call(
                     return audiences
                 await asyncio.sleep(1)
     finally:
-        media.stop()
+        await media.stop()
         for room in rooms.values():
             await room.disconnect()
 
