@@ -16,12 +16,19 @@ CHUNK_SAMPLES = SAMPLE_RATE // 50  # 20 ms
 
 
 class Publisher:
-    """Synthetic cameras and microphones, fed until :meth:`stop` (which must come before the
-    rooms disconnect: the native client aborts the process on a source fed after that)."""
+    """Synthetic cameras and microphones, fed until :meth:`stop`, which must come before the
+    rooms disconnect.
+
+    Feeds are never cancelled inside `capture_frame`: the native client reads the frame's
+    buffer after the call has been made, so a frame freed by a cancelled capture is memory it
+    may still read (and a native abort ends the whole test session). They finish their
+    capture and see the stop.
+    """
 
     def __init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
         self._sources: list[rtc.AudioSource | rtc.VideoSource] = []
+        self._feeding = True
 
     async def camera(self, room: rtc.Room) -> rtc.LocalTrackPublication:
         source = rtc.VideoSource(WIDTH, HEIGHT)
@@ -30,7 +37,7 @@ class Publisher:
 
         async def feed() -> None:
             shade = 0
-            while True:
+            while self._feeding:
                 # A picture that changes (a moving bar), so the encoder has something to send.
                 picture = np.full((HEIGHT, WIDTH, 4), 40, dtype=np.uint8)
                 picture[:, (shade * 8) % WIDTH : (shade * 8) % WIDTH + 64, :3] = 220
@@ -57,7 +64,7 @@ class Publisher:
         async def feed() -> None:
             """Chunks of 20 ms, paced by the clock: at most ~100 ms ahead of real time."""
             at, sent, started = 0, 0.0, time.monotonic()
-            while True:
+            while self._feeding:
                 chunk = np.take(tone, range(at, at + CHUNK_SAMPLES), mode="wrap")
                 await source.capture_frame(
                     rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, CHUNK_SAMPLES)
@@ -74,10 +81,9 @@ class Publisher:
         return track
 
     async def stop(self) -> None:
-        """Stop feeding, wait until no feed is inside the native client, then close the
+        """Stop feeding, wait until every feed is out of the native client, then close the
         sources."""
-        for task in self._tasks:
-            task.cancel()
+        self._feeding = False
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         for source in self._sources:
