@@ -30,8 +30,10 @@ class Publisher:
         self._sources: list[rtc.AudioSource | rtc.VideoSource] = []
         self._feeding = True
 
-    async def camera(self, room: rtc.Room) -> rtc.LocalTrackPublication:
-        source = rtc.VideoSource(WIDTH, HEIGHT)
+    async def camera(
+        self, room: rtc.Room, width: int = WIDTH, height: int = HEIGHT
+    ) -> rtc.LocalTrackPublication:
+        source = rtc.VideoSource(width, height)
         self._sources.append(source)
         track = rtc.LocalVideoTrack.create_video_track("camera", source)
 
@@ -39,10 +41,10 @@ class Publisher:
             shade = 0
             while self._feeding:
                 # A picture that changes (a moving bar), so the encoder has something to send.
-                picture = np.full((HEIGHT, WIDTH, 4), 40, dtype=np.uint8)
-                picture[:, (shade * 8) % WIDTH : (shade * 8) % WIDTH + 64, :3] = 220
+                picture = np.full((height, width, 4), 40, dtype=np.uint8)
+                picture[:, (shade * 8) % width : (shade * 8) % width + 64, :3] = 220
                 source.capture_frame(
-                    rtc.VideoFrame(WIDTH, HEIGHT, rtc.VideoBufferType.RGBA, picture.tobytes())
+                    rtc.VideoFrame(width, height, rtc.VideoBufferType.RGBA, picture.tobytes())
                 )
                 shade += 1
                 await asyncio.sleep(1 / 30)
@@ -92,12 +94,25 @@ class Publisher:
 
 
 class Audience:
-    """What one participant receives, read from its native client's own receive statistics
-    (no frame is copied into Python): per publisher, the video sizes decoded and whether its
-    audio carries the tone (energy) rather than silence."""
+    """What one participant receives, from the frames its native client decodes: per
+    publisher, the video sizes and frames, and the audio frames that carry the tone.
+
+    Not from `Track.get_stats()`: LiveKit's native client aborts the whole process when a
+    statistic it parses is not a JSON number (a panic in its rtp_receiver.rs, seen here). The
+    streams keep one video frame queued at most, so a slow reader costs nothing, and deliver
+    audio in 100 ms frames.
+    """
+
+    LOUD = 2000  # a sample above this is the tone; Opus-coded silence stays near 0
 
     def __init__(self, room: rtc.Room) -> None:
         self.tracks: dict[str, list[rtc.RemoteTrack]] = {}
+        self.video_sizes: dict[str, set[tuple[int, int]]] = {}
+        self.video_frames: dict[str, int] = {}
+        self.loud_frames: dict[str, int] = {}
+        self.speakers: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._streams: list[rtc.VideoStream | rtc.AudioStream] = []
 
         def subscribed(
             track: rtc.RemoteTrack,
@@ -105,27 +120,49 @@ class Audience:
             publisher: rtc.RemoteParticipant,
         ) -> None:
             self.tracks.setdefault(publisher.identity, []).append(track)
+            read = self._watch if track.kind == rtc.TrackKind.KIND_VIDEO else self._listen
+            self._tasks.append(asyncio.create_task(read(track, publisher.identity)))
 
         room.on("track_subscribed", subscribed)
+        room.on(
+            "active_speakers_changed",
+            lambda speakers: self.speakers.update(p.identity for p in speakers),
+        )
+
+    async def _watch(self, track: rtc.RemoteTrack, publisher: str) -> None:
+        stream = rtc.VideoStream(track, capacity=1)
+        self._streams.append(stream)
+        async for event in stream:
+            self.video_sizes.setdefault(publisher, set()).add(
+                (event.frame.width, event.frame.height)
+            )
+            self.video_frames[publisher] = self.video_frames.get(publisher, 0) + 1
+
+    async def _listen(self, track: rtc.RemoteTrack, publisher: str) -> None:
+        stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1, frame_size_ms=100)
+        self._streams.append(stream)
+        async for event in stream:
+            samples = np.frombuffer(bytes(event.frame.data), dtype=np.int16)
+            if samples.size and int(np.abs(samples).max()) > self.LOUD:
+                self.loud_frames[publisher] = self.loud_frames.get(publisher, 0) + 1
+
+    def heard(self, publisher: str) -> bool:
+        return self.loud_frames.get(publisher, 0) >= 5  # half a second of the tone
+
+    def frames(self, publisher: str, kind: str) -> int:
+        """Video frames decoded, or audio frames with the tone, from one publisher so far."""
+        counts = self.video_frames if kind == "video" else self.loud_frames
+        return counts.get(publisher, 0)
+
+    async def flowing(self, publisher: str, kind: str, seconds: float = 1.5) -> bool:
+        before = self.frames(publisher, kind)
+        await asyncio.sleep(seconds)
+        return self.frames(publisher, kind) > before
 
     async def seen(self) -> tuple[dict[str, set[tuple[int, int]]], set[str]]:
         """(video sizes decoded by publisher, publishers heard)."""
-        sizes: dict[str, set[tuple[int, int]]] = {}
-        heard: set[str] = set()
-        # Copied: tracks may be subscribed while the statistics are awaited.
-        for publisher, tracks in list(self.tracks.items()):
-            for track in list(tracks):
-                for stats in await track.get_stats():
-                    if not stats.HasField("inbound_rtp"):
-                        continue
-                    inbound = stats.inbound_rtp.inbound
-                    if stats.inbound_rtp.stream.kind == "video":
-                        if inbound.frames_decoded:
-                            size = (inbound.frame_width, inbound.frame_height)
-                            sizes.setdefault(publisher, set()).add(size)
-                    elif inbound.total_audio_energy > 0.01:  # the tone; silence stays near 0
-                        heard.add(publisher)
-        return sizes, heard
+        heard = {publisher for publisher in self.loud_frames if self.heard(publisher)}
+        return {k: set(v) for k, v in self.video_sizes.items()}, heard
 
     def video_from(self) -> set[str]:
         return {
@@ -134,3 +171,10 @@ class Audience:
             for track in tracks
             if track.kind == rtc.TrackKind.KIND_VIDEO
         }
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for stream in self._streams:
+            await stream.aclose()

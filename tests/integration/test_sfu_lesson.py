@@ -558,6 +558,8 @@ async def livekit_call(
                 await asyncio.sleep(1)
     finally:
         await media.stop()
+        for audience in audiences.values():
+            await audience.close()
         for room in rooms.values():
             await room.disconnect()
 
@@ -622,9 +624,11 @@ async def test_parents_meeting_of_the_class_teacher_and_eight_guardians(
     speaking = {identity[TEACHER], identity[GUARDIANS[1]], identity[GUARDIANS[2]]}
 
     async def publish(rooms: dict[str, livekit.Room], media: LiveKitMedia) -> None:
-        await media.camera(rooms[TEACHER])
+        # Two cameras to eight phones in one process: 640×360, so that the sixteen decoders
+        # stay light (the resolution itself is checked in the lesson and the direct call).
+        await media.camera(rooms[TEACHER], 640, 360)
         await media.microphone(rooms[TEACHER], 330)
-        await media.camera(rooms[GUARDIANS[0]])
+        await media.camera(rooms[GUARDIANS[0]], 640, 360)
         for person in GUARDIANS[1:3]:
             await media.microphone(rooms[person], 440)
 
