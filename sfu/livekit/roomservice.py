@@ -30,7 +30,8 @@ from livekit.protocol import models
 from livekit.protocol import room as room_api
 
 from sfu import tokens
-from sfu.livekit.server import LiveKitSignalling, bearer_token
+from sfu.livekit.participants import bearer_token
+from sfu.livekit.server import LiveKitSignalling
 from sfu.moderation import moderation_refusal
 
 PREFIX = "/twirp/livekit.RoomService/"

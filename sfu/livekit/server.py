@@ -31,24 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 from aiohttp import WSMsgType, web
-from aiortc.rtcicetransport import RTCIceCandidate
-from aiortc.sdp import candidate_from_sdp
 from livekit.protocol import models, rtc
 
 from sferum_shared import Clock
 from sfu import tokens
 from sfu.config import SfuConfig
 from sfu.delayed import DelayedLeave, DelayedLeaves, delayed_leave_of
-from sfu.grants import Grant, Refusal
+from sfu.grants import Refusal
 from sfu.livekit import wire
 from sfu.livekit.media import TrackRouter
+from sfu.livekit.participants import Connection, Room, bearer_token, ice_candidate
 from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of
 from sfu.moderation import publishable
 from sfu.outlets import Background
@@ -66,85 +63,6 @@ _STANDARD_CLAIMS = frozenset({"iss", "sub", "nbf", "exp", "video", "name", "meta
 TurnFor = Callable[[str], list[dict[str, Any]]]  # TURN servers for one participant's name
 
 
-def bearer_token(request: web.Request) -> str:
-    """The token as the JS SDK sends it (query) or the Rust and Python ones (header)."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip()
-    return request.query.get("access_token", "")
-
-
-def ice_candidate(init: str) -> RTCIceCandidate | None:
-    """An `RTCIceCandidateInit` JSON as clients trickle it; None for the end-of-candidates."""
-    try:
-        fields = json.loads(init)
-        line = str(fields.get("candidate") or "")
-    except (ValueError, AttributeError):
-        raise wire.WireError(f"a trickle that is no RTCIceCandidateInit: {init[:80]!r}") from None
-    if not line:
-        return None
-    fields_of_line = line.removeprefix("candidate:").split()
-    try:
-        # aiortc only asserts the eight fields of RFC 8839 §5.1; checked here so `-O` is safe.
-        if len(fields_of_line) < 8:
-            raise ValueError("fewer than eight fields")
-        candidate = candidate_from_sdp(" ".join(fields_of_line))
-    except (ValueError, IndexError):
-        raise wire.WireError(f"an ICE candidate aiortc cannot read: {line[:80]!r}") from None
-    candidate.sdpMid = fields.get("sdpMid")
-    candidate.sdpMLineIndex = fields.get("sdpMLineIndex")
-    return candidate
-
-
-@attrs.define(eq=False)
-class _Connection:
-    ws: web.WebSocketResponse
-    sid: str
-    identity: str
-    token_grant: Grant  # what the token allows; `grant` adds the camera a teacher allowed
-    claims: dict[str, Any]
-    joined_at: int
-    session: Session | None
-    grant: Grant = attrs.field()
-    version: int = 1
-    #: Tracks announced (AddTrack) and allowed but not offered yet, by the client's track ID.
-    announced: dict[str, models.TrackInfo] = attrs.Factory(dict)
-    published: dict[str, models.TrackInfo] = attrs.Factory(dict)  # by track ID
-
-    @grant.default
-    def _token_grant(self) -> Grant:
-        return self.token_grant
-
-    @property
-    def user(self) -> str:
-        """The Matrix user (a removal holds for all their devices)."""
-        return self.session.user_id if self.session is not None else self.identity
-
-    def info(self, *, active: bool = True) -> models.ParticipantInfo:
-        return wire.participant_info(
-            sid=self.sid,
-            identity=self.identity,
-            grant=self.grant,
-            version=self.version,
-            joined_at=self.joined_at,
-            active=active,
-            tracks=self.published.values(),
-        )
-
-
-@attrs.define(eq=False)
-class _Room:
-    name: str
-    sid: str
-    router: TrackRouter
-    connections: dict[str, _Connection] = attrs.Factory(dict)
-    removed: set[str] = attrs.Factory(set)  # Matrix users the teacher removed from this call
-
-    def visible(self, but: _Connection | None = None) -> list[_Connection]:
-        """The participants others are told about: hidden ones (broadcast viewers) are not."""
-        return [c for c in self.connections.values() if c is not but and not c.grant.hidden]
-
-
 class LiveKitSignalling:
     """The `/rtc` endpoints and the rooms of LiveKit connections in one SFU process."""
 
@@ -152,7 +70,7 @@ class LiveKitSignalling:
         self._config = config
         self._clock = clock
         self._turn_for = turn_for
-        self._rooms: dict[str, _Room] = {}
+        self._rooms: dict[str, Room] = {}
         self._background = Background()  # speaker changes, told from the forwarding path
         self._delayed = DelayedLeaves(config.homeserver_url)  # MSC4140 delegation
 
@@ -247,14 +165,14 @@ class LiveKitSignalling:
         room.removed.add(connection.user)
         await self.remove(connection.sid, Refusal.REMOVED)
 
-    def _find(self, room_name: str, identity: str) -> tuple[_Room, _Connection] | None:
+    def _find(self, room_name: str, identity: str) -> tuple[Room, Connection] | None:
         room = self._rooms.get(room_name)
         if room is None:
             return None
         connection = next((c for c in room.connections.values() if c.identity == identity), None)
         return (room, connection) if connection is not None else None
 
-    def _target(self, room_name: str, identity: str) -> tuple[_Room, _Connection]:
+    def _target(self, room_name: str, identity: str) -> tuple[Room, Connection]:
         found = self._find(room_name, identity)
         if found is None:
             raise KeyError(identity)
@@ -292,7 +210,7 @@ class LiveKitSignalling:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
         room = self._room(name)
-        connection = _Connection(
+        connection = Connection(
             ws=ws,
             sid=wire.new_sid("PA_"),
             identity=str(claims["sub"]),
@@ -319,7 +237,7 @@ class LiveKitSignalling:
         return ws
 
     async def _depart(
-        self, room: _Room, connection: _Connection, delayed_leave: DelayedLeave | None
+        self, room: Room, connection: Connection, delayed_leave: DelayedLeave | None
     ) -> None:
         await self._leave(room, connection)
         if delayed_leave is not None:
@@ -327,7 +245,7 @@ class LiveKitSignalling:
             await self._delayed.send(delayed_leave)
         await connection.ws.close()
 
-    def _room(self, name: str) -> _Room:
+    def _room(self, name: str) -> Room:
         """The room of this name, made for its first participant."""
         room = self._rooms.get(name)
         if room is None:
@@ -337,7 +255,7 @@ class LiveKitSignalling:
                 ),
                 on_speakers=lambda levels: self._speakers_changed(name, levels),
             )
-            room = self._rooms[name] = _Room(name, wire.new_sid("RM_"), router)
+            room = self._rooms[name] = Room(name, wire.new_sid("RM_"), router)
         return room
 
     def _speakers_changed(self, name: str, levels: dict[str, float]) -> None:
@@ -347,7 +265,7 @@ class LiveKitSignalling:
 
     # -- one connection ---------------------------------------------------------------------
 
-    async def _join(self, room: _Room, connection: _Connection) -> None:
+    async def _join(self, room: Room, connection: Connection) -> None:
         others = [c.info() for c in room.visible()]
         await connection.ws.send_bytes(
             wire.join_response(
@@ -371,7 +289,7 @@ class LiveKitSignalling:
             )
             await self._offer(room, connection)
 
-    async def _serve(self, room: _Room, connection: _Connection) -> None:
+    async def _serve(self, room: Room, connection: Connection) -> None:
         """Reads frames until the client leaves, goes quiet or the socket closes."""
         while True:
             try:
@@ -388,7 +306,7 @@ class LiveKitSignalling:
                 return
 
     async def _handle(
-        self, room: _Room, connection: _Connection, request: rtc.SignalRequest
+        self, room: Room, connection: Connection, request: rtc.SignalRequest
     ) -> bool:
         """One client request; False when the client leaves."""
         kind = request.WhichOneof("message")
@@ -416,7 +334,7 @@ class LiveKitSignalling:
         # and changes nothing here: every participant receives every track.
         return True
 
-    async def _add_track(self, connection: _Connection, request: rtc.AddTrackRequest) -> None:
+    async def _add_track(self, connection: Connection, request: rtc.AddTrackRequest) -> None:
         """An announced track gets its ID at once if the grant allows it (clients wait 10 s)."""
         if not wire.may_publish(connection.grant, request):
             logger.info("sfu: livekit %s may not publish %s", connection.sid, request.source)
@@ -429,7 +347,7 @@ class LiveKitSignalling:
         await connection.ws.send_bytes(wire.track_published(request.cid, info))
 
     async def _publish(
-        self, room: _Room, connection: _Connection, offer: rtc.SessionDescription
+        self, room: Room, connection: Connection, offer: rtc.SessionDescription
     ) -> None:
         """Answer the publisher's offer; tracks it starts are told of, then offered, to all."""
         sdp, started = await room.router.answer_publisher(
@@ -438,11 +356,12 @@ class LiveKitSignalling:
         await connection.ws.send_bytes(wire.answer(sdp, offer.id))
         if not started:
             return
-        for info in started:
-            connection.announced = {
-                cid: known for cid, known in connection.announced.items() if known is not info
-            }
-            connection.published[info.sid] = info
+        connection.published.update((info.sid, info) for info in started)
+        connection.announced = {
+            cid: info
+            for cid, info in connection.announced.items()
+            if info.sid not in connection.published
+        }
         await self._changed(room, connection)
         for other in room.connections.values():
             if other is not connection and other.grant.can_subscribe:
@@ -450,7 +369,7 @@ class LiveKitSignalling:
                 await self._offer(room, other)
 
     async def _mute(
-        self, room: _Room, connection: _Connection, request: rtc.MuteTrackRequest
+        self, room: Room, connection: Connection, request: rtc.MuteTrackRequest
     ) -> None:
         info = connection.published.get(request.sid)
         if info is None or info.muted == request.muted:
@@ -459,7 +378,7 @@ class LiveKitSignalling:
         await self._changed(room, connection)
 
     async def _changed(
-        self, room: _Room, connection: _Connection, *, tell_self: bool = False
+        self, room: Room, connection: Connection, *, tell_self: bool = False
     ) -> None:
         """A newer version of the participant, for the others (before any offer of it), and
         for the participant too when what changed is theirs to know (their permission)."""
@@ -471,13 +390,13 @@ class LiveKitSignalling:
             with contextlib.suppress(ConnectionResetError):
                 await connection.ws.send_bytes(frame)
 
-    async def _offer(self, room: _Room, connection: _Connection) -> None:
+    async def _offer(self, room: Room, connection: Connection) -> None:
         offer = await room.router.next_offer(connection.sid)
         if offer is not None:
             with contextlib.suppress(ConnectionResetError):
                 await connection.ws.send_bytes(wire.offer(*offer))
 
-    async def _refresh_tokens(self, connection: _Connection) -> None:
+    async def _refresh_tokens(self, connection: Connection) -> None:
         """A fresh token every few minutes, with the same room, identity and grant."""
         config = self._config
         private = {k: v for k, v in connection.claims.items() if k not in _STANDARD_CLAIMS}
@@ -496,7 +415,7 @@ class LiveKitSignalling:
             with contextlib.suppress(ConnectionResetError):
                 await connection.ws.send_bytes(wire.refresh_token(token))
 
-    async def _leave(self, room: _Room, connection: _Connection) -> None:
+    async def _leave(self, room: Room, connection: Connection) -> None:
         """Tells the others first, then closes the participant's peer connections.
 
         In that order: aiortc's close can take long (or wait on the close it starts itself when
@@ -513,7 +432,7 @@ class LiveKitSignalling:
         logger.info("sfu: livekit %s left %s", connection.sid, room.name)
         await room.router.leave(connection.sid)
 
-    async def _tell(self, room: _Room, frame: bytes, but: _Connection | None = None) -> None:
+    async def _tell(self, room: Room, frame: bytes, but: Connection | None = None) -> None:
         """One frame to everyone in the room (but one)."""
         for other in list(room.connections.values()):
             if other is not but:

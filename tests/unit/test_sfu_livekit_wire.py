@@ -10,7 +10,7 @@ from livekit.protocol import models, rtc
 
 from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
 from sfu.livekit import wire
-from sfu.livekit.server import ice_candidate
+from sfu.livekit.participants import ice_candidate
 
 TEACHER = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
 PUPIL = Grant.publisher(MICROPHONE)
