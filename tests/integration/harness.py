@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import sqlite3
@@ -42,10 +43,42 @@ def demo_diary_folder() -> Path:
     return demo_folder(DIARY, today())
 
 
-def free_port() -> int:
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int = 1, *, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive TCP ports free on `host` right now.
+
+    Chosen at random below the kernel's ephemeral range: a port the kernel hands out (`bind(0)`)
+    can be taken by any outgoing connection between this check and the server's own bind, which
+    happened to an SFU edge in CI (`address already in use`).
+    """
+    low, _ = _ephemeral_range()
+    first, last = 10000, low - count
+    for _ in range(1000):
+        start = random.randint(first, last)
+        if all(_bindable(host, start + k) for k in range(count)):
+            return start
+    raise RuntimeError(f"no {count} consecutive free ports on {host} in {first}..{low}")
+
+
+def free_port() -> int:
+    return free_ports(1)
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

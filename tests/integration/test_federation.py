@@ -12,7 +12,6 @@ import csv
 import datetime
 import ipaddress
 import json
-import socket
 import ssl
 import time
 import urllib.error
@@ -32,7 +31,7 @@ import yaml
 from synapse_sferum.ctl.demo import DemoCalendar
 from tests.demo import today
 from tests.integration.clients import Reply, User, login, nio_client, wait_for_text
-from tests.integration.harness import Deployment, sferumctl
+from tests.integration.harness import Deployment, free_ports, sferumctl
 
 pytestmark = pytest.mark.integration
 
@@ -313,9 +312,7 @@ def write_certificates(
 def free_port_on(host: str, taken: set[int]) -> int:
     """A TCP port free on `host` right now, and not among `taken` (which it joins)."""
     while True:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
+        port = free_ports(host=host)
         if port not in taken:
             taken.add(port)
             return port

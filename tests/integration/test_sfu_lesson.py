@@ -40,7 +40,7 @@ from sfu.server import SfuServer
 from synapse_sferum.ctl.demo import DemoCalendar
 from tests.demo import today
 from tests.integration.clients import User, login
-from tests.integration.harness import Deployment, copy_roster, free_port, sferumctl
+from tests.integration.harness import Deployment, copy_roster, free_ports, sferumctl
 from tests.integration.livekit_media import HEIGHT, WIDTH, Audience
 from tests.integration.livekit_media import Publisher as LiveKitMedia
 from tests.integration.test_sfu_auth import openid_token, sfu_config_for
@@ -108,7 +108,7 @@ def school(tmp_path_factory: pytest.TempPathFactory) -> Iterator[School]:
     tmp = tmp_path_factory.mktemp("sfu-lesson")
     # The SFU and two edges run as `sferumctl start` runs them (the broadcast test); the lesson
     # tests use an SFU of their own in this process.
-    sfu_options = ("--sfu-port", str(free_port()), "--sfu-edges", "2")
+    sfu_options = ("--sfu-port", str(free_ports(3)), "--sfu-edges", "2")  # edges take the next two
     deployment = Deployment(tmp / SERVER, SERVER, extra_init=sfu_options)
     deployment.init()
     deployment.start()
