@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -59,11 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import attrs
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -72,6 +66,14 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )  # for the client and server processes
 
 from bench.sfu_load.media import FPS, HEIGHT, WIDTH  # noqa: E402
+from bench.sfu_load.processes import (  # noqa: E402
+    READY_SECONDS,
+    BenchFailed,
+    Client,
+    Mark,
+    mark,
+    spawn_client,
+)
 from bench.sfu_load.report import (  # noqa: E402
     SERVERS,
     Phase,
@@ -83,92 +85,15 @@ from bench.sfu_load.report import (  # noqa: E402
 from bench.sfu_load.servers import (  # noqa: E402
     Server,
     ServerFailed,
-    core_busy_seconds,
     log_tail,
     pinning,
-    process_cpu_seconds,
     start_server,
     stop_process,
 )
 from bench.sfu_load.signalling import Target  # noqa: E402
 from tests.integration.harness import free_port  # noqa: E402
 
-READY_SECONDS = 60.0
-
-
-class BenchFailed(RuntimeError):
-    pass
-
-
-@attrs.define(eq=False)
-class Client:
-    """A client process of bench/sfu_load/client.py, spoken to over its stdio."""
-
-    role: str
-    process: asyncio.subprocess.Process
-    log: Path
-
-    async def expect(self, prefix: str, timeout: float) -> str:
-        """The rest of the next stdout line starting with `prefix`."""
-        assert self.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            while line := (await self.process.stdout.readline()).decode():
-                if line.startswith(prefix):
-                    return line[len(prefix) :].strip()
-        raise BenchFailed(f"the {self.role} ended early; its log:\n{log_tail(self.log)}")
-
-    def send(self, command: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{command}\n".encode())
-
-    async def stop(self) -> None:
-        with contextlib.suppress(ConnectionError):
-            self.send("stop")
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        except TimeoutError:
-            await stop_process(self.process)
-
-
-async def spawn_client(
-    role: str, target: Target, folder: Path, prefix: list[str], viewers: int = 1
-) -> Client:
-    log = folder / f"{role}.log"
-    argv = [sys.executable, "-m", "bench.sfu_load.client", role, target.to_json()]
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            *prefix,
-            *argv,
-            "--viewers",
-            str(viewers),
-            cwd=REPO,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=err,
-            start_new_session=True,  # Ctrl-C reaches only us; we stop it by PID
-        )
-    return Client(role, process, log)
-
-
-@attrs.frozen
-class Mark:
-    time: float
-    server_cpu: float
-    core0: float
-    clients_cpu: float
-    totals: list[dict[str, Any]]
-
-
-async def mark(server_pid: int | None, clients: Sequence[Client], pinned: bool) -> Mark:
-    """Marks every client at once; the CPU counters are read at the same moment."""
-    for client in clients:
-        client.send("mark")
-    now = time.monotonic()
-    server_cpu = process_cpu_seconds(server_pid) if server_pid else 0.0
-    core0 = core_busy_seconds(0) if pinned else 0.0
-    clients_cpu = sum(process_cpu_seconds(c.process.pid) for c in clients)
-    replies = await asyncio.gather(*(c.expect("marked ", 30) for c in clients))
-    return Mark(now, server_cpu, core0, clients_cpu, [json.loads(r) for r in replies])
+CLIENT = "bench.sfu_load.client"
 
 
 def phase_of(kind: str, viewers: int, first: Mark, last: Mark, pinned: bool) -> Phase:
@@ -215,18 +140,23 @@ async def run_phase(
         else:
             server = await start_server(kind, folder, server_prefix)
             target = server.target
-        publisher = await spawn_client("publisher", target, folder, client_prefix)
+
+        async def spawn(role: str, count: int = 1) -> Client:
+            argv = [role, target.to_json(), "--viewers", str(count)]
+            return await spawn_client(role, CLIENT, argv, folder, client_prefix)
+
+        publisher = await spawn("publisher")
         clients.append(publisher)
         await publisher.expect("ready", READY_SECONDS)
-        clients.append(await spawn_client("meter", target, folder, client_prefix))
+        clients.append(await spawn("meter"))
         if viewers > 1:
-            clients.append(await spawn_client("crowd", target, folder, client_prefix, viewers - 1))
+            clients.append(await spawn("crowd", viewers - 1))
         await asyncio.gather(*(c.expect("ready", READY_SECONDS) for c in clients[1:]))
         await asyncio.sleep(args.warm_up)
-        server_pid = server.pid if server else None
-        first = await mark(server_pid, clients, pins is not None)
+        server_pids = [server.pid] if server else []
+        first = await mark(server_pids, clients, pins is not None)
         await asyncio.sleep(args.seconds)
-        last = await mark(server_pid, clients, pins is not None)
+        last = await mark(server_pids, clients, pins is not None)
         return phase_of(kind, viewers, first, last, pins is not None)
     except TimeoutError:
         logs = "\n".join(f"-- {c.role}:\n{log_tail(c.log)}" for c in clients)

@@ -132,11 +132,11 @@ def stop_decoding() -> None:
     setattr(aiortc.rtcrtpreceiver, "get_decoder", lambda codec: CountingDecoder())  # noqa: B010
 
 
-def fix_bitrate(asked: list[int]) -> None:
-    """Keep every VP8 encoder of this process at BITRATE; append each REMB's ask to `asked`."""
+def fix_bitrate(asked: list[int], bitrate: int = BITRATE) -> None:
+    """Keep every VP8 encoder of this process at `bitrate`; append each REMB's ask to `asked`."""
 
     def get(encoder: Vp8Encoder) -> int:
-        return BITRATE
+        return bitrate
 
     def ask(encoder: Vp8Encoder, bitrate: int) -> None:
         asked.append(bitrate)

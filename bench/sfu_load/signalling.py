@@ -230,13 +230,17 @@ class LiveKitSignaller(Signaller):
             async for _ in ws:
                 pass
 
+        self._tasks.append(asyncio.create_task(read()))
+        self._keep_pinging(ws)
+
+    def _keep_pinging(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async def ping() -> None:
             while not ws.closed:
                 await asyncio.sleep(self.PING_SECONDS)
                 now = int(time.time() * 1000)
                 await self._send(ws, ping_req=lk.Ping(timestamp=now))
 
-        self._tasks += [asyncio.create_task(read()), asyncio.create_task(ping())]
+        self._tasks.append(asyncio.create_task(ping()))
 
     async def publish(self, pc: RTCPeerConnection) -> None:
         ws = await self._join("publisher", Grant.publisher(CAMERA, MICROPHONE))
@@ -264,6 +268,52 @@ class LiveKitSignaller(Signaller):
             ws, answer=lk.SessionDescription(type="answer", sdp=answer.sdp, id=offer.id)
         )
         self._keep_alive(ws)
+
+    async def participate(
+        self, publisher: RTCPeerConnection, subscriber: RTCPeerConnection, name: str
+    ) -> None:
+        """A lesson's participant: announces and publishes `publisher`'s tracks, and answers
+        every offer of the others' tracks on `subscriber`, as they come, for good."""
+        ws = await self._join(name, Grant.publisher(CAMERA, MICROPHONE))
+        loop = asyncio.get_running_loop()
+        tracks = [sender.track for sender in publisher.getSenders() if sender.track is not None]
+        published = {track.id: loop.create_future() for track in tracks}
+        answered: asyncio.Future[lk.SessionDescription] = loop.create_future()
+
+        async def read() -> None:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    continue
+                frame = lk.SignalResponse()
+                frame.ParseFromString(msg.data)
+                kind = frame.WhichOneof("message")
+                if kind == "track_published":
+                    published[frame.track_published.cid].set_result(None)
+                elif kind == "answer" and not answered.done():
+                    answered.set_result(frame.answer)
+                elif kind == "offer":
+                    offer = RTCSessionDescription(frame.offer.sdp, "offer")
+                    answer = await _answer(subscriber, offer)
+                    reply = lk.SessionDescription(type="answer", sdp=answer.sdp, id=frame.offer.id)
+                    await self._send(ws, answer=reply)
+
+        self._tasks.append(asyncio.create_task(read()))
+        self._keep_pinging(ws)
+        for track in tracks:
+            video = track.kind == "video"
+            add = lk.AddTrackRequest(
+                cid=track.id,
+                name=track.kind,
+                type=models.TrackType.VIDEO if video else models.TrackType.AUDIO,
+                source=models.TrackSource.CAMERA if video else models.TrackSource.MICROPHONE,
+            )
+            await self._send(ws, add_track=add)
+        async with asyncio.timeout(EXCHANGE_SECONDS):
+            await asyncio.gather(*published.values())
+            offer = await _offer(publisher)
+            await self._send(ws, offer=lk.SessionDescription(type="offer", sdp=offer.sdp, id=1))
+            answer = await answered
+        await publisher.setRemoteDescription(RTCSessionDescription(answer.sdp, "answer"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -344,25 +394,39 @@ class JanusSignaller(Signaller):
         return answer
 
     async def publish(self, pc: RTCPeerConnection) -> None:
+        await self.publish_feed(pc, JANUS_FEED, create_for=1)
+
+    async def publish_feed(self, pc: RTCPeerConnection, feed: int, create_for: int = 0) -> None:
+        """Publish `pc` as the room's feed `feed`; first create the room for `create_for`
+        publishers, if given (one client makes it, before the others join)."""
         handle = await self._attach()
         room = int(self.target.room)
+        if create_for:
+            create = {
+                "request": "create",
+                "room": room,
+                "publishers": create_for,
+                "videocodec": "vp8",
+                "audiocodec": "opus",
+            }
+            await self._message(handle, create)
         await self._message(
-            handle,
-            {"request": "create", "room": room, "publishers": 1, "videocodec": "vp8"},
-        )
-        await self._message(
-            handle, {"request": "join", "ptype": "publisher", "room": room, "id": JANUS_FEED}
+            handle, {"request": "join", "ptype": "publisher", "room": room, "id": feed}
         )
         answer = await self._message(handle, {"request": "publish"}, _jsep(await _offer(pc)))
         await pc.setRemoteDescription(_description(answer["jsep"]))
 
     async def watch(self, pc: RTCPeerConnection, name: str) -> None:
+        await self.subscribe_feeds(pc, [JANUS_FEED])
+
+    async def subscribe_feeds(self, pc: RTCPeerConnection, feeds: list[int]) -> None:
+        """One subscriber handle for every stream of these feeds (Janus's multistream)."""
         handle = await self._attach()
         join = {
             "request": "join",
             "ptype": "subscriber",
             "room": int(self.target.room),
-            "streams": [{"feed": JANUS_FEED}],
+            "streams": [{"feed": feed} for feed in feeds],
         }
         offer = await self._message(handle, join)
         answer = await _answer(pc, _description(offer["jsep"]))
