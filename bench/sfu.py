@@ -88,7 +88,6 @@ from bench.sfu_load.servers import (  # noqa: E402
     log_tail,
     pinning,
     start_server,
-    stop_process,
 )
 from bench.sfu_load.signalling import Target  # noqa: E402
 from tests.integration.harness import free_port  # noqa: E402
@@ -153,7 +152,7 @@ async def run_phase(
             clients.append(await spawn("crowd", viewers - 1))
         await asyncio.gather(*(c.expect("ready", READY_SECONDS) for c in clients[1:]))
         await asyncio.sleep(args.warm_up)
-        server_pids = [server.pid] if server else []
+        server_pids = server.pids if server else []
         first = await mark(server_pids, clients, pins is not None)
         await asyncio.sleep(args.seconds)
         last = await mark(server_pids, clients, pins is not None)
@@ -165,7 +164,7 @@ async def run_phase(
         for client in clients:
             await client.stop()
         if server is not None:
-            await stop_process(server.process)
+            await server.stop()
 
 
 def ensure_janus() -> None:
@@ -191,7 +190,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
     else:
         print("not pinned (no taskset or fewer than 2 cores): CPU shares may mix")
     phases: list[Phase] = []
-    plan = [("direct", 1)] + [(k, n) for k in SERVERS for n in (1, args.viewers)]
+    plan = [("direct", 1)] + [(k, n) for k in args.kinds for n in (1, args.viewers)]
     for kind, viewers in plan:
         print(f"  {kind} ×{viewers} ...", flush=True)
         phases.append(await run_phase(kind, viewers, args, tmp / f"{kind}-{viewers}", pins))
@@ -199,7 +198,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
     print_phases(phases)
     direct = phases[0]
     summaries = {}
-    for kind in SERVERS:
+    for kind in args.kinds:
         one, many = (p for p in phases if p.kind == kind)
         summaries[kind] = summarize(kind, one, many, direct)
     print_summaries(summaries, args.viewers)
@@ -221,6 +220,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--viewers", type=int, default=20, help="viewers per server (≥ 2)")
     parser.add_argument("--seconds", type=float, default=15.0, help="measured window")
     parser.add_argument("--warm-up", type=float, default=5.0, help="before the window")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=SERVERS,
+        default=[kind for kind in SERVERS if kind != "edges"],
+        help="the servers to measure (edges: an origin and two edges, for many viewers)",
+    )
     args = parser.parse_args()
     if args.viewers < 2:
         parser.error("--viewers must be at least 2 (the marginal cost needs 1 and N)")

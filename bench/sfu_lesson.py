@@ -62,7 +62,6 @@ from bench.sfu_load.servers import (  # noqa: E402
     log_tail,
     pinning,
     start_server,
-    stop_process,
 )
 
 CLIENT = "bench.sfu_load.lesson"
@@ -138,9 +137,9 @@ async def run_lesson(
             client.send("subscribe")
         await asyncio.gather(*(c.expect("ready", READY_SECONDS) for c in clients))
         await asyncio.sleep(args.warm_up)
-        first = await mark([server.pid], clients, pinned=False)
+        first = await mark(server.pids, clients, pinned=False)
         await asyncio.sleep(args.seconds)
-        last = await mark([server.pid], clients, pinned=False)
+        last = await mark(server.pids, clients, pinned=False)
         return lesson_of(kind, args.pupils + 1, first, last)
     except TimeoutError:
         logs = "\n".join(f"-- {c.role}:\n{log_tail(c.log)}" for c in clients)
@@ -148,7 +147,7 @@ async def run_lesson(
     finally:
         for client in clients:
             await client.stop()
-        await stop_process(server.process)
+        await server.stop()
 
 
 def print_lessons(lessons: dict[str, Lesson]) -> None:

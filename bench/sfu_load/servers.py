@@ -40,6 +40,7 @@ READY_SECONDS = 30.0
 STOP_SECONDS = 10.0
 BENCH_ROOM = "!bench:bench.test"
 TICKS = os.sysconf("SC_CLK_TCK")
+EDGES = 2  # the `edges` kind: an origin and this many edges, as `--sfu-edges 2` deploys
 
 
 class ServerFailed(RuntimeError):
@@ -96,10 +97,16 @@ class Server:
     target: Target
     process: asyncio.subprocess.Process
     log: Path
+    edges: list[asyncio.subprocess.Process] = attrs.Factory(list)
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def pids(self) -> list[int]:
+        """The server's processes: its CPU is theirs together."""
+        return [self.process.pid, *(edge.pid for edge in self.edges)]
+
+    async def stop(self) -> None:
+        for process in [*self.edges, self.process]:
+            await stop_process(process)
 
 
 async def _spawn(argv: list[str], log: Path) -> asyncio.subprocess.Process:
@@ -136,10 +143,10 @@ async def start_server(kind: str, folder: Path, prefix: list[str]) -> Server:
     """Start one server of `kind` with its files in `folder`, ready for clients."""
     folder.mkdir(parents=True, exist_ok=True)
     port, log = free_port(), folder / f"{kind}.log"
-    if kind in ("sfu", "livekit"):  # one SFU, reached through either protocol
+    if kind in ("sfu", "livekit", "edges"):  # one SFU, reached through either protocol
         secret = secrets.token_urlsafe(32)
         argv = [sys.executable, "-m", "sfu", str(_sfu_config(folder, port, secret))]
-        url = f"ws://127.0.0.1:{port}" + ("/ws" if kind == "sfu" else "")
+        url = f"ws://127.0.0.1:{port}" + ("/ws" if kind != "livekit" else "")
         target = Target(kind, url, tokens.room_name(BENCH_ROOM), secret)
         health = f"http://127.0.0.1:{port}/health"
     elif kind == "relay":
@@ -156,11 +163,32 @@ async def start_server(kind: str, folder: Path, prefix: list[str]) -> Server:
         raise ValueError(f"unknown server kind {kind!r}")
     process = await _spawn([*prefix, *argv], log)
     await _wait_http(process, health, log)
-    return Server(kind, target, process, log)
+    server = Server(kind, target, process, log)
+    if kind == "edges":
+        try:
+            server.target = await _start_edges(server, folder, prefix)
+        except BaseException:
+            await server.stop()
+            raise
+    return server
 
 
-def _sfu_config(folder: Path, port: int, secret: str) -> Path:
-    config = {
+async def _start_edges(server: Server, folder: Path, prefix: list[str]) -> Target:
+    """The origin's edges (`sfu.edge`), as `sferumctl init --sfu-edges` runs them: each relays
+    the origin's broadcast to the viewers it is given."""
+    urls = []
+    for number in range(1, EDGES + 1):
+        port, log = free_port(), folder / f"edge-{number}.log"
+        config = _sfu_config(folder, port, server.target.secret, origin_url=server.target.url)
+        process = await _spawn([*prefix, sys.executable, "-m", "sfu", str(config)], log)
+        server.edges.append(process)
+        await _wait_http(process, f"http://127.0.0.1:{port}/health", log)
+        urls.append(f"ws://127.0.0.1:{port}/ws")
+    return attrs.evolve(server.target, edge_urls=urls)
+
+
+def _sfu_config(folder: Path, port: int, secret: str, origin_url: str = "") -> Path:
+    config: dict[str, object] = {
         "server_name": "bench.test",
         "homeserver_url": "http://127.0.0.1:9",  # only /get_token calls these
         "admin_api_url": "http://127.0.0.1:9",
@@ -169,7 +197,9 @@ def _sfu_config(folder: Path, port: int, secret: str) -> Path:
         "sfu_url": f"ws://127.0.0.1:{port}/ws",
         "http": {"bind": "127.0.0.1", "port": port},
     }
-    path = folder / "sfu.yaml"
+    if origin_url:
+        config["origin_url"] = origin_url
+    path = folder / f"sfu-{port}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 

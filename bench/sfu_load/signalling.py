@@ -4,7 +4,8 @@ A :class:`Target` names the server (`kind`, `url`, and for the SFU and Janus the
 :class:`Signaller` is one process's signalling towards it, opened once and used for every
 connection the process makes:
 
-* ``sfu``: this repo's SFU. One WebSocket per participant: ``join`` with a token minted here
+* ``sfu`` (and ``edges``, its viewers spread over edge processes): this repo's SFU. One
+  WebSocket per participant: ``join`` with a token minted here
   with the SFU's secret (``sfu.tokens.issue``), then ``publish`` (our offer, its answer) or
   ``subscribe`` (its offer, our answer). The socket is read until closed, so that the
   participants lists are consumed and aiohttp answers the server's heartbeats.
@@ -31,6 +32,7 @@ import itertools
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -51,12 +53,27 @@ class SignallingFailed(RuntimeError):
     """A server refused or did not answer a signalling step."""
 
 
+def _as_tuple(urls: Sequence[str]) -> tuple[str, ...]:
+    """JSON gives lists; a frozen target keeps tuples."""
+    return tuple(urls)
+
+
 @attrs.frozen
 class Target:
-    kind: str  # sfu | livekit | janus | relay | direct
+    kind: str  # sfu | edges | livekit | janus | relay | direct
     url: str  # the SFU's /ws or its root (livekit), Janus's /janus, or relay's and direct's root
     room: str = ""  # the SFU room name, or Janus's numeric room ID as text
     secret: str = ""  # the SFU's JWT secret
+    #: edges: the edges' /ws, among which viewers are spread (the publisher uses `url`)
+    edge_urls: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
+
+    def viewer_url(self, name: str) -> str:
+        """Where the viewer `name` watches: an edge, if there are edges (by the name's
+        number, so that the viewers spread evenly), else the server itself."""
+        if not self.edge_urls:
+            return self.url
+        number = int("".join(c for c in name if c.isdigit()) or 0)
+        return self.edge_urls[number % len(self.edge_urls)]
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self))
@@ -134,8 +151,10 @@ class SfuSignaller(Signaller):
         self._sockets: list[aiohttp.ClientWebSocketResponse] = []
         self._readers: list[asyncio.Task[None]] = []
 
-    async def _join(self, identity: str, grant: Grant) -> aiohttp.ClientWebSocketResponse:
-        ws = await self._http.ws_connect(self.target.url)
+    async def _join(
+        self, identity: str, grant: Grant, url: str = ""
+    ) -> aiohttp.ClientWebSocketResponse:
+        ws = await self._http.ws_connect(url or self.target.url)
         self._sockets.append(ws)
         token = tokens.issue(
             grant, self.target.room, identity, self.target.secret, int(time.time())
@@ -157,10 +176,21 @@ class SfuSignaller(Signaller):
                 if data["type"] in ("error", "removed"):
                     raise SignallingFailed(f"waiting for {kind!r}: {data}")
 
-    def _keep_reading(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def _keep_reading(
+        self, ws: aiohttp.ClientWebSocketResponse, viewer: RTCPeerConnection | None = None
+    ) -> None:
+        """Read until the socket closes; a viewer answers the SFU's later offers (an edge
+        offers again once its origin's tracks arrive)."""
+
         async def read() -> None:
-            async for _ in ws:
-                pass
+            async for msg in ws:
+                if viewer is None or msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                if data.get("type") == "offer":
+                    offer = RTCSessionDescription(data["sdp"], "offer")
+                    answer = await _answer(viewer, offer)
+                    await ws.send_json({"type": "answer", "sdp": answer.sdp})
 
         self._readers.append(asyncio.create_task(read()))
 
@@ -172,12 +202,12 @@ class SfuSignaller(Signaller):
         self._keep_reading(ws)
 
     async def watch(self, pc: RTCPeerConnection, name: str) -> None:
-        ws = await self._join(name, Grant.viewer())
+        ws = await self._join(name, Grant.viewer(), self.target.viewer_url(name))
         await ws.send_json({"type": "subscribe"})
         offer = await self._expect(ws, "offer")
         answer = await _answer(pc, RTCSessionDescription(offer["sdp"], "offer"))
         await ws.send_json({"type": "answer", "sdp": answer.sdp})
-        self._keep_reading(ws)
+        self._keep_reading(ws, viewer=pc)
 
     async def close(self) -> None:
         for reader in self._readers:
@@ -446,6 +476,7 @@ class JanusSignaller(Signaller):
 def signaller(target: Target, http: aiohttp.ClientSession) -> Signaller:
     kinds: dict[str, type[Signaller]] = {
         "sfu": SfuSignaller,
+        "edges": SfuSignaller,
         "livekit": LiveKitSignaller,
         "janus": JanusSignaller,
         "relay": HttpSignaller,
