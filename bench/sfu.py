@@ -51,12 +51,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +68,7 @@ from bench.sfu_load.processes import (  # noqa: E402
     Client,
     Mark,
     mark,
+    run_script,
     spawn_client,
 )
 from bench.sfu_load.report import (  # noqa: E402
@@ -84,7 +81,6 @@ from bench.sfu_load.report import (  # noqa: E402
 )
 from bench.sfu_load.servers import (  # noqa: E402
     Server,
-    ServerFailed,
     log_tail,
     pinning,
     start_server,
@@ -167,16 +163,6 @@ async def run_phase(
             await server.stop()
 
 
-def ensure_janus() -> None:
-    """Install Debian's janus as scripts/lib/bootstrap.sh installs system packages."""
-    if shutil.which("janus"):
-        return
-    bootstrap = REPO / "scripts" / "lib" / "bootstrap.sh"
-    subprocess.run(["bash", "-c", f'source "{bootstrap}" && ensure_apt janus:janus'], check=True)
-    if not shutil.which("janus"):
-        raise BenchFailed("apt installed no `janus` program")
-
-
 async def bench(args: argparse.Namespace, tmp: Path) -> None:
     pins = pinning()  # before this process pins itself to core 1
     print(
@@ -206,13 +192,8 @@ async def bench(args: argparse.Namespace, tmp: Path) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sfu-bench-") as tmp:
         await bench(args, Path(tmp))
-    print(f"\ntook {time.monotonic() - started:.0f} s")
 
 
 def parse_args() -> argparse.Namespace:
@@ -234,11 +215,4 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    ensure_janus()
-    try:
-        asyncio.run(main(arguments))
-    except (BenchFailed, ServerFailed) as e:
-        sys.exit(f"bench failed: {e}")
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit("bench interrupted; every process it started was stopped")
+    run_script(main, parse_args())

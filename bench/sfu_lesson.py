@@ -32,10 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import attrs
@@ -46,7 +44,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
 )  # for the client and server processes
 
-from bench.sfu import ensure_janus  # noqa: E402
 from bench.sfu_load.media import FPS  # noqa: E402
 from bench.sfu_load.processes import (  # noqa: E402
     READY_SECONDS,
@@ -54,11 +51,11 @@ from bench.sfu_load.processes import (  # noqa: E402
     Client,
     Mark,
     mark,
+    run_script,
     spawn_client,
 )
 from bench.sfu_load.report import SERVERS, verdict  # noqa: E402
 from bench.sfu_load.servers import (  # noqa: E402
-    ServerFailed,
     log_tail,
     pinning,
     start_server,
@@ -182,10 +179,6 @@ def print_lessons(lessons: dict[str, Lesson]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    started = time.monotonic()
     pins = pinning()
     print(
         f"SFU lesson bench: 1 teacher (1280×720 VP8 {FPS} fps + voice), {args.pupils} pupils"
@@ -202,7 +195,6 @@ async def main(args: argparse.Namespace) -> None:
             lessons[kind] = await run_lesson(kind, args, Path(tmp) / kind, server_prefix)
     print()
     print_lessons(lessons)
-    print(f"\ntook {time.monotonic() - started:.0f} s")
 
 
 def parse_args() -> argparse.Namespace:
@@ -221,11 +213,4 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    ensure_janus()
-    try:
-        asyncio.run(main(arguments))
-    except (BenchFailed, ServerFailed) as e:
-        sys.exit(f"bench failed: {e}")
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.exit("bench interrupted; every process it started was stopped")
+    run_script(main, parse_args())

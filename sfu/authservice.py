@@ -167,15 +167,16 @@ def parse_legacy(body: Mapping[str, Any]) -> TokenRequest:
 CameraPolicy = Callable[[str], Awaitable[bool]]
 
 
-def sfu_url_for(config: SfuConfig, grant: Grant, identity: str, *, edges: bool) -> str:
-    """Where this participant connects: viewers are spread over the edges, if any.
+def sfu_url_for(config: SfuConfig, grant: Grant, identity: str) -> str:
+    """Where this participant connects: a broadcast's viewers are spread over the edges.
 
-    Publishers go to the origin (the process named by `sfu_url`). A viewer's edge follows
-    from the identity's hash, so a reconnecting viewer lands on the same edge again. Only
-    clients that ask (`edges`: our call page, with `?edges=1`) are sent there: an edge relays
-    broadcasts to the call page's protocol, and LiveKit's apps watch at the origin.
+    Everyone else goes to the origin (the process named by `sfu_url`): a lesson's or a
+    meeting's participants must see each other, and the teacher must find them to moderate.
+    Hidden viewers (a broadcast's) see nobody and nobody sees them, so an edge serves them as
+    well as the origin, in either protocol. A viewer's edge follows from the identity's hash,
+    so a reconnecting viewer lands on the same edge again.
     """
-    if not edges or grant.can_publish or not config.edge_urls:
+    if not grant.hidden or not config.edge_urls:
         return config.sfu_url
     digest = hashlib.sha256(identity.encode()).digest()
     return config.edge_urls[int.from_bytes(digest[:4], "big") % len(config.edge_urls)]
@@ -236,8 +237,7 @@ class AuthService:
     ) -> web.Response:
         try:
             body = await _read_json(request)
-            edges = request.query.get("edges") == "1"
-            answer = await self.token_for(parse(body), edges=edges)
+            answer = await self.token_for(parse(body))
             return web.json_response(answer, headers=_CORS)
         except ApiError as e:
             return web.json_response(e.to_json(), status=e.status, headers=_CORS)
@@ -248,7 +248,7 @@ class AuthService:
 
     # -- the flow -----------------------------------------------------------------------------
 
-    async def token_for(self, req: TokenRequest, *, edges: bool = False) -> dict[str, str]:
+    async def token_for(self, req: TokenRequest) -> dict[str, str]:
         """`{"url", "jwt"}` for a validated request; ApiError with the refusal otherwise."""
         if not req.room_id.startswith("!"):
             raise _bad_json("`room_id` must be a Matrix room ID (!…)")
@@ -283,7 +283,7 @@ class AuthService:
             list(grant.can_publish_sources) if grant.can_publish else "nothing",
             grant.can_subscribe,
         )
-        return {"url": sfu_url_for(self._config, grant, identity, edges=edges), "jwt": jwt}
+        return {"url": sfu_url_for(self._config, grant, identity), "jwt": jwt}
 
     async def facts_for(self, user_id: str, room_id: str) -> Facts:
         """The directory's facts on one user in one room; ApiError (503) if it cannot answer.

@@ -43,6 +43,27 @@ def relay_token(room: str, edge_url: str, secret: str, now: int, issuer: str) ->
     return tokens.issue(grant, room, f"edge:{edge_url}", secret, now, issuer=issuer)
 
 
+async def keep_linked(
+    link: Callable[[aiohttp.ClientSession], Awaitable[None]],
+    lost: Callable[[], Awaitable[None]],
+    what: str,
+) -> None:
+    """Keep an edge's link to its origin up until cancelled: `link` runs until the socket
+    closes or fails, `lost` cleans up after it, and it comes back after a wait that grows
+    while the origin stays down."""
+    attempt = 0
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                await link(session)
+                attempt = 0  # a clean close: the origin restarted, say; come back at once
+            except Exception as e:  # down, refused, a bad SDP or frame: all mean "try again"
+                logger.warning("sfu edge: %s: %r", what, e)
+            await lost()
+            await asyncio.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
+            attempt += 1
+
+
 class Upstream:
     """One room's subscription at the origin; :meth:`run` keeps it up until cancelled."""
 
@@ -62,19 +83,12 @@ class Upstream:
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
-        attempt = 0
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    await self._session(session)
-                    attempt = 0  # a clean close: the origin restarted, say; come back at once
-                except Exception as e:  # down, refused, a bad SDP: all mean "try again"
-                    logger.warning("sfu edge: origin %s, %s: %r", self._origin_url, self._room, e)
-                self.connected.clear()
-                # The origin's tracks are gone with the socket; viewers' outlets go idle.
-                await self._router.leave(UPSTREAM)
-                await asyncio.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
-                attempt += 1
+        await keep_linked(self._session, self._lost, f"origin {self._origin_url}, {self._room}")
+
+    async def _lost(self) -> None:
+        self.connected.clear()
+        # The origin's tracks are gone with the socket; viewers' outlets go idle.
+        await self._router.leave(UPSTREAM)
 
     async def _session(self, session: aiohttp.ClientSession) -> None:
         async with session.ws_connect(

@@ -91,7 +91,9 @@ class Grant:
     can_publish: bool
     can_subscribe: bool = True
     can_publish_sources: tuple[str, ...] = ()
-    hidden: bool = False  # MSC4195: never hidden; kept so the claim is explicit
+    # Told of nobody and nobody is told of them: a broadcast's viewers, hundreds of them, who
+    # only watch (and may so be sent to an edge, `sfu.authservice.sfu_url_for`).
+    hidden: bool = False
     # LiveKit's `roomAdmin`: may moderate others (mute, remove, allow a pupil's camera).
     room_admin: bool = False
 
@@ -104,8 +106,8 @@ class Grant:
         )
 
     @classmethod
-    def viewer(cls) -> Grant:
-        return cls(can_publish=False)
+    def viewer(cls, *, hidden: bool = False) -> Grant:
+        return cls(can_publish=False, hidden=hidden)
 
 
 def decide(facts: Facts) -> Grant | Refusal:
@@ -154,7 +156,7 @@ def _broadcast(facts: Facts) -> Grant | Refusal:
         return Refusal.NOT_IN_SCHOOL
     if Role.STAFF in facts.roles and facts.membership == "join":
         return Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
-    return Grant.viewer()
+    return Grant.viewer(hidden=True)
 
 
 def facts_from_json(raw: object, pupil_camera_allowed: bool = False) -> Facts:

@@ -9,12 +9,14 @@ covers the same seconds.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ import attrs
 
 from bench.sfu_load.servers import (
     REPO,
+    ServerFailed,
     core_busy_seconds,
+    ensure_janus,
     log_tail,
     process_cpu_seconds,
     stop_process,
@@ -107,3 +111,27 @@ async def mark(server_pids: Sequence[int], clients: Sequence[Client], pinned: bo
     clients_cpu = sum(process_cpu_seconds(c.process.pid) for c in clients)
     replies = await asyncio.gather(*(c.expect("marked ", 30) for c in clients))
     return Mark(now, server_cpu, core0, clients_cpu, [json.loads(r) for r in replies])
+
+
+def run_script(
+    main: Callable[[argparse.Namespace], Coroutine[Any, Any, None]], args: argparse.Namespace
+) -> None:
+    """Run an SFU bench's `main`: Janus installed first; SIGTERM or Ctrl-C stop every process
+    it started; a failure ends the script with its reason. The exit status is 0 otherwise, a
+    missed target included (a result, not an error)."""
+    ensure_janus()
+
+    async def timed() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        started = time.monotonic()
+        await main(args)
+        print(f"\ntook {time.monotonic() - started:.0f} s")
+
+    try:
+        asyncio.run(timed())
+    except (BenchFailed, ServerFailed) as e:
+        sys.exit(f"bench failed: {e}")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.exit("bench interrupted; every process it started was stopped")

@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,16 @@ EDGES = 2  # the `edges` kind: an origin and this many edges, as `--sfu-edges 2`
 
 class ServerFailed(RuntimeError):
     """A server did not come up; the message ends with the tail of its log."""
+
+
+def ensure_janus() -> None:
+    """Install Debian's janus as scripts/lib/bootstrap.sh installs system packages."""
+    if shutil.which("janus"):
+        return
+    bootstrap = REPO / "scripts" / "lib" / "bootstrap.sh"
+    subprocess.run(["bash", "-c", f'source "{bootstrap}" && ensure_apt janus:janus'], check=True)
+    if not shutil.which("janus"):
+        raise ServerFailed("apt installed no `janus` program")
 
 
 def log_tail(path: Path, lines: int = 15) -> str:

@@ -16,6 +16,10 @@ Each participant has two peer connections (LiveKit's protocol version 0):
 * the **subscriber** connection, offered by the SFU whenever tracks to receive were added; one
   offer at a time, and changes made while one is out go into the next.
 
+On an edge (`sfu.livekit.edge`) the room's tracks come in on one more connection, offered by
+the origin: each of its m-lines is a track of a participant there, published here under the
+same IDs.
+
 Audio levels (RFC 6464, read from the header, never from the audio) feed the active-speaker
 detection, whose changes are reported as participant ID to level.
 """
@@ -39,6 +43,9 @@ from sfu.outlets import Background, Inbound, Outlet, Sent, add_outlet, answer, p
 from sfu.room import SILENCE_DBOV, ActiveSpeakers
 from sfu.simulcast import accept_top_layer, top_layers
 
+#: An edge's connection to its origin, kept among the publishers (never a participant ID:
+#: those start with `PA_`).
+ORIGIN = "origin"
 #: How many voices SpeakersChanged reports at once: the clients highlight those tiles.
 ACTIVE_SPEAKERS = 3
 #: What a publisher's video may use (REMB), LiveKit's own preset for 720p: what a teacher's
@@ -69,10 +76,13 @@ class _Subscriber:
 
 @attrs.define(eq=False)
 class _Publisher:
-    """A participant's publisher connection, offered by the client."""
+    """A participant's publisher connection, offered by the client (or an edge's connection
+    to its origin, offered by the origin)."""
 
     pc: RTCPeerConnection
-    announced: dict[str, models.TrackInfo] = attrs.Factory(dict)  # by mid, once offered
+    #: What each offered m-line carries, by mid: whose track (the participant's own, or on an
+    #: edge's connection to its origin, a participant's there) and which.
+    tracks: dict[str, tuple[str, models.TrackInfo]] = attrs.Factory(dict)
     pending_candidates: list[RTCIceCandidate] = attrs.Factory(list)
 
 
@@ -134,37 +144,64 @@ class TrackRouter:
         ``expected`` are its announced, allowed tracks not yet offered, by cid. Returns the
         answer and the tracks this offer published (each with its mid).
         """
-        publisher = self._publishers.get(participant)
-        if publisher is None:
-            pc = peer_connection(self._ice_servers(participant))
-            publisher = self._publishers[participant] = _Publisher(pc)
-            self._take_tracks(participant, publisher)
+        publisher = self._publisher(participant, self._ice_servers(participant))
         offered = {
             mid: info
             for mid, info in announced_tracks(sdp, expected).items()
-            if mid not in publisher.announced
+            if mid not in publisher.tracks
         }
         for mid, info in offered.items():
             info.mid = mid
-            publisher.announced[mid] = info
+            publisher.tracks[mid] = (participant, info)
+        answered = await self._answer(publisher, sdp)
+        return accept_top_layer(answered, top_layers(sdp)), list(offered.values())
+
+    async def answer_origin(self, sdp: str) -> str:
+        """An edge: answer its origin's offer of the room's tracks (`sfu.livekit.edge`).
+
+        Each offered m-line is one participant's track at the origin (its msid,
+        `PA_x|TR_y`): it becomes a published track here under the same IDs, so that the
+        edge's viewers see the participants and tracks the origin told of, and E2EE keys
+        (bound to the participant) still fit.
+        """
+        origin = self._publisher(ORIGIN, [])  # the origin is reached directly
+        for media in SessionDescription.parse(sdp).media:
+            stream = wire.stream_of(media.msid or "")
+            if media.rtp.muxId and stream is not None:
+                participant, track_sid = stream
+                origin.tracks[media.rtp.muxId] = (participant, models.TrackInfo(sid=track_sid))
+        return await self._answer(origin, sdp)
+
+    def _publisher(self, key: str, ice_servers: list[RTCIceServer]) -> _Publisher:
+        """The connection that brings tracks in (a client's publisher connection, or an
+        edge's from its origin), made at its first offer."""
+        publisher = self._publishers.get(key)
+        if publisher is None:
+            publisher = self._publishers[key] = _Publisher(peer_connection(ice_servers))
+            self._take_tracks(publisher)
+        return publisher
+
+    async def _answer(self, publisher: _Publisher, sdp: str) -> str:
         description = await answer(publisher.pc, RTCSessionDescription(sdp=sdp, type="offer"))
         for transceiver in publisher.pc.getTransceivers():
             aiortc_compat.route_rtp_by_mid(transceiver.receiver.transport)
         await _add_candidates(publisher.pc, publisher.pending_candidates)
-        return accept_top_layer(description.sdp, top_layers(sdp)), list(offered.values())
+        return description.sdp
 
-    def _take_tracks(self, participant: str, publisher: _Publisher) -> None:
-        """Tap every track the publisher connection receives: no decoder is ever made, and
-        packets of an m-line that no allowed AddTrack announced are dropped."""
+    def _take_tracks(self, publisher: _Publisher) -> None:
+        """Tap every track the connection receives: no decoder is ever made, and packets of
+        an m-line that carries no published track (no allowed AddTrack announced it) are
+        dropped."""
         pc = publisher.pc
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             transceiver = next(t for t in pc.getTransceivers() if t.receiver.track is track)
-            info = publisher.announced.get(transceiver.mid or "")
-            if info is None:
+            carried = publisher.tracks.get(transceiver.mid or "")
+            if carried is None:
                 aiortc_compat.tap_receiver(transceiver.receiver, _drop)
                 return
+            participant, info = carried
             published = _Track(participant, track.kind, transceiver.receiver, info=info)
             self._tracks[info.sid] = published
 
@@ -173,6 +210,10 @@ class TrackRouter:
 
             aiortc_compat.tap_receiver(transceiver.receiver, on_packet)
             aiortc_compat.fix_bitrate_estimate(transceiver.receiver, VIDEO_BITRATE)
+
+    def track_sids(self) -> list[str]:
+        """Every track here: what a viewer joining an edge subscribes to."""
+        return list(self._tracks)
 
     # -- subscribing --------------------------------------------------------------------------
 

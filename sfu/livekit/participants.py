@@ -6,6 +6,7 @@ Kept apart from the signalling (`sfu.livekit.server`), which moves them through 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -98,6 +99,9 @@ class Room:
     router: TrackRouter
     connections: dict[str, Connection] = attrs.Factory(dict)
     removed: set[str] = attrs.Factory(set)  # Matrix users the teacher removed from this call
+    #: On an edge: the participants at the origin, by ID, and the link that mirrors them.
+    remote: dict[str, models.ParticipantInfo] = attrs.Factory(dict)
+    link: asyncio.Task[None] | None = None
 
     def visible(self, but: Connection | None = None) -> list[Connection]:
         """The participants others are told about: hidden ones (broadcast viewers) are not."""

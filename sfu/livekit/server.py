@@ -42,9 +42,11 @@ from sferum_shared import Clock
 from sfu import tokens
 from sfu.config import SfuConfig
 from sfu.delayed import DelayedLeave, DelayedLeaves, delayed_leave_of
+from sfu.edge import relay_token
 from sfu.grants import Refusal
 from sfu.livekit import wire
-from sfu.livekit.media import TrackRouter
+from sfu.livekit.edge import OriginLink, rtc_url
+from sfu.livekit.media import ORIGIN, TrackRouter
 from sfu.livekit.participants import Connection, Room, bearer_token, ice_candidate
 from sfu.membership import CLOSE_REMOVED, Session, close_reason, session_of
 from sfu.moderation import publishable
@@ -73,6 +75,8 @@ class LiveKitSignalling:
         self._rooms: dict[str, Room] = {}
         self._background = Background()  # speaker changes, told from the forwarding path
         self._delayed = DelayedLeaves(config.homeserver_url)  # MSC4140 delegation
+        # An edge mirrors each room of its viewers from the origin (`sfu.livekit.edge`).
+        self._origin = rtc_url(config.origin_url) if config.origin_url is not None else None
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -246,17 +250,44 @@ class LiveKitSignalling:
         await connection.ws.close()
 
     def _room(self, name: str) -> Room:
-        """The room of this name, made for its first participant."""
+        """The room of this name, made for its first participant; on an edge, linked to the
+        same room at the origin, whose speakers it passes on rather than detect them again."""
         room = self._rooms.get(name)
-        if room is None:
-            router = TrackRouter(
-                ice_servers=lambda participant: rtc_ice_servers(
-                    self._turn_for(f"sfu:{participant}")
-                ),
-                on_speakers=lambda levels: self._speakers_changed(name, levels),
+        if room is not None:
+            return room
+        router = TrackRouter(
+            ice_servers=lambda participant: rtc_ice_servers(self._turn_for(f"sfu:{participant}")),
+            on_speakers=(
+                (lambda levels: self._speakers_changed(name, levels))
+                if self._origin is None
+                else (lambda levels: None)
+            ),
+        )
+        room = self._rooms[name] = Room(name, wire.new_sid("RM_"), router)
+        if self._origin is not None:
+            config = self._config
+
+            def token() -> str:
+                now = int(self._clock.seconds())
+                return relay_token(name, config.sfu_url, config.jwt_secret, now, config.jwt_issuer)
+
+            link = OriginLink(
+                self._origin,
+                room,
+                token,
+                tell=lambda frame: self._tell(room, frame),
+                on_tracks=lambda: self._offer_everyone(room),
+                clock=self._clock,
             )
-            room = self._rooms[name] = Room(name, wire.new_sid("RM_"), router)
+            room.link = asyncio.create_task(link.run())
         return room
+
+    async def _offer_everyone(self, room: Room) -> None:
+        """Tracks came from the origin: every viewer of the edge gets them."""
+        for connection in list(room.connections.values()):
+            if connection.grant.can_subscribe:
+                room.router.subscribe(connection.sid, room.router.track_sids())
+                await self._offer(room, connection)
 
     def _speakers_changed(self, name: str, levels: dict[str, float]) -> None:
         room = self._rooms.get(name)
@@ -266,7 +297,7 @@ class LiveKitSignalling:
     # -- one connection ---------------------------------------------------------------------
 
     async def _join(self, room: Room, connection: Connection) -> None:
-        others = [c.info() for c in room.visible()]
+        others = [*(c.info() for c in room.visible()), *room.remote.values()]
         await connection.ws.send_bytes(
             wire.join_response(
                 room_sid=room.sid,
@@ -284,9 +315,7 @@ class LiveKitSignalling:
             "sfu: livekit %s (%s) joined %s", connection.sid, connection.identity, room.name
         )
         if connection.grant.can_subscribe:
-            room.router.subscribe(
-                connection.sid, [t for c in room.visible(connection) for t in c.published]
-            )
+            room.router.subscribe(connection.sid, room.router.track_sids())
             await self._offer(room, connection)
 
     async def _serve(self, room: Room, connection: Connection) -> None:
@@ -336,6 +365,11 @@ class LiveKitSignalling:
 
     async def _add_track(self, connection: Connection, request: rtc.AddTrackRequest) -> None:
         """An announced track gets its ID at once if the grant allows it (clients wait 10 s)."""
+        if self._origin is not None:
+            await connection.ws.send_bytes(
+                wire.add_track_refused(request, "this SFU is an edge: publish at the origin")
+            )
+            return
         if not wire.may_publish(connection.grant, request):
             logger.info("sfu: livekit %s may not publish %s", connection.sid, request.source)
             await connection.ws.send_bytes(
@@ -426,6 +460,9 @@ class LiveKitSignalling:
             return
         if not room.connections and self._rooms.get(room.name) is room:
             del self._rooms[room.name]
+            if room.link is not None:  # an edge's last viewer: the origin link goes too
+                room.link.cancel()
+                await room.router.leave(ORIGIN)
         connection.version += 1
         if not connection.grant.hidden:
             await self._tell(room, wire.participants_update([connection.info(active=False)]))

@@ -3,7 +3,8 @@
 Every frame on `/rtc` is one binary protobuf: `SignalRequest` from the client, `SignalResponse`
 from the server (livekit_rtc.proto). Nothing here is written by hand on the wire; this module
 only picks the fields the clients need (reference: livekit.md §1) and fills them from our own
-participants and grants.
+participants and grants. The last section is the client's side, which an edge speaks to its
+origin (`sfu.livekit.edge`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
@@ -46,7 +47,7 @@ _KINDS = {models.TrackType.AUDIO: "audio", models.TrackType.VIDEO: "video"}
 
 
 class WireError(ValueError):
-    """A frame that is not a SignalRequest."""
+    """A frame that is not a SignalRequest (or, at an edge, a SignalResponse)."""
 
 
 def new_sid(prefix: str) -> str:
@@ -55,15 +56,22 @@ def new_sid(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_SID_ALPHABET) for _ in range(12))
 
 
-def parse_request(data: bytes) -> rtc.SignalRequest:
-    request = rtc.SignalRequest()
+M = TypeVar("M", rtc.SignalRequest, rtc.SignalResponse)
+
+
+def _parse(message: M, data: bytes) -> M:
+    name = type(message).__name__
     try:
-        request.ParseFromString(data)
+        message.ParseFromString(data)
     except DecodeError as e:
-        raise WireError(f"not a SignalRequest: {e}") from None
-    if request.WhichOneof("message") is None:
-        raise WireError("a SignalRequest with no message")
-    return request
+        raise WireError(f"not a {name}: {e}") from None
+    if message.WhichOneof("message") is None:
+        raise WireError(f"a {name} with no message")
+    return message
+
+
+def parse_request(data: bytes) -> rtc.SignalRequest:
+    return _parse(rtc.SignalRequest(), data)
 
 
 def permission(grant: Grant) -> models.ParticipantPermission:
@@ -266,3 +274,35 @@ def leave(reason: models.DisconnectReason, *, reconnect: bool = False) -> bytes:
     """The server ends the session (`models.DisconnectReason`: e.g. PARTICIPANT_REMOVED)."""
     action = rtc.LeaveRequest.RECONNECT if reconnect else rtc.LeaveRequest.DISCONNECT
     return _frame(leave=rtc.LeaveRequest(reason=reason, action=action))
+
+
+# -- an edge at its origin: the client's side of the same protocol ---------------------------
+
+
+def parse_response(data: bytes) -> rtc.SignalResponse:
+    """A frame from the origin, read by an edge (`sfu.livekit.edge`)."""
+    return _parse(rtc.SignalResponse(), data)
+
+
+def _request(**message: Any) -> bytes:
+    return bytes(rtc.SignalRequest(**message).SerializeToString())
+
+
+def client_answer(sdp: str, offer_id: int) -> bytes:
+    """An edge's answer to its origin's offer of the room's tracks."""
+    return _request(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer_id))
+
+
+def ping_request(now_ms: int) -> bytes:
+    """An edge's ping: the origin ends a connection silent for a ping timeout."""
+    return _request(ping_req=rtc.Ping(timestamp=now_ms))
+
+
+def stream_of(msid: str) -> tuple[str, str] | None:
+    """The publisher's and the track's ID from an m-line's msid, `PA_x|TR_y TR_y` (see
+    :func:`stream_ids`); None for an msid of another shape."""
+    stream = msid.split()[0] if msid.strip() else ""
+    participant_sid, _, track_sid = stream.partition("|")
+    if not participant_sid.startswith("PA_") or not track_sid.startswith("TR_"):
+        return None
+    return participant_sid, track_sid

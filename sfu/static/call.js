@@ -41,8 +41,7 @@
     if (!openid) { status("denied", "Нет доступа: приложение не подтвердило вход."); return null; }
     let response;
     try {
-      // `edges=1`: a broadcast's viewer may be sent to an edge, which speaks this page's protocol.
-      response = await fetch("get_token?edges=1", {
+      response = await fetch("get_token", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         credentials: "omit",

@@ -111,6 +111,7 @@ class Audience:
         self.video_frames: dict[str, int] = {}
         self.loud_frames: dict[str, int] = {}
         self.speakers: set[str] = set()
+        self.others: set[str] = set()  # the participants it saw, when the call was settled
         self._tasks: list[asyncio.Task[None]] = []
         self._streams: list[rtc.VideoStream | rtc.AudioStream] = []
 

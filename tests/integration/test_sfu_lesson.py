@@ -240,7 +240,7 @@ async def token_at(
         },
     }
     # As the call page asks: a viewer may be sent to an edge.
-    async with session.post(f"{sfu_url}/get_token?edges=1", json=body) as response:
+    async with session.post(f"{sfu_url}/get_token", json=body) as response:
         answer = await response.json()
         assert response.status == 200, (member.person, answer)
     return str(answer["url"]), str(answer["jwt"])
@@ -518,43 +518,63 @@ async def test_broadcast_to_forty_viewers_over_two_sfu_processes(
 
 
 async def livekit_token(
-    sfu: TestServer, session: aiohttp.ClientSession, user: User, room: str
-) -> str:
-    """A JWT as Element Call asks for it by default ("compatibility": the legacy `/sfu/get`)."""
+    auth: str, session: aiohttp.ClientSession, user: User, room: str
+) -> tuple[str, str]:
+    """(url, JWT) as Element Call asks for them by default ("compatibility": the legacy
+    `/sfu/get` of the auth service at ``auth``)."""
     body = {"room": room, "openid_token": await openid_token(user), "device_id": "PHONE"}
-    async with session.post(sfu.make_url("/sfu/get"), json=body) as response:
+    async with session.post(f"{auth}/sfu/get", json=body) as response:
         answer = await response.json()
         assert response.status == 200, answer
-    return str(answer["jwt"])
+    return str(answer["url"]), str(answer["jwt"])
+
+
+def websocket_url(url: str) -> str:
+    """The SFU's URL as LiveKit's native client takes it (the JS one maps http(s) itself)."""
+    return url.replace("https://", "wss://").replace("http://", "ws://")
+
+
+def test_server(sfu: TestServer) -> tuple[str, str]:
+    """The auth base and the LiveKit URL of an SFU run inside the test (its config names
+    another address as `sfu_url`)."""
+    return str(sfu.make_url("")).rstrip("/"), f"ws://{sfu.host}:{sfu.port}"
 
 
 async def livekit_call(
-    sfu: TestServer,
+    sfu: tuple[str, str | None],
     session: aiohttp.ClientSession,
     users: dict[str, User],
     room_id: str,
     settled: Callable[[dict[str, tuple[dict[str, set[tuple[int, int]]], set[str]]]], bool],
     publish: Callable[[dict[str, livekit.Room], LiveKitMedia], Awaitable[None]],
-) -> dict[str, Audience]:
+) -> tuple[dict[str, Audience], dict[str, str]]:
     """Everyone joins the call of ``room_id`` on LiveKit's native client with a token from
     `/sfu/get`, ``publish`` starts the media, and the call runs until ``settled`` holds for
-    what everyone receives (person -> (video sizes by publisher, publishers heard))."""
-    url = f"ws://{sfu.host}:{sfu.port}"
+    what everyone receives (person -> (video sizes by publisher, publishers heard)).
+
+    ``sfu``: the auth service's base URL, and where to connect (None: where `/sfu/get` said,
+    an edge for a broadcast's viewer). Returns the audiences, and where each person was."""
+    auth, here = sfu
     rooms: dict[str, livekit.Room] = {}
     audiences: dict[str, Audience] = {}
+    where: dict[str, str] = {}
     media = LiveKitMedia()
     try:
         for person, user in users.items():
             room = rooms[person] = livekit.Room()
             audiences[person] = Audience(room)
-            await room.connect(url, await livekit_token(sfu, session, user, room_id))
+            url, jwt = await livekit_token(auth, session, user, room_id)
+            where[person] = url
+            await room.connect(here or websocket_url(url), jwt)
             assert room.local_participant.identity == f"{user.user_id}:PHONE"
         await publish(rooms, media)
         async with asyncio.timeout(120):
             while True:
                 seen = {person: await a.seen() for person, a in audiences.items()}
                 if settled(seen):
-                    return audiences
+                    for person, room in rooms.items():
+                        audiences[person].others = set(room.remote_participants)
+                    return audiences, where
                 await asyncio.sleep(1)
     finally:
         await media.stop()
@@ -597,7 +617,9 @@ async def test_lesson_of_a_teacher_and_ten_pupils_on_livekit_clients(
 
     async with aiohttp.ClientSession() as session:
         lesson = await users[TEACHER].resolve(f"#lesson-5a:{SERVER}")
-        audiences = await livekit_call(sfu, session, users, lesson, settled, publish)
+        audiences, _ = await livekit_call(
+            test_server(sfu), session, users, lesson, settled, publish
+        )
     for person, audience in audiences.items():
         # Nothing of one's own; video only from the teacher.
         assert identity[person] not in audience.tracks
@@ -645,7 +667,7 @@ async def test_parents_meeting_of_the_class_teacher_and_eight_guardians(
         async with session.post(sfu.make_url("/sfu/get"), json=body) as response:
             assert response.status == 403, await response.text()
             assert (await response.json())["ru.sferum.reason"] == "ru.sferum.sfu_not_joined"
-        await livekit_call(sfu, session, users, meeting, settled, publish)
+        await livekit_call(test_server(sfu), session, users, meeting, settled, publish)
 
 
 @pytest.mark.timeout(180)
@@ -676,4 +698,39 @@ async def test_a_parent_video_calls_the_class_teacher_in_their_direct_chat(
         )
 
     async with aiohttp.ClientSession() as session:
-        await livekit_call(sfu, session, users, dm, settled, publish)
+        await livekit_call(test_server(sfu), session, users, dm, settled, publish)
+
+
+@pytest.mark.timeout(240)
+async def test_broadcast_on_livekit_clients_over_the_edges(school: School) -> None:
+    """The broadcast as the apps watch it: the head publishes at the origin through LiveKit's
+    protocol; pupils' phones are sent to the edges by `/sfu/get` and get the head's video at
+    its published resolution and voice from there. Viewers are hidden: the head sees none of
+    them, and each sees only the head."""
+    sfu = school.deployment.sfu_config()  # the SFU and edges that `sferumctl start` runs
+    viewers = PUPILS[:4]
+    users = await logins(school, HEAD, *viewers)
+    identity = {p: f"{u.user_id}:PHONE" for p, u in users.items()}
+
+    async def publish(rooms: dict[str, livekit.Room], media: LiveKitMedia) -> None:
+        await media.camera(rooms[HEAD])
+        await media.microphone(rooms[HEAD], 330)
+
+    def settled(seen: dict[str, tuple[dict[str, set[tuple[int, int]]], set[str]]]) -> bool:
+        return all(
+            (WIDTH, HEIGHT) in seen[person][0].get(identity[HEAD], set())
+            and seen[person][1] == {identity[HEAD]}
+            for person in viewers
+        )
+
+    async with aiohttp.ClientSession() as session:
+        broadcast = await users[HEAD].resolve(f"#broadcast-school-1:{SERVER}")
+        auth = sfu.sfu_url.rstrip("/")
+        audiences, where = await livekit_call(
+            (auth, None), session, users, broadcast, settled, publish
+        )
+    assert where[HEAD] == sfu.sfu_url  # publishers always go to the origin
+    assert {where[p] for p in viewers} == set(sfu.edge_urls) and len(sfu.edge_urls) == 2, where
+    assert audiences[HEAD].others == set()
+    for person in viewers:
+        assert audiences[person].others == {identity[HEAD]}, person

@@ -2,8 +2,8 @@
 carries LiveKit's native (Rust) client: a client we did not write, doing what Element X does.
 
 In process, with no homeserver: tokens are minted with `sfu.tokens.issue` as the auth routes
-would. The ban path with a real Synapse is in test_sfu_leave.py. Media over LiveKit (tracks,
-the subscriber connection) is not served yet (issue 12); this checks the room life around it.
+would. The ban path with a real Synapse is in test_sfu_leave.py; media over LiveKit in
+test_sfu_livekit_media.py and test_sfu_lesson.py; this checks the room life around it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
+import attrs
 import pytest
 from aiohttp.test_utils import TestServer
 from livekit import rtc
@@ -250,3 +251,31 @@ async def test_the_sfu_itself_refuses_an_ungranted_track(
                 refusal = reply.request_response
                 assert refusal.reason == signal.RequestResponse.NOT_ALLOWED
                 assert refusal.add_track.cid == "my-track" and refusal.message
+
+
+@pytest.mark.timeout(60)
+async def test_an_edge_takes_no_publishers_even_while_its_origin_is_down() -> None:
+    """Publishing happens at the origin only: an edge refuses every AddTrack, whatever the
+    grant; a viewer still joins it while the origin is unreachable (its link retries)."""
+    config = attrs.evolve(offline_config(SECRET), origin_url="ws://127.0.0.1:9/ws")
+    edge = TestServer(SfuServer(config, SYSTEM_CLOCK).app())
+    await edge.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            query = {"access_token": token(TEACHER, "@teacher:school.test:T")}
+            async with session.ws_connect(edge.make_url("/rtc"), params=query) as ws:
+                join = signal.SignalResponse()
+                join.ParseFromString(await ws.receive_bytes(timeout=10))
+                assert join.WhichOneof("message") == "join"
+                assert list(join.join.other_participants) == []
+                add = signal.AddTrackRequest(
+                    cid="cam", type=models.TrackType.VIDEO, source=models.TrackSource.CAMERA
+                )
+                await ws.send_bytes(signal.SignalRequest(add_track=add).SerializeToString())
+                reply = signal.SignalResponse()
+                reply.ParseFromString(await ws.receive_bytes(timeout=10))
+                refusal = reply.request_response
+                assert refusal.reason == signal.RequestResponse.NOT_ALLOWED
+                assert "edge" in refusal.message
+    finally:
+        await edge.close()

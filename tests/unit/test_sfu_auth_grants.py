@@ -24,6 +24,7 @@ LESSON, BROADCAST, MEETING = RoomKind.LESSON, RoomKind.BROADCAST, RoomKind.MEETI
 TEACHER, PUPIL, STAFF, GUARDIAN = Role.TEACHER, Role.STUDENT, Role.STAFF, Role.GUARDIAN
 ALL = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
 VIEWER = Grant.viewer()
+AUDIENCE = Grant.viewer(hidden=True)  # a broadcast's: nobody is told of them
 SPEAKS = Grant.publisher(CAMERA, MICROPHONE)
 CALLS = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE)
 
@@ -61,10 +62,10 @@ CASES: list[tuple[str, Facts, Grant | Refusal]] = [
     ("joined adult outside the class watches", facts(LESSON, "join", STAFF), VIEWER),
     # broadcasts
     ("staff publish", facts(BROADCAST, "join", STAFF, in_school=True), ALL),
-    ("staff not joined watch", facts(BROADCAST, None, STAFF, in_school=True), VIEWER),
-    ("teacher watches", facts(BROADCAST, "join", TEACHER, in_school=True), VIEWER),
-    ("pupil watches, never publishes", facts(BROADCAST, None, PUPIL, in_school=True), VIEWER),
-    ("parent watches without joining", facts(BROADCAST, None, GUARDIAN, in_school=True), VIEWER),
+    ("staff not joined watch", facts(BROADCAST, None, STAFF, in_school=True), AUDIENCE),
+    ("teacher watches", facts(BROADCAST, "join", TEACHER, in_school=True), AUDIENCE),
+    ("pupil watches, never publishes", facts(BROADCAST, None, PUPIL, in_school=True), AUDIENCE),
+    ("parent watches without joining", facts(BROADCAST, None, GUARDIAN, in_school=True), AUDIENCE),
     ("other school", facts(BROADCAST, None, STAFF, in_school=False), Refusal.NOT_IN_SCHOOL),
     ("banned from broadcast", facts(BROADCAST, "ban", PUPIL, in_school=True), Refusal.BANNED),
     # parents' meetings
@@ -114,11 +115,12 @@ def test_grants_table(name: str, given: Facts, expected: Grant | Refusal) -> Non
     assert decide(given) == expected
 
 
-def test_every_grant_subscribes_and_is_never_hidden() -> None:
+def test_every_grant_subscribes_and_only_a_broadcast_audience_is_hidden() -> None:
     for _, given, _ in CASES:
         outcome = decide(given)
         if isinstance(outcome, Grant):
-            assert outcome.can_subscribe and not outcome.hidden
+            assert outcome.can_subscribe
+            assert outcome.hidden == (given.room_kind is BROADCAST and not outcome.can_publish)
             assert outcome.can_publish == bool(outcome.can_publish_sources)
 
 
@@ -158,7 +160,7 @@ def test_facts_of_a_broadcast_viewer() -> None:
         rtc_facts(room_kind="broadcast", room_scope="school-1", membership=None, member=parent)
     )
     assert got.in_school and got.membership is None
-    assert decide(got) == VIEWER
+    assert decide(got) == AUDIENCE
 
 
 @pytest.mark.parametrize(

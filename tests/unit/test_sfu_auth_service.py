@@ -243,20 +243,18 @@ def test_config_missing_key() -> None:
 # -- broadcast fan-out ---------------------------------------------------------------------------
 
 
-def test_viewers_are_spread_over_the_edges_and_publishers_stay_at_the_origin() -> None:
+def test_broadcast_viewers_are_spread_over_the_edges_and_the_others_stay_at_the_origin() -> None:
     edges = ["wss://edge-1.school.test", "wss://edge-2.school.test"]
     config = parse_config({**GOOD, "edge_urls": edges})
-    viewer, publisher = Grant.viewer(), Grant.publisher(CAMERA, MICROPHONE)
-    assigned = {sfu_url_for(config, viewer, f"identity-{i}", edges=True) for i in range(50)}
+    viewer, publisher = Grant.viewer(hidden=True), Grant.publisher(CAMERA, MICROPHONE)
+    assigned = {sfu_url_for(config, viewer, f"identity-{i}") for i in range(50)}
     assert assigned == set(edges)
     # The same identity lands on the same edge again (a reconnect).
-    assert sfu_url_for(config, viewer, "x", edges=True) == sfu_url_for(
-        config, viewer, "x", edges=True
-    )
-    assert sfu_url_for(config, publisher, "identity-1", edges=True) == config.sfu_url
-    assert sfu_url_for(parse_config(GOOD), viewer, "identity-1", edges=True) == config.sfu_url
-    # LiveKit's apps do not ask for an edge (edges relay to the call page's protocol only).
-    assert sfu_url_for(config, viewer, "identity-1", edges=False) == config.sfu_url
+    assert sfu_url_for(config, viewer, "x") == sfu_url_for(config, viewer, "x")
+    assert sfu_url_for(config, publisher, "identity-1") == config.sfu_url
+    assert sfu_url_for(parse_config(GOOD), viewer, "identity-1") == config.sfu_url
+    # A lesson's or meeting's watcher is seen by the teacher: at the origin.
+    assert sfu_url_for(config, Grant.viewer(), "identity-1") == config.sfu_url
 
 
 def test_an_edge_token_only_watches_and_is_hidden() -> None:

@@ -10,6 +10,7 @@ from livekit.protocol import models, rtc
 
 from sfu.grants import CAMERA, MICROPHONE, SCREEN_SHARE, Grant
 from sfu.livekit import wire
+from sfu.livekit.edge import rtc_url
 from sfu.livekit.participants import ice_candidate
 
 TEACHER = Grant.publisher(CAMERA, MICROPHONE, SCREEN_SHARE, room_admin=True)
@@ -230,3 +231,48 @@ def test_speakers_changed() -> None:
         ("PA_a", 0.5, True),
         ("PA_b", 0.0, False),
     ]
+
+
+@pytest.mark.parametrize(
+    ("msid", "expected"),
+    [
+        ("PA_a|TR_b TR_b", ("PA_a", "TR_b")),
+        ("PA_a|TR_b", ("PA_a", "TR_b")),
+        ("janus janus1", None),  # not LiveKit's: dropped by an edge
+        ("PA_a TR_b", None),
+        ("TR_b|PA_a TR_b", None),
+        ("", None),
+    ],
+)
+def test_an_edge_reads_publisher_and_track_from_the_origins_msid(
+    msid: str, expected: tuple[str, str] | None
+) -> None:
+    assert wire.stream_of(msid) == expected
+    if expected is not None:
+        assert wire.stream_of(" ".join(wire.stream_ids(*expected))) == expected
+
+
+def test_an_edges_frames_to_its_origin() -> None:
+    answer = rtc.SignalRequest()
+    answer.ParseFromString(wire.client_answer("v=0", 3))
+    assert (answer.answer.type, answer.answer.sdp, answer.answer.id) == ("answer", "v=0", 3)
+    ping = rtc.SignalRequest()
+    ping.ParseFromString(wire.ping_request(1234))
+    assert ping.ping_req.timestamp == 1234
+    frame = wire.parse_response(wire.offer("v=0", 7))
+    assert (frame.offer.sdp, frame.offer.id) == ("v=0", 7)
+    with pytest.raises(wire.WireError, match="not a SignalResponse"):
+        wire.parse_response(b"\xff\xff\xff")
+
+
+@pytest.mark.parametrize(
+    ("origin", "expected"),
+    [
+        ("ws://127.0.0.1:8010/ws", "ws://127.0.0.1:8010/rtc"),
+        ("http://127.0.0.1:8010", "ws://127.0.0.1:8010/rtc"),
+        ("https://sfu.school.example/ws", "wss://sfu.school.example/rtc"),
+        ("wss://sfu.school.example/ws", "wss://sfu.school.example/rtc"),
+    ],
+)
+def test_the_origins_livekit_url(origin: str, expected: str) -> None:
+    assert rtc_url(origin) == expected
