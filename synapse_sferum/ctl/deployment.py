@@ -203,6 +203,14 @@ def client_base_url(config: Mapping[str, Any]) -> str:
     )
 
 
+def public_base_url(config: Mapping[str, Any]) -> str:
+    """Where people reach the server: Synapse's `public_baseurl`, or its client listener."""
+    public = config.get("public_baseurl")
+    if isinstance(public, str) and public:
+        return public.rstrip("/")
+    return client_base_url(config)
+
+
 def _connectable_host(bind_addresses: list[str]) -> str:
     """A host to connect to for a listener bound to these addresses (Synapse's default: all)."""
     try:

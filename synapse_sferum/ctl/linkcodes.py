@@ -1,4 +1,5 @@
-"""`sferumctl link-codes`: one-time codes with which people register themselves (DESIGN §5a)."""
+"""`sferumctl link-codes`: one-time codes with which people register themselves (DESIGN §5a),
+each also a link to the registration page, `<public base URL>/join#<CODE>`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from datetime import UTC, datetime
 import attrs
 
 from synapse_sferum.ctl.adminapi import call, parse_link_codes
-from synapse_sferum.ctl.deployment import Deployment
+from synapse_sferum.ctl.deployment import Deployment, public_base_url
 from synapse_sferum.ctl.tables import format_table
 
-COLUMNS = ["person", "name", "code", "expires"]
+COLUMNS = ["person", "name", "code", "expires", "link"]
+#: Where a code becomes a link: the registration page (`synapse_sferum.join`) reads the fragment,
+#: which browsers never send to a server.
+JOIN_PATH = "/join#"
+
+
+def join_link(base_url: str, code: str) -> str:
+    return f"{base_url.rstrip('/')}{JOIN_PATH}{code}"
 
 
 def _expires(ms: int) -> str:
@@ -38,13 +46,16 @@ def issue_link_codes(
             ),
         )
     )
+    base = public_base_url(deployment.load_config())
     if output == "json":
         body = {
-            "codes": [attrs.asdict(c) for c in codes],
+            "codes": [{**attrs.asdict(c), "link": join_link(base, c.code)} for c in codes],
             "skipped": [attrs.asdict(s) for s in skipped],
         }
         return [json.dumps(body, ensure_ascii=False, indent=2)]
-    rows = [[c.person, c.name, c.code, _expires(c.expires_ms)] for c in codes]
+    rows = [
+        [c.person, c.name, c.code, _expires(c.expires_ms), join_link(base, c.code)] for c in codes
+    ]
     if output == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -168,9 +168,12 @@ def test_no_code_for_a_child_under_six_or_a_stranger(deployment: Deployment) -> 
 def test_a_class_gets_codes_for_everyone_without_an_account(deployment: Deployment) -> None:
     out = sferumctl("link-codes", str(deployment.dir), "--class", "6b", "--format", "csv")
     lines = out.stdout.strip().splitlines()
-    assert lines[0] == "person,name,code,expires"
+    assert lines[0] == "person,name,code,expires,link"
     people = {line.split(",")[0] for line in lines[1:]}
     assert {"p-6b-1", "g-fyodorov"} <= people, people
+    for line in lines[1:]:  # every code is also a link to the registration page
+        code, link = line.split(",")[2], line.split(",")[4]
+        assert link == f"{deployment.base_url}/join#{code}", line
 
 
 def expire_code(deployment: Deployment, code: str) -> None:

@@ -1,0 +1,251 @@
+"""The registration page `/join` in headless Chromium, against a real Synapse (issue 13).
+
+A parent opens the teacher's link `<server>/join#<CODE>` on a phone and goes through the
+page's steps (the code and whose it is, the phone, the SMS code from the `file` gateway's
+outbox, a password) to an account that signs in and is in the class's rooms. Refusals show
+a message in Russian at the step where they happen and create nothing. The page is driven
+over the DevTools protocol as a user would: typing into its fields and pressing its buttons.
+A screenshot of every step is kept in the test's folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration.clients import NewUser, login
+from tests.integration.harness import Deployment, copy_roster, sferumctl
+from tests.integration.test_registration import link_code
+from tests.integration.test_sfu_page import CHROMIUM, Browser
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="no chromium (scripts/test installs it)"
+    ),
+]
+
+SERVER = "join.test"
+PASSWORD = "ёлка-2026-зима"
+GUARDIAN_PHONE = "+7 903 123-45-01"  # g-volkova's number in the roster; her son is p-5a-1
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    tmp = tmp_path_factory.mktemp("join")
+    deployment = Deployment(tmp / SERVER, SERVER)
+    deployment.init()
+    deployment.start()
+    try:
+        sferumctl("roster", "import", str(deployment.dir), str(copy_roster(tmp / "roster")))
+        report = deployment.reconcile()
+        assert report["failures"] == 0, report
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+class Page:
+    """The `/join` page in one Chromium, used as a person would."""
+
+    def __init__(self, browser: Browser, shots: Path, name: str) -> None:
+        self.browser = browser
+        self.shots = shots
+        self.name = name
+        self.taken = 0
+
+    async def step(self) -> str:
+        return str(await self.browser.evaluate("document.body.dataset.step || ''"))
+
+    async def error(self) -> str:
+        shown = await self.browser.evaluate(
+            "document.getElementById('error').hidden ? '' :"
+            " document.getElementById('error').textContent"
+        )
+        return str(shown or "")
+
+    async def text(self, element: str) -> str:
+        return str(
+            await self.browser.evaluate(f"document.getElementById('{element}').textContent")
+        )
+
+    async def type(self, element: str, value: str) -> None:
+        await self.browser.evaluate(
+            f"document.getElementById('{element}').value = {json.dumps(value)}"
+        )
+
+    async def press(self, button: str, until: str | None = None) -> None:
+        """Press a button; wait until the page shows `until` (a step) or an error."""
+        before = await self.step()
+        await self.browser.evaluate(f"document.getElementById('{button}').click()")
+        async with asyncio.timeout(30):
+            while True:
+                await asyncio.sleep(0.1)
+                busy = await self.browser.evaluate(f"document.getElementById('{button}').disabled")
+                step, error = await self.step(), await self.error()
+                if not busy and (error or step == until or (until is None and step != before)):
+                    break
+        await self.shot(f"{button}-{until or 'done'}")
+
+    async def shot(self, name: str) -> None:
+        self.taken += 1
+        shot = await self.browser.command("Page.captureScreenshot", format="png")
+        path = self.shots / f"{self.name}-{self.taken:02d}-{name}.png"
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+
+OpenPage = Callable[[str], Awaitable[Page]]  # the page, opened at `/join#<fragment>`
+
+
+@pytest.fixture
+async def page_of(deployment: Deployment, tmp_path: Path) -> AsyncIterator[OpenPage]:
+    opened: list[Browser] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def open_page(fragment: str) -> Page:
+            profile = tmp_path / f"profile-{len(opened)}"
+            browser = Browser(profile, f"{deployment.base_url}/join#{fragment}", False)
+            opened.append(browser)
+            await browser.connect(session)
+            # A phone's screen.
+            await browser.command(
+                "Emulation.setDeviceMetricsOverride",
+                width=390,
+                height=844,
+                deviceScaleFactor=1,
+                mobile=True,
+            )
+            async with asyncio.timeout(30):
+                while (
+                    await browser.evaluate("document.body && document.body.dataset.step") != "code"
+                ):
+                    await asyncio.sleep(0.1)
+            page = Page(browser, tmp_path, f"page{len(opened)}")
+            await page.shot("opened")
+            return page
+
+        yield open_page
+        for browser in opened:
+            await browser.close()
+
+
+def sms_code(deployment: Deployment, to: str) -> str:
+    return NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl").last_sms_code(to)
+
+
+async def test_a_parent_registers_from_the_teachers_link_and_signs_in(
+    deployment: Deployment, page_of: OpenPage
+) -> None:
+    code = link_code(deployment, "g-volkova")
+    page = await page_of(code)
+    await page.press("code-next", until="confirm")
+    assert await page.error() == ""
+    assert await page.text("person-name") == "Анна Сергеевна Волкова"
+    assert await page.text("person-role") == "родитель"
+    await page.press("confirm-yes", until="phone")
+    await page.type("phone", GUARDIAN_PHONE)
+    await page.press("phone-next", until="sms")
+    await page.type("sms", sms_code(deployment, "+79031234501"))
+    await page.press("sms-next", until="password")
+    await page.type("password", PASSWORD)
+    await page.type("password-again", PASSWORD)
+    await page.press("password-next", until="done")
+    assert await page.error() == ""
+    user_id = await page.text("done-login")
+    assert user_id.startswith("@") and user_id.endswith(f":{SERVER}"), user_id
+    assert await page.text("done-server") == deployment.base_url
+    # Signs in with the password just set, and is already in the class's parents' chat.
+    user = await login(deployment.base_url, user_id, PASSWORD)
+    parents = await user.resolve(f"#parents-5a:{SERVER}")
+    async with asyncio.timeout(60):
+        while parents not in await user.joined_rooms():
+            await asyncio.sleep(0.5)
+    # The link, used: says so at once.
+    again = await page_of(code)
+    await again.press("code-next")
+    assert "уже использован" in await again.error()
+    assert await again.step() == "code"
+
+
+def has_account(deployment: Deployment, localpart: str) -> bool:
+    return bool(deployment.sql("SELECT 1 FROM users WHERE name = ?", f"@{localpart}:{SERVER}"))
+
+
+async def test_refusals_say_why_in_russian_where_they_happen_and_create_nothing(
+    deployment: Deployment, page_of: OpenPage
+) -> None:
+    # A code nobody issued (typed by hand, in lower case and without dashes).
+    page = await page_of("")
+    await page.type("code", "abcd efgh jkmn")
+    await page.press("code-next")
+    assert "Такого кода нет" in await page.error()
+    assert await page.step() == "code"
+
+    # A pupil with a parent's number: refused once the SMS code is in, back to the phone step.
+    code = link_code(deployment, "p-5a-2")
+    page = await page_of(code)
+    await page.press("code-next", until="confirm")
+    assert await page.text("person-role") == "ученик"
+    await page.press("confirm-yes", until="phone")
+    await page.type("phone", "+7 926 123-45-03")  # g-morozova's, in the roster
+    await page.press("phone-next", until="sms")
+    await page.type("sms", "000000")
+    await page.press("sms-next")
+    assert "не подошёл" in await page.error()
+    await page.type("sms", sms_code(deployment, "+79261234503"))
+    await page.press("sms-next")
+    assert "номер родителя" in await page.error() or "свой номер" in await page.error()
+    assert await page.step() == "phone"
+    assert not has_account(deployment, "morozova.sofia")
+
+    # A number that is not one, then her own; passwords that do not match, then one that does.
+    await page.type("phone", "12")
+    await page.press("phone-next")
+    assert "не номер телефона" in await page.error() or "Пример" in await page.error()
+    await page.type("phone", "+7 916 555-01-02")
+    await page.press("phone-next", until="sms")
+    await page.type("sms", sms_code(deployment, "+79165550102"))
+    await page.press("sms-next", until="password")
+    await page.type("password", PASSWORD)
+    await page.type("password-again", PASSWORD + "!")
+    await page.press("password-next")
+    assert "не совпадают" in await page.error()
+    assert not has_account(deployment, "morozova.sofia")
+    await page.type("password-again", PASSWORD)
+    await page.press("password-next", until="done")
+    assert await page.text("done-login") == f"@morozova.sofia:{SERVER}"
+
+
+async def test_the_page_loads_nothing_from_elsewhere_and_bad_requests_get_clear_errors(
+    deployment: Deployment,
+) -> None:
+    base = deployment.base_url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/join") as page:
+            assert page.status == 200 and page.content_type == "text/html"
+            csp = page.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in csp and "script-src 'self'" in csp, csp
+            assert "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+            html = await page.text()
+        assert "http" not in html.split("<body>")[0]  # no external style or script
+        async with session.get(f"{base}/join/static/join.js") as script:
+            assert script.status == 200 and script.content_type == "application/javascript"
+        for body, status, errcode in (
+            (b"{not json", 400, "M_NOT_JSON"),
+            (b"[]", 400, "M_NOT_JSON"),
+            (b'{"code": 5}', 400, "M_INVALID_PARAM"),
+            (b'{"code": "ABCD-EFGH-JKMN"}', 404, "M_NOT_FOUND"),
+        ):
+            async with session.post(f"{base}/join/code", data=body) as reply:
+                answer = await reply.json()
+                assert (reply.status, answer.get("errcode")) == (status, errcode), (body, answer)
+        async with session.post(f"{base}/join/code", json={"code": "XXXX"}) as reply:
+            answer = await reply.json()
+            assert answer["ru.sferum.reason"] == "ru.sferum.link_code_unknown", answer
