@@ -22,6 +22,7 @@ from sferum_shared import Clock
 from synapse_sferum import compat
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.directory import age_on, guardianship_pairs
+from synapse_sferum.model import Role
 from synapse_sferum.policy import display_name_for
 from synapse_sferum.policy.cards import Card, card_void
 from synapse_sferum.rooms import slug
@@ -81,9 +82,33 @@ class IssuedAccount:
     person: str
     user_id: str
     password: str | None  # None: the person already had an account
+    # What the printed card says of whom it is for (`sferumctl accounts sheet`).
+    name: str = ""
+    classes: tuple[str, ...] = ()  # the titles of the person's classes, or of the children's
+    staff: bool = False  # a teacher or staff member: their cards go on a sheet of their own
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
+
+
+def card_facts(snapshot: DirectorySnapshot, person_id: str) -> dict[str, Any]:
+    """The name, class titles and staff flag a card prints, from the directory."""
+    person = snapshot.people.get(person_id)
+    if person is None:
+        return {}
+    own = {e.class_id for e in snapshot.enrollments.values() if e.person_id == person_id}
+    children = {
+        pupil for guardian, pupil in guardianship_pairs(snapshot.people) if guardian == person_id
+    }
+    of_children = {e.class_id for e in snapshot.enrollments.values() if e.person_id in children}
+    titles = sorted(
+        snapshot.classes[c].title for c in (own or of_children) if c in snapshot.classes
+    )
+    return {
+        "name": person.real_name,
+        "classes": tuple(titles),
+        "staff": bool(person.roles & {Role.TEACHER, Role.STAFF}),
+    }
 
 
 class AccountIssuer:
@@ -141,9 +166,10 @@ class AccountIssuer:
         self.check_people(snapshot, person_ids)
         issued = []
         for person_id in person_ids:
+            facts = card_facts(snapshot, person_id)
             existing = await self._directory.user_for_person(person_id)
             if existing is not None:
-                issued.append(IssuedAccount(person_id, existing, None))
+                issued.append(IssuedAccount(person_id, existing, None, **facts))
                 continue
             person = snapshot.people[person_id]
             localpart = await free_localpart(self._api, localpart_for(person.username, person_id))
@@ -151,7 +177,7 @@ class AccountIssuer:
             name = display_name_for(person.real_name, person.roles)
             user_id = await self._api.register_user(localpart, displayname=name)
             await self._directory.link(person_id, user_id, hash_password(password))
-            issued.append(IssuedAccount(person_id, user_id, password))
+            issued.append(IssuedAccount(person_id, user_id, password, **facts))
         return issued
 
     async def check_password(
@@ -223,7 +249,9 @@ class AccountIssuer:
                 self._clock.ms(),
             )
             logger.info("synapse_sferum: new card for %s (%s)", person_id, user_id)
-            reset.append(IssuedAccount(person_id, user_id, password))
+            reset.append(
+                IssuedAccount(person_id, user_id, password, **card_facts(snapshot, person_id))
+            )
         return reset
 
 

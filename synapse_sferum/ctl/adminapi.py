@@ -140,6 +140,9 @@ class IssuedAccount:
     person: str
     user_id: str
     password: str | None  # None: the person already had an account
+    name: str = ""  # whom the card is for, and their classes' titles (the sheet prints them)
+    classes: tuple[str, ...] = ()
+    staff: bool = False  # a teacher's or staff member's card: on a sheet of its own
 
 
 Counts = dict[str, dict[str, int]]
@@ -168,7 +171,17 @@ def parse_accounts(response: Response) -> list[IssuedAccount]:
     accounts = _ok_json(response).get("accounts")
     if not isinstance(accounts, list) or not all(map(_is_account, accounts)):
         raise _unexpected(response, "no list of accounts")
-    return [IssuedAccount(a["person"], a["user_id"], a["password"]) for a in accounts]
+    return [
+        IssuedAccount(
+            a["person"],
+            a["user_id"],
+            a["password"],
+            name=a.get("name", ""),
+            classes=tuple(a.get("classes", ())),
+            staff=a.get("staff", False),
+        )
+        for a in accounts
+    ]
 
 
 def _is_account(item: object) -> bool:
@@ -178,6 +191,10 @@ def _is_account(item: object) -> bool:
         and isinstance(item.get("user_id"), str)
         and "password" in item
         and isinstance(item["password"], str | None)
+        and isinstance(item.get("name", ""), str)
+        and isinstance(item.get("classes", []), list)
+        and all(isinstance(c, str) for c in item.get("classes", []))
+        and isinstance(item.get("staff", False), bool)
     )
 
 

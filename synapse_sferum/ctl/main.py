@@ -146,7 +146,7 @@ def _accounts_sheet(args: argparse.Namespace) -> int:
     count = sheet.write_sheet(
         deployment,
         args.out,
-        f"класс {args.class_id}",
+        lambda accounts: sheet.class_heading(args.class_id, accounts),
         lambda: fetch_accounts(deployment, class_id=args.class_id),
     )
     say(f"wrote {args.out} ({count} cards)")
@@ -160,7 +160,10 @@ def _accounts_reset(args: argparse.Namespace) -> int:
         _say_lines(account_lines(reset_accounts(deployment, persons), args.format))
         return 0
     count = sheet.write_sheet(
-        deployment, args.out, "новые пароли", lambda: reset_accounts(deployment, persons)
+        deployment,
+        args.out,
+        lambda accounts: "новые пароли",
+        lambda: reset_accounts(deployment, persons),
     )
     say(f"wrote {args.out} ({count} cards)")
     return 0

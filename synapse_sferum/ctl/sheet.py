@@ -1,8 +1,11 @@
 """`sferumctl accounts sheet`: printable onboarding cards for school-issued accounts (DESIGN §5).
 
-Pupils too young for a phone get their account on paper: one card per account with the school
-server's URL, the user ID, the one-time password and a QR code for signing in. Rendering is
-pure (accounts, names and URL in, an HTML string out); `write_sheet` does the I/O.
+Pupils too young for a phone get their account on paper: one card per account with the
+person's name and class, the school server's URL, the user ID, the one-time password and a QR
+code that a phone's camera opens as a link to this server's sign-in help (`/join#<user ID>`:
+the address, the login and how to sign in with Element X, FluffyChat or Element). Teachers'
+and staff's cards come on a sheet of their own, after the families'. Rendering is pure
+(accounts and URL in, an HTML string out); `write_sheet` does the I/O.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import qrcode.image.svg
 
 from synapse_sferum.ctl.adminapi import IssuedAccount
 from synapse_sferum.ctl.deploy import TEMPLATE_DIR
-from synapse_sferum.ctl.deployment import Deployment, client_base_url
+from synapse_sferum.ctl.deployment import Deployment, public_base_url
 from synapse_sferum.ctl.errors import CtlError
 
 TEMPLATE = "onboarding-sheet.html.j2"
@@ -30,8 +33,8 @@ TEMPLATE = "onboarding-sheet.html.j2"
 
 @attrs.frozen
 class Card:
-    person: str
-    name: str | None  # the person's name, when the caller knows it
+    name: str  # the person's name, or their sourcedId where the server gave none
+    classes: str  # the titles of the person's classes, e.g. "5А"
     user_id: str
     password: str | None  # None: issued earlier, not shown again
     qr_svg: markupsafe.Markup
@@ -43,22 +46,19 @@ def server_url(config: Mapping[str, Any]) -> str:
     `client_base_url` alone is the address sferumctl itself connects to (often 127.0.0.1), which
     a pupil's tablet cannot reach; a deployment without public_baseurl has nothing better.
     """
-    public = config.get("public_baseurl")
-    url = public if isinstance(public, str) and public else client_base_url(config)
-    return url.rstrip("/")
+    return public_base_url(config)
 
 
-def sign_in_payload(homeserver: str, user_id: str) -> str:
-    """What the QR code encodes: `{"homeserver": URL, "user_id": ID}` as compact JSON.
+def sign_in_link(homeserver: str, user_id: str) -> str:
+    """What the QR code encodes: this server's sign-in help for this login, as a link.
 
-    Not a https://matrix.to/#/@user:server link: matrix.to is a public web service the closed
-    school network may not reach, and it only names the user, so the app would still have to
-    discover the homeserver from the server name (.well-known), which a school server on a
-    private address does not serve. The JSON carries the exact URL to sign in at. The password
-    is deliberately left out: the QR only fills in server and login, the password stays printed
-    text, so a photo of the code alone does not open the account.
+    No Matrix app reads a QR code to fill in a password login, but every phone's camera opens
+    a link: the page (`/join`, which reads the fragment and sends it nowhere) shows the server
+    address and the login, and how to sign in with the apps. Not a matrix.to link: a public
+    service the closed school network may not reach. The password is deliberately left out:
+    it stays printed text, so a photo of the code alone does not open the account.
     """
-    return json.dumps({"homeserver": homeserver, "user_id": user_id}, separators=(",", ":"))
+    return f"{homeserver.rstrip('/')}/join#{user_id}"
 
 
 def qr_svg(data: str) -> markupsafe.Markup:
@@ -96,36 +96,43 @@ def render_sheet(
     *,
     heading: str,
     homeserver: str,
-    names: Mapping[str, str] | None = None,
     page: jinja2.Template | None = None,
 ) -> str:
-    """The HTML page: one card per account, in the admin API's order.
+    """The HTML page: the families' cards, then the staff's on a sheet of their own, each in
+    the admin API's order."""
 
-    `names` maps sourcedIds to names to print; the admin API's answer carries none, so the CLI
-    passes none and each card shows the sourcedId only.
-    """
-    names = names or {}
-    cards = [
-        Card(
-            person=a.person,
-            name=names.get(a.person),
+    def card(a: IssuedAccount) -> Card:
+        return Card(
+            name=a.name or a.person,
+            classes=", ".join(a.classes),
             user_id=a.user_id,
             password=a.password,
-            qr_svg=qr_svg(sign_in_payload(homeserver, a.user_id)),
+            qr_svg=qr_svg(sign_in_link(homeserver, a.user_id)),
         )
-        for a in accounts
-    ]
-    return (page or template()).render(heading=heading, homeserver=homeserver, cards=cards)
+
+    families = [card(a) for a in accounts if not a.staff]
+    staff = [card(a) for a in accounts if a.staff]
+    return (page or template()).render(
+        heading=heading, homeserver=homeserver, families=families, staff=staff
+    )
+
+
+def class_heading(class_id: str, accounts: Sequence[IssuedAccount]) -> str:
+    """«класс 5А»: the class's title, the one every card of the class shares (its sourcedId,
+    "5a", where the server named no classes)."""
+    shared = set.intersection(*(set(a.classes) for a in accounts)) if accounts else set()
+    title = next(iter(shared)) if len(shared) == 1 else class_id
+    return f"класс {title}"
 
 
 def write_sheet(
     deployment: Deployment,
     out: Path,
-    heading: str,
+    heading: Callable[[Sequence[IssuedAccount]], str],
     fetch: Callable[[], Sequence[IssuedAccount]],
 ) -> int:
-    """Asks for accounts (`fetch`: issue or reset them) and prints their cards to a new file;
-    returns the count.
+    """Asks for accounts (`fetch`: issue or reset them) and prints their cards to a new file,
+    under the `heading` they make; returns the count.
 
     The passwords are shown only once, so everything that can fail without the server (the
     template, the config, the output file) is checked before asking for them, and an existing
@@ -149,7 +156,9 @@ def write_sheet(
             out.unlink()  # no account was issued: leave no empty sheet behind
             raise
         try:
-            f.write(render_sheet(accounts, heading=heading, homeserver=homeserver, page=page))
+            f.write(
+                render_sheet(accounts, heading=heading(accounts), homeserver=homeserver, page=page)
+            )
             f.flush()
         except (OSError, ValueError) as e:  # the passwords must not be lost: print them
             raise CtlError(

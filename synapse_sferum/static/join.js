@@ -169,7 +169,17 @@
     show("done");
   }
 
-  $("code").value = decodeURIComponent(window.location.hash.slice(1));
+  // A printed card's QR code opens `/join#@login:server`: how to sign in, nothing to register.
+  function signInHelp(userId) {
+    $("done-title").textContent = "Как войти";
+    $("done-intro").textContent = "Ваша учётная запись уже есть. Войдите в приложение:";
+    $("done-password").textContent = "напечатан на вашей карточке";
+    $("done-server").textContent = window.location.origin;
+    $("done-login").textContent = userId;
+    show("done");
+  }
+
+  const fragment = decodeURIComponent(window.location.hash.slice(1));
   $("code-next").addEventListener("click", busy($("code-next"), lookUp));
   $("confirm-yes").addEventListener("click", busy($("confirm-yes"), confirm));
   $("confirm-no").addEventListener("click", () => { fail(""); $("code").value = ""; show("code"); });
@@ -177,5 +187,10 @@
   $("sms-next").addEventListener("click", busy($("sms-next"), submitSms));
   $("sms-again").addEventListener("click", () => { fail(""); show("phone"); });
   $("password-next").addEventListener("click", busy($("password-next"), finish));
-  show("code");
+  if (fragment.startsWith("@")) {
+    signInHelp(fragment);
+  } else {
+    $("code").value = fragment;
+    show("code");
+  }
 })();

@@ -249,3 +249,42 @@ async def test_the_page_loads_nothing_from_elsewhere_and_bad_requests_get_clear_
         async with session.post(f"{base}/join/code", json={"code": "XXXX"}) as reply:
             answer = await reply.json()
             assert answer["ru.sferum.reason"] == "ru.sferum.link_code_unknown", answer
+
+
+async def test_a_printed_cards_qr_link_opens_the_sign_in_help(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """`sferumctl accounts sheet` prints `<server>/join#<login>` as the card's QR code."""
+    login = f"@lebedev.maksim:{SERVER}"
+    browser = Browser(tmp_path / "profile", f"{deployment.base_url}/join#{login}", False)
+    async with aiohttp.ClientSession() as session:
+        try:
+            await browser.connect(session)
+            async with asyncio.timeout(30):
+                while (
+                    await browser.evaluate("document.body && document.body.dataset.step") != "done"
+                ):
+                    await asyncio.sleep(0.1)
+            text = await browser.evaluate("document.querySelector('main').innerText")
+        finally:
+            await browser.close()
+    assert "Как войти" in text and login in text and deployment.base_url in text, text
+    assert "напечатан на вашей карточке" in text and "Код приглашения" not in text
+
+
+def test_a_class_sheet_names_people_and_classes_and_keeps_teachers_apart(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The printed cards tell the truth: names and the class's title, not roster IDs; the
+    class's teachers on a sheet of their own."""
+    out = tmp_path / "5a.html"
+    sferumctl("accounts", "sheet", str(deployment.dir), "--class", "5a", "--out", str(out))
+    html = out.read_text(encoding="utf-8")
+    assert "<title>Учётные записи: класс 5А</title>" in html
+    families, teachers = html.split('<div class="staff-sheet">')
+    assert "Артём Дмитриевич Волков" in families and "Варвара Ивановна Новикова" in families
+    assert '<div class="classes">5А</div>' in families
+    assert "Учителя и сотрудники: класс 5А" in teachers
+    assert "Марина Сергеевна Иванова" in teachers and "Марина Сергеевна Иванова" not in families
+    for roster_id in ("p-5a-1", "t-1", ">5a<"):
+        assert roster_id not in html, roster_id

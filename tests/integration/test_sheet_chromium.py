@@ -17,10 +17,15 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ACCOUNTS = [
-    IssuedAccount("s-1", "@ivanov.ivan:school1.example.org", "Tq7-x9Lm"),
-    IssuedAccount("s-22", "@li:school1.example.org", None),
-    IssuedAccount("s-3", "@petrova.anna:school1.example.org", "Zz8_kP4q"),
+    IssuedAccount("s-1", "@ivanov.ivan:school1.example.org", "Tq7-x9Lm", "Иван Иванов", ("5А",)),
+    IssuedAccount("s-22", "@li:school1.example.org", None, "Ли Вэй", ("5А",)),
+    IssuedAccount(
+        "s-3", "@petrova.anna:school1.example.org", "Zz8_kP4q", "Анна <b>Петрова</b>", ("5А",)
+    ),
 ]
+TEACHER = IssuedAccount(
+    "t-1", "@ivanova.marina:school1.example.org", "Kk9-m2Pq", "Марина Иванова", ("5А",), True
+)
 
 
 def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -51,18 +56,15 @@ def test_sheet_renders_in_chromium(tmp_path: Path) -> None:
     page = tmp_path / "sheet.html"
     page.write_text(
         render_sheet(
-            ACCOUNTS,
-            heading="класс 5a",
-            homeserver="https://school1.example.org",
-            names={"s-3": "Анна <b>Петрова</b>"},
+            [*ACCOUNTS, TEACHER], heading="класс 5А", homeserver="https://school1.example.org"
         ),
         encoding="utf-8",
     )
     url = page.as_uri()
 
     dom = chromium(tmp_path / "profile-dom", "--dump-dom", url).stdout
-    assert dom.count('class="card"') == len(ACCOUNTS)
-    assert dom.count("<svg") == len(ACCOUNTS)
+    assert dom.count('class="card"') == len(ACCOUNTS) + 1
+    assert dom.count("<svg") == len(ACCOUNTS) + 1
     assert "Пароль выдан ранее" in dom and "Tq7-x9Lm" in dom
     assert "Анна &lt;b&gt;Петрова&lt;/b&gt;" in dom  # text, not markup
 

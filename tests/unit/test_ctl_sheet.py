@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from synapse_sferum.ctl.adminapi import IssuedAccount
-from synapse_sferum.ctl.sheet import render_sheet, server_url, sign_in_payload
+from synapse_sferum.ctl.sheet import class_heading, render_sheet, server_url, sign_in_link
 from tests.unit.test_ctl_adminapi import (  # noqa: F401  (api: the stand-in server fixture)
     FakeApi,
     api,
@@ -20,34 +20,40 @@ from tests.unit.test_ctl_adminapi import (  # noqa: F401  (api: the stand-in ser
 
 HOMESERVER = "https://school1.example.org"
 ACCOUNTS = [
-    IssuedAccount("s-1", "@ivanov.ivan:school1.example.org", "Tq7-x9Lm"),
-    IssuedAccount("s-22", "@li:school1.example.org", None),
-    IssuedAccount("s-<3>", "@petrova.anna:school1.example.org", "Zz8_kP4q"),
+    IssuedAccount("s-1", "@ivanov.ivan:school1.example.org", "Tq7-x9Lm", "Иван Иванов", ("5А",)),
+    IssuedAccount("s-22", "@li:school1.example.org", None, "Ли Вэй", ("5А",)),
+    IssuedAccount(
+        "s-<3>", "@petrova.anna:school1.example.org", "Zz8_kP4q", "Анна <b>Петрова</b>", ("5А",)
+    ),
 ]
-NAMES = {"s-<3>": "Анна <b>Петрова</b>"}
+TEACHER = IssuedAccount(
+    "t-1", "@ivanova.marina:school1.example.org", "Kk9-m2Pq", "Марина Иванова", ("5А", "6Б"), True
+)
 
 
 def render() -> str:
-    return render_sheet(ACCOUNTS, heading="класс 5a", homeserver=HOMESERVER, names=NAMES)
+    return render_sheet(ACCOUNTS, heading="класс 5А", homeserver=HOMESERVER)
 
 
 def test_cards() -> None:
     html = render()
     for account in ACCOUNTS:
         assert account.user_id in html
+        assert account.person not in html.replace("s-&lt;3&gt;", "s-<3>")  # never the sourcedId
+    assert "Иван Иванов" in html and html.count('<div class="classes">5А</div>') == 3
     assert "Tq7-x9Lm" in html and "Zz8_kP4q" in html
     assert html.count("Пароль выдан ранее") == 1
     assert html.count("<svg") == len(ACCOUNTS)
     assert html.count('class="card"') == len(ACCOUNTS)
     for label in ("Сервер", "Логин", "Пароль"):
         assert html.count(f"<dt>{label}</dt>") == len(ACCOUNTS)
-    assert html.count(HOMESERVER) == len(ACCOUNTS)
+    assert html.count(f"<dd>{HOMESERVER}</dd>") == len(ACCOUNTS)
+    assert "Наведите камеру телефона" in html and "заполнятся сами" not in html
 
 
 def test_escaping() -> None:
     html = render()
     assert "Анна &lt;b&gt;Петрова&lt;/b&gt;" in html
-    assert "s-&lt;3&gt;" in html
     assert "<b>" not in html and "s-<3>" not in html
 
 
@@ -66,11 +72,27 @@ def test_empty_class() -> None:
     assert "<svg" not in html and "В классе нет учеников" in html
 
 
-def test_sign_in_payload() -> None:
-    assert json.loads(sign_in_payload(HOMESERVER, "@li:x")) == {
-        "homeserver": HOMESERVER,
-        "user_id": "@li:x",
-    }
+def test_teachers_cards_come_on_a_sheet_of_their_own() -> None:
+    html = render_sheet(
+        [ACCOUNTS[0], TEACHER, ACCOUNTS[1]], heading="класс 5А", homeserver=HOMESERVER
+    )
+    families, staff = html.split('<div class="staff-sheet">')
+    assert "Учётные записи: класс 5А" in families and "Марина Иванова" not in families
+    assert "Иван Иванов" in families and "Ли Вэй" in families
+    assert "Учителя и сотрудники: класс 5А" in staff and "Марина Иванова" in staff
+    assert '<div class="classes">5А, 6Б</div>' in staff
+    assert ".staff-sheet { break-before: page;" in html
+    assert "staff-sheet" not in render().split("</style>")[1]  # no empty teachers' sheet
+
+
+def test_the_qr_code_is_a_link_to_the_sign_in_help() -> None:
+    assert sign_in_link(HOMESERVER + "/", "@li:x") == f"{HOMESERVER}/join#@li:x"
+
+
+def test_the_heading_names_the_class_by_its_title() -> None:
+    assert class_heading("5a", [ACCOUNTS[0], TEACHER]) == "класс 5А"
+    assert class_heading("5a", []) == "класс 5a"
+    assert class_heading("5a", [IssuedAccount("s-1", "@a:x", None)]) == "класс 5a"
 
 
 def test_server_url() -> None:
@@ -88,8 +110,15 @@ def test_command(
     folder = deployment_at(tmp_path, fake.port)
     fake.body = {
         "accounts": [
-            {"person": "s-1", "user_id": "@ivanov.ivan:localhost", "password": "Tq7-x9Lm"},
-            {"person": "s-22", "user_id": "@li:localhost", "password": None},
+            {
+                "person": "s-1",
+                "user_id": "@ivanov.ivan:localhost",
+                "password": "Tq7-x9Lm",
+                "name": "Иван Иванов",
+                "classes": ["5А"],
+                "staff": False,
+            },
+            {"person": "s-22", "user_id": "@li:localhost", "password": None},  # an older server
         ]
     }
     out_file = tmp_path / "5a.html"
@@ -99,6 +128,7 @@ def test_command(
     assert json.loads(fake.requests[0][2]) == {"class": "5a"}
     html = out_file.read_text(encoding="utf-8")
     assert "@ivanov.ivan:localhost" in html and "Tq7-x9Lm" in html
+    assert "Иван Иванов" in html and "<title>Учётные записи: класс 5a</title>" in html
     assert f"http://127.0.0.1:{fake.port}" in html  # init's default public_baseurl
     assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
 
