@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.clients import NewUser, login
+from tests.integration.clients import NewUser, User, login
 from tests.integration.harness import Deployment, copy_roster, sferumctl
 from tests.integration.test_registration import link_code
 from tests.integration.test_sfu_page import CHROMIUM, Browser
@@ -288,3 +288,79 @@ def test_a_class_sheet_names_people_and_classes_and_keeps_teachers_apart(
     assert "Марина Сергеевна Иванова" in teachers and "Марина Сергеевна Иванова" not in families
     for roster_id in ("p-5a-1", "t-1", ">5a<"):
         assert roster_id not in html, roster_id
+
+
+# -- then into the app: sign-in as the phone apps do it ------------------------------------------
+
+SLIDING_SYNC = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+
+
+async def test_element_x_signs_in_with_a_password_and_lists_exactly_the_school_rooms(
+    deployment: Deployment,
+) -> None:
+    """Element X's requests (matrix-rust-sdk: server discovery, versions, auth metadata, login
+    flows, password login, then simplified sliding sync, MSC4186), replayed against this server
+    with the module loaded: a pupil's room list is exactly their rooms, each with its name."""
+    pupil = deployment.issue("p-6b-2")["p-6b-2"]  # a pupil no other test here signs up
+    base = deployment.base_url
+    async with aiohttp.ClientSession() as http:
+
+        async def get(path: str) -> tuple[int, dict[str, object]]:
+            async with http.get(base + path) as response:
+                return response.status, await response.json(content_type=None) or {}
+
+        status, well_known = await get("/.well-known/matrix/client")
+        assert status == 200, well_known
+        assert well_known["m.homeserver"] == {"base_url": f"{base}/"}, well_known
+        status, versions = await get("/_matrix/client/versions")
+        features = versions["unstable_features"]
+        assert isinstance(features, dict) and features.get("org.matrix.simplified_msc3575")
+        # No next-generation auth here (no OIDC issuer): the apps offer the password form.
+        status, _ = await get("/_matrix/client/unstable/org.matrix.msc2965/auth_metadata")
+        assert status in (401, 404), status
+        status, flows = await get("/_matrix/client/v3/login")
+        types = {f["type"] for f in flows["flows"]}  # type: ignore[attr-defined]
+        assert "m.login.password" in types, flows
+        login_body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "popova.viktoria"},  # as typed
+            "password": pupil["password"],
+            "initial_device_display_name": "Element X iOS",
+        }
+        async with http.post(f"{base}/_matrix/client/v3/login", json=login_body) as response:
+            session = await response.json()
+            assert response.status == 200, session
+    assert session["user_id"] == f"@popova.viktoria:{SERVER}"
+    user = User(base, session["user_id"], session["access_token"])
+    deployment.reconcile()
+    joined = await user.joined_rooms()
+    assert len(joined) >= 5, joined  # the school and class spaces, chat, news, lesson, diary…
+
+    request = {
+        "conn_id": "room-list",
+        "lists": {
+            "all_rooms": {
+                "ranges": [[0, 99]],
+                "timeline_limit": 1,
+                "required_state": [
+                    ["m.room.name", ""],
+                    ["m.room.avatar", ""],
+                    ["m.room.encryption", ""],
+                    ["m.room.member", "$LAZY"],
+                    ["m.room.create", ""],
+                ],
+            }
+        },
+        "extensions": {"account_data": {"enabled": True}, "receipts": {"enabled": True}},
+    }
+    reply = await user.call_path("POST", f"{SLIDING_SYNC}?timeout=0", request)
+    assert reply.status == 200, reply
+    listed = reply.body["lists"]["all_rooms"]
+    assert listed["count"] == len(joined), (listed, joined)
+    rooms = reply.body["rooms"]
+    assert set(rooms) == joined
+    for room_id, room in rooms.items():
+        assert room.get("name"), (room_id, room)  # every school room has its name
+    chat = await user.resolve(f"#class-6b:{SERVER}")
+    state = await user.call("GET", f"/rooms/{chat}/state/m.room.name")
+    assert rooms[chat]["name"] == state.body["name"], (rooms[chat], state)
