@@ -26,6 +26,9 @@ from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
 
+#: Who issued a code through this API (sferumctl): the server's operator.
+ISSUED_BY_ADMIN = "admin-api"
+
 MAX_ROSTER_BYTES = 512 * 1024 * 1024
 
 Handler = Callable[[Any], Awaitable[tuple[int, Any]]]
@@ -176,7 +179,7 @@ class AdminApi:
                     p for p in person_ids if await self._directory.user_for_person(p) is None
                 ]
                 issued, skipped = await self._registrar.issue_codes(
-                    without_account, days, skip_refused=True
+                    without_account, days, issued_by=ISSUED_BY_ADMIN, skip_refused=True
                 )
             elif (
                 isinstance(body.get("persons"), list)
@@ -184,7 +187,9 @@ class AdminApi:
                 and all(isinstance(p, str) for p in body["persons"])
             ):
                 persons = list(dict.fromkeys(body["persons"]))
-                issued, skipped = await self._registrar.issue_codes(persons, days)
+                issued, skipped = await self._registrar.issue_codes(
+                    persons, days, issued_by=ISSUED_BY_ADMIN
+                )
             else:
                 raise AccountRequestError(
                     'body must be {"persons": [sourcedId, ...]} or {"class": classId}'

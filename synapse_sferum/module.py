@@ -12,6 +12,7 @@ from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
 from synapse_sferum.config import SferumConfig, SferumConfigError, parse_config
+from synapse_sferum.invites import TeacherInvites
 from synapse_sferum.join import JoinPage
 from synapse_sferum.lifecycle import Departures
 from synapse_sferum.media import MediaGate
@@ -68,6 +69,9 @@ class SferumModule:
         MsisdnDelegate(api, config, self.directory, clock).register()
         JoinPage(
             api, self.directory, self.registrar, clock, config.rules.min_account_age_years
+        ).register()
+        TeacherInvites(
+            api, self.directory, self.registrar, bot, config.link_codes.expiry_days
         ).register()
         self.admin_api = AdminApi(
             api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret

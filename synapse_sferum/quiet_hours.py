@@ -44,6 +44,7 @@ from synapse.types import StateMap
 
 from sferum_shared import Clock
 from synapse_sferum import compat
+from synapse_sferum.botchat import is_chat_with_bot, joined, say
 from synapse_sferum.model import Member, Role
 from synapse_sferum.policy import quiet
 from synapse_sferum.rooms import DM_CREATION_FLAG
@@ -64,14 +65,6 @@ def _moment(ms: int) -> datetime:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def _joined(state: StateMap[EventBase]) -> set[str]:
-    return {
-        key[1]
-        for key, event in state.items()
-        if key[0] == "m.room.member" and event.membership == "join"
-    }
 
 
 class QuietHours:
@@ -250,9 +243,9 @@ class QuietHours:
                 return
             if event.type == "m.room.member":
                 if event.state_key == self._bot and event.membership == "invite":
-                    joined = _joined(state_events)
+                    members = joined(state_events)
                     self._api.run_as_background_process(
-                        "sferum_quiet_invite", self._logged, self._answer_invite, event, joined
+                        "sferum_quiet_invite", self._logged, self._answer_invite, event, members
                     )
                 return
             if event.type not in MESSAGE_TYPES or event.is_state():
@@ -268,14 +261,14 @@ class QuietHours:
                 and bot_member is not None
                 and bot_member.membership == "join"
             ):
-                if _joined(state_events) == {event.sender, self._bot}:
+                if is_chat_with_bot(state_events, event.sender, self._bot):
                     self._api.run_as_background_process(
                         "sferum_quiet_command", self._logged, self._command, event
                     )
                 return
             create = state_events.get(("m.room.create", ""))
             if create is not None and create.content.get(DM_CREATION_FLAG):
-                others = sorted(_joined(state_events) - {event.sender})
+                others = sorted(joined(state_events) - {event.sender})
                 self._api.run_as_background_process(
                     "sferum_quiet_notice", self._logged, self._auto_reply, event, others
                 )
@@ -386,11 +379,4 @@ class QuietHours:
         await self._say(event.room_id, quiet.help_text(self._config.default_timezone))
 
     async def _say(self, room_id: str, text: str) -> None:
-        await self._api.create_and_send_event_into_room(
-            {
-                "type": "m.room.message",
-                "room_id": room_id,
-                "sender": self._bot,
-                "content": {"msgtype": "m.notice", "body": text},
-            }
-        )
+        await say(self._api, self._bot, room_id, text)

@@ -106,10 +106,16 @@ class Registrar:
     # -- linking codes (admin API) ---------------------------------------------------------
 
     async def issue_codes(
-        self, person_ids: list[str], expiry_days: int | None, *, skip_refused: bool = False
+        self,
+        person_ids: list[str],
+        expiry_days: int | None,
+        *,
+        issued_by: str,
+        skip_refused: bool = False,
     ) -> tuple[list[IssuedCode], list[RegistrationRefused]]:
         """One new code per person. Someone who may not register refuses the whole request,
-        or, with `skip_refused` (a whole class), is left out and reported."""
+        or, with `skip_refused` (a whole class), is left out and reported. `issued_by` (the
+        admin API, or a teacher's user ID) is kept with every code and logged."""
         refusals = []
         for person_id in person_ids:
             refusal = new_account_refusal(
@@ -127,7 +133,13 @@ class Registrar:
             for p in person_ids
             if p not in refused
         ]
-        await self._directory.run("sferum_issue_codes", _insert_codes_txn, codes, now)
+        await self._directory.run("sferum_issue_codes", _insert_codes_txn, codes, now, issued_by)
+        if codes:
+            logger.info(
+                "Linking codes issued by %s for %s",
+                issued_by,
+                ", ".join(code.person_id for code in codes),
+            )
         issued = []
         for code in codes:
             person = await self._directory.run(
@@ -291,8 +303,8 @@ class RegistrationRefusedMany(Exception):
         super().__init__("; ".join(str(r) for r in refusals))
 
 
-def _insert_codes_txn(txn: Any, codes: list[LinkCode], now_ms: int) -> None:
-    identity.insert_codes_txn(txn, codes, now_ms)
+def _insert_codes_txn(txn: Any, codes: list[LinkCode], now_ms: int, issued_by: str) -> None:
+    identity.insert_codes_txn(txn, codes, now_ms, issued_by)
     for code in codes:
         compat.create_registration_token_txn(txn, code.code, code.expires_ms)
 

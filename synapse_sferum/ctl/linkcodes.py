@@ -14,15 +14,9 @@ import attrs
 from synapse_sferum.ctl.adminapi import call, parse_link_codes
 from synapse_sferum.ctl.deployment import Deployment, public_base_url
 from synapse_sferum.ctl.tables import format_table
+from synapse_sferum.policy.invites import join_link
 
 COLUMNS = ["person", "name", "code", "expires", "link"]
-#: Where a code becomes a link: the registration page (`synapse_sferum.join`) reads the fragment,
-#: which browsers never send to a server.
-JOIN_PATH = "/join#"
-
-
-def join_link(base_url: str, code: str) -> str:
-    return f"{base_url.rstrip('/')}{JOIN_PATH}{code}"
 
 
 def _expires(ms: int) -> str:

@@ -71,12 +71,12 @@ def phone_owner_txn(txn: Txn, msisdn: str) -> str | None:
     return row[0] if row else None
 
 
-def insert_codes_txn(txn: Txn, codes: Iterable[LinkCode], now_ms: int) -> None:
+def insert_codes_txn(txn: Txn, codes: Iterable[LinkCode], now_ms: int, issued_by: str) -> None:
     for code in codes:
         txn.execute(
-            "INSERT INTO sferum_link_codes (code, person_id, created_ts, expires_ts)"
-            " VALUES (?, ?, ?, ?)",
-            (code.code, code.person_id, now_ms, code.expires_ms),
+            "INSERT INTO sferum_link_codes (code, person_id, created_ts, expires_ts, issued_by)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (code.code, code.person_id, now_ms, code.expires_ms, issued_by),
         )
 
 

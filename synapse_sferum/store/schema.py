@@ -109,6 +109,9 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS sferum_media_rooms ("
         " media_id TEXT NOT NULL, room_id TEXT NOT NULL, PRIMARY KEY (media_id, room_id))",
     ),
+    # version 6 (issue 13): who issued each linking code: the admin API (sferumctl), or the
+    # Matrix user of a class teacher who asked the platform bot
+    ("ALTER TABLE sferum_link_codes ADD COLUMN issued_by TEXT",),
 )
 
 

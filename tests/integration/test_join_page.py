@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 
 from tests.integration.clients import NewUser, User, login
 from tests.integration.harness import Deployment, copy_roster, sferumctl
+from tests.integration.test_quiet_hours import timeline, until
 from tests.integration.test_registration import link_code
 from tests.integration.test_sfu_page import CHROMIUM, Browser
 
@@ -364,3 +366,87 @@ async def test_element_x_signs_in_with_a_password_and_lists_exactly_the_school_r
     chat = await user.resolve(f"#class-6b:{SERVER}")
     state = await user.call("GET", f"/rooms/{chat}/state/m.room.name")
     assert rooms[chat]["name"] == state.body["name"], (rooms[chat], state)
+
+
+# -- the teacher's invite links: «коды 5А» to the platform bot ------------------------------------
+
+
+async def chat_with_bot(user: User) -> Callable[[str], Awaitable[str]]:
+    """The user's one-to-one chat with the platform bot; returns how to ask it something."""
+    bot_id = f"@sferum:{SERVER}"
+    created = await user.create_room(invite=[bot_id], preset="private_chat")
+    assert created.status == 200, created
+    room = created.body["room_id"]
+
+    async def bot_joined() -> bool:
+        return bot_id in await user.members(room)
+
+    await until(bot_joined, "the bot to join")
+
+    async def ask(text: str) -> str:
+        sent = await user.send_text(room, text)
+        assert sent.status == 200, sent
+
+        async def reply() -> str | None:
+            events = await timeline(user, room)
+            position = next(
+                i for i, e in enumerate(events) if e["event_id"] == sent.body["event_id"]
+            )
+            for e in events[position + 1 :]:
+                if e["sender"] == bot_id and e["content"].get("msgtype") == "m.notice":
+                    return str(e["content"]["body"])
+            return None
+
+        answer: str = await until(reply, f"the bot's answer to {text!r}")
+        return answer
+
+    return ask
+
+
+async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_does(
+    deployment: Deployment,
+) -> None:
+    base = deployment.base_url
+
+    async def signed_in(person: str) -> User:
+        """The person's account, with a new card if it was issued before (another test)."""
+        account = deployment.issue(person)[person]
+        if account["password"] is None:
+            out = sferumctl(
+                "accounts", "reset", str(deployment.dir), "--person", person, "--format", "json"
+            )
+            [account] = json.loads(out.stdout)
+        return await login(base, account["user_id"], account["password"])
+
+    teacher = await signed_in("t-1")
+
+    class_teacher = await chat_with_bot(teacher)  # 5А's class teacher
+    answer = await class_teacher("коды 5а")
+    assert answer.startswith("Ссылки-приглашения для 5А"), answer
+    links = re.findall(rf"{re.escape(base)}/join#([A-Z0-9-]+)", answer)
+    assert links, answer
+    # Pupils and parents of 5А without an account, not its teachers; each link works.
+    assert "Варвара Ивановна Новикова" in answer and "Иван Александрович Новиков" in answer
+    assert "Марина" not in answer.split("\n\n")[1], answer
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{base}/join/code", json={"code": links[0]}) as reply,
+    ):
+        assert reply.status == 200, await reply.text()
+    issued_by = deployment.sql("SELECT issued_by FROM sferum_link_codes WHERE code = ?", links[0])
+    assert issued_by == [(teacher.user_id,)], issued_by
+
+    # 5А's other teacher, a class teacher asking for another class: refused, and why.
+    other_teacher = await chat_with_bot(await signed_in("t-3"))
+    assert "выдаёт классный руководитель" in await other_teacher("коды 5А")
+    assert "выдаёт классный руководитель" in await class_teacher("коды 6Б")
+    assert "нет в вашей школе" in await class_teacher("коды 9Я")
+    assert "напишите «коды 5А»" in await class_teacher("коды")
+    # The school's administration may.
+    head = await chat_with_bot(await signed_in("staff-2"))
+    assert (await head("!коды 6Б")).startswith("Ссылки-приглашения для 6Б")
+
+    # A parent cannot even bring the bot into a chat.
+    parent = await signed_in("g-kozlova")
+    invited = await parent.create_room(invite=[f"@sferum:{SERVER}"], preset="private_chat")
+    assert invited.status == 403, invited
