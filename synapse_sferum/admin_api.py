@@ -8,7 +8,6 @@ the server and needs no account).
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
 from synapse_sferum.admin_protocol import PREFIX, PROBLEMS_KEY, ROSTER_NAME_PARAM
+from synapse_sferum.bodies import json_object
 from synapse_sferum.model import Member, RosterError
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
@@ -50,16 +50,6 @@ class _Endpoint(DirectServeJsonResource):
                 401, "A valid admin_api_secret bearer token is required", Codes.UNAUTHORIZED
             )
         return await self._handler(request)
-
-
-def _json_body(request: Any) -> dict[str, Any]:
-    try:
-        body = json.loads(request.content.read() or b"{}")
-    except ValueError as e:
-        raise SynapseError(400, f"Body is not JSON: {e}", Codes.NOT_JSON) from e
-    if not isinstance(body, dict):
-        raise SynapseError(400, "Body must be a JSON object", Codes.BAD_JSON)
-    return body
 
 
 class AdminApi:
@@ -122,7 +112,7 @@ class AdminApi:
         return 200, {"counts": report.to_json(), "dry_run": dry_run}
 
     async def _issue_accounts(self, request: Any) -> tuple[int, Any]:
-        body = _json_body(request)
+        body = json_object(request)
         snapshot = await self._directory.snapshot()
         try:
             if isinstance(body.get("class"), str):
@@ -143,7 +133,7 @@ class AdminApi:
         return 200, {"accounts": [a.to_json() for a in issued]}
 
     async def _reset_accounts(self, request: Any) -> tuple[int, Any]:
-        persons = _json_body(request).get("persons")
+        persons = json_object(request).get("persons")
         if not (
             isinstance(persons, list) and persons and all(isinstance(p, str) for p in persons)
         ):
@@ -161,7 +151,7 @@ class AdminApi:
     async def _issue_link_codes(self, request: Any) -> tuple[int, Any]:
         """Codes for people ("persons": all or nothing) or a class (pupils, their guardians
         and teachers; whoever may not register is skipped and reported)."""
-        body = _json_body(request)
+        body = json_object(request)
         days = body.get("expires_days")
         if days is not None and (
             isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365
@@ -211,7 +201,7 @@ class AdminApi:
         Rooms that belong to one person (a pupil's diary) have no alias in Synapse's directory,
         where anyone could look them up; the bridge finds them here. Unknown names are left out.
         """
-        wanted = _json_body(request).get("aliases")
+        wanted = json_object(request).get("aliases")
         if not (isinstance(wanted, list) and all(isinstance(a, str) for a in wanted)):
             raise SynapseError(
                 400, 'body must be {"aliases": [alias localpart, ...]}', Codes.INVALID_PARAM
@@ -228,7 +218,7 @@ class AdminApi:
         The diary bridge asks this before it shows marks, so it needs no copy of the directory
         that could lag behind a roster change (a guardian removed yesterday sees nothing today).
         """
-        body = _json_body(request)
+        body = json_object(request)
         user_id, person_id = body.get("user_id"), body.get("person")
         if isinstance(user_id, str) and person_id is None:
             member = await self._directory.get_member(user_id)
@@ -253,7 +243,7 @@ class AdminApi:
         For a room the platform did not make, `direct_chat` says whether it is a direct chat
         the caller may call in: two joined members, both of the directory.
         """
-        body = _json_body(request)
+        body = json_object(request)
         user_id, room_id = body.get("user_id"), body.get("room_id")
         if not isinstance(user_id, str) or not isinstance(room_id, str):
             raise SynapseError(

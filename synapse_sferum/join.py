@@ -18,7 +18,6 @@ code, then a password): every rule and error is the module's own (`registration`
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from synapse.module_api import DirectServeHtmlResource, DirectServeJsonResource,
 from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared import Clock
+from synapse_sferum.bodies import json_object
 from synapse_sferum.model import Role
 from synapse_sferum.policy.identity import (
     MESSAGES,
@@ -134,14 +134,8 @@ class _Lookup(DirectServeJsonResource):
         self._handler = handler
 
     async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
-        try:
-            body = json.loads(request.content.read() or b"{}")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise SynapseError(400, "Body must be a JSON object", Codes.NOT_JSON)
         address = request.getClientAddress().host
-        return 200, await self._handler(address, body)
+        return 200, await self._handler(address, json_object(request))
 
 
 class JoinPage:

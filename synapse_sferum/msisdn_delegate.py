@@ -7,7 +7,6 @@ stage. Errors carry an errcode and a namespaced reason, which Synapse passes to 
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -17,6 +16,7 @@ from synapse.module_api.errors import Codes, SynapseError
 from sferum_shared import Clock
 from synapse_sferum import compat
 from synapse_sferum.admin_protocol import msisdn_delegate_base
+from synapse_sferum.bodies import json_object
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.policy.identity import MESSAGES, IdentityReason
 from synapse_sferum.policy.phone import (
@@ -59,16 +59,6 @@ def _refused(code: int, errcode: str, message: str, reason: str, **extra: Any) -
     return SynapseError(code, message, errcode, {REASON_KEY: reason, **extra})
 
 
-def _body(request: Any) -> dict[str, Any]:
-    try:
-        body = json.loads(request.content.read() or b"{}")
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise SynapseError(400, "Body must be a JSON object", Codes.NOT_JSON)
-    return body
-
-
 def _field(body: dict[str, Any], key: str, *, required: bool = True) -> str:
     """A string field of the identity API's body (the spec's types: no numbers for strings)."""
     value = body.get(key)
@@ -97,7 +87,7 @@ class _Post(DirectServeJsonResource):
         self._handler = handler
 
     async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
-        result: tuple[int, Any] = await self._handler(_body(request))
+        result: tuple[int, Any] = await self._handler(json_object(request))
         return result
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.integration.clients import NewUser, User, login
 from tests.integration.harness import Deployment, copy_roster, sferumctl
-from tests.integration.test_quiet_hours import timeline, until
+from tests.integration.test_quiet_hours import chat_with_bot
 from tests.integration.test_registration import link_code
 from tests.integration.test_sfu_page import CHROMIUM, Browser
 
@@ -241,7 +241,7 @@ async def test_the_page_loads_nothing_from_elsewhere_and_bad_requests_get_clear_
             assert script.status == 200 and script.content_type == "application/javascript"
         for body, status, errcode in (
             (b"{not json", 400, "M_NOT_JSON"),
-            (b"[]", 400, "M_NOT_JSON"),
+            (b"[]", 400, "M_BAD_JSON"),
             (b'{"code": 5}', 400, "M_INVALID_PARAM"),
             (b'{"code": "ABCD-EFGH-JKMN"}', 404, "M_NOT_FOUND"),
         ):
@@ -371,38 +371,6 @@ async def test_element_x_signs_in_with_a_password_and_lists_exactly_the_school_r
 # -- the teacher's invite links: «коды 5А» to the platform bot ------------------------------------
 
 
-async def chat_with_bot(user: User) -> Callable[[str], Awaitable[str]]:
-    """The user's one-to-one chat with the platform bot; returns how to ask it something."""
-    bot_id = f"@sferum:{SERVER}"
-    created = await user.create_room(invite=[bot_id], preset="private_chat")
-    assert created.status == 200, created
-    room = created.body["room_id"]
-
-    async def bot_joined() -> bool:
-        return bot_id in await user.members(room)
-
-    await until(bot_joined, "the bot to join")
-
-    async def ask(text: str) -> str:
-        sent = await user.send_text(room, text)
-        assert sent.status == 200, sent
-
-        async def reply() -> str | None:
-            events = await timeline(user, room)
-            position = next(
-                i for i, e in enumerate(events) if e["event_id"] == sent.body["event_id"]
-            )
-            for e in events[position + 1 :]:
-                if e["sender"] == bot_id and e["content"].get("msgtype") == "m.notice":
-                    return str(e["content"]["body"])
-            return None
-
-        answer: str = await until(reply, f"the bot's answer to {text!r}")
-        return answer
-
-    return ask
-
-
 async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_does(
     deployment: Deployment,
 ) -> None:
@@ -420,7 +388,7 @@ async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_d
 
     teacher = await signed_in("t-1")
 
-    class_teacher = await chat_with_bot(teacher)  # 5А's class teacher
+    class_teacher = await chat_with_bot(teacher, SERVER)  # 5А's class teacher
     answer = await class_teacher("коды 5а")
     assert answer.startswith("Ссылки-приглашения для 5А"), answer
     links = re.findall(rf"{re.escape(base)}/join#([A-Z0-9-]+)", answer)
@@ -437,13 +405,13 @@ async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_d
     assert issued_by == [(teacher.user_id,)], issued_by
 
     # 5А's other teacher, a class teacher asking for another class: refused, and why.
-    other_teacher = await chat_with_bot(await signed_in("t-3"))
+    other_teacher = await chat_with_bot(await signed_in("t-3"), SERVER)
     assert "выдаёт классный руководитель" in await other_teacher("коды 5А")
     assert "выдаёт классный руководитель" in await class_teacher("коды 6Б")
     assert "нет в вашей школе" in await class_teacher("коды 9Я")
     assert "напишите «коды 5А»" in await class_teacher("коды")
     # The school's administration may.
-    head = await chat_with_bot(await signed_in("staff-2"))
+    head = await chat_with_bot(await signed_in("staff-2"), SERVER)
     assert (await head("!коды 6Б")).startswith("Ссылки-приглашения для 6Б")
 
     # A parent cannot even bring the bot into a chat.

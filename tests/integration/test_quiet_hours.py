@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -231,25 +231,24 @@ async def test_no_push_while_quiet_one_notice_and_pushes_resume_on_time(school: 
         assert len(await notices()) == 1
 
 
-async def test_chat_command_to_the_bot(school: School) -> None:
-    teacher = await school.login(school.colleague)
-    bot_id = f"@sferum:{SERVER}"
-    # The teacher opens a chat with the platform's bot, which joins and answers commands.
-    created = await teacher.create_room(invite=[bot_id], preset="private_chat")
+async def chat_with_bot(user: User, server: str) -> Callable[[str], Awaitable[str]]:
+    """The user's one-to-one chat with the platform bot; returns how to ask it something."""
+    bot_id = f"@sferum:{server}"
+    created = await user.create_room(invite=[bot_id], preset="private_chat")
     assert created.status == 200, created
     room = created.body["room_id"]
 
     async def bot_joined() -> bool:
-        return bot_id in await teacher.members(room)
+        return bot_id in await user.members(room)
 
     await until(bot_joined, "the bot to join")
 
     async def ask(text: str) -> str:
-        sent = await teacher.send_text(room, text)
+        sent = await user.send_text(room, text)
         assert sent.status == 200, sent
 
         async def reply() -> str | None:
-            events = await timeline(teacher, room)
+            events = await timeline(user, room)
             position = next(
                 i for i, e in enumerate(events) if e["event_id"] == sent.body["event_id"]
             )
@@ -260,6 +259,13 @@ async def test_chat_command_to_the_bot(school: School) -> None:
 
         answer: str = await until(reply, f"the bot's answer to {text!r}")
         return answer
+
+    return ask
+
+
+async def test_chat_command_to_the_bot(school: School) -> None:
+    teacher = await school.login(school.colleague)
+    ask = await chat_with_bot(teacher, SERVER)
 
     back, _ = far_from_now()
     day = DAYS_RU[back.weekday()]
