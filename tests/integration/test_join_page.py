@@ -414,7 +414,8 @@ async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_d
     head = await chat_with_bot(await signed_in("staff-2"), SERVER)
     assert (await head("!коды 6Б")).startswith("Ссылки-приглашения для 6Б")
 
-    # A parent cannot even bring the bot into a chat.
-    parent = await signed_in("g-kozlova")
-    invited = await parent.create_room(invite=[f"@sferum:{SERVER}"], preset="private_chat")
-    assert invited.status == 403, invited
+    # A parent or a pupil cannot even bring the bot into a chat.
+    for person in ("g-kozlova", "p-6b-3"):
+        user = await signed_in(person)
+        invited = await user.create_room(invite=[f"@sferum:{SERVER}"], is_direct=True)
+        assert invited.status == 403, (person, invited)
