@@ -309,3 +309,18 @@ def guard_media_downloads(may_fetch: MediaCheck) -> None:
         on_get._sferum_guarded = True  # type: ignore[attr-defined]
         on_get.__wrapped__ = serve  # type: ignore[attr-defined]
         servlet.on_GET = on_get  # type: ignore[method-assign]
+
+
+def openid_user_txn(txn: Txn, token: str, now_ms: int) -> str | None:
+    """The user an OpenID token (`/user/{id}/openid/request_token`) stands for, while valid.
+
+    The module's own widget page (`/join/codes`) gets such a token from the client. Other
+    servers check one at the federation API's `openid/userinfo`; the module has no public way to
+    ask its own server, so it reads the row Synapse's `get_user_id_for_open_id_token` reads.
+    """
+    txn.execute(
+        "SELECT user_id FROM open_id_tokens WHERE token = ? AND ? <= ts_valid_until_ms",
+        (token, now_ms),
+    )
+    row = txn.fetchone()
+    return str(row[0]) if row else None

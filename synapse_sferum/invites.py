@@ -1,4 +1,5 @@
-"""The teacher's invite links: «коды 5А» to the platform bot in a one-to-one chat with it.
+"""The teacher's invite links: «коды 5А» to the platform bot in a one-to-one chat with it, or
+the staff room's widget, a page (`/join/codes`) that asks the client for an OpenID token.
 
 The glue around `policy.invites`: it picks the command out of new events (the bot is in the
 chat already: it joins a school adult's chat when invited, `quiet_hours`), decides with the
@@ -10,11 +11,16 @@ background tasks.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any
 
+import attrs
 from synapse.module_api import EventBase, ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
 from synapse.types import StateMap
 
+from sferum_shared import Clock
+from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, say
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.model import EnrollmentRole
@@ -68,15 +74,44 @@ class TeacherInvites:
         registrar: Registrar,
         bot: str,
         expiry_days: int,
+        clock: Clock,
     ) -> None:
         self._api = api
         self._directory = directory
         self._registrar = registrar
         self._bot = bot
         self._expiry_days = expiry_days
+        self._clock = clock
 
     def register(self) -> None:
         self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)
+
+    async def issue_from_page(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The staff room's page (`POST /join/codes/issue`, served by `join`): the OpenID
+        token its client gave says who asks."""
+        token, title = body.get("openid_token"), body.get("class")
+        if not isinstance(token, str) or not token:
+            raise SynapseError(
+                400, "'openid_token' must be a non-empty string", Codes.INVALID_PARAM
+            )
+        if not isinstance(title, str) or not title.strip():
+            raise SynapseError(400, "Напишите класс, например 5А.", Codes.INVALID_PARAM)
+        user_id = await self._directory.run(
+            "sferum_openid_user", compat.openid_user_txn, token, self._clock.ms()
+        )
+        if user_id is None:
+            raise SynapseError(
+                401, "Вход не подтверждён: откройте страницу заново.", Codes.UNKNOWN_TOKEN
+            )
+        issued = await self.codes_for(user_id, title.strip())
+        if isinstance(issued, str):
+            raise SynapseError(403, issued, Codes.FORBIDDEN)
+        return {
+            "class": issued.title,
+            "expires": issued.expires.isoformat(),
+            "invitations": [attrs.asdict(i) for i in issued.invitations],
+            "skipped": issued.skipped,
+        }
 
     async def on_new_event(self, event: EventBase, state_events: StateMap[EventBase]) -> None:
         try:
@@ -108,36 +143,46 @@ class TeacherInvites:
         if not command.class_title:
             await say(self._api, self._bot, event.room_id, HELP_TEXT)
             return
-        member = await self._directory.get_member(event.sender)
+        issued = await self.codes_for(event.sender, command.class_title)
+        text = (
+            issued
+            if isinstance(issued, str)
+            else codes_reply(*attrs.astuple(issued, recurse=False))
+        )
+        await say(self._api, self._bot, event.room_id, text)
+
+    async def codes_for(self, user_id: str, class_title: str) -> IssuedInvitations | str:
+        """New codes for the families of the class `user_id` names, issued by them; or, in
+        Russian, why not. Shared by the bot's chat and the staff room's page."""
+        member = await self._directory.get_member(user_id)
         snapshot = await self._directory.snapshot()
         org_ids = member.org_ids if member is not None else frozenset()
-        found = find_class(command.class_title, class_facts(snapshot), org_ids)
-        refusal = codes_refusal(member, found, command.class_title)
+        found = find_class(class_title, class_facts(snapshot), org_ids)
+        refusal = codes_refusal(member, found, class_title)
         if refusal is not None or found is None:
-            logger.info(
-                "synapse_sferum: no codes for %s in %r: %s",
-                event.sender,
-                command.class_title,
-                refusal,
-            )
-            await say(self._api, self._bot, event.room_id, refusal or "")
-            return
+            logger.info("synapse_sferum: no codes for %s in %r: %s", user_id, class_title, refusal)
+            return refusal or ""
         issued, skipped = await self._registrar.issue_codes(
-            families_of(snapshot, found.class_id),
-            None,
-            issued_by=event.sender,
-            skip_refused=True,
+            families_of(snapshot, found.class_id), None, issued_by=user_id, skip_refused=True
         )
         base = self._api.public_baseurl
-        invitations = [Invitation(c.name, join_link(base, c.code)) for c in issued]
-        names = [_name(snapshot, r.person_id) for r in skipped]
-        expires = self._directory.today() + timedelta(days=self._expiry_days)
-        await say(
-            self._api,
-            self._bot,
-            event.room_id,
-            codes_reply(found.title, invitations, names, expires),
+        return IssuedInvitations(
+            found.title,
+            [Invitation(c.name, join_link(base, c.code)) for c in issued],
+            [_name(snapshot, r.person_id) for r in skipped],
+            self._directory.today() + timedelta(days=self._expiry_days),
         )
+
+
+@attrs.frozen
+class IssuedInvitations:
+    """What a teacher gets: the class's title, a link per person, who got none, and until
+    when the links work."""
+
+    title: str
+    invitations: list[Invitation]
+    skipped: list[str]
+    expires: date
 
 
 def _name(snapshot: DirectorySnapshot, person_id: str) -> str:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from synapse.module_api import DirectServeHtmlResource, DirectServeJsonResource, ModuleApi
+from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared import Clock
@@ -49,6 +49,8 @@ STATIC = Path(__file__).parent / "static"
 ASSETS = {
     "join.js": "application/javascript",
     "join.css": "text/css",
+    "codes.js": "application/javascript",  # the staff room's page of invite links (`invites`)
+    "widget-api.js": "application/javascript",
 }
 #: Lookups per network address in a window: a meeting of thirty parents on one Wi-Fi, each
 #: typing a code or two, stays well within it; a script stops at it.
@@ -109,33 +111,61 @@ def _refused(reason: IdentityReason) -> SynapseError:
     return SynapseError(status, MESSAGES[reason], errcode, {REASON_KEY: reason.value})
 
 
-class _Page(DirectServeHtmlResource):
-    """`GET /join` and its static files, written with the page's own headers."""
+#: The staff room's page of invite links (`invites`) is a widget: any client may frame it.
+WIDGET_HEADERS = {
+    **PAGE_HEADERS,
+    "Content-Security-Policy": PAGE_HEADERS["Content-Security-Policy"].replace(
+        "frame-ancestors 'none'", "frame-ancestors *"
+    ),
+}
+#: The pages under `/join`: (file, headers) by path.
+PAGES = {
+    PAGE_PATH: ("join.html", PAGE_HEADERS),
+    f"{PAGE_PATH}/codes": ("codes.html", WIDGET_HEADERS),
+}
 
-    def __init__(self, name: str, content_type: str) -> None:
+PostHandler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class _JoinResource(DirectServeJsonResource):
+    """Everything under `/join`, in one resource: Synapse registers module resources by path,
+    and one under another's path breaks its resource tree where a listener serves several
+    kinds (federation, workers). Pages and files are written here; answers and errors are
+    JSON."""
+
+    isLeaf = True  # every path below `/join` comes here (twisted's Resource)
+
+    def __init__(self, posts: Mapping[str, PostHandler]) -> None:
         super().__init__()
-        self._path = STATIC / name
-        self._content_type = content_type
+        self._posts = posts
 
     async def _async_render_GET(self, request: Any) -> None:
-        body = self._path.read_bytes()
-        request.setResponseCode(200)
-        request.setHeader(b"Content-Type", f"{self._content_type}; charset=utf-8".encode())
-        for header, value in PAGE_HEADERS.items():
-            request.setHeader(header.encode(), value.encode())
-        request.setHeader(b"Content-Length", str(len(body)).encode())
-        request.write(body)
-        request.finish()
-
-
-class _Lookup(DirectServeJsonResource):
-    def __init__(self, handler: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]):
-        super().__init__()
-        self._handler = handler
+        path = request.path.decode("utf-8", "replace").rstrip("/")
+        asset = path.removeprefix(f"{PAGE_PATH}/static/")
+        if path in PAGES:
+            name, headers = PAGES[path]
+            _write(request, STATIC / name, "text/html", headers)
+        elif asset != path and asset in ASSETS:
+            _write(request, STATIC / asset, ASSETS[asset], PAGE_HEADERS)
+        else:
+            raise SynapseError(404, "No such page", Codes.NOT_FOUND)
 
     async def _async_render_POST(self, request: Any) -> tuple[int, Any]:
-        address = request.getClientAddress().host
-        return 200, await self._handler(address, json_object(request))
+        handler = self._posts.get(request.path.decode("utf-8", "replace").rstrip("/"))
+        if handler is None:
+            raise SynapseError(404, "No such endpoint", Codes.UNRECOGNIZED)
+        return 200, await handler(request, json_object(request))
+
+
+def _write(request: Any, path: Path, content_type: str, headers: dict[str, str]) -> None:
+    body = path.read_bytes()
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", f"{content_type}; charset=utf-8".encode())
+    for header, value in headers.items():
+        request.setHeader(header.encode(), value.encode())
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    request.write(body)
+    request.finish()
 
 
 class JoinPage:
@@ -146,21 +176,25 @@ class JoinPage:
         registrar: Registrar,
         clock: Clock,
         min_age: int,
+        issue_codes: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     ) -> None:
         self._api = api
         self._directory = directory
         self._registrar = registrar
         self._clock = clock
         self._min_age = min_age
+        self._issue_codes = issue_codes  # the staff room's page (`invites`)
         self._window = AttemptWindow(LOOKUPS_PER_WINDOW, WINDOW_SECONDS, clock.seconds)
 
     def register(self) -> None:
-        self._api.register_web_resource(PAGE_PATH, _Page("join.html", "text/html"))
-        for name, content_type in ASSETS.items():
-            self._api.register_web_resource(
-                f"{PAGE_PATH}/static/{name}", _Page(name, content_type)
-            )
-        self._api.register_web_resource(f"{PAGE_PATH}/code", _Lookup(self.lookup))
+        async def lookup(request: Any, body: dict[str, Any]) -> dict[str, Any]:
+            return await self.lookup(request.getClientAddress().host, body)
+
+        async def issue(request: Any, body: dict[str, Any]) -> dict[str, Any]:
+            return await self._issue_codes(body)
+
+        posts = {f"{PAGE_PATH}/code": lookup, f"{PAGE_PATH}/codes/issue": issue}
+        self._api.register_web_resource(PAGE_PATH, _JoinResource(posts))
 
     async def lookup(self, address: str, body: dict[str, Any]) -> dict[str, Any]:
         """Whose code this is, for the person to confirm; refused as registration would be."""

@@ -67,11 +67,17 @@ class SferumModule:
         self.registrar = Registrar(api, config, self.directory, clock, self.provisioner.request)
         self.registrar.register()
         MsisdnDelegate(api, config, self.directory, clock).register()
+        invites = TeacherInvites(
+            api, self.directory, self.registrar, bot, config.link_codes.expiry_days, clock
+        )
+        invites.register()
         JoinPage(
-            api, self.directory, self.registrar, clock, config.rules.min_account_age_years
-        ).register()
-        TeacherInvites(
-            api, self.directory, self.registrar, bot, config.link_codes.expiry_days
+            api,
+            self.directory,
+            self.registrar,
+            clock,
+            config.rules.min_account_age_years,
+            invites.issue_from_page,
         ).register()
         self.admin_api = AdminApi(
             api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret

@@ -21,7 +21,9 @@ from synapse_sferum.calls import WIDGET_ID
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
 from synapse_sferum.policy import matrix
-from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, Scope, server_of
+from synapse_sferum.policy.invites import WIDGET_ID as INVITES_WIDGET_ID
+from synapse_sferum.policy.invites import invites_widget
+from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, RoomKind, Scope, server_of
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import rooms
 from synapse_sferum.views import org_views
@@ -187,6 +189,9 @@ class Provisioner:
         await self._sync_state(room_id, matrix.NAME, "", {"name": plan.name}, report)
         await self._sync_state(room_id, matrix.TOPIC, "", {"topic": plan.topic}, report)
         await self._sync_call_widget(room_id, plan, report)
+        if plan.key.kind is RoomKind.STAFF:  # the page of invite links, for class teachers
+            wanted = invites_widget(self._api.public_baseurl)
+            await self._sync_state(room_id, matrix.WIDGETS, INVITES_WIDGET_ID, wanted, report)
         if plan.parent is not None:
             parent_id = await self._directory.room_id(plan.parent)
             if parent_id is not None:

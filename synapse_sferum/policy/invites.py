@@ -34,6 +34,22 @@ def join_link(base_url: str, code: str) -> str:
     return f"{base_url.rstrip('/')}/join#{code}"
 
 
+WIDGET_ID = "ru.sferum.invites"  # the staff room's widget (its state key)
+CODES_PAGE = "/join/codes"
+
+
+def invites_widget(public_baseurl: str) -> dict[str, object]:
+    """The content of the staff room's widget that opens the page of invite links."""
+    return {
+        "id": WIDGET_ID,
+        "type": "m.custom",
+        "name": "Приглашения",
+        "url": f"{public_baseurl.rstrip('/')}{CODES_PAGE}",
+        "data": {"title": "Ссылки-приглашения для родителей и учеников"},
+        "waitForIframeLoad": True,
+    }
+
+
 @attrs.frozen
 class CodesCommand:
     class_title: str  # as typed; "" asks for help

@@ -19,11 +19,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.integration.clients import NewUser, User, login
 from tests.integration.harness import Deployment, copy_roster, sferumctl
 from tests.integration.test_quiet_hours import chat_with_bot
 from tests.integration.test_registration import link_code
+from tests.integration.test_sfu_auth import openid_token
 from tests.integration.test_sfu_page import CHROMIUM, Browser
 
 pytestmark = [
@@ -368,7 +371,18 @@ async def test_element_x_signs_in_with_a_password_and_lists_exactly_the_school_r
     assert rooms[chat]["name"] == state.body["name"], (rooms[chat], state)
 
 
-# -- the teacher's invite links: «коды 5А» to the platform bot ------------------------------------
+# -- the teacher's invite links: «коды 5А» to the platform bot, or the staff room's page ---------
+
+
+async def account_of(deployment: Deployment, person: str) -> User:
+    """The person's account, signed in; with a new card if it was issued before (another test)."""
+    account = deployment.issue(person)[person]
+    if account["password"] is None:
+        out = sferumctl(
+            "accounts", "reset", str(deployment.dir), "--person", person, "--format", "json"
+        )
+        [account] = json.loads(out.stdout)
+    return await login(deployment.base_url, account["user_id"], account["password"])
 
 
 async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_does(
@@ -377,14 +391,7 @@ async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_d
     base = deployment.base_url
 
     async def signed_in(person: str) -> User:
-        """The person's account, with a new card if it was issued before (another test)."""
-        account = deployment.issue(person)[person]
-        if account["password"] is None:
-            out = sferumctl(
-                "accounts", "reset", str(deployment.dir), "--person", person, "--format", "json"
-            )
-            [account] = json.loads(out.stdout)
-        return await login(base, account["user_id"], account["password"])
+        return await account_of(deployment, person)
 
     teacher = await signed_in("t-1")
 
@@ -419,3 +426,97 @@ async def test_a_class_teacher_gets_invite_links_for_the_class_and_no_one_else_d
         user = await signed_in(person)
         invited = await user.create_room(invite=[f"@sferum:{SERVER}"], is_direct=True)
         assert invited.status == 403, (person, invited)
+
+
+WIDGET_HOST = """<!doctype html>
+<html><head><meta charset="utf-8"><title>client</title></head>
+<body data-openid='{openid}'>
+<iframe id="widget" src="{src}" width="600" height="800"></iframe>
+<script>
+"use strict";
+// A Matrix client's side of the widget API, as Element speaks it to a room widget.
+const openid = JSON.parse(document.body.dataset.openid);
+const frame = document.getElementById("widget");
+let n = 0;
+function toWidget(action, data) {{
+  frame.contentWindow.postMessage(
+    {{api: "toWidget", widgetId: "w1", requestId: "host-" + (++n), action: action, data: data}},
+    "*");
+}}
+window.addEventListener("message", (event) => {{
+  if (event.source !== frame.contentWindow) return;
+  const msg = event.data;
+  if (msg.api === "toWidget" && msg.response && msg.action === "capabilities") {{
+    toWidget("notify_capabilities", {{requested: msg.response.capabilities, approved: []}});
+  }}
+  if (msg.api === "fromWidget" && msg.action === "get_openid") {{
+    frame.contentWindow.postMessage(
+      Object.assign({{}}, msg, {{response: Object.assign({{state: "allowed"}}, openid)}}), "*");
+  }}
+}});
+frame.addEventListener("load", () => toWidget("capabilities", {{}}));
+</script>
+</body></html>
+"""
+
+
+async def test_the_staff_rooms_page_gives_a_class_teacher_links_to_print(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    base = deployment.base_url
+    teacher = await account_of(deployment, "t-2")  # 6Б's class teacher
+    deployment.reconcile()  # into the staff room
+    staff_room = await teacher.resolve(f"#staff-school-1:{SERVER}")
+    widget = await teacher.call(
+        "GET", f"/rooms/{staff_room}/state/im.vector.modular.widgets/ru.sferum.invites"
+    )
+    assert widget.status == 200 and widget.body["url"] == f"{base}/join/codes", widget
+
+    openid = await openid_token(teacher)
+    host = web.Application()
+
+    async def page(request: web.Request) -> web.Response:
+        here = f"http://{request.host}"
+        src = f"{base}/join/codes?widgetId=w1&parentUrl={here}/"
+        body = WIDGET_HOST.format(openid=json.dumps(openid), src=src)
+        return web.Response(text=body, content_type="text/html")
+
+    host.router.add_get("/", page)
+    server = TestServer(host)
+    await server.start_server()
+    browser = Browser(tmp_path / "profile", str(server.make_url("/")), False)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await browser.connect(session)
+            frame = await browser.frame_context(base)
+
+            async def in_page(expression: str) -> object:
+                return await browser.evaluate(expression, frame)
+
+            async with asyncio.timeout(30):
+                while await in_page("document.getElementById('issue').disabled") is not False:
+                    await asyncio.sleep(0.1)
+            await in_page("document.getElementById('class').value = '6б'")
+            await in_page("document.getElementById('issue').click()")
+            async with asyncio.timeout(30):
+                while not await in_page("document.body.dataset.issued"):
+                    await asyncio.sleep(0.1)
+            shown = str(await in_page("document.getElementById('result').innerText"))
+    finally:
+        await browser.close()
+        await server.close()
+    assert "Класс 6Б" in shown and f"{base}/join#" in shown, shown
+    assert "Сергей" in shown or "Ирина" in shown, shown  # 6Б's parents
+
+    # The page's endpoint: a pupil is refused in Russian, a made-up token is no one.
+    pupil = await account_of(deployment, "p-6b-4")
+    async with aiohttp.ClientSession() as http:
+        for token, status, words in (
+            ((await openid_token(pupil))["access_token"], 403, "только классные руководители"),
+            ("not-a-token", 401, "откройте страницу заново"),
+        ):
+            async with http.post(
+                f"{base}/join/codes/issue", json={"openid_token": token, "class": "6Б"}
+            ) as reply:
+                answer = await reply.json()
+                assert reply.status == status and words in answer["error"], answer

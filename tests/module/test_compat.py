@@ -24,6 +24,7 @@ from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.client.push_rule import PushRuleRestServlet
 from synapse.storage.database import DatabasePool
 from synapse.storage.databases.main.directory import DirectoryWorkerStore
+from synapse.storage.databases.main.openid import OpenIdStore
 from synapse.storage.databases.main.push_rule import PushRulesWorkerStore
 from synapse.storage.databases.main.registration import RegistrationWorkerStore
 from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
@@ -40,6 +41,7 @@ from synapse_sferum.compat import (
     limit_directory_hints,
     media_facts_txn,
     module_clock,
+    openid_user_txn,
     refuse_mistyped_phone_requests,
     registrations_with_msisdn_txn,
     restore_pushes,
@@ -378,3 +380,16 @@ def test_the_media_endpoints_are_the_ones_wrapped() -> None:
         assert "get_user_by_req(request, allow_guest=True)" in source
     parameters = list(inspect.signature(media.DownloadResource.on_GET).parameters)
     assert parameters[:4] == ["self", "request", "server_name", "media_id"]
+
+
+def test_an_openid_token_is_read_as_synapse_reads_it(synapse_db: sqlite3.Cursor) -> None:
+    synapse_db.execute(
+        "INSERT INTO open_id_tokens (token, ts_valid_until_ms, user_id) VALUES (?, ?, ?)",
+        ("tok", 5_000, "@t:school.test"),
+    )
+    assert openid_user_txn(synapse_db, "tok", 5_000) == "@t:school.test"
+    assert openid_user_txn(synapse_db, "tok", 5_001) is None  # expired
+    assert openid_user_txn(synapse_db, "other", 1) is None
+    # The same query as Synapse's own check, should it change.
+    source = inspect.getsource(OpenIdStore.get_user_id_for_open_id_token)
+    assert "WHERE token = ? AND ? <= ts_valid_until_ms" in source
