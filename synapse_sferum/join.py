@@ -36,6 +36,7 @@ from synapse_sferum.policy.identity import (
     code_refusal,
     new_account_refusal,
 )
+from synapse_sferum.policy.invites import CODES_PAGE
 from synapse_sferum.registration import CODE_ALPHABET, Registrar
 from synapse_sferum.rooms import REASON_KEY
 from synapse_sferum.service import DirectoryService
@@ -121,7 +122,7 @@ WIDGET_HEADERS = {
 #: The pages under `/join`: (file, headers) by path.
 PAGES = {
     PAGE_PATH: ("join.html", PAGE_HEADERS),
-    f"{PAGE_PATH}/codes": ("codes.html", WIDGET_HEADERS),
+    CODES_PAGE: ("codes.html", WIDGET_HEADERS),
 }
 
 PostHandler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -193,7 +194,7 @@ class JoinPage:
         async def issue(request: Any, body: dict[str, Any]) -> dict[str, Any]:
             return await self._issue_codes(body)
 
-        posts = {f"{PAGE_PATH}/code": lookup, f"{PAGE_PATH}/codes/issue": issue}
+        posts = {f"{PAGE_PATH}/code": lookup, f"{CODES_PAGE}/issue": issue}
         self._api.register_web_resource(PAGE_PATH, _JoinResource(posts))
 
     async def lookup(self, address: str, body: dict[str, Any]) -> dict[str, Any]:

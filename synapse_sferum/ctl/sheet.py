@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import attrs
 import jinja2
@@ -38,15 +37,6 @@ class Card:
     user_id: str
     password: str | None  # None: issued earlier, not shown again
     qr_svg: markupsafe.Markup
-
-
-def server_url(config: Mapping[str, Any]) -> str:
-    """The URL pupils' apps use: `public_baseurl` (what `init` writes), else the client listener.
-
-    `client_base_url` alone is the address sferumctl itself connects to (often 127.0.0.1), which
-    a pupil's tablet cannot reach; a deployment without public_baseurl has nothing better.
-    """
-    return public_base_url(config)
 
 
 def sign_in_link(homeserver: str, user_id: str) -> str:
@@ -139,7 +129,8 @@ def write_sheet(
     file is never overwritten: it may be the only copy of an earlier sheet's passwords.
     """
     page = template()
-    homeserver = server_url(deployment.load_config())
+    # `public_baseurl`, not the address sferumctl connects to: a pupil's tablet must reach it.
+    homeserver = public_base_url(deployment.load_config())
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it holds passwords
     except FileExistsError:

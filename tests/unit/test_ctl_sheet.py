@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from synapse_sferum.ctl.adminapi import IssuedAccount
-from synapse_sferum.ctl.sheet import class_heading, render_sheet, server_url, sign_in_link
+from synapse_sferum.ctl.deployment import public_base_url
+from synapse_sferum.ctl.sheet import class_heading, render_sheet, sign_in_link
 from tests.unit.test_ctl_adminapi import (  # noqa: F401  (api: the stand-in server fixture)
     FakeApi,
     api,
@@ -95,12 +96,12 @@ def test_the_heading_names_the_class_by_its_title() -> None:
     assert class_heading("5a", [IssuedAccount("s-1", "@a:x", None)]) == "класс 5a"
 
 
-def test_server_url() -> None:
+def test_public_base_url() -> None:
     listener = {"type": "http", "port": 8008, "resources": [{"names": ["client"]}]}
-    assert server_url({"public_baseurl": "https://s.example/", "listeners": [listener]}) == (
+    assert public_base_url({"public_baseurl": "https://s.example/", "listeners": [listener]}) == (
         "https://s.example"
     )
-    assert server_url({"listeners": [listener]}) == "http://127.0.0.1:8008"
+    assert public_base_url({"listeners": [listener]}) == "http://127.0.0.1:8008"
 
 
 def test_command(
