@@ -43,9 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from bench.district import DISTRICT_DAY, generate_district  # noqa: E402
 from sferum_shared import Clock  # noqa: E402
+from sferum_shared.model import EnrollmentRole, Member  # noqa: E402
 from synapse_sferum import policy  # noqa: E402
 from synapse_sferum.directory import build_member, guardianship_pairs  # noqa: E402
-from synapse_sferum.model import EnrollmentRole, Member  # noqa: E402
 from synapse_sferum.roster.merge import DirectorySnapshot, merge  # noqa: E402
 from synapse_sferum.roster.oneroster import parse_roster  # noqa: E402
 

@@ -28,13 +28,16 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from sferum_shared import Clock
+from sferum_shared import Clock, openid
+from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
+from sferum_shared.http import Unreachable
+from sferum_shared.vocabulary import Key, Reason
+from sferum_shared.web import send
 from sfu import tokens
 from sfu.config import SfuConfig
 from sfu.delayed import DelayedLeave, DelegationError, parse_delegation
 from sfu.grants import Facts, Grant, Refusal, decide, facts_from_json
 from sfu.membership import Session
-from synapse_sferum.rooms import REASON_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +51,6 @@ _DELAY_FIELDS = frozenset({"delay_id", "delay_timeout", "delay_cs_api_url"})
 _GET_TOKEN_FIELDS = frozenset({"room_id", "slot_id", "openid_token", "member"}) | _DELAY_FIELDS
 _LEGACY_FIELDS = frozenset({"room", "openid_token", "device_id"}) | _DELAY_FIELDS
 
-OTHER_SERVER = "ru.sferum.sfu_other_server"
-USER_MISMATCH = "ru.sferum.sfu_claimed_user_mismatch"
-BAD_OPENID = "ru.sferum.sfu_openid_rejected"
 
 
 class ApiError(Exception):
@@ -66,7 +66,7 @@ class ApiError(Exception):
     def to_json(self) -> dict[str, str]:
         body = {"errcode": self.errcode, "error": self.message}
         if self.reason:
-            body[REASON_KEY] = self.reason
+            body[Key.REASON] = self.reason
         return body
 
 
@@ -76,6 +76,10 @@ def _bad_json(message: str) -> ApiError:
 
 def _unauthorized(reason: str, message: str = "The request could not be authorised") -> ApiError:
     return ApiError(401, "M_UNAUTHORIZED", message, reason)
+
+
+def _other_server() -> ApiError:
+    return _unauthorized(Reason.SFU_OTHER_SERVER, "Only accounts of this school's server may call")
 
 
 @attrs.frozen
@@ -253,11 +257,11 @@ class AuthService:
         if not req.room_id.startswith("!"):
             raise _bad_json("`room_id` must be a Matrix room ID (!…)")
         if req.matrix_server_name != self._config.server_name:
-            raise _unauthorized(OTHER_SERVER, "Only accounts of this school's server may call")
+            raise _other_server()
         user_id = await self.check_openid(req.access_token)
         if req.claimed_user_id is not None and req.claimed_user_id != user_id:
             logger.warning("sfu auth: %s claimed to be %s", user_id, req.claimed_user_id)
-            raise _unauthorized(USER_MISMATCH)
+            raise _unauthorized(Reason.SFU_CLAIMED_USER_MISMATCH)
         grant = await self.grant_for(user_id, req.room_id)
         if req.member_id is None:
             identity = tokens.legacy_identity(user_id, req.device_id)
@@ -290,7 +294,7 @@ class AuthService:
 
         Also what `sfu.membership` re-asks for sessions already in a call.
         """
-        facts_json = await self._admin("rtc-facts", {"user_id": user_id, "room_id": room_id})
+        facts_json = await self._rtc_facts(user_id, room_id)
         allowed = await self._pupil_camera_allowed(room_id)
         return facts_from_json(facts_json, pupil_camera_allowed=allowed)
 
@@ -308,38 +312,30 @@ class AuthService:
 
     async def check_openid(self, access_token: str) -> str:
         """The user an OpenID token stands for, asked of our homeserver; 401 otherwise."""
-        url = f"{self._config.homeserver_url}/_matrix/federation/v1/openid/userinfo"
+        request = openid.userinfo_request(self._config.homeserver_url, access_token)
         try:
-            async with self._client().get(url, params={"access_token": access_token}) as response:
-                status = response.status
-                reply = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            logger.error("sfu auth: OpenID check at %s failed: %s", url, e)
+            return openid.user_of(await send(self._client(), request), self._config.server_name)
+        except Unreachable as e:
+            logger.error("sfu auth: OpenID check failed: %s", e)
             raise ApiError(503, "M_UNKNOWN", "The homeserver is unavailable") from None
-        if status in (401, 403, 404):
-            raise _unauthorized(BAD_OPENID)
-        sub = reply.get("sub") if isinstance(reply, dict) else None
-        if status != 200 or not isinstance(sub, str):
-            logger.error("sfu auth: OpenID check: %s %s", status, reply)
-            raise ApiError(503, "M_UNKNOWN", "The homeserver could not check the token")
-        if not sub.startswith("@") or sub.split(":", 1)[-1] != self._config.server_name:
-            raise _unauthorized(OTHER_SERVER, "Only accounts of this school's server may call")
-        return sub
+        except openid.OpenIdRefused as e:
+            if e.failure is openid.OpenIdFailure.REJECTED:
+                raise _unauthorized(Reason.SFU_OPENID_REJECTED) from None
+            if e.failure is openid.OpenIdFailure.OTHER_SERVER:
+                raise _other_server() from None
+            logger.error("sfu auth: OpenID check: %s", e)
+            raise ApiError(503, "M_UNKNOWN", "The homeserver could not check the token") from None
 
-    async def _admin(self, path: str, body: dict[str, Any]) -> Any:
-        url = f"{self._config.admin_api_url}/{path}"
-        headers = {"Authorization": f"Bearer {self._config.admin_api_secret}"}
+    async def _rtc_facts(self, user_id: str, room_id: str) -> dict[str, Any]:
+        api = AdminApi(self._config.admin_api_url, self._config.admin_api_secret)
         try:
-            async with self._client().post(url, json=body, headers=headers) as response:
-                status = response.status
-                reply = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            logger.error("sfu auth: %s failed: %s", url, e)
+            return parse_object(await send(self._client(), api.rtc_facts(user_id, room_id)))
+        except Unreachable as e:
+            logger.error("sfu auth: rtc-facts failed: %s", e)
             raise ApiError(503, "M_UNKNOWN", "The school directory is unavailable") from None
-        if status != 200:
-            logger.error("sfu auth: %s %s: %s %s", path, body, status, reply)
-            raise ApiError(503, "M_UNKNOWN", "The school directory refused the lookup")
-        return reply
+        except (Refused, Unexpected) as e:
+            logger.error("sfu auth: rtc-facts of %s in %s: %s", user_id, room_id, e)
+            raise ApiError(503, "M_UNKNOWN", "The school directory refused the lookup") from None
 
 
 _CORS = {

@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 import attrs
 
+from sferum_shared.vocabulary import Key
+
 logger = logging.getLogger(__name__)
 
-DELAYED_LEAVE_CLAIM = "ru.sferum.delayed_leave"
 #: Synapse refuses longer delays than its `max_event_delay_duration` (24 h in our config).
 MAX_DELAY_MS = 24 * 3600 * 1000
 _MAX_DELAY_ID = 255
@@ -49,11 +50,12 @@ class DelayedLeave:
         return max(1.0, self.timeout_ms / 2000)
 
     def claims(self) -> dict[str, Any]:
-        return {DELAYED_LEAVE_CLAIM: {"delay_id": self.delay_id, "timeout_ms": self.timeout_ms}}
+        delegation = {"delay_id": self.delay_id, "timeout_ms": self.timeout_ms}
+        return {Key.DELAYED_LEAVE_CLAIM: delegation}
 
 
 def delayed_leave_of(claims: Mapping[str, Any]) -> DelayedLeave | None:
-    raw = claims.get(DELAYED_LEAVE_CLAIM)
+    raw = claims.get(Key.DELAYED_LEAVE_CLAIM)
     if not isinstance(raw, dict):
         return None
     delay_id, timeout = raw.get("delay_id"), raw.get("timeout_ms")

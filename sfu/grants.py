@@ -30,8 +30,8 @@ from typing import TypeVar
 
 import attrs
 
-from synapse_sferum.model import Role
-from synapse_sferum.rooms import RoomKind
+from sferum_shared.model import Role
+from sferum_shared.rooms import RoomKind
 
 CAMERA = "camera"
 MICROPHONE = "microphone"

@@ -7,7 +7,7 @@ ends those that :func:`still_allowed` no longer lets stay.
 
 *Which* Matrix room and user a session stands for: the SFU's room and participant names are
 hashed (MSC4195, so that a LiveKit server does not learn Matrix IDs), and the SFU cannot undo
-the hash. The auth routes therefore add a private claim (:data:`SESSION_CLAIM`) with the Matrix
+the hash. The auth routes therefore add a private claim (:data:`Key.SESSION_CLAIM`) with the Matrix
 room ID, user ID and device to the JWT they sign. This SFU is ours and already trusted with the
 media, and the JWT goes only to the user it names, so nothing is revealed to anyone new; a
 claim in the signed token (rather than a server-side table filled by `/get_token`) survives an
@@ -28,12 +28,12 @@ from typing import Any, Literal
 
 import attrs
 
+from sferum_shared.vocabulary import Key
 from sfu.grants import Facts, Refusal, decide
 
 logger = logging.getLogger(__name__)
 
 #: The JWT claim with the Matrix identity of a session: `{"room_id", "user_id", "device_id"}`.
-SESSION_CLAIM = "ru.sferum.session"
 #: WebSocket close code for a session ended because its user may no longer be in the call.
 CLOSE_REMOVED = 4403
 #: Close reasons are at most 123 bytes (RFC 6455 §5.5): the refusal's code fits, prose may not.
@@ -51,7 +51,7 @@ class Session:
     def claims(self) -> dict[str, Any]:
         """The private claims carrying this session in a JWT (`sfu.tokens.issue`)."""
         return {
-            SESSION_CLAIM: {
+            Key.SESSION_CLAIM: {
                 "room_id": self.room_id,
                 "user_id": self.user_id,
                 "device_id": self.device_id,
@@ -61,7 +61,7 @@ class Session:
 
 def session_of(claims: Mapping[str, Any]) -> Session | None:
     """The session a verified token's claims name, or None for a token without (or a bad) one."""
-    raw = claims.get(SESSION_CLAIM)
+    raw = claims.get(Key.SESSION_CLAIM)
     if not isinstance(raw, dict):
         return None
     values = [raw.get(key) for key in ("room_id", "user_id", "device_id")]

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from synapse_sferum.widgets import page_assets, serve_asset
+from sferum_shared.web import serve_asset
+from sferum_shared.widgets import page_assets
 
 STATIC = Path(__file__).parent / "static"
 _ASSETS = page_assets(STATIC, "call.js", "call.css")

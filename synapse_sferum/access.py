@@ -11,9 +11,11 @@ from typing import Any
 from synapse.events import EventBase
 from synapse.module_api import ModuleApi, Requester, RoomAlias, StateMap, UserProfile
 
+from sferum_shared.ids import server_of
+from sferum_shared.model import Member
+from sferum_shared.vocabulary import Key
 from synapse_sferum import compat, policy
 from synapse_sferum.config import SferumConfig
-from synapse_sferum.model import Member
 from synapse_sferum.policy import matrix
 from synapse_sferum.refusals import (
     SPAM_REFUSAL,
@@ -22,7 +24,6 @@ from synapse_sferum.refusals import (
     forbidden,
     spam_check_result,
 )
-from synapse_sferum.rooms import DM_CREATION_FLAG, SENDER_ROLE_KEY, server_of
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class Gatekeeper:
             invitee_is_remote=invitee_remote,
             invitee_server_listed=server_of(invitee) in self._config.partner_servers,
             room=await self._provisioned(room_id),
-            room_is_direct=bool(create_content.get(DM_CREATION_FLAG)),
+            room_is_direct=bool(create_content.get(Key.DIRECT)),
             room_federates=create_content.get("m.federate", True) is not False,
             room_member_count=len(members),
             invitee_already_member=invitee in members,
@@ -270,7 +271,7 @@ class Gatekeeper:
             if not self._api.is_mine(event.sender) or self._is_platform(event.sender):
                 return {}
             member = await self._member(event.sender)
-            return {SENDER_ROLE_KEY: policy.asserted_role(member)} if member else {}
+            return {Key.SENDER_ROLE: policy.asserted_role(member)} if member else {}
         except Exception:
             logger.exception("synapse_sferum: no sender role for %s", event.event_id)
             return {}
@@ -370,7 +371,7 @@ class Gatekeeper:
         request_content["initial_state"] = [*initial_state, _NO_GUESTS]
         creation_content = request_content.setdefault("creation_content", {})
         if request_content.get("is_direct"):
-            creation_content[DM_CREATION_FLAG] = True
+            creation_content[Key.DIRECT] = True
         invitees = [i for i in request_content.get("invite") or [] if isinstance(i, str)]
         local = [user_id for user_id in [creator, *invitees] if self._api.is_mine(user_id)]
         people = [await self._member(user_id) for user_id in local]

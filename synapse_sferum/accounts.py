@@ -15,17 +15,17 @@ import re
 import secrets
 from typing import Any
 
-import attrs
 from synapse.module_api import ModuleApi
 
 from sferum_shared import Clock
+from sferum_shared.adminapi import IssuedAccount
+from sferum_shared.model import Role
+from sferum_shared.rooms import slug
 from synapse_sferum import compat
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.directory import age_on, guardianship_pairs
-from synapse_sferum.model import Role
 from synapse_sferum.policy import display_name_for
 from synapse_sferum.policy.cards import Card, card_void
-from synapse_sferum.rooms import slug
 from synapse_sferum.roster.merge import DirectorySnapshot
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import accounts
@@ -75,20 +75,6 @@ async def free_localpart(api: ModuleApi, wanted: str) -> str:
 
 class AccountRequestError(ValueError):
     """The request names people who cannot get an account; nothing was created."""
-
-
-@attrs.frozen
-class IssuedAccount:
-    person: str
-    user_id: str
-    password: str | None  # None: the person already had an account
-    # What the printed card says of whom it is for (`sferumctl accounts sheet`).
-    name: str = ""
-    classes: tuple[str, ...] = ()  # the titles of the person's classes, or of the children's
-    staff: bool = False  # a teacher or staff member: their cards go on a sheet of their own
-
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 def card_facts(snapshot: DirectorySnapshot, person_id: str) -> dict[str, Any]:

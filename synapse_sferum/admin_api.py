@@ -15,10 +15,11 @@ from typing import Any
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
+from sferum_shared.adminapi import PREFIX, ROSTER_NAME_PARAM
+from sferum_shared.model import Member, RosterError
+from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
-from synapse_sferum.admin_protocol import PREFIX, PROBLEMS_KEY, ROSTER_NAME_PARAM
 from synapse_sferum.bodies import json_object
-from synapse_sferum.model import Member, RosterError
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
@@ -104,7 +105,7 @@ class AdminApi:
                 400,
                 f"The roster has {len(problems)} problem(s); nothing was changed",
                 Codes.INVALID_PARAM,
-                {PROBLEMS_KEY: problems},
+                {Key.PROBLEMS: problems},
             ) from e
         if report.wrote_anything and not dry_run:
             renamed = await self._directory.users_of(report.changed_person_ids)

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from synapse_sferum.rooms import RoomKind
+from sferum_shared.rooms import RoomKind
+from sferum_shared.vocabulary import WidgetId
 
-WIDGET_ID = "ru.sferum.call"  # the state key of the `im.vector.modular.widgets` event
 #: Room kind → the widget's name. A class news room shows the school broadcast.
 WIDGET_NAMES: Mapping[RoomKind, str] = {
     RoomKind.LESSON: "Урок",
@@ -22,7 +22,7 @@ WIDGET_NAMES: Mapping[RoomKind, str] = {
 
 
 def widget_state(kind: RoomKind, room_id: str, public_url: str) -> dict[str, Any]:
-    """The content of the `im.vector.modular.widgets` event (state key `WIDGET_ID`).
+    """The content of the `im.vector.modular.widgets` event (state key `WidgetId.CALL`).
 
     `room_id` is the room whose call the widget joins. For a lesson or the broadcast room that
     is the room holding the widget, so the URL leaves it to the client (`$matrix_room_id`) and
@@ -46,7 +46,7 @@ def widget_state(kind: RoomKind, room_id: str, public_url: str) -> dict[str, Any
         "&theme=$org.matrix.msc2873.client_theme"
     )
     return {
-        "id": WIDGET_ID,
+        "id": WidgetId.CALL,
         "type": "m.custom",
         "name": WIDGET_NAMES[kind],
         "url": url,

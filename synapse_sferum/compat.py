@@ -18,6 +18,8 @@ from synapse.types import RoomAlias, create_requester
 from synapse.util.clock import Clock
 from twisted.internet import reactor
 
+from sferum_shared.vocabulary import PushRuleId
+
 Txn = Any
 
 UIA_MSISDN = "m.login.msisdn"
@@ -99,8 +101,8 @@ def registrations_with_msisdn_txn(txn: Txn, msisdn: str, since_ms: int) -> set[t
 # only on the push rules stream writer: the main process unless `stream_writers.push_rules` says
 # otherwise.
 
-QUIET_RULE_ID = "ru.sferum.quiet_hours"
-QUIET_RULE = f"global/override/{QUIET_RULE_ID}"  # as Synapse namespaces a rule in its table
+# As Synapse namespaces a rule in its table:
+QUIET_RULE = f"global/override/{PushRuleId.QUIET_HOURS}"
 
 
 def _hs(api: ModuleApi) -> Any:

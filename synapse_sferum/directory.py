@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date
 
-from synapse_sferum.model import Member, Person, Role
+from sferum_shared.model import Member, Person, Role
 
 
 def guardianship_pairs(people: Mapping[str, Person]) -> set[tuple[str, str]]:

@@ -20,10 +20,10 @@ from synapse.module_api.errors import Codes, SynapseError
 from synapse.types import StateMap
 
 from sferum_shared import Clock
+from sferum_shared.model import EnrollmentRole
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, say
 from synapse_sferum.directory import guardianship_pairs
-from synapse_sferum.model import EnrollmentRole
 from synapse_sferum.policy.invites import (
     HELP_TEXT,
     ClassFacts,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared import Clock
+from sferum_shared.model import Role
+from sferum_shared.vocabulary import Key
+from sferum_shared.widgets import page_assets
 from synapse_sferum.bodies import json_object
-from synapse_sferum.model import Role
 from synapse_sferum.policy.identity import (
     MESSAGES,
     IdentityReason,
@@ -38,7 +41,6 @@ from synapse_sferum.policy.identity import (
 )
 from synapse_sferum.policy.invites import CODES_PAGE
 from synapse_sferum.registration import CODE_ALPHABET, Registrar
-from synapse_sferum.rooms import REASON_KEY
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import identity
 
@@ -46,13 +48,9 @@ logger = logging.getLogger(__name__)
 
 PAGE_PATH = "/join"
 STATIC = Path(__file__).parent / "static"
-#: The page's files, a fixed table: no path from a request reaches the disk.
-ASSETS = {
-    "join.js": "application/javascript",
-    "join.css": "text/css",
-    "codes.js": "application/javascript",  # the staff room's page of invite links (`invites`)
-    "widget-api.js": "application/javascript",
-}
+#: The page's files, a fixed table: no path from a request reaches the disk. `codes.js` is the
+#: staff room's page of invite links (`invites`), a widget like the bridge's and the SFU's.
+ASSETS = page_assets(STATIC, "join.js", "join.css", "codes.js")
 #: Lookups per network address in a window: a meeting of thirty parents on one Wi-Fi, each
 #: typing a code or two, stays well within it; a script stops at it.
 LOOKUPS_PER_WINDOW = 120
@@ -109,7 +107,7 @@ class AttemptWindow:
 def _refused(reason: IdentityReason) -> SynapseError:
     status = 404 if reason is IdentityReason.CODE_UNKNOWN else 403
     errcode = Codes.NOT_FOUND if status == 404 else Codes.FORBIDDEN
-    return SynapseError(status, MESSAGES[reason], errcode, {REASON_KEY: reason.value})
+    return SynapseError(status, MESSAGES[reason], errcode, {Key.REASON: reason.value})
 
 
 #: The staff room's page of invite links (`invites`) is a widget: any client may frame it.
@@ -147,7 +145,7 @@ class _JoinResource(DirectServeJsonResource):
             name, headers = PAGES[path]
             _write(request, STATIC / name, "text/html", headers)
         elif asset != path and asset in ASSETS:
-            _write(request, STATIC / asset, ASSETS[asset], PAGE_HEADERS)
+            _write(request, ASSETS[asset].path, ASSETS[asset].content_type, PAGE_HEADERS)
         else:
             raise SynapseError(404, "No such page", Codes.NOT_FOUND)
 
@@ -158,7 +156,7 @@ class _JoinResource(DirectServeJsonResource):
         return 200, await handler(request, json_object(request))
 
 
-def _write(request: Any, path: Path, content_type: str, headers: dict[str, str]) -> None:
+def _write(request: Any, path: Traversable, content_type: str, headers: dict[str, str]) -> None:
     body = path.read_bytes()
     request.setResponseCode(200)
     request.setHeader(b"Content-Type", f"{content_type}; charset=utf-8".encode())

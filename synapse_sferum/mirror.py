@@ -16,12 +16,12 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.types import StateMap
 
-from synapse_sferum.rooms import RoomKind
+from sferum_shared.rooms import RoomKind
+from sferum_shared.vocabulary import Key
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
 
-MIRROR_KEY = "ru.sferum.mirror_of"
 
 
 def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase)
         copy["body"] = f"{author}: {copy['body']}"
     if isinstance(copy.get("formatted_body"), str):
         copy["formatted_body"] = f"<b>{html.escape(author)}</b>: {copy['formatted_body']}"
-    copy[MIRROR_KEY] = {
+    copy[Key.MIRROR_OF] = {
         "room_id": source.room_id,
         "event_id": source.event_id,
         "sender": source.sender,

@@ -14,14 +14,13 @@ from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared import Clock
+from sferum_shared.vocabulary import Key, Reason
 from synapse_sferum import compat
-from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.bodies import json_object
 from synapse_sferum.config import SferumConfig
+from synapse_sferum.msisdn_path import msisdn_delegate_base
 from synapse_sferum.policy.identity import MESSAGES, IdentityReason
 from synapse_sferum.policy.phone import (
-    SCHOOL_SEND_LIMIT_REASON,
-    SEND_LIMIT_REASON,
     PhoneError,
     SmsChallenge,
     SmsLimits,
@@ -34,7 +33,6 @@ from synapse_sferum.policy.phone import (
     submit,
     validated,
 )
-from synapse_sferum.rooms import REASON_KEY
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.sms import SmsGateway, sms_gateway
 from synapse_sferum.store import identity
@@ -56,7 +54,7 @@ _SUBMIT_ERRORS: dict[SubmitOutcome, tuple[str, str]] = {
 
 
 def _refused(code: int, errcode: str, message: str, reason: str, **extra: Any) -> SynapseError:
-    return SynapseError(code, message, errcode, {REASON_KEY: reason, **extra})
+    return SynapseError(code, message, errcode, {Key.REASON: reason, **extra})
 
 
 def _field(body: dict[str, Any], key: str, *, required: bool = True) -> str:
@@ -153,7 +151,7 @@ class MsisdnDelegate:
             wait, limit = refused
             message = (
                 "Too many SMS to this number; try again later"
-                if limit == SEND_LIMIT_REASON
+                if limit == Reason.SMS_RATE_LIMITED
                 else "The school sends no more SMS this hour; try again later"
             )
             raise _refused(429, Codes.LIMIT_EXCEEDED, message, limit, retry_after_ms=wait)
@@ -191,7 +189,7 @@ class MsisdnDelegate:
             "success": False,
             "errcode": errcode,
             "error": message,
-            REASON_KEY: outcome.value,
+            Key.REASON: outcome.value,
         }
         if outcome is SubmitOutcome.WRONG_CODE and changed is not None:
             answer["attempts_left"] = self._limits.max_attempts - changed.attempts
@@ -233,10 +231,10 @@ def _open_challenge_txn(
     recent = identity.recent_sends_txn(txn, challenge.msisdn, since)
     wait = retry_after_ms(recent, now, limits)
     if wait is not None:
-        return wait, SEND_LIMIT_REASON
+        return wait, Reason.SMS_RATE_LIMITED
     everyone = identity.recent_sends_total_txn(txn, since, limits.max_sends_per_window_total)
     wait = school_retry_after_ms(everyone, now, limits)
     if wait is not None:
-        return wait, SCHOOL_SEND_LIMIT_REASON
+        return wait, Reason.SMS_SCHOOL_RATE_LIMITED
     identity.insert_challenge_txn(txn, challenge)
     return None

@@ -16,14 +16,14 @@ from synapse.module_api import ModuleApi, RatelimitOverride, UserID
 from synapse.module_api.errors import SynapseError
 
 from sferum_shared import Clock
+from sferum_shared.ids import server_of
+from sferum_shared.rooms import RoomKey, RoomKind, Scope
+from sferum_shared.vocabulary import EventType, WidgetId
 from synapse_sferum import compat, policy
-from synapse_sferum.calls import WIDGET_ID
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
 from synapse_sferum.policy import matrix
-from synapse_sferum.policy.invites import WIDGET_ID as INVITES_WIDGET_ID
 from synapse_sferum.policy.invites import invites_widget
-from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, RoomKind, Scope, server_of
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import rooms
 from synapse_sferum.views import org_views
@@ -184,14 +184,14 @@ class Provisioner:
         # What the room is and what it is called: mended when missing, emptied (a redaction
         # leaves next to nothing) or changed by anyone but the platform.
         await self._sync_state(
-            room_id, ROOM_KIND_EVENT, "", self._kind_content(plan.key, org_id), report
+            room_id, EventType.ROOM_KIND, "", self._kind_content(plan.key, org_id), report
         )
         await self._sync_state(room_id, matrix.NAME, "", {"name": plan.name}, report)
         await self._sync_state(room_id, matrix.TOPIC, "", {"topic": plan.topic}, report)
         await self._sync_call_widget(room_id, plan, report)
         if plan.key.kind is RoomKind.STAFF:  # the page of invite links, for class teachers
             wanted = invites_widget(self._api.public_baseurl)
-            await self._sync_state(room_id, matrix.WIDGETS, INVITES_WIDGET_ID, wanted, report)
+            await self._sync_state(room_id, matrix.WIDGETS, WidgetId.INVITES, wanted, report)
         if plan.parent is not None:
             parent_id = await self._directory.room_id(plan.parent)
             if parent_id is not None:
@@ -235,7 +235,7 @@ class Provisioner:
                     "creation_content": creation_content,
                     "initial_state": [
                         {
-                            "type": ROOM_KIND_EVENT,
+                            "type": EventType.ROOM_KIND,
                             "state_key": "",
                             "content": self._kind_content(plan.key, org_id),
                         },
@@ -310,7 +310,7 @@ class Provisioner:
         if call_room_id is None:
             return
         wanted = policy.call_widget(plan, call_room_id, self._calls_url)
-        await self._sync_state(room_id, matrix.WIDGETS, WIDGET_ID, wanted, report)
+        await self._sync_state(room_id, matrix.WIDGETS, WidgetId.CALL, wanted, report)
 
     async def _link_space(self, parent_id: str, child_id: str, report: ReconcileReport) -> None:
         via = {"via": [self._api.server_name]}

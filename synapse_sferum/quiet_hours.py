@@ -43,11 +43,11 @@ from synapse.module_api import ModuleApi
 from synapse.types import StateMap
 
 from sferum_shared import Clock
+from sferum_shared.model import Member, Role
+from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, joined, say
-from synapse_sferum.model import Member, Role
 from synapse_sferum.policy import quiet
-from synapse_sferum.rooms import DM_CREATION_FLAG
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import quiet as store
 
@@ -113,7 +113,7 @@ class QuietHours:
         self, user_id: str, room_id: str | None, account_data_type: str, content: Mapping[str, Any]
     ) -> None:
         """Copies a teacher's new schedule for the loop and applies it at once if it can."""
-        if room_id is not None or account_data_type != quiet.QUIET_HOURS_TYPE:
+        if room_id is not None or account_data_type != EventType.QUIET_HOURS:
             return
         try:
             await self._keep_schedule(user_id, content)
@@ -251,7 +251,7 @@ class QuietHours:
             if event.type not in MESSAGE_TYPES or event.is_state():
                 return
             content = event.content
-            if content.get("msgtype") == "m.notice" or content.get(quiet.AUTO_REPLY_KEY):
+            if content.get("msgtype") == "m.notice" or content.get(Key.AUTO_REPLY):
                 return  # never answer something automatic
             body = content.get("body")
             bot_member = state_events.get(("m.room.member", self._bot))
@@ -267,7 +267,7 @@ class QuietHours:
                     )
                 return
             create = state_events.get(("m.room.create", ""))
-            if create is not None and create.content.get(DM_CREATION_FLAG):
+            if create is not None and create.content.get(Key.DIRECT):
                 others = sorted(joined(state_events) - {event.sender})
                 self._api.run_as_background_process(
                     "sferum_quiet_notice", self._logged, self._auto_reply, event, others
@@ -327,7 +327,7 @@ class QuietHours:
                 "type": "m.room.message",
                 "room_id": room_id,
                 "sender": user_id,
-                "content": {"msgtype": "m.notice", "body": text, quiet.AUTO_REPLY_KEY: True},
+                "content": {"msgtype": "m.notice", "body": text, Key.AUTO_REPLY: True},
             }
         )
 
@@ -345,7 +345,7 @@ class QuietHours:
             await self._say(event.room_id, quiet.STAFF_ONLY_TEXT)
             return
         saved = await self._api.account_data_manager.get_global(
-            event.sender, quiet.QUIET_HOURS_TYPE
+            event.sender, EventType.QUIET_HOURS
         )
         current = None
         try:
@@ -361,7 +361,7 @@ class QuietHours:
         if outcome.store is not None:
             # Through account data, like any client: the callback above takes it from there.
             await self._api.account_data_manager.put_global(
-                event.sender, quiet.QUIET_HOURS_TYPE, outcome.store.to_content()
+                event.sender, EventType.QUIET_HOURS, outcome.store.to_content()
             )
         await self._say(event.room_id, outcome.reply)
 

@@ -1,6 +1,6 @@
 """Turning rule decisions into what Synapse's callbacks expect, and failing closed.
 
-Every refusal is `M_FORBIDDEN` with the reason under REASON_KEY. A rule that raises is logged
+Every refusal is `M_FORBIDDEN` with the reason under Key.REASON. A rule that raises is logged
 and refuses: an unexpected exception never lets an action through.
 """
 
@@ -14,15 +14,14 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from synapse.module_api import NOT_SPAM
 from synapse.module_api.errors import Codes, SynapseError
 
+from sferum_shared.vocabulary import Key, Reason
 from synapse_sferum.policy import Decision
-from synapse_sferum.rooms import REASON_KEY
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-INTERNAL_ERROR = "ru.sferum.internal_error"
 
 SpamCheckResult = Literal["NOT_SPAM"] | Codes | tuple[Codes, dict[str, Any]]
 
@@ -31,12 +30,12 @@ def spam_check_result(decision: Decision) -> SpamCheckResult:
     """NOT_SPAM, or (M_FORBIDDEN, {reason}) for Synapse's spam-checker callbacks."""
     if decision.allowed:
         return NOT_SPAM
-    return (Codes.FORBIDDEN, {REASON_KEY: decision.reason})
+    return (Codes.FORBIDDEN, {Key.REASON: decision.reason})
 
 
 def forbidden(decision: Decision, message: str) -> SynapseError:
     """The error to raise where a callback may raise (check_event_allowed, on_create_room)."""
-    return SynapseError(403, message, Codes.FORBIDDEN, {REASON_KEY: decision.reason})
+    return SynapseError(403, message, Codes.FORBIDDEN, {Key.REASON: decision.reason})
 
 
 def fail_closed(
@@ -63,4 +62,4 @@ def fail_closed(
     return wrap
 
 
-SPAM_REFUSAL: SpamCheckResult = (Codes.FORBIDDEN, {REASON_KEY: INTERNAL_ERROR})
+SPAM_REFUSAL: SpamCheckResult = (Codes.FORBIDDEN, {Key.REASON: Reason.INTERNAL_ERROR})

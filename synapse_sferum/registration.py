@@ -22,6 +22,7 @@ import attrs
 from synapse.module_api import ModuleApi
 
 from sferum_shared import Clock
+from sferum_shared.adminapi import IssuedCode
 from synapse_sferum import compat
 from synapse_sferum.accounts import free_localpart, localpart_for
 from synapse_sferum.config import SferumConfig
@@ -58,17 +59,6 @@ class RegistrationRefused(Exception):
         self.person_id = person_id
         self.reason = reason
         super().__init__(f"person '{person_id}': {MESSAGES[reason]} ({reason.value})")
-
-
-@attrs.frozen
-class IssuedCode:
-    person: str
-    name: str
-    code: str
-    expires_ms: int
-
-    def to_json(self) -> dict[str, Any]:
-        return attrs.asdict(self)
 
 
 class Registrar:

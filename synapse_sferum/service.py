@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 from synapse.module_api import ModuleApi, cached
 
 from sferum_shared import Clock
+from sferum_shared.model import ImportReport, Member, RosterImport
+from sferum_shared.rooms import RoomKey, RoomKind
 from synapse_sferum import compat
 from synapse_sferum.compat import module_clock
 from synapse_sferum.config import SferumConfig
-from synapse_sferum.model import ImportReport, Member, RosterImport
-from synapse_sferum.rooms import RoomKey, RoomKind
 from synapse_sferum.roster.merge import DirectorySnapshot
 from synapse_sferum.store import accounts, directory, rooms
 from synapse_sferum.store.schema import prepare_schema_txn

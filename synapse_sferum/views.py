@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from synapse_sferum.model import ClassType, EnrollmentRole, Role
+from sferum_shared.model import ClassType, EnrollmentRole, Role
 from synapse_sferum.policy import ClassView, OrgView, PupilView
 from synapse_sferum.roster.merge import DirectorySnapshot
 

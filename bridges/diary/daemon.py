@@ -36,6 +36,9 @@ from bridges.diary.rooms import RoomDirectory
 from bridges.diary.sources.base import Source, SourceUnavailable
 from bridges.diary.sync import Syncer
 from sferum_shared import SYSTEM_CLOCK, Clock
+from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_roster_counts
+from sferum_shared.http import Unreachable
+from sferum_shared.web import send
 
 logger = logging.getLogger("bridges.diary")
 
@@ -187,24 +190,16 @@ class Bridge:
         digest = hashlib.sha256(roster_zip).hexdigest()
         if await self.db.run(ledger.get_meta_txn, ROSTER_HASH) == digest:
             return "unchanged"
-        url = f"{self.config.admin_api_url}/roster?name=diary-roster.zip"
-        headers = {
-            "Authorization": f"Bearer {self.config.admin_api_secret}",
-            "Content-Type": "application/zip",
-        }
+        api = AdminApi(self.config.admin_api_url, self.config.admin_api_secret)
+        upload = api.import_roster(roster_zip, name="diary-roster.zip", dry_run=False)
         try:
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(
-                    url, data=roster_zip, headers=headers, timeout=aiohttp.ClientTimeout(300)
-                ) as response,
-            ):
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            logger.error("diary: roster upload to %s failed: %s", url, e)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(300)) as http:
+                parse_roster_counts(await send(http, upload))
+        except Unreachable as e:
+            logger.error("diary: roster upload failed: %s", e)
             return "failed"
-        if response.status != 200:
-            logger.error("diary: the module refused the roster: %s %s", response.status, body)
+        except (Refused, Unexpected) as e:
+            logger.error("diary: the module refused the roster: %s", e)
             metrics.PROBLEMS.labels("roster", "refused").inc()
             return "refused"
         await self.db.run(ledger.set_meta_txn, ROSTER_HASH, digest)

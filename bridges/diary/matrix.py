@@ -23,10 +23,10 @@ from nio import (
 )
 
 from bridges.diary.plan import Post
+from sferum_shared.vocabulary import Key
 
 logger = logging.getLogger(__name__)
 
-MARKER = "ru.sferum.diary"  # {"key", "hash"} in every message the bridge sends
 _RETRIES = 5
 
 
@@ -36,7 +36,7 @@ def message_content(post: Post) -> dict[str, Any]:
         "body": post.rendered.body,
         "format": "org.matrix.custom.html",
         "formatted_body": post.rendered.html,
-        MARKER: {"key": post.key, "hash": post.content_hash},
+        Key.DIARY_MARKER: {"key": post.key, "hash": post.content_hash},
     }
 
 
@@ -47,13 +47,13 @@ def edit_content(post: Post, original_event_id: str) -> dict[str, Any]:
         **new,
         "body": f"* {new['body']}",
         "formatted_body": f"* {new['formatted_body']}",
-        "m.new_content": {k: v for k, v in new.items() if k != MARKER},
+        "m.new_content": {k: v for k, v in new.items() if k != Key.DIARY_MARKER},
         "m.relates_to": {"rel_type": "m.replace", "event_id": original_event_id},
     }
 
 
 def marker_of(event_content: dict[str, Any]) -> tuple[str, str] | None:
-    marker = event_content.get(MARKER)
+    marker = event_content.get(Key.DIARY_MARKER)
     if isinstance(marker, dict) and isinstance(marker.get("key"), str):
         return marker["key"], str(marker.get("hash"))
     return None

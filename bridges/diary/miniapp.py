@@ -37,15 +37,19 @@ from bridges.diary.matrix import MatrixRefused
 from bridges.diary.model import DiarySnapshot, LessonStatus
 from bridges.diary.render import bare_room, hhmm, ru_date
 from sferum_shared import Clock
-from synapse_sferum.rooms import RoomKey, RoomKind
-from synapse_sferum.widgets import page_assets, serve_asset
+from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
+from sferum_shared.http import Unreachable
+from sferum_shared.openid import OpenIdFailure, OpenIdRefused, user_of, userinfo_request
+from sferum_shared.rooms import RoomKey, RoomKind
+from sferum_shared.vocabulary import WidgetId
+from sferum_shared.web import send, serve_asset
+from sferum_shared.widgets import page_assets
 
 logger = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 WIDGET_EVENT = "im.vector.modular.widgets"
-WIDGET_ID = "ru.sferum.diary"  # the state key: one diary widget per room
 KINDS = ("diary", "class")
 _MAX_BODY = 16 * 1024
 # The page runs only its own script; it may be framed by any client (Element's origin varies).
@@ -82,7 +86,7 @@ def widget_state(
         "&room=$matrix_room_id&theme=$org.matrix.msc2873.client_theme"
     )
     content = {
-        "id": WIDGET_ID,
+        "id": WidgetId.DIARY,
         "creatorUserId": creator_user_id,
         "type": "m.custom",
         "name": "Дневник",
@@ -90,7 +94,7 @@ def widget_state(
         "data": {"title": title or ("Оценки" if kind == "diary" else "Задания и расписание")},
         "waitForIframeLoad": True,
     }
-    return WIDGET_ID, content
+    return WidgetId.DIARY, content
 
 
 def widget_rooms(class_ids: Iterable[str], pupil_ids: Iterable[str]) -> list[tuple[str, str, str]]:
@@ -273,43 +277,35 @@ class MiniApp:
         token, server = openid.get("access_token"), openid.get("matrix_server_name")
         if not isinstance(token, str) or not token or server != self._config.server_name:
             raise ApiError(401, "M_UNKNOWN_TOKEN", "an OpenID token of this server is required")
-        url = f"{self._config.homeserver_url}/_matrix/federation/v1/openid/userinfo"
+        request = userinfo_request(self._config.homeserver_url, token)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(15)) as http,
-                http.get(url, params={"access_token": token}) as response,
-            ):
-                reply = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            logger.error("diary: mini-app: OpenID check at %s failed: %s", url, e)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(15)) as http:
+                return user_of(await send(http, request), self._config.server_name)
+        except Unreachable as e:
+            logger.error("diary: mini-app: OpenID check failed: %s", e)
             raise ApiError(503, "M_UNAVAILABLE", "the homeserver is unavailable") from None
-        if response.status in (401, 403):
-            raise ApiError(401, "M_UNKNOWN_TOKEN", "the OpenID token is not valid")
-        sub = reply.get("sub") if isinstance(reply, dict) else None
-        if response.status != 200 or not isinstance(sub, str):
-            logger.error("diary: mini-app: OpenID check: %s %s", response.status, reply)
-            raise ApiError(503, "M_UNAVAILABLE", "the homeserver could not check the token")
-        if not sub.endswith(f":{self._config.server_name}"):
-            raise ApiError(401, "M_UNKNOWN_TOKEN", "the token is of another server's user")
-        return sub
+        except OpenIdRefused as e:
+            if e.failure is OpenIdFailure.REJECTED:
+                raise ApiError(401, "M_UNKNOWN_TOKEN", "the OpenID token is not valid") from None
+            if e.failure is OpenIdFailure.OTHER_SERVER:
+                message = "the token is of another server's user"
+                raise ApiError(401, "M_UNKNOWN_TOKEN", message) from None
+            logger.error("diary: mini-app: OpenID check: %s", e)
+            message = "the homeserver could not check the token"
+            raise ApiError(503, "M_UNAVAILABLE", message) from None
 
     async def who(self, query: dict[str, str]) -> dict[str, Any]:
         """The module's directory view of an account or a person (admin API `who`)."""
-        url = f"{self._config.admin_api_url}/who"
-        headers = {"Authorization": f"Bearer {self._config.admin_api_secret}"}
+        api = AdminApi(self._config.admin_api_url, self._config.admin_api_secret)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(15)) as http,
-                http.post(url, json=query, headers=headers) as response,
-            ):
-                reply = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            logger.error("diary: mini-app: %s failed: %s", url, e)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(15)) as http:
+                return parse_object(await send(http, api.who(query)))
+        except Unreachable as e:
+            logger.error("diary: mini-app: who failed: %s", e)
             raise ApiError(503, "M_UNAVAILABLE", "the directory is unavailable") from None
-        if response.status != 200 or not isinstance(reply, dict):
-            logger.error("diary: mini-app: who %s: %s %s", query, response.status, reply)
-            raise ApiError(503, "M_UNAVAILABLE", "the directory refused the lookup")
-        return reply
+        except (Refused, Unexpected) as e:
+            logger.error("diary: mini-app: who %s: %s", query, e)
+            raise ApiError(503, "M_UNAVAILABLE", "the directory refused the lookup") from None
 
 
 class WidgetClient(Protocol):

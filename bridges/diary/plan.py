@@ -18,7 +18,7 @@ import attrs
 
 from bridges.diary.model import DiarySnapshot, Lesson, LessonStatus
 from bridges.diary.render import Rendered, Renderer
-from synapse_sferum.rooms import RoomKey, RoomKind
+from sferum_shared.rooms import RoomKey, RoomKind
 
 # Kinds whose items vanish from a complete snapshot when the diary deletes them: their messages
 # are then redacted. Lessons and digests belong to their day and are never taken back.

@@ -9,19 +9,20 @@ one not found yet is asked for again at the next sync.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import aiohttp
 
 from bridges.diary.matrix import MatrixRefused, MatrixUnavailable
+from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_rooms
+from sferum_shared.http import Unreachable
+from sferum_shared.web import send
 
 logger = logging.getLogger(__name__)
 
 
 class RoomDirectory:
     def __init__(self, admin_api_url: str, admin_api_secret: str, timeout: float = 15):
-        self._url = f"{admin_api_url}/rooms"
-        self._headers = {"Authorization": f"Bearer {admin_api_secret}"}
+        self._api = AdminApi(admin_api_url, admin_api_secret)
         self._timeout = aiohttp.ClientTimeout(timeout)
         self._found: dict[str, str] = {}
 
@@ -34,16 +35,13 @@ class RoomDirectory:
 
     async def _ask(self, aliases: list[str]) -> dict[str, str]:
         try:
-            async with (
-                aiohttp.ClientSession(timeout=self._timeout) as http,
-                http.post(self._url, json={"aliases": aliases}, headers=self._headers) as reply,
-            ):
-                body: Any = await reply.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-            raise MatrixUnavailable(f"asking {self._url} for {aliases}: {e!r}") from e
-        if reply.status >= 500:
-            raise MatrixUnavailable(f"{self._url}: {reply.status} {body}")
-        rooms = body.get("rooms") if isinstance(body, dict) else None
-        if reply.status != 200 or not isinstance(rooms, dict):
-            raise MatrixRefused(f"{self._url}: {reply.status} {body}")
-        return {str(alias): str(room_id) for alias, room_id in rooms.items()}
+            async with aiohttp.ClientSession(timeout=self._timeout) as http:
+                return parse_rooms(await send(http, self._api.rooms(aliases)))
+        except Unreachable as e:
+            raise MatrixUnavailable(f"asking for rooms {aliases}: {e}") from e
+        except Refused as e:
+            if e.status >= 500:
+                raise MatrixUnavailable(f"asking for rooms {aliases}: {e}") from e
+            raise MatrixRefused(f"asking for rooms {aliases}: {e}") from e
+        except Unexpected as e:
+            raise MatrixRefused(f"asking for rooms {aliases}: {e}") from e

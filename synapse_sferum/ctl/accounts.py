@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from synapse_sferum.ctl.adminapi import IssuedAccount, call, parse_accounts
+from sferum_shared.adminapi import IssuedAccount, parse_accounts
+from synapse_sferum.ctl.adminapi import call, parsed
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.tables import format_table
 
@@ -19,12 +20,13 @@ def fetch_accounts(
 ) -> list[IssuedAccount]:
     """Asks the platform for accounts; passwords come only for accounts made now."""
     response = call(deployment, lambda api: api.issue_accounts(persons=persons, class_id=class_id))
-    return parse_accounts(response)
+    return parsed(parse_accounts, response)
 
 
 def reset_accounts(deployment: Deployment, persons: Sequence[str]) -> list[IssuedAccount]:
     """New cards for these people's accounts; every other way into them is closed."""
-    return parse_accounts(call(deployment, lambda api: api.reset_accounts(persons=persons)))
+    response = call(deployment, lambda api: api.reset_accounts(persons=persons))
+    return parsed(parse_accounts, response)
 
 
 def issue_accounts(

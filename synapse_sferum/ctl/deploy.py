@@ -25,7 +25,6 @@ import signedjson.key
 import yaml
 
 from sferum_shared import SYSTEM_CLOCK
-from synapse_sferum.admin_protocol import msisdn_delegate_base
 from synapse_sferum.config import (
     AccountsConfig,
     LinkCodesConfig,
@@ -42,6 +41,7 @@ from synapse_sferum.ctl.deployment import (
 )
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams, Settings, resolve
+from synapse_sferum.msisdn_path import msisdn_delegate_base
 from synapse_sferum.policy.quiet import QuietHoursConfig
 
 # The templates ship in the repository's config/ folder, next to the package.

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 import attrs
 
-from synapse_sferum.ctl.adminapi import call, parse_link_codes
+from sferum_shared.adminapi import parse_link_codes
+from synapse_sferum.ctl.adminapi import call, parsed
 from synapse_sferum.ctl.deployment import Deployment, public_base_url
 from synapse_sferum.ctl.tables import format_table
 from synapse_sferum.policy.invites import join_link
@@ -32,7 +33,8 @@ def issue_link_codes(
     output: str,
 ) -> list[str]:
     """Issues codes; `output` is "text" (a table), "json" or "csv"."""
-    codes, skipped = parse_link_codes(
+    codes, skipped = parsed(
+        parse_link_codes,
         call(
             deployment,
             lambda api: api.issue_link_codes(

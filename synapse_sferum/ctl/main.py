@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
+from sferum_shared.adminapi import parse_reconcile
 from synapse_sferum.ctl import demo, diary, params, ratelimits, services, sheet
 from synapse_sferum.ctl.accounts import (
     account_lines,
@@ -25,7 +26,7 @@ from synapse_sferum.ctl.accounts import (
     issue_accounts,
     reset_accounts,
 )
-from synapse_sferum.ctl.adminapi import call, parse_reconcile
+from synapse_sferum.ctl.adminapi import call, parsed
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deploy import init
 from synapse_sferum.ctl.deployment import Deployment
@@ -190,7 +191,7 @@ def _iso_date(value: object) -> date:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    report = parse_reconcile(call(Deployment(args.dir), lambda api: api.reconcile()))
+    report = parsed(parse_reconcile, call(Deployment(args.dir), lambda api: api.reconcile()))
     _say_lines(format_table(["change", "count"], [[k, v] for k, v in report.items()]))
     if report.get("failures"):
         _say_lines(["some changes failed; the server's log says why"])

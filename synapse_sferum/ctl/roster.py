@@ -6,7 +6,8 @@ import io
 import zipfile
 from pathlib import Path
 
-from synapse_sferum.ctl.adminapi import call, parse_roster_counts
+from sferum_shared.adminapi import parse_roster_counts
+from synapse_sferum.ctl.adminapi import call, parsed
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.tables import format_table
@@ -37,7 +38,7 @@ def import_roster(deployment: Deployment, path: Path, *, dry_run: bool) -> list[
     bundle = roster_zip(path)
     name = path.name if path.is_file() else f"{path.name}.zip"
     response = call(deployment, lambda api: api.import_roster(bundle, name=name, dry_run=dry_run))
-    counts = parse_roster_counts(response)
+    counts = parsed(parse_roster_counts, response)
     rows: list[list[str | int]] = [
         [kind, *(row.get(column, 0) for column in COUNT_COLUMNS)] for kind, row in counts.items()
     ]

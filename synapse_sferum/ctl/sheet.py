@@ -22,7 +22,7 @@ import qrcode
 import qrcode.constants
 import qrcode.image.svg
 
-from synapse_sferum.ctl.adminapi import IssuedAccount
+from sferum_shared.adminapi import IssuedAccount
 from synapse_sferum.ctl.deploy import TEMPLATE_DIR
 from synapse_sferum.ctl.deployment import Deployment, public_base_url
 from synapse_sferum.ctl.errors import CtlError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
 
 

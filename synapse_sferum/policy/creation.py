@@ -10,11 +10,11 @@ from collections.abc import Iterable
 
 import attrs
 
-from synapse_sferum.model import Member
+from sferum_shared.model import Member
+from sferum_shared.rooms import is_reserved_alias
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
 from synapse_sferum.policy.names import wears_badge
-from synapse_sferum.rooms import is_reserved_alias
 
 
 @attrs.frozen

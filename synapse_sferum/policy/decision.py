@@ -1,6 +1,6 @@
 """The answer of every rule: allowed, or refused with a reason a client can act on.
 
-The glue turns a refusal into Synapse's `(Codes.FORBIDDEN, {REASON_KEY: reason})`, so every refusal
+The glue turns a refusal into Synapse's `(Codes.FORBIDDEN, {Key.REASON: reason})`, so every refusal
 reaches the user as `M_FORBIDDEN` with a stable, namespaced reason (DESIGN §4), never a 500.
 """
 

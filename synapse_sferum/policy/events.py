@@ -10,10 +10,11 @@ from collections.abc import Mapping
 
 import attrs
 
+from sferum_shared.rooms import RoomKey
+from sferum_shared.vocabulary import EventType
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
 from synapse_sferum.policy.names import wears_badge
-from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey
 
 
 @attrs.frozen
@@ -43,7 +44,7 @@ PLATFORM_STATE = frozenset(
         matrix.SPACE_CHILD,
         matrix.SPACE_PARENT,
         matrix.WIDGETS,
-        ROOM_KIND_EVENT,
+        EventType.ROOM_KIND,
     }
 )
 
@@ -70,7 +71,7 @@ def may_send_state(
         return refuse(Reason.PROVISIONED_UNENCRYPTED)
     if is_platform:
         return ALLOW
-    if event_type == ROOM_KIND_EVENT or (room is not None and event_type in PLATFORM_STATE):
+    if event_type == EventType.ROOM_KIND or (room is not None and event_type in PLATFORM_STATE):
         return refuse(Reason.PROTECTED_STATE)
     if event_type == matrix.CALL_MEMBER and not owns_call_membership(sender, state_key):
         return refuse(Reason.CALL_MEMBERSHIP_NOT_OWN)
@@ -108,7 +109,7 @@ def may_redact_state(
     """
     if is_platform:
         return ALLOW
-    if target_type == ROOM_KIND_EVENT or room is not None:
+    if target_type == EventType.ROOM_KIND or room is not None:
         return refuse(Reason.PROTECTED_STATE)
     return ALLOW
 

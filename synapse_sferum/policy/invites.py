@@ -15,7 +15,8 @@ from datetime import date
 
 import attrs
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
+from sferum_shared.vocabulary import WidgetId
 
 COMMAND_WORDS = ("коды", "!коды", "codes", "!codes")
 _COMMAND = re.compile(r"^\s*(\S+)(?:\s+(.*?))?\s*$", re.DOTALL)
@@ -34,14 +35,13 @@ def join_link(base_url: str, code: str) -> str:
     return f"{base_url.rstrip('/')}/join#{code}"
 
 
-WIDGET_ID = "ru.sferum.invites"  # the staff room's widget (its state key)
 CODES_PAGE = "/join/codes"
 
 
 def invites_widget(public_baseurl: str) -> dict[str, object]:
     """The content of the staff room's widget that opens the page of invite links."""
     return {
-        "id": WIDGET_ID,
+        "id": WidgetId.INVITES,
         "type": "m.custom",
         "name": "Приглашения",
         "url": f"{public_baseurl.rstrip('/')}{CODES_PAGE}",

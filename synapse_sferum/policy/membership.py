@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from synapse_sferum.model import Member
+from sferum_shared.model import Member
 from synapse_sferum.policy import matrix
 from synapse_sferum.policy.contact import may_contact
 from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse

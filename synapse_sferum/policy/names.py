@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Collection
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
 
 TEACHER_BADGE = "🎓"
 # U+1F393 graduation cap, with the variation selectors and the zero-width joiner that would

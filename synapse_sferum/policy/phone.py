@@ -14,6 +14,8 @@ import secrets
 import attrs
 import phonenumbers
 
+from sferum_shared.vocabulary import Reason
+
 
 class PhoneError(ValueError):
     pass
@@ -69,14 +71,10 @@ class SubmitOutcome(enum.StrEnum):
     """The result of entering an SMS code. The values are API (reasons under ru.sferum.reason)."""
 
     VALIDATED = "validated"
-    UNKNOWN = "ru.sferum.sms_session_unknown"
-    WRONG_CODE = "ru.sferum.sms_code_wrong"
-    EXPIRED = "ru.sferum.sms_code_expired"
-    TOO_MANY_ATTEMPTS = "ru.sferum.sms_attempts_exhausted"
-
-
-SEND_LIMIT_REASON = "ru.sferum.sms_rate_limited"
-SCHOOL_SEND_LIMIT_REASON = "ru.sferum.sms_school_rate_limited"
+    UNKNOWN = Reason.SMS_SESSION_UNKNOWN
+    WRONG_CODE = Reason.SMS_CODE_WRONG
+    EXPIRED = Reason.SMS_CODE_EXPIRED
+    TOO_MANY_ATTEMPTS = Reason.SMS_ATTEMPTS_EXHAUSTED
 
 
 def new_sms_code() -> str:

@@ -13,9 +13,10 @@ from typing import Any
 
 import attrs
 
+from sferum_shared.rooms import CLASS_KINDS, ORG_KINDS, RoomKey, RoomKind, Scope
+from sferum_shared.vocabulary import EventType
 from synapse_sferum.calls import widget_state
 from synapse_sferum.policy import matrix
-from synapse_sferum.rooms import CLASS_KINDS, ORG_KINDS, ROOM_KIND_EVENT, RoomKey, RoomKind, Scope
 
 # Power levels
 EVERYONE = 0
@@ -275,7 +276,7 @@ _EVENT_LEVELS: Mapping[str, int] = {
     matrix.TOMBSTONE: PLATFORM,
     matrix.SERVER_ACL: PLATFORM,
     matrix.ENCRYPTION: PLATFORM,
-    ROOM_KIND_EVENT: PLATFORM,
+    EventType.ROOM_KIND: PLATFORM,
     matrix.WIDGETS: PLATFORM,
     matrix.PINNED_EVENTS: MODERATOR,
     # Everyone reacts, and everyone may take back their own reactions and messages, even where

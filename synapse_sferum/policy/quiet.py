@@ -32,8 +32,6 @@ from typing import Any
 
 import attrs
 
-QUIET_HOURS_TYPE = "ru.sferum.quiet_hours"
-AUTO_REPLY_KEY = "ru.sferum.auto_reply"  # marks the automatic notice in its content
 DEFAULT_TIMEZONE = "Europe/Moscow"
 DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES_RU = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")

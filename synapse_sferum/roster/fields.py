@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import phonenumbers
 
-from synapse_sferum.model import Origin
-from synapse_sferum.roster.csvfiles import Row, Table
-from synapse_sferum.roster.problems import Problems
+from sferum_shared.model import Origin
+from sferum_shared.roster.csvfiles import Row, Table
+from sferum_shared.roster.problems import Problems
 
 T = TypeVar("T")
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 
 import attrs
 
-from synapse_sferum.model import ImportMode
+from sferum_shared.model import ImportMode
+from sferum_shared.roster.csvfiles import ROSTER_FILES, decode, read_table
+from sferum_shared.roster.problems import Problems
 from synapse_sferum.roster import fields
-from synapse_sferum.roster.csvfiles import ROSTER_FILES, decode, read_table
-from synapse_sferum.roster.problems import Problems
 
 MANIFEST = "manifest.csv"
 DATA_FILES = tuple(file for file in ROSTER_FILES if file != MANIFEST)

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
-from synapse_sferum.model import (
+from sferum_shared.model import (
     RECORD_KINDS,
     Demographics,
     Enrollment,
@@ -27,7 +27,7 @@ from synapse_sferum.model import (
     RosterImport,
     SchoolClass,
 )
-from synapse_sferum.roster.problems import Problems
+from sferum_shared.roster.problems import Problems
 
 S = TypeVar("S")
 T = TypeVar("T")

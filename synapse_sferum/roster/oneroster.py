@@ -14,7 +14,7 @@ from typing import Generic, NamedTuple, TypeVar
 
 import attrs
 
-from synapse_sferum.model import (
+from sferum_shared.model import (
     ONEROSTER_ROLES,
     ClassType,
     Demographics,
@@ -28,11 +28,11 @@ from synapse_sferum.model import (
     RosterImport,
     SchoolClass,
 )
+from sferum_shared.roster.csvfiles import decode, read_folder, read_table, read_zip
+from sferum_shared.roster.problems import Problems
 from synapse_sferum.roster import fields
-from synapse_sferum.roster.csvfiles import decode, read_folder, read_table, read_zip
 from synapse_sferum.roster.fields import Cells
 from synapse_sferum.roster.manifest import Manifest, read_manifest
-from synapse_sferum.roster.problems import Problems
 
 R = TypeVar("R")
 

@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from synapse_sferum.directory import build_member, guardianship_pairs
-from synapse_sferum.model import (
+from sferum_shared.model import (
     RECORD_KINDS,
     Demographics,
     EnrollmentRole,
@@ -19,6 +18,7 @@ from synapse_sferum.model import (
     Member,
     RosterImport,
 )
+from synapse_sferum.directory import build_member, guardianship_pairs
 from synapse_sferum.roster.merge import DirectorySnapshot, diff, merge
 from synapse_sferum.store.records import DEMOGRAPHICS, KIND_TABLES, PEOPLE
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from synapse_sferum.model import Person, Role
+from sferum_shared.model import Person, Role
 from synapse_sferum.policy.identity import Applicant, LinkCode
 from synapse_sferum.policy.phone import SmsChallenge, msisdn_of_e164
 from synapse_sferum.store.records import DEMOGRAPHICS, PEOPLE

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from synapse_sferum.model import (
+from sferum_shared.model import (
     ClassType,
     Demographics,
     Enrollment,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from synapse_sferum.rooms import RoomKey, RoomKind
+from sferum_shared.rooms import RoomKey, RoomKind
 
 Txn = Any
 

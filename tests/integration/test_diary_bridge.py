@@ -25,6 +25,7 @@ import attrs
 import pytest
 import yaml
 
+from sferum_shared.vocabulary import Key
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import (
@@ -38,7 +39,6 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 SERVER = "diary.test"
-MARKER = "ru.sferum.diary"
 
 
 @attrs.frozen
@@ -115,7 +115,7 @@ def diary_posts(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     by_id: dict[str, str] = {}
     for event in events:
         content = event.get("content", {})
-        marker = content.get(MARKER)
+        marker = content.get(Key.DIARY_MARKER)
         if event["type"] != "m.room.message" or not marker:
             continue
         relates = content.get("m.relates_to", {})
@@ -167,7 +167,7 @@ async def test_a_changed_mark_is_edited_and_a_deleted_one_redacted(school: Schoo
         events = await room_events(pupil, f"#diary-p-5a-1:{SERVER}")
         assert diary_posts(events)["mark:r-5a-math-kr2-1"]["body"].startswith("🔴 2")
         assert (
-            sum(1 for e in events if MARKER in e.get("content", {}))
+            sum(1 for e in events if Key.DIARY_MARKER in e.get("content", {}))
             == len(diary_posts(events)) + 1
         )  # one edit, no new message
         other = await school.login("p-5a-2")
@@ -292,11 +292,11 @@ async def test_kill_9_in_the_middle_of_1000_marks_posts_each_exactly_once(
             user = await school.login(pupil)
             events = await room_events(user, f"#diary-{pupil}:{SERVER}")
             originals = [
-                e["content"][MARKER]["key"]
+                e["content"][Key.DIARY_MARKER]["key"]
                 for e in events
-                if MARKER in e.get("content", {})
+                if Key.DIARY_MARKER in e.get("content", {})
                 and "m.relates_to" not in e["content"]
-                and e["content"][MARKER]["key"].startswith("mark:r-bulk-")
+                and e["content"][Key.DIARY_MARKER]["key"].startswith("mark:r-bulk-")
             ]
             assert len(originals) == len(set(originals)), f"duplicates in {pupil}'s diary"
             total += len(originals)

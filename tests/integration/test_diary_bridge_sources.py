@@ -30,11 +30,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from sferum_shared.vocabulary import Key
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import Deployment, demo_diary_folder, free_port, sferumctl
 from tests.integration.oneroster_rest_server import CLIENT_ID, CLIENT_SECRET, OneRosterRestServer
 from tests.integration.test_diary_bridge import (
-    MARKER,
     N_RESULTS,
     SERVER,
     School,
@@ -166,10 +166,10 @@ async def test_rest_source_delivers_survives_errors_and_timeouts_and_edits(
         events = await room_events(user, f"#diary-p-5a-1:{SERVER}")
         assert diary_posts(events)["mark:r-5a-math-kr2-1"]["body"].startswith("🔴 2")
         originals = [
-            e for e in events if MARKER in e.get("content", {})
+            e for e in events if Key.DIARY_MARKER in e.get("content", {})
             and "m.relates_to" not in e["content"]
         ]  # fmt: skip
-        assert len(originals) == len({e["content"][MARKER]["key"] for e in originals})
+        assert len(originals) == len({e["content"][Key.DIARY_MARKER]["key"] for e in originals})
         code, report = await asyncio.to_thread(sync, deployment)
         assert report["posted"] == report["edited"] == report["redacted"] == "0", report
     finally:
@@ -348,11 +348,11 @@ async def test_synapse_restarted_during_a_sync_loses_and_repeats_nothing(
         user = await school.login(pupil)
         events = await room_events(user, f"#diary-{pupil}:{SERVER}")
         originals = [
-            e["content"][MARKER]["key"]
+            e["content"][Key.DIARY_MARKER]["key"]
             for e in events
-            if MARKER in e.get("content", {})
+            if Key.DIARY_MARKER in e.get("content", {})
             and "m.relates_to" not in e["content"]
-            and e["content"][MARKER]["key"].startswith("mark:r-bulk-")
+            and e["content"][Key.DIARY_MARKER]["key"].startswith("mark:r-bulk-")
         ]
         assert len(originals) == len(set(originals)), f"duplicates in {pupil}'s diary"
         found += originals

@@ -35,7 +35,8 @@ from bridges.diary.config import BridgeConfig
 from bridges.diary.miniapp import MiniApp
 from bridges.diary.render import ru_date
 from bridges.diary.sources.csvsource import OneRosterCsvSource
-from synapse_sferum.admin_protocol import PREFIX
+from sferum_shared.adminapi import PREFIX
+from sferum_shared.vocabulary import WidgetId
 from synapse_sferum.ctl.demo import DemoCalendar
 from tests.demo import DIARY, demo_folder, noon, today
 from tests.integration.clients import login
@@ -329,7 +330,7 @@ async def test_the_modules_who_endpoint(site: Site) -> None:
 
 async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Site) -> None:
     from bridges.diary.matrix import BridgeClient
-    from bridges.diary.miniapp import WIDGET_EVENT, WIDGET_ID, install_widgets
+    from bridges.diary.miniapp import WIDGET_EVENT, install_widgets
     from bridges.diary.rooms import RoomDirectory
     from synapse_sferum.ctl.deploy import BOT_LOCALPART
 
@@ -354,7 +355,7 @@ async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Sit
     )
     for alias, kind in ((f"#diary-p-5a-1:{SERVER}", "diary"), (f"#class-5a:{SERVER}", "class")):
         room = urllib.parse.quote(await pupil.room(alias))
-        reply = await pupil.call("GET", f"/rooms/{room}/state/{WIDGET_EVENT}/{WIDGET_ID}")
+        reply = await pupil.call("GET", f"/rooms/{room}/state/{WIDGET_EVENT}/{WidgetId.DIARY}")
         assert reply.status == 200, (alias, reply)
         assert reply.body["type"] == "m.custom" and reply.body["name"] == "Дневник"
         assert f"kind={kind}" in reply.body["url"] and "$matrix_room_id" in reply.body["url"]

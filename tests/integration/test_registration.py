@@ -263,7 +263,7 @@ async def test_the_phone_check_endpoints_answer_bad_input_with_a_4xx(
     deployment: Deployment,
 ) -> None:
     """What Synapse calls, called directly by whoever learnt the secret path."""
-    from synapse_sferum.admin_protocol import msisdn_delegate_base
+    from synapse_sferum.msisdn_path import msisdn_delegate_base
 
     base = deployment.base_url + msisdn_delegate_base(deployment.secrets["admin_api_secret"])
     api = f"{base}/_matrix/identity/api/v1"

@@ -18,15 +18,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import rtc as livekit
 
 from sferum_shared import SYSTEM_CLOCK
+from sferum_shared.rooms import RoomKind
+from sferum_shared.vocabulary import WidgetId
 from sfu import tokens
 from sfu.authservice import AuthService
 from sfu.config import SfuConfig, parse_config
 from sfu.grants import Grant
 from sfu.server import SfuServer
-from synapse_sferum.calls import WIDGET_ID, widget_state
+from synapse_sferum.calls import widget_state
 from synapse_sferum.ctl.deploy import BOT_LOCALPART
 from synapse_sferum.policy.matrix import WIDGETS
-from synapse_sferum.rooms import RoomKind
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
 from tests.integration.harness import Deployment, demo_roster_folder, free_port, sferumctl
@@ -278,7 +279,7 @@ async def widget_event(user: User, room_id: str) -> dict[str, Any]:
     """The room's call widget event (with its ID), from the room's whole state."""
     reply = await user.call("GET", f"/rooms/{urllib.parse.quote(room_id)}/state")
     assert reply.status == 200, reply
-    [event] = [e for e in reply.body if (e["type"], e["state_key"]) == (WIDGETS, WIDGET_ID)]
+    [event] = [e for e in reply.body if (e["type"], e["state_key"]) == (WIDGETS, WidgetId.CALL)]
     return event
 
 
@@ -306,7 +307,7 @@ async def test_the_call_page_is_a_widget_in_lessons_the_broadcast_and_class_news
     # Members cannot replace or remove it (a page of theirs would get OpenID tokens).
     pupil = await school.login(first(school.roster.students["5a"]))
     for user in (teacher, pupil):
-        reply = await user.put_state(lesson_5a, WIDGETS, {}, WIDGET_ID)
+        reply = await user.put_state(lesson_5a, WIDGETS, {}, WidgetId.CALL)
         assert (reply.status, reply.reason) == (403, "ru.sferum.protected_state"), reply
 
     # Reconciling again sends nothing; a widget that differs is mended.
@@ -316,7 +317,7 @@ async def test_the_call_page_is_a_widget_in_lessons_the_broadcast_and_class_news
         assert (await widget_event(teacher, room_id))["event_id"] == event["event_id"]
     bot = User(hs.base_url, f"@{BOT_LOCALPART}:{SERVER}", hs.secrets["as_token"])
     stale = {**wanted[news_5a], "url": "https://old-sfu.example/call"}
-    reply = await bot.put_state(news_5a, WIDGETS, stale, WIDGET_ID)
+    reply = await bot.put_state(news_5a, WIDGETS, stale, WidgetId.CALL)
     assert reply.status == 200, reply
     report = hs.reconcile()
     assert (report["state_updates"], report["failures"]) == (1, 0), report

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from synapse_sferum.ctl.adminapi import IssuedAccount
+from sferum_shared.adminapi import IssuedAccount
 from synapse_sferum.ctl.sheet import render_sheet
 
 pytestmark = pytest.mark.integration

@@ -31,9 +31,9 @@ from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
 from synapse.storage.engines._base import IsolationLevel
 from synapse.synapse_rust.push import FilteredPushRules, PushRule, PushRuleEvaluator, PushRules
 
+from sferum_shared.vocabulary import PushRuleId
 from synapse_sferum.compat import (
     QUIET_RULE,
-    QUIET_RULE_ID,
     UIA_MSISDN,
     UIA_REGISTRATION_TOKEN,
     create_registration_token_txn,
@@ -133,7 +133,7 @@ def test_synapse_still_stores_push_rules_as_quiet_hours_write_them() -> None:
     # the client API namespaces rule IDs in the table the same way, so clients see our rule
     put = inspect.getsource(PushRuleRestServlet.handle_put)
     assert 'rule_id=f"global/{spec.template}/{spec.rule_id}"' in put
-    assert QUIET_RULE.split("/") == ["global", "override", QUIET_RULE_ID]
+    assert QUIET_RULE.split("/") == ["global", "override", PushRuleId.QUIET_HOURS]
 
 
 def _hs() -> mock.Mock:

@@ -3,7 +3,8 @@
 from types import SimpleNamespace
 from typing import Any
 
-from synapse_sferum.mirror import MIRROR_KEY, mirrored_content
+from sferum_shared.vocabulary import Key
+from synapse_sferum.mirror import mirrored_content
 
 
 def test_copy_names_the_author_and_the_source_and_drops_relations() -> None:
@@ -19,7 +20,7 @@ def test_copy_names_the_author_and_the_source_and_drops_relations() -> None:
     assert copy["body"] == "Марина Сергеевна Иванова: Линейка в 8:30"
     assert copy["formatted_body"] == "<b>Марина Сергеевна Иванова</b>: Линейка в <b>8:30</b>"
     assert "m.relates_to" not in copy  # the thread root does not exist in the class room
-    assert copy[MIRROR_KEY] == {"room_id": "!news:s", "event_id": "$post", "sender": "@t:s"}
+    assert copy[Key.MIRROR_OF] == {"room_id": "!news:s", "event_id": "$post", "sender": "@t:s"}
     assert content["body"] == "Линейка в 8:30"  # the source is left as it was
 
 

@@ -14,10 +14,11 @@ import pytest
 from synapse.module_api import NOT_SPAM
 from synapse.module_api.errors import Codes
 
+from sferum_shared.model import RosterError
+from sferum_shared.rooms import RoomKey, RoomKind
+from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountRequestError
-from synapse_sferum.model import RosterError
 from synapse_sferum.module import SferumModule
-from synapse_sferum.rooms import REASON_KEY, RoomKey, RoomKind
 from synapse_sferum.roster.oneroster import parse_roster
 from tests.demo import ROSTER, demo_folder
 from tests.module.conftest import NOW_MS, SERVER, TODAY
@@ -39,7 +40,7 @@ def refused(result: Any) -> str:
     assert isinstance(result, tuple), result
     code, fields = result
     assert code == Codes.FORBIDDEN
-    reason: str = fields[REASON_KEY]
+    reason: str = fields[Key.REASON]
     return reason
 
 

@@ -17,10 +17,11 @@ import pytest
 from synapse.api.room_versions import RoomVersions
 from synapse.events import EventBase, make_event_from_dict
 
+from sferum_shared.rooms import RoomKey, RoomKind
+from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum.module import SferumModule, synapse_clock
-from synapse_sferum.policy.quiet import AUTO_REPLY_KEY, QUIET_HOURS_TYPE, QuietHoursConfig
+from synapse_sferum.policy.quiet import QuietHoursConfig
 from synapse_sferum.quiet_hours import QuietHours
-from synapse_sferum.rooms import DM_CREATION_FLAG, RoomKey, RoomKind
 from synapse_sferum.store import quiet as store
 from tests.module.test_module import load_demo, uid
 
@@ -57,7 +58,7 @@ def room_state(*joined: str, direct: bool = True, invited: str = "") -> dict[Any
     create = event(joined[0], type="m.room.create", state_key="", content={})
     if direct:
         create = event(
-            joined[0], type="m.room.create", state_key="", content={DM_CREATION_FLAG: True}
+            joined[0], type="m.room.create", state_key="", content={Key.DIRECT: True}
         )
     state: dict[Any, EventBase] = {("m.room.create", ""): create}
     for user_id in joined:
@@ -100,7 +101,7 @@ class Harness:
         self.api.get_current_time_msec.return_value = ms(local)
 
     async def set_hours(self, person: str, content: dict[str, Any]) -> None:
-        await self.quiet.on_account_data_updated(uid(person), None, QUIET_HOURS_TYPE, content)
+        await self.quiet.on_account_data_updated(uid(person), None, EventType.QUIET_HOURS, content)
 
     async def deliver(self, ev: EventBase, state: dict[Any, EventBase]) -> None:
         await self.quiet.on_new_event(ev, state)
@@ -259,7 +260,7 @@ async def test_one_notice_per_conversation_and_quiet_period(h: Harness, pushes: 
             "content": {
                 "msgtype": "m.notice",
                 "body": "Учитель сейчас не на связи. Ответит завтра с 08:00.",
-                AUTO_REPLY_KEY: True,
+                Key.AUTO_REPLY: True,
             },
         }
     ]

@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from synapse_sferum.calls import WIDGET_ID, widget_state
-from synapse_sferum.rooms import RoomKind
+from sferum_shared.rooms import RoomKind
+from sferum_shared.vocabulary import WidgetId
+from synapse_sferum.calls import widget_state
 
 K = RoomKind
 SFU = "https://sfu.school.test"
@@ -52,14 +53,14 @@ def test_widget_content(
     kind: RoomKind, room_id: str, public_url: str, name: str, url: str
 ) -> None:
     assert widget_state(kind, room_id, public_url) == {
-        "id": WIDGET_ID,
+        "id": WidgetId.CALL,
         "type": "m.custom",
         "name": name,
         "url": url,
         "data": {"title": name},
         "waitForIframeLoad": True,
     }
-    assert WIDGET_ID == "ru.sferum.call"
+    assert WidgetId.CALL == "ru.sferum.call"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
 from synapse_sferum.policy import ALLOW, Reason, may_contact, refuse
 
 SCHOOL = frozenset({"school-1"})

@@ -15,21 +15,24 @@ from typing import Any
 import attrs
 import pytest
 
-from synapse_sferum.ctl.adminapi import (
+from sferum_shared.adminapi import (
+    PREFIX as API_PREFIX,
+)
+from sferum_shared.adminapi import (
     AdminApi,
     IssuedAccount,
     Problem,
-    Rejected,
-    Response,
     parse_accounts,
     parse_reconcile,
     parse_roster_counts,
 )
+from sferum_shared.http import Response
+from synapse_sferum.ctl.adminapi import Rejected, parsed
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
 from synapse_sferum.ctl.roster import roster_zip
 
-API = AdminApi("http://127.0.0.1:8008", "s3cret-s3cret-s3cret")
+API = AdminApi(f"http://127.0.0.1:8008{API_PREFIX}", "s3cret-s3cret-s3cret")
 PREFIX = "http://127.0.0.1:8008/_synapse/client/sferum/admin/v1"
 COUNTS = {
     "orgs": {"created": 1, "updated": 0, "deleted": 0},
@@ -78,7 +81,7 @@ def test_accounts_requests() -> None:
 
 
 def test_roster_counts() -> None:
-    assert parse_roster_counts(reply(200, {"counts": COUNTS, "dry_run": False})) == COUNTS
+    assert parsed(parse_roster_counts, reply(200, {"counts": COUNTS, "dry_run": False})) == COUNTS
 
 
 def test_invalid_roster_carries_its_problems() -> None:
@@ -88,7 +91,7 @@ def test_invalid_roster_carries_its_problems() -> None:
         "ru.sferum.problems": PROBLEMS,
     }
     with pytest.raises(Rejected) as raised:
-        parse_roster_counts(reply(400, body))
+        parsed(parse_roster_counts, reply(400, body))
     assert raised.value.exit_code == 1
     assert raised.value.message == "The roster has 2 problem(s) (M_INVALID_PARAM)"
     assert raised.value.problems == (
@@ -108,7 +111,7 @@ def test_accounts() -> None:
             {"person": "s-2", "user_id": "@petrova:localhost", "password": None},
         ]
     }
-    assert parse_accounts(reply(200, body)) == [
+    assert parsed(parse_accounts, reply(200, body)) == [
         IssuedAccount("s-1", "@ivanov:localhost", "pw-1"),
         IssuedAccount("s-2", "@petrova:localhost", None),
     ]
@@ -149,7 +152,7 @@ def test_accounts() -> None:
 )
 def test_errors(response: Response, exit_code: int, fragment: str) -> None:
     with pytest.raises(CtlError) as raised:
-        parse_accounts(response)
+        parsed(parse_accounts, response)
     assert raised.value.exit_code == exit_code
     assert fragment in raised.value.message
 
@@ -434,6 +437,6 @@ def test_reconcile_request_and_report() -> None:
     request = API.reconcile()
     assert (request.method, request.url) == ("POST", f"{PREFIX}/reconcile")
     report = {"rooms_created": 2, "state_updates": 1, "joined": 5, "removed": 0, "failures": 0}
-    assert parse_reconcile(reply(200, {"reconcile": report})) == report
+    assert parsed(parse_reconcile, reply(200, {"reconcile": report})) == report
     with pytest.raises(CtlError):
-        parse_reconcile(reply(200, {"reconcile": "done"}))
+        parsed(parse_reconcile, reply(200, {"reconcile": "done"}))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from synapse_sferum.ctl.adminapi import IssuedAccount
+from sferum_shared.adminapi import IssuedAccount
 from synapse_sferum.ctl.deployment import public_base_url
 from synapse_sferum.ctl.sheet import class_heading, render_sheet, sign_in_link
 from tests.unit.test_ctl_adminapi import (  # noqa: F401  (api: the stand-in server fixture)

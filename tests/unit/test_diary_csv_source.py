@@ -20,8 +20,8 @@ from bridges.diary.sources.csvsource import (
     roster_zip,
 )
 from sferum_shared import Clock
+from sferum_shared.model import ImportMode
 from synapse_sferum.ctl.demo import DemoCalendar
-from synapse_sferum.model import ImportMode
 from synapse_sferum.roster.oneroster import parse_roster_zip
 from tests.demo import DIARY, demo_folder
 from tests.demo import demo_files as demo_files_of

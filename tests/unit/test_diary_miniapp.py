@@ -10,7 +10,6 @@ import pytest
 
 from bridges.diary.config import BridgeConfig
 from bridges.diary.miniapp import (
-    WIDGET_ID,
     ApiError,
     MiniApp,
     class_view,
@@ -20,6 +19,7 @@ from bridges.diary.miniapp import (
 )
 from bridges.diary.model import DiarySnapshot, Homework, Lesson, LessonStatus, Mark
 from sferum_shared import Clock
+from sferum_shared.vocabulary import WidgetId
 
 MSK = ZoneInfo("Europe/Moscow")
 SNAPSHOT = DiarySnapshot(
@@ -78,7 +78,7 @@ CONFIG = BridgeConfig(
 
 def test_the_widget_event_points_at_the_page_with_the_clients_template_variables() -> None:
     key, content = widget_state("https://diary.school.test/", "diary", "p-5a/1", "@sferum:s")
-    assert key == WIDGET_ID == content["id"]
+    assert key == WidgetId.DIARY == content["id"]
     assert content["type"] == "m.custom" and content["name"] == "Дневник"
     assert content["creatorUserId"] == "@sferum:s"
     assert content["url"].startswith("https://diary.school.test/app?kind=diary&scope=p-5a%2F1&")

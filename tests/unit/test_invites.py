@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
 from synapse_sferum.policy.invites import (
     ClassFacts,
     CodesCommand,

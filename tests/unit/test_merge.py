@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.district import generate_district
-from synapse_sferum.model import (
+from sferum_shared.model import (
     RECORD_KINDS,
     ClassType,
     Demographics,

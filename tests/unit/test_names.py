@@ -2,7 +2,7 @@
 
 import pytest
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
 from synapse_sferum.policy import TEACHER_BADGE, asserted_role, display_name_for
 
 TEACHER = frozenset({Role.TEACHER})

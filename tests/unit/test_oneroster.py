@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from synapse_sferum.model import (
+from sferum_shared.model import (
     ClassType,
     Demographics,
     Enrollment,

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sferum_shared.rooms import RoomKey, RoomKind, Scope
 from synapse_sferum.calls import widget_state
 from synapse_sferum.policy import (
     ClassView,
@@ -19,7 +20,6 @@ from synapse_sferum.policy import (
     membership_changes,
     power_levels,
 )
-from synapse_sferum.rooms import RoomKey, RoomKind, Scope
 
 
 def _ids(*names: str) -> frozenset[str]:

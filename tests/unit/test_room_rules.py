@@ -11,7 +11,9 @@ from typing import Any
 import attrs
 import pytest
 
-from synapse_sferum.model import Member, Role
+from sferum_shared.model import Member, Role
+from sferum_shared.rooms import RoomKey, RoomKind
+from sferum_shared.vocabulary import EventType
 from synapse_sferum.policy import (
     ALLOW,
     PLATFORM_STATE,
@@ -32,7 +34,6 @@ from synapse_sferum.policy import (
     refuse,
     room_may_federate,
 )
-from synapse_sferum.rooms import ROOM_KIND_EVENT, RoomKey, RoomKind
 
 OK = None
 
@@ -240,7 +241,7 @@ GUESTS_FORBIDDEN = ("m.room.guest_access", {"guest_access": "forbidden"})
 WORLD_READABLE = ("m.room.history_visibility", {"history_visibility": "world_readable"})
 SHARED_HISTORY = ("m.room.history_visibility", {"history_visibility": "shared"})
 ENCRYPTION = ("m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
-KIND = (ROOM_KIND_EVENT, {"kind": "class", "org": "school-1", "class": "5A"})
+KIND = (EventType.ROOM_KIND, {"kind": "class", "org": "school-1", "class": "5A"})
 NAME = ("m.room.name", {"name": "Кружок"})
 TOPIC = ("m.room.topic", {"topic": "Шахматы"})
 LEVELS = ("m.room.power_levels", {"users": {TEACHER_ID: 100}})
@@ -432,10 +433,10 @@ REDACT_CASES = _table(
     *(
         (f"user-{kind}-{room}", USER, kind, room, Reason.PROTECTED_STATE)
         for room in PROVISIONED
-        for kind in (ROOM_KIND_EVENT, "m.room.name", "m.space.parent", "m.space.child",
+        for kind in (EventType.ROOM_KIND, "m.room.name", "m.space.parent", "m.space.child",
                      "im.vector.modular.widgets", "m.room.member", "m.room.power_levels")
     ),
-    ("user-kind-own-room", USER, ROOM_KIND_EVENT, "own-room", Reason.PROTECTED_STATE),
+    ("user-kind-own-room", USER, EventType.ROOM_KIND, "own-room", Reason.PROTECTED_STATE),
     ("user-name-own-room", USER, "m.room.name", "own-room", OK),
     ("user-member-own-room", USER, "m.room.member", "own-room", OK),
     ("platform-name-class-chat", PLATFORM, "m.room.name", "class-chat", OK),

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from sferum_shared.model import Role
+from sferum_shared.rooms import RoomKind
 from sfu.grants import (
     CAMERA,
     MICROPHONE,
@@ -17,8 +19,6 @@ from sfu.grants import (
     decide,
     facts_from_json,
 )
-from synapse_sferum.model import Role
-from synapse_sferum.rooms import RoomKind
 
 LESSON, BROADCAST, MEETING = RoomKind.LESSON, RoomKind.BROADCAST, RoomKind.MEETING
 TEACHER, PUPIL, STAFF, GUARDIAN = Role.TEACHER, Role.STUDENT, Role.STAFF, Role.GUARDIAN

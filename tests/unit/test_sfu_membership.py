@@ -11,6 +11,9 @@ import pytest
 from aiohttp import web
 
 from sferum_shared import Clock
+from sferum_shared.model import Role
+from sferum_shared.rooms import RoomKind
+from sferum_shared.vocabulary import Key
 from sfu import tokens
 from sfu.authservice import ApiError
 from sfu.call import Participant, Room
@@ -18,7 +21,6 @@ from sfu.config import SfuConfigError, parse_config
 from sfu.grants import Facts, Grant, Refusal
 from sfu.membership import (
     CLOSE_REMOVED,
-    SESSION_CLAIM,
     Session,
     close_reason,
     session_of,
@@ -26,8 +28,6 @@ from sfu.membership import (
 )
 from sfu.metrics import SfuMetrics, Snapshot, lag
 from sfu.server import SfuServer
-from synapse_sferum.model import Role
-from synapse_sferum.rooms import RoomKind
 
 SECRET = "membership-unit-secret-of-enough-length"
 RAW_CONFIG: dict[str, Any] = {
@@ -99,9 +99,9 @@ def test_private_claims_never_override_livekit_claims() -> None:
     "claims",
     [
         {},
-        {SESSION_CLAIM: "x"},
-        {SESSION_CLAIM: {"room_id": "!r", "user_id": "@u"}},
-        {SESSION_CLAIM: {"room_id": "!r", "user_id": 1, "device_id": "D"}},
+        {Key.SESSION_CLAIM: "x"},
+        {Key.SESSION_CLAIM: {"room_id": "!r", "user_id": "@u"}},
+        {Key.SESSION_CLAIM: {"room_id": "!r", "user_id": 1, "device_id": "D"}},
     ],
 )
 def test_tokens_without_a_good_session_claim_are_not_watched(claims: dict[str, Any]) -> None:

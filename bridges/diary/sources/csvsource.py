@@ -8,7 +8,7 @@ next to the CSVs adds the timetable (see `icalsource`).
 
 The files are read as a full snapshot every time: `tobedeleted` rows are simply left out, which
 is what a delta would do to the bridge's previous snapshot anyway. CSV syntax, UTF-8 and
-column lookup by name are the roster parser's (`synapse_sferum.roster`), so the same export
+column lookup by name are the shared roster reader's (`sferum_shared.roster`), so the same export
 gets the same `file:line:column` messages from the module and from the bridge.
 """
 
@@ -29,9 +29,9 @@ from bridges.diary.sources import gradebook
 from bridges.diary.sources.base import SourceUnavailable
 from bridges.diary.sources.gradebook import Row
 from bridges.diary.sources.icalsource import FileSource, lessons_from_ical
-from synapse_sferum.model import RosterError
-from synapse_sferum.roster.csvfiles import MAX_FILE_BYTES, decode, read_table
-from synapse_sferum.roster.problems import MAX_PER_FILE, Problems
+from sferum_shared.model import RosterError
+from sferum_shared.roster.csvfiles import MAX_FILE_BYTES, decode, read_table
+from sferum_shared.roster.problems import MAX_PER_FILE, Problems
 
 # The gradebook part of OneRoster 1.1 and 1.2: kept out of the roster zip sent to the module.
 GRADEBOOK_FILES = (

@@ -8,11 +8,6 @@ import re
 
 import attrs
 
-ROOM_KIND_EVENT = "ru.sferum.room"  # protected state: {"kind", "org", "class"[, "person"]}
-DM_CREATION_FLAG = "ru.sferum.direct"  # set in m.room.create content of every direct chat
-REASON_KEY = "ru.sferum.reason"  # the namespaced reason field of every refusal
-SENDER_ROLE_KEY = "ru.sferum.sender_role"  # in events' `unsigned`: the role the server asserts
-
 
 class RoomKind(enum.Enum):
     SCHOOL_SPACE = "school"
@@ -117,7 +112,3 @@ def is_reserved_alias(localpart: str) -> bool:
     """Aliases of the platform's scheme: nobody but the platform may take them."""
     return localpart.startswith(RESERVED_ALIAS_PREFIXES)
 
-
-def server_of(user_id: str) -> str:
-    """The server part of a Matrix user ID: everything after the first colon (ports included)."""
-    return user_id.split(":", 1)[1]

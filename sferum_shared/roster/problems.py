@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from synapse_sferum.model import Problem, RosterError
+from sferum_shared.model import Problem, RosterError
 
 # A broken export can be wrong on every line; past this many per file, more lines add nothing.
 MAX_PER_FILE = 100

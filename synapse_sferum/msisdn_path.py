@@ -1,14 +1,10 @@
-"""The admin API's wire names, shared by the module (server) and sferumctl (client).
+"""Where Synapse asks the module to check phones: shared by the module and sferumctl's config.
 
-Pure constants, so the CLI can import them without importing Synapse.
+Pure, so the CLI can import it without importing Synapse.
 """
 
 import hashlib
 import hmac
-
-PREFIX = "/_synapse/client/sferum/admin/v1"
-PROBLEMS_KEY = "ru.sferum.problems"  # the list of {file, line, column, message} of a bad roster
-ROSTER_NAME_PARAM = "name"  # query parameter: the uploaded file's name, used in problems
 
 # Synapse delegates phone checks to the module's identity-API endpoints under this base. The
 # base holds a secret derived from admin_api_secret, so only the homeserver (told the URL by its

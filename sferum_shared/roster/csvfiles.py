@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from synapse_sferum.roster.problems import Problems
+from sferum_shared.roster.problems import Problems
 
 if TYPE_CHECKING:
     from _csv import Reader

@@ -1,0 +1,254 @@
+"""The platform's admin API as the module serves it at `PREFIX`: requests and answers, no I/O.
+
+The module is the server (`synapse_sferum.admin_api`); sferumctl, the diary bridge and the SFU
+are its clients, each with its own transport (`sferum_shared.http`). Every client builds its
+requests with `AdminApi` and reads the answers with the `parse_*` functions here, so the wire
+names are spelled once and tested without a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import attrs
+
+from sferum_shared.http import Request, Response, json_request
+from sferum_shared.vocabulary import Key
+
+PREFIX = "/_synapse/client/sferum/admin/v1"
+PROBLEMS_KEY = Key.PROBLEMS  # the list of {file, line, column, message} of a bad roster
+ROSTER_NAME_PARAM = "name"  # query parameter: the uploaded file's name, used in problems
+
+
+@attrs.frozen
+class AdminApi:
+    """Builds the admin API's requests for one server: `url` is the API's root (with PREFIX)."""
+
+    url: str
+    secret: str
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+    def _post(self, path: str, body: Any, **query: str) -> Request:
+        url = f"{self.url}/{path}"
+        url = f"{url}?{urlencode(query)}" if query else url
+        return json_request("POST", url, body, self._auth)
+
+    def import_roster(self, zip_bytes: bytes, *, name: str, dry_run: bool) -> Request:
+        query = {ROSTER_NAME_PARAM: name}
+        if dry_run:
+            query["dry_run"] = "true"
+        headers = {**self._auth, "Content-Type": "application/zip"}
+        return Request("POST", f"{self.url}/roster?{urlencode(query)}", headers, zip_bytes)
+
+    def issue_link_codes(
+        self, *, persons: Sequence[str], class_id: str | None, expires_days: int | None
+    ) -> Request:
+        body: dict[str, Any] = {"class": class_id} if class_id else {"persons": list(persons)}
+        if expires_days is not None:
+            body["expires_days"] = expires_days
+        return self._post("link-codes", body)
+
+    def reconcile(self) -> Request:
+        return self._post("reconcile", {})
+
+    def issue_accounts(
+        self, *, persons: Sequence[str] = (), class_id: str | None = None
+    ) -> Request:
+        selection = {"class": class_id} if class_id is not None else {"persons": list(persons)}
+        return self._post("accounts", selection)
+
+    def reset_accounts(self, *, persons: Sequence[str]) -> Request:
+        """New cards for these people's accounts (answered like `issue_accounts`)."""
+        return self._post("accounts-reset", {"persons": list(persons)})
+
+    def who(self, query: Mapping[str, str]) -> Request:
+        """The directory's view of an account (`user_id`) or a roster person (`person`)."""
+        return self._post("who", dict(query))
+
+    def rtc_facts(self, user_id: str, room_id: str) -> Request:
+        """What the SFU's rules need to know of one user in one room."""
+        return self._post("rtc-facts", {"user_id": user_id, "room_id": room_id})
+
+    def rooms(self, alias_localparts: Sequence[str]) -> Request:
+        """The room IDs of provisioned rooms, by their alias-scheme names."""
+        return self._post("rooms", {"aliases": list(alias_localparts)})
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class IssuedCode:
+    person: str
+    name: str
+    code: str
+    expires_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class SkippedPerson:
+    person: str
+    reason: str
+
+
+@attrs.frozen
+class IssuedAccount:
+    person: str
+    user_id: str
+    password: str | None  # None: the person already had an account
+    # What the printed card says of whom it is for (`sferumctl accounts sheet`).
+    name: str = ""
+    classes: tuple[str, ...] = ()  # the titles of the person's classes, or of the children's
+    staff: bool = False  # a teacher or staff member: their cards go on a sheet of their own
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Problem:
+    """One mistake in an uploaded roster, where the server found it."""
+
+    file: str | None
+    line: int | None
+    column: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = [str(part) for part in (self.file, self.line, self.column) if part is not None]
+        return ":".join([*where, f" {self.message}"]) if where else self.message
+
+
+class Refused(Exception):
+    """The server answered with an error status (its Matrix-style errcode and error, if any)."""
+
+    def __init__(self, response: Response) -> None:
+        body = response.json_object()
+        self.status = response.status
+        self.errcode = str(body.get("errcode") or "")
+        self.error = str(body.get("error") or response.body[:200].decode(errors="replace"))
+        raw = body.get(PROBLEMS_KEY)
+        self.problems = tuple(_problem(p) for p in raw or () if isinstance(p, dict))
+        super().__init__(" ".join(str(p) for p in (self.status, self.errcode, self.error) if p))
+
+
+class Unexpected(Exception):
+    """A 200 answer without the shape this request's answer has."""
+
+    def __init__(self, response: Response, what: str) -> None:
+        super().__init__(f"unexpected answer from the server ({what}): {response.body[:200]!r}")
+
+
+def ok_json(response: Response) -> dict[str, Any]:
+    """The JSON object of a 200 answer; Refused for any other status."""
+    if response.status != 200:
+        raise Refused(response)
+    return response.json_object()
+
+
+Counts = dict[str, dict[str, int]]
+
+
+def parse_roster_counts(response: Response) -> Counts:
+    """{kind: {"created": n, "updated": n, "deleted": n}} from a roster import's answer."""
+    counts = ok_json(response).get("counts")
+    if not isinstance(counts, dict) or not all(
+        isinstance(row, dict) and all(isinstance(n, int) for n in row.values())
+        for row in counts.values()
+    ):
+        raise Unexpected(response, "no counts by kind")
+    return counts
+
+
+def parse_reconcile(response: Response) -> dict[str, int]:
+    """{"rooms_created": n, "joined": n, "removed": n, ...} from a reconcile's answer."""
+    report = ok_json(response).get("reconcile")
+    if not isinstance(report, dict) or not all(isinstance(n, int) for n in report.values()):
+        raise Unexpected(response, "no reconcile report")
+    return report
+
+
+def parse_link_codes(response: Response) -> tuple[list[IssuedCode], list[SkippedPerson]]:
+    body = ok_json(response)
+    codes, skipped = body.get("codes"), body.get("skipped")
+    try:
+        assert isinstance(codes, list) and isinstance(skipped, list)
+        return (
+            [
+                IssuedCode(str(c["person"]), str(c["name"]), str(c["code"]), int(c["expires_ms"]))
+                for c in codes
+            ],
+            [SkippedPerson(str(s["person"]), str(s["reason"])) for s in skipped],
+        )
+    except (AssertionError, KeyError, TypeError, ValueError):
+        raise Unexpected(response, "no list of codes") from None
+
+
+def parse_accounts(response: Response) -> list[IssuedAccount]:
+    accounts = ok_json(response).get("accounts")
+    if not isinstance(accounts, list) or not all(map(_is_account, accounts)):
+        raise Unexpected(response, "no list of accounts")
+    return [
+        IssuedAccount(
+            a["person"],
+            a["user_id"],
+            a["password"],
+            name=a.get("name", ""),
+            classes=tuple(a.get("classes", ())),
+            staff=a.get("staff", False),
+        )
+        for a in accounts
+    ]
+
+
+def parse_object(response: Response) -> dict[str, Any]:
+    """The answer of `who` and `rtc-facts`: a JSON object the caller's rules read."""
+    body = ok_json(response)
+    if not body:
+        raise Unexpected(response, "no JSON object")
+    return body
+
+
+def parse_rooms(response: Response) -> dict[str, str]:
+    """{alias localpart: room ID} of the provisioned rooms that exist."""
+    rooms = ok_json(response).get("rooms")
+    if not isinstance(rooms, dict):
+        raise Unexpected(response, "no rooms")
+    return {str(alias): str(room_id) for alias, room_id in rooms.items()}
+
+
+def _is_account(item: object) -> bool:
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("person"), str)
+        and isinstance(item.get("user_id"), str)
+        and "password" in item
+        and isinstance(item["password"], str | None)
+        and isinstance(item.get("name", ""), str)
+        and isinstance(item.get("classes", []), list)
+        and all(isinstance(c, str) for c in item.get("classes", []))
+        and isinstance(item.get("staff", False), bool)
+    )
+
+
+def _problem(raw: Mapping[str, Any]) -> Problem:
+    def number(key: str) -> int | None:
+        value = raw.get(key)
+        return value if isinstance(value, int) else None
+
+    file = raw.get("file")
+    return Problem(
+        file if isinstance(file, str) else None,
+        number("line"),
+        number("column"),
+        str(raw.get("message", "")),
+    )
+

@@ -1,0 +1,106 @@
+"""Every `ru.sferum.*` name the platform puts on the wire, spelled once.
+
+These are API: clients, bots and the platform's own parts match on them, so a value never
+changes once released. Event types and account-data types, keys inside event content, errors
+and tokens, widget IDs, and the reasons of every refusal each have one namespace here.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class EventType(enum.StrEnum):
+    """Types of state events and account data the platform defines."""
+
+    ROOM_KIND = "ru.sferum.room"  # protected state: {"kind", "org", "class"[, "person"]}
+    QUIET_HOURS = "ru.sferum.quiet_hours"  # a teacher's account data: the schedule and reply
+
+
+class Key(enum.StrEnum):
+    """Keys the platform adds inside others' JSON: event content, errors, tokens."""
+
+    REASON = "ru.sferum.reason"  # the namespaced reason of every refusal (a `Reason`)
+    SENDER_ROLE = "ru.sferum.sender_role"  # in events' `unsigned`: the role the server asserts
+    DIRECT = "ru.sferum.direct"  # in `m.room.create` of every direct chat
+    MIRROR_OF = "ru.sferum.mirror_of"  # a school news post's copy: the original's event ID
+    AUTO_REPLY = "ru.sferum.auto_reply"  # marks quiet hours' automatic notice
+    PROBLEMS = "ru.sferum.problems"  # a refused roster's {file, line, column, message} list
+    DIARY_MARKER = "ru.sferum.diary"  # {"key", "hash"} in every message the diary bridge sends
+    SESSION_CLAIM = "ru.sferum.session"  # the SFU token's Matrix room, user and device
+    DELAYED_LEAVE_CLAIM = "ru.sferum.delayed_leave"  # the SFU token's MSC4140 delegation
+
+
+class WidgetId(enum.StrEnum):
+    """State keys of the platform's `im.vector.modular.widgets`: one of each per room."""
+
+    DIARY = "ru.sferum.diary"
+    CALL = "ru.sferum.call"
+    INVITES = "ru.sferum.invites"
+
+
+class PushRuleId(enum.StrEnum):
+    QUIET_HOURS = "ru.sferum.quiet_hours"  # the override rule that silences a teacher's phone
+
+
+class Reason(enum.StrEnum):
+    """Why something was refused, under `Key.REASON` in the error. Clients may match on it."""
+
+    # Rooms, messages and invites (`synapse_sferum.policy`).
+    UNLINKED_SENDER = "ru.sferum.sender_not_in_directory"
+    UNLINKED_TARGET = "ru.sferum.target_not_in_directory"
+    OTHER_SCHOOL = "ru.sferum.other_school"
+    MINOR_PROTECTED = "ru.sferum.minor_protected"
+    NOT_RELATED = "ru.sferum.not_related"
+    PUBLIC_ROOM = "ru.sferum.no_public_rooms"
+    NOT_PUBLISHED = "ru.sferum.no_published_rooms"
+    DM_ONLY = "ru.sferum.dm_only"
+    DM_THIRD_PERSON = "ru.sferum.dm_third_person"
+    ENCRYPTION_NOT_ALLOWED = "ru.sferum.encryption_not_allowed"
+    PROVISIONED_UNENCRYPTED = "ru.sferum.provisioned_room_unencrypted"
+    RESERVED_ALIAS = "ru.sferum.reserved_alias"
+    ALIAS_NOT_ALLOWED = "ru.sferum.alias_not_allowed"
+    PROTECTED_STATE = "ru.sferum.protected_state"
+    MANAGED_MEMBERSHIP = "ru.sferum.managed_membership"
+    NOT_ROOM_MEMBER = "ru.sferum.not_room_member"
+    NO_KNOCKING = "ru.sferum.no_knocking"
+    REMOTE_NOT_ALLOWED = "ru.sferum.remote_not_allowed"
+    SERVER_NOT_LISTED = "ru.sferum.server_not_listed"
+    ROOM_NOT_FEDERATED = "ru.sferum.room_not_federated"
+    SHARED_WITH_PARTNERS = "ru.sferum.room_shared_with_partners"
+    BADGE_RESERVED = "ru.sferum.badge_reserved"
+    CALL_MEMBERSHIP_NOT_OWN = "ru.sferum.call_membership_not_own"
+    # Accounts, linking codes and phones (`synapse_sferum.policy.identity`).
+    PERSON_NOT_IN_DIRECTORY = "ru.sferum.person_not_in_directory"
+    PERSON_DISABLED = "ru.sferum.person_disabled"
+    TOO_YOUNG = "ru.sferum.too_young"
+    PERSON_HAS_ACCOUNT = "ru.sferum.person_has_account"
+    LINK_CODE_UNKNOWN = "ru.sferum.link_code_unknown"
+    LINK_CODE_USED = "ru.sferum.link_code_used"
+    LINK_CODE_EXPIRED = "ru.sferum.link_code_expired"
+    PHONE_INVALID = "ru.sferum.phone_invalid"
+    PHONE_IN_USE = "ru.sferum.phone_in_use"
+    PHONE_OF_GUARDIAN = "ru.sferum.phone_of_guardian"
+    # Single sign-on (`synapse_sferum.sso`).
+    SSO_CLAIM_MISSING = "ru.sferum.sso_claim_missing"
+    SSO_PHONE_AMBIGUOUS = "ru.sferum.sso_phone_ambiguous"
+    SSO_MODULE_NOT_LOADED = "ru.sferum.sso_module_not_loaded"
+    # SMS codes (`synapse_sferum.policy.phone`).
+    SMS_SESSION_UNKNOWN = "ru.sferum.sms_session_unknown"
+    SMS_CODE_WRONG = "ru.sferum.sms_code_wrong"
+    SMS_CODE_EXPIRED = "ru.sferum.sms_code_expired"
+    SMS_ATTEMPTS_EXHAUSTED = "ru.sferum.sms_attempts_exhausted"
+    SMS_RATE_LIMITED = "ru.sferum.sms_rate_limited"
+    SMS_SCHOOL_RATE_LIMITED = "ru.sferum.sms_school_rate_limited"
+    # Calls (`sfu.grants`, `sfu.authservice`).
+    SFU_NOT_IN_DIRECTORY = "ru.sferum.sfu_not_in_directory"  # unlinked or remote account
+    SFU_NO_CALLS_IN_ROOM = "ru.sferum.sfu_no_calls_in_room"  # no lesson, meeting, broadcast, DM
+    SFU_NOT_JOINED = "ru.sferum.sfu_not_joined"  # lesson, meeting: not a member of the room
+    SFU_BANNED = "ru.sferum.sfu_banned"
+    SFU_NOT_IN_SCHOOL = "ru.sferum.sfu_not_in_school"  # broadcast: of another school
+    SFU_REMOVED = "ru.sferum.sfu_removed"  # the teacher removed the user from this call
+    SFU_OTHER_SERVER = "ru.sferum.sfu_other_server"
+    SFU_CLAIMED_USER_MISMATCH = "ru.sferum.sfu_claimed_user_mismatch"
+    SFU_OPENID_REJECTED = "ru.sferum.sfu_openid_rejected"
+    # Any refusal the rules did not mean: an unexpected error, refused closed.
+    INTERNAL_ERROR = "ru.sferum.internal_error"

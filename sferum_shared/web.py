@@ -1,0 +1,34 @@
+"""What the two aiohttp services (the diary bridge and the SFU) do alike: serve a widget page's
+files, and send the shared protocols' requests."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from sferum_shared.http import Request, Response, Unreachable
+from sferum_shared.widgets import ASSET_HEADERS, Asset
+
+
+def serve_asset(assets: dict[str, Asset], request: web.Request) -> web.Response:
+    """`GET …/static/{name}` for a page's fixed table of assets (404 for anything else)."""
+    asset = assets.get(request.match_info["name"])
+    if asset is None:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=asset.path.read_bytes(),
+        content_type=asset.content_type,
+        charset="utf-8",
+        headers=ASSET_HEADERS,
+    )
+
+
+async def send(session: aiohttp.ClientSession, request: Request) -> Response:
+    """Sends a protocol's request (`sferum_shared.http`); Unreachable if no answer came."""
+    try:
+        async with session.request(
+            request.method, request.url, headers=dict(request.headers), data=request.body or None
+        ) as answer:
+            return Response(answer.status, await answer.read())
+    except (aiohttp.ClientError, TimeoutError) as e:
+        raise Unreachable(f"{request.method} {request.url.split('?')[0]}: {e!r}") from e
