@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures what one rule decision costs at district scale (target: p99 ≤ 50 µs at 100k people).
 
-A district is generated with bench/district.py (default 40 schools × 1,000 pupils ≈ 100,000
+A district is generated with tests/district.py (default 40 schools × 1,000 pupils ≈ 100,000
 people with guardians, teachers and staff), parsed and merged by the real roster code, and every
 person is turned into the rules' `Member` the way the store does it (`build_member`). Then, over
 random pairs (by default 200,000 of people in the same school, where the rules look deepest,
@@ -41,13 +41,13 @@ import attrs
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.district import DISTRICT_DAY, generate_district  # noqa: E402
 from sferum_shared import Clock  # noqa: E402
 from sferum_shared.model import EnrollmentRole, Member  # noqa: E402
 from synapse_sferum import policy  # noqa: E402
 from synapse_sferum.directory import build_member, guardianship_pairs  # noqa: E402
 from synapse_sferum.roster.merge import DirectorySnapshot, merge  # noqa: E402
 from synapse_sferum.roster.oneroster import parse_roster  # noqa: E402
+from tests.district import DISTRICT_DAY, generate_district  # noqa: E402
 
 SERVER = "bench.test"
 TODAY = DISTRICT_DAY

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measures a district roster import (target: 50 schools × 1,000 pupils in ≤ 60 s within 1 GiB).
 
-bench/district.py writes the district (≈125,000 people by default) into a temporary folder.
+tests/district.py writes the district (≈125,000 people by default) into a temporary folder.
 Then, each in a fresh Python process so that its peak RSS (`ru_maxrss`) is its own, the real
 module code path runs against an SQLite file set up as Synapse sets it up (WAL):
 
@@ -40,7 +40,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.district import DISTRICT_DAY, generate_district  # noqa: E402
 from synapse_sferum.roster.merge import diff, merge  # noqa: E402
 from synapse_sferum.roster.oneroster import parse_roster  # noqa: E402
 from synapse_sferum.store.directory import (  # noqa: E402
@@ -49,6 +48,7 @@ from synapse_sferum.store.directory import (  # noqa: E402
     member_for_person_txn,
 )
 from synapse_sferum.store.schema import prepare_schema_txn  # noqa: E402
+from tests.district import DISTRICT_DAY, generate_district  # noqa: E402
 from tests.sqlite_txn import Cursor  # noqa: E402
 
 TARGET_SECONDS = 60.0

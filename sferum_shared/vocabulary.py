@@ -3,44 +3,62 @@
 These are API: clients, bots and the platform's own parts match on them, so a value never
 changes once released. Event types and account-data types, keys inside event content, errors
 and tokens, widget IDs, and the reasons of every refusal each have one namespace here.
+
+Names that go into Synapse's own calls (event types, state keys, content keys) are plain `str`
+constants: Synapse's state lookups missed an enum member as the event type (a StrEnum equals
+its value, yet `get_room_state` answered nothing for it), so only reasons, which end as text in
+an error's JSON, are a StrEnum.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
-class EventType(enum.StrEnum):
+class EventType:
     """Types of state events and account data the platform defines."""
 
-    ROOM_KIND = "ru.sferum.room"  # protected state: {"kind", "org", "class"[, "person"]}
-    QUIET_HOURS = "ru.sferum.quiet_hours"  # a teacher's account data: the schedule and reply
+    # Protected state: {"kind", "org", "class"[, "person"]}.
+    ROOM_KIND: Final = "ru.sferum.room"
+    # A teacher's account data: the working hours and the automatic reply.
+    QUIET_HOURS: Final = "ru.sferum.quiet_hours"
 
 
-class Key(enum.StrEnum):
+class Key:
     """Keys the platform adds inside others' JSON: event content, errors, tokens."""
 
-    REASON = "ru.sferum.reason"  # the namespaced reason of every refusal (a `Reason`)
-    SENDER_ROLE = "ru.sferum.sender_role"  # in events' `unsigned`: the role the server asserts
-    DIRECT = "ru.sferum.direct"  # in `m.room.create` of every direct chat
-    MIRROR_OF = "ru.sferum.mirror_of"  # a school news post's copy: the original's event ID
-    AUTO_REPLY = "ru.sferum.auto_reply"  # marks quiet hours' automatic notice
-    PROBLEMS = "ru.sferum.problems"  # a refused roster's {file, line, column, message} list
-    DIARY_MARKER = "ru.sferum.diary"  # {"key", "hash"} in every message the diary bridge sends
-    SESSION_CLAIM = "ru.sferum.session"  # the SFU token's Matrix room, user and device
-    DELAYED_LEAVE_CLAIM = "ru.sferum.delayed_leave"  # the SFU token's MSC4140 delegation
+    # The namespaced reason of every refusal (a `Reason`), in the error's JSON.
+    REASON: Final = "ru.sferum.reason"
+    # In events' `unsigned`: the role the server asserts for the sender.
+    SENDER_ROLE: Final = "ru.sferum.sender_role"
+    # In `m.room.create` of every direct chat.
+    DIRECT: Final = "ru.sferum.direct"
+    # In a school news post's copy: the original's event ID.
+    MIRROR_OF: Final = "ru.sferum.mirror_of"
+    # Marks quiet hours' automatic notice.
+    AUTO_REPLY: Final = "ru.sferum.auto_reply"
+    # A refused roster's list of {file, line, column, message}.
+    PROBLEMS: Final = "ru.sferum.problems"
+    # {"key", "hash"} in every message the diary bridge sends.
+    DIARY_MARKER: Final = "ru.sferum.diary"
+    # The SFU token's Matrix room, user and device.
+    SESSION_CLAIM: Final = "ru.sferum.session"
+    # The SFU token's MSC4140 delegation (a delayed leave event).
+    DELAYED_LEAVE_CLAIM: Final = "ru.sferum.delayed_leave"
 
 
-class WidgetId(enum.StrEnum):
+class WidgetId:
     """State keys of the platform's `im.vector.modular.widgets`: one of each per room."""
 
-    DIARY = "ru.sferum.diary"
-    CALL = "ru.sferum.call"
-    INVITES = "ru.sferum.invites"
+    DIARY: Final = "ru.sferum.diary"
+    CALL: Final = "ru.sferum.call"
+    INVITES: Final = "ru.sferum.invites"
 
 
-class PushRuleId(enum.StrEnum):
-    QUIET_HOURS = "ru.sferum.quiet_hours"  # the override rule that silences a teacher's phone
+class PushRuleId:
+    # The override rule that silences a teacher's phone out of hours.
+    QUIET_HOURS: Final = "ru.sferum.quiet_hours"
 
 
 class Reason(enum.StrEnum):

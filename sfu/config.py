@@ -8,17 +8,13 @@ the SFU itself (the URL handed back to clients and the secret both sides sign to
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 
+from sferum_shared.config import ConfigError, load_yaml_config
 from sfu.tokens import MAX_TTL_SECONDS
-
-
-class SfuConfigError(ValueError):
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"{key}: {message}")
 
 
 @attrs.frozen
@@ -74,13 +70,13 @@ MIN_SECRET_LENGTH = 32  # HS256 keys shorter than the hash are guessable (RFC 75
 def _text(raw: Mapping[str, Any], key: str) -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise SfuConfigError(key, f"must be a non-empty string, got {value!r}")
+        raise ConfigError(key, f"must be a non-empty string, got {value!r}")
     return value.strip()
 
 
 def _whole(value: Any, key: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SfuConfigError(key, f"must be a whole number from {low} to {high}, got {value!r}")
+        raise ConfigError(key, f"must be a whole number from {low} to {high}, got {value!r}")
     return value
 
 
@@ -88,47 +84,47 @@ def _turn(raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        raise SfuConfigError("turn", "must be a mapping with uris and shared_secret")
+        raise ConfigError("turn", "must be a mapping with uris and shared_secret")
     for key in raw:
         if key not in ("uris", "shared_secret"):
-            raise SfuConfigError(f"turn.{key}", "unknown key; allowed: shared_secret, uris")
+            raise ConfigError(f"turn.{key}", "unknown key; allowed: shared_secret, uris")
     uris = raw.get("uris")
     if (
         not isinstance(uris, list)
         or not uris
         or not all(isinstance(u, str) and u.startswith(("turn:", "turns:")) for u in uris)
     ):
-        raise SfuConfigError("turn.uris", f"must be a list of turn: or turns: URIs, got {uris!r}")
+        raise ConfigError("turn.uris", f"must be a list of turn: or turns: URIs, got {uris!r}")
     secret = raw.get("shared_secret")
     if not isinstance(secret, str) or not secret:
-        raise SfuConfigError("turn.shared_secret", "must be coturn's static-auth-secret")
+        raise ConfigError("turn.shared_secret", "must be coturn's static-auth-secret")
     return {"turn_uris": tuple(uris), "turn_shared_secret": secret}
 
 
 def parse_config(raw: Any) -> SfuConfig:
-    """The config from a mapping; SfuConfigError names the first wrong key."""
+    """The config from a mapping; ConfigError names the first wrong key."""
     if not isinstance(raw, Mapping):
-        raise SfuConfigError("(top)", f"must be a mapping, got {type(raw).__name__}")
+        raise ConfigError("(top)", f"must be a mapping, got {type(raw).__name__}")
     for key in raw:
         if key not in _KEYS:
-            raise SfuConfigError(str(key), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+            raise ConfigError(str(key), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
     values: dict[str, Any] = {key: _text(raw, key) for key in _REQUIRED}
     for key in _URLS:
         if not values[key].startswith(("http://", "https://")):
-            raise SfuConfigError(key, f"must be an http(s) URL, got {values[key]!r}")
+            raise ConfigError(key, f"must be an http(s) URL, got {values[key]!r}")
         values[key] = values[key].rstrip("/")
     if not values["sfu_url"].startswith(("http://", "https://", "ws://", "wss://")):
-        raise SfuConfigError(
+        raise ConfigError(
             "sfu_url", f"must be an http(s) or ws(s) URL, got {values['sfu_url']!r}"
         )
     if len(values["jwt_secret"]) < MIN_SECRET_LENGTH:
-        raise SfuConfigError("jwt_secret", f"must be at least {MIN_SECRET_LENGTH} characters long")
+        raise ConfigError("jwt_secret", f"must be at least {MIN_SECRET_LENGTH} characters long")
     values["token_ttl_seconds"] = _whole(
         raw.get("token_ttl_seconds", MAX_TTL_SECONDS), "token_ttl_seconds", 60, MAX_TTL_SECONDS
     )
     issuer = raw.get("jwt_issuer", "sferum")
     if not isinstance(issuer, str) or not issuer:
-        raise SfuConfigError("jwt_issuer", f"must be a non-empty string, got {issuer!r}")
+        raise ConfigError("jwt_issuer", f"must be a non-empty string, got {issuer!r}")
     values["jwt_issuer"] = issuer
     interval = raw.get("membership_check_seconds", 2.0)
     if (
@@ -136,7 +132,7 @@ def parse_config(raw: Any) -> SfuConfig:
         or not isinstance(interval, int | float)
         or not MIN_CHECK_SECONDS <= interval <= MAX_CHECK_SECONDS
     ):
-        raise SfuConfigError(
+        raise ConfigError(
             "membership_check_seconds",
             f"must be a number of seconds from {MIN_CHECK_SECONDS} to {MAX_CHECK_SECONDS}, "
             f"got {interval!r}",
@@ -146,7 +142,7 @@ def parse_config(raw: Any) -> SfuConfig:
     if origin is not None and (
         not isinstance(origin, str) or not origin.startswith(("ws://", "wss://"))
     ):
-        raise SfuConfigError(
+        raise ConfigError(
             "origin_url", f"must be the origin's ws(s)://…/ws URL, got {origin!r}"
         )
     values["origin_url"] = origin
@@ -155,20 +151,25 @@ def parse_config(raw: Any) -> SfuConfig:
         isinstance(url, str) and url.startswith(("http://", "https://", "ws://", "wss://"))
         for url in edges
     ):
-        raise SfuConfigError(
+        raise ConfigError(
             "edge_urls", f"must be a list of the edges' http(s) or ws(s) URLs, got {edges!r}"
         )
     values["edge_urls"] = tuple(edges)
     values.update(_turn(raw.get("turn")))
     http = raw.get("http") or {}
     if not isinstance(http, Mapping):
-        raise SfuConfigError("http", "must be a mapping with bind and port")
+        raise ConfigError("http", "must be a mapping with bind and port")
     for key in http:
         if key not in ("bind", "port"):
-            raise SfuConfigError(f"http.{key}", "unknown key; allowed: bind, port")
+            raise ConfigError(f"http.{key}", "unknown key; allowed: bind, port")
     values["http_port"] = _whole(http.get("port", 8010), "http.port", 1, 65535)
     bind = http.get("bind", "127.0.0.1")
     if not isinstance(bind, str) or not bind:
-        raise SfuConfigError("http.bind", f"must be an address, got {bind!r}")
+        raise ConfigError("http.bind", f"must be an address, got {bind!r}")
     values["http_bind"] = bind
     return SfuConfig(**values)
+
+
+def load_config(path: Path) -> SfuConfig:
+    """The config in a YAML file; ConfigError for a missing, unreadable or wrong file."""
+    return load_yaml_config(path, parse_config)

@@ -32,6 +32,7 @@ import attrs
 
 from sferum_shared.model import Role
 from sferum_shared.rooms import RoomKind
+from sferum_shared.vocabulary import Reason
 
 CAMERA = "camera"
 MICROPHONE = "microphone"
@@ -40,14 +41,14 @@ SOURCES = (CAMERA, MICROPHONE, SCREEN_SHARE)  # LiveKit's names for published so
 
 
 class Refusal(enum.Enum):
-    """Why a caller gets no token; the value goes under `ru.sferum.reason`."""
+    """Why a caller gets no token (with the words for it); the value goes under `Key.REASON`."""
 
-    NOT_IN_DIRECTORY = "ru.sferum.sfu_not_in_directory"  # unlinked or remote account
-    NO_CALLS_HERE = "ru.sferum.sfu_no_calls_in_room"  # no lesson, meeting, broadcast or DM
-    NOT_JOINED = "ru.sferum.sfu_not_joined"  # lesson, meeting: not a member of the room
-    BANNED = "ru.sferum.sfu_banned"
-    NOT_IN_SCHOOL = "ru.sferum.sfu_not_in_school"  # broadcast: of another school
-    REMOVED = "ru.sferum.sfu_removed"  # the teacher removed the user from this call
+    NOT_IN_DIRECTORY = Reason.SFU_NOT_IN_DIRECTORY
+    NO_CALLS_HERE = Reason.SFU_NO_CALLS_IN_ROOM
+    NOT_JOINED = Reason.SFU_NOT_JOINED
+    BANNED = Reason.SFU_BANNED
+    NOT_IN_SCHOOL = Reason.SFU_NOT_IN_SCHOOL
+    REMOVED = Reason.SFU_REMOVED
 
     @property
     def message(self) -> str:

@@ -18,7 +18,7 @@ from synapse.types import RoomAlias, create_requester
 from synapse.util.clock import Clock
 from twisted.internet import reactor
 
-from sferum_shared.vocabulary import PushRuleId
+from sferum_shared.vocabulary import Key, PushRuleId, Reason
 
 Txn = Any
 
@@ -207,7 +207,7 @@ def refuse_mistyped_phone_requests() -> None:
                 400,
                 "'country' and 'phone_number' must be strings",
                 Codes.INVALID_PARAM,
-                {"ru.sferum.reason": "ru.sferum.phone_invalid"},
+                {Key.REASON: Reason.PHONE_INVALID.value},
             )
         msisdn: str = to_msisdn(country, number)
         return msisdn

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from sferum_shared.config import ConfigError
 from synapse_sferum.policy.quiet import (
     DEFAULT_TIMEZONE,
     QuietHoursConfig,
@@ -22,10 +23,8 @@ from synapse_sferum.policy.quiet import (
 KEY_PREFIX = "modules[synapse_sferum].config"
 
 
-class SferumConfigError(ValueError):
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"{KEY_PREFIX}.{key}: {message}")
+def _error(key: str, message: str) -> ConfigError:
+    return ConfigError(key, message, within=f"{KEY_PREFIX}.")
 
 
 @attrs.frozen
@@ -146,7 +145,7 @@ def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> No
     for key in section:
         if key not in allowed:
             path = f"{where}.{key}" if where else str(key)
-            raise SferumConfigError(
+            raise _error(
                 path, f"unknown key; allowed keys: {', '.join(sorted(allowed))}"
             )
 
@@ -156,21 +155,21 @@ def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise SferumConfigError(key, f"must be a mapping, got {type(value).__name__}")
+        raise _error(key, f"must be a mapping, got {type(value).__name__}")
     return value
 
 
 def _bool(section: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
     value = section.get(key, default)
     if not isinstance(value, bool):
-        raise SferumConfigError(f"{where}.{key}", f"must be true or false, got {value!r}")
+        raise _error(f"{where}.{key}", f"must be true or false, got {value!r}")
     return value
 
 
 def _int(section: Mapping[str, Any], key: str, where: str, default: int, lo: int, hi: int) -> int:
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise SferumConfigError(
+        raise _error(
             f"{where}.{key}", f"must be a whole number from {lo} to {hi}, got {value!r}"
         )
     return value
@@ -180,14 +179,14 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None = None, where: st
     value = raw.get(key, default)
     if not isinstance(value, str) or not value.strip():
         path = f"{where}.{key}" if where else key
-        raise SferumConfigError(path, f"must be a non-empty string, got {value!r}")
+        raise _error(path, f"must be a non-empty string, got {value!r}")
     return value
 
 
 def _http_url(raw: Mapping[str, Any], key: str, where: str) -> str:
     url = _str(raw, key, where=where)
     if not url.startswith(("http://", "https://")):
-        raise SferumConfigError(f"{where}.{key}", f"must be an http(s) URL, got {url!r}")
+        raise _error(f"{where}.{key}", f"must be an http(s) URL, got {url!r}")
     return url
 
 
@@ -196,7 +195,7 @@ def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
         return None
     where = "phone.sms"
     if not isinstance(raw, Mapping):
-        raise SferumConfigError(where, f"must be a mapping, got {type(raw).__name__}")
+        raise _error(where, f"must be a mapping, got {type(raw).__name__}")
     backend = raw.get("backend")
     if backend == "file":
         _check_keys(raw, _SMS_FILE_KEYS, where)
@@ -206,12 +205,12 @@ def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
         url = _http_url(raw, "url", where)
         method = _str(raw, "method", "POST", where).upper()
         if method not in _HTTP_METHODS:
-            raise SferumConfigError(
+            raise _error(
                 f"{where}.method", f"must be one of {', '.join(_HTTP_METHODS)}, got {method!r}"
             )
         auth = raw.get("auth_header")
         if auth is not None and (not isinstance(auth, str) or not auth.strip()):
-            raise SferumConfigError(f"{where}.auth_header", f"must be a string, got {auth!r}")
+            raise _error(f"{where}.auth_header", f"must be a string, got {auth!r}")
         default = HttpSmsConfig(url=url)
         return HttpSmsConfig(
             url=url,
@@ -220,14 +219,14 @@ def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
             content_type=_str(raw, "content_type", default.content_type, where),
             auth_header=auth,
         )
-    raise SferumConfigError(f"{where}.backend", f"must be 'file' or 'http', got {backend!r}")
+    raise _error(f"{where}.backend", f"must be 'file' or 'http', got {backend!r}")
 
 
 def _timezone(raw: Mapping[str, Any], key: str, default: str) -> str:
     try:
         return check_timezone(raw.get(key.rpartition(".")[2], default), "")
     except ScheduleError as e:
-        raise SferumConfigError(key, str(e)) from None
+        raise _error(key, str(e)) from None
 
 
 def _quiet_hours(raw: Mapping[str, Any], school_timezone: str) -> QuietHoursConfig:
@@ -252,7 +251,7 @@ def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
     _check_keys(raw, _PHONE_KEYS, "phone")
     region = raw.get("default_region", "RU")
     if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
-        raise SferumConfigError(
+        raise _error(
             "phone.default_region", f"must be a two-letter region code like RU, got {region!r}"
         )
     return PhoneConfig(
@@ -269,20 +268,20 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise SferumConfigError("", f"must be a mapping, got {type(raw).__name__}")
+        raise _error("", f"must be a mapping, got {type(raw).__name__}")
     _check_keys(raw, _TOP_KEYS, "")
 
     secret = _str(raw, "admin_api_secret")
     if len(secret) < 16:
-        raise SferumConfigError("admin_api_secret", "must be at least 16 characters long")
+        raise _error("admin_api_secret", "must be at least 16 characters long")
 
     bot_localpart = _str(raw, "bot_localpart", "sferum")
     if not bot_localpart.isascii() or bot_localpart.lower() != bot_localpart:
-        raise SferumConfigError("bot_localpart", "must be lower-case ASCII, like 'sferum'")
+        raise _error("bot_localpart", "must be lower-case ASCII, like 'sferum'")
 
     partners = raw.get("partner_servers", [])
     if not isinstance(partners, list) or not all(isinstance(p, str) and p for p in partners):
-        raise SferumConfigError(
+        raise _error(
             "partner_servers", f"must be a list of server names, got {partners!r}"
         )
 

@@ -30,12 +30,11 @@ from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared import Clock
 from sferum_shared.model import Role
-from sferum_shared.vocabulary import Key
+from sferum_shared.vocabulary import Key, Reason
 from sferum_shared.widgets import page_assets
 from synapse_sferum.bodies import json_object
 from synapse_sferum.policy.identity import (
     MESSAGES,
-    IdentityReason,
     code_refusal,
     new_account_refusal,
 )
@@ -104,8 +103,8 @@ class AttemptWindow:
         return True
 
 
-def _refused(reason: IdentityReason) -> SynapseError:
-    status = 404 if reason is IdentityReason.CODE_UNKNOWN else 403
+def _refused(reason: Reason) -> SynapseError:
+    status = 404 if reason is Reason.LINK_CODE_UNKNOWN else 403
     errcode = Codes.NOT_FOUND if status == 404 else Codes.FORBIDDEN
     return SynapseError(status, MESSAGES[reason], errcode, {Key.REASON: reason.value})
 
@@ -209,16 +208,16 @@ class JoinPage:
             raise SynapseError(400, "'code' must be a string", Codes.INVALID_PARAM)
         code = normalize_code(raw)
         if code is None:
-            raise _refused(IdentityReason.CODE_UNKNOWN)
+            raise _refused(Reason.LINK_CODE_UNKNOWN)
         link = await self._directory.run("sferum_link_code", identity.link_code_txn, code)
         refusal = code_refusal(link, self._clock.ms())
         if refusal is None and link is not None:
             applicant = await self._registrar.applicant(link.person_id)
             refusal = new_account_refusal(applicant, self._directory.today(), self._min_age)
         if refusal is not None or link is None:
-            raise _refused(refusal or IdentityReason.CODE_UNKNOWN)
+            raise _refused(refusal or Reason.LINK_CODE_UNKNOWN)
         person = await self._directory.run("sferum_person", identity.person_txn, link.person_id)
         if person is None:
-            raise _refused(IdentityReason.NOT_IN_DIRECTORY)
+            raise _refused(Reason.PERSON_NOT_IN_DIRECTORY)
         role = next((word for role, word in _ROLE_WORDS if role in person.roles), "member")
         return {"code": code, "name": person.real_name, "role": role}

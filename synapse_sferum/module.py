@@ -8,10 +8,11 @@ from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
 from sferum_shared import Clock
+from sferum_shared.config import ConfigError as SferumConfigError
 from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
-from synapse_sferum.config import SferumConfig, SferumConfigError, parse_config
+from synapse_sferum.config import SferumConfig, parse_config
 from synapse_sferum.invites import TeacherInvites
 from synapse_sferum.join import JoinPage
 from synapse_sferum.lifecycle import Departures

@@ -19,7 +19,7 @@ from synapse_sferum import compat
 from synapse_sferum.bodies import json_object
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.msisdn_path import msisdn_delegate_base
-from synapse_sferum.policy.identity import MESSAGES, IdentityReason
+from synapse_sferum.policy.identity import MESSAGES
 from synapse_sferum.policy.phone import (
     PhoneError,
     SmsChallenge,
@@ -136,11 +136,11 @@ class MsisdnDelegate:
                 self._region,
             )
         except PhoneError as e:
-            raise _refused(400, Codes.INVALID_PARAM, str(e), IdentityReason.PHONE_INVALID) from e
+            raise _refused(400, Codes.INVALID_PARAM, str(e), Reason.PHONE_INVALID) from e
         if self._gateway is None:
             raise SynapseError(503, "SMS sending is not configured on this server", Codes.UNKNOWN)
         if await self._directory.run("sferum_phone_owner", identity.phone_owner_txn, msisdn):
-            in_use = IdentityReason.PHONE_IN_USE
+            in_use = Reason.PHONE_IN_USE
             raise _refused(400, Codes.THREEPID_IN_USE, MESSAGES[in_use], in_use)
         now = self._clock.ms()
         challenge, code = new_challenge(msisdn, client_secret, now, self._limits)

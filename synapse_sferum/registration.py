@@ -23,13 +23,13 @@ from synapse.module_api import ModuleApi
 
 from sferum_shared import Clock
 from sferum_shared.adminapi import IssuedCode
+from sferum_shared.vocabulary import Reason
 from synapse_sferum import compat
 from synapse_sferum.accounts import free_localpart, localpart_for
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.policy.identity import (
     MESSAGES,
     Applicant,
-    IdentityReason,
     LinkCode,
     new_account_refusal,
     registration_refusal,
@@ -55,7 +55,7 @@ def new_link_code() -> str:
 
 
 class RegistrationRefused(Exception):
-    def __init__(self, person_id: str, reason: IdentityReason):
+    def __init__(self, person_id: str, reason: Reason):
         self.person_id = person_id
         self.reason = reason
         super().__init__(f"person '{person_id}': {MESSAGES[reason]} ({reason.value})")
@@ -143,10 +143,10 @@ class Registrar:
 
     async def _refusal(
         self, token: str, msisdn: str
-    ) -> tuple[IdentityReason | None, LinkCode | None]:
+    ) -> tuple[Reason | None, LinkCode | None]:
         code = await self._directory.run("sferum_link_code", identity.link_code_txn, token)
         if code is None:
-            return IdentityReason.CODE_UNKNOWN, None
+            return Reason.LINK_CODE_UNKNOWN, None
         applicant = await self.applicant(code.person_id)
         owner = await self._directory.run("sferum_phone_owner", identity.phone_owner_txn, msisdn)
         refusal = registration_refusal(
@@ -216,12 +216,12 @@ class Registrar:
         token = uia_results.get(compat.UIA_REGISTRATION_TOKEN)
         threepid = uia_results.get(compat.UIA_MSISDN)
         if not isinstance(token, str) or not isinstance(threepid, dict):
-            raise RegistrationRefused("?", IdentityReason.CODE_UNKNOWN)
+            raise RegistrationRefused("?", Reason.LINK_CODE_UNKNOWN)
         msisdn = str(threepid["address"])
         refusal, code = await self._refusal(token, msisdn)
         if refusal is not None or code is None:
             raise RegistrationRefused(
-                code.person_id if code else "?", refusal or IdentityReason.CODE_UNKNOWN
+                code.person_id if code else "?", refusal or Reason.LINK_CODE_UNKNOWN
             )
         sid = threepid.get("threepid_creds", {}).get("sid")
         return await self._reserve(PendingLink("", code.person_id, code.code, msisdn, sid))

@@ -20,7 +20,8 @@ from synapse.handlers.sso import MappingException
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import ConfigError
 
-from synapse_sferum.policy.identity import MESSAGES, IdentityReason
+from sferum_shared.vocabulary import Reason
+from synapse_sferum.policy.identity import MESSAGES
 from synapse_sferum.policy.phone import PhoneError, msisdn_of_e164, parse_msisdn
 from synapse_sferum.registration import RegistrationRefused
 from synapse_sferum.store import identity
@@ -48,25 +49,17 @@ class Match(enum.StrEnum):
     PHONE = "phone"  # a phone number the provider has verified
 
 
-class SsoReason(enum.StrEnum):
-    """Refusals only SSO has; the others are `IdentityReason`s. The values are API."""
-
-    CLAIM_MISSING = "ru.sferum.sso_claim_missing"
-    PHONE_AMBIGUOUS = "ru.sferum.sso_phone_ambiguous"
-    NOT_LOADED = "ru.sferum.sso_module_not_loaded"
-
-
-SSO_MESSAGES: dict[SsoReason, str] = {
-    SsoReason.CLAIM_MISSING: "The identity provider did not say who you are",
-    SsoReason.PHONE_AMBIGUOUS: "Several people in the school directory have this phone number",
-    SsoReason.NOT_LOADED: "The school platform is not running on this server",
+SSO_MESSAGES: dict[Reason, str] = {
+    Reason.SSO_CLAIM_MISSING: "The identity provider did not say who you are",
+    Reason.SSO_PHONE_AMBIGUOUS: "Several people in the school directory have this phone number",
+    Reason.SSO_MODULE_NOT_LOADED: "The school platform is not running on this server",
 }
 
 
 class SsoRefused(Exception):
-    def __init__(self, reason: IdentityReason | SsoReason):
+    def __init__(self, reason: Reason):
         self.reason = reason
-        text = MESSAGES[reason] if isinstance(reason, IdentityReason) else SSO_MESSAGES[reason]
+        text = MESSAGES.get(reason) or SSO_MESSAGES[reason]
         super().__init__(f"{text} ({reason.value})")
 
 
@@ -112,28 +105,28 @@ def roster_key(claim: object, config: SsoMappingConfig) -> str:
     if isinstance(claim, int) and not isinstance(claim, bool):
         claim = str(claim)  # some providers send numeric IDs
     if not isinstance(claim, str) or not claim.strip():
-        raise SsoRefused(SsoReason.CLAIM_MISSING)
+        raise SsoRefused(Reason.SSO_CLAIM_MISSING)
     if config.match is Match.PERSON_ID:
         return claim.strip()
     try:
         return "+" + parse_msisdn(claim, "", config.default_region)
     except PhoneError:
-        raise SsoRefused(IdentityReason.PHONE_INVALID) from None
+        raise SsoRefused(Reason.PHONE_INVALID) from None
 
 
 def person_for_phone(roster_people: Sequence[str]) -> str:
     """The one roster person with the phone; a shared number identifies nobody."""
     if not roster_people:
-        raise SsoRefused(IdentityReason.NOT_IN_DIRECTORY)
+        raise SsoRefused(Reason.PERSON_NOT_IN_DIRECTORY)
     if len(roster_people) > 1:
-        raise SsoRefused(SsoReason.PHONE_AMBIGUOUS)
+        raise SsoRefused(Reason.SSO_PHONE_AMBIGUOUS)
     return roster_people[0]
 
 
 def phone_account_refusal(phone_owner: str | None, own_account: str | None) -> None:
     """One phone, one account: a number bound to someone else's account signs nobody in."""
     if phone_owner is not None and phone_owner != own_account:
-        raise SsoRefused(IdentityReason.PHONE_IN_USE)
+        raise SsoRefused(Reason.PHONE_IN_USE)
 
 
 # -- Synapse's interface ----------------------------------------------------------------------
@@ -167,7 +160,7 @@ class SferumOidcMappingProvider:
         module = module_for(self._api.server_name)
         try:
             if module is None:
-                raise SsoRefused(SsoReason.NOT_LOADED)
+                raise SsoRefused(Reason.SSO_MODULE_NOT_LOADED)
             person_id = await self._person(module, userinfo.get(self._config.claim))
             localpart = await module.registrar.reserve_for_sso(person_id)
         except SsoRefused as e:

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
-from pathlib import Path
 
-from bridges.diary.config import BridgeConfigError, load_config
+from bridges.diary.config import BridgeConfig, load_config
 from bridges.diary.daemon import serve
+from sferum_shared.entry import run_service
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m bridges.diary BRIDGE.yaml", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(Path(argv[0]))
-    except BridgeConfigError as e:
-        print(f"diary bridge: {e}", file=sys.stderr)
-        return 1
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _serve(config: BridgeConfig) -> None:
     asyncio.run(serve(config))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_service(sys.argv[1:], name="bridges.diary", load=load_config, serve=_serve))

@@ -14,15 +14,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
-import yaml
+
+from sferum_shared.config import ConfigError, load_yaml_config
 
 SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
-
-
-class BridgeConfigError(ValueError):
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"{key}: {message}")
 
 
 @attrs.frozen
@@ -75,7 +70,7 @@ _REQUIRED = (
 def _text(raw: Mapping[str, Any], key: str, where: str = "") -> str:
     value = raw.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise BridgeConfigError(f"{where}{key}", f"must be a non-empty string, got {value!r}")
+        raise ConfigError(f"{where}{key}", f"must be a non-empty string, got {value!r}")
     return value
 
 
@@ -85,21 +80,21 @@ def _source(raw: Any, index: int) -> SourceConfig:
         kind, _, location = raw.partition(":")
         raw = {"kind": kind, "location": location}
     if not isinstance(raw, Mapping):
-        raise BridgeConfigError(where, f"must be KIND:LOCATION or a mapping, got {raw!r}")
+        raise ConfigError(where, f"must be KIND:LOCATION or a mapping, got {raw!r}")
     allowed = {"kind", "location", "client_id", "client_secret"}
     for key in raw:
         if key not in allowed:
-            raise BridgeConfigError(f"{where}.{key}", f"unknown key; allowed: {sorted(allowed)}")
+            raise ConfigError(f"{where}.{key}", f"unknown key; allowed: {sorted(allowed)}")
     kind = str(raw.get("kind"))
     if kind not in SOURCE_KINDS:
-        raise BridgeConfigError(f"{where}.kind", f"must be one of {SOURCE_KINDS}, got {kind!r}")
+        raise ConfigError(f"{where}.kind", f"must be one of {SOURCE_KINDS}, got {kind!r}")
     location = str(raw.get("location") or "")
     if kind != "push" and not location:
-        raise BridgeConfigError(f"{where}.location", f"{kind} needs a location")
+        raise ConfigError(f"{where}.location", f"{kind} needs a location")
     client_id, client_secret = str(raw.get("client_id") or ""), str(raw.get("client_secret") or "")
     if kind == "oneroster-rest":
         if not location.startswith(("http://", "https://")):
-            raise BridgeConfigError(
+            raise ConfigError(
                 f"{where}.location", f"must be an http(s) URL, got {location!r}"
             )
         url = urlsplit(location)
@@ -112,21 +107,21 @@ def _source(raw: Any, index: int) -> SourceConfig:
 
 def parse_config(raw: Any) -> BridgeConfig:
     if not isinstance(raw, Mapping):
-        raise BridgeConfigError("(top)", f"must be a mapping, got {type(raw).__name__}")
+        raise ConfigError("(top)", f"must be a mapping, got {type(raw).__name__}")
     for key in raw:
         if key not in _KEYS:
-            raise BridgeConfigError(str(key), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
+            raise ConfigError(str(key), f"unknown key; allowed: {', '.join(sorted(_KEYS))}")
     values: dict[str, Any] = {key: _text(raw, key) for key in _REQUIRED}
     sources = raw.get("sources")
     if not isinstance(sources, list) or not sources:
-        raise BridgeConfigError("sources", "must be a non-empty list of KIND:LOCATION")
+        raise ConfigError("sources", "must be a non-empty list of KIND:LOCATION")
     values["sources"] = tuple(_source(s, i) for i, s in enumerate(sources))
     http = raw.get("http") or {}
     if not isinstance(http, Mapping):
-        raise BridgeConfigError("http", "must be a mapping with bind and port")
+        raise ConfigError("http", "must be a mapping with bind and port")
     port = http.get("port", 8009)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise BridgeConfigError("http.port", f"must be a port number, got {port!r}")
+        raise ConfigError("http.port", f"must be a port number, got {port!r}")
     values["http_port"] = port
     values["http_bind"] = str(http.get("bind", "127.0.0.1"))
     for key in ("control_secret", "push_secret", "ical_secret", "public_url"):
@@ -135,17 +130,17 @@ def parse_config(raw: Any) -> BridgeConfig:
     try:
         zoneinfo.ZoneInfo(str(tz))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise BridgeConfigError("timezone", f"is not a time zone, got {tz!r}") from None
+        raise ConfigError("timezone", f"is not a time zone, got {tz!r}") from None
     values["timezone"] = str(tz)
     interval = raw.get("sync_interval_seconds", 30)
     if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= 86400:
-        raise BridgeConfigError(
+        raise ConfigError(
             "sync_interval_seconds", f"must be a whole number from 1 to 86400, got {interval!r}"
         )
     values["sync_interval_seconds"] = interval
     digest = str(raw.get("digest_time", "07:30"))
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", digest):
-        raise BridgeConfigError("digest_time", f"must be HH:MM, got {digest!r}")
+        raise ConfigError("digest_time", f"must be HH:MM, got {digest!r}")
     values["digest_time"] = time.fromisoformat(digest)
     if raw.get("templates_dir"):
         values["templates_dir"] = Path(str(raw["templates_dir"]))
@@ -153,11 +148,4 @@ def parse_config(raw: Any) -> BridgeConfig:
 
 
 def load_config(path: Path) -> BridgeConfig:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise BridgeConfigError(str(path), f"cannot be read: {e}") from None
-    try:
-        return parse_config(raw)
-    except BridgeConfigError as e:
-        raise BridgeConfigError(f"{path}: {e.key}", str(e).split(": ", 1)[1]) from None
+    return load_yaml_config(path, parse_config)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sferum_shared.schema import Versions, upgrade_schema_txn
+
 T = TypeVar("T")
 
 
@@ -41,7 +43,7 @@ class Cursor:
 class Database:
     """`await db.run(fn, *args)` runs `fn(cursor, *args)` in one transaction."""
 
-    def __init__(self, url: str, schema: Sequence[Sequence[str]]):
+    def __init__(self, url: str, schema: Versions):
         """`url`: a SQLite file path, or postgresql://…; `schema`: the DDL of each version."""
         self._postgres = url.startswith(("postgresql://", "postgres://"))
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diary-db")
@@ -87,25 +89,6 @@ class Database:
         self._executor.shutdown(wait=False)
 
 
-def _prepare_schema(cur: Cursor, versions: Sequence[Sequence[str]]) -> None:
-    cur.execute(
-        "CREATE TABLE IF NOT EXISTS diary_schema_version ("
-        " singleton INTEGER PRIMARY KEY, version INTEGER NOT NULL)"
-    )
-    cur.execute("SELECT version FROM diary_schema_version WHERE singleton = 1")
-    row = cur.fetchone()
-    current = int(row[0]) if row else 0
-    if current > len(versions):
-        raise RuntimeError(
-            f"the diary bridge's database has schema version {current}, newer than this "
-            f"bridge's {len(versions)}; upgrade synapse-sferum"
-        )
-    for version in range(current + 1, len(versions) + 1):
-        for statement in versions[version - 1]:
-            cur.execute(statement)
-    if current != len(versions):
-        cur.execute(
-            "INSERT INTO diary_schema_version (singleton, version) VALUES (1, ?)"
-            " ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
-            (len(versions),),
-        )
+
+def _prepare_schema(cur: Cursor, versions: Versions) -> None:
+    upgrade_schema_txn(cur, "diary", versions, "bridge")

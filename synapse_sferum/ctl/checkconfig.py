@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synapse_sferum.config import SferumConfigError, parse_config
+from sferum_shared.config import ConfigError
+from synapse_sferum.config import parse_config
 from synapse_sferum.ctl.deployment import SFERUM_MODULE, Deployment
 from synapse_sferum.ctl.errors import CtlError
 
@@ -24,7 +25,7 @@ def check_config(deployment: Deployment) -> dict[str, Any]:
     config = deployment.load_config()
     try:
         parse_config(_module_config(config))
-    except SferumConfigError as e:
+    except ConfigError as e:
         raise CtlError(str(e)) from None
     _load_with_synapse(deployment)
     return config

@@ -4,6 +4,7 @@ No Synapse import and no I/O: the module's glue gathers the facts, asks one func
 turns the `Decision` into Synapse's answer. So every rule is tested with tables of cases.
 """
 
+from sferum_shared.vocabulary import Reason
 from synapse_sferum.policy.contact import may_contact
 from synapse_sferum.policy.creation import (
     CreateRoomRequest,
@@ -12,7 +13,7 @@ from synapse_sferum.policy.creation import (
     may_publish_room,
     room_may_federate,
 )
-from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
+from synapse_sferum.policy.decision import ALLOW, Decision, refuse
 from synapse_sferum.policy.events import (
     PLATFORM_STATE,
     ProvisionedRoom,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from sferum_shared.model import Member, Role
-from synapse_sferum.policy.decision import ALLOW, Decision, Reason, refuse
+from sferum_shared.vocabulary import Reason
+from synapse_sferum.policy.decision import ALLOW, Decision, refuse
 
 
 def may_contact(sender: Member | None, target: Member | None) -> Decision:

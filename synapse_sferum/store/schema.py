@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sferum_shared.schema import upgrade_schema_txn
+
 SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
     # version 1
     (
@@ -115,29 +117,7 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
+
 def prepare_schema_txn(txn: Any) -> int:
-    """Brings the tables up to the newest version; returns that version."""
-    txn.execute(
-        "CREATE TABLE IF NOT EXISTS sferum_schema_version ("
-        " singleton INTEGER PRIMARY KEY, version INTEGER NOT NULL)"
-    )
-    txn.execute("SELECT version FROM sferum_schema_version WHERE singleton = 1")
-    row = txn.fetchone()
-    current = int(row[0]) if row else 0
-    newest = len(SCHEMA_VERSIONS)
-    if current > newest:
-        raise RuntimeError(
-            f"synapse_sferum: the database has schema version {current}, newer than this "
-            f"module's {newest}; upgrade synapse-sferum"
-        )
-    if current == newest:
-        return newest
-    for version in range(current + 1, newest + 1):
-        for statement in SCHEMA_VERSIONS[version - 1]:
-            txn.execute(statement)
-    txn.execute(
-        "INSERT INTO sferum_schema_version (singleton, version) VALUES (1, ?)"
-        " ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
-        (newest,),
-    )
-    return newest
+    """Brings the module's tables up to the newest version; returns that version."""
+    return upgrade_schema_txn(txn, "sferum", SCHEMA_VERSIONS, "module")

@@ -1,6 +1,7 @@
 import pytest
 
-from synapse_sferum.config import SferumConfigError, parse_config
+from sferum_shared.config import ConfigError
+from synapse_sferum.config import parse_config
 
 SECRET = "s" * 32
 
@@ -150,7 +151,7 @@ def test_calls(calls: object, public_url: str | None) -> None:
     ],
 )
 def test_errors_name_key_and_allowed_values(raw: dict, key: str, fragment: str) -> None:
-    with pytest.raises(SferumConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert err.value.key == key
     assert f"modules[synapse_sferum].config.{key}:" in str(err.value)

@@ -7,12 +7,13 @@ from datetime import date, datetime, time
 
 import pytest
 
-from bridges.diary.config import BridgeConfigError, parse_config
+from bridges.diary.config import parse_config
 from bridges.diary.ledger import txn_id
 from bridges.diary.matrix import edit_content, marker_of, message_content
 from bridges.diary.model import DiarySnapshot, Homework, Lesson, LessonStatus, Mark
 from bridges.diary.plan import plan
 from bridges.diary.render import Renderer, ru_date
+from sferum_shared.config import ConfigError
 
 MSK = zoneinfo.ZoneInfo("Europe/Moscow")
 MARK = Mark("r1", "p-5a-1", "5a", "Диктант", "Русский язык", "4", date(2026, 11, 18))
@@ -124,7 +125,7 @@ BASE = {
     ],
 )
 def test_config_errors_name_the_key(change: dict[str, object], key: str, fragment: str) -> None:
-    with pytest.raises(BridgeConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         parse_config({**BASE, **change})
     assert e.value.key == key and fragment in str(e.value)
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.district import generate_district
 from sferum_shared.model import (
     RECORD_KINDS,
     ClassType,
@@ -33,6 +32,7 @@ from sferum_shared.model import (
 from synapse_sferum.roster.merge import DirectorySnapshot, diff, merge
 from synapse_sferum.roster.oneroster import parse_roster
 from tests.demo import ROSTER, demo_folder
+from tests.district import generate_district
 
 TODAY = date(2026, 9, 21)
 DEMO_ROSTER = demo_folder(ROSTER, TODAY)

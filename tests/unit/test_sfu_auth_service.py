@@ -11,9 +11,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sferum_shared import Clock
+from sferum_shared.config import ConfigError
 from sfu import tokens
 from sfu.authservice import AuthService, sfu_url_for
-from sfu.config import SfuConfigError, parse_config
+from sfu.config import parse_config
 from sfu.edge import relay_token
 from sfu.grants import CAMERA, MICROPHONE, Grant
 
@@ -228,7 +229,7 @@ def test_config_parses_with_defaults() -> None:
     ],
 )
 def test_config_errors_name_the_key(change: dict[str, Any], key: str) -> None:
-    with pytest.raises(SfuConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse_config({**GOOD, **change})
     assert caught.value.key == key
 
@@ -236,7 +237,7 @@ def test_config_errors_name_the_key(change: dict[str, Any], key: str) -> None:
 def test_config_missing_key() -> None:
     raw = dict(GOOD)
     del raw["admin_api_url"]
-    with pytest.raises(SfuConfigError, match="admin_api_url"):
+    with pytest.raises(ConfigError, match="admin_api_url"):
         parse_config(raw)
 
 

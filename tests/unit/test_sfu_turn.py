@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from sfu.config import SfuConfigError, parse_config
+from sferum_shared.config import ConfigError
+from sfu.config import parse_config
 from sfu.turn import credentials, ice_servers, rtc_ice_servers
 from tests.unit.test_sfu_auth_service import GOOD
 
@@ -51,6 +52,6 @@ def test_config_reads_turn() -> None:
     ],
 )
 def test_config_errors_name_the_turn_key(turn: Any, key: str) -> None:
-    with pytest.raises(SfuConfigError) as caught:
+    with pytest.raises(ConfigError) as caught:
         parse_config({**GOOD, "turn": turn})
     assert caught.value.key == key

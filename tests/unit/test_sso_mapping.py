@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 from synapse.module_api.errors import ConfigError
 
-from synapse_sferum.policy.identity import IdentityReason
+from sferum_shared.vocabulary import Reason
 from synapse_sferum.sso import (
     Match,
     SsoMappingConfig,
-    SsoReason,
     SsoRefused,
     parse_mapping_config,
     person_for_phone,
@@ -43,17 +42,17 @@ def test_roster_key(claim: object, config: SsoMappingConfig, key: str) -> None:
 @pytest.mark.parametrize(
     ("claim", "config", "reason"),
     [
-        (None, BY_ID, SsoReason.CLAIM_MISSING),
-        ("", BY_ID, SsoReason.CLAIM_MISSING),
-        ("  ", BY_PHONE, SsoReason.CLAIM_MISSING),
-        (True, BY_ID, SsoReason.CLAIM_MISSING),
-        (["g-novikov"], BY_ID, SsoReason.CLAIM_MISSING),
-        ("not a phone", BY_PHONE, IdentityReason.PHONE_INVALID),
-        ("+7 915", BY_PHONE, IdentityReason.PHONE_INVALID),
+        (None, BY_ID, Reason.SSO_CLAIM_MISSING),
+        ("", BY_ID, Reason.SSO_CLAIM_MISSING),
+        ("  ", BY_PHONE, Reason.SSO_CLAIM_MISSING),
+        (True, BY_ID, Reason.SSO_CLAIM_MISSING),
+        (["g-novikov"], BY_ID, Reason.SSO_CLAIM_MISSING),
+        ("not a phone", BY_PHONE, Reason.PHONE_INVALID),
+        ("+7 915", BY_PHONE, Reason.PHONE_INVALID),
     ],
 )
 def test_roster_key_refusals(
-    claim: object, config: SsoMappingConfig, reason: IdentityReason | SsoReason
+    claim: object, config: SsoMappingConfig, reason: Reason | Reason
 ) -> None:
     with pytest.raises(SsoRefused) as refused:
         roster_key(claim, config)
@@ -65,12 +64,12 @@ def test_roster_key_refusals(
     ("people", "outcome"),
     [
         (["g-novikov"], "g-novikov"),
-        ([], IdentityReason.NOT_IN_DIRECTORY),
-        (["g-volkova", "g-volkov"], SsoReason.PHONE_AMBIGUOUS),
+        ([], Reason.PERSON_NOT_IN_DIRECTORY),
+        (["g-volkova", "g-volkov"], Reason.SSO_PHONE_AMBIGUOUS),
     ],
 )
 def test_person_for_phone(people: list[str], outcome: str) -> None:
-    if isinstance(outcome, IdentityReason | SsoReason):
+    if isinstance(outcome, Reason | Reason):
         with pytest.raises(SsoRefused) as refused:
             person_for_phone(people)
         assert refused.value.reason is outcome
@@ -92,7 +91,7 @@ def test_one_phone_one_account(owner: str | None, own_account: str | None, refus
     if refused:
         with pytest.raises(SsoRefused) as e:
             phone_account_refusal(owner, own_account)
-        assert e.value.reason is IdentityReason.PHONE_IN_USE
+        assert e.value.reason is Reason.PHONE_IN_USE
     else:
         phone_account_refusal(owner, own_account)
 
