@@ -4,7 +4,7 @@
 One real Synapse deployment on SQLite is made with the integration harness (`sferumctl init
 --diary-source oneroster-csv:FOLDER`, the test rate limits of TEST_OVERRIDES), its bridge.yaml
 given `sync_interval_seconds: 86400` so that only a change of the source starts a sync, and
-started. The source folder is a copy of config/demo/diary without timetable.ics, whose gradebook
+started. The source folder is a copy of the demo's diary without timetable.ics, whose gradebook
 is replaced by works of 5А and 6Б (lineItems.csv, written before the start) and an empty
 results.csv. The roster is imported, the 8 pupils of 5А and 6Б get accounts (their diary rooms
 exist from then on), the rooms are reconciled, and one `sferumctl diary sync` settles the start.

@@ -1,4 +1,4 @@
-"""The demo school's roster and diary for tests, rendered from `config/demo` for a given day.
+"""The demo school's roster and diary for tests, rendered from `synapse_sferum/demo` for a day.
 
 Unit and module tests pin the day (their own `TODAY`), so what they assert never depends on the
 date they run. Integration tests talk to real processes that read the real clock, so they take

@@ -1,7 +1,7 @@
 """The demo school's data, dated relative to the day it is written (`sferumctl demo-data`).
 
-`config/demo/` holds the demo as templates and never a date: `roster/` is the OneRoster roster
-the module imports, `gradebook/` the diary's marks, homework and timetable. A school's SIS
+`synapse_sferum/demo/` holds the demo as templates and never a date: `roster/` is the OneRoster
+roster the module imports, `gradebook/` the diary's marks, homework and timetable. A school's SIS
 exports both in one folder, so the diary source gets the roster's files and the gradebook's
 (whose manifest marks the gradebook files present). Files named `*.j2` are jinja2 templates
 written with the helpers of `DemoCalendar`; the others are copied as they are. Every run of
@@ -11,14 +11,17 @@ week, marks are from the last two weeks and homework is due in the coming school
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Mapping
 from datetime import date, timedelta
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import attrs
 import jinja2
 
-DEMO_TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "demo"
+#: Inside the package, so that an installed sferumctl finds them as a checkout's does.
+DEMO_TEMPLATES = importlib.resources.files("synapse_sferum") / "demo"
 #: The demo school's time zone: its day is the one the data is dated by.
 DEMO_TIMEZONE = "Europe/Moscow"
 ROSTER = "roster"
@@ -80,9 +83,11 @@ class DemoCalendar:
         return date(self.today.year - age - (0 if had_birthday else 1), month, day)
 
 
-def _environment(templates: Path) -> jinja2.Environment:
+def _environment(templates: Traversable) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates)),
+        loader=jinja2.FunctionLoader(
+            lambda name: templates.joinpath(name).read_text(encoding="utf-8")
+        ),
         autoescape=False,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -93,7 +98,7 @@ def _environment(templates: Path) -> jinja2.Environment:
     return env
 
 
-def _render_folder(templates: Path, folder: str, today: date) -> dict[str, bytes]:
+def _render_folder(templates: Traversable, folder: str, today: date) -> dict[str, bytes]:
     env = _environment(templates)
     calendar = DemoCalendar(today)
     context = {
@@ -104,7 +109,7 @@ def _render_folder(templates: Path, folder: str, today: date) -> dict[str, bytes
         "born": calendar.born,
     }
     files: dict[str, bytes] = {}
-    for path in sorted((templates / folder).iterdir()):
+    for path in sorted(templates.joinpath(folder).iterdir(), key=lambda p: p.name):
         if not path.name.endswith(_TEMPLATE_SUFFIX):
             files[path.name] = path.read_bytes()
             continue
@@ -116,7 +121,9 @@ def _render_folder(templates: Path, folder: str, today: date) -> dict[str, bytes
     return files
 
 
-def demo_files(part: str, today: date, templates: Path = DEMO_TEMPLATES) -> dict[str, bytes]:
+def demo_files(
+    part: str, today: date, templates: Traversable = DEMO_TEMPLATES
+) -> dict[str, bytes]:
     """The files of the demo's `roster` or `diary` (roster and gradebook), dated for `today`."""
     roster = _render_folder(templates, ROSTER, today)
     if part == ROSTER:
@@ -134,7 +141,9 @@ def write_files(folder: Path, files: Mapping[str, bytes]) -> Path:
     return folder
 
 
-def write_demo(dest: Path, today: date, templates: Path = DEMO_TEMPLATES) -> dict[str, Path]:
+def write_demo(
+    dest: Path, today: date, templates: Traversable = DEMO_TEMPLATES
+) -> dict[str, Path]:
     """Writes `dest/roster` and `dest/diary` for `today`; returns the two folders."""
     return {
         part: write_files(dest / part, demo_files(part, today, templates))

@@ -44,8 +44,6 @@ from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams, Settings, reso
 from synapse_sferum.msisdn_path import msisdn_delegate_base
 from synapse_sferum.policy.quiet import QuietHoursConfig
 
-# The templates ship in the repository's config/ folder, next to the package.
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "config"
 BOT_LOCALPART = str(attrs.fields(SferumConfig).bot_localpart.default)
 
 PRIVATE = 0o600  # files holding secrets, or a database password
@@ -169,14 +167,15 @@ def _path_to_str(value: object) -> str:
     raise TypeError(f"cannot render {type(value).__name__} {value!r} as YAML")
 
 
+def template_loader() -> jinja2.BaseLoader:
+    """sferumctl's templates (synapse_sferum/templates/), read from the installed package, so
+    an install from a wheel renders the same files as a checkout."""
+    return jinja2.PackageLoader("synapse_sferum", "templates")
+
+
 def _environment() -> jinja2.Environment:
-    if not TEMPLATE_DIR.is_dir():
-        raise CtlError(
-            f"no templates at {TEMPLATE_DIR}: run sferumctl from a source checkout "
-            "of synapse-sferum (pip install -e)"
-        )
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=template_loader(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -5,7 +5,7 @@ is one address: a classroom or a parents' meeting on the school's Wi-Fi sits beh
 So the limits per address are sized for a class signing in at once and a meeting registering
 together, while guessing stays limited where it is aimed, per account (failed passwords) and
 per code and phone (the module's own limits on linking codes and SMS). Why each number is what
-it is, is written beside it in `config/homeserver.yaml.j2`.
+it is, is written beside it in `synapse_sferum/templates/homeserver.yaml.j2`.
 """
 
 from __future__ import annotations

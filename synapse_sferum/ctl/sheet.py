@@ -23,7 +23,7 @@ import qrcode.constants
 import qrcode.image.svg
 
 from sferum_shared.adminapi import IssuedAccount
-from synapse_sferum.ctl.deploy import TEMPLATE_DIR
+from synapse_sferum.ctl.deploy import template_loader
 from synapse_sferum.ctl.deployment import Deployment, public_base_url
 from synapse_sferum.ctl.errors import CtlError
 
@@ -64,15 +64,10 @@ def qr_svg(data: str) -> markupsafe.Markup:
 
 
 def template() -> jinja2.Template:
-    """The sheet's template; loaded before any account is issued, so a missing one costs no
+    """The sheet's template; loaded before any account is issued, so a broken one costs no
     one-time password."""
-    if not (TEMPLATE_DIR / TEMPLATE).is_file():
-        raise CtlError(
-            f"no template {TEMPLATE_DIR / TEMPLATE}: run sferumctl from a source "
-            "checkout of synapse-sferum (pip install -e)"
-        )
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=template_loader(),
         undefined=jinja2.StrictUndefined,
         autoescape=True,  # names and IDs come from the roster: always escaped
         trim_blocks=True,

@@ -1,8 +1,8 @@
 """The OneRoster REST source against a real OneRoster 1.2 REST server (issue 4).
 
-The server (tests/integration/oneroster_rest_server.py) serves the demo diary folder
-`config/demo/diary/` as 1.2 JSON; the expected marks and homework are what the CSV source makes
-of the same folder, so the REST and the CSV source agree item for item.
+The server (tests/integration/oneroster_rest_server.py) serves the demo's diary folder (written
+from `synapse_sferum/demo/`) as 1.2 JSON; the expected marks and homework are what the CSV source
+makes of the same folder, so the REST and the CSV source agree item for item.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def test_the_roster_of_the_diary_is_the_roster() -> None:
 
 def test_no_shipped_file_holds_a_date() -> None:
     """Dates come from the templates' helpers only, so nothing in the repository goes stale."""
-    templates = Path(__file__).resolve().parents[2] / "config" / "demo"
+    templates = Path(__file__).resolve().parents[2] / "synapse_sferum" / "demo"
     for path in templates.rglob("*"):
         if path.is_file():
             text = path.read_text(encoding="utf-8")

@@ -1,0 +1,1 @@
+"""The module's tables in Synapse's database: schema, and the transactions over them."""
