@@ -10,7 +10,7 @@ page holds no policy of its own (it only avoids asking for a camera the token ca
 
 The module puts the page into lesson rooms, the broadcast room and every class news room
 (there the widget joins the school's broadcast: families watch it without joining the
-broadcast room); the widget's URL is built by `synapse_sferum.calls.widget_state`.
+broadcast room); the widget's URL is built by `synapse_sferum.policy.call_widget.widget_state`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
-"""Planning the provisioned rooms of one school (DESIGN §3), from plain directory data.
+"""Planning the provisioned rooms of one school (docs/rooms-and-rules.md), from directory data.
 
 Pure: the glue reads the directory into the views below, and applies the plans and diffs with the
 Synapse API. Each room's members follow from "circles" of people around what the room belongs to
-(the school, a class, a pupil), so the table `_SHAPES` reads like DESIGN §3's table.
+(the school, a class, a pupil), as each kind's row in `room_kinds.ROOM_KINDS` says.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -15,13 +14,21 @@ import attrs
 
 from sferum_shared.rooms import CLASS_KINDS, ORG_KINDS, RoomKey, RoomKind, Scope
 from sferum_shared.vocabulary import EventType
-from synapse_sferum.calls import widget_state
 from synapse_sferum.policy import matrix
-
-# Power levels
-EVERYONE = 0
-MODERATOR = 50
-PLATFORM = 100
+from synapse_sferum.policy.call_widget import widget_state
+from synapse_sferum.policy.room_kinds import (
+    CLASS_TEACHER,
+    EVERYONE,
+    GUARDIANS,
+    MODERATOR,
+    PLATFORM,
+    PUPILS,
+    ROOM_KINDS,
+    STAFF,
+    SUBJECT_GROUP_KINDS,
+    TEACHERS,
+    Circle,
+)
 
 
 @attrs.frozen
@@ -78,81 +85,6 @@ class RoomPlan:
         return self.key.kind.federates
 
 
-class _Circle(enum.Enum):
-    """People around what a room belongs to: the school, a class, or a pupil (diary)."""
-
-    PUPILS = enum.auto()  # the class's pupils; in a diary, the pupil
-    GUARDIANS = enum.auto()  # the guardians of those pupils
-    TEACHERS = enum.auto()  # the school's teachers, or the class's
-    CLASS_TEACHER = enum.auto()
-    STAFF = enum.auto()  # the school's staff
-
-
-PUPILS, GUARDIANS, TEACHERS, CLASS_TEACHER, STAFF = _Circle  # short names for the tables
-
-
-@attrs.frozen
-class _Shape:
-    members: tuple[_Circle, ...]
-    moderators: _Circle | None
-    posters_level: int
-
-
-# DESIGN §3's table: who is in each kind of room, who moderates, and who posts.
-_SHAPES: Mapping[RoomKind, _Shape] = {
-    RoomKind.SCHOOL_SPACE: _Shape((TEACHERS, STAFF), STAFF, MODERATOR),
-    RoomKind.SCHOOL_NEWS: _Shape((TEACHERS, STAFF), STAFF, EVERYONE),
-    RoomKind.STAFF: _Shape((TEACHERS, STAFF), STAFF, EVERYONE),
-    RoomKind.BROADCAST: _Shape((TEACHERS, STAFF), STAFF, MODERATOR),
-    RoomKind.CLASS_SPACE: _Shape((PUPILS, GUARDIANS, TEACHERS), TEACHERS, PLATFORM),
-    RoomKind.CLASS_NEWS: _Shape((PUPILS, GUARDIANS, TEACHERS), TEACHERS, MODERATOR),
-    RoomKind.CLASS_CHAT: _Shape((PUPILS, TEACHERS), TEACHERS, EVERYONE),
-    RoomKind.PARENTS: _Shape((GUARDIANS,), None, EVERYONE),
-    RoomKind.MEETING: _Shape((GUARDIANS, CLASS_TEACHER, STAFF), CLASS_TEACHER, EVERYONE),
-    RoomKind.DIARY: _Shape((PUPILS, GUARDIANS), None, EVERYONE),
-    RoomKind.LESSON: _Shape((PUPILS, TEACHERS), TEACHERS, EVERYONE),
-}
-
-# Name and topic of each kind; "{title}" is the school's name, the class's or the pupil's.
-_TEXTS: Mapping[RoomKind, tuple[str, str]] = {
-    RoomKind.SCHOOL_SPACE: ("{title}", "Школа: её комнаты и классы"),
-    RoomKind.SCHOOL_NEWS: (
-        "Новости школы",
-        "Новости школы. Каждая публикация приходит в новости всех классов",
-    ),
-    RoomKind.STAFF: ("Учительская", "Учителя и сотрудники школы и школ-партнёров"),
-    RoomKind.BROADCAST: (
-        "Трансляции",
-        "Трансляции школы. Семьи смотрят их в новостях своего класса",
-    ),
-    RoomKind.CLASS_SPACE: ("{title}", "Комнаты класса {title}"),
-    RoomKind.CLASS_NEWS: ("{title} — новости", "Новости класса и школы. Пишут учителя класса"),
-    RoomKind.CLASS_CHAT: ("{title} — чат класса", "Ученики и учителя: {title}"),
-    RoomKind.PARENTS: ("{title} — родители", "Родители учеников: {title}"),
-    RoomKind.MEETING: (
-        "{title} — родительское собрание",
-        "Родители, классный руководитель и администрация школы",
-    ),
-    RoomKind.DIARY: (
-        "Дневник: {title}",
-        "Оценки и задания ученика; видят только ученик и его родители",
-    ),
-    RoomKind.LESSON: ("{title} — урок", "Видеоуроки: {title}"),
-}
-
-# Rooms that show the SFU's call page (DESIGN §3, §7), and whose call it joins: lessons and the
-# broadcast room their own; a class news room the school's broadcast, which families watch there
-# without joining the broadcast room.
-_CALLS: Mapping[RoomKind, RoomKind] = {
-    RoomKind.LESSON: RoomKind.LESSON,
-    RoomKind.BROADCAST: RoomKind.BROADCAST,
-    RoomKind.CLASS_NEWS: RoomKind.BROADCAST,
-}
-
-# A subject group has no homeroom link in OneRoster, so its rooms hang in the school space.
-_SUBJECT_GROUP_KINDS = (RoomKind.CLASS_CHAT, RoomKind.LESSON)
-
-
 def desired_rooms(org: OrgView, linked: Mapping[str, str]) -> list[RoomPlan]:
     """Every room the school should have, with its members; parents come before their children.
 
@@ -207,7 +139,7 @@ def _class_rooms(
             (kind, school if kind is RoomKind.CLASS_SPACE else space) for kind in CLASS_KINDS
         ]
     else:
-        placed = [(kind, school) for kind in _SUBJECT_GROUP_KINDS]
+        placed = [(kind, school) for kind in SUBJECT_GROUP_KINDS]
     return [
         _plan(
             RoomKey(kind, cls.class_id),
@@ -234,35 +166,35 @@ def _diaries(org: OrgView, linked: Mapping[str, str]) -> Iterator[RoomPlan]:
 def _plan(
     key: RoomKey,
     title: str,
-    circles: Mapping[_Circle, frozenset[str]],
+    circles: Mapping[Circle, frozenset[str]],
     linked: Mapping[str, str],
     *,
     parent: RoomKey | None,
     org_id: str,
 ) -> RoomPlan:
-    shape = _SHAPES[key.kind]
-    name, topic = _TEXTS[key.kind]
+    spec = ROOM_KINDS[key.kind]
 
-    def users(of: Iterable[_Circle]) -> frozenset[str]:
+    def users(of: Iterable[Circle]) -> frozenset[str]:
         person_ids = frozenset().union(*(circles.get(circle, ()) for circle in of))
         return frozenset(linked[pid] for pid in person_ids if pid in linked)
 
     return RoomPlan(
         key=key,
-        name=name.format(title=title),
-        topic=topic.format(title=title),
-        members=users(shape.members),
-        moderators=users(() if shape.moderators is None else (shape.moderators,)),
-        posters_level=shape.posters_level,
+        name=spec.name.format(title=title),
+        topic=spec.topic.format(title=title),
+        members=users(spec.members),
+        moderators=users(() if spec.moderators is None else (spec.moderators,)),
+        posters_level=spec.posters_level,
         parent=parent,
         call=_call_room(key, org_id),
     )
 
 
 def _call_room(key: RoomKey, org_id: str) -> RoomKey | None:
-    kind = _CALLS.get(key.kind)
-    if kind is None:
+    widget = ROOM_KINDS[key.kind].call_widget
+    if widget is None:
         return None
+    kind = widget.joins
     return RoomKey(kind, org_id if kind.scope is Scope.ORG else key.scope_id)
 
 
@@ -286,13 +218,8 @@ _EVENT_LEVELS: Mapping[str, int] = {
 }
 
 
-# Rooms whose calls Element Call and Element X join (`sfu.grants` decides who publishes what):
-# every member announces their own devices in the call (`policy.events.owns_call_membership`).
-_CALL_MEMBERSHIP_ROOMS = frozenset({RoomKind.LESSON, RoomKind.MEETING, RoomKind.BROADCAST})
-
-
 def _call_levels(kind: RoomKind) -> dict[str, int]:
-    return {matrix.CALL_MEMBER: EVERYONE} if kind in _CALL_MEMBERSHIP_ROOMS else {}
+    return {matrix.CALL_MEMBER: EVERYONE} if ROOM_KINDS[kind].call_memberships else {}
 
 
 def power_levels(

@@ -25,8 +25,8 @@ from sfu.authservice import AuthService
 from sfu.config import SfuConfig, parse_config
 from sfu.grants import Grant
 from sfu.server import SfuServer
-from synapse_sferum.calls import widget_state
 from synapse_sferum.ctl.deploy import BOT_LOCALPART
+from synapse_sferum.policy.call_widget import widget_state
 from synapse_sferum.policy.matrix import WIDGETS
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment

@@ -8,7 +8,7 @@ import pytest
 
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import WidgetId
-from synapse_sferum.calls import widget_state
+from synapse_sferum.policy.call_widget import widget_state
 
 K = RoomKind
 SFU = "https://sfu.school.test"

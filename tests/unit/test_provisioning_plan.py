@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sferum_shared.rooms import RoomKey, RoomKind, Scope
-from synapse_sferum.calls import widget_state
 from synapse_sferum.policy import (
     ClassView,
     MembershipDiff,
@@ -20,6 +19,7 @@ from synapse_sferum.policy import (
     membership_changes,
     power_levels,
 )
+from synapse_sferum.policy.call_widget import widget_state
 
 
 def _ids(*names: str) -> frozenset[str]:

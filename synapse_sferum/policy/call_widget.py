@@ -1,7 +1,7 @@
-"""The call widget: the SFU's call page shown in a room (DESIGN §3, §7).
+"""The call widget: the SFU's call page shown in a room (docs/calls.md).
 
-Pure and shared, like `rooms`: the module places the widget in the rooms it provisions, and the
-SFU serves the page its URL opens (`sfu/page.py`, `GET /call`), so the URL is spelled once, here.
+Pure: the module places the widget in the rooms it provisions, and the SFU serves the page its
+URL opens (`sfu/page.py`, `GET /call`), so the URL is spelled once, here.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from urllib.parse import quote
 
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import WidgetId
+from synapse_sferum.policy.room_kinds import ROOM_KINDS
 
-#: Room kind → the widget's name. A class news room shows the school broadcast.
+#: Room kind → the widget's name, for the kinds that show the call page.
 WIDGET_NAMES: Mapping[RoomKind, str] = {
-    RoomKind.LESSON: "Урок",
-    RoomKind.BROADCAST: "Трансляция",
-    RoomKind.CLASS_NEWS: "Трансляция",
+    kind: spec.call_widget.title
+    for kind, spec in ROOM_KINDS.items()
+    if spec.call_widget is not None
 }
 
 
