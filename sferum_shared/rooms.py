@@ -1,4 +1,4 @@
-"""Room kinds and the alias scheme (DESIGN §3), shared by every part of the platform."""
+"""Room kinds and the alias scheme (docs/rooms-and-rules.md), shared by every part."""
 
 from __future__ import annotations
 

@@ -77,8 +77,8 @@ class Participant:
         """What everyone in the call is told about this participant.
 
         The Matrix user is named only for those who may publish (the lesson's members, the
-        staff in a broadcast): a broadcast's viewers are families of the whole school, whom
-        DESIGN §3 keeps out of school-wide member lists.
+        staff in a broadcast): a broadcast's viewers are families of the whole school, whom the
+        platform keeps out of school-wide member lists (docs/rooms-and-rules.md).
         """
         described: dict[str, Any] = {
             "identity": self.identity,

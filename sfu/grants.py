@@ -1,4 +1,4 @@
-"""Who may do what in a call (DESIGN §7), from plain facts: pure, so the table is tested alone.
+"""Who may do what in a call (docs/calls.md), from plain facts: pure, so the table is tested alone.
 
 lk-jwt-service gives every holder of an OpenID token full rights in any room. Here the rights
 follow the room's kind and the caller's place in the school, as the module's directory tells it:

@@ -1,4 +1,5 @@
-"""School-issued accounts (DESIGN §5c): made for roster people, linked, with an initial password.
+"""School-issued accounts (docs/identity.md): made for roster people, linked, with an initial
+password.
 
 Synapse's ModuleApi can register a user but not set a password, so initial passwords (the
 printed cards) are kept scrypt-hashed in the module's table and checked by a password auth

@@ -1,4 +1,4 @@
-"""Accounts of people deleted from the roster are deactivated (DESIGN §5, issue 3 point 8).
+"""Accounts of people deleted from the roster are deactivated (docs/identity.md, issue 3 point 8).
 
 From the first import without the person the account is already shut (the account validity
 callback in access.py) and out of the provisioned rooms; after the grace period it is

@@ -1,4 +1,5 @@
-"""Mirrors school news into every class news room, with edits and redactions (DESIGN §3).
+"""Mirrors school news into every class news room, with edits and redactions
+(docs/rooms-and-rules.md).
 
 Families never join the school-wide news room (its member list would show them to everyone);
 the platform copies each post into the class news rooms instead. A table of mirrors makes the

@@ -1,4 +1,4 @@
-"""Reconciles the rooms on the server with the directory's plan (DESIGN §3).
+"""Reconciles the rooms on the server with the directory's plan (docs/rooms-and-rules.md).
 
 The plan is pure (policy.provisioning); this module only reads room state and sends the events
 that close the gap, as the platform's bot. Runs after each import and periodically; runs never

@@ -1,4 +1,5 @@
-"""Quiet hours (DESIGN §5): outside a teacher's working hours, no pushes and one automatic notice.
+"""Quiet hours (docs/identity.md): outside a teacher's working hours, no pushes and one automatic
+notice.
 
 The rules are in `policy.quiet`; this glue keeps a teacher's schedule, switches pushes off and on,
 and answers. The schedule's source of truth is the teacher's account data `ru.sferum.quiet_hours`,

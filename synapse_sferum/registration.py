@@ -1,4 +1,4 @@
-"""Registration of verified accounts (DESIGN §5a, §5b): linking codes, a phone checked by SMS.
+"""Registration of verified accounts (docs/identity.md): linking codes, a phone checked by SMS.
 
 Synapse runs the standard flow (`m.login.registration_token` then `m.login.msisdn`); this glue
 answers its callbacks with the pure rules of `policy.identity`, so a refused registration

@@ -1,4 +1,5 @@
-"""`sferumctl accounts issue`: accounts the school hands out, e.g. to young pupils (DESIGN §5)."""
+"""`sferumctl accounts issue`: accounts the school hands out, e.g. to young pupils
+(docs/identity.md)."""
 
 from __future__ import annotations
 

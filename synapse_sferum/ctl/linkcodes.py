@@ -1,4 +1,4 @@
-"""`sferumctl link-codes`: one-time codes with which people register themselves (DESIGN §5a),
+"""`sferumctl link-codes`: one-time codes with which people register themselves (docs/identity.md),
 each also a link to the registration page, `<public base URL>/join#<CODE>`."""
 
 from __future__ import annotations

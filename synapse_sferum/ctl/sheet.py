@@ -1,4 +1,5 @@
-"""`sferumctl accounts sheet`: printable onboarding cards for school-issued accounts (DESIGN §5).
+"""`sferumctl accounts sheet`: printable onboarding cards for school-issued accounts
+(docs/identity.md).
 
 Pupils too young for a phone get their account on paper: one card per account with the
 person's name and class, the school server's URL, the user ID, the one-time password and a QR

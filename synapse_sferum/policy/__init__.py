@@ -1,4 +1,5 @@
-"""The platform's rules as pure functions over plain frozen data (DESIGN §3, §4, §9).
+"""The platform's rules as pure functions over plain frozen data (docs/rooms-and-rules.md,
+docs/changing.md).
 
 No Synapse import and no I/O: the module's glue gathers the facts, asks one function here, and
 turns the `Decision` into Synapse's answer. So every rule is tested with tables of cases.

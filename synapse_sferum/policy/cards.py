@@ -1,4 +1,4 @@
-"""When a school-issued card's password stops working (DESIGN §5c, issue 11).
+"""When a school-issued card's password stops working (docs/identity.md, issue 11).
 
 A card is printed once and handed to a child; whoever holds it later can sign in with it. So
 the card opens the account only until the account has a password of its own (the first change

@@ -1,4 +1,5 @@
-"""Who may contact whom (DESIGN §4): the rule behind every DM, invite and directory search."""
+"""Who may contact whom (docs/rooms-and-rules.md): the rule behind every DM, invite and directory
+search."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def may_contact(sender: Member | None, target: Member | None) -> Decision:
 
 
 def _related(sender: Member, target: Member) -> bool:
-    """One school, and a relation of §4 from the sender's side (contact is not symmetric)."""
+    """One school, and a relation from the sender's side (contact is not symmetric)."""
     return (
         sender.is_school_adult
         or (sender.has(Role.STUDENT) and _student_reaches(sender, target))

@@ -1,4 +1,5 @@
-"""Who may create rooms and aliases, and what kind (DESIGN §4 «Closed», «Who may create rooms»).
+"""Who may create rooms and aliases, and what kind (docs/rooms-and-rules.md «Closed», «Who may
+create rooms»).
 
 Only the shape of the room is judged here. The invitees of a new room are judged one by one by
 `may_invite`, because Synapse asks about every invite of a /createRoom as it sends it.

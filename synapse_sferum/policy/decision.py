@@ -1,8 +1,8 @@
 """The answer of every rule: allowed, or refused with a reason a client can act on.
 
 The glue turns a refusal into Synapse's `(Codes.FORBIDDEN, {Key.REASON: reason})`, so every refusal
-reaches the user as `M_FORBIDDEN` with a stable, namespaced reason (DESIGN §4), never a 500.
-"""
+reaches the user as `M_FORBIDDEN` with a stable, namespaced reason (docs/rooms-and-rules.md), never
+a 500."""
 
 from __future__ import annotations
 

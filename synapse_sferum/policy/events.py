@@ -1,8 +1,7 @@
 """Rules for state in rooms: what the platform alone may set, and the names members carry.
 
-In a provisioned room the platform owns the room's shape (DESIGN §3, §4 «Who may change what»);
-elsewhere users shape their own rooms within the «Closed» rules.
-"""
+In a provisioned room the platform owns the room's shape (docs/rooms-and-rules.md «Who may change
+what»); elsewhere users shape their own rooms within the «Closed» rules."""
 
 from __future__ import annotations
 

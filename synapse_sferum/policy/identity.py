@@ -1,4 +1,4 @@
-"""Who may get an account, with which linking code and which phone (DESIGN §5).
+"""Who may get an account, with which linking code and which phone (docs/identity.md).
 
 Pure functions over facts the glue gathers from the directory and the module's tables, so every
 flow (linking code, SSO, school-issued accounts, the admin API) asks the same questions.

@@ -27,9 +27,9 @@ CALL_MEMBER = "org.matrix.msc3401.call.member"
 REACTION = "m.reaction"
 REDACTION = "m.room.redaction"
 
-# Values that open a room to people nobody invited (DESIGN §4 «Closed»). The one join rule a
-# user's room may have is `invite`: `public`, `knock`, `restricted` and `knock_restricted` (and
-# any rule a later room version adds) let others in, or ask, without anyone inviting them.
+# Values that open a room to people nobody invited (docs/rooms-and-rules.md «Closed»). The one join
+# rule a user's room may have is `invite`: `public`, `knock`, `restricted` and `knock_restricted`
+# (and any rule a later room version adds) let others in, or ask, without anyone inviting them.
 INVITE_JOIN_RULE = "invite"
 PUBLIC_JOIN_RULE = "public"
 GUEST_CAN_JOIN = "can_join"

@@ -1,4 +1,4 @@
-"""Who joins, leaves and invites (DESIGN §3 reconciliation, §4 «Closed» and «Who may contact»).
+"""Who joins, leaves and invites (docs/rooms-and-rules.md: closed rooms, who may contact whom).
 
 A provisioned room's members follow the directory; the platform adds and removes them. Users'
 own rooms take whoever `may_contact` allows, and partner schools' staff only where no pupil or

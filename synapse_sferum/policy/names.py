@@ -1,4 +1,4 @@
-"""Real names and the teacher's badge (DESIGN §5): the names the server sets and locks.
+"""Real names and the teacher's badge (docs/identity.md): the names the server sets and locks.
 
 The badge lives only in server-set names and in server-asserted `unsigned` data, never in a
 user-writable profile field. A roster name cannot smuggle one in either: the cap and the

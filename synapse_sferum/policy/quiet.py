@@ -1,4 +1,5 @@
-"""Quiet hours (DESIGN §5): a teacher's working hours, and what follows from them at a moment.
+"""Quiet hours (docs/identity.md): a teacher's working hours, and what follows from them at a
+moment.
 
 Pure: no Synapse and no I/O. The glue (synapse_sferum/quiet_hours.py) reads a schedule from the
 teacher's account data or from a chat command to the platform's bot, and asks here whether a

@@ -1,4 +1,5 @@
-"""Three school servers federating over loopback with verified TLS (DESIGN.md §3, §4, §8).
+"""Three school servers federating over loopback with verified TLS (docs/rooms-and-rules.md,
+docs/architecture.md).
 
 A (127.0.0.1) and B (127.0.0.2) list each other as partner schools; C (127.0.0.3) lists nobody
 and nobody lists it. Each is a full deployment made by `sferumctl init` with its own roster. Only

@@ -1,4 +1,5 @@
-"""Quiet hours end to end (DESIGN §5): a real Synapse, its HTTP pusher, and a push gateway here.
+"""Quiet hours end to end (docs/identity.md): a real Synapse, its HTTP pusher, and a push gateway
+here.
 
 Synapse's pusher refuses private addresses unless `ip_range_whitelist` lets it reach the
 gateway on 127.0.0.1; a conf.d file of the test deployment does that.

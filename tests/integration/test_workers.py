@@ -1,4 +1,5 @@
-"""The module under Synapse workers (DESIGN §8): main plus one generic worker, Redis, PostgreSQL.
+"""The module under Synapse workers (docs/architecture.md): main plus one generic worker, Redis,
+PostgreSQL.
 
 Clients talk only to the worker; the roster import, the accounts and the reconcile go to main.
 The worker's caches of the module (`_member`, `_planned_members`, ...) are warmed first, then

@@ -1,4 +1,5 @@
-"""The module's glue over a mocked ModuleApi and a real SQLite database (DESIGN §9, tier 2)."""
+"""The module's glue over a mocked ModuleApi and a real SQLite database (docs/changing.md, tier 2).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quiet hours' glue over a mocked ModuleApi and a real SQLite database (DESIGN §9, tier 2).
+"""Quiet hours' glue over a mocked ModuleApi and a real SQLite database (docs/changing.md, tier 2).
 
 The push rule itself is Synapse's (tests/module/test_compat.py checks it, and the integration
 test pushes through a real pusher); here `compat` is replaced to watch the switching.

@@ -1,4 +1,5 @@
-"""The call widget's content (DESIGN §3, §7); which rooms carry it: test_provisioning_plan."""
+"""The call widget's content (docs/rooms-and-rules.md, docs/calls.md); which rooms carry it:
+test_provisioning_plan."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Who may contact whom (DESIGN §4), as a table over a small school, both ways, plus properties."""
+"""Who may contact whom (docs/rooms-and-rules.md), as a table over a small school, both ways, plus
+properties."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Planning provisioned rooms (DESIGN §3): members per kind exactly, power levels, diffs, and
-the privacy property that no room shows a child to families outside the child's classes."""
+"""Planning provisioned rooms (docs/rooms-and-rules.md): members per kind exactly, power levels,
+diffs, and the privacy property that no room shows a child to families outside the child's classes.
+"""
 
 from __future__ import annotations
 

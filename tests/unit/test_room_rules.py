@@ -1,4 +1,5 @@
-"""Room rules (DESIGN §3, §4): creation, aliases, publishing, state, membership and invites.
+"""Room rules (docs/rooms-and-rules.md): creation, aliases, publishing, state, membership and
+invites.
 
 Every table row starts with its test id; `OK` means allowed, a Reason means refused for it.
 """
