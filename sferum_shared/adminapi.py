@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import attrs
 
 from sferum_shared.http import Request, Response, json_request
+from sferum_shared.ids import RoomId, UserId
 from sferum_shared.vocabulary import Key
 
 PREFIX = "/_synapse/client/sferum/admin/v1"
@@ -70,7 +71,7 @@ class AdminApi:
         """The directory's view of an account (`user_id`) or a roster person (`person`)."""
         return self._post("who", dict(query))
 
-    def rtc_facts(self, user_id: str, room_id: str) -> Request:
+    def rtc_facts(self, user_id: UserId, room_id: RoomId) -> Request:
         """What the SFU's rules need to know of one user in one room."""
         return self._post("rtc-facts", {"user_id": user_id, "room_id": room_id})
 
@@ -217,12 +218,12 @@ def parse_object(response: Response) -> dict[str, Any]:
     return body
 
 
-def parse_rooms(response: Response) -> dict[str, str]:
+def parse_rooms(response: Response) -> dict[str, RoomId]:
     """{alias localpart: room ID} of the provisioned rooms that exist."""
     rooms = ok_json(response).get("rooms")
     if not isinstance(rooms, dict):
         raise Unexpected(response, "no rooms")
-    return {str(alias): str(room_id) for alias, room_id in rooms.items()}
+    return {str(alias): RoomId(str(room_id)) for alias, room_id in rooms.items()}
 
 
 def _is_account(item: object) -> bool:

@@ -12,6 +12,8 @@ from datetime import date
 
 import attrs
 
+from sferum_shared.ids import PersonId
+
 
 class Role(enum.Enum):
     """A person's place in the school, as the rules see it."""
@@ -207,15 +209,15 @@ class Member:
     Built by the directory store from the tables; kept small and hashable so it caches well.
     """
 
-    person_id: str
+    person_id: PersonId
     roles: frozenset[Role]
     org_ids: frozenset[str]
     real_name: str = ""
     student_class_ids: frozenset[str] = frozenset()  # classes the person attends
     teacher_class_ids: frozenset[str] = frozenset()  # classes the person teaches
-    child_ids: frozenset[str] = frozenset()  # guardian: the pupils in the person's care
+    child_ids: frozenset[PersonId] = frozenset()  # guardian: the pupils in the person's care
     child_class_ids: frozenset[str] = frozenset()  # guardian: the classes of those pupils
-    guardian_ids: frozenset[str] = frozenset()  # pupil: the person's guardians
+    guardian_ids: frozenset[PersonId] = frozenset()  # pupil: the person's guardians
     is_minor: bool = False
 
     def has(self, role: Role) -> bool:

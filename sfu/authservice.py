@@ -31,6 +31,7 @@ from aiohttp import web
 from sferum_shared import Clock, openid
 from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
 from sferum_shared.http import Unreachable
+from sferum_shared.ids import RoomId, UserId
 from sferum_shared.vocabulary import Key, Reason
 from sferum_shared.web import send
 from sfu import tokens
@@ -86,7 +87,7 @@ def _other_server() -> ApiError:
 class TokenRequest:
     """One validated request, whichever route it came by."""
 
-    room_id: str
+    room_id: RoomId
     slot_id: str
     access_token: str
     matrix_server_name: str
@@ -147,7 +148,7 @@ def parse_get_token(body: Mapping[str, Any]) -> TokenRequest:
     token, server = _openid(body)
     delayed_leave = _delegation(body)
     return TokenRequest(
-        room_id, slot_id, token, server, user_id, device_id, member_id, delayed_leave
+        RoomId(room_id), slot_id, token, server, user_id, device_id, member_id, delayed_leave
     )
 
 
@@ -164,7 +165,7 @@ def parse_legacy(body: Mapping[str, Any]) -> TokenRequest:
     token, server = _openid(body)
     delayed_leave = _delegation(body)
     return TokenRequest(
-        room_id, tokens.LEGACY_SLOT_ID, token, server, None, device_id, None, delayed_leave
+        RoomId(room_id), tokens.LEGACY_SLOT_ID, token, server, None, device_id, None, delayed_leave
     )
 
 
@@ -289,7 +290,7 @@ class AuthService:
         )
         return {"url": sfu_url_for(self._config, grant, identity), "jwt": jwt}
 
-    async def facts_for(self, user_id: str, room_id: str) -> Facts:
+    async def facts_for(self, user_id: UserId, room_id: RoomId) -> Facts:
         """The directory's facts on one user in one room; ApiError (503) if it cannot answer.
 
         Also what `sfu.membership` re-asks for sessions already in a call.
@@ -298,7 +299,7 @@ class AuthService:
         allowed = await self._pupil_camera_allowed(room_id)
         return facts_from_json(facts_json, pupil_camera_allowed=allowed)
 
-    async def grant_for(self, user_id: str, room_id: str) -> Grant:
+    async def grant_for(self, user_id: UserId, room_id: RoomId) -> Grant:
         decision = decide(await self.facts_for(user_id, room_id))
         if isinstance(decision, Refusal):
             logger.info("sfu auth: %s refused in %s: %s", user_id, room_id, decision.value)
@@ -310,7 +311,7 @@ class AuthService:
             raise RuntimeError("AuthService used outside its aiohttp application")
         return self._http
 
-    async def check_openid(self, access_token: str) -> str:
+    async def check_openid(self, access_token: str) -> UserId:
         """The user an OpenID token stands for, asked of our homeserver; 401 otherwise."""
         request = openid.userinfo_request(self._config.homeserver_url, access_token)
         try:
@@ -326,7 +327,7 @@ class AuthService:
             logger.error("sfu auth: OpenID check: %s", e)
             raise ApiError(503, "M_UNKNOWN", "The homeserver could not check the token") from None
 
-    async def _rtc_facts(self, user_id: str, room_id: str) -> dict[str, Any]:
+    async def _rtc_facts(self, user_id: UserId, room_id: RoomId) -> dict[str, Any]:
         api = AdminApi(self._config.admin_api_url, self._config.admin_api_secret)
         try:
             return parse_object(await send(self._client(), api.rtc_facts(user_id, room_id)))

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import attrs
 
+from sferum_shared.ids import RoomId, UserId
 from sferum_shared.vocabulary import Key
 from sfu.grants import Facts, Refusal, decide
 
@@ -44,8 +45,8 @@ _MAX_CLOSE_REASON = 123
 class Session:
     """The Matrix identity behind one SFU participant."""
 
-    room_id: str
-    user_id: str
+    room_id: RoomId
+    user_id: UserId
     device_id: str
 
     def claims(self) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def session_of(claims: Mapping[str, Any]) -> Session | None:
     if not all(isinstance(v, str) and v for v in values):
         return None
     room_id, user_id, device_id = (str(v) for v in values)
-    return Session(room_id, user_id, device_id)
+    return Session(RoomId(room_id), UserId(user_id), device_id)
 
 
 def still_allowed(facts: Facts) -> Literal[True] | Refusal:
@@ -88,7 +89,7 @@ def close_reason(refusal: Refusal) -> str:
 
 
 #: The directory's facts about (user ID, room ID): `AuthService.facts_for`.
-FactsLookup = Callable[[str, str], Awaitable[Facts]]
+FactsLookup = Callable[[UserId, RoomId], Awaitable[Facts]]
 
 
 async def refusals(

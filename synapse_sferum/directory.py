@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date
 
+from sferum_shared.ids import PersonId
 from sferum_shared.model import Member, Person, Role
 
 
@@ -48,14 +49,14 @@ def build_member(
     adult_age: int,
 ) -> Member:
     return Member(
-        person_id=person.sourced_id,
+        person_id=PersonId(person.sourced_id),
         roles=person.roles,
         org_ids=frozenset(person.org_ids),
         real_name=person.real_name,
         student_class_ids=frozenset(student_class_ids),
         teacher_class_ids=frozenset(teacher_class_ids),
-        child_ids=frozenset(child_ids),
+        child_ids=frozenset(map(PersonId, child_ids)),
         child_class_ids=frozenset(child_class_ids),
-        guardian_ids=frozenset(guardian_ids),
+        guardian_ids=frozenset(map(PersonId, guardian_ids)),
         is_minor=is_minor(birth_date, person.roles, today, adult_age),
     )

@@ -39,6 +39,7 @@ from bridges.diary.render import bare_room, hhmm, ru_date
 from sferum_shared import Clock
 from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
 from sferum_shared.http import Unreachable
+from sferum_shared.ids import RoomId, UserId
 from sferum_shared.openid import OpenIdFailure, OpenIdRefused, user_of, userinfo_request
 from sferum_shared.rooms import RoomKey, RoomKind
 from sferum_shared.vocabulary import WidgetId
@@ -270,7 +271,7 @@ class MiniApp:
         ical = feed_path(self._config.ical_secret, scope) if self._config.ical_secret else None
         return {"kind": kind, "scope": scope, **view, "ical": ical}
 
-    async def check_openid(self, openid: Any) -> str:
+    async def check_openid(self, openid: Any) -> UserId:
         """The user ID an OpenID token stands for, asked of our homeserver; 401 otherwise."""
         if not isinstance(openid, dict):
             raise ApiError(401, "M_UNKNOWN_TOKEN", "an OpenID token is required")
@@ -321,7 +322,7 @@ class WidgetClient(Protocol):
 class RoomResolver(Protocol):
     """What `install_widgets` needs of the bridge's `RoomDirectory`."""
 
-    async def resolve(self, alias_localpart: str) -> str | None: ...
+    async def resolve(self, alias_localpart: str) -> RoomId | None: ...
 
 
 async def install_widgets(
