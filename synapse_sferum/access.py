@@ -11,12 +11,12 @@ from typing import Any
 from synapse.events import EventBase
 from synapse.module_api import ModuleApi, Requester, RoomAlias, StateMap, UserProfile
 
+from sferum_shared import matrix
 from sferum_shared.ids import server_of
 from sferum_shared.model import Member
 from sferum_shared.vocabulary import Key
 from synapse_sferum import compat, policy
 from synapse_sferum.config import SferumConfig
-from synapse_sferum.policy import matrix
 from synapse_sferum.refusals import (
     SPAM_REFUSAL,
     SpamCheckResult,
@@ -33,7 +33,7 @@ EVENT_REFUSAL: tuple[bool, dict[str, Any] | None] = (False, None)
 _STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
 # Synapse's private_chat preset lets guests join; guests have no place in a school.
 _NO_GUESTS = {
-    "type": "m.room.guest_access",
+    "type": matrix.GUEST_ACCESS,
     "state_key": "",
     "content": {"guest_access": "forbidden"},
 }
@@ -151,14 +151,14 @@ class Gatekeeper:
                 )
             )
         state = await self._api.get_room_state(
-            room_id, [("m.room.create", ""), ("m.room.member", None)]
+            room_id, [(matrix.CREATE, ""), (matrix.MEMBER, None)]
         )
-        create = state.get(("m.room.create", ""))
+        create = state.get((matrix.CREATE, ""))
         create_content = create.content if create is not None else {}
         members = {
             key[1]
             for key, event in state.items()
-            if key[0] == "m.room.member" and event.membership in ("join", "invite")
+            if key[0] == matrix.MEMBER and event.membership in ("join", "invite")
         }
         invitee_remote = not self._api.is_mine(invitee)
         decision = policy.may_invite(
@@ -290,8 +290,8 @@ class Gatekeeper:
             return True, None
         is_platform = self._is_platform(event.sender)
         room = await self._provisioned(event.room_id)
-        if event.type == "m.room.member":
-            prev = state_events.get(("m.room.member", event.state_key))
+        if event.type == matrix.MEMBER:
+            prev = state_events.get((matrix.MEMBER, event.state_key))
             decision = policy.may_change_membership(
                 event.sender,
                 event.state_key,
@@ -335,7 +335,7 @@ class Gatekeeper:
 
     def _remote_event_allowed(self, event: EventBase) -> tuple[bool, dict[str, Any] | None]:
         """Only remote knocks reach here; nobody knocks on a school room."""
-        if event.type == "m.room.member" and event.membership == "knock":
+        if event.type == matrix.MEMBER and event.membership == "knock":
             return False, None
         return True, None
 
@@ -366,7 +366,7 @@ class Gatekeeper:
         initial_state = [
             item
             for item in request_content.get("initial_state") or []
-            if not (isinstance(item, dict) and item.get("type") == "m.room.guest_access")
+            if not (isinstance(item, dict) and item.get("type") == matrix.GUEST_ACCESS)
         ]
         request_content["initial_state"] = [*initial_state, _NO_GUESTS]
         creation_content = request_content.setdefault("creation_content", {})

@@ -15,6 +15,7 @@ from typing import Any
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
+from sferum_shared import matrix
 from sferum_shared.adminapi import PREFIX, ROSTER_NAME_PARAM
 from sferum_shared.model import Member, RosterError
 from sferum_shared.vocabulary import Key
@@ -276,7 +277,7 @@ class AdminApi:
 
     async def _memberships(self, room_id: str, user_id: str | None) -> dict[str, str]:
         """Memberships in the room's current state by user ID: one user's, or everyone's."""
-        state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
+        state = await self._api.get_room_state(room_id, [(matrix.MEMBER, user_id)])
         memberships = {}
         for (_, state_key), event in state.items():
             value = event.content.get("membership")

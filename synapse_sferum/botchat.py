@@ -6,13 +6,15 @@ from __future__ import annotations
 from synapse.module_api import EventBase, ModuleApi
 from synapse.types import StateMap
 
+from sferum_shared import matrix
+
 
 def joined(state: StateMap[EventBase]) -> set[str]:
     """The users joined to the room, from its state."""
     return {
         key[1]
         for key, event in state.items()
-        if key[0] == "m.room.member" and event.membership == "join"
+        if key[0] == matrix.MEMBER and event.membership == "join"
     }
 
 
@@ -25,7 +27,7 @@ async def say(api: ModuleApi, bot: str, room_id: str, text: str) -> None:
     """A notice from the bot (a notice: no client, and no bot, answers it)."""
     await api.create_and_send_event_into_room(
         {
-            "type": "m.room.message",
+            "type": matrix.MESSAGE,
             "room_id": room_id,
             "sender": bot,
             "content": {"msgtype": "m.notice", "body": text},

@@ -19,7 +19,7 @@ from synapse.module_api import EventBase, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 from synapse.types import StateMap
 
-from sferum_shared import Clock
+from sferum_shared import Clock, matrix
 from sferum_shared.model import EnrollmentRole
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, say
@@ -117,7 +117,7 @@ class TeacherInvites:
         try:
             if not self._api.should_run_background_tasks() or event.sender == self._bot:
                 return
-            if event.type != "m.room.message" or event.is_state():
+            if event.type != matrix.MESSAGE or event.is_state():
                 return
             if not self._api.is_mine(event.sender) or event.content.get("msgtype") != "m.text":
                 return

@@ -17,6 +17,7 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.types import StateMap
 
+from sferum_shared import matrix
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import Key
 from synapse_sferum.service import DirectoryService
@@ -73,14 +74,14 @@ class SchoolNewsMirror:
         return [news[c] for c in classes if c in news]
 
     async def _mirror(self, event: EventBase, org_id: str) -> None:
-        if event.type == "m.room.redaction":
+        if event.type == matrix.REDACTION:
             redacts = event.redacts or event.content.get("redacts")
             if not isinstance(redacts, str):
                 return
             for room_id, target in (await self._directory.mirrors_of(redacts)).items():
                 if await self._directory.claim_mirror(event.event_id, room_id):
                     await self._send(
-                        room_id, "m.room.redaction", {"redacts": target}, redacts=target
+                        room_id, matrix.REDACTION, {"redacts": target}, redacts=target
                     )
             return
         relation = event.content.get("m.relates_to") or {}

@@ -15,14 +15,13 @@ import attrs
 from synapse.module_api import ModuleApi, RatelimitOverride, UserID
 from synapse.module_api.errors import SynapseError
 
-from sferum_shared import Clock
+from sferum_shared import Clock, matrix
 from sferum_shared.ids import server_of
 from sferum_shared.rooms import RoomKey, RoomKind, Scope
 from sferum_shared.vocabulary import EventType, WidgetId
 from synapse_sferum import compat, policy
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
-from synapse_sferum.policy import matrix
 from synapse_sferum.policy.invites import invites_widget
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import rooms
@@ -239,9 +238,9 @@ class Provisioner:
                             "state_key": "",
                             "content": self._kind_content(plan.key, org_id),
                         },
-                        {"type": "m.room.guest_access", "content": {"guest_access": "forbidden"}},
+                        {"type": matrix.GUEST_ACCESS, "content": {"guest_access": "forbidden"}},
                         {
-                            "type": "m.room.history_visibility",
+                            "type": matrix.HISTORY_VISIBILITY,
                             "content": {"history_visibility": "shared"},
                         },
                     ],
@@ -288,10 +287,10 @@ class Provisioner:
     async def _sync_power_levels(
         self, room_id: str, plan: policy.RoomPlan, report: ReconcileReport
     ) -> None:
-        current = await self._state_content(room_id, "m.room.power_levels", "")
+        current = await self._state_content(room_id, matrix.POWER_LEVELS, "")
         wanted = policy.power_levels(plan, self._bot, current)
         if current != wanted:
-            await self._send_state(room_id, "m.room.power_levels", "", wanted)
+            await self._send_state(room_id, matrix.POWER_LEVELS, "", wanted)
             report.state_updates += 1
 
     async def _sync_call_widget(
@@ -340,10 +339,10 @@ class Provisioner:
         admits_partners: bool = False,
     ) -> None:
         await self._directory.set_planned_members(room_id, wanted)
-        state = await self._api.get_room_state(room_id, [("m.room.member", None)])
+        state = await self._api.get_room_state(room_id, [(matrix.MEMBER, None)])
         by_membership: dict[str, set[str]] = {"join": set(), "invite": set()}
         for (event_type, user_id), event in state.items():
-            if event_type == "m.room.member" and event.membership in by_membership:
+            if event_type == matrix.MEMBER and event.membership in by_membership:
                 by_membership[event.membership].add(user_id)
         present = by_membership["join"] | by_membership["invite"]
         partners = frozenset(

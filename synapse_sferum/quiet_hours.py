@@ -43,7 +43,7 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.types import StateMap
 
-from sferum_shared import Clock
+from sferum_shared import Clock, matrix
 from sferum_shared.model import Member, Role
 from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum import compat
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 STARTUP_DELAY_MS = 5_000
 TIMER_SLACK_MS = 100  # wake just after a change, never just before it
 NOTICE_RETENTION_MS = 14 * 24 * 3600 * 1000  # a quiet period lasts at most a week
-MESSAGE_TYPES = frozenset({"m.room.message", "m.room.encrypted", "m.sticker"})
+MESSAGE_TYPES = frozenset({matrix.MESSAGE, matrix.ENCRYPTED, matrix.STICKER})
 
 
 def _moment(ms: int) -> datetime:
@@ -242,7 +242,7 @@ class QuietHours:
                 return
             if not self._api.is_mine(event.sender):
                 return
-            if event.type == "m.room.member":
+            if event.type == matrix.MEMBER:
                 if event.state_key == self._bot and event.membership == "invite":
                     members = joined(state_events)
                     self._api.run_as_background_process(
@@ -255,7 +255,7 @@ class QuietHours:
             if content.get("msgtype") == "m.notice" or content.get(Key.AUTO_REPLY):
                 return  # never answer something automatic
             body = content.get("body")
-            bot_member = state_events.get(("m.room.member", self._bot))
+            bot_member = state_events.get((matrix.MEMBER, self._bot))
             if (
                 isinstance(body, str)
                 and body.lstrip().lower().startswith(quiet.COMMAND_PREFIXES)
@@ -267,7 +267,7 @@ class QuietHours:
                         "sferum_quiet_command", self._logged, self._command, event
                     )
                 return
-            create = state_events.get(("m.room.create", ""))
+            create = state_events.get((matrix.CREATE, ""))
             if create is not None and create.content.get(Key.DIRECT):
                 others = sorted(joined(state_events) - {event.sender})
                 self._api.run_as_background_process(
@@ -325,7 +325,7 @@ class QuietHours:
         )
         await self._api.create_and_send_event_into_room(
             {
-                "type": "m.room.message",
+                "type": matrix.MESSAGE,
                 "room_id": room_id,
                 "sender": user_id,
                 "content": {"msgtype": "m.notice", "body": text, Key.AUTO_REPLY: True},

@@ -23,6 +23,7 @@ from nio import (
 )
 
 from bridges.diary.plan import Post
+from sferum_shared import matrix
 from sferum_shared.vocabulary import Key
 
 logger = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class BridgeClient:
     async def send(self, room_id: str, content: dict[str, Any], txn: str) -> str:
         response = await self._call(
             f"send to {room_id}",
-            lambda: self._client.room_send(room_id, "m.room.message", content, tx_id=txn),
+            lambda: self._client.room_send(room_id, matrix.MESSAGE, content, tx_id=txn),
         )
         if isinstance(response, RoomSendError):
             raise MatrixRefused(f"send to {room_id}: {response.status_code} {response.message}")

@@ -36,7 +36,7 @@ from bridges.diary.ical_feed import feed_path
 from bridges.diary.matrix import MatrixRefused
 from bridges.diary.model import DiarySnapshot, LessonStatus
 from bridges.diary.render import bare_room, hhmm, ru_date
-from sferum_shared import Clock
+from sferum_shared import Clock, matrix
 from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
 from sferum_shared.http import Unreachable
 from sferum_shared.ids import RoomId, UserId
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
-WIDGET_EVENT = "im.vector.modular.widgets"
+
 KINDS = ("diary", "class")
 _MAX_BODY = 16 * 1024
 # The page runs only its own script; it may be framed by any client (Element's origin varies).
@@ -348,7 +348,7 @@ async def install_widgets(
             continue
         state_key, content = widget_state(bridge_public_url, kind, scope, client.bot_user_id)
         try:
-            await client.put_state(room_id, WIDGET_EVENT, state_key, content)
+            await client.put_state(room_id, matrix.WIDGETS, state_key, content)
         except MatrixRefused as e:
             logger.error("diary: the widget of %s: %s", localpart, e)
             continue

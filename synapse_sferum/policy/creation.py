@@ -11,10 +11,10 @@ from collections.abc import Iterable
 
 import attrs
 
+from sferum_shared import matrix
 from sferum_shared.model import Member
 from sferum_shared.rooms import is_reserved_alias
 from sferum_shared.vocabulary import Reason
-from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, refuse
 from synapse_sferum.policy.names import wears_badge
 

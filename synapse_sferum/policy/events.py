@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 import attrs
 
+from sferum_shared import matrix
 from sferum_shared.rooms import RoomKey
 from sferum_shared.vocabulary import EventType, Reason
-from synapse_sferum.policy import matrix
 from synapse_sferum.policy.decision import ALLOW, Decision, refuse
 from synapse_sferum.policy.names import wears_badge
 

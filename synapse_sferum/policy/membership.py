@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sferum_shared import matrix
 from sferum_shared.model import Member
 from sferum_shared.vocabulary import Reason
-from synapse_sferum.policy import matrix
 from synapse_sferum.policy.contact import may_contact
 from synapse_sferum.policy.decision import ALLOW, Decision, refuse
 from synapse_sferum.policy.events import ProvisionedRoom

@@ -12,9 +12,9 @@ from typing import Any
 
 import attrs
 
+from sferum_shared import matrix
 from sferum_shared.rooms import CLASS_KINDS, ORG_KINDS, RoomKey, RoomKind, Scope
 from sferum_shared.vocabulary import EventType
-from synapse_sferum.policy import matrix
 from synapse_sferum.policy.call_widget import widget_state
 from synapse_sferum.policy.room_kinds import (
     CLASS_TEACHER,

@@ -330,8 +330,9 @@ async def test_the_modules_who_endpoint(site: Site) -> None:
 
 async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Site) -> None:
     from bridges.diary.matrix import BridgeClient
-    from bridges.diary.miniapp import WIDGET_EVENT, install_widgets
+    from bridges.diary.miniapp import install_widgets
     from bridges.diary.rooms import RoomDirectory
+    from sferum_shared.matrix import WIDGETS as WIDGET_EVENT
     from synapse_sferum.ctl.deploy import BOT_LOCALPART
 
     hs = site.deployment

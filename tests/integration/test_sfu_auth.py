@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from livekit import rtc as livekit
 
 from sferum_shared import SYSTEM_CLOCK
+from sferum_shared.matrix import WIDGETS
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import WidgetId
 from sfu import tokens
@@ -27,7 +28,6 @@ from sfu.grants import Grant
 from sfu.server import SfuServer
 from synapse_sferum.ctl.deploy import BOT_LOCALPART
 from synapse_sferum.policy.call_widget import widget_state
-from synapse_sferum.policy.matrix import WIDGETS
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster, make_deployment
 from tests.integration.harness import Deployment, demo_roster_folder, free_port, sferumctl

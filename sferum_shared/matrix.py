@@ -1,8 +1,9 @@
-"""The Matrix spec names the rules refer to, spelled once."""
+"""The Matrix spec names the platform refers to, spelled once (ours are in `vocabulary`)."""
 
 from __future__ import annotations
 
 # State event types
+CREATE = "m.room.create"
 MEMBER = "m.room.member"
 POWER_LEVELS = "m.room.power_levels"
 JOIN_RULES = "m.room.join_rules"
@@ -24,6 +25,9 @@ WIDGETS = "im.vector.modular.widgets"
 CALL_MEMBER = "org.matrix.msc3401.call.member"
 
 # Message-like event types
+MESSAGE = "m.room.message"
+ENCRYPTED = "m.room.encrypted"
+STICKER = "m.sticker"
 REACTION = "m.reaction"
 REDACTION = "m.room.redaction"
 
