@@ -23,6 +23,8 @@ class Request:
 class Response:
     status: int
     body: bytes
+    headers: Mapping[str, str] = attrs.field(factory=dict)  # names in lower case
+    url: str = ""  # what was asked, for messages
 
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON (an HTML error page of a proxy)."""
@@ -39,6 +41,10 @@ class Response:
 
 class Unreachable(Exception):
     """The request got no HTTP answer: refused, unknown host, timed out."""
+
+    def __init__(self, message: str, *, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 def json_request(method: str, url: str, body: Any, headers: Mapping[str, str]) -> Request:

@@ -25,10 +25,18 @@ def serve_asset(assets: dict[str, Asset], request: web.Request) -> web.Response:
 
 async def send(session: aiohttp.ClientSession, request: Request) -> Response:
     """Sends a protocol's request (`sferum_shared.http`); Unreachable if no answer came."""
+    where = f"{request.method} {request.url.split('?')[0]}"
     try:
         async with session.request(
-            request.method, request.url, headers=dict(request.headers), data=request.body or None
+            request.method,
+            request.url,
+            headers=dict(request.headers),
+            data=request.body or None,
+            allow_redirects=False,  # a redirect would carry the secret elsewhere
         ) as answer:
-            return Response(answer.status, await answer.read())
-    except (aiohttp.ClientError, TimeoutError) as e:
-        raise Unreachable(f"{request.method} {request.url.split('?')[0]}: {e!r}") from e
+            headers = {name.lower(): value for name, value in answer.headers.items()}
+            return Response(answer.status, await answer.read(), headers, request.url)
+    except TimeoutError as e:
+        raise Unreachable(f"{where}: no answer in time", timed_out=True) from e
+    except aiohttp.ClientError as e:
+        raise Unreachable(f"{where} failed: {e}") from e

@@ -20,7 +20,6 @@ from bridges.diary.sources import gradebook
 from bridges.diary.sources.base import SourceUnavailable
 from bridges.diary.sources.rest import (
     DEFAULT_SCOPES,
-    HttpResponse,
     Token,
     build_snapshot,
     collection_url,
@@ -34,6 +33,7 @@ from bridges.diary.sources.rest import (
     rows_from_items,
     token_request,
 )
+from sferum_shared.http import Response
 from synapse_sferum.roster.oneroster import parse_roster, parse_roster_zip
 from tests.demo import ROSTER, demo_folder
 
@@ -44,9 +44,9 @@ BASE = "https://sis.example/api"
 SOURCE = "oneroster-rest:test"
 
 
-def response(status: int, body: object, headers: dict[str, str] | None = None) -> HttpResponse:
+def response(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return HttpResponse("https://sis.example/x", status, headers or {}, raw)
+    return Response(status, raw, headers or {}, "https://sis.example/x")
 
 
 # -- token -----------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Sans-I/O, as matrix-nio does it: building requests, reading responses, paging, turning the JSON
 objects into rows and rows into the model and the roster zip are plain functions over
-`HttpRequest`/`HttpResponse`, tested without a server; `OneRosterRestSource` only moves bytes
-with aiohttp and keeps the token.
+`sferum_shared.http`'s `Request`/`Response`, tested without a server; `OneRosterRestSource` only
+moves bytes with aiohttp and keeps the token.
 
 Whatever keeps a whole collection from being read (transport error, timeout, an HTTP error,
 JSON that is no OneRoster list) raises `SourceUnavailable`, naming the URL: a partial
@@ -29,6 +29,8 @@ import attrs
 from bridges.diary.model import DiarySnapshot, SourceProblem
 from bridges.diary.sources import gradebook
 from bridges.diary.sources.base import SourceUnavailable
+from sferum_shared.http import Request, Response, Unreachable
+from sferum_shared.web import send
 
 ROSTERING = "/ims/oneroster/rostering/v1p2"
 GRADEBOOK = "/ims/oneroster/gradebook/v1p2"
@@ -101,22 +103,6 @@ Row = dict[str, str]
 
 
 @attrs.frozen
-class HttpRequest:
-    method: str
-    url: str
-    headers: Mapping[str, str] = attrs.field(factory=dict)
-    body: bytes = b""
-
-
-@attrs.frozen
-class HttpResponse:
-    url: str
-    status: int
-    headers: Mapping[str, str]  # names in lower case
-    body: bytes
-
-
-@attrs.frozen
 class Token:
     access_token: str
     renew_at: float  # on the source's monotonic clock
@@ -133,14 +119,14 @@ class Page:
 
 def token_request(
     token_url: str, client_id: str, client_secret: str, scopes: Sequence[str]
-) -> HttpRequest:
+) -> Request:
     """RFC 6749 §4.4 with client_secret_basic (§2.3.1: every server must take it; the id and
     secret are form-encoded before they are joined)."""
     credentials = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
     form = {"grant_type": "client_credentials"}
     if scopes:
         form["scope"] = " ".join(scopes)
-    return HttpRequest(
+    return Request(
         "POST",
         token_url,
         {
@@ -152,7 +138,7 @@ def token_request(
     )
 
 
-def parse_token(response: HttpResponse, now: float) -> Token:
+def parse_token(response: Response, now: float) -> Token:
     """The access token of a token response; anything else is `SourceUnavailable`."""
     body = _json(response)
     if response.status != 200:
@@ -186,13 +172,13 @@ def item_url(base_url: str, collection: str, sourced_id: str = "") -> str:
     return f"{url}/{quote(sourced_id, safe='')}" if sourced_id else url
 
 
-def page_request(url: str, token: Token) -> HttpRequest:
-    return HttpRequest(
+def page_request(url: str, token: Token) -> Request:
+    return Request(
         "GET", url, {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
     )
 
 
-def parse_page(response: HttpResponse, collection: str) -> Page:
+def parse_page(response: Response, collection: str) -> Page:
     """One page of a collection: `{"<collection>": [...]}` plus X-Total-Count."""
     if response.status != 200:
         raise SourceUnavailable(
@@ -220,7 +206,7 @@ def next_offset(offset: int, received: int, limit: int, total: int | None) -> in
     return following if received >= limit else None
 
 
-def _json(response: HttpResponse) -> Any:
+def _json(response: Response) -> Any:
     try:
         return json.loads(response.body)
     except ValueError as err:
@@ -468,7 +454,7 @@ class OneRosterRestSource:
             offset = next_offset(offset, len(page.items), self._page_size, page.total)
         return items
 
-    async def _get(self, session: aiohttp.ClientSession, url: str) -> HttpResponse:
+    async def _get(self, session: aiohttp.ClientSession, url: str) -> Response:
         """GET with the cached token; on 401 the token is fetched anew and the GET tried once
         more (the server may have revoked it before its expiry)."""
         response = await self._send(session, page_request(url, await self._ensure(session)))
@@ -485,21 +471,12 @@ class OneRosterRestSource:
             self._token = parse_token(await self._send(session, request), self._clock())
         return self._token
 
-    async def _send(self, session: aiohttp.ClientSession, request: HttpRequest) -> HttpResponse:
+    async def _send(self, session: aiohttp.ClientSession, request: Request) -> Response:
         try:
-            async with session.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                data=request.body or None,
-                allow_redirects=False,
-            ) as resp:
-                body = await resp.read()
-                headers = {k.lower(): v for k, v in resp.headers.items()}
-                return HttpResponse(request.url, resp.status, headers, body)
-        except TimeoutError as err:
-            raise SourceUnavailable(
-                f"{request.method} {request.url}: no answer within {self._timeout:g} s"
-            ) from err
-        except aiohttp.ClientError as err:
-            raise SourceUnavailable(f"{request.method} {request.url} failed: {err}") from err
+            return await send(session, request)
+        except Unreachable as err:
+            if err.timed_out:
+                raise SourceUnavailable(
+                    f"{request.method} {request.url}: no answer within {self._timeout:g} s"
+                ) from err
+            raise SourceUnavailable(str(err)) from err
