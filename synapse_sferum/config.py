@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from sferum_shared.config import ConfigError
+from sferum_shared.settings import check_keys, parse_section, setting
 from synapse_sferum.policy.quiet import (
     DEFAULT_TIMEZONE,
     QuietHoursConfig,
@@ -29,17 +30,41 @@ def _error(key: str, message: str) -> ConfigError:
 
 @attrs.frozen
 class RulesConfig:
-    min_account_age_years: int = 6
-    adult_age_years: int = 18
-    allow_encrypted_dms: bool = False
+    min_account_age_years: int = setting(
+        6,
+        "No account for anyone younger than this; birth dates come from the roster",
+        low=0,
+        high=18,
+    )
+    adult_age_years: int = setting(
+        18,
+        "Younger people are minors: only their classes, teachers, staff and guardians see them",
+        low=1,
+        high=21,
+    )
+    allow_encrypted_dms: bool = setting(
+        False, "Whether direct chats may be end-to-end encrypted (provisioned rooms never are)"
+    )
 
 
 @attrs.frozen
 class ProvisioningConfig:
-    enabled: bool = True
-    reconcile_interval_seconds: int = 300
-    # Accounts of people deleted from the roster are shut at once, deactivated after this.
-    deactivate_after_hours: int = 24
+    enabled: bool = setting(
+        True,
+        "Create the school's spaces and rooms from the directory and keep members, names and "
+        "power levels in step with it",
+    )
+    reconcile_interval_seconds: int = setting(
+        300, "How often to reconcile every room with the directory, in seconds", low=5, high=86400
+    )
+    deactivate_after_hours: int = setting(
+        24,
+        "The account of a person deleted from the roster is shut at once and deactivated (out "
+        "of every room, phone released) after this many hours, unless the person is back in "
+        "the roster by then: a safety net for a botched export",
+        low=0,
+        high=8760,
+    )
 
 
 @attrs.frozen
@@ -62,24 +87,46 @@ class HttpSmsConfig:
 
 @attrs.frozen
 class PhoneConfig:
-    default_region: str = "RU"
-    code_ttl_seconds: int = 600
-    max_attempts: int = 5
-    max_sms_per_hour: int = 3
-    max_sms_per_hour_total: int = 200
+    default_region: str = setting(
+        "RU", "Numbers typed without a country code are taken to be in this region"
+    )
+    code_ttl_seconds: int = setting(
+        600, "An SMS code is good for this many seconds", low=60, high=3600
+    )
+    max_attempts: int = setting(5, "An SMS code is good for this many tries", low=1, high=20)
+    max_sms_per_hour: int = setting(
+        3, "At most this many SMS to one number an hour", low=1, high=100
+    )
+    max_sms_per_hour_total: int = setting(
+        200,
+        "At most this many SMS an hour to all numbers together: what anyone asking for codes "
+        "can cost the school, whatever the limits per address allow",
+        low=1,
+        high=100_000,
+    )
     sms: FileSmsConfig | HttpSmsConfig | None = None
 
 
 @attrs.frozen
 class LinkCodesConfig:
-    expiry_days: int = 14
+    expiry_days: int = setting(
+        14,
+        "Days a linking code stays valid, unless `sferumctl link-codes --expires` says otherwise",
+        low=1,
+        high=365,
+    )
 
 
 @attrs.frozen
 class AccountsConfig:
-    # A school-issued account's printed password stops working this many days after it was
-    # issued (and at once when the account gets a password of its own).
-    initial_password_days: int = 30
+    initial_password_days: int = setting(
+        30,
+        "The printed password of a school-issued account (`sferumctl accounts issue`, `sheet`) "
+        "stops working this many days after it was issued, and at once when the account gets "
+        "a password of its own; `sferumctl accounts reset` prints a new one",
+        low=1,
+        high=365,
+    )
 
 
 @attrs.frozen
@@ -109,45 +156,13 @@ class SferumConfig:
         return zoneinfo.ZoneInfo(self.timezone)
 
 
-_TOP_KEYS = {
-    "admin_api_secret",
-    "bot_localpart",
-    "timezone",
-    "partner_servers",
-    "rules",
-    "provisioning",
-    "phone",
-    "link_codes",
-    "accounts",
-    "quiet_hours",
-    "calls",
-}
-_QUIET_KEYS = {"enabled", "default_timezone", "check_interval_seconds"}
-_RULES_KEYS = {"min_account_age_years", "adult_age_years", "allow_encrypted_dms"}
-_PROVISIONING_KEYS = {"enabled", "reconcile_interval_seconds", "deactivate_after_hours"}
-_PHONE_KEYS = {
-    "default_region",
-    "code_ttl_seconds",
-    "max_attempts",
-    "max_sms_per_hour",
-    "max_sms_per_hour_total",
-    "sms",
-}
 _SMS_FILE_KEYS = {"backend", "path"}
 _SMS_HTTP_KEYS = {"backend", "url", "method", "body_template", "content_type", "auth_header"}
-_LINK_CODES_KEYS = {"expiry_days"}
-_ACCOUNTS_KEYS = {"initial_password_days"}
-_CALLS_KEYS = {"public_url"}
 _HTTP_METHODS = ("POST", "PUT", "GET")
 
 
 def _check_keys(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    for key in section:
-        if key not in allowed:
-            path = f"{where}.{key}" if where else str(key)
-            raise _error(
-                path, f"unknown key; allowed keys: {', '.join(sorted(allowed))}"
-            )
+    check_keys(section, allowed, where, _error)
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -156,22 +171,6 @@ def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise _error(key, f"must be a mapping, got {type(value).__name__}")
-    return value
-
-
-def _bool(section: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
-    value = section.get(key, default)
-    if not isinstance(value, bool):
-        raise _error(f"{where}.{key}", f"must be true or false, got {value!r}")
-    return value
-
-
-def _int(section: Mapping[str, Any], key: str, where: str, default: int, lo: int, hi: int) -> int:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise _error(
-            f"{where}.{key}", f"must be a whole number from {lo} to {hi}, got {value!r}"
-        )
     return value
 
 
@@ -231,37 +230,26 @@ def _timezone(raw: Mapping[str, Any], key: str, default: str) -> str:
 
 def _quiet_hours(raw: Mapping[str, Any], school_timezone: str) -> QuietHoursConfig:
     """Hours set without a time zone are in the school's, unless `default_timezone` says."""
-    _check_keys(raw, _QUIET_KEYS, "quiet_hours")
     zone = _timezone(raw, "quiet_hours.default_timezone", school_timezone)
-    return QuietHoursConfig(
-        enabled=_bool(raw, "enabled", "quiet_hours", True),
-        default_timezone=zone,
-        check_interval_seconds=_int(raw, "check_interval_seconds", "quiet_hours", 30, 5, 3600),
-    )
+    special = {"default_timezone": zone}
+    return parse_section(QuietHoursConfig, raw, "quiet_hours", _error, special)
 
 
 def _calls(raw: Mapping[str, Any]) -> CallsConfig:
-    _check_keys(raw, _CALLS_KEYS, "calls")
+    _check_keys(raw, {"public_url"}, "calls")
     if raw.get("public_url") is None:
         return CallsConfig()
     return CallsConfig(public_url=_http_url(raw, "public_url", "calls"))
 
 
 def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
-    _check_keys(raw, _PHONE_KEYS, "phone")
     region = raw.get("default_region", "RU")
     if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
         raise _error(
             "phone.default_region", f"must be a two-letter region code like RU, got {region!r}"
         )
-    return PhoneConfig(
-        default_region=region.upper(),
-        code_ttl_seconds=_int(raw, "code_ttl_seconds", "phone", 600, 60, 3600),
-        max_attempts=_int(raw, "max_attempts", "phone", 5, 1, 20),
-        max_sms_per_hour=_int(raw, "max_sms_per_hour", "phone", 3, 1, 100),
-        max_sms_per_hour_total=_int(raw, "max_sms_per_hour_total", "phone", 200, 1, 100_000),
-        sms=_sms(raw.get("sms")),
-    )
+    special = {"default_region": region.upper(), "sms": _sms(raw.get("sms"))}
+    return parse_section(PhoneConfig, raw, "phone", _error, special)
 
 
 def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
@@ -269,7 +257,7 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         raw = {}
     if not isinstance(raw, Mapping):
         raise _error("", f"must be a mapping, got {type(raw).__name__}")
-    _check_keys(raw, _TOP_KEYS, "")
+    _check_keys(raw, set(attrs.fields_dict(SferumConfig)), "")
 
     secret = _str(raw, "admin_api_secret")
     if len(secret) < 16:
@@ -287,45 +275,20 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
 
     timezone = _timezone(raw, "timezone", DEFAULT_TIMEZONE)
 
-    rules_raw = _section(raw, "rules")
-    _check_keys(rules_raw, _RULES_KEYS, "rules")
-    rules = RulesConfig(
-        min_account_age_years=_int(rules_raw, "min_account_age_years", "rules", 6, 0, 18),
-        adult_age_years=_int(rules_raw, "adult_age_years", "rules", 18, 1, 21),
-        allow_encrypted_dms=_bool(rules_raw, "allow_encrypted_dms", "rules", False),
-    )
-
-    prov_raw = _section(raw, "provisioning")
-    _check_keys(prov_raw, _PROVISIONING_KEYS, "provisioning")
-    provisioning = ProvisioningConfig(
-        enabled=_bool(prov_raw, "enabled", "provisioning", True),
-        reconcile_interval_seconds=_int(
-            prov_raw, "reconcile_interval_seconds", "provisioning", 300, 5, 86400
-        ),
-        deactivate_after_hours=_int(
-            prov_raw, "deactivate_after_hours", "provisioning", 24, 0, 8760
-        ),
-    )
-    link_raw = _section(raw, "link_codes")
-    _check_keys(link_raw, _LINK_CODES_KEYS, "link_codes")
-    link_codes = LinkCodesConfig(
-        expiry_days=_int(link_raw, "expiry_days", "link_codes", 14, 1, 365)
-    )
-    accounts_raw = _section(raw, "accounts")
-    _check_keys(accounts_raw, _ACCOUNTS_KEYS, "accounts")
-    accounts = AccountsConfig(
-        initial_password_days=_int(accounts_raw, "initial_password_days", "accounts", 30, 1, 365)
-    )
     return SferumConfig(
         admin_api_secret=secret,
         bot_localpart=bot_localpart,
         timezone=timezone,
         partner_servers=frozenset(partners),
-        rules=rules,
-        provisioning=provisioning,
+        rules=parse_section(RulesConfig, _section(raw, "rules"), "rules", _error),
+        provisioning=parse_section(
+            ProvisioningConfig, _section(raw, "provisioning"), "provisioning", _error
+        ),
         phone=_phone(_section(raw, "phone")),
-        link_codes=link_codes,
-        accounts=accounts,
+        link_codes=parse_section(
+            LinkCodesConfig, _section(raw, "link_codes"), "link_codes", _error
+        ),
+        accounts=parse_section(AccountsConfig, _section(raw, "accounts"), "accounts", _error),
         quiet_hours=_quiet_hours(_section(raw, "quiet_hours"), timezone),
         calls=_calls(_section(raw, "calls")),
     )

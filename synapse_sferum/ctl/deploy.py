@@ -25,6 +25,7 @@ import signedjson.key
 import yaml
 
 from sferum_shared import SYSTEM_CLOCK
+from sferum_shared.settings import comment
 from synapse_sferum.config import (
     AccountsConfig,
     LinkCodesConfig,
@@ -183,6 +184,8 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["yaml"] = _yaml_scalar
+    # A key's comment, from its declaration (`sferum_shared.settings`): written once, there.
+    env.globals["explain"] = lambda section, key, indent: comment(type(section), key, indent)
     return env
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import attrs
 
+from sferum_shared.settings import setting
+
 DEFAULT_TIMEZONE = "Europe/Moscow"
 DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES_RU = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
@@ -70,10 +72,20 @@ _DAY_GROUPS: Mapping[str, tuple[int, ...]] = {
 class QuietHoursConfig:
     """The module config's `quiet_hours` section."""
 
-    enabled: bool = True
+    enabled: bool = setting(
+        True,
+        "Teachers set working hours (account data ru.sferum.quiet_hours, or «!часы пн-пт "
+        "08:00-17:00» to the bot); outside them they get no pushes, and a pupil or parent who "
+        "writes gets one automatic notice per chat and quiet period saying when they are back",
+    )
     default_timezone: str = DEFAULT_TIMEZONE
-    # How often the schedule is checked anyway; each change of state is also timed to the minute.
-    check_interval_seconds: int = 30
+    # Each change of state is also timed to the minute; this is the check besides those.
+    check_interval_seconds: int = setting(
+        30,
+        "How often the schedule is checked besides the exact changes, in seconds",
+        low=5,
+        high=3600,
+    )
 
 
 class ScheduleError(ValueError):

@@ -1,7 +1,17 @@
+import attrs
 import pytest
 
 from sferum_shared.config import ConfigError
-from synapse_sferum.config import parse_config
+from sferum_shared.settings import Setting, comment, describe
+from synapse_sferum.config import (
+    AccountsConfig,
+    LinkCodesConfig,
+    PhoneConfig,
+    ProvisioningConfig,
+    RulesConfig,
+    parse_config,
+)
+from synapse_sferum.policy.quiet import QuietHoursConfig
 
 SECRET = "s" * 32
 
@@ -156,3 +166,46 @@ def test_errors_name_key_and_allowed_values(raw: dict, key: str, fragment: str) 
     assert err.value.key == key
     assert f"modules[synapse_sferum].config.{key}:" in str(err.value)
     assert fragment in str(err.value)
+
+
+SECTIONS = {
+    "rules": RulesConfig,
+    "provisioning": ProvisioningConfig,
+    "phone": PhoneConfig,
+    "link_codes": LinkCodesConfig,
+    "accounts": AccountsConfig,
+    "quiet_hours": QuietHoursConfig,
+}
+RANGED = [
+    (section, field.name, describe(cls, field.name))
+    for section, cls in SECTIONS.items()
+    for field in attrs.fields(cls)
+    if isinstance(field.default, int)
+    and not isinstance(field.default, bool)
+]
+
+
+@pytest.mark.parametrize(("section", "key", "declared"), RANGED, ids=lambda v: str(v)[:30])
+def test_ranges_come_from_the_declarations(section: str, key: str, declared: Setting) -> None:
+    """A key's range is written once, beside its default; parsing and its message follow."""
+    assert declared.low is not None and declared.high is not None
+    for value in (declared.low, declared.high):
+        parsed = parse_config({"admin_api_secret": SECRET, section: {key: value}})
+        assert getattr(getattr(parsed, section), key) == value
+    for value in (declared.low - 1, declared.high + 1):
+        with pytest.raises(ConfigError) as err:
+            parse_config({"admin_api_secret": SECRET, section: {key: value}})
+        assert err.value.key == f"{section}.{key}"
+        assert f"from {declared.low} to {declared.high}" in str(err.value)
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_every_plain_key_has_its_meaning_and_a_default(section: str) -> None:
+    cls = SECTIONS[section]
+    for field in attrs.fields(cls):
+        if isinstance(field.default, bool | int) and not isinstance(field.default, str):
+            assert describe(cls, field.name).doc
+            assert comment(cls, field.name, 8).startswith("        # ")
+    assert parse_config({"admin_api_secret": SECRET, section: {}}) == parse_config(
+        {"admin_api_secret": SECRET}
+    )
