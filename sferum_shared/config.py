@@ -14,6 +14,10 @@ import yaml
 
 T = TypeVar("T")
 
+#: Where the diary bridge reads a school system: its config's `sources` and `sferumctl init
+#: --diary-source` take these kinds (`KIND:LOCATION`).
+DIARY_SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
+
 
 class ConfigError(ValueError):
     """A wrong config value: `key` is its dotted path, `within` where that path starts."""

@@ -15,9 +15,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 
-from sferum_shared.config import ConfigError, load_yaml_config
-
-SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
+from sferum_shared.config import DIARY_SOURCE_KINDS, ConfigError, load_yaml_config
 
 
 @attrs.frozen
@@ -86,8 +84,8 @@ def _source(raw: Any, index: int) -> SourceConfig:
         if key not in allowed:
             raise ConfigError(f"{where}.{key}", f"unknown key; allowed: {sorted(allowed)}")
     kind = str(raw.get("kind"))
-    if kind not in SOURCE_KINDS:
-        raise ConfigError(f"{where}.kind", f"must be one of {SOURCE_KINDS}, got {kind!r}")
+    if kind not in DIARY_SOURCE_KINDS:
+        raise ConfigError(f"{where}.kind", f"must be one of {DIARY_SOURCE_KINDS}, got {kind!r}")
     location = str(raw.get("location") or "")
     if kind != "push" and not location:
         raise ConfigError(f"{where}.location", f"{kind} needs a location")

@@ -19,7 +19,7 @@ from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from sferum_shared.adminapi import parse_reconcile
-from synapse_sferum.ctl import demo, diary, params, ratelimits, services, sheet
+from synapse_sferum.ctl import demo, diary, params, services, sheet
 from synapse_sferum.ctl.accounts import (
     account_lines,
     fetch_accounts,
@@ -246,119 +246,15 @@ def _parser() -> argparse.ArgumentParser:
         "create a deployment folder, or re-render its config files "
         "(secrets, keys, database and media are kept)",
     )
-    p.add_argument(
-        "--server-name",
-        type=_checked(params.server_name),
-        metavar="NAME",
-        help="the Matrix server name, e.g. school1.example.org; fixed once used",
-    )
-    p.add_argument(
-        "--http-port",
-        type=_checked(params.port),
-        metavar="N",
-        help=f"client HTTP port (default {params.DEFAULT_HTTP_PORT})",
-    )
-    p.add_argument(
-        "--bind",
-        type=_checked(params.bind_address),
-        metavar="ADDR",
-        help=f"IP address to listen on (default {params.DEFAULT_BIND})",
-    )
-    p.add_argument(
-        "--database",
-        type=_checked(params.database),
-        metavar="URL",
-        help="sqlite (default) or postgresql://user:password@host:port/dbname",
-    )
-    p.add_argument(
-        "--public-baseurl",
-        type=_checked(params.base_url),
-        metavar="URL",
-        help="the URL clients use (default http://ADDR:PORT/)",
-    )
-    p.add_argument(
-        "--federate-with",
-        type=_checked(params.server_name),
-        nargs="*",
-        action="extend",
-        metavar="SERVER",
-        help="partner school servers to federate with; give the option alone to "
-        "federate with none",
-    )
-    p.add_argument(
-        "--federation-port",
-        type=_checked(params.port),
-        metavar="N",
-        help="a separate TLS listener for federation (needs --tls-cert, --tls-key)",
-    )
-    p.add_argument(
-        "--tls-cert",
-        type=_checked(params.existing_file),
-        metavar="PATH",
-        help="certificate (PEM) of the federation listener",
-    )
-    p.add_argument(
-        "--tls-key",
-        type=_checked(params.existing_file),
-        metavar="PATH",
-        help="private key (PEM) of the federation listener",
-    )
-    p.add_argument(
-        "--diary-source",
-        dest="diary_sources",
-        type=_checked(params.diary_source),
-        nargs="+",
-        action="extend",
-        metavar="KIND:LOCATION",
-        help="run the diary bridge with these sources: oneroster-csv:FOLDER_OR_ZIP, "
-        "oneroster-rest:URL, push, ical:FILE",
-    )
-    p.add_argument(
-        "--diary-port",
-        type=_checked(params.port),
-        metavar="N",
-        help=f"the diary bridge's local HTTP port (default {params.DEFAULT_DIARY_PORT})",
-    )
-    p.add_argument(
-        "--turn-port",
-        type=_checked(params.port),
-        nargs="?",
-        const=params.DEFAULT_TURN_PORT,
-        metavar="N",
-        help="run coturn (Debian's package) for calls on this UDP/TCP port "
-        f"(alone: {params.DEFAULT_TURN_PORT}) and hand out its credentials to users",
-    )
-    p.add_argument(
-        "--sfu-port",
-        type=_checked(params.port),
-        metavar="N",
-        help="run the SFU (group calls: lessons, broadcasts) on this TCP port and announce it "
-        "to clients in .well-known/matrix/client",
-    )
-    p.add_argument(
-        "--sfu-edges",
-        type=_checked(params.edge_count),
-        metavar="N",
-        help="run N more SFU processes on the ports after --sfu-port that relay broadcasts to "
-        "their viewers (0 to drop them): a broadcast's audience grows with the cores",
-    )
-    p.add_argument(
-        "--sfu-public-url",
-        type=_checked(params.base_url),
-        metavar="URL",
-        help="where clients reach the SFU through a reverse proxy (https://…; browsers only "
-        "give cameras to https pages); default: http://HOST:SFU-PORT",
-    )
-    p.add_argument(
-        "--rate-limit",
-        dest="rate_limits",
-        type=_checked(ratelimits.rate_limit_option),
-        action="append",
-        metavar="NAME=PER_SECOND/BURST",
-        help="change one of Synapse's rate limits from the school's default (NAME=default "
-        "goes back to it; the others set before are kept): "
-        + ", ".join(f"{name} ({rate})" for name, rate in ratelimits.DEFAULT_RATE_LIMITS.items()),
-    )
+    for option in params.INIT_OPTIONS:
+        p.add_argument(
+            option.option,
+            dest=option.name,
+            type=_checked(option.each or option.parse),
+            metavar=option.metavar,
+            help=option.help,
+            **option.gather,
+        )
 
     command(
         "check-config",

@@ -14,9 +14,12 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import attrs
 
+from sferum_shared.config import DIARY_SOURCE_KINDS
 from synapse_sferum.ctl.ratelimits import (
+    DEFAULT_RATE_LIMITS,
     Rate,
     merge_overrides,
+    rate_limit_option,
     rate_limit_overrides,
     resolve_rate_limits,
 )
@@ -94,7 +97,6 @@ def existing_file(value: object) -> str:
     return str(path)
 
 
-DIARY_SOURCE_KINDS = ("oneroster-csv", "oneroster-rest", "push", "ical")
 DEFAULT_DIARY_PORT = 8009
 #: The MatrixRTC focus type clients find (.well-known, MSC4143 transports): the SFU speaks
 #: LiveKit's signalling (sfu/livekit), the only type Element X and Element Call accept.
@@ -160,25 +162,116 @@ def _optional_dict(
     return None if value is None else dict(value.items() if isinstance(value, Mapping) else value)
 
 
-# Field name -> parser of one stored or given value. The order is the order of sferum-init.yaml.
-PARSERS: Mapping[str, Callable[[object], Any]] = {
-    "server_name": server_name,
-    "http_port": port,
-    "bind": bind_address,
-    "database": database,
-    "public_baseurl": base_url,
-    "federate_with": _server_names,
-    "federation_port": port,
-    "tls_cert": existing_file,
-    "tls_key": existing_file,
-    "diary_sources": _diary_sources,
-    "diary_port": port,
-    "turn_port": port,
-    "sfu_port": port,
-    "sfu_public_url": base_url,
-    "sfu_edges": edge_count,
-    "rate_limits": rate_limit_overrides,
-}
+@attrs.frozen
+class InitOption:
+    """One `init` parameter, declared once: its command-line option and how a value is checked
+    (the same parser for the command line and `sferum-init.yaml`)."""
+
+    name: str  # the `InitParams` field and the key in sferum-init.yaml
+    parse: Callable[[object], Any]  # a stored value
+    metavar: str
+    help: str
+    flag: str = ""  # default: --name-with-dashes
+    # A list option: the parser of one value on the command line, and how argparse gathers them.
+    each: Callable[[object], Any] | None = None
+    gather: Mapping[str, Any] = attrs.field(factory=dict)  # nargs, action, const
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+# The order is the order of `init --help` and of sferum-init.yaml.
+INIT_OPTIONS: tuple[InitOption, ...] = (
+    InitOption(
+        "server_name",
+        server_name,
+        "NAME",
+        "the Matrix server name, e.g. school1.example.org; fixed once used",
+    ),
+    InitOption("http_port", port, "N", f"client HTTP port (default {DEFAULT_HTTP_PORT})"),
+    InitOption("bind", bind_address, "ADDR", f"IP address to listen on (default {DEFAULT_BIND})"),
+    InitOption(
+        "database",
+        database,
+        "URL",
+        "sqlite (default) or postgresql://user:password@host:port/dbname",
+    ),
+    InitOption("public_baseurl", base_url, "URL", "the URL clients use (default http://ADDR:PORT/)"),
+    InitOption(
+        "federate_with",
+        _server_names,
+        "SERVER",
+        "partner school servers to federate with; give the option alone to federate with none",
+        each=server_name,
+        gather={"nargs": "*", "action": "extend"},
+    ),
+    InitOption(
+        "federation_port",
+        port,
+        "N",
+        "a separate TLS listener for federation (needs --tls-cert, --tls-key)",
+    ),
+    InitOption("tls_cert", existing_file, "PATH", "certificate (PEM) of the federation listener"),
+    InitOption("tls_key", existing_file, "PATH", "private key (PEM) of the federation listener"),
+    InitOption(
+        "diary_sources",
+        _diary_sources,
+        "KIND:LOCATION",
+        "run the diary bridge with these sources: oneroster-csv:FOLDER_OR_ZIP, "
+        "oneroster-rest:URL, push, ical:FILE",
+        flag="--diary-source",
+        each=diary_source,
+        gather={"nargs": "+", "action": "extend"},
+    ),
+    InitOption(
+        "diary_port",
+        port,
+        "N",
+        f"the diary bridge's local HTTP port (default {DEFAULT_DIARY_PORT})",
+    ),
+    InitOption(
+        "turn_port",
+        port,
+        "N",
+        "run coturn (Debian's package) for calls on this UDP/TCP port "
+        f"(alone: {DEFAULT_TURN_PORT}) and hand out its credentials to users",
+        gather={"nargs": "?", "const": DEFAULT_TURN_PORT},
+    ),
+    InitOption(
+        "sfu_port",
+        port,
+        "N",
+        "run the SFU (group calls: lessons, broadcasts) on this TCP port and announce it "
+        "to clients in .well-known/matrix/client",
+    ),
+    InitOption(
+        "sfu_public_url",
+        base_url,
+        "URL",
+        "where clients reach the SFU through a reverse proxy (https://…; browsers only "
+        "give cameras to https pages); default: http://HOST:SFU-PORT",
+    ),
+    InitOption(
+        "sfu_edges",
+        edge_count,
+        "N",
+        "run N more SFU processes on the ports after --sfu-port that relay broadcasts to "
+        "their viewers (0 to drop them): a broadcast's audience grows with the cores",
+    ),
+    InitOption(
+        "rate_limits",
+        rate_limit_overrides,
+        "NAME=PER_SECOND/BURST",
+        "change one of Synapse's rate limits from the school's default (NAME=default "
+        "goes back to it; the others set before are kept): "
+        + ", ".join(f"{name} ({rate})" for name, rate in DEFAULT_RATE_LIMITS.items()),
+        flag="--rate-limit",
+        each=rate_limit_option,
+        gather={"action": "append"},
+    ),
+)
+PARSERS: Mapping[str, Callable[[object], Any]] = {o.name: o.parse for o in INIT_OPTIONS}
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 from cryptography import x509
@@ -17,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from sfu.config import parse_config as parse_sfu_config
 from synapse_sferum.config import parse_config
+from synapse_sferum.ctl import params
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deployment import SECRET_NAMES, Deployment, client_base_url
 from synapse_sferum.ctl.main import main
@@ -544,3 +546,10 @@ def test_sfu_hands_out_the_deployments_turn(tmp_path: Path) -> None:
         sfu = parse_sfu_config(load(folder / name))
         assert sfu.turn_uris == tuple(config["turn_uris"]), name  # the same coturn as 1:1 calls
         assert sfu.turn_shared_secret == secret == config["turn_shared_secret"]
+
+
+def test_each_init_parameter_is_declared_once() -> None:
+    """The command line, sferum-init.yaml and InitParams come from one table of options."""
+    declared = [option.name for option in params.INIT_OPTIONS]
+    assert declared == [field.name for field in attrs.fields(params.InitParams)]
+    assert len({option.option for option in params.INIT_OPTIONS}) == len(declared)
