@@ -41,7 +41,8 @@ from synapse_sferum.ctl.deployment import (
     read_yaml_mapping,
 )
 from synapse_sferum.ctl.errors import CtlError
-from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams, Settings, resolve
+from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams
+from synapse_sferum.ctl.settings import Settings, resolve
 from synapse_sferum.msisdn_path import msisdn_delegate_base
 from synapse_sferum.policy.quiet import QuietHoursConfig
 
