@@ -19,7 +19,6 @@ Every step fails closed: a homeserver or directory that cannot answer gives no t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -32,8 +31,8 @@ from sferum_shared import Clock, openid
 from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
 from sferum_shared.http import Unreachable
 from sferum_shared.ids import RoomId, UserId
-from sferum_shared.vocabulary import Key, Reason
-from sferum_shared.web import send
+from sferum_shared.vocabulary import Reason
+from sferum_shared.web import ApiError, read_json_object, send
 from sfu import tokens
 from sfu.config import SfuConfig
 from sfu.delayed import DelayedLeave, DelegationError, parse_delegation
@@ -52,23 +51,6 @@ _DELAY_FIELDS = frozenset({"delay_id", "delay_timeout", "delay_cs_api_url"})
 _GET_TOKEN_FIELDS = frozenset({"room_id", "slot_id", "openid_token", "member"}) | _DELAY_FIELDS
 _LEGACY_FIELDS = frozenset({"room", "openid_token", "device_id"}) | _DELAY_FIELDS
 
-
-
-class ApiError(Exception):
-    """A Matrix-style error answer: `{"errcode", "error"[, "ru.sferum.reason"]}`."""
-
-    def __init__(self, status: int, errcode: str, message: str, reason: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.errcode = errcode
-        self.message = message
-        self.reason = reason
-
-    def to_json(self) -> dict[str, str]:
-        body = {"errcode": self.errcode, "error": self.message}
-        if self.reason:
-            body[Key.REASON] = self.reason
-        return body
 
 
 def _bad_json(message: str) -> ApiError:
@@ -241,15 +223,15 @@ class AuthService:
         self, request: web.Request, parse: Callable[[Mapping[str, Any]], TokenRequest]
     ) -> web.Response:
         try:
-            body = await _read_json(request)
+            body = await read_json_object(request, MAX_BODY_BYTES)
             answer = await self.token_for(parse(body))
             return web.json_response(answer, headers=_CORS)
         except ApiError as e:
-            return web.json_response(e.to_json(), status=e.status, headers=_CORS)
+            return e.response(_CORS)
         except Exception:
             logger.exception("sfu auth: unexpected failure; refusing")
             error = ApiError(500, "M_UNKNOWN", "Internal server error")
-            return web.json_response(error.to_json(), status=500, headers=_CORS)
+            return error.response(_CORS)
 
     # -- the flow -----------------------------------------------------------------------------
 
@@ -344,16 +326,3 @@ _CORS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type, Authorization",
 }
-
-
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "M_TOO_LARGE", "The request body is too large")
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise ApiError(400, "M_NOT_JSON", "The request body is not JSON") from None
-    if not isinstance(body, dict):
-        raise _bad_json("The request body must be a JSON object")
-    return body

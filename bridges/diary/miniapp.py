@@ -17,7 +17,6 @@ the thin HTTP glue around them.
 
 from __future__ import annotations
 
-import json
 import logging
 import zoneinfo
 from collections.abc import Callable, Iterable
@@ -43,7 +42,7 @@ from sferum_shared.ids import RoomId, UserId
 from sferum_shared.openid import OpenIdFailure, OpenIdRefused, user_of, userinfo_request
 from sferum_shared.rooms import RoomKey, RoomKind
 from sferum_shared.vocabulary import WidgetId
-from sferum_shared.web import send, serve_asset
+from sferum_shared.web import ApiError, read_json_object, send, serve_asset
 from sferum_shared.widgets import page_assets
 
 logger = logging.getLogger(__name__)
@@ -181,12 +180,6 @@ def class_view(
 # -- HTTP ------------------------------------------------------------------------------------
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        self.status, self.code, self.message = status, code, message
-        super().__init__(message)
-
-
 class MiniApp:
     """The page, its script and `POST /app/api/view`, over the bridge's current snapshot."""
 
@@ -225,24 +218,10 @@ class MiniApp:
 
     async def _view(self, request: web.Request) -> web.Response:
         try:
-            body = await self._read_body(request)
+            body = await read_json_object(request, _MAX_BODY)
             return web.json_response(await self.view(body), headers=_API_HEADERS)
         except ApiError as e:
-            return web.json_response(
-                {"errcode": e.code, "error": e.message}, status=e.status, headers=_API_HEADERS
-            )
-
-    async def _read_body(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.content.read(_MAX_BODY + 1)
-        if len(raw) > _MAX_BODY:
-            raise ApiError(413, "M_TOO_LARGE", "request too large")
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise ApiError(400, "M_NOT_JSON", "body is not JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "M_BAD_JSON", "body must be a JSON object")
-        return body
+            return e.response(_API_HEADERS)
 
     async def view(self, body: dict[str, Any]) -> dict[str, Any]:
         """What the page may show to the holder of `body["openid"]`; raises ApiError if nothing."""

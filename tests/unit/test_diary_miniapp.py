@@ -10,7 +10,6 @@ import pytest
 
 from bridges.diary.config import BridgeConfig
 from bridges.diary.miniapp import (
-    ApiError,
     MiniApp,
     class_view,
     marks_view,
@@ -20,6 +19,7 @@ from bridges.diary.miniapp import (
 from bridges.diary.model import DiarySnapshot, Homework, Lesson, LessonStatus, Mark
 from sferum_shared import Clock
 from sferum_shared.vocabulary import WidgetId
+from sferum_shared.web import ApiError
 
 MSK = ZoneInfo("Europe/Moscow")
 SNAPSHOT = DiarySnapshot(

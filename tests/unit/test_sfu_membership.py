@@ -15,8 +15,8 @@ from sferum_shared.config import ConfigError
 from sferum_shared.model import Role
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import Key
+from sferum_shared.web import ApiError
 from sfu import tokens
-from sfu.authservice import ApiError
 from sfu.call import Participant, Room
 from sfu.config import parse_config
 from sfu.grants import Facts, Grant, Refusal
