@@ -12,6 +12,7 @@ from synapse_sferum.config import parse_config
 from synapse_sferum.module import synapse_clock
 from synapse_sferum.msisdn_delegate import MsisdnDelegate
 from synapse_sferum.service import DirectoryService
+from tests.module.conftest import done
 
 
 def delegate(api: mock.Mock, outbox: Path, **phone: object) -> MsisdnDelegate:
@@ -22,14 +23,8 @@ def delegate(api: mock.Mock, outbox: Path, **phone: object) -> MsisdnDelegate:
         }
     )
     clock = synapse_clock(api)
-    api.defer_to_thread.side_effect = lambda f, *a: _done(f(*a))
+    api.defer_to_thread.side_effect = lambda f, *a: done(f(*a))
     return MsisdnDelegate(api, config, DirectoryService(api, config, clock), clock)
-
-
-def _done(value: object) -> object:
-    from twisted.internet import defer
-
-    return defer.succeed(value)
 
 
 def request(number: str, attempt: object = 1) -> dict[str, object]:
