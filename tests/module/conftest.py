@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -150,5 +152,21 @@ def roster_with_volkov_in_6b(folder: Path) -> Path:
         if name != "enrollments.csv":
             return text
         return text.replace(",5a,school-1,p-5a-1,", ",6b,school-1,p-5a-1,")
+
+    return edited_roster(folder, edit)
+
+
+def roster_with_users(folder: Path, changes: Mapping[str, Mapping[str, str]]) -> Path:
+    """The demo roster with cells of users.csv changed: person ID -> {column: new value}."""
+
+    def edit(name: str, text: str) -> str:
+        if name != "users.csv":
+            return text
+        rows = list(csv.DictReader(io.StringIO(text)))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, **changes.get(row["sourcedId"], {})} for row in rows)
+        return out.getvalue()
 
     return edited_roster(folder, edit)

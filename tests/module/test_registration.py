@@ -31,7 +31,7 @@ from synapse_sferum.registration import (
 )
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import identity
-from tests.module.conftest import done, edited_roster, load_demo, sferum_config, uid
+from tests.module.conftest import done, load_demo, roster_with_users, sferum_config, uid
 
 PHONE = "79165550001"  # nobody's in the roster
 OTHER_PHONE = "79165550002"
@@ -213,10 +213,6 @@ async def test_phones_only_and_only_at_registration(
     assert await reg.registrar.is_3pid_allowed(medium, PHONE, registration) is allowed
 
 
-def _disable_popova(name: str, text: str) -> str:
-    return text.replace("g-popova,,,true,", "g-popova,,,false,")
-
-
 @pytest.mark.parametrize(
     ("person", "reason"),
     [
@@ -236,7 +232,7 @@ async def test_no_code_is_issued_for_someone_who_may_not_register(
 ) -> None:
     """Asked for by name, one refusal refuses the whole request: nothing is written."""
     reg = Registrations(api, database, clock, rules={"min_account_age_years": 12})
-    roster = edited_roster(tmp_path / "roster", _disable_popova)
+    roster = roster_with_users(tmp_path / "roster", {"g-popova": {"enabledUser": "false"}})
     await load_demo(reg.directory, "g-volkova", roster=roster)
     with pytest.raises(RegistrationRefusedMany) as refused:
         await reg.registrar.issue_codes(["p-5a-3", person], None, issued_by="test")
