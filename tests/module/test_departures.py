@@ -67,20 +67,20 @@ async def test_a_leaver_is_shut_at_once_and_deactivated_after_the_grace_period(
 ) -> None:
     school = School(api, database, clock, hours)
     await load_demo(school.directory, LEAVER, STAYER)
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.departed() == []
     await school.import_roster(roster_without_novikova(tmp_path / "roster"))
     assert await school.gate.is_user_expired(uid(LEAVER)) is True
     assert await school.gate.is_user_expired(uid(STAYER)) is None
     # The first run after the import notes the departure; the grace period counts from there.
     noticed = clock.ms()
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.departed() == [(LEAVER, uid(LEAVER), noticed)]
     clock.advance(school.grace_seconds - 1)
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.deactivated() == []
     clock.advance(1)
-    assert await school.departures.deactivate_due() == 1
+    assert await school.departures.deactivate_due() == (1, 0)
     assert school.deactivated() == [uid(LEAVER)]
     assert school.deactivate.await_args.kwargs == {
         "erase_data": False,
@@ -92,7 +92,7 @@ async def test_a_leaver_is_shut_at_once_and_deactivated_after_the_grace_period(
     assert await school.directory.user_for_person(STAYER) == uid(STAYER)
     assert school.departed() == []
     clock.advance(school.grace_seconds)
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.deactivated() == [uid(LEAVER)]
 
 
@@ -106,10 +106,10 @@ async def test_a_leaver_who_comes_back_in_time_keeps_the_account(
     school.clock.advance(school.grace_seconds - 60)
     await school.import_roster(DEMO)
     assert await school.gate.is_user_expired(uid(LEAVER)) is None
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.departed() == []
     school.clock.advance(school.grace_seconds)
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.deactivated() == []
     assert await school.directory.person_for_user(uid(LEAVER)) == LEAVER
 
@@ -126,7 +126,23 @@ async def test_leaving_again_starts_a_new_grace_period(school: School, tmp_path:
     await school.import_roster(without)
     await school.departures.deactivate_due()
     school.clock.advance(school.grace_seconds * 3 / 4)  # a full period since the first leaving
-    assert await school.departures.deactivate_due() == 0
+    assert await school.departures.deactivate_due() == (0, 0)
     school.clock.advance(school.grace_seconds / 4)
-    assert await school.departures.deactivate_due() == 1
+    assert await school.departures.deactivate_due() == (1, 0)
     assert school.deactivated() == [uid(LEAVER)]
+
+
+async def test_a_deactivation_that_fails_is_tried_again_on_the_next_run(
+    school: School, tmp_path: Path
+) -> None:
+    await load_demo(school.directory, LEAVER)
+    await school.import_roster(roster_without_novikova(tmp_path / "roster"))
+    await school.departures.deactivate_due()
+    school.clock.advance(school.grace_seconds)
+    school.deactivate.side_effect = RuntimeError("the database went away")
+    assert await school.departures.deactivate_due() == (0, 1)
+    assert await school.directory.person_for_user(uid(LEAVER)) == LEAVER
+    assert [person for person, _, _ in school.departed()] == [LEAVER]
+    school.deactivate.side_effect = None
+    assert await school.departures.deactivate_due() == (1, 0)
+    assert school.departed() == []

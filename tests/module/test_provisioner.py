@@ -22,6 +22,7 @@ from sferum_shared.rooms import RoomKey, RoomKind, Scope
 from sferum_shared.vocabulary import EventType
 from synapse_sferum import policy
 from synapse_sferum.directory import guardianship_pairs
+from synapse_sferum.lifecycle import Departures
 from synapse_sferum.policy import matrix
 from synapse_sferum.provisioner import Provisioner, ReconcileReport
 from synapse_sferum.roster.oneroster import parse_roster
@@ -32,6 +33,7 @@ from tests.module.conftest import (
     TODAY,
     load_demo,
     roster_with_volkov_in_6b,
+    roster_without_novikova,
     sferum_config,
     uid,
 )
@@ -132,7 +134,7 @@ class Rooms:
 class Harness:
     """A Provisioner over the demo school, run to the end when the test says."""
 
-    def __init__(self, api: mock.Mock, clock: ManualClock):
+    def __init__(self, api: mock.Mock, clock: ManualClock, grace_hours: int | None = None):
         self.api = api
         self.rooms = Rooms(api)
         api.public_baseurl = f"https://{SERVER}/"
@@ -141,8 +143,11 @@ class Harness:
             (f, args)
         )
         self.directory = DirectoryService(api, sferum_config(), clock)
+        departures = (
+            None if grace_hours is None else Departures(api, self.directory, clock, grace_hours)
+        )
         self.provisioner = Provisioner(
-            api, self.directory, BOT, frozenset(), clock, calls_url=CALLS
+            api, self.directory, BOT, frozenset(), clock, departures, calls_url=CALLS
         )
 
     async def reconcile(self, check_names_of: tuple[str, ...] = ()) -> ReconcileReport:
@@ -361,3 +366,22 @@ async def test_display_names_follow_the_roster(school: Harness, api: mock.Mock) 
     await school.reconcile(check_names_of=(teacher,))
     await school.reconcile()
     api.set_displayname.assert_not_awaited()
+
+
+async def test_a_deactivation_that_fails_is_counted_and_the_rooms_are_still_made(
+    api: mock.Mock, clock: ManualClock, tmp_path: Path
+) -> None:
+    """One account Synapse cannot deactivate must not stop provisioning for everyone."""
+    school = Harness(api, clock, grace_hours=0)
+    await load_demo(school.directory, *LINKED, "p-5a-4")
+    left = roster_without_novikova(tmp_path / "roster")
+    await school.directory.apply_import(parse_roster(left, TODAY), dry_run=False)
+    handler = api._hs.get_deactivate_account_handler.return_value
+    handler.deactivate_account = mock.AsyncMock(side_effect=RuntimeError("boom"))
+    plans = await school.plans()
+    report = await school.reconcile()
+    assert (report.deactivated, report.failures) == (0, 1)
+    assert report.rooms_created == len(plans)
+    handler.deactivate_account.side_effect = None
+    report = await school.reconcile()
+    assert (report.deactivated, report.failures) == (1, 0)
