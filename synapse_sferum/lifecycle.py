@@ -31,17 +31,24 @@ class Departures:
         self._clock = clock
         self._grace_ms = grace_hours * HOUR_MS
 
-    async def deactivate_due(self) -> int:
-        """Deactivates the accounts whose grace period ran out; returns how many."""
+    async def deactivate_due(self) -> tuple[int, int]:
+        """Deactivates the accounts whose grace period ran out; returns how many were, and how
+        many failed. A failure is tried again on the next run and keeps no one else waiting."""
         now = self._clock.ms()
         due = await self._directory.run(
             "sferum_due_departures", accounts.due_departures_txn, now, self._grace_ms
         )
+        failed = 0
         for person_id, user_id in sorted(due.items()):
             logger.info("synapse_sferum: %s left the roster; deactivating %s", person_id, user_id)
-            await compat.deactivate_account(self._api, user_id)
+            try:
+                await compat.deactivate_account(self._api, user_id)
+            except Exception:
+                failed += 1
+                logger.exception("synapse_sferum: could not deactivate %s", user_id)
+                continue
             await self._directory.run(
                 "sferum_forget_departed", accounts.forget_departed_txn, person_id, user_id
             )
             await self._directory.forget_cached([user_id])
-        return len(due)
+        return len(due) - failed, failed

@@ -120,7 +120,7 @@ class Provisioner:
         report = ReconcileReport()
         await self._unpublish_person_aliases()
         if self._departures is not None:
-            report.deactivated = await self._departures.deactivate_due()
+            report.deactivated, report.failures = await self._departures.deactivate_due()
         await self._sync_display_names(report)
         snapshot = await self._directory.snapshot()
         links = await self._directory.all_links()

@@ -21,20 +21,18 @@ from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountRequestError
 from synapse_sferum.module import SferumModule
 from synapse_sferum.roster.oneroster import parse_roster
-from tests.demo import ROSTER, demo_folder
-from tests.module.conftest import NOW_MS, SERVER, TODAY
-
-DEMO = demo_folder(ROSTER, TODAY)
-
-
-def uid(localpart: str) -> str:
-    return f"@{localpart}:{SERVER}"
-
-
-async def load_demo(module: SferumModule, *people: str) -> None:
-    await module.directory.apply_import(parse_roster(DEMO, TODAY), dry_run=False)
-    for person in people:
-        await module.directory.link(person, uid(person), None)
+from tests.module.conftest import (
+    DEMO,
+    NOW_MS,
+    SERVER,
+    TODAY,
+    done,
+    edited_roster,
+    load_demo,
+    roster_with_volkov_in_6b,
+    roster_without_novikova,
+    uid,
+)
 
 
 def refused(result: Any) -> str:
@@ -60,7 +58,7 @@ async def test_dry_run_writes_nothing(module: SferumModule) -> None:
 
 
 async def test_bad_delta_changes_nothing(module: SferumModule, tmp_path: Path) -> None:
-    await load_demo(module)
+    await load_demo(module.directory)
     before = await module.directory.snapshot()
     delta = tmp_path / "delta"
     delta.mkdir()
@@ -80,7 +78,7 @@ async def test_bad_delta_changes_nothing(module: SferumModule, tmp_path: Path) -
 
 
 async def test_member_facts_come_from_the_directory(module: SferumModule) -> None:
-    await load_demo(module, "p-5a-3", "g-lebedeva")
+    await load_demo(module.directory, "p-5a-3", "g-lebedeva")
     pupil = await module.directory.get_member(uid("p-5a-3"))
     assert pupil is not None and pupil.is_minor
     assert pupil.student_class_ids >= {"5a"}
@@ -96,14 +94,15 @@ async def test_a_pupil_comes_of_age_at_the_schools_midnight(
     module: SferumModule, api: mock.Mock, tmp_path: Path
 ) -> None:
     """No roster change: the cached facts move with the day itself."""
-    eighteenth = tmp_path / "roster"
-    eighteenth.mkdir()
-    for f in DEMO.iterdir():
-        text = f.read_text(encoding="utf-8")
-        if f.name == "demographics.csv":  # p-6b-3 turns 18 tomorrow, 22 September 2026
-            lines = [line for line in text.splitlines() if not line.startswith("p-6b-3,")]
-            text = "\n".join([*lines, "p-6b-3,,,2008-09-22,female" + "," * 11]) + "\n"
-        (eighteenth / f.name).write_text(text, encoding="utf-8")
+
+    def born_2008(name: str, text: str) -> str:
+        if name != "demographics.csv":
+            return text
+        # p-6b-3 turns 18 tomorrow, 22 September 2026
+        lines = [line for line in text.splitlines() if not line.startswith("p-6b-3,")]
+        return "\n".join([*lines, "p-6b-3,,,2008-09-22,female" + "," * 11]) + "\n"
+
+    eighteenth = edited_roster(tmp_path / "roster", born_2008)
     await module.directory.apply_import(parse_roster(eighteenth, TODAY), dry_run=False)
     await module.directory.link("p-6b-3", uid("p-6b-3"), None)
     today = await module.directory.get_member(uid("p-6b-3"))
@@ -121,15 +120,9 @@ def moscow_ms(year: int, month: int, day: int, hour: int, minute: int) -> int:
 
 
 async def test_reimport_refreshes_cached_facts(module: SferumModule, tmp_path: Path) -> None:
-    await load_demo(module, "p-5a-1")
+    await load_demo(module.directory, "p-5a-1")
     assert "5a" in (await module.directory.get_member(uid("p-5a-1"))).student_class_ids  # type: ignore[union-attr]
-    moved = tmp_path / "roster"
-    moved.mkdir()
-    for f in DEMO.iterdir():
-        text = f.read_text(encoding="utf-8")
-        if f.name == "enrollments.csv":
-            text = text.replace(",5a,school-1,p-5a-1,", ",6b,school-1,p-5a-1,")
-        (moved / f.name).write_text(text, encoding="utf-8")
+    moved = roster_with_volkov_in_6b(tmp_path / "roster")
     await module.directory.apply_import(parse_roster(moved, TODAY), dry_run=False)
     member = await module.directory.get_member(uid("p-5a-1"))
     assert member is not None and "6b" in member.student_class_ids
@@ -139,7 +132,7 @@ async def test_reimport_refreshes_cached_facts(module: SferumModule, tmp_path: P
 async def test_callbacks_answer_not_spam_or_forbidden_with_reason(
     module: SferumModule, api: mock.Mock
 ) -> None:
-    await load_demo(module, "p-5a-1", "p-5a-2", "p-6b-1", "t-1")
+    await load_demo(module.directory, "p-5a-1", "p-5a-2", "p-6b-1", "t-1")
     gate = module.gatekeeper
     dm = {"is_direct": True, "invite": [uid("p-5a-2")], "preset": "trusted_private_chat"}
     assert await gate.user_may_create_room(uid("p-5a-1"), dm) == NOT_SPAM
@@ -158,7 +151,7 @@ async def test_callbacks_answer_not_spam_or_forbidden_with_reason(
 
 
 async def test_provisioned_room_join_follows_the_plan(module: SferumModule) -> None:
-    await load_demo(module, "p-5a-1", "g-volkova")
+    await load_demo(module.directory, "p-5a-1", "g-volkova")
     room_id = "!class5a:" + SERVER
     await module.directory.record_room(RoomKey(RoomKind.CLASS_CHAT, "5a"), room_id)
     await module.directory.set_planned_members(room_id, frozenset({uid("p-5a-1")}))
@@ -168,7 +161,7 @@ async def test_provisioned_room_join_follows_the_plan(module: SferumModule) -> N
 
 
 async def test_an_unexpected_exception_refuses(module: SferumModule) -> None:
-    await load_demo(module, "p-5a-1", "p-5a-2")
+    await load_demo(module.directory, "p-5a-1", "p-5a-2")
     with mock.patch("synapse_sferum.policy.may_create_room", side_effect=RuntimeError("boom")):
         result = await module.gatekeeper.user_may_create_room(
             uid("p-5a-1"), {"is_direct": True, "invite": [uid("p-5a-2")]}
@@ -177,7 +170,7 @@ async def test_an_unexpected_exception_refuses(module: SferumModule) -> None:
 
 
 async def test_directory_search_hides_people_one_may_not_contact(module: SferumModule) -> None:
-    await load_demo(module, "p-5a-1", "p-5a-2", "p-6b-1")
+    await load_demo(module.directory, "p-5a-1", "p-5a-2", "p-6b-1")
     gate = module.gatekeeper
     profile: Any = {"user_id": uid("p-5a-2"), "display_name": None, "avatar_url": None}
     assert await gate.check_username_for_spam(profile, uid("p-5a-1")) is False
@@ -188,9 +181,9 @@ async def test_directory_search_hides_people_one_may_not_contact(module: SferumM
 async def test_issued_accounts_log_in_with_their_initial_password(
     module: SferumModule, api: mock.Mock
 ) -> None:
-    await load_demo(module)
-    api.check_user_exists.return_value = _done(None)
-    api.register_user.side_effect = lambda localpart, displayname=None: _done(uid(localpart))
+    await load_demo(module.directory)
+    api.check_user_exists.return_value = done(None)
+    api.register_user.side_effect = lambda localpart, displayname=None: done(uid(localpart))
     issuer = module.admin_api._issuer  # the object the admin endpoint uses
     snapshot = await module.directory.snapshot()
     [account] = await issuer.issue(snapshot, ["p-5a-1"])
@@ -212,9 +205,9 @@ async def test_issued_accounts_log_in_with_their_initial_password(
 async def test_a_card_dies_with_the_first_own_password_expiry_and_deactivation(
     module: SferumModule, api: mock.Mock, database: Any
 ) -> None:
-    await load_demo(module)
-    api.check_user_exists.return_value = _done(None)
-    api.register_user.side_effect = lambda localpart, displayname=None: _done(uid(localpart))
+    await load_demo(module.directory)
+    api.check_user_exists.return_value = done(None)
+    api.register_user.side_effect = lambda localpart, displayname=None: done(uid(localpart))
     issuer = module.admin_api._issuer
     snapshot = await module.directory.snapshot()
     accounts = await issuer.issue(snapshot, ["p-5a-1", "p-5a-2", "p-5a-3"])
@@ -248,12 +241,6 @@ async def test_a_card_dies_with_the_first_own_password_expiry_and_deactivation(
         await issuer.reset(snapshot, ["p-6b-1"])
 
 
-def _done(value: Any) -> Any:
-    from twisted.internet import defer
-
-    return defer.succeed(value)
-
-
 def demo_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
@@ -265,17 +252,11 @@ def demo_zip() -> bytes:
 async def test_an_account_whose_person_left_the_roster_is_expired(
     module: SferumModule, tmp_path: Path
 ) -> None:
-    await load_demo(module, "p-5a-4", "p-5a-1")
+    await load_demo(module.directory, "p-5a-4", "p-5a-1")
     gate = module.gatekeeper
     assert await gate.is_user_expired(uid("p-5a-4")) is None
     assert await gate.is_user_expired(uid("never-linked")) is None
-    left = tmp_path / "roster"
-    left.mkdir()
-    for f in DEMO.iterdir():
-        lines = f.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if "p-5a-4" not in line or line.startswith("g-novikov")]
-        text = "".join(kept).replace(",p-5a-4,,", ",,,")  # g-novikov keeps no child
-        (left / f.name).write_text(text, encoding="utf-8")
+    left = roster_without_novikova(tmp_path / "roster")
     await module.directory.apply_import(parse_roster(left, TODAY), dry_run=False)
     assert await gate.is_user_expired(uid("p-5a-4")) is True
     assert await gate.is_user_expired(uid("p-5a-1")) is None

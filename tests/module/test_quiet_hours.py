@@ -23,7 +23,7 @@ from synapse_sferum.module import SferumModule, synapse_clock
 from synapse_sferum.policy.quiet import QuietHoursConfig
 from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.store import quiet as store
-from tests.module.test_module import load_demo, uid
+from tests.module.conftest import load_demo, uid
 
 TEACHER, STAFF, GUARDIAN, PUPIL, TEACHER2 = "t-1", "staff-1", "g-volkova", "p-5a-1", "t-2"
 BOT = uid("sferum")
@@ -128,7 +128,7 @@ def pushes() -> Iterator[tuple[mock.AsyncMock, mock.AsyncMock]]:
 
 @pytest.fixture
 async def h(module: SferumModule, api: mock.Mock) -> Harness:
-    await load_demo(module, TEACHER, STAFF, GUARDIAN, PUPIL, TEACHER2)
+    await load_demo(module.directory, TEACHER, STAFF, GUARDIAN, PUPIL, TEACHER2)
     return Harness(module, api)
 
 
