@@ -17,13 +17,12 @@ import pytest
 from synapse.module_api import UserID
 from synapse.module_api.errors import SynapseError
 
-from sferum_shared import ManualClock
+from sferum_shared import ManualClock, matrix
 from sferum_shared.rooms import RoomKey, RoomKind, Scope
 from sferum_shared.vocabulary import EventType
 from synapse_sferum import policy
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
-from synapse_sferum.policy import matrix
 from synapse_sferum.provisioner import Provisioner, ReconcileReport
 from synapse_sferum.roster.oneroster import parse_roster
 from synapse_sferum.service import DirectoryService
