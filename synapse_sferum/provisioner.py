@@ -163,17 +163,28 @@ class Provisioner:
             logger.info("synapse_sferum: took %d diary aliases out of the directory", removed)
 
     async def _sync_display_names(self, report: ReconcileReport) -> None:
-        """Global display names follow the roster (and the badge); users cannot change them."""
+        """Global display names follow the roster (and the badge); users cannot change them.
+
+        One account that fails is counted and checked again at the next run; it neither stops
+        the others nor the rooms' reconcile after them."""
         user_ids, self._names_to_check = sorted(self._names_to_check), set()
         for user_id in user_ids:
-            member = await self._directory.get_member(user_id)
-            if member is None:
-                continue
-            expected = policy.expected_display_name(member)
-            profile = await self._api.get_profile_for_user(UserID.from_string(user_id).localpart)
-            if profile.display_name != expected:
-                await self._api.set_displayname(UserID.from_string(user_id), expected)
-                report.state_updates += 1
+            try:
+                await self._sync_display_name(user_id, report)
+            except Exception:
+                report.failures += 1
+                self._names_to_check.add(user_id)
+                logger.exception("synapse_sferum: the display name of %s failed", user_id)
+
+    async def _sync_display_name(self, user_id: str, report: ReconcileReport) -> None:
+        member = await self._directory.get_member(user_id)
+        if member is None:
+            return
+        expected = policy.expected_display_name(member)
+        profile = await self._api.get_profile_for_user(UserID.from_string(user_id).localpart)
+        if profile.display_name != expected:
+            await self._api.set_displayname(UserID.from_string(user_id), expected)
+            report.state_updates += 1
 
     async def _apply_plan(
         self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport

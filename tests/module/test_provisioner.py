@@ -367,6 +367,33 @@ async def test_display_names_follow_the_roster(school: Harness, api: mock.Mock) 
     api.set_displayname.assert_not_awaited()
 
 
+async def test_a_display_name_that_fails_is_counted_retried_and_stops_nothing(
+    school: Harness, api: mock.Mock
+) -> None:
+    """One profile Synapse cannot read must not cost the other names, or the rooms after them."""
+    failing, teacher = uid("t-1"), uid("t-2")
+
+    async def profile(localpart: str) -> mock.Mock:
+        if localpart == "t-1":
+            raise RuntimeError("boom")
+        return mock.Mock(display_name=None)
+
+    api.get_profile_for_user.side_effect = profile
+    plans = await school.plans()
+    report = await school.reconcile(check_names_of=(failing, teacher))
+    assert report.failures == 1
+    assert report.rooms_created == len(plans)
+    [(args, _)] = api.set_displayname.await_args_list
+    assert args[0] == UserID.from_string(teacher)
+    # The next run checks the one that failed again.
+    api.get_profile_for_user.side_effect = lambda localpart: mock.Mock(display_name=None)
+    school.forget_calls()
+    report = await school.reconcile()
+    assert report.failures == 0
+    [(args, _)] = api.set_displayname.await_args_list
+    assert args[0] == UserID.from_string(failing)
+
+
 async def test_a_deactivation_that_fails_is_counted_and_the_rooms_are_still_made(
     api: mock.Mock, clock: ManualClock, tmp_path: Path
 ) -> None:
