@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
+from tests.conftest import DEMO_SCHOOL_MODULES
 from tests.integration.clients import User, login
 from tests.integration.harness import (
     Deployment,
@@ -16,6 +17,20 @@ from tests.integration.harness import (
     demo_roster_folder,
     sferumctl,
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A module that uses `demo_school` must be in tests/conftest.py's DEMO_SCHOOL_MODULES, or
+    the xdist workers would each build the school for it once more."""
+    for item in items:
+        module = item.path.stem
+        if "demo_school" in getattr(item, "fixturenames", ()) and (
+            module not in DEMO_SCHOOL_MODULES
+        ):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses demo_school: add {module} to DEMO_SCHOOL_MODULES"
+                " in tests/conftest.py"
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ the bridge process started by `sferumctl start`.
   a logged, counted fetch problem that redacts nothing; a changed score edits its message;
 * the push source next to the CSV one: a signed push is delivered, a bad signature (401) and a
   replayed request id (409) are logged, counted and deliver nothing;
-* Synapse stopped in the middle of posting 1,000 marks and started again: every mark ends up
+* Synapse stopped in the middle of posting 400 marks and started again: every mark ends up
   in its pupil's diary exactly once.
 """
 
@@ -37,10 +37,11 @@ from tests.integration.oneroster_rest_server import CLIENT_ID, CLIENT_SECRET, On
 from tests.integration.test_diary_bridge import (
     N_RESULTS,
     SERVER,
+    STOP_AFTER,
     School,
+    bulk_results,
     diary_posts,
     room_events,
-    thousand_results,
 )
 
 pytestmark = pytest.mark.integration
@@ -306,10 +307,10 @@ async def test_synapse_restarted_during_a_sync_loses_and_repeats_nothing(
     bridge_pid = int((deployment.dir / "run" / "diary-bridge.pid").read_text())
     unavailable_before = counter(school, "diary_syncs_total", outcome="homeserver_unavailable")
     log_before = len(school.bridge_log())
-    thousand_results(school.diary, pupils)  # the bridge notices the change by itself
+    bulk_results(school.diary, pupils)  # the bridge notices the change by itself
 
     deadline = time.monotonic() + 120
-    while bulk_posted(deployment) < 200:
+    while bulk_posted(deployment) < STOP_AFTER:
         assert time.monotonic() < deadline, school.bridge_log()[-3000:]
         await asyncio.sleep(0.05)
     synapse_pid = int((deployment.dir / "run" / "synapse.pid").read_text())

@@ -43,7 +43,9 @@ def school(tmp_path_factory: pytest.TempPathFactory, demo_roster: DemoRoster) ->
     deployment.start()
     try:
         sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
-        accounts = deployment.issue(*demo_roster.roles)
+        # The 5А pupils, whom the tests ban and keep: a reconcile of the whole demo school
+        # takes twice as long.
+        accounts = deployment.issue(*sorted(demo_roster.students["5a"]))
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield School(deployment, demo_roster, accounts, unlinked="")

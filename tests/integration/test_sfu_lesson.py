@@ -470,6 +470,7 @@ async def test_the_teacher_moderates_the_lesson(school: School, sfu: TestServer)
 VIEWER_DEVICES = 4  # 10 pupils on 4 devices each: 40 viewers
 
 
+@pytest.mark.alone  # 40 viewers decoding in this process, 5 frames each in 2 s
 @pytest.mark.timeout(180)
 async def test_broadcast_to_forty_viewers_over_two_sfu_processes(
     school: School,

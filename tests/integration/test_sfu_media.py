@@ -230,6 +230,7 @@ async def measure(pupils: int, seconds: float) -> tuple[float, float, int]:
         await stop_lesson(lesson)
 
 
+@pytest.mark.alone  # packets forwarded to 5 subscribers and to 1 over the same 5 s
 @pytest.mark.timeout(120)
 async def test_forwarding_cost_per_subscriber(codecs: Codecs) -> None:
     seconds = 5.0

@@ -214,6 +214,7 @@ async def wait_stats(
 
 @needs_chromium
 @pytest.mark.integration
+@pytest.mark.alone  # 10 frames decoded in 3 s
 @pytest.mark.timeout(120)
 async def test_a_lesson_between_two_chromiums(server: TestServer, tmp_path: Path) -> None:
     """The teacher's camera reaches the pupil; the teacher allows the pupil's camera with the

@@ -1,0 +1,78 @@
+"""How the tests share the machine when scripts/test runs them on several pytest-xdist workers.
+
+Which tests share a worker: xdist's own grouping (`xdist_group` marks) renames the tests' node
+IDs, which pytest 9.2 no longer lets it do, so `--dist loadgroup` gets the groups from here.
+Which tests run alone: those marked `alone`, whose media checks a busy machine would fail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from xdist.remote import Producer
+    from xdist.scheduler.protocol import Scheduling
+
+INTEGRATION = "tests/integration/"
+#: Integration modules whose tests use the session-scoped `demo_school`: the worker that runs
+#: them builds it once for all (tests/integration/conftest.py checks that the list is whole).
+DEMO_SCHOOL_MODULES = {"test_attacks", "test_school_space"}
+#: Calls that encode and decode real-time video and audio (aiortc, LiveKit's Rust SDK, Chromium)
+#: and wait for what arrives: one worker runs them one after another, so two of them never
+#: compete for the machine's two cores.
+MEDIA_MODULES = {
+    "test_sfu_lesson",
+    "test_sfu_livekit_browser",
+    "test_sfu_livekit_media",
+    "test_sfu_media",
+    "test_sfu_page",
+}
+
+
+def work_unit(nodeid: str) -> str:
+    """The tests one worker runs together, in order: all of an integration module's, which share
+    its module-scoped deployment, or of the group above it is in; any other test alone."""
+    path = nodeid.split("::", 1)[0]
+    if not path.startswith(INTEGRATION):
+        return nodeid
+    module = PurePosixPath(path).stem
+    if module in DEMO_SCHOOL_MODULES:
+        return "demo_school"
+    if module in MEDIA_MODULES:
+        return "media"
+    return module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    if config.getvalue("dist") != "loadgroup":
+        return None  # xdist's own
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorkUnits(config, log)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """On an xdist worker, a test marked `alone` runs, from its fixtures' set-up to their
+    tear-down, while no other worker runs one: a shared lock for every test, an exclusive one
+    for these. Real-time video (Chromium's encoder, 40 aiortc viewers) adapts to a busy CPU
+    by sending less, which is right for a call and wrong for a check of what arrives."""
+    basetemp = item.config.option.basetemp if hasattr(item.config, "workerinput") else None
+    if not basetemp:
+        yield
+        return
+    # The workers' base folders are popen-gw0, popen-gw1, ... in the run's own folder.
+    with (Path(basetemp).parent / "alone.lock").open("a") as lock:
+        alone = item.get_closest_marker("alone") is not None
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
