@@ -26,6 +26,8 @@ import pytest
 import yaml
 
 from sferum_shared.vocabulary import Key
+from synapse_sferum.ctl.demo import DemoCalendar
+from tests.demo import today
 from tests.integration.clients import User, login
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import (
@@ -234,8 +236,8 @@ def bulk_results(folder: Path, pupils: list[str]) -> None:
             "dateLastModified": "",
             "title": f"Самостоятельная работа №{i}",
             "description": "",
-            "assignDate": "2026-11-02",
-            "dueDate": "2026-11-02",
+            "assignDate": str(DemoCalendar(today()).school_day(-2)),
+            "dueDate": str(DemoCalendar(today()).school_day(-2)),
             "classSourcedId": "5a",
             "categorySourcedId": "cat-test",
             "gradingPeriodSourcedId": "school-year",
@@ -254,7 +256,7 @@ def bulk_results(folder: Path, pupils: list[str]) -> None:
             "studentSourcedId": pupil,
             "scoreStatus": "fully graded",
             "score": str(2 + (w + p) % 4),
-            "scoreDate": "2026-11-03",
+            "scoreDate": str(DemoCalendar(today()).school_day(-1)),
             "comment": "",
         }
         for w, work in enumerate(works)

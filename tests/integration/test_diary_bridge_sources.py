@@ -31,6 +31,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from sferum_shared.vocabulary import Key
+from synapse_sferum.ctl.demo import DemoCalendar
+from tests.demo import today
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import Deployment, demo_diary_folder, free_port, sferumctl
 from tests.integration.oneroster_rest_server import CLIENT_ID, CLIENT_SECRET, OneRosterRestServer
@@ -232,7 +234,7 @@ def pushed_mark(mark_id: str, value: str) -> dict[str, str]:
         "work": "Устный ответ",
         "subject": "Математика",
         "value": value,
-        "work_date": "2026-11-20",
+        "work_date": str(DemoCalendar(today()).school_day(-1)),
     }
 
 

@@ -29,7 +29,7 @@ import signedjson.key
 import signedjson.sign
 import yaml
 
-from synapse_sferum.ctl.demo import DemoCalendar
+from synapse_sferum.ctl.demo import DemoCalendar, SchoolYear
 from tests.demo import today
 from tests.integration.clients import Reply, User, login, nio_client, wait_for_text
 from tests.integration.harness import Deployment, free_ports, sferumctl
@@ -93,7 +93,8 @@ def write_roster(folder: Path, tag: str, phone_block: int) -> dict[str, str]:
     pupils and a guardian of the first pupil.
     """
     folder.mkdir(parents=True)
-    org, cls, year, course = f"school-{tag}", f"{tag}5", "year-2025", f"course-{tag}5"
+    org, cls, year, course = f"school-{tag}", f"{tag}5", "school-year", f"course-{tag}5"
+    school_year = SchoolYear.of(today())
     people = [
         (f"staff-{tag}", "administrator", "Ольга", "Директорова", ""),
         (f"t-{tag}-1", "teacher", "Марина", "Учителева", ""),
@@ -116,11 +117,11 @@ def write_roster(folder: Path, tag: str, phone_block: int) -> dict[str, str]:
         [
             {
                 "sourcedId": year,
-                "title": "2025/2026 учебный год",
+                "title": school_year.title,
                 "type": "schoolYear",
-                "startDate": "2025-09-01",
-                "endDate": "2026-05-31",
-                "schoolYear": "2026",
+                "startDate": str(school_year.start),
+                "endDate": str(school_year.end),
+                "schoolYear": str(school_year.end.year),
             }
         ],
     )
@@ -212,8 +213,8 @@ def write_roster(folder: Path, tag: str, phone_block: int) -> dict[str, str]:
                 "userSourcedId": pid,
                 "role": role,
                 "primary": primary,
-                "beginDate": "2025-09-01",
-                "endDate": "2026-05-31",
+                "beginDate": str(school_year.start),
+                "endDate": str(school_year.end),
             }
             for pid, role, primary in enrolled
         ],
