@@ -8,9 +8,10 @@ Which tests run alone: those marked `alone`, whose media checks a busy machine w
 from __future__ import annotations
 
 import fcntl
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -74,5 +75,32 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     # The workers' base folders are popen-gw0, popen-gw1, ... in the run's own folder.
     with (Path(basetemp).parent / "alone.lock").open("a") as lock:
         alone = item.get_closest_marker("alone") is not None
+        asked = time.monotonic()
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        _waited[0] += time.monotonic() - asked
         yield
+
+
+WAITED = "sferum_waited_for_alone_s"
+_waited = [0.0]  # this worker's seconds on the lock
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker reports how long its tests waited on the lock above (idle time of the run)."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput[WAITED] = _waited[0]
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    waited = node.config.stash.setdefault(_WAITS, {})
+    waited[node.gateway.id] = getattr(node, "workeroutput", {}).get(WAITED, 0.0)
+
+
+_WAITS = pytest.StashKey[dict[str, float]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    waits = config.stash.get(_WAITS, {})
+    if waits:
+        each = ", ".join(f"{worker} {seconds:.0f} s" for worker, seconds in sorted(waits.items()))
+        terminalreporter.write_line(f"waiting for tests marked alone, or while they ran: {each}")

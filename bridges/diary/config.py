@@ -17,6 +17,9 @@ import attrs
 
 from sferum_shared.config import DIARY_SOURCE_KINDS, ConfigError, load_yaml_config
 
+# A REST source's per-request timeout, in seconds.
+DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT = 10.0, 1.0, 300.0
+
 
 @attrs.frozen
 class SourceConfig:
@@ -24,6 +27,9 @@ class SourceConfig:
     location: str = ""  # a path (csv, ical) or a base URL (rest); empty for push
     client_id: str = ""  # oneroster-rest: OAuth 2 client credentials
     client_secret: str = ""
+    # oneroster-rest: how long each request may take before the sync counts the source as
+    # unreadable (a district's server under load may need longer than the default)
+    timeout_seconds: float = DEFAULT_TIMEOUT
 
     @property
     def name(self) -> str:
@@ -79,7 +85,7 @@ def _source(raw: Any, index: int) -> SourceConfig:
         raw = {"kind": kind, "location": location}
     if not isinstance(raw, Mapping):
         raise ConfigError(where, f"must be KIND:LOCATION or a mapping, got {raw!r}")
-    allowed = {"kind", "location", "client_id", "client_secret"}
+    allowed = {"kind", "location", "client_id", "client_secret", "timeout_seconds"}
     for key in raw:
         if key not in allowed:
             raise ConfigError(f"{where}.{key}", f"unknown key; allowed: {sorted(allowed)}")
@@ -100,7 +106,19 @@ def _source(raw: Any, index: int) -> SourceConfig:
             client_id, client_secret = unquote(url.username), unquote(url.password or "")
             netloc = url.hostname + (f":{url.port}" if url.port else "") if url.hostname else ""
             location = urlunsplit(url._replace(netloc=netloc))
-    return SourceConfig(kind, location, client_id, client_secret)
+    timeout = raw.get("timeout_seconds", DEFAULT_TIMEOUT)
+    if kind != "oneroster-rest" and "timeout_seconds" in raw:
+        raise ConfigError(f"{where}.timeout_seconds", f"is for oneroster-rest only, not {kind}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT
+    ):
+        raise ConfigError(
+            f"{where}.timeout_seconds",
+            f"must be seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}, got {timeout!r}",
+        )
+    return SourceConfig(kind, location, client_id, client_secret, float(timeout))
 
 
 def parse_config(raw: Any) -> BridgeConfig:

@@ -68,6 +68,7 @@ def _source(sc: SourceConfig, config: BridgeConfig, db: Database, clock: Clock) 
             sc.client_id,
             sc.client_secret,
             name=sc.name,
+            timeout=sc.timeout_seconds,
             timezone=config.timezone,
         )
     from bridges.diary.sources.push import PushSource

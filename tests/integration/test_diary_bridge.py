@@ -223,7 +223,7 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
 # The bridge posts one item at a time (bridges/diary/sync.py), so a crash can only ever catch a
 # single item in flight: a batch big enough to be stopped in its middle proves exactly-once as
 # well as a bigger one, and each item more costs the suite a Matrix send and a ledger write.
-N_RESULTS = 400
+N_RESULTS = 200
 STOP_AFTER = N_RESULTS // 4  # posted before the crash: well into the batch, far from its end
 
 

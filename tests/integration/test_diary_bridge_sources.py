@@ -48,15 +48,20 @@ from tests.integration.test_diary_bridge import (
 
 pytestmark = pytest.mark.integration
 
-REST_TIMEOUT = 10.0  # OneRosterRestSource's default per-request timeout
+REST_TIMEOUT = 2.0  # the REST source's per-request timeout here (its default is 10 s)
 
 
 def make_school_with(
-    tmp: Path, roster: DemoRoster, sources: tuple[str, ...], diary: Path
+    tmp: Path,
+    roster: DemoRoster,
+    sources: tuple[str, ...],
+    diary: Path,
+    rest_timeout: float | None = None,
 ) -> School:
     """A started deployment whose bridge reads `sources`; the roster is imported from `diary`
     (a OneRoster CSV folder) and the 5А pupils get accounts and their rooms (only they: a
-    reconcile of the whole demo school takes half a minute)."""
+    reconcile of the whole demo school takes half a minute). `rest_timeout` goes into the
+    bridge.yaml of REST sources as their `timeout_seconds`."""
     deployment = Deployment(
         tmp / SERVER,
         SERVER,
@@ -67,6 +72,19 @@ def make_school_with(
         ),
     )
     deployment.init()
+    if rest_timeout is not None:
+        config = bridge_config(deployment)
+        config["sources"] = [
+            {
+                "kind": "oneroster-rest",
+                "location": source.partition(":")[2],
+                "timeout_seconds": rest_timeout,
+            }
+            if source.startswith("oneroster-rest:")
+            else source
+            for source in config["sources"]
+        ]
+        (deployment.dir / "bridge.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     deployment.start()
     sferumctl("roster", "import", str(deployment.dir), str(diary))
     accounts = deployment.issue(*sorted(roster.students["5a"]))
@@ -115,13 +133,16 @@ async def test_rest_source_delivers_survives_errors_and_timeouts_and_edits(
     source = f"oneroster-rest:http://{CLIENT_ID}:{CLIENT_SECRET}@127.0.0.1:{server.port}"
     name = f"oneroster-rest:{server.base_url}"  # the source's name: no credentials
     try:
-        school = await asyncio.to_thread(make_school_with, tmp_path, demo_roster, (source,), diary)
+        school = await asyncio.to_thread(
+            make_school_with, tmp_path, demo_roster, (source,), diary, REST_TIMEOUT
+        )
     except BaseException:
         await server.stop()
         raise
     deployment = school.deployment
     try:
-        assert bridge_config(deployment)["sources"] == [source]
+        [configured] = bridge_config(deployment)["sources"]
+        assert configured["location"] == source.partition(":")[2], configured
         code, report = await asyncio.to_thread(sync, deployment)
         assert code == 0 and report["failed"] == "0" and report["complete"] == "True", report
         posts = await shown(school, "p-5a-1")

@@ -111,12 +111,23 @@ BASE = {
 }
 
 
+def rest_source(**options: object) -> dict[str, object]:
+    return {"kind": "oneroster-rest", "location": "https://sis.example/or", **options}
+
+
 @pytest.mark.parametrize(
     ("change", "key", "fragment"),
     [
         ({"sources": []}, "sources", "non-empty list"),
         ({"sources": ["excel:/x"]}, "sources[0].kind", "must be one of"),
         ({"sources": ["oneroster-rest:ftp://x"]}, "sources[0].location", "http(s) URL"),
+        ({"sources": [rest_source(timeout_seconds=0)]}, "sources[0].timeout_seconds", "1 to 300"),
+        ({"sources": [rest_source(timeout_seconds="5")]}, "sources[0].timeout_seconds", "'5'"),
+        (
+            {"sources": [{"kind": "ical", "location": "/x", "timeout_seconds": 5}]},
+            "sources[0].timeout_seconds",
+            "oneroster-rest only",
+        ),
         ({"digest_time": "7:30"}, "digest_time", "HH:MM"),
         ({"timezone": "Mars/Olympus"}, "timezone", "not a time zone"),
         ({"http": {"port": 0}}, "http.port", "port number"),
@@ -140,3 +151,10 @@ def test_rest_credentials_come_from_the_url() -> None:
         "id",
         "s@cret",
     )
+
+
+def test_a_rest_source_waits_as_long_as_its_timeout_says() -> None:
+    default = parse_config({**BASE, "sources": ["oneroster-rest:https://sis.example/or"]})
+    assert default.sources[0].timeout_seconds == 10.0
+    slow = parse_config({**BASE, "sources": [rest_source(timeout_seconds=45)]})
+    assert slow.sources[0].timeout_seconds == 45.0
