@@ -30,6 +30,13 @@ ENCRYPTED = "m.room.encrypted"
 STICKER = "m.sticker"
 REACTION = "m.reaction"
 REDACTION = "m.room.redaction"
+# Polls (MSC3381). Every client sends the unstable names: the stable `m.poll.*` are only for
+# room versions with extensible events, and there are none yet.
+POLL_START = "org.matrix.msc3381.poll.start"
+POLL_RESPONSE = "org.matrix.msc3381.poll.response"
+POLL_END = "org.matrix.msc3381.poll.end"
+POLL_DISCLOSED = "org.matrix.msc3381.poll.disclosed"
+TEXT = "org.matrix.msc1767.text"  # extensible events' fallback text, inside a poll's parts
 
 # Values that open a room to people nobody invited (docs/rooms-and-rules.md «Closed»). The one join
 # rule a user's room may have is `invite`: `public`, `knock`, `restricted` and `knock_restricted`

@@ -36,6 +36,8 @@ class Key:
     DIRECT: Final = "ru.sferum.direct"
     # In a school news post's copy: the original's event ID.
     MIRROR_OF: Final = "ru.sferum.mirror_of"
+    # The platform's summary of an ended poll: {"poll", "answers": {id: votes}, "voters"}.
+    POLL_RESULT: Final = "ru.sferum.poll_result"
     # Marks quiet hours' automatic notice.
     AUTO_REPLY: Final = "ru.sferum.auto_reply"
     # A refused roster's list of {file, line, column, message}.
@@ -88,6 +90,9 @@ class Reason(enum.StrEnum):
     SHARED_WITH_PARTNERS = "ru.sferum.room_shared_with_partners"
     BADGE_RESERVED = "ru.sferum.badge_reserved"
     CALL_MEMBERSHIP_NOT_OWN = "ru.sferum.call_membership_not_own"
+    POLL_NOT_ALLOWED = "ru.sferum.poll_not_allowed"  # this room's kind: not for this role
+    POLL_NOT_OWN = "ru.sferum.poll_not_own"  # only its author or a moderator ends a poll
+    POLL_MIRRORED = "ru.sferum.poll_mirrored"  # a school news poll ends in the school news
     # Accounts, linking codes and phones (`synapse_sferum.policy.identity`).
     PERSON_NOT_IN_DIRECTORY = "ru.sferum.person_not_in_directory"
     PERSON_DISABLED = "ru.sferum.person_disabled"

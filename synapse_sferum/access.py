@@ -17,6 +17,7 @@ from sferum_shared.model import Member
 from sferum_shared.vocabulary import Key
 from synapse_sferum import compat, policy
 from synapse_sferum.config import SferumConfig
+from synapse_sferum.policy import polls
 from synapse_sferum.refusals import (
     SPAM_REFUSAL,
     SpamCheckResult,
@@ -286,6 +287,8 @@ class Gatekeeper:
             return self._remote_event_allowed(event)
         if event.type == matrix.REDACTION:
             return await self._redaction_allowed(event, state_events)
+        if event.type in (matrix.POLL_START, matrix.POLL_END) and not event.is_state():
+            return await self._poll_allowed(event, state_events)
         if not event.is_state():
             return True, None
         is_platform = self._is_platform(event.sender)
@@ -331,6 +334,34 @@ class Gatekeeper:
         )
         if not decision.allowed:
             raise forbidden(decision, _STATE_REFUSAL)
+        return True, None
+
+    async def _poll_allowed(
+        self, event: EventBase, state_events: StateMap[EventBase]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Who starts a poll is the room kind's rule; who ends one, MSC3381's."""
+        levels_event = state_events.get((matrix.POWER_LEVELS, ""))
+        levels = levels_event.content if levels_event is not None else None
+        sender_level = polls.user_level(levels, event.sender)
+        is_platform = self._is_platform(event.sender)
+        if event.type == matrix.POLL_START:
+            decision = polls.may_start_poll(
+                await self._provisioned(event.room_id), sender_level, is_platform=is_platform
+            )
+            message = "Polls in this room are started by others"
+        else:
+            target = polls.related_event(event.content)
+            found = await self._directory.poll(target) if target else None
+            decision = polls.may_end_poll(
+                found[0] if found else None,
+                event.sender,
+                sender_level,
+                polls.redact_level(levels),
+                is_platform=is_platform,
+            )
+            message = "Only the poll's author or a moderator ends it"
+        if not decision.allowed:
+            raise forbidden(decision, message)
         return True, None
 
     def _remote_event_allowed(self, event: EventBase) -> tuple[bool, dict[str, Any] | None]:

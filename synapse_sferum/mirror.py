@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from synapse.events import EventBase
@@ -24,6 +24,9 @@ from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
 
+# Each room's own: reactions to a post, and votes in a poll (the platform counts the votes of
+# every copy together, `synapse_sferum.polls`).
+_NOT_MIRRORED = frozenset({matrix.REACTION, matrix.POLL_RESPONSE})
 
 
 def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase) -> dict[str, Any]:
@@ -51,7 +54,7 @@ class SchoolNewsMirror:
         # Every process sees new events; only the background-tasks instance acts on them.
         if not self._api.should_run_background_tasks():
             return
-        if event.sender == self._bot or event.is_state():
+        if event.sender == self._bot or event.is_state() or event.type in _NOT_MIRRORED:
             return
         key = await self._directory.room_key(event.room_id)
         if key is None or key.kind is not RoomKind.SCHOOL_NEWS:
@@ -90,6 +93,9 @@ class SchoolNewsMirror:
         if relation.get("rel_type") == "m.replace":
             await self._mirror_edit(event, relation.get("event_id"), author)
             return
+        if event.type == matrix.POLL_END:
+            await self._mirror_poll_end(event, relation.get("event_id"))
+            return
         for room_id in await self._class_news_rooms(org_id):
             if await self._directory.claim_mirror(event.event_id, room_id):
                 sent = await self._send(
@@ -98,22 +104,43 @@ class SchoolNewsMirror:
                 await self._directory.set_mirror_event(event.event_id, room_id, sent)
 
     async def _mirror_edit(self, event: EventBase, original_id: Any, author: str) -> None:
-        if not isinstance(original_id, str):
-            return
         new_content = event.content.get("m.new_content")
         if not isinstance(new_content, dict):
             return
-        for room_id, target in (await self._directory.mirrors_of(original_id)).items():
-            if not await self._directory.claim_mirror(event.event_id, room_id):
-                continue
-            replacement = mirrored_content(new_content, author, event)
-            content = {
+        replacement = mirrored_content(new_content, author, event)
+
+        def edit_of(target: str) -> dict[str, Any]:
+            return {
                 **replacement,
                 "body": f"* {replacement.get('body', '')}",
                 "m.new_content": replacement,
                 "m.relates_to": {"rel_type": "m.replace", "event_id": target},
             }
-            sent = await self._send(room_id, event.type, content)
+
+        await self._mirror_related(event, original_id, edit_of)
+
+    async def _mirror_poll_end(self, event: EventBase, poll_id: Any) -> None:
+        """The author ended the poll in the school news: its copies end too."""
+
+        def end_of(target: str) -> dict[str, Any]:
+            return {
+                **{k: v for k, v in event.content.items() if k != "m.relates_to"},
+                "m.relates_to": {"rel_type": "m.reference", "event_id": target},
+            }
+
+        await self._mirror_related(event, poll_id, end_of)
+
+    async def _mirror_related(
+        self, event: EventBase, original_id: Any, content_for: Callable[[str], dict[str, Any]]
+    ) -> None:
+        """Sends `event`'s counterpart into each class news room, about that room's copy of
+        the post it relates to."""
+        if not isinstance(original_id, str):
+            return
+        for room_id, target in (await self._directory.mirrors_of(original_id)).items():
+            if not await self._directory.claim_mirror(event.event_id, room_id):
+                continue
+            sent = await self._send(room_id, event.type, content_for(target))
             await self._directory.set_mirror_event(event.event_id, room_id, sent)
 
     async def _send(

@@ -19,6 +19,7 @@ from synapse_sferum.lifecycle import Departures
 from synapse_sferum.media import MediaGate
 from synapse_sferum.mirror import SchoolNewsMirror
 from synapse_sferum.msisdn_delegate import MsisdnDelegate
+from synapse_sferum.polls import PollCounter
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.registration import Registrar
@@ -61,6 +62,8 @@ class SferumModule:
         MediaGate(api, self.directory, bot).register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
+        self.polls = PollCounter(api, self.directory, bot)
+        api.register_third_party_rules_callbacks(on_new_event=self.polls.on_new_event)
         self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours, clock)
         self.quiet_hours.register()
         issuer = AccountIssuer(api, config, self.directory, clock)

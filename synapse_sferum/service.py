@@ -19,8 +19,9 @@ from sferum_shared.rooms import RoomKey, RoomKind
 from synapse_sferum import compat
 from synapse_sferum.compat import module_clock
 from synapse_sferum.config import SferumConfig
+from synapse_sferum.policy.polls import PollRecord, Vote
 from synapse_sferum.roster.merge import DirectorySnapshot
-from synapse_sferum.store import accounts, directory, rooms
+from synapse_sferum.store import accounts, directory, polls, rooms
 from synapse_sferum.store.schema import prepare_schema_txn
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,24 @@ class DirectoryService:
         )
         if changed:
             await self._api.invalidate_cache(self._planned_members, (room_id,))
+
+    # -- polls -------------------------------------------------------------------------------
+
+    async def record_poll(self, record: PollRecord, content: dict[str, Any]) -> None:
+        await self._run("sferum_record_poll", polls.record_poll_txn, record, content)
+
+    async def poll(self, event_id: str) -> tuple[PollRecord, dict[str, Any], int | None] | None:
+        """A poll the platform saw start in a provisioned room, its content, when it ended."""
+        return await self._run("sferum_poll", polls.poll_txn, event_id)
+
+    async def poll_copies(self, origin_id: str) -> list[PollRecord]:
+        return await self._run("sferum_poll_copies", polls.copies_txn, origin_id)
+
+    async def record_vote(self, origin_id: str, vote: Vote) -> None:
+        await self._run("sferum_record_vote", polls.record_vote_txn, origin_id, vote)
+
+    async def end_poll(self, origin_id: str, ended_ts: int) -> list[Vote] | None:
+        return await self._run("sferum_end_poll", polls.end_poll_txn, origin_id, ended_ts)
 
     # -- mirrored school news --------------------------------------------------------------
 

@@ -222,6 +222,14 @@ def _call_levels(kind: RoomKind) -> dict[str, int]:
     return {matrix.CALL_MEMBER: EVERYONE} if ROOM_KINDS[kind].call_memberships else {}
 
 
+def _poll_levels(kind: RoomKind) -> dict[str, int]:
+    """Who starts and ends polls, written where clients look before they offer the button
+    (Element Web asks `maySendEvent(poll.start)`); in a room with polls everyone votes."""
+    level = ROOM_KINDS[kind].poll_level
+    votes = {matrix.POLL_RESPONSE: EVERYONE} if level < PLATFORM else {}
+    return {matrix.POLL_START: level, matrix.POLL_END: level, **votes}
+
+
 def power_levels(
     plan: RoomPlan, bot_user_id: str, current: Mapping[str, object] | None
 ) -> dict[str, object]:
@@ -244,7 +252,11 @@ def power_levels(
         "kick": PLATFORM,
         "ban": PLATFORM,
         "redact": MODERATOR,
-        "events": {**_EVENT_LEVELS, **_call_levels(plan.key.kind)},
+        "events": {
+            **_EVENT_LEVELS,
+            **_call_levels(plan.key.kind),
+            **_poll_levels(plan.key.kind),
+        },
         "notifications": {"room": MODERATOR},
     }
 

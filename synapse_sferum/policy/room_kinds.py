@@ -49,6 +49,9 @@ class KindSpec:
     posters_level: int  # events_default: who may post messages
     name: str  # "{title}" is the school's name, the class's or the pupil's
     topic: str
+    # Who may start a poll (and end their own): the power level it takes; PLATFORM: nobody.
+    # Everyone in a room with polls may vote, readers of a news room too.
+    poll_level: int = PLATFORM
     call_widget: CallWidget | None = None
     # Element Call and Element X join the room's call: every member announces their own devices
     # (`policy.events.owns_call_membership`); `sfu.grants` decides who publishes what.
@@ -71,6 +74,7 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         EVERYONE,
         "Новости школы",
         "Новости школы. Каждая публикация приходит в новости всех классов",
+        poll_level=EVERYONE,  # mirrored into every class's news; the votes count together
     ),
     RoomKind.STAFF: KindSpec(
         (TEACHERS, STAFF),
@@ -78,6 +82,7 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         EVERYONE,
         "Учительская",
         "Учителя и сотрудники школы и школ-партнёров",
+        poll_level=MODERATOR,  # the school's staff
     ),
     RoomKind.BROADCAST: KindSpec(
         (TEACHERS, STAFF),
@@ -97,6 +102,7 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         MODERATOR,
         "{title} — новости",
         "Новости класса и школы. Пишут учителя класса",
+        poll_level=MODERATOR,
         # Families watch the school's broadcast here, without joining the broadcast room.
         call_widget=BROADCAST_CALL,
     ),
@@ -106,10 +112,16 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         EVERYONE,
         "{title} — чат класса",
         "Ученики и учителя: {title}",
+        poll_level=MODERATOR,  # teachers
         subject_group=True,
     ),
     RoomKind.PARENTS: KindSpec(
-        (GUARDIANS,), None, EVERYONE, "{title} — родители", "Родители учеников: {title}"
+        (GUARDIANS,),
+        None,
+        EVERYONE,
+        "{title} — родители",
+        "Родители учеников: {title}",
+        poll_level=EVERYONE,  # any guardian
     ),
     RoomKind.MEETING: KindSpec(
         (GUARDIANS, CLASS_TEACHER, STAFF),
@@ -117,6 +129,7 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         EVERYONE,
         "{title} — родительское собрание",
         "Родители, классный руководитель и администрация школы",
+        poll_level=MODERATOR,  # the class teacher
         call_memberships=True,
     ),
     RoomKind.DIARY: KindSpec(
@@ -132,6 +145,7 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         EVERYONE,
         "{title} — урок",
         "Видеоуроки: {title}",
+        poll_level=MODERATOR,  # teachers
         call_widget=LESSON_CALL,
         call_memberships=True,
         subject_group=True,

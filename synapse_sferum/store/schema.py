@@ -114,6 +114,20 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
     # version 6 (issue 13): who issued each linking code: the admin API (sferumctl), or the
     # Matrix user of a class teacher who asked the platform bot
     ("ALTER TABLE sferum_link_codes ADD COLUMN issued_by TEXT",),
+    # version 7 (issue 15): polls in provisioned rooms, and their votes
+    (
+        # Every poll started in a provisioned room. A school news poll's copies in the classes'
+        # news name it as their origin: their votes count towards it. `content`: the start
+        # event's JSON; `ended_ts`: when the first valid end came (votes after it do not count).
+        "CREATE TABLE IF NOT EXISTS sferum_polls ("
+        " event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL, origin_id TEXT NOT NULL,"
+        " creator TEXT NOT NULL, content TEXT NOT NULL, ended_ts BIGINT)",
+        "CREATE INDEX IF NOT EXISTS sferum_polls_origin ON sferum_polls (origin_id)",
+        # Each voter's latest response to a poll (by its origin), from any of its copies.
+        "CREATE TABLE IF NOT EXISTS sferum_poll_votes ("
+        " origin_id TEXT NOT NULL, voter TEXT NOT NULL, answers TEXT NOT NULL,"
+        " ts BIGINT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (origin_id, voter))",
+    ),
 )
 
 

@@ -94,11 +94,12 @@ class User:
         return await self.call("POST", "/createRoom", body)
 
     async def send_text(self, room_id: str, text: str) -> Reply:
+        return await self.send(room_id, "m.room.message", {"msgtype": "m.text", "body": text})
+
+    async def send(self, room_id: str, event_type: str, content: dict[str, Any]) -> Reply:
         txn = f"t{time.monotonic_ns()}"
         return await self.call(
-            "PUT",
-            f"/rooms/{urllib.parse.quote(room_id)}/send/m.room.message/{txn}",
-            {"msgtype": "m.text", "body": text},
+            "PUT", f"/rooms/{urllib.parse.quote(room_id)}/send/{event_type}/{txn}", content
         )
 
     async def put_state(self, room_id: str, event_type: str, content: Any, key: str = "") -> Reply:

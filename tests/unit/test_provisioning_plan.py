@@ -228,6 +228,10 @@ def test_power_levels_of_a_new_room() -> None:
             "m.room.pinned_events": 50,
             "m.reaction": 0,
             "m.room.redaction": 0,
+            # Teachers start and end polls; families read the news and vote.
+            "org.matrix.msc3381.poll.start": 50,
+            "org.matrix.msc3381.poll.end": 50,
+            "org.matrix.msc3381.poll.response": 0,
         },
         "notifications": {"room": 50},
     }
