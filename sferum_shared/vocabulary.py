@@ -93,6 +93,7 @@ class Reason(enum.StrEnum):
     POLL_NOT_ALLOWED = "ru.sferum.poll_not_allowed"  # this room's kind: not for this role
     POLL_NOT_OWN = "ru.sferum.poll_not_own"  # only its author or a moderator ends a poll
     POLL_MIRRORED = "ru.sferum.poll_mirrored"  # a school news poll ends in the school news
+    FILE_TYPE_REFUSED = "ru.sferum.file_type_refused"  # programs and scripts
     # Accounts, linking codes and phones (`synapse_sferum.policy.identity`).
     PERSON_NOT_IN_DIRECTORY = "ru.sferum.person_not_in_directory"
     PERSON_DISABLED = "ru.sferum.person_disabled"

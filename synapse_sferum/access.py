@@ -290,6 +290,9 @@ class Gatekeeper:
         if event.type in (matrix.POLL_START, matrix.POLL_END) and not event.is_state():
             return await self._poll_allowed(event, state_events)
         if not event.is_state():
+            decision = policy.may_post_file(event.type, event.content)
+            if not decision.allowed:
+                raise forbidden(decision, "Programs and scripts cannot be sent here")
             return True, None
         is_platform = self._is_platform(event.sender)
         room = await self._provisioned(event.room_id)

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from sferum_shared.config import ConfigError
+from sferum_shared.model import Role
 from sferum_shared.settings import check_keys, parse_section, setting
 from synapse_sferum.policy.quiet import (
     DEFAULT_TIMEZONE,
@@ -130,6 +131,59 @@ class AccountsConfig:
 
 
 @attrs.frozen
+class MediaConfig:
+    """Files by role (issue 15): how large one upload may be, and how much each person may
+    upload over `quota_days`. Synapse's own `max_upload_size` must be at least the largest."""
+
+    pupil_upload_mb: int = setting(25, "Largest file a pupil may upload, in MiB", low=1, high=2048)
+    guardian_upload_mb: int = setting(
+        50, "Largest file a guardian may upload, in MiB", low=1, high=2048
+    )
+    staff_upload_mb: int = setting(
+        100, "Largest file a teacher or staff member may upload, in MiB", low=1, high=2048
+    )
+    pupil_quota_mb: int = setting(
+        1024, "How much a pupil may upload within quota_days, in MiB", low=1, high=1048576
+    )
+    guardian_quota_mb: int = setting(
+        2048,
+        "How much a guardian may upload within quota_days, in MiB (their documents too)",
+        low=1,
+        high=1048576,
+    )
+    staff_quota_mb: int = setting(
+        10240,
+        "How much a teacher or staff member may upload within quota_days, in MiB",
+        low=1,
+        high=1048576,
+    )
+    quota_days: int = setting(
+        365, "The period the quotas count uploads over, in days", low=1, high=3650
+    )
+
+    @property
+    def upload_mib(self) -> dict[Role, int]:
+        return self._by_role(self.pupil_upload_mb, self.guardian_upload_mb, self.staff_upload_mb)
+
+    @property
+    def quota_mib(self) -> dict[Role, int]:
+        return self._by_role(self.pupil_quota_mb, self.guardian_quota_mb, self.staff_quota_mb)
+
+    @staticmethod
+    def _by_role(pupil: int, guardian: int, staff: int) -> dict[Role, int]:
+        return {
+            Role.STUDENT: pupil,
+            Role.GUARDIAN: guardian,
+            Role.TEACHER: staff,
+            Role.STAFF: staff,
+        }
+
+    @property
+    def largest_upload_mb(self) -> int:
+        return max(self.upload_mib.values())
+
+
+@attrs.frozen
 class CallsConfig:
     # Where browsers reach the school's SFU (its call page is `/call`); None: no SFU, so no
     # call widget in lesson, broadcast and class news rooms.
@@ -149,6 +203,7 @@ class SferumConfig:
     link_codes: LinkCodesConfig = LinkCodesConfig()
     accounts: AccountsConfig = AccountsConfig()
     quiet_hours: QuietHoursConfig = attrs.field(factory=QuietHoursConfig)
+    media: MediaConfig = MediaConfig()
     calls: CallsConfig = CallsConfig()
 
     @property
@@ -290,5 +345,6 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         ),
         accounts=parse_section(AccountsConfig, _section(raw, "accounts"), "accounts", _error),
         quiet_hours=_quiet_hours(_section(raw, "quiet_hours"), timezone),
+        media=parse_section(MediaConfig, _section(raw, "media"), "media", _error),
         calls=_calls(_section(raw, "calls")),
     )

@@ -13,6 +13,7 @@ from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
 from synapse_sferum.config import SferumConfig, parse_config
+from synapse_sferum.documents import UploadRules
 from synapse_sferum.invites import TeacherInvites
 from synapse_sferum.join import JoinPage
 from synapse_sferum.lifecycle import Departures
@@ -60,6 +61,7 @@ class SferumModule:
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
         )
         MediaGate(api, self.directory, bot).register()
+        UploadRules(api, self.directory, config.media).register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         self.polls = PollCounter(api, self.directory, bot)

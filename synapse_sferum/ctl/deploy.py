@@ -29,6 +29,7 @@ from sferum_shared.settings import comment
 from synapse_sferum.config import (
     AccountsConfig,
     LinkCodesConfig,
+    MediaConfig,
     PhoneConfig,
     ProvisioningConfig,
     RulesConfig,
@@ -208,6 +209,7 @@ def _render(
         "link_codes": LinkCodesConfig(),
         "accounts": AccountsConfig(),
         "quiet_hours": QuietHoursConfig(),
+        "media": MediaConfig(),
         "sfu_focus_type": SFU_FOCUS_TYPE,
         "edge": None,  # an edge's port and URLs when rendering its sfu-edge-N.yaml
         "msisdn_delegate": settings.local_client_url

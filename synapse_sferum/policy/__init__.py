@@ -15,6 +15,7 @@ from synapse_sferum.policy.creation import (
     room_may_federate,
 )
 from synapse_sferum.policy.decision import ALLOW, Decision, refuse
+from synapse_sferum.policy.documents import may_post_file
 from synapse_sferum.policy.events import (
     PLATFORM_STATE,
     ProvisionedRoom,
@@ -69,6 +70,7 @@ __all__ = [
     "may_create_room",
     "may_invite",
     "may_join_room",
+    "may_post_file",
     "may_publish_room",
     "may_receive_remote_invite",
     "may_redact_state",
