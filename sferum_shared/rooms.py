@@ -21,6 +21,7 @@ class RoomKind(enum.Enum):
     DIARY = "diary"
     LESSON = "lesson"
     BROADCAST = "broadcast"
+    DOCUMENTS = "docs"  # an adult's own «Мои документы»
 
     @property
     def scope(self) -> Scope:
@@ -68,6 +69,7 @@ _SCOPES = {
     RoomKind.MEETING: Scope.CLASS,
     RoomKind.LESSON: Scope.CLASS,
     RoomKind.DIARY: Scope.PERSON,
+    RoomKind.DOCUMENTS: Scope.PERSON,
 }
 
 ORG_KINDS = tuple(k for k in RoomKind if k.scope is Scope.ORG)

@@ -130,6 +130,8 @@ class Provisioner:
             plans = policy.desired_rooms(org, links)
             # Spaces first, so that children can be linked to them.
             for plan in sorted(plans, key=lambda p: not p.is_space):
+                if plan.key in planned:
+                    continue  # a person's own room, planned by their first school already
                 planned.add(plan.key)
                 try:
                     await self._apply_plan(plan, org.org_id, report)

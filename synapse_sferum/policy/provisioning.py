@@ -21,6 +21,7 @@ from synapse_sferum.policy.room_kinds import (
     EVERYONE,
     GUARDIANS,
     MODERATOR,
+    OWNER,
     PLATFORM,
     PUPILS,
     ROOM_KINDS,
@@ -101,6 +102,7 @@ def desired_rooms(org: OrgView, linked: Mapping[str, str]) -> list[RoomPlan]:
             for plan in _class_rooms(cls, org, school, guardians_of, linked)
         ),
         *_diaries(org, linked),
+        *_documents(org, linked),
     ]
 
 
@@ -161,6 +163,17 @@ def _diaries(org: OrgView, linked: Mapping[str, str]) -> Iterator[RoomPlan]:
         diary = _plan(key, pupil.name, circles, linked, parent=None, org_id=org.org_id)
         if diary.members:
             yield diary
+
+
+def _documents(org: OrgView, linked: Mapping[str, str]) -> Iterator[RoomPlan]:
+    """«Мои документы» for every linked adult of the school: its teachers, staff and the
+    guardians of its pupils (a guardian of pupils of two schools gets one, in the first)."""
+    guardians = frozenset().union(*(pupil.guardian_ids for pupil in org.pupils))
+    for person_id in sorted(org.teacher_ids | org.staff_ids | guardians):
+        if person_id in linked:
+            key = RoomKey(RoomKind.DOCUMENTS, person_id)
+            circles = {OWNER: frozenset({person_id})}
+            yield _plan(key, "", circles, linked, parent=None, org_id=org.org_id)
 
 
 def _plan(

@@ -22,16 +22,18 @@ PLATFORM = 100
 
 
 class Circle(enum.Enum):
-    """People around what a room belongs to: the school, a class, or a pupil (diary)."""
+    """People around what a room belongs to: the school, a class, a pupil (diary), or one
+    person (their own documents)."""
 
     PUPILS = enum.auto()  # the class's pupils; in a diary, the pupil
     GUARDIANS = enum.auto()  # the guardians of those pupils
     TEACHERS = enum.auto()  # the school's teachers, or the class's
     CLASS_TEACHER = enum.auto()
     STAFF = enum.auto()  # the school's staff
+    OWNER = enum.auto()  # a personal room's one person
 
 
-PUPILS, GUARDIANS, TEACHERS, CLASS_TEACHER, STAFF = Circle  # short names for the table
+PUPILS, GUARDIANS, TEACHERS, CLASS_TEACHER, STAFF, OWNER = Circle  # short names for the table
 
 
 @attrs.frozen
@@ -138,6 +140,15 @@ ROOM_KINDS: Mapping[RoomKind, KindSpec] = {
         EVERYONE,
         "Дневник: {title}",
         "Оценки и задания ученика; видят только ученик и его родители",
+    ),
+    # A place of one's own for papers (certificates, applications, medical notes): the Files
+    # panel of Element shows them. The platform's bot keeps the room; nobody else is in it.
+    RoomKind.DOCUMENTS: KindSpec(
+        (OWNER,),
+        None,
+        EVERYONE,
+        "Мои документы",
+        "Ваши документы и файлы: их видите только вы",
     ),
     RoomKind.LESSON: KindSpec(
         (PUPILS, TEACHERS),

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from tests.integration.clients import Reply, User
-from tests.integration.conftest import School
+from tests.integration.conftest import SERVER, School
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +83,37 @@ async def test_programs_are_refused_however_they_are_named(school: School) -> No
         },
     )
     assert fine.status == 200, fine
+
+
+async def own_rooms(user: User, kind: str) -> list[str]:
+    """The user's joined rooms of a platform kind, by their protected kind event."""
+    found = []
+    for room_id in sorted(await user.joined_rooms()):
+        state = await user.call("GET", f"/rooms/{room_id}/state/ru.sferum.room/")
+        if state.status == 200 and state.body.get("kind") == kind:
+            found.append(room_id)
+    return found
+
+
+async def test_every_adult_has_documents_of_their_own(school: School) -> None:
+    guardian_id = first(school.roster.guardians_of(sorted(school.roster.students["5a"])[0]))
+    guardian = await school.login(guardian_id)
+    [documents] = await own_rooms(guardian, "docs")
+    assert await guardian.members(documents) == {guardian.user_id, f"@sferum:{SERVER}"}
+    name = await guardian.call("GET", f"/rooms/{documents}/state/m.room.name/")
+    assert name.body == {"name": "Мои документы"}, name
+    kind = await guardian.call("GET", f"/rooms/{documents}/state/ru.sferum.room/")
+    assert kind.body["person"] == guardian_id, kind
+
+    # Nobody else gets in: not by the owner's invitation, not by asking.
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    invited = await guardian.call(
+        "POST", f"/rooms/{documents}/invite", {"user_id": teacher.user_id}
+    )
+    assert invited.status == 403, invited
+    joined = await teacher.call("POST", f"/rooms/{documents}/join", {})
+    assert joined.status == 403, joined
+    # Teachers have theirs; pupils, who have their diary, none.
+    assert len(await own_rooms(teacher, "docs")) == 1
+    pupil = await school.login(sorted(school.roster.students["5a"])[0])
+    assert await own_rooms(pupil, "docs") == []

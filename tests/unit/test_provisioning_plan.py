@@ -90,6 +90,8 @@ MEMBERSHIP_TABLE = [
     (K.DIARY, "p1", ("p1", "g1"), (), 0, None),
     (K.DIARY, "p2", ("p2", "g2"), (), 0, None),
     (K.DIARY, "p3", ("g2", "t_c"), (), 0, None),  # Vera is not linked; her parents are
+    # Every linked adult's own documents; g4 has no account yet, so no room.
+    *((K.DOCUMENTS, adult, (adult,), (), 0, None) for adult in ("g1", "g2", *ADULTS)),
 ]
 
 
@@ -366,6 +368,8 @@ def test_families_are_only_where_their_class_or_child_is(
             class_pupils = students_of[plan.key.scope_id]
             assert pupils <= class_pupils
             assert all(any(g in guardians_of[p] for p in class_pupils) for g in guardians)
+        elif plan.key.kind is RoomKind.DOCUMENTS:  # one adult's own room: nobody else
+            assert plan.members == {linked[plan.key.scope_id]}
         else:
             assert pupils <= {plan.key.scope_id}
             assert guardians <= guardians_of[plan.key.scope_id]
