@@ -14,9 +14,11 @@ from typing import Any, cast
 from synapse.api.errors import Codes, StoreError, SynapseError
 from synapse.module_api import ModuleApi
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
+from synapse.rest.well_known import ClientWellKnownResource, ServerWellKnownResource
 from synapse.types import RoomAlias, create_requester
 from synapse.util.clock import Clock
 from twisted.internet import reactor
+from twisted.web.resource import Resource
 
 from sferum_shared.vocabulary import Key, PushRuleId, Reason
 
@@ -326,3 +328,18 @@ def openid_user_txn(txn: Txn, token: str, now_ms: int) -> str | None:
     )
     row = txn.fetchone()
     return str(row[0]) if row else None
+
+
+# The module serves MSC1929's /.well-known/matrix/support, which Synapse does not. Synapse builds
+# `/.well-known/matrix` with its `client` and `server` children inside `well_known_resource`,
+# where `create_resource_tree` cannot see them: a module resource at
+# `/.well-known/matrix/support` fails start-up with a KeyError, and one at `/.well-known/matrix`
+# replaces Synapse's node, children and all. So the module's node carries Synapse's two
+# resources again, built as `well_known_resource` builds them from the HomeServer, which
+# ModuleApi does not give out (nor the resources, nor a way to add a well-known file).
+
+
+def synapse_well_known(api: ModuleApi) -> dict[bytes, Resource]:
+    """Synapse's own children of `/.well-known/matrix`, by name."""
+    hs = _hs(api)
+    return {b"client": ClientWellKnownResource(hs), b"server": ServerWellKnownResource(hs)}

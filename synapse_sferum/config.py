@@ -7,8 +7,9 @@ so that `sferumctl check-config` and Synapse's own start-up print the same usefu
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -191,6 +192,14 @@ class CallsConfig:
 
 
 @attrs.frozen
+class SupportConfig:
+    # Whom people write to about the platform, and the page of help, that apps find at
+    # /.well-known/matrix/support (MSC1929); None: not said. Neither: that answers 404.
+    email: str | None = None
+    page: str | None = None
+
+
+@attrs.frozen
 class SferumConfig:
     admin_api_secret: str
     bot_localpart: str = "sferum"
@@ -205,6 +214,7 @@ class SferumConfig:
     quiet_hours: QuietHoursConfig = attrs.field(factory=QuietHoursConfig)
     media: MediaConfig = MediaConfig()
     calls: CallsConfig = CallsConfig()
+    support: SupportConfig = SupportConfig()
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -237,11 +247,58 @@ def _str(raw: Mapping[str, Any], key: str, default: str | None = None, where: st
     return value
 
 
+def has_valid_port(parts: SplitResult) -> bool:
+    """Whether the URL's port, if any, is a number from 0 to 65535 (urllib checks lazily)."""
+    try:
+        parts.port  # noqa: B018
+    except ValueError:
+        return False
+    return True
+
+
+def http_url(value: object) -> str:
+    """An http(s) URL with a host: where people or processes are sent. Also `sferumctl init`'s
+    parser, so the command line and the module refuse the same values with the same words."""
+    text = value if isinstance(value, str) else ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not has_valid_port(parts):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    if any(c.isspace() for c in text):
+        raise ValueError(f"must be an http(s) URL without spaces, got {value!r}")
+    return text
+
+
+def email_address(value: object) -> str:
+    """An address people can write to: one @, a dotted domain, no spaces. Whether mail arrives
+    is the school's to check; this refuses what is plainly not an address (a name, a URL)."""
+    text = value if isinstance(value, str) else ""
+    local, _, domain = text.partition("@")
+    problems = (
+        (not text, "is empty"),
+        (any(c.isspace() for c in text), "has spaces"),
+        (text.count("@") != 1, "needs exactly one @"),
+        (not local, "has nothing before the @"),
+        ("." not in domain or not all(domain.split(".")), "needs a domain with a dot after the @"),
+    )
+    for failed, problem in problems:
+        if failed:
+            raise ValueError(
+                f"{problem}: expected an e-mail address like admin@school.example, got {value!r}"
+            )
+    return text
+
+
+def _checked(raw: Mapping[str, Any], key: str, where: str, check: Callable[[object], str]) -> str:
+    """`check(value)` of `where.key`, its ValueError turned into an error that names the key."""
+    try:
+        return check(raw.get(key))
+    except ValueError as e:
+        raise _error(f"{where}.{key}", str(e)) from None
+
+
 def _http_url(raw: Mapping[str, Any], key: str, where: str) -> str:
-    url = _str(raw, key, where=where)
-    if not url.startswith(("http://", "https://")):
-        raise _error(f"{where}.{key}", f"must be an http(s) URL, got {url!r}")
-    return url
+    _str(raw, key, where=where)
+    return _checked(raw, key, where, http_url)
 
 
 def _sms(raw: Any) -> FileSmsConfig | HttpSmsConfig | None:
@@ -297,6 +354,17 @@ def _calls(raw: Mapping[str, Any]) -> CallsConfig:
     return CallsConfig(public_url=_http_url(raw, "public_url", "calls"))
 
 
+def _support(raw: Mapping[str, Any]) -> SupportConfig:
+    checks = {"email": email_address, "page": http_url}
+    _check_keys(raw, set(checks), "support")
+    given = {
+        key: _checked(raw, key, "support", check)
+        for key, check in checks.items()
+        if raw.get(key) is not None
+    }
+    return SupportConfig(**given)
+
+
 def _phone(raw: Mapping[str, Any]) -> PhoneConfig:
     region = raw.get("default_region", "RU")
     if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
@@ -347,4 +415,5 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         quiet_hours=_quiet_hours(_section(raw, "quiet_hours"), timezone),
         media=parse_section(MediaConfig, _section(raw, "media"), "media", _error),
         calls=_calls(_section(raw, "calls")),
+        support=_support(_section(raw, "support")),
     )

@@ -26,6 +26,7 @@ from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.registration import Registrar
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.sso import register_module
+from synapse_sferum.support import SupportContacts
 
 STARTUP_RECONCILE_DELAY_MS = 5_000
 
@@ -89,6 +90,7 @@ class SferumModule:
             api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret
         )
         self.admin_api.register()
+        SupportContacts(api, config.support).register()
         if config.provisioning.enabled:
             if api.should_run_background_tasks():
                 # Catch up at start-up with whatever changed while the server was down.

@@ -11,11 +11,12 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 
 from sferum_shared.config import DIARY_SOURCE_KINDS
+from synapse_sferum.config import email_address, has_valid_port, http_url
 from synapse_sferum.ctl.ratelimits import (
     DEFAULT_RATE_LIMITS,
     merge_overrides,
@@ -67,19 +68,9 @@ def bind_address(value: object) -> str:
 
 
 def base_url(value: object) -> str:
-    parts = urlsplit(str(value))
-    if parts.scheme not in ("http", "https") or not parts.hostname or not _has_valid_port(parts):
-        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    """An http(s) URL that relative paths are joined to, so it ends with a slash."""
+    parts = urlsplit(http_url(value))
     return parts.geturl() if parts.path.endswith("/") else parts.geturl() + "/"
-
-
-def _has_valid_port(parts: SplitResult) -> bool:
-    """Whether the URL's port, if any, is a number from 0 to 65535 (urllib checks lazily)."""
-    try:
-        parts.port  # noqa: B018
-    except ValueError:
-        return False
-    return True
 
 
 def database(value: object) -> str:
@@ -132,7 +123,7 @@ def postgres_args(url: str) -> dict[str, str | int]:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(f"{expected}, got {url!r}")
-    if not _has_valid_port(parts):
+    if not has_valid_port(parts):
         raise ValueError(f"{expected}; the port in {url!r} is not a number")
     dbname = unquote(parts.path.lstrip("/"))
     if not (parts.username and parts.hostname and dbname) or parts.query or parts.fragment:
@@ -269,6 +260,19 @@ INIT_OPTIONS: tuple[InitOption, ...] = (
         each=rate_limit_option,
         gather={"action": "append"},
     ),
+    InitOption(
+        "support_email",
+        email_address,
+        "ADDR",
+        "the address people write to about the server (its administrator), which apps find "
+        "at /.well-known/matrix/support",
+    ),
+    InitOption(
+        "support_page",
+        http_url,
+        "URL",
+        "the school's help page (http:// or https://), also at /.well-known/matrix/support",
+    ),
 )
 PARSERS: Mapping[str, Callable[[object], Any]] = {o.name: o.parse for o in INIT_OPTIONS}
 
@@ -294,6 +298,8 @@ class InitParams:
     sfu_edges: int | None = None
     # Synapse rate limits that differ from ours, {NAME: "PER_SECOND/BURST"} (ratelimits.py).
     rate_limits: dict[str, str] | None = attrs.field(default=None, converter=_optional_dict)
+    support_email: str | None = None
+    support_page: str | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> InitParams:

@@ -63,6 +63,9 @@ class Settings:
     sfu_edge_ports: tuple[int, ...] = ()
     # Synapse's rate limits, by key without `rc_` (ratelimits.DEFAULT_RATE_LIMITS, overridden).
     rate_limits: Mapping[str, Rate] = attrs.field(factory=lambda: resolve_rate_limits({}))
+    # The module's `support:` (MSC1929's /.well-known/matrix/support); None: not said.
+    support_email: str | None = None
+    support_page: str | None = None
 
     @property
     def sfu_edge_urls(self) -> tuple[str, ...]:
@@ -190,6 +193,8 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         sfu_proxy_url=params.sfu_public_url,
         sfu_edge_ports=edge_ports,
         rate_limits=resolve_rate_limits(params.rate_limits or {}),
+        support_email=params.support_email,
+        support_page=params.support_page,
     )
 
 

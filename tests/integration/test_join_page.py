@@ -39,12 +39,16 @@ pytestmark = [
 SERVER = "join.test"
 PASSWORD = "ёлка-2026-зима"
 GUARDIAN_PHONE = "+7 903 123-45-01"  # g-volkova's number in the roster; her son is p-5a-1
+# Whom a parent stuck on this page can write to: the server's support well-known (MSC1929).
+SUPPORT_OPTIONS = (
+    "--support-email", "admin@school.test", "--support-page", "https://school.test/help",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("join")
-    deployment = Deployment(tmp / SERVER, SERVER)
+    deployment = Deployment(tmp / SERVER, SERVER, extra_init=SUPPORT_OPTIONS)
     deployment.init()
     deployment.start()
     try:
@@ -295,7 +299,30 @@ def test_a_class_sheet_names_people_and_classes_and_keeps_teachers_apart(
         assert roster_id not in html, roster_id
 
 
+async def test_the_support_contacts_are_served_beside_synapses_well_known(
+    deployment: Deployment,
+) -> None:
+    """MSC1929's document from `init --support-email/--support-page`, readable from web apps
+    (CORS), while Synapse's own `client` and `server` files answer as without the module."""
+    base = deployment.base_url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/.well-known/matrix/support") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "application/json"
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert await response.json() == {
+                "contacts": [{"email_address": "admin@school.test", "role": "m.role.admin"}],
+                "support_page": "https://school.test/help",
+            }
+        async with http.get(f"{base}/.well-known/matrix/client") as response:
+            assert response.status == 200
+            assert (await response.json())["m.homeserver"] == {"base_url": f"{base}/"}
+        async with http.get(f"{base}/.well-known/matrix/server") as response:
+            assert response.status == 404  # serve_server_wellknown is off, as Synapse's default
+
+
 # -- then into the app: sign-in as the phone apps do it ------------------------------------------
+
 
 SLIDING_SYNC = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 

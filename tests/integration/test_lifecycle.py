@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -38,6 +39,20 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         yield deployment
     finally:
         deployment.stop()
+
+
+async def test_a_server_without_support_contacts_answers_matrix_not_found(
+    deployment: Deployment,
+) -> None:
+    """No `init --support-email/--support-page` here: /.well-known/matrix/support is Matrix's
+    JSON 404, and Synapse's /.well-known/matrix/client is there as ever."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{deployment.base_url}/.well-known/matrix/support") as response:
+            assert response.status == 404
+            assert (await response.json())["errcode"] == "M_NOT_FOUND"
+        async with http.get(f"{deployment.base_url}/.well-known/matrix/client") as response:
+            assert response.status == 200
+            assert "m.homeserver" in await response.json()
 
 
 def _without(source: Path, dest: Path, person: str, child: str) -> Path:

@@ -51,6 +51,7 @@ def make_api(conn: sqlite3.Connection) -> mock.Mock:
     api = mock.Mock(spec=ModuleApi)
     api.server_name = SERVER
     api._hs = mock.Mock()  # the HomeServer, which only compat.py reaches into
+    api._hs.config.server.server_name = SERVER  # Synapse's .well-known/matrix/server reads it
 
     def run_db_interaction(desc: str, func: Callable[..., Any], *args: Any) -> Any:
         cursor = Cursor(conn)

@@ -22,6 +22,7 @@ from synapse.handlers.user_directory import UserDirectoryHandler
 from synapse.module_api import ModuleApi, cached
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.client.push_rule import PushRuleRestServlet
+from synapse.rest.well_known import well_known_resource
 from synapse.storage.database import DatabasePool
 from synapse.storage.databases.main.directory import DirectoryWorkerStore
 from synapse.storage.databases.main.openid import OpenIdStore
@@ -30,6 +31,8 @@ from synapse.storage.databases.main.registration import RegistrationWorkerStore
 from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
 from synapse.storage.engines._base import IsolationLevel
 from synapse.synapse_rust.push import FilteredPushRules, PushRule, PushRuleEvaluator, PushRules
+from synapse.util.httpresourcetree import create_resource_tree
+from twisted.web.resource import Resource
 
 from sferum_shared.vocabulary import PushRuleId
 from synapse_sferum.compat import (
@@ -48,6 +51,7 @@ from synapse_sferum.compat import (
     retire_registration_token_txn,
     run_read_committed,
     silence_pushes,
+    synapse_well_known,
     take_back_account,
 )
 
@@ -393,3 +397,28 @@ def test_an_openid_token_is_read_as_synapse_reads_it(synapse_db: sqlite3.Cursor)
     # The same query as Synapse's own check, should it change.
     source = inspect.getsource(OpenIdStore.get_user_id_for_open_id_token)
     assert "WHERE token = ? AND ? <= ts_valid_until_ms" in source
+
+
+# -- /.well-known/matrix: Synapse's children under the module's node ---------------------------
+
+
+def test_the_modules_well_known_node_keeps_synapses_children() -> None:
+    """Synapse's node has exactly the two children we build again; a module's node at
+    `/.well-known/matrix` replaces it (and one below it cannot be attached at all)."""
+    hs = _hs()
+    hs.config.server.server_name = "school.test"
+    synapses = well_known_resource(hs).children[b"matrix"]
+    ours = synapse_well_known(ModuleApi(hs, mock.Mock()))
+    assert {name: type(r) for name, r in synapses.children.items()} == {
+        name: type(r) for name, r in ours.items()
+    }
+    module_node = Resource()
+    root = create_resource_tree(
+        {"/.well-known": well_known_resource(hs), "/.well-known/matrix": module_node}, Resource()
+    )
+    assert root.children[b".well-known"].children[b"matrix"] is module_node
+    with pytest.raises(KeyError):
+        create_resource_tree(
+            {"/.well-known": well_known_resource(hs), "/.well-known/matrix/x": Resource()},
+            Resource(),
+        )

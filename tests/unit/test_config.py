@@ -9,6 +9,7 @@ from synapse_sferum.config import (
     PhoneConfig,
     ProvisioningConfig,
     RulesConfig,
+    SupportConfig,
     parse_config,
 )
 from synapse_sferum.policy.quiet import QuietHoursConfig
@@ -22,6 +23,7 @@ def test_defaults() -> None:
     assert config.rules.min_account_age_years == 6
     assert config.partner_servers == frozenset()
     assert config.calls.public_url is None  # no SFU: no call widgets
+    assert config.support == SupportConfig()  # no contacts: /.well-known/matrix/support is 404
 
 
 @pytest.mark.parametrize(
@@ -55,6 +57,24 @@ def test_the_schools_time_zone(raw: dict, school: str, quiet: str) -> None:
 def test_calls(calls: object, public_url: str | None) -> None:
     config = parse_config({"admin_api_secret": SECRET, "calls": calls})
     assert config.calls.public_url == public_url
+
+
+@pytest.mark.parametrize(
+    ("support", "parsed"),
+    [
+        (None, SupportConfig()),
+        ({}, SupportConfig()),
+        ({"email": "admin@school.test"}, SupportConfig(email="admin@school.test")),
+        ({"page": "https://school.test/help"}, SupportConfig(page="https://school.test/help")),
+        (
+            {"email": "it.desk@mail.school.test", "page": "http://school.test:8080/help?lang=ru"},
+            SupportConfig("it.desk@mail.school.test", "http://school.test:8080/help?lang=ru"),
+        ),
+        ({"email": None, "page": None}, SupportConfig()),
+    ],
+)
+def test_support(support: object, parsed: SupportConfig) -> None:
+    assert parse_config({"admin_api_secret": SECRET, "support": support}).support == parsed
 
 
 @pytest.mark.parametrize(
@@ -152,6 +172,78 @@ def test_calls(calls: object, public_url: str | None) -> None:
             "allowed keys: public_url",
         ),
         ({"admin_api_secret": SECRET, "calls": "https://x"}, "calls", "mapping"),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "admin"}},
+            "support.email",
+            "needs exactly one @",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "admin@@school.test"}},
+            "support.email",
+            "needs exactly one @",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "a@b@school.test"}},
+            "support.email",
+            "needs exactly one @",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "@school.test"}},
+            "support.email",
+            "nothing before the @",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "admin@localhost"}},
+            "support.email",
+            "needs a domain with a dot",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "admin@school."}},
+            "support.email",
+            "needs a domain with a dot",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": "school admin@school.test"}},
+            "support.email",
+            "has spaces",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"email": ""}},
+            "support.email",
+            "is empty",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"page": "school.test/help"}},
+            "support.page",
+            "http(s) URL",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"page": "ftp://school.test/help"}},
+            "support.page",
+            "http(s) URL",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"page": "https://"}},
+            "support.page",
+            "http(s) URL",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"page": "https://school.test:port/"}},
+            "support.page",
+            "http(s) URL",
+        ),
+        (
+            {"admin_api_secret": SECRET, "support": {"page": "https://school.test/our help"}},
+            "support.page",
+            "without spaces",
+        ),
+        ({"admin_api_secret": SECRET, "support": {"email": 3}}, "support.email", "got 3"),
+        (
+            {"admin_api_secret": SECRET, "support": {"phone": "+7"}},
+            "support.phone",
+            "allowed keys: email, page",
+        ),
+        ({"admin_api_secret": SECRET, "support": "admin@school.test"}, "support", "mapping"),
         ({"admin_api_secret": SECRET, "timezone": "Moscow"}, "timezone", "IANA name"),
         (
             {"admin_api_secret": SECRET, "quiet_hours": {"default_timezone": 3}},

@@ -351,10 +351,14 @@ def test_ipv6_bind(tmp_path: Path) -> None:
             "argument --database: expected 'sqlite' or postgresql://",
         ),
         (["--database", "postgresql://h/db"], "argument --database: expected"),
-        (["--public-baseurl", "ftp://x/"], "argument --public-baseurl: must be an http://"),
+        (["--public-baseurl", "ftp://x/"], "argument --public-baseurl: must be an http(s) URL"),
         (["--tls-cert", "/nonexistent.pem"], "argument --tls-cert: no such file"),
-        (["--sfu-public-url", "ftp://x"], "argument --sfu-public-url: must be an http://"),
+        (["--sfu-public-url", "ftp://x"], "argument --sfu-public-url: must be an http(s) URL"),
         (["--sfu-edges", "17"], "argument --sfu-edges: must be a number of processes from 0"),
+        (["--support-email", "admin"], "argument --support-email: needs exactly one @"),
+        (["--support-email", "admin@localhost"], "argument --support-email: needs a domain"),
+        (["--support-email", "it desk@school.test"], "argument --support-email: has spaces"),
+        (["--support-page", "school.test/help"], "argument --support-page: must be an http(s)"),
     ],
 )
 def test_bad_arguments_are_named(
@@ -546,6 +550,28 @@ def test_sfu_hands_out_the_deployments_turn(tmp_path: Path) -> None:
         sfu = parse_sfu_config(load(folder / name))
         assert sfu.turn_uris == tuple(config["turn_uris"]), name  # the same coturn as 1:1 calls
         assert sfu.turn_shared_secret == secret == config["turn_shared_secret"]
+
+
+def test_support_contacts_go_into_the_modules_config_and_are_kept(tmp_path: Path) -> None:
+    plain = init(tmp_path / "plain", "--server-name", SERVER)
+    assert "support" not in module_config(plain)  # nothing said: the well-known answers 404
+
+    folder = init(
+        tmp_path, "--server-name", SERVER, "--http-port", "18580",
+        "--support-email", "admin@school1.example.org", "--support-page", "https://school1.example.org/help",
+    )  # fmt: skip
+    support = {"email": "admin@school1.example.org", "page": "https://school1.example.org/help"}
+    assert module_config(folder)["support"] == support
+    assert attrs.asdict(parse_config(module_config(folder)).support) == support
+    check_config(Deployment(folder))
+    # Stored with the other parameters: a re-run without them keeps them; one of them changes.
+    assert main(["init", str(folder), "--support-page", "https://help.example.org/"]) == 0
+    assert module_config(folder)["support"] == {**support, "page": "https://help.example.org/"}
+    stored = load(folder / "sferum-init.yaml")
+    assert (stored["support_email"], stored["support_page"]) == (
+        "admin@school1.example.org",
+        "https://help.example.org/",
+    )
 
 
 def test_each_init_parameter_is_declared_once() -> None:
