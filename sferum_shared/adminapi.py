@@ -75,6 +75,14 @@ class AdminApi:
         """What the SFU's rules need to know of one user in one room."""
         return self._post("rtc-facts", {"user_id": user_id, "room_id": room_id})
 
+    def stickers(self, pack: Mapping[str, Any], class_id: str | None) -> Request:
+        """Puts an image pack (its `m.room.image_pack` content) into the school's spaces, or
+        into one class's space; answered with the rooms and how many accounts now offer it."""
+        body: dict[str, Any] = {"pack": dict(pack)}
+        if class_id is not None:
+            body["class"] = class_id
+        return self._post("stickers", body)
+
     def rooms(self, alias_localparts: Sequence[str]) -> Request:
         """The room IDs of provisioned rooms, by their alias-scheme names."""
         return self._post("rooms", {"aliases": list(alias_localparts)})

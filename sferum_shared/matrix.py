@@ -24,6 +24,14 @@ WIDGETS = "im.vector.modular.widgets"
 # event per device in the call, its state key naming the owner (`_@user:server_DEVICE`).
 CALL_MEMBER = "org.matrix.msc3401.call.member"
 
+# Image packs (MSC2545, in the spec since v1.19): a pack is room state, and account data says
+# which rooms' packs a user's clients offer. Clients read the unstable names today (FluffyChat,
+# Cinny, Nheko), so the platform writes both.
+IMAGE_PACK = "m.room.image_pack"
+IMAGE_PACK_ROOMS = "m.image_pack.rooms"
+PONIES_ROOM_EMOTES = "im.ponies.room_emotes"
+PONIES_EMOTE_ROOMS = "im.ponies.emote_rooms"
+
 # Message-like event types
 MESSAGE = "m.room.message"
 ENCRYPTED = "m.room.encrypted"

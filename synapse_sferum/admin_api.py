@@ -21,10 +21,12 @@ from sferum_shared.model import Member, RosterError
 from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
 from synapse_sferum.bodies import json_object
+from synapse_sferum.policy import stickers
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.stickers import StickerPacks
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class AdminApi:
         provisioner: Provisioner,
         issuer: AccountIssuer,
         registrar: Registrar,
+        sticker_packs: StickerPacks,
         secret: str,
     ):
         self._api = api
@@ -69,6 +72,7 @@ class AdminApi:
         self._provisioner = provisioner
         self._issuer = issuer
         self._registrar = registrar
+        self._stickers_rooms = sticker_packs
         self._secret = secret
 
     def register(self) -> None:
@@ -81,6 +85,7 @@ class AdminApi:
             ("who", self._who),
             ("rtc-facts", self._rtc_facts),
             ("rooms", self._rooms),
+            ("stickers", self._stickers),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
 
@@ -213,6 +218,32 @@ class AdminApi:
             for key, room_id in (await self._directory.all_rooms()).items()
         }
         return 200, {"rooms": {a: by_alias[a] for a in dict.fromkeys(wanted) if a in by_alias}}
+
+    async def _stickers(self, request: Any) -> tuple[int, Any]:
+        """Puts an image pack into the spaces ({"pack": content, "class"?: sourcedId}) and
+        has every member's clients offer it."""
+        body = json_object(request)
+        pack, class_id = body.get("pack"), body.get("class")
+        if (
+            not isinstance(pack, dict)
+            or not isinstance(pack.get("images"), dict)
+            or not pack["images"]
+            or not (class_id is None or isinstance(class_id, str))
+        ):
+            raise SynapseError(
+                400,
+                'body must be {"pack": {"pack": {...}, "images": {shortcode: {...}}}, '
+                '"class"?: sourcedId}',
+                Codes.INVALID_PARAM,
+            )
+        room_ids = await self._stickers_rooms.target_spaces(class_id)
+        if not room_ids:
+            where = f"class {class_id!r}" if class_id else "any school"
+            raise SynapseError(404, f"No space of {where} has been made yet", Codes.NOT_FOUND)
+        state_key = stickers.CLASS_PACK if class_id else stickers.SCHOOL_PACK
+        await self._stickers_rooms.publish(room_ids, state_key, pack)
+        members = await self._stickers_rooms.sync_members()
+        return 200, {"rooms": room_ids, "accounts_updated": members}
 
     async def _who(self, request: Any) -> tuple[int, Any]:
         """The directory's view of one account ({"user_id"}) or one person ({"person"}).

@@ -26,6 +26,7 @@ from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.registration import Registrar
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.sso import register_module
+from synapse_sferum.stickers import StickerPacks
 from synapse_sferum.support import SupportContacts
 
 STARTUP_RECONCILE_DELAY_MS = 5_000
@@ -86,8 +87,15 @@ class SferumModule:
             config.rules.min_account_age_years,
             invites.issue_from_page,
         ).register()
+        sticker_packs = StickerPacks(api, self.directory, bot)
         self.admin_api = AdminApi(
-            api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret
+            api,
+            self.directory,
+            self.provisioner,
+            issuer,
+            self.registrar,
+            sticker_packs,
+            config.admin_api_secret,
         )
         self.admin_api.register()
         SupportContacts(api, config.support).register()
@@ -99,6 +107,12 @@ class SferumModule:
                 self.provisioner.request,
                 config.provisioning.reconcile_interval_seconds * 1000,
                 desc="sferum_reconcile",
+            )
+            # People who joined a space since: their clients offer its packs too.
+            api.looping_background_call(
+                sticker_packs.sync_members,
+                config.provisioning.reconcile_interval_seconds * 1000,
+                desc="sferum_sticker_packs",
             )
         register_module(api.server_name, self)  # for SferumOidcMappingProvider
 

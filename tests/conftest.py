@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 INTEGRATION = "tests/integration/"
 #: Integration modules whose tests use the session-scoped `demo_school`: the worker that runs
 #: them builds it once for all (tests/integration/conftest.py checks that the list is whole).
-DEMO_SCHOOL_MODULES = {"test_attacks", "test_documents", "test_polls", "test_school_space"}
+DEMO_SCHOOL_MODULES = {
+    "test_attacks",
+    "test_documents",
+    "test_polls",
+    "test_school_space",
+    "test_stickers",
+}
 #: Calls that encode and decode real-time video and audio (aiortc, LiveKit's Rust SDK, Chromium)
 #: and wait for what arrives: one worker runs them one after another, so two of them never
 #: compete for the machine's two cores.

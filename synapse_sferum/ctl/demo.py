@@ -20,12 +20,15 @@ from pathlib import Path
 import attrs
 import jinja2
 
+from synapse_sferum.ctl.demo_stickers import demo_stickers
+
 #: Inside the package, so that an installed sferumctl finds them as a checkout's does.
 DEMO_TEMPLATES = importlib.resources.files("synapse_sferum") / "demo"
 #: The demo school's time zone: its day is the one the data is dated by.
 DEMO_TIMEZONE = "Europe/Moscow"
 ROSTER = "roster"
 DIARY = "diary"
+STICKERS = "stickers"
 _GRADEBOOK = "gradebook"
 _TEMPLATE_SUFFIX = ".j2"
 
@@ -144,8 +147,10 @@ def write_files(folder: Path, files: Mapping[str, bytes]) -> Path:
 def write_demo(
     dest: Path, today: date, templates: Traversable = DEMO_TEMPLATES
 ) -> dict[str, Path]:
-    """Writes `dest/roster` and `dest/diary` for `today`; returns the two folders."""
-    return {
+    """Writes `dest/roster` and `dest/diary` for `today`, and the sticker pack into
+    `dest/stickers`; returns the three folders."""
+    written = {
         part: write_files(dest / part, demo_files(part, today, templates))
         for part in (ROSTER, DIARY)
     }
+    return {**written, STICKERS: write_files(dest / STICKERS, demo_stickers())}

@@ -33,6 +33,7 @@ from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import EXIT_NOT_RUNNING, CtlError
 from synapse_sferum.ctl.linkcodes import issue_link_codes
 from synapse_sferum.ctl.roster import import_roster
+from synapse_sferum.ctl.stickers import import_stickers
 from synapse_sferum.ctl.tables import format_table
 
 say = functools.partial(print, flush=True)
@@ -132,6 +133,13 @@ def _link_codes(args: argparse.Namespace) -> int:
             expires_days=args.expires,
             output=args.format,
         )
+    )
+    return 0
+
+
+def _stickers_import(args: argparse.Namespace) -> int:
+    _say_lines(
+        import_stickers(Deployment(args.dir), args.folder, class_id=args.class_id, name=args.name)
     )
     return 0
 
@@ -426,6 +434,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="the day to date the data for (default: today in the demo school's time zone)",
     )
+
+    sticker_commands = commands.add_parser(
+        "stickers", help="the school's sticker packs"
+    ).add_subparsers(title="stickers commands", required=True, metavar="COMMAND")
+    p = command(
+        "import",
+        _stickers_import,
+        "make a folder of pictures (PNG, WebP, GIF; the file names become the :shortcodes:) "
+        "the school's sticker pack, or a class's, offered to every member in their apps",
+        within=sticker_commands,
+        full_name="stickers import",
+    )
+    p.add_argument("folder", metavar="FOLDER", type=Path, help="the pictures")
+    p.add_argument(
+        "--class",
+        dest="class_id",
+        metavar="CLASSID",
+        help="the class (sourcedId) whose own pack this is (default: the whole school's)",
+    )
+    p.add_argument("--name", help="the pack's name in apps (default «Стикеры школы»)")
 
     diary_commands = commands.add_parser("diary", help="the diary bridge").add_subparsers(
         title="diary commands", required=True, metavar="COMMAND"

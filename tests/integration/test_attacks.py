@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.clients import Reply, User, login
+from tests.integration.clients import Reply, User, fetch_media, login, upload_media
 from tests.integration.conftest import SERVER, School
 from tests.integration.harness import sferumctl
 
@@ -334,34 +334,6 @@ async def test_nobody_names_a_room_with_the_teachers_badge(school: School) -> No
 # -- 6. files ---------------------------------------------------------------------------------
 
 
-async def upload(user: User, data: bytes) -> str:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{user.base_url}/_matrix/media/v3/upload?filename=photo.png",
-            data=data,
-            headers={"Authorization": f"Bearer {user.token}", "Content-Type": "image/png"},
-        ) as response,
-    ):
-        body = await response.json()
-        assert response.status == 200, body
-        return str(body["content_uri"])
-
-
-async def fetch(user: User, mxc: str, thumbnail: bool = False) -> int:
-    server, media_id = mxc.removeprefix("mxc://").split("/")
-    kind = "thumbnail" if thumbnail else "download"
-    query = "?width=32&height=32" if thumbnail else ""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(
-            f"{user.base_url}/_matrix/client/v1/media/{kind}/{server}/{media_id}{query}",
-            headers={"Authorization": f"Bearer {user.token}"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status
-
 
 # A 1×1 PNG: a photo a pupil posts in the class chat.
 PNG = bytes.fromhex(
@@ -372,14 +344,16 @@ PNG = bytes.fromhex(
 
 async def test_a_photo_reaches_its_room_and_nobody_else(school: School) -> None:
     pupil = await school.login("p-5a-1")
-    mxc = await upload(pupil, PNG)
+    uploaded = await upload_media(pupil, PNG)
+    assert uploaded.status == 200, uploaded
+    mxc = str(uploaded.body["content_uri"])
     classmate, teacher = await school.login("p-5a-2"), await school.login("t-1")
     other_class = await school.login("p-6b-1")
     # (Localparts of accounts made here are unique across the modules sharing this school.)
     outsider_id = school.deployment.register_unlinked("photo-outsider", "outsider-password")
     outsider = await login(school.deployment.base_url, outsider_id, "outsider-password")
-    assert await fetch(pupil, mxc) == 200  # the uploader, before posting it anywhere
-    assert await fetch(classmate, mxc) == 404
+    assert await fetch_media(pupil, mxc) == 200  # the uploader, before posting it anywhere
+    assert await fetch_media(classmate, mxc) == 404
     class_chat = await pupil.resolve(school.alias("class", "5a"))
     sent = await pupil.call(
         "PUT",
@@ -388,8 +362,8 @@ async def test_a_photo_reaches_its_room_and_nobody_else(school: School) -> None:
     )
     assert sent.status == 200, sent
     for member in (classmate, teacher):
-        assert await fetch(member, mxc) == 200
-        assert await fetch(member, mxc, thumbnail=True) == 200
+        assert await fetch_media(member, mxc) == 200
+        assert await fetch_media(member, mxc, thumbnail=True) == 200
     for stranger in (other_class, outsider):
-        assert await fetch(stranger, mxc) == 404
-        assert await fetch(stranger, mxc, thumbnail=True) == 404
+        assert await fetch_media(stranger, mxc) == 404
+        assert await fetch_media(stranger, mxc, thumbnail=True) == 404

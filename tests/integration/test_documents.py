@@ -3,12 +3,9 @@ as clients are told and as uploads are judged, and programs refused however they
 
 from __future__ import annotations
 
-import urllib.parse
-
-import aiohttp
 import pytest
 
-from tests.integration.clients import Reply, User
+from tests.integration.clients import User, upload_media
 from tests.integration.conftest import SERVER, School
 
 pytestmark = pytest.mark.integration
@@ -25,19 +22,6 @@ def first(items: set[str]) -> str:
     return sorted(items)[0]
 
 
-async def upload(user: User, data: bytes, filename: str, content_type: str) -> Reply:
-    query = urllib.parse.urlencode({"filename": filename})
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{user.base_url}/_matrix/media/v3/upload?{query}",
-            data=data,
-            headers={"Authorization": f"Bearer {user.token}", "Content-Type": content_type},
-        ) as response,
-    ):
-        return Reply(response.status, await response.json(content_type=None) or {})
-
-
 async def test_each_role_uploads_up_to_its_own_limit(school: School) -> None:
     pupil = await school.login(sorted(school.roster.students["5a"])[0])
     teacher = await school.login(first(school.roster.teachers["5a"]))
@@ -46,18 +30,19 @@ async def test_each_role_uploads_up_to_its_own_limit(school: School) -> None:
         assert config.status == 200 and config.body["m.upload.size"] == size, config
 
     video = bytes(60 * MIB)  # a lesson's recording
-    refused = await upload(pupil, video, "lesson.mp4", "video/mp4")
+    refused = await upload_media(pupil, video, "lesson.mp4", "video/mp4")
     assert (refused.status, refused.body.get("errcode")) == (413, "M_TOO_LARGE"), refused
-    passed = await upload(teacher, video, "lesson.mp4", "video/mp4")
+    passed = await upload_media(teacher, video, "lesson.mp4", "video/mp4")
     assert passed.status == 200 and passed.body["content_uri"].startswith("mxc://"), passed
 
 
 async def test_programs_are_refused_however_they_are_named(school: School) -> None:
     teacher = await school.login(first(school.roster.teachers["5a"]))
     program = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff" + bytes(512)
-    refused = await upload(teacher, program, "report.pdf", "application/pdf")
+    refused = await upload_media(teacher, program, "report.pdf", "application/pdf")
     assert refused.status == 400, refused
-    pdf = await upload(teacher, b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "report.pdf", "application/pdf")
+    pdf_bytes = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+    pdf = await upload_media(teacher, pdf_bytes, "report.pdf", "application/pdf")
     assert pdf.status == 200, pdf
 
     # A message that says its file is a program is refused too, whoever's file it points at.
