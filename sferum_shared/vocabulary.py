@@ -38,6 +38,9 @@ class Key:
     MIRROR_OF: Final = "ru.sferum.mirror_of"
     # The platform's summary of an ended poll: {"poll", "answers": {id: votes}, "voters"}.
     POLL_RESULT: Final = "ru.sferum.poll_result"
+    # The staff room's notice of a reported message: {"report_id", "room_id", "event_id",
+    # "reporter", "sender"}.
+    REPORT: Final = "ru.sferum.report"
     # Marks quiet hours' automatic notice.
     AUTO_REPLY: Final = "ru.sferum.auto_reply"
     # A refused roster's list of {file, line, column, message}.

@@ -12,6 +12,7 @@ import json
 from typing import Any, cast
 
 from synapse.api.errors import Codes, StoreError, SynapseError
+from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.well_known import ClientWellKnownResource, ServerWellKnownResource
@@ -21,6 +22,7 @@ from twisted.internet import reactor
 from twisted.web.resource import Resource
 
 from sferum_shared.vocabulary import Key, PushRuleId, Reason
+from synapse_sferum.policy.reports import EventReport
 
 Txn = Any
 
@@ -343,3 +345,58 @@ def synapse_well_known(api: ModuleApi) -> dict[bytes, Resource]:
     """Synapse's own children of `/.well-known/matrix`, by name."""
     hs = _hs(api)
     return {b"client": ClientWellKnownResource(hs), b"server": ServerWellKnownResource(hs)}
+
+
+# Reports of messages: `POST /rooms/{r}/report/{e}` only writes a row to Synapse's
+# `event_reports` (storage/databases/main/room.py `add_event_report`: id, received_ts, room_id,
+# event_id, user_id, reason, content = the request's JSON), and no module callback fires on a
+# report (element-hq/synapse#18904). There is no public way to read them but the admin API,
+# which needs an admin's access token; so the platform reads the table, by id.
+
+
+def latest_event_report_txn(txn: Txn) -> int:
+    """The id of the newest report (0: none yet)."""
+    txn.execute("SELECT COALESCE(MAX(id), 0) FROM event_reports")
+    return int(txn.fetchone()[0])
+
+
+def event_reports_after_txn(
+    txn: Txn, after_id: int, received_before_ms: int, limit: int
+) -> list[EventReport]:
+    """Reports newer than `after_id` made before `received_before_ms`, oldest first.
+
+    Synapse takes a report's id from a counter in memory before it writes the row, so two
+    reports written at once may commit out of order: only reports a moment old are read, so
+    that none commits behind one already handled."""
+    txn.execute(
+        "SELECT id, room_id, event_id, user_id, reason, content FROM event_reports"
+        " WHERE id > ? AND received_ts < ? ORDER BY id LIMIT ?",
+        (after_id, received_before_ms, limit),
+    )
+    reports = []
+    for report_id, room_id, event_id, user_id, reason, content in txn.fetchall():
+        try:
+            score = json.loads(content or "{}").get("score")
+        except (ValueError, AttributeError):
+            score = None
+        reports.append(
+            EventReport(
+                report_id=int(report_id),
+                room_id=room_id,
+                event_id=event_id,
+                reporter=user_id,
+                reason=reason if isinstance(reason, str) else None,
+                score=score if isinstance(score, int) and not isinstance(score, bool) else None,
+            )
+        )
+    return reports
+
+
+async def reported_event(api: ModuleApi, event_id: str, room_id: str) -> EventBase | None:
+    """The reported event as clients would get it (redacted when it was redacted), or None if
+    it is unknown or in another room than the report says (Synapse checks only that the
+    reporter could see it). ModuleApi fetches no event by its ID."""
+    event: EventBase | None = await _hs(api).get_datastores().main.get_event(
+        event_id, allow_none=True, check_room_id=room_id
+    )
+    return event

@@ -110,6 +110,17 @@ class PhoneConfig:
 
 
 @attrs.frozen
+class ReportsConfig:
+    check_interval_seconds: int = setting(
+        15,
+        "How often to look for messages reported by members of the school's rooms and tell the "
+        "school's staff room, in seconds",
+        low=5,
+        high=3600,
+    )
+
+
+@attrs.frozen
 class LinkCodesConfig:
     expiry_days: int = setting(
         14,
@@ -215,6 +226,7 @@ class SferumConfig:
     media: MediaConfig = MediaConfig()
     calls: CallsConfig = CallsConfig()
     support: SupportConfig = SupportConfig()
+    reports: ReportsConfig = ReportsConfig()
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -416,4 +428,5 @@ def parse_config(raw: Mapping[str, Any] | None) -> SferumConfig:
         media=parse_section(MediaConfig, _section(raw, "media"), "media", _error),
         calls=_calls(_section(raw, "calls")),
         support=_support(_section(raw, "support")),
+        reports=parse_section(ReportsConfig, _section(raw, "reports"), "reports", _error),
     )

@@ -24,6 +24,7 @@ from synapse_sferum.polls import PollCounter
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.quiet_hours import QuietHours
 from synapse_sferum.registration import Registrar
+from synapse_sferum.reports import ReportRelay
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.sso import register_module
 from synapse_sferum.stickers import StickerPacks
@@ -68,6 +69,7 @@ class SferumModule:
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         self.polls = PollCounter(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.polls.on_new_event)
+        ReportRelay(api, self.directory, bot, config.reports).register()
         self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours, clock)
         self.quiet_hours.register()
         issuer = AccountIssuer(api, config, self.directory, clock)

@@ -32,6 +32,7 @@ from synapse_sferum.config import (
     MediaConfig,
     PhoneConfig,
     ProvisioningConfig,
+    ReportsConfig,
     RulesConfig,
     SferumConfig,
 )
@@ -210,6 +211,7 @@ def _render(
         "accounts": AccountsConfig(),
         "quiet_hours": QuietHoursConfig(),
         "media": MediaConfig(),
+        "reports": ReportsConfig(),
         "sfu_focus_type": SFU_FOCUS_TYPE,
         "edge": None,  # an edge's port and URLs when rendering its sfu-edge-N.yaml
         "msisdn_delegate": settings.local_client_url

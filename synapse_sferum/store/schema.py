@@ -128,6 +128,13 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         " origin_id TEXT NOT NULL, voter TEXT NOT NULL, answers TEXT NOT NULL,"
         " ts BIGINT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (origin_id, voter))",
     ),
+    # version 8 (issue 15): reports of messages reach the school's staff room
+    (
+        # The id of the last row of Synapse's `event_reports` told to the staff (`stream`:
+        # which table of reports), so that each report is told once across restarts.
+        "CREATE TABLE IF NOT EXISTS sferum_report_marks ("
+        " stream TEXT PRIMARY KEY, last_id BIGINT NOT NULL)",
+    ),
 )
 
 

@@ -149,6 +149,8 @@ def demo_school(
         tmp_path_factory.mktemp(request.param), request.param, postgres, SERVER
     )
     deployment.init()
+    # Reports reach the staff room in seconds (test_school_space.py), not the default 15.
+    deployment.override_module("60-reports", "reports", {"check_interval_seconds": 5})
     deployment.start()
     try:
         imported = sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))

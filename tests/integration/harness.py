@@ -254,6 +254,13 @@ class Deployment:
         )
         (self.dir / "conf.d" / "50-tests.yaml").write_text(yaml.safe_dump(dict(self.overrides)))
 
+    def override_module(self, name: str, section: str, values: Mapping[str, Any]) -> None:
+        """Changes keys of one section of the module's config (a conf.d file after `init`)."""
+        config = yaml.safe_load((self.dir / "homeserver.yaml").read_text())
+        modules = config["modules"]
+        modules[0]["config"].setdefault(section, {}).update(values)
+        (self.dir / "conf.d" / f"{name}.yaml").write_text(yaml.safe_dump({"modules": modules}))
+
     def start(self) -> None:
         sferumctl("start", str(self.dir))
         self.wait_user_directory_built()

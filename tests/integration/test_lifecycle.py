@@ -10,7 +10,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
 from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login
 from tests.integration.conftest import make_deployment
@@ -28,11 +27,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     deployment = make_deployment(tmp_path_factory.mktemp("leave"), "sqlite", None, SERVER)
     deployment.init()
     # The module's section with no grace period: deactivation follows the import at once.
-    config = yaml.safe_load((deployment.dir / "homeserver.yaml").read_text())
-    modules = config["modules"]
-    modules[0]["config"]["provisioning"]["deactivate_after_hours"] = 0
-    no_grace = yaml.safe_dump({"modules": modules})
-    (deployment.dir / "conf.d" / "70-no-grace.yaml").write_text(no_grace)
+    deployment.override_module("70-no-grace", "provisioning", {"deactivate_after_hours": 0})
     deployment.start()
     try:
         sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sferum_shared.vocabulary import Key
 from tests.integration.clients import User, login, nio_client, wait_for_text
 from tests.integration.conftest import SERVER, School
 from tests.integration.harness import copy_roster, demo_roster_folder, sferumctl
@@ -493,3 +495,73 @@ async def test_people_who_leave_the_school_lose_its_rooms(school: School, tmp_pa
         school.deployment.reconcile()
     back = await pupil_user.call("GET", "/joined_rooms")
     assert back.status == 200, back
+
+
+# -- reports of messages reach the staff room ---------------------------------------------------
+
+
+async def report_notice(reader: User, staff_room: str, event_id: str) -> dict[str, Any]:
+    """The staff room's notice about a report of `event_id`, waited for (the module reads
+    reports every 5 s in the demo school; 60 s is what the platform promises)."""
+    path = f"/rooms/{urllib.parse.quote(staff_room)}/messages?dir=b&limit=50"
+    for _ in range(120):
+        reply = await reader.call("GET", path)
+        assert reply.status == 200, reply
+        for event in reply.body["chunk"]:
+            content = event.get("content", {})
+            if content.get(Key.REPORT, {}).get("event_id") == event_id:
+                assert event["sender"] == f"@sferum:{SERVER}", event
+                return dict(content)
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no notice of the report of {event_id} in the staff room")
+
+
+async def report(user: User, room_id: str, event_id: str, reason: str) -> None:
+    path = f"/rooms/{urllib.parse.quote(room_id)}/report/{urllib.parse.quote(event_id)}"
+    reply = await user.call("POST", path, {"reason": reason, "score": -100})
+    assert reply.status == 200, reply
+
+
+async def test_reports_reach_the_staff_room_with_the_text_only_where_staff_read(
+    school: School,
+) -> None:
+    staff = await school.login(school.roster.of_role("administrator")[0])
+    staff_room = await staff.resolve(f"#staff-school-1:{SERVER}")
+
+    # A pupil reports a classmate's message in the class chat: the staff read it there.
+    reporter, author = pupils(school, "5a")[:2]
+    author_user, reporter_user = await school.login(author), await school.login(reporter)
+    class_chat = await author_user.resolve(school.alias("class", "5a"))
+    sent = await author_user.send_text(class_chat, "Ты дурак, Артём")
+    assert sent.status == 200, sent
+    await report(reporter_user, class_chat, sent.body["event_id"], "обзывается")
+    notice = await report_notice(staff, staff_room, sent.body["event_id"])
+    assert notice["msgtype"] == "m.notice"
+    assert notice[Key.REPORT] == {
+        "report_id": notice[Key.REPORT]["report_id"],
+        "room_id": class_chat,
+        "event_id": sent.body["event_id"],
+        "reporter": school.user_id(reporter),
+        "sender": school.user_id(author),
+    }
+    body = notice["body"]
+    assert body.startswith("Жалоба на сообщение") and "(ученик)" in body, body
+    assert "Причина: обзывается" in body and "Сообщение: Ты дурак, Артём" in body, body
+    assert f"https://matrix.to/#/{class_chat}/{sent.body['event_id']}" in body, body
+
+    # A guardian reports a teacher's message in their direct chat: the staff do not read it.
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    guardian = await school.login(first(school.roster.guardians_of(reporter)))
+    dm = await guardian.create_room(is_direct=True, invite=[teacher.user_id])
+    assert dm.status == 200, dm
+    dm_id = dm.body["room_id"]
+    joined = await teacher.call("POST", f"/rooms/{urllib.parse.quote(dm_id)}/join", {})
+    assert joined.status == 200, joined
+    private = await teacher.send_text(dm_id, "Личное: оценки вашего сына")
+    assert private.status == 200, private
+    await report(guardian, dm_id, private.body["event_id"], "грубость")
+    notice = await report_notice(staff, staff_room, private.body["event_id"])
+    assert notice[Key.REPORT]["reporter"] == guardian.user_id
+    assert "оценки вашего сына" not in notice["body"] + notice["formatted_body"]
+    assert "Причина: грубость" in notice["body"] and "(родитель)" in notice["body"], notice
+    assert "Текст сообщения не показан" in notice["body"], notice

@@ -25,9 +25,11 @@ from synapse.rest.client.push_rule import PushRuleRestServlet
 from synapse.rest.well_known import well_known_resource
 from synapse.storage.database import DatabasePool
 from synapse.storage.databases.main.directory import DirectoryWorkerStore
+from synapse.storage.databases.main.events_worker import EventsWorkerStore
 from synapse.storage.databases.main.openid import OpenIdStore
 from synapse.storage.databases.main.push_rule import PushRulesWorkerStore
 from synapse.storage.databases.main.registration import RegistrationWorkerStore
+from synapse.storage.databases.main.room import RoomStore
 from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
 from synapse.storage.engines._base import IsolationLevel
 from synapse.synapse_rust.push import FilteredPushRules, PushRule, PushRuleEvaluator, PushRules
@@ -40,13 +42,16 @@ from synapse_sferum.compat import (
     UIA_MSISDN,
     UIA_REGISTRATION_TOKEN,
     create_registration_token_txn,
+    event_reports_after_txn,
     has_own_password_txn,
+    latest_event_report_txn,
     limit_directory_hints,
     media_facts_txn,
     module_clock,
     openid_user_txn,
     refuse_mistyped_phone_requests,
     registrations_with_msisdn_txn,
+    reported_event,
     restore_pushes,
     retire_registration_token_txn,
     run_read_committed,
@@ -54,6 +59,7 @@ from synapse_sferum.compat import (
     synapse_well_known,
     take_back_account,
 )
+from synapse_sferum.policy.reports import EventReport
 
 
 class _Cached:
@@ -397,6 +403,41 @@ def test_an_openid_token_is_read_as_synapse_reads_it(synapse_db: sqlite3.Cursor)
     # The same query as Synapse's own check, should it change.
     source = inspect.getsource(OpenIdStore.get_user_id_for_open_id_token)
     assert "WHERE token = ? AND ? <= ts_valid_until_ms" in source
+
+
+# -- reports of messages -----------------------------------------------------------------------
+
+
+def test_event_reports_are_read_as_synapse_writes_them(synapse_db: sqlite3.Cursor) -> None:
+    source = inspect.getsource(RoomStore.add_event_report)
+    for column in ("id", "received_ts", "room_id", "event_id", "user_id", "reason", "content"):
+        assert f'"{column}":' in source
+    assert latest_event_report_txn(synapse_db) == 0
+    rows = [
+        (1, 1_000, "!r:s", "$a", "@p:s", "мат", json.dumps({"reason": "мат", "score": -100})),
+        (2, 2_000, "!r:s", "$b", "@q:s", None, "{}"),
+        (3, 2_500, "!r:s", "$c", "@q:s", None, json.dumps({"score": "x"})),
+        (4, 9_000, "!r:s", "$d", "@q:s", None, "{}"),  # too fresh to be read yet
+    ]
+    synapse_db.executemany("INSERT INTO event_reports VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    assert latest_event_report_txn(synapse_db) == 4
+    assert event_reports_after_txn(synapse_db, 0, 5_000, 10) == [
+        EventReport(1, "!r:s", "$a", "@p:s", "мат", -100),
+        EventReport(2, "!r:s", "$b", "@q:s"),
+        EventReport(3, "!r:s", "$c", "@q:s"),
+    ]
+    assert [r.report_id for r in event_reports_after_txn(synapse_db, 1, 5_000, 1)] == [2]
+
+
+async def test_the_reported_event_is_fetched_in_its_room() -> None:
+    parameters = inspect.signature(EventsWorkerStore.get_event).parameters
+    assert {"allow_none", "check_room_id"} <= set(parameters)
+    api: Any = mock.Mock(spec=ModuleApi)
+    api._hs = mock.Mock()
+    store = api._hs.get_datastores.return_value.main
+    store.get_event = mock.AsyncMock(return_value=None)
+    assert await reported_event(api, "$e", "!r:s") is None
+    store.get_event.assert_awaited_once_with("$e", allow_none=True, check_room_id="!r:s")
 
 
 # -- /.well-known/matrix: Synapse's children under the module's node ---------------------------

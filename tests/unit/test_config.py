@@ -8,6 +8,7 @@ from synapse_sferum.config import (
     LinkCodesConfig,
     PhoneConfig,
     ProvisioningConfig,
+    ReportsConfig,
     RulesConfig,
     SupportConfig,
     parse_config,
@@ -267,6 +268,7 @@ SECTIONS = {
     "link_codes": LinkCodesConfig,
     "accounts": AccountsConfig,
     "quiet_hours": QuietHoursConfig,
+    "reports": ReportsConfig,
 }
 RANGED = [
     (section, field.name, describe(cls, field.name))
