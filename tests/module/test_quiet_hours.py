@@ -138,6 +138,7 @@ async def h(module: SferumModule, api: mock.Mock) -> Harness:
 def test_registers_callbacks_everywhere_and_the_loop_on_main_only(
     module: SferumModule, api: mock.Mock
 ) -> None:
+    api.looping_background_call.reset_mock()  # the module's own loops, made with it
     api.worker_app = "synapse.app.generic_worker"
     QuietHours(api, module.directory, BOT, QuietHoursConfig(), synapse_clock(api)).register()
     api.register_account_data_callbacks.assert_called()
