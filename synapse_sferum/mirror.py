@@ -1,4 +1,4 @@
-"""Mirrors school news into every class news room, with edits and redactions
+"""Mirrors school news into every class news room, with edits, redactions and pins
 (docs/rooms-and-rules.md).
 
 Families never join the school-wide news room (its member list would show them to everyone);
@@ -8,7 +8,6 @@ copy idempotent, so a retried or duplicated notification never posts twice.
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +19,8 @@ from synapse.types import StateMap
 from sferum_shared import matrix
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import Key
+from synapse_sferum.pins import PinMirror
+from synapse_sferum.policy.news import byline_html
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,13 @@ def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase)
     """The copy's content: the author's name in front, and where it came from."""
     copy = {k: v for k, v in content.items() if k != "m.relates_to"}
     if isinstance(copy.get("body"), str):
+        if "url" in copy and "filename" not in copy:
+            # A file's body is its name until it has a `filename` (MSC2530): keep the name,
+            # and the author's line becomes the caption.
+            copy["filename"] = copy["body"]
         copy["body"] = f"{author}: {copy['body']}"
     if isinstance(copy.get("formatted_body"), str):
-        copy["formatted_body"] = f"<b>{html.escape(author)}</b>: {copy['formatted_body']}"
+        copy["formatted_body"] = byline_html(author, copy["formatted_body"])
     copy[Key.MIRROR_OF] = {
         "room_id": source.room_id,
         "event_id": source.event_id,
@@ -49,15 +54,22 @@ class SchoolNewsMirror:
         self._api = api
         self._directory = directory
         self._bot = bot_user_id
+        self._pins = PinMirror(api, directory, bot_user_id)
 
     async def on_new_event(self, event: EventBase, state_events: StateMap[EventBase]) -> None:
         # Every process sees new events; only the background-tasks instance acts on them.
         if not self._api.should_run_background_tasks():
             return
-        if event.sender == self._bot or event.is_state() or event.type in _NOT_MIRRORED:
+        if event.sender == self._bot or event.type in _NOT_MIRRORED:
+            return
+        pins = event.is_state() and (event.type, event.state_key) == (matrix.PINNED_EVENTS, "")
+        if event.is_state() and not pins:
             return
         key = await self._directory.room_key(event.room_id)
         if key is None or key.kind is not RoomKind.SCHOOL_NEWS:
+            return
+        if pins:
+            self._pins.request(event.room_id, key.scope_id)
             return
         # Synapse waits for this callback before it tells clients about the post: copy it in
         # the background instead of holding the news back behind every class's copy.
@@ -70,11 +82,6 @@ class SchoolNewsMirror:
             await self._mirror(event, org_id)
         except Exception:
             logger.exception("synapse_sferum: mirroring %s failed", event.event_id)
-
-    async def _class_news_rooms(self, org_id: str) -> list[str]:
-        news = await self._directory.rooms_of_kind(RoomKind.CLASS_NEWS)
-        classes = await self._directory.class_ids_of_org(org_id)
-        return [news[c] for c in classes if c in news]
 
     async def _mirror(self, event: EventBase, org_id: str) -> None:
         if event.type == matrix.REDACTION:
@@ -96,12 +103,15 @@ class SchoolNewsMirror:
         if event.type == matrix.POLL_END:
             await self._mirror_poll_end(event, relation.get("event_id"))
             return
-        for room_id in await self._class_news_rooms(org_id):
+        for room_id in await self._directory.class_news_rooms(org_id):
             if await self._directory.claim_mirror(event.event_id, room_id):
                 sent = await self._send(
                     room_id, event.type, mirrored_content(event.content, author, event)
                 )
                 await self._directory.set_mirror_event(event.event_id, room_id, sent)
+        # Pinned before its copies existed: the pins that skipped it get them now.
+        if await self._pins.is_pinned(event.room_id, event.event_id):
+            self._pins.request(event.room_id, org_id)
 
     async def _mirror_edit(self, event: EventBase, original_id: Any, author: str) -> None:
         new_content = event.content.get("m.new_content")

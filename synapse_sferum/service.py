@@ -7,7 +7,7 @@ so that `invalidate_cache` reaches every worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any, TypeVar
 
@@ -230,3 +230,11 @@ class DirectoryService:
 
     async def mirrors_of(self, source_event_id: str) -> dict[str, str]:
         return await self._run("sferum_mirrors_of", rooms.mirrors_of_txn, source_event_id)
+
+    async def copies_among(self, room_id: str, event_ids: Sequence[str]) -> set[str]:
+        return await self._run("sferum_copies_among", rooms.copies_among_txn, room_id, event_ids)
+
+    async def class_news_rooms(self, org_id: str) -> list[str]:
+        """The news rooms of a school's classes, where its school news is mirrored."""
+        news = await self.rooms_of_kind(RoomKind.CLASS_NEWS)
+        return [news[c] for c in await self.class_ids_of_org(org_id) if c in news]

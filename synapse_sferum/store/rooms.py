@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sferum_shared.rooms import RoomKey, RoomKind
@@ -96,6 +96,20 @@ def mirrors_of_txn(txn: Txn, source_event_id: str) -> dict[str, str]:
         (source_event_id,),
     )
     return {row[0]: row[1] for row in txn.fetchall()}
+
+
+def copies_among_txn(txn: Txn, room_id: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of a room's events are the platform's copies of school news (pins change rarely,
+    so the scan over the room's mirrors needs no index of its own)."""
+    if not event_ids:
+        return set()
+    marks = ", ".join("?" for _ in event_ids)
+    txn.execute(
+        "SELECT target_event_id FROM sferum_mirrors"
+        f" WHERE target_room_id = ? AND target_event_id IN ({marks})",
+        (room_id, *event_ids),
+    )
+    return {row[0] for row in txn.fetchall()}
 
 
 def class_ids_of_org_txn(txn: Txn, org_id: str) -> list[str]:

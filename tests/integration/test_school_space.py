@@ -12,9 +12,17 @@ from typing import Any
 import pytest
 
 from sferum_shared.vocabulary import Key
-from tests.integration.clients import User, login, nio_client, wait_for_text
+from tests.integration.clients import (
+    User,
+    fetch_media,
+    login,
+    nio_client,
+    upload_media,
+    wait_for_text,
+)
 from tests.integration.conftest import SERVER, School
 from tests.integration.harness import copy_roster, demo_roster_folder, sferumctl
+from tests.integration.test_attacks import PNG
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +134,63 @@ async def test_school_news_edits_and_redactions_are_mirrored(school: School) -> 
             break
         await asyncio.sleep(0.2)
     assert seen.body.get("content") == {}, seen
+
+
+async def _pins_become(user: User, room_id: str, expected: list[str]) -> None:
+    for _ in range(100):
+        reply = await user.call("GET", f"/rooms/{room_id}/state/m.room.pinned_events/")
+        if reply.body.get("pinned", []) == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"pins of {room_id}: {reply.body}, not {expected}")
+
+
+async def test_articles_keep_html_and_images_and_pins_pin_the_copies(school: School) -> None:
+    staff = await school.login(school.roster.of_role("administrator")[0])
+    news_school = await staff.resolve(f"#news-school-school-1:{SERVER}")
+    teacher = await school.login(first(school.roster.teachers["6b"]))
+    reader = await school.login(first(school.roster.guardians_of(pupils(school, "6b")[0])))
+    class_news = await reader.resolve(school.alias("news", "6b"))
+    uploaded = await upload_media(staff, PNG)
+    assert uploaded.status == 200, uploaded
+    mxc = str(uploaded.body["content_uri"])
+    article = f'<h1>Весенний концерт</h1><ul><li>5а</li><li>6б</li></ul><img src="{mxc}">'
+    post = await staff.send(
+        news_school,
+        "m.room.message",
+        {
+            "msgtype": "m.text",
+            "body": "# Весенний концерт\n- 5а\n- 6б",
+            "format": "org.matrix.custom.html",
+            "formatted_body": article,
+        },
+    )
+    photo = await staff.send(
+        news_school,
+        "m.room.message",
+        {"msgtype": "m.image", "body": "Репетиция", "filename": "photo.png", "url": mxc},
+    )
+    assert post.status == photo.status == 200, (post, photo)
+    copy = await _mirror_of(reader, class_news, post.body["event_id"])
+    assert copy["content"]["formatted_body"].startswith("<p><b>"), copy
+    assert copy["content"]["formatted_body"].endswith(f"</b></p>{article}"), copy
+    photo_copy = (await _mirror_of(reader, class_news, photo.body["event_id"]))["content"]
+    assert (photo_copy["url"], photo_copy["filename"]) == (mxc, "photo.png"), photo_copy
+    assert await fetch_media(reader, mxc) == 200  # the guardian never joined the school news
+
+    own = await teacher.send_text(class_news, "Концерт 6б — в актовом зале")
+    pinned = await teacher.put_state(
+        class_news, "m.room.pinned_events", {"pinned": [own.body["event_id"]]}
+    )
+    assert pinned.status == 200, pinned
+    school_pin = await staff.put_state(
+        news_school, "m.room.pinned_events", {"pinned": [post.body["event_id"]]}
+    )
+    assert school_pin.status == 200, school_pin
+    await _pins_become(reader, class_news, [copy["event_id"], own.body["event_id"]])
+    unpinned = await staff.put_state(news_school, "m.room.pinned_events", {"pinned": []})
+    assert unpinned.status == 200, unpinned
+    await _pins_become(reader, class_news, [own.body["event_id"]])
 
 
 async def test_only_teachers_wear_the_badge(school: School) -> None:

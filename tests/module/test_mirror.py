@@ -1,10 +1,14 @@
 """What a mirrored school-news post looks like in a class news room."""
 
+import sqlite3
 from types import SimpleNamespace
 from typing import Any
 
 from sferum_shared.vocabulary import Key
 from synapse_sferum.mirror import mirrored_content
+from synapse_sferum.store.rooms import claim_mirror_txn, copies_among_txn, set_mirror_event_txn
+from synapse_sferum.store.schema import prepare_schema_txn
+from tests.sqlite_txn import Cursor
 
 
 def test_copy_names_the_author_and_the_source_and_drops_relations() -> None:
@@ -29,3 +33,42 @@ def test_author_names_are_escaped_in_html() -> None:
     content = {"msgtype": "m.text", "body": "x", "formatted_body": "x"}
     copy = mirrored_content(content, "Ира <script>", source)
     assert copy["formatted_body"] == "<b>Ира &lt;script&gt;</b>: x"
+
+
+def test_an_article_keeps_its_html_and_images() -> None:
+    source: Any = SimpleNamespace(room_id="!news:s", event_id="$post", sender="@t:s")
+    article = '<h1>Концерт</h1><ul><li>5а</li></ul><img src="mxc://s/photo">'
+    content = {
+        "msgtype": "m.text",
+        "body": "# Концерт\n- 5а",
+        "format": "org.matrix.custom.html",
+        "formatted_body": article,
+    }
+    copy = mirrored_content(content, "Ирина", source)
+    assert copy["formatted_body"] == f"<p><b>Ирина</b></p>{article}"
+    assert copy["format"] == "org.matrix.custom.html"
+
+
+def test_an_image_keeps_its_file_name_and_the_author_is_its_caption() -> None:
+    source: Any = SimpleNamespace(room_id="!news:s", event_id="$post", sender="@t:s")
+    image = {"msgtype": "m.image", "body": "photo.png", "url": "mxc://s/photo"}
+    copy = mirrored_content(image, "Ирина", source)
+    assert (copy["body"], copy["filename"], copy["url"]) == (
+        "Ирина: photo.png",
+        "photo.png",
+        "mxc://s/photo",
+    )
+    captioned = {**image, "body": "Наш класс", "filename": "photo.png"}
+    copy = mirrored_content(captioned, "Ирина", source)
+    assert (copy["body"], copy["filename"]) == ("Ирина: Наш класс", "photo.png")
+
+
+def test_copies_among_names_only_this_rooms_delivered_copies(database: sqlite3.Connection) -> None:
+    txn: Any = Cursor(database)
+    prepare_schema_txn(txn)
+    for source, room, copy in (("$s1", "!a", "$c1"), ("$s1", "!b", "$b1"), ("$s2", "!a", None)):
+        claim_mirror_txn(txn, source, room)
+        if copy is not None:
+            set_mirror_event_txn(txn, source, room, copy)
+    assert copies_among_txn(txn, "!a", ["$own", "$c1", "$b1"]) == {"$c1"}
+    assert copies_among_txn(txn, "!a", []) == set()
