@@ -16,3 +16,8 @@ RoomId = NewType("RoomId", str)  # a Matrix room ID, `!opaque:server` or `!opaqu
 def server_of(user_id: str) -> str:
     """The server part of a Matrix user ID: everything after the first colon (ports included)."""
     return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def localpart_of(user_id: str) -> str:
+    """The localpart of a Matrix user ID: between the sigil and the first colon."""
+    return user_id[1:].split(":", 1)[0]

@@ -97,6 +97,8 @@ class Reason(enum.StrEnum):
     POLL_NOT_OWN = "ru.sferum.poll_not_own"  # only its author or a moderator ends a poll
     POLL_MIRRORED = "ru.sferum.poll_mirrored"  # a school news poll ends in the school news
     FILE_TYPE_REFUSED = "ru.sferum.file_type_refused"  # programs and scripts
+    AVATAR_NOT_OWN = "ru.sferum.avatar_not_own"  # a file of this server someone else uploaded
+    AVATAR_NOT_LOCAL = "ru.sferum.avatar_not_local"  # another server's file, or no mxc URI
     # Accounts, linking codes and phones (`synapse_sferum.policy.identity`).
     PERSON_NOT_IN_DIRECTORY = "ru.sferum.person_not_in_directory"
     PERSON_DISABLED = "ru.sferum.person_disabled"

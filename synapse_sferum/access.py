@@ -6,17 +6,19 @@ Each callback gathers plain facts (who is who, what kind of room) and asks one p
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from synapse.events import EventBase
 from synapse.module_api import ModuleApi, Requester, RoomAlias, StateMap, UserProfile
 
 from sferum_shared import matrix
-from sferum_shared.ids import server_of
+from sferum_shared.ids import localpart_of, server_of
 from sferum_shared.model import Member
 from sferum_shared.vocabulary import Key
 from synapse_sferum import compat, policy
 from synapse_sferum.config import SferumConfig
+from synapse_sferum.photos import Photos
 from synapse_sferum.policy import polls
 from synapse_sferum.refusals import (
     SPAM_REFUSAL,
@@ -30,7 +32,9 @@ from synapse_sferum.service import DirectoryService
 logger = logging.getLogger(__name__)
 
 EXPIRED: bool | None = True
-EVENT_REFUSAL: tuple[bool, dict[str, Any] | None] = (False, None)
+EventVerdict = tuple[bool, dict[str, Any] | None]
+EventCheck = Callable[[EventBase, StateMap[EventBase]], Awaitable[EventVerdict]]
+EVENT_REFUSAL: EventVerdict = (False, None)
 _STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
 # Synapse's private_chat preset lets guests join; guests have no place in a school.
 _NO_GUESTS = {
@@ -80,8 +84,11 @@ class Gatekeeper:
         self._config = config
         self._directory = directory
         self.bot_user_id = api.get_qualified_user_id(config.bot_localpart)
+        self._photos = Photos(api, directory, self.bot_user_id)
 
-    def register(self) -> None:
+    def register(self, noting: Callable[[EventCheck], EventCheck]) -> None:
+        """`noting` wraps the event check so that the files of the event as stored (after any
+        replacement here) are noted against its room (`MediaGate.noting`)."""
         self._api.register_spam_checker_callbacks(
             user_may_join_room=self.user_may_join_room,
             user_may_invite=self.user_may_invite,
@@ -96,8 +103,9 @@ class Gatekeeper:
         self._api.register_add_extra_fields_to_unsigned_client_event_callbacks(
             add_field_to_unsigned_callback=self.sender_role
         )
+        self._photos.register()
         self._api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed,
+            check_event_allowed=noting(self.check_event_allowed),
             on_create_room=self.on_create_room,
             check_visibility_can_be_modified=self.check_visibility_can_be_modified,
         )
@@ -308,7 +316,9 @@ class Gatekeeper:
             )
             if not decision.allowed:
                 raise forbidden(decision, "Membership of this room is managed by the school")
-            return await self._with_real_name(event)
+            return await self._with_real_profile(event)
+        if event.type == matrix.AVATAR and not is_platform:
+            await self._photos.check_avatar(event.sender, event.content.get("url", ""))
         decision = policy.may_send_state(
             event.type,
             event.content,
@@ -373,18 +383,26 @@ class Gatekeeper:
             return False, None
         return True, None
 
-    async def _with_real_name(self, event: EventBase) -> tuple[bool, dict[str, Any] | None]:
-        """A joining member shows the roster's real name, whatever the client put there."""
-        if event.membership != "join" or not self._api.is_mine(event.state_key):
+    async def _with_real_profile(self, event: EventBase) -> tuple[bool, dict[str, Any] | None]:
+        """A joining member shows the roster's real name and their global photo, whatever the
+        client put there (a per-room avatar, someone else's photo): the global one passed
+        the photo rule (`photos.py`), a member event's own avatar never did."""
+        user_id = event.state_key
+        if event.membership != "join" or not self._api.is_mine(user_id):
             return True, None
-        member = await self._member(event.state_key)
-        if member is None:
+        if self._is_platform(user_id):
             return True, None
-        expected = policy.expected_display_name(member)
-        if event.content.get("displayname") == expected:
+        member = await self._member(user_id)
+        profile = await self._api.get_profile_for_user(localpart_of(user_id))
+        content = policy.real_profile(
+            event.content,
+            displayname=policy.expected_display_name(member) if member else None,
+            avatar_url=profile.avatar_url,
+        )
+        if content is None:
             return True, None
         replacement = event.get_dict()
-        replacement["content"] = {**event.content, "displayname": expected}
+        replacement["content"] = content
         return True, replacement
 
     async def on_create_room(

@@ -269,11 +269,10 @@ def limit_directory_hints(api: ModuleApi) -> None:
 # membership` against the module's `sferum_media_rooms`).
 
 
-def media_facts_txn(txn: Txn, user_id: str, media_id: str) -> tuple[bool, bool]:
-    """(the account uploaded it, the account is in a room it was posted in)."""
+def media_facts_txn(txn: Txn, user_id: str, media_id: str) -> tuple[str | None, bool]:
+    """(who uploaded it, the account is in a room it was posted in)."""
     txn.execute("SELECT user_id FROM local_media_repository WHERE media_id = ?", (media_id,))
     row = txn.fetchone()
-    uploader = row is not None and row[0] == user_id
     txn.execute(
         "SELECT 1 FROM sferum_media_rooms m JOIN local_current_membership c"
         " ON c.room_id = m.room_id"
@@ -281,7 +280,7 @@ def media_facts_txn(txn: Txn, user_id: str, media_id: str) -> tuple[bool, bool]:
         " LIMIT 1",
         (media_id, user_id),
     )
-    return uploader, txn.fetchone() is not None
+    return (str(row[0]) if row and row[0] else None), txn.fetchone() is not None
 
 
 MediaCheck = Any  # async (user_id, server_name, media_id, is_admin) -> bool
@@ -330,6 +329,33 @@ def openid_user_txn(txn: Txn, token: str, now_ms: int) -> str | None:
     )
     row = txn.fetchone()
     return str(row[0]) if row else None
+
+
+# Real photos: a user must not set another member's uploaded photo as their own. No callback
+# can refuse a global profile change (`on_profile_update` only hears of it once it is stored,
+# and Synapse swallows its errors), and `check_avatar_size_and_mime_type`, which Synapse asks
+# for both the profile and member events, is not told who asks. So the profile handler's
+# `set_avatar_url` of this process is wrapped (every worker loads the module and wraps its own;
+# `set_field`, behind PUT /profile/{user}/avatar_url and the admin API, calls it by that name).
+# A change made by an admin passes; the check raises the refusal itself.
+
+AvatarCheck = Any  # async (user_id, avatar_url) -> None, raising a SynapseError to refuse
+
+
+def guard_avatar_changes(api: ModuleApi, check: AvatarCheck) -> None:
+    """Puts `check` in front of every global avatar change that is not an admin's. Idempotent."""
+    handler = _hs(api).get_profile_handler()
+    set_avatar_url = handler.set_avatar_url
+    if getattr(set_avatar_url, "_sferum_guarded", False) is True:
+        return
+
+    async def guarded(*, requester: Any, new_avatar_url: Any, **rest: Any) -> Any:
+        if not rest.get("by_admin") and isinstance(new_avatar_url, str):
+            await check(requester.user.to_string(), new_avatar_url)
+        return await set_avatar_url(requester=requester, new_avatar_url=new_avatar_url, **rest)
+
+    guarded._sferum_guarded = True  # type: ignore[attr-defined]
+    handler.set_avatar_url = guarded
 
 
 # The module serves MSC1929's /.well-known/matrix/support, which Synapse does not. Synapse builds

@@ -46,8 +46,10 @@ class SferumModule:
         clock = synapse_clock(api)
         self.directory = DirectoryService(api, config, clock)
         self.gatekeeper = Gatekeeper(api, config, self.directory)
-        self.gatekeeper.register()
         bot = self.gatekeeper.bot_user_id
+        media = MediaGate(api, self.directory, bot)
+        self.gatekeeper.register(media.noting)
+        media.register()
         departures = Departures(
             api, self.directory, clock, config.provisioning.deactivate_after_hours
         )
@@ -63,7 +65,6 @@ class SferumModule:
         api.register_ratelimit_callbacks(
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
         )
-        MediaGate(api, self.directory, bot).register()
         UploadRules(api, self.directory, config.media).register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)

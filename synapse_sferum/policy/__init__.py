@@ -34,6 +34,7 @@ from synapse_sferum.policy.names import (
     display_name_for,
     expected_display_name,
 )
+from synapse_sferum.policy.photos import may_use_avatar, real_profile
 from synapse_sferum.policy.provisioning import (
     ClassView,
     MembershipDiff,
@@ -75,8 +76,10 @@ __all__ = [
     "may_receive_remote_invite",
     "may_redact_state",
     "may_send_state",
+    "may_use_avatar",
     "membership_changes",
     "power_levels",
+    "real_profile",
     "refuse",
     "room_may_federate",
 ]

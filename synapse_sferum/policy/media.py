@@ -4,6 +4,8 @@ Synapse serves any local file to any signed-in account that knows its `mxc://` U
 children must not travel further than the rooms they were posted in, so the module notes which
 rooms each file appears in (every event, whatever field names it: an image, its thumbnail, an
 avatar, an inline <img> in HTML) and lets through only the uploader and those rooms' members.
+A person's profile photo is also seen by whoever may contact them (the user directory, a new
+direct chat), before any room of theirs carries it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ def local_media_in(content: Mapping[str, Any], server_name: str) -> set[str]:
     return {media_id for server, media_id in _mxc_uris(content) if server == server_name}
 
 
+def local_media_id(url: str, server_name: str) -> str | None:
+    """The media ID when `url` is exactly an `mxc://` URI of this server, else None."""
+    match = _MXC.fullmatch(url)
+    return match.group(2) if match and match.group(1) == server_name else None
+
+
 def _mxc_uris(value: Any) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         if "mxc://" in value:
@@ -33,6 +41,12 @@ def _mxc_uris(value: Any) -> Iterator[tuple[str, str]]:
             yield from _mxc_uris(item)
 
 
-def may_fetch_media(*, local: bool, uploader: bool, shares_a_room: bool, operator: bool) -> bool:
-    """Remote files (a partner school's, in the staff room) are that server's to guard."""
-    return not local or uploader or shares_a_room or operator
+def may_fetch_media(
+    *, local: bool, uploader: bool, shares_a_room: bool, avatar_of_contact: bool, operator: bool
+) -> bool:
+    """Remote files (a partner school's, in the staff room) are that server's to guard.
+
+    `avatar_of_contact`: the file is the current profile photo of its uploader, and the asker
+    may contact them.
+    """
+    return not local or uploader or shares_a_room or avatar_of_contact or operator

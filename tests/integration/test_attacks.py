@@ -8,6 +8,7 @@ names that said too much. The demo school is the one every module shares; what a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 from collections.abc import Iterator
@@ -334,6 +335,12 @@ async def test_nobody_names_a_room_with_the_teachers_badge(school: School) -> No
 # -- 6. files ---------------------------------------------------------------------------------
 
 
+async def upload(user: User, data: bytes, content_type: str = "image/png") -> str:
+    """Uploads a file as the user; its mxc:// URI."""
+    uploaded = await upload_media(user, data, content_type=content_type)
+    assert uploaded.status == 200, uploaded
+    return str(uploaded.body["content_uri"])
+
 
 # A 1×1 PNG: a photo a pupil posts in the class chat.
 PNG = bytes.fromhex(
@@ -344,9 +351,7 @@ PNG = bytes.fromhex(
 
 async def test_a_photo_reaches_its_room_and_nobody_else(school: School) -> None:
     pupil = await school.login("p-5a-1")
-    uploaded = await upload_media(pupil, PNG)
-    assert uploaded.status == 200, uploaded
-    mxc = str(uploaded.body["content_uri"])
+    mxc = await upload(pupil, PNG)
     classmate, teacher = await school.login("p-5a-2"), await school.login("t-1")
     other_class = await school.login("p-6b-1")
     # (Localparts of accounts made here are unique across the modules sharing this school.)
@@ -367,3 +372,69 @@ async def test_a_photo_reaches_its_room_and_nobody_else(school: School) -> None:
     for stranger in (other_class, outsider):
         assert await fetch_media(stranger, mxc) == 404
         assert await fetch_media(stranger, mxc, thumbnail=True) == 404
+
+
+# -- 7. photos --------------------------------------------------------------------------------
+
+
+async def set_avatar(user: User, url: str) -> Reply:
+    path = f"/profile/{urllib.parse.quote(user.user_id)}/avatar_url"
+    return await user.call("PUT", path, {"avatar_url": url})
+
+
+async def member_avatar(user: User, room_id: str, user_id: str) -> Any:
+    quote = urllib.parse.quote
+    path = f"/rooms/{quote(room_id)}/state/m.room.member/{quote(user_id)}"
+    member = await user.call("GET", path)
+    assert member.status == 200, member
+    return member.body.get("avatar_url")
+
+
+async def shows_avatar(user: User, room_id: str, user_id: str, url: str | None) -> bool:
+    """Synapse carries a new global photo into member events in a task of its own: waits for it
+    (at most 30 s)."""
+    for _ in range(60):
+        if await member_avatar(user, room_id, user_id) == url:
+            return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def test_a_pupil_wears_her_own_photo_and_nobody_elses(school: School) -> None:
+    pupil, classmate = await school.login("p-5a-3"), await school.login("p-5a-2")
+    teacher, other_family = await school.login("t-1"), await school.login("g-kozlova")
+    class_chat = await pupil.resolve(school.alias("class", "5a"))
+    own, second = await upload(pupil, PNG), await upload(pupil, PNG + b"\0")
+    teachers = await upload(teacher, PNG)
+    try:
+        assert (await set_avatar(pupil, own)).status == 200
+        assert await shows_avatar(classmate, class_chat, pupil.user_id, own)
+        assert await fetch_media(classmate, own) == 200  # the class sees the photo
+        assert await fetch_media(other_family, own) == 404  # no room, no contact: not hers to see
+
+        taken = await set_avatar(pupil, teachers)
+        assert taken.status == 403 and taken.reason == "ru.sferum.avatar_not_own", taken
+        remote = await set_avatar(pupil, "mxc://partner.example/someone")
+        assert remote.status == 403 and remote.reason == "ru.sferum.avatar_not_local", remote
+
+        # A per-room photo, even one's own, gives way to the profile's; another's too.
+        for per_room in (second, teachers):
+            sent = await pupil.put_state(
+                class_chat,
+                "m.room.member",
+                {"membership": "join", "avatar_url": per_room},
+                key=pupil.user_id,
+            )
+            assert sent.status == 200, sent
+            assert await member_avatar(classmate, class_chat, pupil.user_id) == own
+        assert await fetch_media(classmate, teachers) == 404  # never noted in the class chat
+
+        too_large = await upload(pupil, PNG + bytes(5 * 1024 * 1024))
+        not_an_image = await upload(pupil, b"%PDF-1.4 not a photo", "application/pdf")
+        for refused in (too_large, not_an_image):
+            answer = await set_avatar(pupil, refused)
+            assert answer.status == 403 and answer.body["errcode"] == "M_FORBIDDEN", answer
+            assert answer.body["error"] == "This avatar is not allowed", answer
+    finally:
+        assert (await set_avatar(pupil, "")).status == 200
+        assert await shows_avatar(classmate, class_chat, pupil.user_id, None)

@@ -10,8 +10,9 @@ from unittest import mock
 
 import pytest
 import synapse
-from synapse.api.errors import StoreError, SynapseError
+from synapse.api.errors import Codes, StoreError, SynapseError
 from synapse.handlers.deactivate_account import DeactivateAccountHandler
+from synapse.handlers.profile import ProfileHandler
 from synapse.handlers.push_rules import PushRulesHandler
 from synapse.handlers.set_password import SetPasswordHandler
 from synapse.handlers.ui_auth.checkers import (
@@ -43,6 +44,7 @@ from synapse_sferum.compat import (
     UIA_REGISTRATION_TOKEN,
     create_registration_token_txn,
     event_reports_after_txn,
+    guard_avatar_changes,
     has_own_password_txn,
     latest_event_report_txn,
     limit_directory_hints,
@@ -375,11 +377,36 @@ def test_media_facts_come_from_synapses_tables(synapse_db: sqlite3.Cursor) -> No
         "INSERT INTO local_current_membership VALUES ('!class:s', '@left:s', '$e2', 'leave');"
         "INSERT INTO local_current_membership VALUES ('!class:s', '@asked:s', '$e3', 'invite');"
     )
-    assert media_facts_txn(synapse_db, "@up:s", "m1") == (True, False)
-    assert media_facts_txn(synapse_db, "@in:s", "m1") == (False, True)
-    assert media_facts_txn(synapse_db, "@asked:s", "m1") == (False, True)
-    assert media_facts_txn(synapse_db, "@left:s", "m1") == (False, False)
-    assert media_facts_txn(synapse_db, "@in:s", "other") == (False, False)
+    assert media_facts_txn(synapse_db, "@up:s", "m1") == ("@up:s", False)
+    assert media_facts_txn(synapse_db, "@in:s", "m1") == ("@up:s", True)
+    assert media_facts_txn(synapse_db, "@asked:s", "m1") == ("@up:s", True)
+    assert media_facts_txn(synapse_db, "@left:s", "m1") == ("@up:s", False)
+    assert media_facts_txn(synapse_db, "@in:s", "other") == (None, False)
+
+
+async def test_a_global_avatar_change_asks_the_module_first() -> None:
+    hs = _hs()
+    handler = hs.get_profile_handler.return_value
+    handler.set_avatar_url = stored = mock.AsyncMock(return_value=7)
+    check = mock.AsyncMock(side_effect=SynapseError(403, "not yours", Codes.FORBIDDEN))
+    api = ModuleApi(hs, mock.Mock())
+    guard_avatar_changes(api, check)
+    guard_avatar_changes(api, check)  # idempotent: wrapped once
+    requester = mock.Mock(user=mock.Mock(to_string=lambda: "@p:s"))
+    with pytest.raises(SynapseError):
+        await handler.set_avatar_url(
+            target_user="@p:s", requester=requester, new_avatar_url="mxc://s/theirs"
+        )
+    stored.assert_not_awaited()
+    check.assert_awaited_once_with("@p:s", "mxc://s/theirs")
+    by_admin = {"target_user": "@p:s", "requester": requester, "by_admin": True}
+    assert await handler.set_avatar_url(new_avatar_url="mxc://s/any", **by_admin) == 7
+    assert check.await_count == 1
+    # Synapse's set_field, behind the client and admin APIs, still calls it by that name.
+    source = inspect.getsource(ProfileHandler.set_field)
+    assert "await self.set_avatar_url(" in source and "requester=requester" in source
+    parameters = inspect.signature(ProfileHandler.set_avatar_url).parameters
+    assert {"requester", "new_avatar_url", "by_admin"} <= set(parameters)
 
 
 def test_the_media_endpoints_are_the_ones_wrapped() -> None:

@@ -65,6 +65,8 @@ def test_new_deployment_is_closed_and_accepted_by_synapse_and_the_module(tmp_pat
         "include_profile_data_on_invite": False,
         "enable_set_displayname": False,
         "enable_set_avatar_url": True,
+        "max_avatar_size": "5M",
+        "allowed_avatar_mimetypes": ["image/png", "image/jpeg", "image/webp", "image/gif"],
         "enable_3pid_changes": False,
         "user_directory": {"enabled": True, "search_all_users": True},
         "default_room_version": "11",

@@ -33,16 +33,21 @@ def test_the_files_an_event_names(content: dict[str, Any], found: set[str]) -> N
     assert local_media_in(content, S) == found
 
 
+F = {"local": True, "uploader": False, "shares_a_room": False, "avatar_of_contact": False,
+     "operator": False}
+
+
 @pytest.mark.parametrize(
     ("facts", "allowed"),
     [
-        ({"local": True, "uploader": True, "shares_a_room": False, "operator": False}, True),
-        ({"local": True, "uploader": False, "shares_a_room": True, "operator": False}, True),
-        ({"local": True, "uploader": False, "shares_a_room": False, "operator": False}, False),
-        ({"local": True, "uploader": False, "shares_a_room": False, "operator": True}, True),
-        ({"local": False, "uploader": False, "shares_a_room": False, "operator": False}, True),
+        ({**F, "uploader": True}, True),
+        ({**F, "shares_a_room": True}, True),
+        ({**F, "avatar_of_contact": True}, True),  # seen in the directory, before any room
+        (F, False),
+        ({**F, "operator": True}, True),
+        ({**F, "local": False}, True),
     ],
-    ids=["uploader", "room-member", "anyone-else", "operator", "remote"],
-)
+    ids=["uploader", "room-member", "contact-avatar", "anyone-else", "operator", "remote"],
+)  # fmt: skip
 def test_who_may_fetch_a_file(facts: dict[str, bool], allowed: bool) -> None:
     assert may_fetch_media(**facts) is allowed
