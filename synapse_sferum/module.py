@@ -20,6 +20,7 @@ from synapse_sferum.lifecycle import Departures
 from synapse_sferum.media import MediaGate
 from synapse_sferum.mirror import SchoolNewsMirror
 from synapse_sferum.msisdn_delegate import MsisdnDelegate
+from synapse_sferum.personal import PersonalData
 from synapse_sferum.polls import PollCounter
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.quiet_hours import QuietHours
@@ -86,8 +87,15 @@ class SferumModule:
             config.rules.min_account_age_years,
             invites.issue_from_page,
         ).register()
+        personal = PersonalData(api, self.directory, self.provisioner)
         self.admin_api = AdminApi(
-            api, self.directory, self.provisioner, issuer, self.registrar, config.admin_api_secret
+            api,
+            self.directory,
+            self.provisioner,
+            issuer,
+            self.registrar,
+            personal,
+            config.admin_api_secret,
         )
         self.admin_api.register()
         SupportContacts(api, config.support).register()

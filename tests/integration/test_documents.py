@@ -3,12 +3,9 @@ as clients are told and as uploads are judged, and programs refused however they
 
 from __future__ import annotations
 
-import urllib.parse
-
-import aiohttp
 import pytest
 
-from tests.integration.clients import Reply, User
+from tests.integration.clients import User, upload
 from tests.integration.conftest import SERVER, School
 
 pytestmark = pytest.mark.integration
@@ -23,19 +20,6 @@ def school(demo_school: School) -> School:
 
 def first(items: set[str]) -> str:
     return sorted(items)[0]
-
-
-async def upload(user: User, data: bytes, filename: str, content_type: str) -> Reply:
-    query = urllib.parse.urlencode({"filename": filename})
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{user.base_url}/_matrix/media/v3/upload?{query}",
-            data=data,
-            headers={"Authorization": f"Bearer {user.token}", "Content-Type": content_type},
-        ) as response,
-    ):
-        return Reply(response.status, await response.json(content_type=None) or {})
 
 
 async def test_each_role_uploads_up_to_its_own_limit(school: School) -> None:
