@@ -87,6 +87,21 @@ class AdminApi:
         """The room IDs of provisioned rooms, by their alias-scheme names."""
         return self._post("rooms", {"aliases": list(alias_localparts)})
 
+    def person_data(self, person: str) -> Request:
+        """The module's rows about a person and their account's uploads (read only)."""
+        return self._post("person-data", {"person": person})
+
+    def person_redact(self, person: str) -> Request:
+        """Starts redacting every event of a person's account; answered with a `redact_id`."""
+        return self._post("person-redact", {"person": person})
+
+    def person_redact_status(self, redact_id: str) -> Request:
+        return self._post("person-redact-status", {"redact_id": redact_id})
+
+    def person_erase(self, person: str) -> Request:
+        """Deletes the uploads, deactivates the account with erasure, removes the rows."""
+        return self._post("person-erase", {"person": person})
+
 
 # -- answers ------------------------------------------------------------------------------
 
@@ -232,6 +247,38 @@ def parse_rooms(response: Response) -> dict[str, RoomId]:
     if not isinstance(rooms, dict):
         raise Unexpected(response, "no rooms")
     return {str(alias): RoomId(str(room_id)) for alias, room_id in rooms.items()}
+
+
+@attrs.frozen
+class PersonData:
+    """`person-data`'s answer: rows by table (column: value), uploads' metadata."""
+
+    person: str
+    user_id: str | None
+    tables: dict[str, list[dict[str, Any]]]
+    media: list[dict[str, Any]]
+
+
+def parse_person_data(response: Response) -> PersonData:
+    body = ok_json(response)
+    tables, media, user_id = body.get("tables"), body.get("media"), body.get("user_id")
+    if not (
+        isinstance(body.get("person"), str)
+        and (user_id is None or isinstance(user_id, str))
+        and isinstance(tables, dict)
+        and all(isinstance(rows, list) for rows in tables.values())
+        and isinstance(media, list)
+        and all(isinstance(m, dict) and isinstance(m.get("media_id"), str) for m in media)
+    ):
+        raise Unexpected(response, "no person's data")
+    return PersonData(body["person"], user_id, tables, media)
+
+
+def parse_redact_id(response: Response) -> str:
+    redact_id = ok_json(response).get("redact_id")
+    if not isinstance(redact_id, str):
+        raise Unexpected(response, "no redact_id")
+    return redact_id
 
 
 def _is_account(item: object) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from synapse.module_api import DirectServeJsonResource, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
@@ -21,6 +21,7 @@ from sferum_shared.model import Member, RosterError
 from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
 from synapse_sferum.bodies import json_object
+from synapse_sferum.personal import NoAccount, PersonalData, UnknownPerson
 from synapse_sferum.policy import stickers
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 ISSUED_BY_ADMIN = "admin-api"
 
 MAX_ROSTER_BYTES = 512 * 1024 * 1024
+
+T = TypeVar("T")
 
 Handler = Callable[[Any], Awaitable[tuple[int, Any]]]
 
@@ -65,6 +68,7 @@ class AdminApi:
         issuer: AccountIssuer,
         registrar: Registrar,
         sticker_packs: StickerPacks,
+        personal: PersonalData,
         secret: str,
     ):
         self._api = api
@@ -73,6 +77,7 @@ class AdminApi:
         self._issuer = issuer
         self._registrar = registrar
         self._stickers_rooms = sticker_packs
+        self._personal = personal
         self._secret = secret
 
     def register(self) -> None:
@@ -86,6 +91,10 @@ class AdminApi:
             ("rtc-facts", self._rtc_facts),
             ("rooms", self._rooms),
             ("stickers", self._stickers),
+            ("person-data", self._person_data),
+            ("person-redact", self._person_redact),
+            ("person-redact-status", self._person_redact_status),
+            ("person-erase", self._person_erase),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
 
@@ -305,6 +314,43 @@ class AdminApi:
             "direct_chat": direct_chat,
             "member": who_json(user_id, member) if member else None,
         }
+
+    async def _person_data(self, request: Any) -> tuple[int, Any]:
+        """The module's rows about a person ({"person"}) by table, and their uploads; read-only."""
+        return 200, await self._personal_call(self._personal.data, request)
+
+    async def _person_redact(self, request: Any) -> tuple[int, Any]:
+        """Starts redacting the events of a person's account ({"person"}); {"redact_id"}."""
+        redact_id = await self._personal_call(self._personal.start_redaction, request)
+        return 200, {"redact_id": redact_id}
+
+    async def _person_redact_status(self, request: Any) -> tuple[int, Any]:
+        redact_id = json_object(request).get("redact_id")
+        if not isinstance(redact_id, str):
+            raise SynapseError(400, 'body must be {"redact_id": "..."}', Codes.INVALID_PARAM)
+        status = await self._personal.redaction_status(redact_id)
+        if status is None:
+            raise SynapseError(404, f"no redaction {redact_id!r} (kept 24 h)", Codes.NOT_FOUND)
+        return 200, status
+
+    async def _person_erase(self, request: Any) -> tuple[int, Any]:
+        """Erases a person's account and the module's rows about them ({"person"})."""
+        return 200, await self._personal_call(self._personal.erase, request)
+
+    async def _personal_call(self, action: Callable[[str], Awaitable[T]], request: Any) -> T:
+        person_id = json_object(request).get("person")
+        if not isinstance(person_id, str) or not person_id:
+            raise SynapseError(400, 'body must be {"person": sourcedId}', Codes.INVALID_PARAM)
+        try:
+            return await action(person_id)
+        except UnknownPerson:
+            raise SynapseError(
+                404, f"no person {person_id!r} on the platform", Codes.NOT_FOUND
+            ) from None
+        except NoAccount:
+            raise SynapseError(
+                400, f"{person_id!r} has no account on the platform", Codes.INVALID_PARAM
+            ) from None
 
     async def _memberships(self, room_id: str, user_id: str | None) -> dict[str, str]:
         """Memberships in the room's current state by user ID: one user's, or everyone's."""

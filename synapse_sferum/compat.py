@@ -138,9 +138,10 @@ async def restore_pushes(api: ModuleApi, user_id: str) -> None:
     hs.get_push_rules_handler().notify_user(user_id)
 
 
-async def deactivate_account(api: ModuleApi, user_id: str) -> None:
+async def deactivate_account(api: ModuleApi, user_id: str, *, erase: bool = False) -> None:
     """Deactivates an account as Synapse's admin API does: devices, tokens, phones and pushers
     go, and Synapse's background parter takes the user out of every room, DMs included.
+    `erase` is the admin API's `{"erase": true}`: the profile goes and the user is marked erased.
 
     ModuleApi can neither deactivate nor list a user's rooms, so this goes through the
     homeserver's deactivation handler (`synapse/handlers/deactivate_account.py`).
@@ -148,8 +149,88 @@ async def deactivate_account(api: ModuleApi, user_id: str) -> None:
     hs = _hs(api)
     requester = create_requester(user_id, authenticated_entity=api.server_name)
     await hs.get_deactivate_account_handler().deactivate_account(
-        user_id, erase_data=False, requester=requester, by_admin=True
+        user_id, erase_data=erase, requester=requester, by_admin=True
     )
+
+
+# Erasing a person (`sferumctl person erase`, synapse_sferum/personal.py) does what Synapse's
+# admin API does for a user's events and media, which ModuleApi cannot: the module has no admin
+# access token to call that API with, so these go to the same handlers its servlets call
+# (`rest/admin/users.py` RedactUser and RedactUserStatus, `rest/admin/media.py`
+# UserMediaRestServlet).
+
+MEDIA_PAGE = 1000
+
+
+async def start_redacting_events(api: ModuleApi, user_id: str) -> str:
+    """Starts Synapse's background redaction of the user's messages and memberships in every
+    room they are in or banned from, as the user; returns the task's ID for `redact_status`."""
+    hs = _hs(api)
+    store = hs.get_datastores().main
+    rooms = [
+        *await store.get_rooms_for_user(user_id),
+        *await store.get_rooms_user_currently_banned_from(user_id),
+    ]
+    requester = create_requester(user_id, authenticated_entity=api.server_name)
+    redact_id: str = await hs.get_admin_handler().start_redact_events(
+        user_id, rooms, requester.serialize(), False, None
+    )
+    return redact_id
+
+
+async def redact_status(api: ModuleApi, redact_id: str) -> dict[str, Any] | None:
+    """The task's status as the admin API tells it (`scheduled`, `active`, `complete` with
+    `failed_redactions`, `failed` with `error`); None for an unknown or expired ID. Each failed
+    redaction is {event_id, type, reason}: the type tells a membership the school's rules keep
+    from a message that should have gone."""
+    hs = _hs(api)
+    task = await hs.get_admin_handler().get_redact_task(redact_id)
+    if task is None:
+        return None
+    status: dict[str, Any] = {"status": task.status.value}
+    if task.result is not None:
+        failed = task.result.get("failed_redactions") or {}
+        events = await hs.get_datastores().main.get_events(list(failed))
+        status["failed_redactions"] = [
+            {
+                "event_id": event_id,
+                "type": events[event_id].type if event_id in events else None,
+                "reason": reason,
+            }
+            for event_id, reason in sorted(failed.items())
+        ]
+    if task.error is not None:
+        status["error"] = task.error
+    return status
+
+
+async def user_media(api: ModuleApi, user_id: str) -> list[dict[str, Any]]:
+    """Every file the user uploaded to this server: `media_id`, `media_type`, `media_length`,
+    `upload_name`, `created_ts` (the admin API's list of a user's media)."""
+    store = _hs(api).get_datastores().main
+    found: list[dict[str, Any]] = []
+    while True:
+        page, total = await store.get_local_media_by_user_paginate(
+            len(found), MEDIA_PAGE, user_id
+        )
+        found += [
+            {
+                "media_id": m.media_id,
+                "media_type": m.media_type,
+                "media_length": m.media_length,
+                "upload_name": m.upload_name,
+                "created_ts": m.created_ts,
+            }
+            for m in page
+        ]
+        if not page or len(found) >= total:
+            return found
+
+
+async def delete_media(api: ModuleApi, media_ids: list[str]) -> int:
+    """Deletes these local files, their thumbnails and records; returns how many went."""
+    _, deleted = await _hs(api).get_media_repository().delete_local_media_ids(media_ids)
+    return int(deleted)
 
 
 # A school-issued account's card password is checked by the module (ModuleApi can register an

@@ -20,6 +20,7 @@ from synapse_sferum.lifecycle import Departures
 from synapse_sferum.media import MediaGate
 from synapse_sferum.mirror import SchoolNewsMirror
 from synapse_sferum.msisdn_delegate import MsisdnDelegate
+from synapse_sferum.personal import PersonalData
 from synapse_sferum.polls import PollCounter
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.quiet_hours import QuietHours
@@ -91,6 +92,7 @@ class SferumModule:
             invites.issue_from_page,
         ).register()
         sticker_packs = StickerPacks(api, self.directory, bot)
+        personal = PersonalData(api, self.directory, self.provisioner)
         self.admin_api = AdminApi(
             api,
             self.directory,
@@ -98,6 +100,7 @@ class SferumModule:
             issuer,
             self.registrar,
             sticker_packs,
+            personal,
             config.admin_api_secret,
         )
         self.admin_api.register()

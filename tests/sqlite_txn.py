@@ -35,5 +35,9 @@ class Cursor:
     def rowcount(self) -> int:
         return self._cursor.rowcount
 
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
     def call_after(self, fn: Callable[..., Any], *args: Any) -> None:
         self.after.append((fn, args))

@@ -19,7 +19,7 @@ from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from sferum_shared.adminapi import parse_reconcile
-from synapse_sferum.ctl import demo, diary, params, services, sheet
+from synapse_sferum.ctl import demo, diary, params, person, services, sheet
 from synapse_sferum.ctl.accounts import (
     account_lines,
     fetch_accounts,
@@ -109,6 +109,16 @@ def _status(args: argparse.Namespace) -> int:
 
 def _roster_import(args: argparse.Namespace) -> int:
     _say_lines(import_roster(Deployment(args.dir), args.path, dry_run=args.dry_run))
+    return 0
+
+
+def _person_export(args: argparse.Namespace) -> int:
+    _say_lines(person.export(Deployment(args.dir), args.person, args.out, dry_run=args.dry_run))
+    return 0
+
+
+def _person_erase(args: argparse.Namespace) -> int:
+    person.erase(Deployment(args.dir), args.person, dry_run=args.dry_run, say=say)
     return 0
 
 
@@ -420,6 +430,33 @@ def _parser() -> argparse.ArgumentParser:
         choices=("text", "json", "csv"),
         default="text",
         help="a table (default), JSON or CSV",
+    )
+
+    people = commands.add_parser(
+        "person", help="a person's data: a copy for them, or its erasure (152-ФЗ)"
+    ).add_subparsers(title="person commands", required=True, metavar="COMMAND")
+    p = command(
+        "export",
+        _person_export,
+        "write a zip of everything the platform holds about a person: Synapse's export of "
+        "their account, the module's rows, their uploads, the diary ledger's entries",
+        within=people,
+        full_name="person export",
+    )
+    p.add_argument("person", metavar="PERSON", help="the person's sourcedId in the roster")
+    p.add_argument("out", metavar="OUT.zip", type=Path, help="the zip to write (must not exist)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be exported")
+    p = command(
+        "erase",
+        _person_erase,
+        "redact a person's events, delete their uploads, deactivate their account with "
+        "erasure and remove the platform's rows about them; says what is kept and why",
+        within=people,
+        full_name="person erase",
+    )
+    p.add_argument("person", metavar="PERSON", help="the person's sourcedId in the roster")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be erased and kept; change nothing"
     )
 
     p = command(

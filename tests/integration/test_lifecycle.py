@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login
+from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login, upload_media
 from tests.integration.conftest import make_deployment
 from tests.integration.harness import Deployment, demo_roster_folder, sferumctl
 
@@ -119,3 +120,78 @@ async def test_a_deleted_person_is_deactivated_and_leaves_every_room(
     other = NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl")
     asked = await other.ask_sms(PHONE)
     assert asked.status == 200, asked
+
+
+PUPIL, CLASSMATE, PUPIL_PHONE = "p-5a-2", "p-5a-3", "+7 916 555-10-02"
+NOTE = "Домашнее задание сдам завтра, честное слово"
+FILE = b"my essay, written by me\n"
+
+
+async def _download(user: User, mxc: str) -> int:
+    server_name, media_id = mxc.removeprefix("mxc://").split("/")
+    url = f"{user.base_url}/_matrix/client/v1/media/download/{server_name}/{media_id}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, headers={"Authorization": f"Bearer {user.token}"}) as response,
+    ):
+        return response.status
+
+
+async def test_a_person_gets_their_data_and_then_has_it_erased(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """152-ФЗ: `person export` gives a pupil everything the platform holds about them, and
+    `person erase` takes it away, saying what is kept (issue 15, item 8)."""
+    pupil = await _register(deployment, PUPIL, PUPIL_PHONE)
+    accounts = deployment.issue(CLASSMATE)
+    classmate = await login(
+        deployment.base_url, accounts[CLASSMATE]["user_id"], accounts[CLASSMATE]["password"]
+    )
+    deployment.reconcile()
+    chat = await pupil.resolve(f"#class-5a:{SERVER}")
+    said = await pupil.send_text(chat, NOTE)
+    assert said.status == 200, said
+    uploaded = await upload_media(pupil, FILE, "essay.txt", "text/plain")
+    assert uploaded.status == 200, uploaded
+    mxc = uploaded.body["content_uri"]
+    posted = await pupil.send(
+        chat, "m.room.message", {"msgtype": "m.file", "body": "essay.txt", "url": mxc}
+    )
+    assert posted.status == 200, posted
+    assert await _download(classmate, mxc) == 200
+
+    out = tmp_path / "export.zip"
+    dry = sferumctl("person", "export", str(deployment.dir), PUPIL, str(out), "--dry-run")
+    assert "1 upload(s)" in dry.stdout and not out.exists(), dry.stdout
+    sferumctl("person", "export", str(deployment.dir), PUPIL, str(out))
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        assert "Что в архиве" in archive.read("README.txt").decode()
+        # Synapse writes each room's events as JSON objects one after another, ASCII-escaped.
+        events = [archive.read(n).decode() for n in names if n.endswith("/events")]
+        assert any(json.dumps(NOTE)[1:-1] in text for text in events), names
+        assert archive.read(f"media/{mxc.rsplit('/', 1)[1]}") == FILE
+        links = json.loads(archive.read("sferum/sferum_links.json"))
+        assert [(r["user_id"], r["msisdn"]) for r in links] == [(pupil.user_id, "79165551002")]
+        assert json.loads(archive.read("sferum/sferum_people.json"))[0]["sourced_id"] == PUPIL
+
+    planned = sferumctl("person", "erase", str(deployment.dir), PUPIL, "--dry-run")
+    assert "nothing changed" in planned.stdout and "source of truth" in planned.stdout
+    assert (await pupil.call("GET", "/joined_rooms")).status == 200
+    assert await _download(classmate, mxc) == 200
+
+    erased = sferumctl("person", "erase", str(deployment.dir), PUPIL)
+    assert f"{PUPIL} erased" in erased.stdout, erased.stdout
+    for event_id in (said.body["event_id"], posted.body["event_id"]):
+        seen = await classmate.call("GET", f"/rooms/{chat}/event/{event_id}")
+        assert seen.status == 200 and seen.body["content"] == {}, seen
+    assert await _download(classmate, mxc) == 404
+    assert (await pupil.call("GET", "/joined_rooms")).status == 401
+    assert deployment.sql("SELECT * FROM sferum_people WHERE sourced_id = ?", PUPIL) == []
+    asked = await NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl").ask_sms(
+        PUPIL_PHONE
+    )
+    assert asked.status == 200, asked
+
+    again = sferumctl("person", "erase", str(deployment.dir), PUPIL, check=False)
+    assert again.returncode == 1 and f"no person '{PUPIL}'" in again.stderr, again

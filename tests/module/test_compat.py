@@ -282,6 +282,27 @@ def test_deactivation_goes_through_synapses_handler() -> None:
     assert "_start_user_parting" in inspect.getsource(DeactivateAccountHandler)
 
 
+def test_erasing_a_person_calls_what_synapses_admin_servlets_call() -> None:
+    """`start_redacting_events`, `redact_status`, `user_media`, `delete_media` (personal.py)."""
+    from synapse.handlers.admin import AdminHandler
+    from synapse.media.media_repository import MediaRepository
+    from synapse.storage.databases.main.media_repository import MediaRepositoryStore
+    from synapse.storage.databases.main.roommember import RoomMemberWorkerStore
+
+    start = inspect.signature(AdminHandler.start_redact_events).parameters
+    assert list(start)[1:6] == ["user_id", "rooms", "requester", "use_admin", "reason"]
+    assert "get_redact_task" in dir(AdminHandler)
+    assert {"get_rooms_for_user", "get_rooms_user_currently_banned_from"} <= set(
+        dir(RoomMemberWorkerStore)
+    )
+    paginate = inspect.signature(MediaRepositoryStore.get_local_media_by_user_paginate)
+    assert list(paginate.parameters)[1:4] == ["start", "limit", "user_id"]
+    assert list(inspect.signature(MediaRepository.delete_local_media_ids).parameters) == [
+        "self",
+        "media_ids",
+    ]
+
+
 # -- cards: an account's own password, and taking an account back --------------------------------
 
 
