@@ -7,6 +7,7 @@ from synapse.module_api import EventBase, ModuleApi
 from synapse.types import StateMap
 
 from sferum_shared import matrix
+from synapse_sferum.sending import send_event
 
 
 def joined(state: StateMap[EventBase]) -> set[str]:
@@ -25,11 +26,4 @@ def is_chat_with_bot(state: StateMap[EventBase], sender: str, bot: str) -> bool:
 
 async def say(api: ModuleApi, bot: str, room_id: str, text: str) -> None:
     """A notice from the bot (a notice: no client, and no bot, answers it)."""
-    await api.create_and_send_event_into_room(
-        {
-            "type": matrix.MESSAGE,
-            "room_id": room_id,
-            "sender": bot,
-            "content": {"msgtype": "m.notice", "body": text},
-        }
-    )
+    await send_event(api, bot, room_id, matrix.MESSAGE, {"msgtype": "m.notice", "body": text})

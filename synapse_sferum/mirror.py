@@ -21,6 +21,7 @@ from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import Key
 from synapse_sferum.pins import PinMirror
 from synapse_sferum.policy.news import byline_html
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -156,13 +157,5 @@ class SchoolNewsMirror:
     async def _send(
         self, room_id: str, event_type: str, content: dict[str, Any], redacts: str | None = None
     ) -> str:
-        event_dict: dict[str, Any] = {
-            "type": event_type,
-            "room_id": room_id,
-            "sender": self._bot,
-            "content": content,
-        }
-        if redacts is not None:
-            event_dict["redacts"] = redacts  # room versions before 11 read it from the top level
-        sent = await self._api.create_and_send_event_into_room(event_dict)
-        return sent.event_id
+        api, bot = self._api, self._bot
+        return await send_event(api, bot, room_id, event_type, content, redacts=redacts)

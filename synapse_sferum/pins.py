@@ -15,6 +15,7 @@ from synapse.module_api import ModuleApi
 
 from sferum_shared import matrix
 from synapse_sferum.policy.news import class_pins, pinned_ids
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -62,14 +63,13 @@ class PinMirror:
                 await self._directory.copies_among(room_id, current),
             )
             if wanted != current:
-                await self._api.create_and_send_event_into_room(
-                    {
-                        "type": matrix.PINNED_EVENTS,
-                        "state_key": "",
-                        "room_id": room_id,
-                        "sender": self._bot,
-                        "content": {"pinned": wanted},
-                    }
+                await send_event(
+                    self._api,
+                    self._bot,
+                    room_id,
+                    matrix.PINNED_EVENTS,
+                    {"pinned": wanted},
+                    state_key="",
                 )
 
     async def _pinned(self, room_id: str) -> list[str]:

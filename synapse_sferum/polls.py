@@ -18,6 +18,7 @@ from synapse.types import StateMap
 from sferum_shared import matrix
 from sferum_shared.vocabulary import Key
 from synapse_sferum.policy import polls
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -118,14 +119,7 @@ class PollCounter:
                 },
             }
             try:
-                await self._api.create_and_send_event_into_room(
-                    {
-                        "type": matrix.MESSAGE,
-                        "room_id": copy.room_id,
-                        "sender": self._bot,
-                        "content": content,
-                    }
-                )
+                await send_event(self._api, self._bot, copy.room_id, matrix.MESSAGE, content)
             except Exception:
                 logger.exception(
                     "synapse_sferum: result of poll %s not posted in %s", origin_id, copy.room_id

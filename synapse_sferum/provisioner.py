@@ -23,6 +23,7 @@ from synapse_sferum import compat, policy
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
 from synapse_sferum.policy.invites import invites_widget
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import rooms
 from synapse_sferum.views import org_views
@@ -287,15 +288,7 @@ class Provisioner:
     async def _send_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> None:
-        await self._api.create_and_send_event_into_room(
-            {
-                "type": event_type,
-                "room_id": room_id,
-                "sender": self._bot,
-                "state_key": state_key,
-                "content": content,
-            }
-        )
+        await send_event(self._api, self._bot, room_id, event_type, content, state_key=state_key)
 
     async def _sync_power_levels(
         self, room_id: str, plan: policy.RoomPlan, report: ReconcileReport

@@ -49,6 +49,7 @@ from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, joined, say
 from synapse_sferum.policy import quiet
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import quiet as store
 
@@ -323,14 +324,8 @@ class QuietHours:
             teacher=member.has(Role.TEACHER),
             default_timezone=self._config.default_timezone,
         )
-        await self._api.create_and_send_event_into_room(
-            {
-                "type": matrix.MESSAGE,
-                "room_id": room_id,
-                "sender": user_id,
-                "content": {"msgtype": "m.notice", "body": text, Key.AUTO_REPLY: True},
-            }
-        )
+        notice = {"msgtype": "m.notice", "body": text, Key.AUTO_REPLY: True}
+        await send_event(self._api, user_id, room_id, matrix.MESSAGE, notice)
 
     async def _command(self, event: EventBase) -> None:
         default_tz = self._config.default_timezone

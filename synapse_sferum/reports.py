@@ -24,6 +24,7 @@ from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum import compat
 from synapse_sferum.config import ReportsConfig
 from synapse_sferum.policy import reports as rules
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import reports as store
 
@@ -141,13 +142,8 @@ class ReportRelay:
                 )
                 continue
             facts = await self._facts(report, key, state, event, staff_room)
-            await self._api.create_and_send_event_into_room(
-                {
-                    "type": matrix.MESSAGE,
-                    "room_id": staff_room,
-                    "sender": self._bot,
-                    "content": rules.notice_content(facts),
-                }
+            await send_event(
+                self._api, self._bot, staff_room, matrix.MESSAGE, rules.notice_content(facts)
             )
 
     async def _schools(self, key: RoomKey | None, state: StateMap) -> frozenset[str]:

@@ -13,6 +13,7 @@ from synapse.module_api import ModuleApi
 from sferum_shared import matrix
 from sferum_shared.rooms import RoomKey, RoomKind
 from synapse_sferum.policy import stickers
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -39,14 +40,8 @@ class StickerPacks:
     async def publish(self, room_ids: list[str], state_key: str, content: dict[str, Any]) -> None:
         for room_id in room_ids:
             for event_type in PACK_STATE:
-                await self._api.create_and_send_event_into_room(
-                    {
-                        "type": event_type,
-                        "room_id": room_id,
-                        "sender": self._bot,
-                        "state_key": state_key,
-                        "content": content,
-                    }
+                await send_event(
+                    self._api, self._bot, room_id, event_type, content, state_key=state_key
                 )
 
     async def sync_members(self) -> int:

@@ -4,11 +4,13 @@ and matrix-nio for real client flows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,25 @@ async def fetch_media(user: User, mxc: str, thumbnail: bool = False) -> int:
     ):
         await response.read()
         return response.status
+
+
+@contextlib.asynccontextmanager
+async def mautrix_client(base_url: str, user_id: str, password: str) -> AsyncIterator[Any]:
+    """mautrix-python's client (a client we did not write), signed in with a password."""
+    from mautrix.client import Client
+    from mautrix.types import LoginType
+
+    client = Client(base_url=base_url)
+    await client.login(
+        identifier=user_id,
+        login_type=LoginType.PASSWORD,
+        password=password,
+        store_access_token=True,
+    )
+    try:
+        yield client
+    finally:
+        await client.api.session.close()
 
 
 async def login(base_url: str, user_id: str, password: str) -> User:

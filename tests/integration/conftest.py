@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ import attrs
 import pytest
 
 from tests.conftest import DEMO_SCHOOL_MODULES
-from tests.integration.clients import User, login
+from tests.integration.clients import User, login, mautrix_client
 from tests.integration.harness import (
     Deployment,
     PostgresCluster,
@@ -132,6 +133,11 @@ class School:
 
     def alias(self, kind: str, scope: str) -> str:
         return f"#{kind}-{scope}:{SERVER}"
+
+    def mautrix(self, person: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The person signed in with mautrix-python, a client we did not write."""
+        account = self.accounts[person]
+        return mautrix_client(self.deployment.base_url, account["user_id"], account["password"])
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

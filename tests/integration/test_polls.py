@@ -122,29 +122,19 @@ async def test_who_may_start_a_poll_follows_the_kind_of_room(school: School) -> 
 async def test_a_guardians_poll_in_the_parents_chat_ends_with_its_result(school: School) -> None:
     """mautrix-python starts the poll; the votes are counted as MSC3381 says (the latest of
     each voter); only its author ends it, and the result comes as text for every client."""
-    from mautrix.client import Client
-    from mautrix.types import EventType, LoginType
+    from mautrix.types import EventType
 
     roster = school.roster
     pupil_a, pupil_b = sorted(roster.students["5a"])[:2]
     author_id, other_id = first(roster.guardians_of(pupil_a)), first(roster.guardians_of(pupil_b))
     assert author_id != other_id
-    client = Client(base_url=school.deployment.base_url)
-    await client.login(
-        identifier=school.user_id(author_id),
-        login_type=LoginType.PASSWORD,
-        password=school.accounts[author_id]["password"],
-        store_access_token=True,
-    )
-    try:
+    async with school.mautrix(author_id) as client:
         parents = (await client.resolve_room_alias(school.alias("parents", "5a"))).room_id
         poll_id = await client.send_message_event(
             parents,
             EventType.find(matrix.POLL_START, EventType.Class.MESSAGE),
             poll_start("Когда собрание?", "Во вторник", "В четверг"),
         )
-    finally:
-        await client.api.session.close()
     author, other = await school.login(author_id), await school.login(other_id)
     for voter, answer in ((author, "a0"), (other, "a1"), (author, "a1")):
         sent = await voter.send(parents, matrix.POLL_RESPONSE, response(poll_id, answer))

@@ -379,25 +379,14 @@ async def test_directory_search_shows_only_contactable_people(school: School) ->
 
 async def test_a_client_that_is_not_ours_works(school: School) -> None:
     """mautrix-python: a pupil posts in the class chat; the class teacher reads it with nio."""
-    from mautrix.client import Client
-    from mautrix.types import LoginType, MessageType, TextMessageEventContent
+    from mautrix.types import MessageType, TextMessageEventContent
 
-    pupil = pupils(school, "5a")[1]
-    client = Client(base_url=school.deployment.base_url)
-    await client.login(
-        identifier=school.user_id(pupil),
-        login_type=LoginType.PASSWORD,
-        password=school.accounts[pupil]["password"],
-        store_access_token=True,
-    )
-    try:
+    async with school.mautrix(pupils(school, "5a")[1]) as client:
         class_chat = (await client.resolve_room_alias(school.alias("class", "5a"))).room_id
         await client.send_message(
             class_chat,
             TextMessageEventContent(msgtype=MessageType.TEXT, body="сообщение из mautrix"),
         )
-    finally:
-        await client.api.session.close()
     teacher = first(school.roster.teachers["5a"])
     reader = await nio_client(
         school.deployment.base_url, school.user_id(teacher), school.accounts[teacher]["password"]
