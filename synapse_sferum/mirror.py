@@ -17,10 +17,10 @@ from synapse.module_api import ModuleApi
 from synapse.types import StateMap
 
 from sferum_shared import matrix
+from sferum_shared.byline import byline_body, byline_html
 from sferum_shared.rooms import RoomKind
 from sferum_shared.vocabulary import Key
 from synapse_sferum.pins import PinMirror
-from synapse_sferum.policy.news import byline_html
 from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 
@@ -39,7 +39,7 @@ def mirrored_content(content: Mapping[str, Any], author: str, source: EventBase)
             # A file's body is its name until it has a `filename` (MSC2530): keep the name,
             # and the author's line becomes the caption.
             copy["filename"] = copy["body"]
-        copy["body"] = f"{author}: {copy['body']}"
+        copy["body"] = byline_body(author, copy["body"])
     if isinstance(copy.get("formatted_body"), str):
         copy["formatted_body"] = byline_html(author, copy["formatted_body"])
     copy[Key.MIRROR_OF] = {

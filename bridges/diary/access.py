@@ -7,8 +7,9 @@ is asked on every view instead of being copied into the bridge, so a guardian re
 roster loses access at the next roster import, not at the bridge's next restart.
 
 Marks are the private part: the pupil, the pupil's guardians, teachers of a class the pupil
-attends and the staff of the pupil's school. Homework and the timetable belong to a class: its
-pupils, its teachers, the guardians of its pupils, and staff.
+attends and the staff of the pupil's school. Homework, the timetable and the class news room's
+articles belong to a class: its pupils, its teachers, the guardians of its pupils, and staff (the
+news room's members, and the staff who write the school news).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def may_view_marks(viewer: Viewer, pupil_id: str, pupil: Viewer | None) -> bool:
 
 
 def may_view_class(viewer: Viewer, class_id: str) -> bool:
-    """Whether `viewer` may see a class's homework and timetable (what its class chat shows)."""
+    """Whether `viewer` may see a class's homework and timetable, or its news (the «Новости»
+    view): what its class chat and its class news room show."""
     if viewer.person_id is None or not class_id:
         return False
     if STAFF in viewer.roles:

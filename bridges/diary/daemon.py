@@ -233,7 +233,9 @@ class Bridge:
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/sync", self._sync_request)
-        app.add_routes(MiniApp(self.config, self.current_snapshot, self.clock).routes())
+        app.add_routes(
+            MiniApp(self.config, self.current_snapshot, self.clock, self.rooms).routes()
+        )
         app.add_routes(
             ical_feed.routes(
                 self.current_snapshot, self.config.ical_secret, self.config.timezone, self.clock

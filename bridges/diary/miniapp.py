@@ -1,4 +1,5 @@
-"""The diary mini-app: a widget page in diary rooms (marks) and class chats (homework, timetable).
+"""The diary mini-app: a widget page in diary rooms (marks), class chats (homework, timetable)
+and class news rooms (the school's recent articles, `news.py`).
 
 The page is served by the bridge and shown by Element in an iframe. Everything in the widget's
 URL (room, kind, scope) is unauthenticated: anyone can open `/app?kind=diary&scope=<any pupil>`.
@@ -9,7 +10,7 @@ widget API (`get_openid`), and the bridge:
    whose token it is (and insists the token is from our own homeserver: a token of another
    server would be checked by that server, which we do not trust with our pupils);
 2. asks the module's admin API `who` about the account and, for a diary, about the pupil;
-3. applies `access.py` and only then returns data.
+3. applies `access.py` and only then returns data (for news, read from the room as the bot).
 
 Pure parts (views of a snapshot, the widget's state event) are plain functions; `MiniApp` holds
 the thin HTTP glue around them.
@@ -32,8 +33,9 @@ from aiohttp import web
 from bridges.diary.access import Viewer, may_view_class, may_view_marks
 from bridges.diary.config import BridgeConfig
 from bridges.diary.ical_feed import feed_path
-from bridges.diary.matrix import MatrixRefused
+from bridges.diary.matrix import MatrixRefused, MatrixUnavailable
 from bridges.diary.model import DiarySnapshot, LessonStatus
+from bridges.diary.news import NewsUnavailable, articles, events_of, messages_request
 from bridges.diary.render import bare_room, hhmm, ru_date
 from sferum_shared import Clock, matrix
 from sferum_shared.adminapi import AdminApi, Refused, Unexpected, parse_object
@@ -50,7 +52,9 @@ logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-KINDS = ("diary", "class")
+KINDS = ("diary", "class", "news")
+# What each kind shows and which room of the scope holds the widget.
+_TITLES = {"diary": "Оценки", "class": "Задания и расписание", "news": "Новости"}
 _MAX_BODY = 16 * 1024
 # The page runs only its own script; it may be framed by any client (Element's origin varies).
 _PAGE_HEADERS = {
@@ -89,17 +93,20 @@ def widget_state(
         "id": WidgetId.DIARY,
         "creatorUserId": creator_user_id,
         "type": "m.custom",
-        "name": "Дневник",
+        "name": "Новости" if kind == "news" else "Дневник",
         "url": url,
-        "data": {"title": title or ("Оценки" if kind == "diary" else "Задания и расписание")},
+        "data": {"title": title or _TITLES[kind]},
         "waitForIframeLoad": True,
     }
     return WidgetId.DIARY, content
 
 
 def widget_rooms(class_ids: Iterable[str], pupil_ids: Iterable[str]) -> list[tuple[str, str, str]]:
-    """(alias localpart, kind, scope) of every room that gets the widget: diaries, class chats."""
+    """(alias localpart, kind, scope) of every room that gets the widget: diaries, class chats
+    and class news rooms."""
+    class_ids = list(class_ids)
     rooms = [(RoomKey(RoomKind.CLASS_CHAT, c).alias_localpart(), "class", c) for c in class_ids]
+    rooms += [(RoomKey(RoomKind.CLASS_NEWS, c).alias_localpart(), "news", c) for c in class_ids]
     rooms += [(RoomKey(RoomKind.DIARY, p).alias_localpart(), "diary", p) for p in pupil_ids]
     return sorted(set(rooms))
 
@@ -188,10 +195,12 @@ class MiniApp:
         config: BridgeConfig,
         snapshot: Callable[[], DiarySnapshot],
         clock: Clock,
+        rooms: RoomResolver,
     ):
         self._config = config
         self._snapshot = snapshot
         self._clock = clock
+        self._rooms = rooms
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
             autoescape=True,
@@ -210,6 +219,7 @@ class MiniApp:
         html = self._env.get_template("miniapp.html.j2").render(
             kind=kind if kind in KINDS else "",
             scope=request.query.get("scope", ""),
+            title=_TITLES.get(kind, "Дневник"),
         )
         return web.Response(text=html, content_type="text/html", headers=_PAGE_HEADERS)
 
@@ -240,6 +250,8 @@ class MiniApp:
         if not may_view_class(viewer, scope):
             logger.info("diary: mini-app: %s may not see class %s", user_id, scope)
             raise ApiError(403, "M_FORBIDDEN", "not your class")
+        if kind == "news":
+            return {"kind": kind, "scope": scope, "articles": await self.news(scope)}
         week = week_of(self._clock.today(zoneinfo.ZoneInfo(self._config.timezone)))
         if isinstance(body.get("week"), str):
             try:
@@ -249,6 +261,21 @@ class MiniApp:
         view = class_view(snapshot, scope, week, self._config.timezone)
         ical = feed_path(self._config.ical_secret, scope) if self._config.ical_secret else None
         return {"kind": kind, "scope": scope, **view, "ical": ical}
+
+    async def news(self, class_id: str) -> list[dict[str, Any]]:
+        """The class news room's recent school articles, read as the bot; [] with no room yet."""
+        try:
+            localpart = RoomKey(RoomKind.CLASS_NEWS, class_id).alias_localpart()
+            room_id = await self._rooms.resolve(localpart)
+            if room_id is None:
+                return []
+            request = messages_request(self._config.homeserver_url, self._config.as_token, room_id)
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(15)) as http:
+                events = events_of(await send(http, request))
+        except (MatrixUnavailable, MatrixRefused, Unreachable, NewsUnavailable) as e:
+            logger.error("diary: mini-app: the news of %s: %s", class_id, e)
+            raise ApiError(503, "M_UNAVAILABLE", "the news are unavailable") from None
+        return articles(events, self._config.bot_user_id, self._config.timezone)
 
     async def check_openid(self, openid: Any) -> UserId:
         """The user ID an OpenID token stands for, asked of our homeserver; 401 otherwise."""

@@ -1,26 +1,9 @@
-"""How school news looks in a class news room: the author's line over an article, and the pins
-(docs/rooms-and-rules.md «Articles and pins»)."""
+"""How school news looks in a class news room: its pins (docs/rooms-and-rules.md «Articles and
+pins»); the author's line over an article is `sferum_shared/byline.py`."""
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Collection, Mapping, Sequence
-
-# Block elements of the HTML the Matrix spec allows in `formatted_body`: an inline `<b>` in front
-# of one would sit outside it (and before an `<h1>`, read as part of no paragraph at all).
-_BLOCK = re.compile(
-    r"<\s*(h[1-6]|p|ul|ol|blockquote|pre|table|div|hr|details)\b", re.IGNORECASE
-)
-
-
-def byline_html(author: str, formatted_body: str) -> str:
-    """The copy's HTML: a short post reads «<b>Author</b>: text»; an article (any block
-    element) gets the author as a paragraph of its own above it, so headings stay headings."""
-    name = f"<b>{html.escape(author)}</b>"
-    if _BLOCK.search(formatted_body):
-        return f"<p>{name}</p>{formatted_body}"
-    return f"{name}: {formatted_body}"
 
 
 def pinned_ids(content: Mapping[str, object]) -> list[str]:

@@ -34,10 +34,12 @@ from aiohttp.test_utils import TestServer
 from bridges.diary.config import BridgeConfig
 from bridges.diary.miniapp import MiniApp
 from bridges.diary.render import ru_date
+from bridges.diary.rooms import RoomDirectory
 from bridges.diary.sources.csvsource import OneRosterCsvSource
 from sferum_shared.adminapi import PREFIX
 from sferum_shared.vocabulary import WidgetId
 from synapse_sferum.ctl.demo import DemoCalendar
+from synapse_sferum.ctl.deploy import BOT_LOCALPART
 from tests.demo import DIARY, demo_folder, noon, today
 from tests.integration.clients import login
 from tests.integration.harness import Deployment, demo_diary_folder, sferumctl
@@ -46,7 +48,7 @@ pytestmark = pytest.mark.integration
 
 SERVER = "miniapp.test"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PEOPLE = ("p-5a-1", "p-5a-2", "g-volkova", "t-1", "t-2", "staff-1")
+PEOPLE = ("p-5a-1", "p-5a-2", "g-volkova", "g-fyodorov", "t-1", "t-2", "staff-1")
 
 HOST_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>host</title></head>
@@ -146,8 +148,8 @@ async def site(deployment: tuple[Deployment, Any]) -> AsyncIterator[Site]:
     config = BridgeConfig(
         homeserver_url=hs.base_url,
         server_name=SERVER,
-        bot_user_id=f"@sferum:{SERVER}",
-        as_token="unused",
+        bot_user_id=f"@{BOT_LOCALPART}:{SERVER}",
+        as_token=hs.secrets["as_token"],  # «Новости» reads the class news room as the bot
         admin_api_url=f"{hs.base_url}{PREFIX}",
         admin_api_secret=hs.secrets["admin_api_secret"],
         database=":memory:",
@@ -155,7 +157,8 @@ async def site(deployment: tuple[Deployment, Any]) -> AsyncIterator[Site]:
         ical_secret="i" * 32,
     )
     app = web.Application()
-    app.add_routes(MiniApp(config, lambda: snapshot, clock).routes())
+    rooms = RoomDirectory(config.admin_api_url, config.admin_api_secret)
+    app.add_routes(MiniApp(config, lambda: snapshot, clock, rooms).routes())
 
     async def host(request: web.Request) -> web.Response:
         page = HOST_PAGE.format(
@@ -331,9 +334,7 @@ async def test_the_modules_who_endpoint(site: Site) -> None:
 async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Site) -> None:
     from bridges.diary.matrix import BridgeClient
     from bridges.diary.miniapp import install_widgets
-    from bridges.diary.rooms import RoomDirectory
     from sferum_shared.matrix import WIDGETS as WIDGET_EVENT
-    from synapse_sferum.ctl.deploy import BOT_LOCALPART
 
     hs = site.deployment
     hs.reconcile()  # the rooms
@@ -344,7 +345,7 @@ async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Sit
         put = await install_widgets(
             client, rooms, "https://diary.miniapp.test", ["5a", "no-such-class"], ["p-5a-1"], done
         )
-        assert put == 2 and done == {"class-5a", "diary-p-5a-1"}
+        assert put == 3 and done == {"class-5a", "diary-p-5a-1", "news-5a"}
         again = await install_widgets(
             client, rooms, "https://diary.miniapp.test", ["5a"], ["p-5a-1"], done
         )
@@ -354,9 +355,80 @@ async def test_the_widget_is_put_into_diary_rooms_and_class_chats_once(site: Sit
     pupil = await login(
         hs.base_url, site.accounts["p-5a-1"]["user_id"], site.accounts["p-5a-1"]["password"]
     )
-    for alias, kind in ((f"#diary-p-5a-1:{SERVER}", "diary"), (f"#class-5a:{SERVER}", "class")):
+    for alias, kind in (
+        (f"#diary-p-5a-1:{SERVER}", "diary"),
+        (f"#class-5a:{SERVER}", "class"),
+        (f"#news-5a:{SERVER}", "news"),
+    ):
         room = urllib.parse.quote(await pupil.room(alias))
         reply = await pupil.call("GET", f"/rooms/{room}/state/{WIDGET_EVENT}/{WidgetId.DIARY}")
         assert reply.status == 200, (alias, reply)
-        assert reply.body["type"] == "m.custom" and reply.body["name"] == "Дневник"
+        assert reply.body["type"] == "m.custom"
         assert f"kind={kind}" in reply.body["url"] and "$matrix_room_id" in reply.body["url"]
+
+
+ARTICLE = (
+    "<h1>Весенний концерт</h1><p>В пятницу в 18:00, актовый зал.</p>"
+    '<script>alert("xss")</script><img src="mxc://x/y" onerror="alert(1)" alt="афиша">'
+    '<a href="javascript:alert(2)">программа</a>'
+)
+
+
+async def post_article(site: Site, title: str) -> None:
+    """A staff member posts an HTML article in the school news (rooms provisioned first)."""
+    site.deployment.reconcile()
+    staff = await login(
+        site.deployment.base_url,
+        site.accounts["staff-1"]["user_id"],
+        site.accounts["staff-1"]["password"],
+    )
+    news = await staff.resolve(f"#news-school-school-1:{SERVER}")
+    reply = await staff.send(
+        news,
+        "m.room.message",
+        {"msgtype": "m.text", "body": f"{title}\nВ пятницу в 18:00",
+         "format": "org.matrix.custom.html",
+         "formatted_body": ARTICLE.replace("Весенний концерт", title)},
+    )  # fmt: skip
+    assert reply.status == 200, reply
+
+
+async def news_of(site: Site, person: str, title: str) -> dict[str, Any]:
+    """The «Новости» view once the article's copy reached the class news room."""
+    openid = await site.openid(person)
+    for _ in range(100):
+        got, body = await view(site, {"openid": openid, "kind": "news", "scope": "5a"})
+        assert got == 200, body
+        if any(a["title"] == title for a in body["articles"]):
+            return body
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {title} in the news of 5a")
+
+
+async def test_the_news_view_shows_school_articles_to_the_class_only(site: Site) -> None:
+    await post_article(site, "Весенний концерт")
+    body = await news_of(site, "g-volkova", "Весенний концерт")
+    article = next(a for a in body["articles"] if a["title"] == "Весенний концерт")
+    assert "Смирнова" in article["author"]  # the real name the module put on the copy
+    assert article["author_id"] == site.accounts["staff-1"]["user_id"]
+    assert article["summary"].startswith("В пятницу в 18:00") and article["time"]
+    assert "<h1>Весенний концерт</h1>" in article["html"]
+    assert "[афиша]" in article["html"]
+    raw = json.dumps(body)
+    assert "<script" not in raw and "alert" not in raw and "javascript:" not in raw
+    assert "onerror" not in raw
+    openid = await site.openid("g-fyodorov")  # a guardian of 6Б
+    got, refused = await view(site, {"openid": openid, "kind": "news", "scope": "5a"})
+    assert got == 403 and "articles" not in refused, refused
+
+
+@needs_chromium
+async def test_the_news_page_shows_the_article_without_its_script(
+    site: Site, tmp_path: Path
+) -> None:
+    await post_article(site, "Осенняя ярмарка")
+    await news_of(site, "p-5a-1", "Осенняя ярмарка")
+    state, dom = await show(site, tmp_path, "news", "5a", await site.openid("p-5a-1"))
+    assert state == "ok", dom
+    assert 'id="articles"' in dom and "Осенняя ярмарка" in dom and "Смирнова" in dom
+    assert "<script>alert" not in dom and "onerror" not in dom and "javascript:" not in dom

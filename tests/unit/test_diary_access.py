@@ -116,7 +116,7 @@ def test_a_person_id_equal_to_the_pupils_without_the_student_role_sees_nothing()
         (SELF, "", False),
     ],
 )
-def test_who_sees_a_class(viewer: Viewer, class_id: str, allowed: bool) -> None:
+def test_who_sees_a_class_and_its_news(viewer: Viewer, class_id: str, allowed: bool) -> None:
     assert may_view_class(viewer, class_id) is allowed
 
 

@@ -88,11 +88,15 @@ def test_the_widget_event_points_at_the_page_with_the_clients_template_variables
         widget_state("https://d", "marks", "p-1", "@b:s")
 
 
-def test_the_widget_goes_to_class_chats_and_diaries() -> None:
+def test_the_widget_goes_to_class_chats_class_news_and_diaries() -> None:
     assert widget_rooms(["5a"], ["p-1"]) == [
         ("class-5a", "class", "5a"),
         ("diary-p-1", "diary", "p-1"),
+        ("news-5a", "news", "5a"),
     ]
+    state_key, content = widget_state("https://d", "news", "5a", "@b:s")
+    assert state_key == WidgetId.DIARY and "kind=news&scope=5a" in content["url"]
+    assert content["name"] == "Новости"
 
 
 def test_marks_are_the_pupils_own_newest_first() -> None:
@@ -153,6 +157,14 @@ class FakeMiniApp(MiniApp):
         key = query.get("user_id") or query.get("person") or ""
         return self.directory.get(key, {"person": None})
 
+    async def news(self, class_id: str) -> list[dict[str, Any]]:
+        return [{"title": f"news of {class_id}"}]
+
+
+class NoRooms:
+    async def resolve(self, alias_localpart: str) -> None:
+        return None
+
 
 @pytest.mark.parametrize(
     ("token", "kind", "scope", "status"),
@@ -165,13 +177,16 @@ class FakeMiniApp(MiniApp):
         ("good-pupil", "class", "5a", 200),
         ("good-guardian", "class", "5a", 200),
         ("good-pupil", "class", "6b", 403),
+        ("good-guardian", "news", "5a", 200),
+        ("good-guardian", "news", "6b", 403),
+        ("forged", "news", "5a", 401),
         ("good-pupil", "marks", "p-1", 400),
     ],
 )
 async def test_the_view_answers_by_the_rules(
     token: str, kind: str, scope: str, status: int
 ) -> None:
-    app = FakeMiniApp(CONFIG, lambda: SNAPSHOT, WEDNESDAY)
+    app = FakeMiniApp(CONFIG, lambda: SNAPSHOT, WEDNESDAY, NoRooms())
     body = {"openid": {"access_token": token}, "kind": kind, "scope": scope}
     try:
         view = await app.view(body)
@@ -181,13 +196,15 @@ async def test_the_view_answers_by_the_rules(
     assert status == 200
     if kind == "diary":
         assert {m["value"] for m in view["marks"]} == {"4", "5"}
+    elif kind == "news":
+        assert view["articles"] == [{"title": "news of 5a"}]
     else:
         assert view["week"] == "2026-11-16" and len(view["lessons"]) == 2
         assert view["ical"].startswith("/ical/5a/")
 
 
 async def test_openid_of_another_server_is_refused_before_any_request() -> None:
-    app = MiniApp(CONFIG, lambda: SNAPSHOT, WEDNESDAY)
+    app = MiniApp(CONFIG, lambda: SNAPSHOT, WEDNESDAY, NoRooms())
     for openid in (
         None,
         {},

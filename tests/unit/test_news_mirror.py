@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from synapse_sferum.policy.news import byline_html, class_pins, pinned_ids
+from sferum_shared.byline import byline_html
+from synapse_sferum.policy.news import class_pins, pinned_ids
 
 ARTICLE = '<h1>Весенний концерт</h1><ul><li>5а</li><li>6б</li></ul><img src="mxc://s/abc">'
 

@@ -77,8 +77,31 @@
     }
   }
 
+  function showNews(data) {
+    if (!data.articles.length) { contentEl.appendChild(el("p", "Новостей пока нет.", "empty")); return; }
+    const list = contentEl.appendChild(el("div", null, "articles"));
+    list.id = "articles";
+    data.articles.forEach((a) => {
+      const item = list.appendChild(el("article"));
+      item.appendChild(el("h2", a.title || "Без заголовка"));
+      item.appendChild(el("p", [a.author, a.day + ", " + a.time].filter(Boolean).join(" · "), "meta"));
+      if (a.summary) item.appendChild(el("p", a.summary, "summary"));
+      const more = item.appendChild(el("details"));
+      more.appendChild(el("summary", "Читать полностью"));
+      const body = more.appendChild(el("div", null, "article-body"));
+      if (a.html) {
+        const inert = new DOMParser().parseFromString(a.html, "text/html");
+        body.append(...inert.body.childNodes);
+      } else {
+        body.appendChild(el("p", a.text, "plain"));
+      }
+    });
+  }
+
+  const SHOW = { diary: showMarks, class: showClass, news: showNews };
+
   async function main() {
-    if (kind !== "diary" && kind !== "class") { status("error", "Неверная ссылка."); return; }
+    if (!Object.prototype.hasOwnProperty.call(SHOW, kind)) { status("error", "Неверная ссылка."); return; }
     if (!widget.embedded) {
       status("no-host", "Откройте дневник в комнате мессенджера.");
       return;
@@ -105,7 +128,7 @@
     if (!response.ok) { status("error", "Ошибка сервера дневника (" + response.status + ")."); return; }
     const data = await response.json();
     status("ok", "");
-    if (data.kind === "diary") showMarks(data); else showClass(data);
+    SHOW[data.kind](data);
   }
 
   main();
