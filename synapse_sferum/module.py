@@ -30,6 +30,7 @@ from synapse_sferum.service import DirectoryService
 from synapse_sferum.sso import register_module
 from synapse_sferum.stickers import StickerPacks
 from synapse_sferum.support import SupportContacts
+from synapse_sferum.upgrades import RoomUpgrades
 
 STARTUP_RECONCILE_DELAY_MS = 5_000
 
@@ -67,6 +68,7 @@ class SferumModule:
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
         )
         UploadRules(api, self.directory, config.media).register()
+        RoomUpgrades(api, self.directory, bot, self.provisioner.request).register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         self.polls = PollCounter(api, self.directory, bot)

@@ -172,6 +172,14 @@ class DirectoryService:
         await self._run("sferum_record_room", rooms.record_room_txn, key, room_id)
         await self._api.invalidate_cache(self._room_key, (room_id,))
 
+    async def replace_room(self, key: RoomKey, old_room_id: str, new_room_id: str) -> bool:
+        replaced = await self._run(
+            "sferum_replace_room", rooms.replace_room_txn, key, old_room_id, new_room_id
+        )
+        for room_id in (old_room_id, new_room_id):
+            await self._api.invalidate_cache(self._room_key, (room_id,))
+        return bool(replaced)
+
     async def rooms_of_kind(self, kind: RoomKind) -> dict[str, str]:
         return await self._run("sferum_rooms_of_kind", rooms.rooms_of_kind_txn, kind)
 

@@ -20,9 +20,30 @@ def room_id_txn(txn: Txn, key: RoomKey) -> str | None:
 
 
 def room_key_txn(txn: Txn, room_id: str) -> RoomKey | None:
-    txn.execute("SELECT kind, scope_id FROM sferum_rooms WHERE room_id = ?", (room_id,))
+    """The key of a provisioned room, or of one the platform upgraded (its history stays)."""
+    txn.execute(
+        "SELECT kind, scope_id FROM sferum_rooms WHERE room_id = ?"
+        " UNION ALL SELECT kind, scope_id FROM sferum_replaced_rooms WHERE room_id = ?",
+        (room_id, room_id),
+    )
     row = txn.fetchone()
     return RoomKey(RoomKind(row[0]), row[1]) if row else None
+
+
+def replace_room_txn(txn: Txn, key: RoomKey, old_room_id: str, new_room_id: str) -> bool:
+    """Makes `new_room_id` the key's room if `old_room_id` still is; False if it was not."""
+    txn.execute(
+        "UPDATE sferum_rooms SET room_id = ? WHERE kind = ? AND scope_id = ? AND room_id = ?",
+        (new_room_id, key.kind.value, key.scope_id, old_room_id),
+    )
+    if txn.rowcount != 1:
+        return False
+    txn.execute(
+        "INSERT INTO sferum_replaced_rooms (room_id, kind, scope_id, replacement_id)"
+        " VALUES (?, ?, ?, ?)",
+        (old_room_id, key.kind.value, key.scope_id, new_room_id),
+    )
+    return True
 
 
 def record_room_txn(txn: Txn, key: RoomKey, room_id: str) -> None:

@@ -135,6 +135,13 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS sferum_report_marks ("
         " stream TEXT PRIMARY KEY, last_id BIGINT NOT NULL)",
     ),
+    # version 9 (issue 15): provisioned rooms the platform upgraded. `sferum_rooms` names the
+    # replacement; the old room keeps its kind here, so its rules still hold for its history.
+    (
+        "CREATE TABLE IF NOT EXISTS sferum_replaced_rooms ("
+        " room_id TEXT PRIMARY KEY, kind TEXT NOT NULL, scope_id TEXT NOT NULL,"
+        " replacement_id TEXT NOT NULL)",
+    ),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 
 from sferum_shared.vocabulary import Key
 from tests.integration.clients import (
+    Reply,
     User,
     fetch_media,
     login,
@@ -429,6 +431,121 @@ async def test_pupil_moved_to_another_class_changes_class_chat(
     # and back, so other tests see the shipped roster
     sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
     school.deployment.reconcile()
+
+
+# -- a promoted class keeps its rooms --------------------------------------------------------
+
+CLASS_ROOM_NAMES = {
+    "space": "{title}",
+    "news": "{title} — новости",
+    "class": "{title} — чат класса",
+    "parents": "{title} — родители",
+    "meeting": "{title} — родительское собрание",
+}
+
+
+async def _room_names(readers: list[User], class_id: str) -> dict[str, tuple[str, str]]:
+    """kind -> (room ID, name) of each of a class's rooms, as the first reader in it sees them."""
+    names = {}
+    for kind in CLASS_ROOM_NAMES:
+        room_id = await readers[0].resolve(f"#{kind}-{class_id}:{SERVER}")
+        for reader in readers:
+            name = await reader.call("GET", f"/rooms/{room_id}/state/m.room.name/")
+            if name.status == 200:
+                names[kind] = (room_id, name.body["name"])
+                break
+    return names
+
+
+async def test_promoted_class_keeps_its_rooms_members_and_history(
+    school: School, tmp_path: Path
+) -> None:
+    """Next year's roster keeps 5a's sourcedId and calls it 6А: the same rooms, renamed."""
+    teacher = await school.login(first(school.roster.teachers["5a"]))
+    pupil = await school.login(pupils(school, "5a")[0])
+    guardian = await school.login(first(school.roster.guardians_of(pupils(school, "5a")[0])))
+    readers = [teacher, guardian]
+    before = await _room_names(readers, "5a")
+    class_chat = before["class"][0]
+    members = await teacher.members(class_chat)
+    sent = await pupil.send_text(class_chat, "последний урок в пятом классе")
+    assert sent.status == 200, sent
+    roster = copy_roster(tmp_path / "roster")
+    _edit_csv(roster / "classes.csv", _set_cell("title", "6А"))  # line 2 is 5a
+    try:
+        sferumctl("roster", "import", str(school.deployment.dir), str(roster))
+        report = school.deployment.reconcile()
+        assert report["failures"] == 0, report
+        after = await _room_names(readers, "5a")
+        assert after == {
+            kind: (room_id, CLASS_ROOM_NAMES[kind].format(title="6А"))
+            for kind, (room_id, _) in before.items()
+        }
+        assert after["class"][1] == "6А — чат класса"
+        topic = await teacher.call("GET", f"/rooms/{class_chat}/state/m.room.topic/")
+        assert topic.body["topic"] == "Ученики и учителя: 6А", topic
+        assert await teacher.members(class_chat) == members
+        old = await pupil.call("GET", f"/rooms/{class_chat}/event/{sent.body['event_id']}")
+        assert old.status == 200 and old.body["content"]["body"] == "последний урок в пятом классе"
+    finally:
+        sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
+        school.deployment.reconcile()
+    restored = await _room_names(readers, "5a")
+    assert restored == {
+        kind: (room_id, CLASS_ROOM_NAMES[kind].format(title="5А"))
+        for kind, (room_id, _) in before.items()
+    }
+
+
+# -- the platform upgrades a room ------------------------------------------------------------
+
+
+async def _state(user: User, room_id: str, event_type: str, key: str = "") -> Reply:
+    return await user.call("GET", f"/rooms/{room_id}/state/{event_type}/{key}")
+
+
+async def test_only_the_platform_upgrades_a_room_and_the_new_room_is_provisioned(
+    school: School,
+) -> None:
+    """An upgraded lesson keeps its alias, kind, widgets, space links and members; the old
+    one keeps its history under the same rules. (It cannot be put back: it need not be.)"""
+    teacher = await school.login(first(school.roster.teachers["5a-eng1"]))
+    old = await teacher.resolve(school.alias("lesson", "5a-eng1"))
+    create = await _state(teacher, old, "m.room.create")
+    version = create.body.get("room_version", "1")
+    refused = await teacher.call("POST", f"/rooms/{old}/upgrade", {"new_version": version})
+    assert refused.status == 403, refused
+    members = await teacher.members(old)
+    old_widget = await _state(teacher, old, "im.vector.modular.widgets", "ru.sferum.call")
+    sent = await teacher.send_text(old, "до обновления комнаты")
+    assert sent.status == 200, sent
+    bot = User(
+        school.deployment.base_url, f"@sferum:{SERVER}", school.deployment.secrets["as_token"]
+    )
+    upgraded = await bot.call("POST", f"/rooms/{old}/upgrade", {"new_version": version})
+    assert upgraded.status == 200, upgraded
+    new = upgraded.body["replacement_room"]
+    for _ in range(100):  # the tombstone's reconcile joins the members
+        if (await _state(teacher, new, "ru.sferum.room")).status == 200:
+            break
+        await asyncio.sleep(0.2)
+    report = school.deployment.reconcile()
+    assert report["failures"] == 0, report
+    assert await teacher.resolve(school.alias("lesson", "5a-eng1")) == new
+    assert await teacher.members(new) == members
+    kind = await _state(teacher, new, "ru.sferum.room")
+    assert kind.body["kind"] == "lesson" and kind.body["class"] == "5a-eng1", kind
+    widget = await _state(teacher, new, "im.vector.modular.widgets", "ru.sferum.call")
+    assert widget.body == json.loads(json.dumps(old_widget.body).replace(old, new)), widget
+    space = await teacher.resolve(school.alias("school", "school-1"))  # a subject group's
+    assert (await _state(teacher, new, "m.space.parent", space)).status == 200
+    assert (await _state(teacher, space, "m.space.child", new)).body.get("via")
+    assert (await _state(teacher, space, "m.space.child", old)).body == {}
+    # the old room: its history readable, its rules as before
+    history = await teacher.call("GET", f"/rooms/{old}/event/{sent.body['event_id']}")
+    assert history.status == 200, history
+    renamed = await teacher.put_state(old, "m.room.name", {"name": "Мой урок"})
+    assert renamed.status == 403, renamed
 
 
 # -- malformed rosters change nothing ---------------------------------------------------------

@@ -21,3 +21,22 @@ def test_a_newer_database_is_refused() -> None:
     conn.execute("UPDATE sferum_schema_version SET version = 99")
     with pytest.raises(RuntimeError, match="newer than this module"):
         prepare_schema_txn(conn.cursor())
+
+
+def test_version_9_keeps_an_upgraded_room_findable() -> None:
+    from sferum_shared.rooms import RoomKey, RoomKind
+    from sferum_shared.schema import upgrade_schema_txn
+    from synapse_sferum.store import rooms
+
+    conn = sqlite3.connect(":memory:")
+    upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:8], "module")
+    key = RoomKey(RoomKind.LESSON, "5a-eng1")
+    rooms.record_room_txn(conn.cursor(), key, "!old:s")
+    assert prepare_schema_txn(conn.cursor()) == 9
+    assert rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!new:s")
+    assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
+    assert rooms.room_key_txn(conn.cursor(), "!new:s") == key
+    assert rooms.room_key_txn(conn.cursor(), "!old:s") == key  # its history keeps the rules
+    # a second tombstone of the old room (or of a room not on record) changes nothing
+    assert not rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!other:s")
+    assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
