@@ -23,6 +23,7 @@ from synapse_sferum.policy.upgrades import (
     replacement_room,
     stale_space_links,
 )
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 
 logger = logging.getLogger(__name__)
@@ -78,12 +79,4 @@ class RoomUpgrades:
     async def _send_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> None:
-        await self._api.create_and_send_event_into_room(
-            {
-                "type": event_type,
-                "room_id": room_id,
-                "sender": self._bot,
-                "state_key": state_key,
-                "content": content,
-            }
-        )
+        await send_event(self._api, self._bot, room_id, event_type, content, state_key=state_key)

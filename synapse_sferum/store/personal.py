@@ -63,10 +63,12 @@ HELD: tuple[Held, ...] = (
 )
 
 # Tables with no row about a person: rooms, classes, schools, mirrored news, one-off tasks,
-# media's rooms, how far reported messages were relayed, and the schema version.
+# media's rooms, how far reported messages were relayed, upgraded rooms' successors, and the
+# schema version.
 UNRELATED = frozenset(
     {
         "sferum_report_marks",
+        "sferum_replaced_rooms",
         "sferum_orgs",
         "sferum_classes",
         "sferum_rooms",
