@@ -48,7 +48,7 @@ from sferum_shared.model import Member, Role
 from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, joined, say
-from synapse_sferum.policy import quiet
+from synapse_sferum.policy import quiet, quiet_chat
 from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import quiet as store
@@ -259,7 +259,7 @@ class QuietHours:
             bot_member = state_events.get((matrix.MEMBER, self._bot))
             if (
                 isinstance(body, str)
-                and body.lstrip().lower().startswith(quiet.COMMAND_PREFIXES)
+                and body.lstrip().lower().startswith(quiet_chat.COMMAND_PREFIXES)
                 and bot_member is not None
                 and bot_member.membership == "join"
             ):
@@ -330,15 +330,15 @@ class QuietHours:
     async def _command(self, event: EventBase) -> None:
         default_tz = self._config.default_timezone
         try:
-            command = quiet.parse_command(str(event.content["body"]))
+            command = quiet_chat.parse_command(str(event.content["body"]))
         except quiet.ScheduleError as e:
-            await self._say(event.room_id, quiet.error_text(e, default_tz))
+            await self._say(event.room_id, quiet_chat.error_text(e, default_tz))
             return
         if command is None:
             return
         member = await self._directory.get_member(event.sender)
         if member is None or not member.is_school_adult:
-            await self._say(event.room_id, quiet.STAFF_ONLY_TEXT)
+            await self._say(event.room_id, quiet_chat.STAFF_ONLY_TEXT)
             return
         saved = await self._api.account_data_manager.get_global(
             event.sender, EventType.QUIET_HOURS
@@ -350,9 +350,9 @@ class QuietHours:
             logger.warning("synapse_sferum: quiet hours of %s unreadable: %s", event.sender, e)
         now = self._clock.now()
         try:
-            outcome = quiet.answer(command, current, now, default_tz)
+            outcome = quiet_chat.answer(command, current, now, default_tz)
         except quiet.ScheduleError as e:
-            await self._say(event.room_id, quiet.error_text(e, default_tz))
+            await self._say(event.room_id, quiet_chat.error_text(e, default_tz))
             return
         if outcome.store is not None:
             # Through account data, like any client: the callback above takes it from there.
@@ -372,7 +372,7 @@ class QuietHours:
         if member is None or not member.is_school_adult:
             return
         await self._api.update_room_membership(self._bot, self._bot, event.room_id, "join")
-        await self._say(event.room_id, quiet.help_text(self._config.default_timezone))
+        await self._say(event.room_id, quiet_chat.help_text(self._config.default_timezone))
 
     async def _say(self, room_id: str, text: str) -> None:
         await say(self._api, self._bot, room_id, text)

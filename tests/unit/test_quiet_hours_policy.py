@@ -12,20 +12,16 @@ from hypothesis import strategies as st
 
 from synapse_sferum.policy.quiet import (
     NO_HOURS,
-    Action,
-    Command,
     Schedule,
     ScheduleError,
     Status,
     WorkRange,
-    answer,
     auto_reply_text,
     describe,
-    parse_command,
     parse_content,
-    state_text,
     status,
 )
+from synapse_sferum.policy.quiet_chat import Action, Command, answer, parse_command, state_text
 
 MSK = "Europe/Moscow"
 BERLIN = "Europe/Berlin"
