@@ -109,11 +109,14 @@ def peer_connection(ice_servers: list[RTCIceServer]) -> RTCPeerConnection:
 
 
 async def answer(pc: RTCPeerConnection, offer: RTCSessionDescription) -> RTCSessionDescription:
-    """Answer a publisher's offer with the forwarded codecs pinned (`sfu.codecs`)."""
+    """Answer a publisher's offer with the forwarded codecs pinned and the encoder's start
+    bitrate (`sfu.codecs`)."""
     codecs.expect_pinned(pc, offer)
     await pc.setRemoteDescription(offer)
     await pc.setLocalDescription(await pc.createAnswer())
-    return pc.localDescription
+    return RTCSessionDescription(
+        sdp=codecs.with_start_bitrate(pc.localDescription.sdp), type="answer"
+    )
 
 
 def add_outlet(

@@ -79,10 +79,19 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
         yield
         return
     # The workers' base folders are popen-gw0, popen-gw1, ... in the run's own folder.
-    with (Path(basetemp).parent / "alone.lock").open("a") as lock:
+    run = Path(basetemp).parent
+    with (run / "alone.lock").open("a") as lock, (run / "alone.turn").open("a") as turn:
         alone = item.get_closest_marker("alone") is not None
         asked = time.monotonic()
+        # A turnstile first, as in a fair readers-writer lock: flock(2) lets shared holders
+        # come and go past a waiting exclusive one, so a test marked `alone` waited for a gap
+        # between the other workers' tests. Holding the turnstile while it waits, it gets the
+        # lock as soon as the tests running now end, and no new one starts before it.
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        if not alone:
+            fcntl.flock(turn, fcntl.LOCK_UN)
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        fcntl.flock(turn, fcntl.LOCK_UN)
         _waited[0] += time.monotonic() - asked
         yield
 
