@@ -87,6 +87,12 @@ class AdminApi:
         """The room IDs of provisioned rooms, by their alias-scheme names."""
         return self._post("rooms", {"aliases": list(alias_localparts)})
 
+    def upgrade_room(self, room: str, version: str | None) -> Request:
+        """Upgrades a provisioned room (its ID or alias) as the platform's bot, to `version`
+        or the server's default room version."""
+        body = {"room": room} if version is None else {"room": room, "version": version}
+        return self._post("rooms-upgrade", body)
+
     def person_data(self, person: str) -> Request:
         """The module's rows about a person and their account's uploads (read only)."""
         return self._post("person-data", {"person": person})
@@ -247,6 +253,31 @@ def parse_rooms(response: Response) -> dict[str, RoomId]:
     if not isinstance(rooms, dict):
         raise Unexpected(response, "no rooms")
     return {str(alias): RoomId(str(room_id)) for alias, room_id in rooms.items()}
+
+
+@attrs.frozen
+class UpgradedRoom:
+    """`rooms-upgrade`'s answer: the old room, its replacement, and what it is."""
+
+    room_id: RoomId
+    replacement_room: RoomId
+    version: str
+    kind: str
+    scope: str
+
+
+def parse_upgraded_room(response: Response) -> UpgradedRoom:
+    body = ok_json(response)
+    fields = ("room_id", "replacement_room", "version", "kind", "scope")
+    if not all(isinstance(body.get(name), str) for name in fields):
+        raise Unexpected(response, "no upgraded room")
+    return UpgradedRoom(
+        RoomId(body["room_id"]),
+        RoomId(body["replacement_room"]),
+        body["version"],
+        body["kind"],
+        body["scope"],
+    )
 
 
 @attrs.frozen

@@ -118,6 +118,8 @@ class Enrollment:
     person_id: str
     role: EnrollmentRole
     primary: bool = False  # a primary teacher of a homeroom class is its class teacher
+    # OneRoster endDate, its last day: over the day after; None never ends (policy/year_end.py)
+    end_date: date | None = None
     origin: Origin | None = attrs.field(default=None, eq=False)
 
 

@@ -36,6 +36,9 @@ class Key:
     DIRECT: Final = "ru.sferum.direct"
     # In a school news post's copy: the original's event ID.
     MIRROR_OF: Final = "ru.sferum.mirror_of"
+    # A pinned post the platform copied into an upgraded room's replacement: {"room_id",
+    # "event_id", "sender"} of the original in the old room.
+    PIN_OF: Final = "ru.sferum.pin_of"
     # The platform's summary of an ended poll: {"poll", "answers": {id: votes}, "voters"}.
     POLL_RESULT: Final = "ru.sferum.poll_result"
     # The staff room's notice of a reported message: {"report_id", "room_id", "event_id",

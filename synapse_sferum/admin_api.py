@@ -28,6 +28,7 @@ from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.stickers import StickerPacks
+from synapse_sferum.upgrades import RoomUpgrades, UpgradeRefused
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class AdminApi:
         registrar: Registrar,
         sticker_packs: StickerPacks,
         personal: PersonalData,
+        upgrades: RoomUpgrades,
         secret: str,
     ):
         self._api = api
@@ -78,6 +80,7 @@ class AdminApi:
         self._registrar = registrar
         self._stickers_rooms = sticker_packs
         self._personal = personal
+        self._upgrades = upgrades
         self._secret = secret
 
     def register(self) -> None:
@@ -90,6 +93,7 @@ class AdminApi:
             ("who", self._who),
             ("rtc-facts", self._rtc_facts),
             ("rooms", self._rooms),
+            ("rooms-upgrade", self._upgrade_room),
             ("stickers", self._stickers),
             ("person-data", self._person_data),
             ("person-redact", self._person_redact),
@@ -126,6 +130,24 @@ class AdminApi:
             renamed = await self._directory.users_of(report.changed_person_ids)
             self._provisioner.request(check_names_of=renamed)
         return 200, {"counts": report.to_json(), "dry_run": dry_run}
+
+    async def _upgrade_room(self, request: Any) -> tuple[int, Any]:
+        """Upgrades a provisioned room as the platform's bot: {"room": ID or alias,
+        "version": optional, the server's default room version if left out}."""
+        body = json_object(request)
+        room, version = body.get("room"), body.get("version")
+        if not isinstance(room, str) or not (version is None or isinstance(version, str)):
+            raise SynapseError(
+                400,
+                'body must be {"room": room ID or alias, "version": room version (optional)}',
+                Codes.INVALID_PARAM,
+            )
+        try:
+            upgraded = await self._upgrades.upgrade(room, version)
+        except UpgradeRefused as e:
+            refusal = e.refusal
+            raise SynapseError(refusal.status, refusal.message, refusal.errcode) from e
+        return 200, upgraded.to_json()
 
     async def _issue_accounts(self, request: Any) -> tuple[int, Any]:
         body = json_object(request)

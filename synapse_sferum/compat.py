@@ -12,7 +12,9 @@ import json
 from typing import Any, cast
 
 from synapse.api.errors import Codes, StoreError, SynapseError
+from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
 from synapse.events import EventBase
+from synapse.handlers.worker_lock import NEW_EVENT_DURING_PURGE_LOCK_NAME
 from synapse.module_api import ModuleApi
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.well_known import ClientWellKnownResource, ServerWellKnownResource
@@ -499,11 +501,38 @@ def event_reports_after_txn(
     return reports
 
 
-async def reported_event(api: ModuleApi, event_id: str, room_id: str) -> EventBase | None:
-    """The reported event as clients would get it (redacted when it was redacted), or None if
-    it is unknown or in another room than the report says (Synapse checks only that the
-    reporter could see it). ModuleApi fetches no event by its ID."""
+async def room_event(api: ModuleApi, event_id: str, room_id: str) -> EventBase | None:
+    """The event as clients would get it (redacted when it was redacted), or None if it is
+    unknown or in another room (a report's message, whose room Synapse does not check; an
+    upgraded room's pins). ModuleApi fetches no event by its ID."""
     event: EventBase | None = await _hs(api).get_datastores().main.get_event(
         event_id, allow_none=True, check_room_id=room_id
     )
     return event
+
+
+# Room upgrades (`sferumctl rooms upgrade`, synapse_sferum/upgrades.py). ModuleApi has no
+# upgrade, and the module has no access token to call `POST /rooms/{id}/upgrade` with, so this
+# does what that servlet does (`rest/client/room_upgrade_rest_servlet.py`): the room creation
+# handler's `upgrade_room` under the purge lock's read side, as the platform's bot. Synapse then
+# sends the tombstone, makes the new room, copies its state and moves the aliases, as for a
+# client's upgrade; the bot's requests skip rate limits as its appservice's would.
+
+
+def room_versions(api: ModuleApi) -> tuple[str, frozenset[str]]:
+    """The server's default room version (`default_room_version`) and every one it knows."""
+    default: str = _hs(api).config.server.default_room_version.identifier
+    return default, frozenset(KNOWN_ROOM_VERSIONS)
+
+
+async def upgrade_room(api: ModuleApi, user_id: str, room_id: str, version: str) -> str:
+    """Upgrades the room to `version` (one of `room_versions`) as `user_id`; the new room's ID."""
+    hs = _hs(api)
+    requester = create_requester(user_id, authenticated_entity=api.server_name)
+    async with hs.get_worker_locks_handler().acquire_read_write_lock(
+        NEW_EVENT_DURING_PURGE_LOCK_NAME, room_id, write=False
+    ):
+        new_room_id: str = await hs.get_room_creation_handler().upgrade_room(
+            requester, room_id, KNOWN_ROOM_VERSIONS[version], None, ratelimit=False
+        )
+    return new_room_id

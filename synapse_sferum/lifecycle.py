@@ -1,9 +1,11 @@
 """Accounts of people deleted from the roster are deactivated (docs/identity.md, issue 3 point 8).
 
-From the first import without the person the account is already shut (the account validity
-callback in access.py) and out of the provisioned rooms; after the grace period it is
-deactivated, which also takes it out of every other room. The grace period protects against a
-roster exported with a class missing by mistake: putting the people back undoes everything.
+A person whose every enrollment is over (the roster's `endDate`, issue 15 point 7:
+policy/year_end.py) has left the same way, from that day on. From the first import without the
+person (or that day) the account is already shut (the account validity callback in access.py)
+and out of the provisioned rooms; after the grace period it is deactivated, which also takes it
+out of every other room. The grace period protects against a roster exported with a class
+missing by mistake (or an end date written wrong): putting the people back undoes everything.
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ class Departures:
         many failed. A failure is tried again on the next run and keeps no one else waiting."""
         now = self._clock.ms()
         due = await self._directory.run(
-            "sferum_due_departures", accounts.due_departures_txn, now, self._grace_ms
+            "sferum_due_departures",
+            accounts.due_departures_txn,
+            now,
+            self._grace_ms,
+            self._directory.today(),
         )
         failed = 0
         for person_id, user_id in sorted(due.items()):
-            logger.info("synapse_sferum: %s left the roster; deactivating %s", person_id, user_id)
+            logger.info("synapse_sferum: %s left the school; deactivating %s", person_id, user_id)
             try:
                 await compat.deactivate_account(self._api, user_id)
             except Exception:

@@ -68,7 +68,8 @@ class SferumModule:
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override
         )
         UploadRules(api, self.directory, config.media).register()
-        RoomUpgrades(api, self.directory, bot, self.provisioner.request).register()
+        upgrades = RoomUpgrades(api, self.directory, bot, self.provisioner.request)
+        upgrades.register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
         api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
         self.polls = PollCounter(api, self.directory, bot)
@@ -103,6 +104,7 @@ class SferumModule:
             self.registrar,
             sticker_packs,
             personal,
+            upgrades,
             config.admin_api_secret,
         )
         self.admin_api.register()

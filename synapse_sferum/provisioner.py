@@ -127,7 +127,7 @@ class Provisioner:
         links = await self._directory.all_links()
         pairs = guardianship_pairs(snapshot.people)
         planned: set[RoomKey] = set()
-        for org in org_views(snapshot, pairs):
+        for org in org_views(snapshot, pairs, self._directory.today()):
             plans = policy.desired_rooms(org, links)
             # Spaces first, so that children can be linked to them.
             for plan in sorted(plans, key=lambda p: not p.is_space):
@@ -308,6 +308,10 @@ class Provisioner:
         school's rooms come first); should that have failed, the next run puts the widget in.
         """
         if plan.call is None:
+            if plan.archived and await self._state_content(room_id, matrix.WIDGETS, WidgetId.CALL):
+                # an archived class has no calls: its widget goes, emptied
+                await self._send_state(room_id, matrix.WIDGETS, WidgetId.CALL, {})
+                report.state_updates += 1
             return
         call_room_id = (
             room_id if plan.call == plan.key else await self._directory.room_id(plan.call)

@@ -131,7 +131,7 @@ class ReportRelay:
                 report.room_id,
             )
             return
-        event = await compat.reported_event(self._api, report.event_id, report.room_id)
+        event = await compat.room_event(self._api, report.event_id, report.room_id)
         for org_id in sorted(schools):
             staff_room = await self._directory.room_id(RoomKey(RoomKind.STAFF, org_id))
             if staff_room is None:

@@ -243,6 +243,10 @@ class DirectoryService:
         return await self._run("sferum_copies_among", rooms.copies_among_txn, room_id, event_ids)
 
     async def class_news_rooms(self, org_id: str) -> list[str]:
-        """The news rooms of a school's classes, where its school news is mirrored."""
+        """The news rooms of a school's classes, where its school news is mirrored (and its
+        pins follow); an archived class's news room is left as it was (policy/year_end.py)."""
         news = await self.rooms_of_kind(RoomKind.CLASS_NEWS)
-        return [news[c] for c in await self.class_ids_of_org(org_id) if c in news]
+        running = await self._run(
+            "sferum_running_classes", rooms.running_class_ids_of_org_txn, org_id, self.today()
+        )
+        return [news[c] for c in running if c in news]

@@ -1,18 +1,27 @@
-"""Builds the provisioning planner's per-school views from a directory snapshot (pure)."""
+"""Builds the provisioning planner's per-school views from a directory snapshot (pure).
+
+On `today`, by the roster's enrollment end dates (policy/year_end.py): people who have left are
+in no view, an enrollment that is over counts only in an archived class.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import date
 
 from sferum_shared.model import ClassType, EnrollmentRole, Role
 from synapse_sferum.policy import ClassView, OrgView, PupilView
+from synapse_sferum.policy.year_end import enrollment_counts, year_end
 from synapse_sferum.roster.merge import DirectorySnapshot
 
 
-def org_views(snapshot: DirectorySnapshot, pairs: Iterable[tuple[str, str]]) -> list[OrgView]:
+def org_views(
+    snapshot: DirectorySnapshot, pairs: Iterable[tuple[str, str]], today: date
+) -> list[OrgView]:
     """One view per school (an org that has classes or people), enabled people only."""
-    enabled = {pid for pid, p in snapshot.people.items() if p.enabled}
+    state = year_end(snapshot.enrollments.values(), today)
+    enabled = {pid for pid, p in snapshot.people.items() if p.enabled and pid not in state.left}
     guardians_of: dict[str, set[str]] = defaultdict(set)
     for guardian, student in pairs:
         if guardian in enabled:
@@ -22,7 +31,7 @@ def org_views(snapshot: DirectorySnapshot, pairs: Iterable[tuple[str, str]]) -> 
     teachers: dict[str, set[str]] = defaultdict(set)
     class_teachers: dict[str, set[str]] = defaultdict(set)
     for e in snapshot.enrollments.values():
-        if e.person_id not in enabled:
+        if e.person_id not in enabled or not enrollment_counts(e, state, today):
             continue
         if e.role is EnrollmentRole.STUDENT:
             students[e.class_id].add(e.person_id)
@@ -41,6 +50,7 @@ def org_views(snapshot: DirectorySnapshot, pairs: Iterable[tuple[str, str]]) -> 
                 student_ids=frozenset(students[cls.sourced_id]),
                 teacher_ids=frozenset(teachers[cls.sourced_id]),
                 class_teacher_ids=frozenset(class_teachers[cls.sourced_id]),
+                archived=cls.sourced_id in state.archived,
             )
         )
 

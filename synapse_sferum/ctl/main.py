@@ -32,6 +32,7 @@ from synapse_sferum.ctl.deploy import init
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import EXIT_NOT_RUNNING, CtlError
 from synapse_sferum.ctl.linkcodes import issue_link_codes
+from synapse_sferum.ctl.rooms import upgrade_room
 from synapse_sferum.ctl.roster import import_roster
 from synapse_sferum.ctl.stickers import import_stickers
 from synapse_sferum.ctl.tables import format_table
@@ -208,6 +209,11 @@ def _iso_date(value: object) -> date:
         raise ValueError(f"must be a date written as YYYY-MM-DD, got {value!r}") from None
 
 
+def _rooms_upgrade(args: argparse.Namespace) -> int:
+    _say_lines(upgrade_room(Deployment(args.dir), args.room, args.version))
+    return 0
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     report = parsed(parse_reconcile, call(Deployment(args.dir), lambda api: api.reconcile()))
     _say_lines(format_table(["change", "count"], [[k, v] for k, v in report.items()]))
@@ -318,6 +324,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", type=Path, help="OneRoster CSV folder or .zip")
     p.add_argument(
         "--dry-run", action="store_true", help="check and count the changes without storing them"
+    )
+
+    room_commands = commands.add_parser("rooms", help="the provisioned rooms").add_subparsers(
+        title="rooms commands", required=True, metavar="COMMAND"
+    )
+    p = command(
+        "upgrade",
+        _rooms_upgrade,
+        "upgrade a room the platform made to a new room version, as the platform: the new "
+        "room keeps its kind, widgets, packs, pins, space links and members",
+        within=room_commands,
+        full_name="rooms upgrade",
+    )
+    p.add_argument("room", metavar="ROOM", help="the room's ID (!…) or alias (#…)")
+    p.add_argument(
+        "--version", help="the room version (default: the server's default_room_version)"
     )
 
     command(

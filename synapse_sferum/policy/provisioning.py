@@ -42,6 +42,7 @@ class ClassView:
     student_ids: frozenset[str]
     teacher_ids: frozenset[str]
     class_teacher_ids: frozenset[str] = frozenset()  # homerooms: the primary teacher(s)
+    archived: bool = False  # every enrollment over (policy/year_end.py): rooms kept read-only
 
 
 @attrs.frozen
@@ -76,6 +77,7 @@ class RoomPlan:
     posters_level: int  # events_default: who may post messages
     parent: RoomKey | None  # the space that lists this room
     call: RoomKey | None = None  # whose call the room's call widget joins; None: no widget
+    archived: bool = False  # read-only: nobody but the platform sends anything
 
     @property
     def is_space(self) -> bool:
@@ -150,6 +152,7 @@ def _class_rooms(
             linked,
             parent=parent,
             org_id=org.org_id,
+            archived=cls.archived,
         )
         for kind, parent in placed
     ]
@@ -184,6 +187,7 @@ def _plan(
     *,
     parent: RoomKey | None,
     org_id: str,
+    archived: bool = False,
 ) -> RoomPlan:
     spec = ROOM_KINDS[key.kind]
 
@@ -191,16 +195,21 @@ def _plan(
         person_ids = frozenset().union(*(circles.get(circle, ()) for circle in of))
         return frozenset(linked[pid] for pid in person_ids if pid in linked)
 
+    name = spec.name.format(title=title)
     return RoomPlan(
         key=key,
-        name=spec.name.format(title=title),
+        name=f"{name} {ARCHIVE_MARK}" if archived else name,
         topic=spec.topic.format(title=title),
         members=users(spec.members),
         moderators=users(() if spec.moderators is None else (spec.moderators,)),
-        posters_level=spec.posters_level,
+        posters_level=PLATFORM if archived else spec.posters_level,
         parent=parent,
-        call=_call_room(key, org_id),
+        call=None if archived else _call_room(key, org_id),
+        archived=archived,
     )
+
+
+ARCHIVE_MARK = "(архив)"  # after an archived room's name
 
 
 def _call_room(key: RoomKey, org_id: str) -> RoomKey | None:
@@ -251,11 +260,13 @@ def power_levels(
     Keys we do not know survive from `current`, so fields of future room versions are not lost;
     every key we know is written whole, so the result depends on nothing else in `current`.
     The staff room is the one room whose members invite (partner schools' staff): its invite
-    level is open, and `may_invite` decides who and whom.
+    level is open, and `may_invite` decides who and whom. An archived room is read-only: every
+    level is the platform's, so nobody else sends, reacts, redacts or changes anything.
     """
     users: dict[str, int] = dict.fromkeys(sorted(plan.moderators), MODERATOR)
     users[bot_user_id] = PLATFORM
-    return {
+    events = {**_EVENT_LEVELS, **_call_levels(plan.key.kind), **_poll_levels(plan.key.kind)}
+    levels: dict[str, object] = {
         **(current or {}),
         "users": users,
         "users_default": EVERYONE,
@@ -265,13 +276,17 @@ def power_levels(
         "kick": PLATFORM,
         "ban": PLATFORM,
         "redact": MODERATOR,
-        "events": {
-            **_EVENT_LEVELS,
-            **_call_levels(plan.key.kind),
-            **_poll_levels(plan.key.kind),
-        },
+        "events": events,
         "notifications": {"room": MODERATOR},
     }
+    if plan.archived:  # read-only: every level the platform's, members keep reading
+        levels.update(
+            invite=PLATFORM,
+            redact=PLATFORM,
+            events=dict.fromkeys(events, PLATFORM),
+            notifications={"room": PLATFORM},
+        )
+    return levels
 
 
 def call_widget(plan: RoomPlan, call_room_id: str, public_url: str | None) -> dict[str, Any]:

@@ -90,16 +90,21 @@ def choice(choices: Mapping[str, T]) -> Callable[[str], T]:
 boolean = choice({"true": True, "false": False})
 
 
+def iso_date(value: str) -> date:
+    """A converter for YYYY-MM-DD dates that exist (OneRoster's date fields)."""
+    if not _ISO_DATE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a date written as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a real date") from None
+
+
 def birth_date(today: date) -> Callable[[str], date]:
     """A converter for YYYY-MM-DD dates that exist and are not after `today`."""
 
     def parse(value: str) -> date:
-        if not _ISO_DATE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a date written as YYYY-MM-DD")
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a real date") from None
+        day = iso_date(value)
         if day > today:
             raise ValueError(f"{value!r} is in the future (today is {today.isoformat()})")
         return day

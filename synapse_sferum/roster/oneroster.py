@@ -297,6 +297,7 @@ _ENROLLMENTS = _Spec(
         person_id=c.text("userSourcedId"),
         role=c.convert("role", _enrollment_role, EnrollmentRole.STUDENT),
         primary=c.convert("primary", fields.boolean, False),
+        end_date=c.convert("endDate", fields.iso_date, None),
         origin=c.origin,
     ),
 )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from synapse_sferum.policy.cards import Card
+from synapse_sferum.policy.year_end import year_end
+from synapse_sferum.store.records import ENROLLMENTS
 
 Txn = Any
 
@@ -59,27 +62,42 @@ def forget_card_txn(txn: Txn, user_id: str) -> None:
     txn.execute("DELETE FROM sferum_credentials WHERE user_id = ?", (user_id,))
 
 
-def due_departures_txn(txn: Txn, now_ms: int, grace_ms: int) -> dict[str, str]:
-    """person_id -> user_id of linked people gone from the roster for at least `grace_ms`.
+def due_departures_txn(txn: Txn, now_ms: int, grace_ms: int, today: date) -> dict[str, str]:
+    """person_id -> user_id of linked people gone for at least `grace_ms`.
 
-    Notes newly gone people and forgets those who came back, so the grace period counts from
-    the first import that left the person out.
+    Gone: left out of the roster, or every enrollment over on `today` (the school's date;
+    policy/year_end.py). Notes newly gone people and forgets those who came back, so the grace
+    period counts from the first import (or the first day) that left the person out.
     """
-    txn.execute(
-        "DELETE FROM sferum_departures WHERE person_id IN (SELECT sourced_id FROM sferum_people)"
-    )
-    txn.execute(
-        "INSERT INTO sferum_departures (person_id, user_id, since_ts)"
-        " SELECT l.person_id, l.user_id, ? FROM sferum_links l"
-        " WHERE l.person_id NOT IN (SELECT sourced_id FROM sferum_people)"
-        " AND l.person_id NOT IN (SELECT person_id FROM sferum_departures)",
-        (now_ms,),
-    )
+    gone = gone_people_txn(txn, today)
+    txn.execute("SELECT person_id FROM sferum_departures")
+    noted = {row[0] for row in txn.fetchall()}
+    back = sorted(noted - gone)
+    if back:
+        txn.execute_batch(
+            "DELETE FROM sferum_departures WHERE person_id = ?", [(p,) for p in back]
+        )
+    new = sorted((p, u, now_ms) for p, u in all_links_txn(txn).items() if p in gone - noted)
+    if new:
+        txn.execute_batch(
+            "INSERT INTO sferum_departures (person_id, user_id, since_ts) VALUES (?, ?, ?)", new
+        )
     txn.execute(
         "SELECT person_id, user_id FROM sferum_departures WHERE since_ts <= ?",
         (now_ms - grace_ms,),
     )
     return {row[0]: row[1] for row in txn.fetchall()}
+
+
+def gone_people_txn(txn: Txn, today: date) -> set[str]:
+    """Linked people not in the roster, or whose every enrollment is over on `today`."""
+    txn.execute("SELECT person_id FROM sferum_links")
+    linked = {row[0] for row in txn.fetchall()}
+    txn.execute("SELECT sourced_id FROM sferum_people")
+    present = {row[0] for row in txn.fetchall()}
+    txn.execute(ENROLLMENTS.select_sql())
+    state = year_end((ENROLLMENTS.from_row(tuple(row)) for row in txn.fetchall()), today)
+    return (linked - present) | (linked & state.left)
 
 
 def forget_departed_txn(txn: Txn, person_id: str, user_id: str) -> None:

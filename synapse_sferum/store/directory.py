@@ -19,6 +19,7 @@ from sferum_shared.model import (
     RosterImport,
 )
 from synapse_sferum.directory import build_member, guardianship_pairs
+from synapse_sferum.policy.year_end import enrollment_over, has_left
 from synapse_sferum.roster.merge import DirectorySnapshot, diff, merge
 from synapse_sferum.store.records import DEMOGRAPHICS, KIND_TABLES, PEOPLE
 
@@ -78,29 +79,41 @@ def _column(txn: Txn, sql: str, args: Iterable[Any]) -> list[str]:
     return [row[0] for row in txn.fetchall()]
 
 
-def _class_ids_txn(txn: Txn, person_ids: list[str], role: EnrollmentRole) -> set[str]:
-    """Classes where any of these people is enrolled in that role, in one query."""
+def _class_ids_txn(txn: Txn, person_ids: list[str], role: EnrollmentRole, today: date) -> set[str]:
+    """Classes where any of these people is enrolled in that role and the enrollment is not
+    over on `today`, in one query."""
     if not person_ids:
         return set()
     marks = ", ".join("?" for _ in person_ids)
-    return set(
-        _column(
-            txn,
-            f"SELECT DISTINCT class_id FROM sferum_enrollments"
-            f" WHERE role = ? AND person_id IN ({marks})",
-            (role.value, *person_ids),
-        )
+    txn.execute(
+        f"SELECT class_id, end_date FROM sferum_enrollments"
+        f" WHERE role = ? AND person_id IN ({marks})",
+        (role.value, *person_ids),
     )
+    return {row[0] for row in txn.fetchall() if not enrollment_over(_day(row[1]), today)}
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def has_left_txn(txn: Txn, person_id: str, today: date) -> bool:
+    """Whether every enrollment of the person is over on `today` (policy/year_end.py)."""
+    ends = _column(
+        txn, "SELECT end_date FROM sferum_enrollments WHERE person_id = ?", (person_id,)
+    )
+    return has_left(map(_day, ends), today)
 
 
 def member_for_person_txn(txn: Txn, person_id: str, today: date, adult_age: int) -> Member | None:
-    """Everything the rules need about one person, in a handful of indexed queries."""
+    """Everything the rules need about one person, in a handful of indexed queries; None for
+    a person not in the roster, disabled there, or whose enrollments are all over."""
     txn.execute(f"{PEOPLE.select_sql()} WHERE sourced_id = ?", (person_id,))
     row = txn.fetchone()
     if row is None:
         return None
     person = PEOPLE.from_row(tuple(row))
-    if not person.enabled:
+    if not person.enabled or has_left_txn(txn, person_id, today):
         return None
     txn.execute(f"{DEMOGRAPHICS.select_sql()} WHERE sourced_id = ?", (person_id,))
     demo_row = txn.fetchone()
@@ -113,10 +126,10 @@ def member_for_person_txn(txn: Txn, person_id: str, today: date, adult_age: int)
     return build_member(
         person,
         birth_date=demographics.birth_date if demographics else None,
-        student_class_ids=_class_ids_txn(txn, [person_id], EnrollmentRole.STUDENT),
-        teacher_class_ids=_class_ids_txn(txn, [person_id], EnrollmentRole.TEACHER),
+        student_class_ids=_class_ids_txn(txn, [person_id], EnrollmentRole.STUDENT, today),
+        teacher_class_ids=_class_ids_txn(txn, [person_id], EnrollmentRole.TEACHER, today),
         child_ids=child_ids,
-        child_class_ids=_class_ids_txn(txn, child_ids, EnrollmentRole.STUDENT),
+        child_class_ids=_class_ids_txn(txn, child_ids, EnrollmentRole.STUDENT, today),
         guardian_ids=_column(
             txn, "SELECT guardian_id FROM sferum_guardianships WHERE student_id = ?", (person_id,)
         ),

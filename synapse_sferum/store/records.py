@@ -128,14 +128,22 @@ CLASSES = KindTable(
 )
 ENROLLMENTS = KindTable(
     "sferum_enrollments",
-    ("sourced_id", "class_id", "person_id", "role", "is_primary"),
-    lambda e: (e.sourced_id, e.class_id, e.person_id, e.role.value, int(e.primary)),
+    ("sourced_id", "class_id", "person_id", "role", "is_primary", "end_date"),
+    lambda e: (
+        e.sourced_id,
+        e.class_id,
+        e.person_id,
+        e.role.value,
+        int(e.primary),
+        e.end_date.isoformat() if e.end_date else None,
+    ),
     lambda r: Enrollment(
         sourced_id=r[0],
         class_id=r[1],
         person_id=r[2],
         role=EnrollmentRole(r[3]),
         primary=bool(r[4]),
+        end_date=date.fromisoformat(r[5]) if r[5] else None,
     ),
 )
 

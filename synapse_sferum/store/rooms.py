@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any
 
 from sferum_shared.rooms import RoomKey, RoomKind
+from synapse_sferum.policy.year_end import year_end
+from synapse_sferum.store.records import ENROLLMENTS
 
 Txn = Any
 
@@ -136,6 +139,19 @@ def copies_among_txn(txn: Txn, room_id: str, event_ids: Sequence[str]) -> set[st
 def class_ids_of_org_txn(txn: Txn, org_id: str) -> list[str]:
     txn.execute("SELECT sourced_id FROM sferum_classes WHERE org_id = ?", (org_id,))
     return [row[0] for row in txn.fetchall()]
+
+
+def running_class_ids_of_org_txn(txn: Txn, org_id: str, today: date) -> list[str]:
+    """The school's classes that are not archived on `today` (policy/year_end.py)."""
+    class_ids = class_ids_of_org_txn(txn, org_id)
+    txn.execute(
+        f"{ENROLLMENTS.select_sql()} WHERE class_id IN"
+        " (SELECT sourced_id FROM sferum_classes WHERE org_id = ?)",
+        (org_id,),
+    )
+    rows = txn.fetchall()
+    archived = year_end((ENROLLMENTS.from_row(tuple(row)) for row in rows), today).archived
+    return [c for c in class_ids if c not in archived]
 
 
 def all_rooms_txn(txn: Txn) -> dict[RoomKey, str]:

@@ -142,8 +142,10 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         " room_id TEXT PRIMARY KEY, kind TEXT NOT NULL, scope_id TEXT NOT NULL,"
         " replacement_id TEXT NOT NULL)",
     ),
+    # version 10 (issue 15): enrollments end (OneRoster endDate, YYYY-MM-DD, the last day); a
+    # person whose every enrollment is over has left, a class whose every one is, is archived
+    ("ALTER TABLE sferum_enrollments ADD COLUMN end_date TEXT",),
 )
-
 
 
 def prepare_schema_txn(txn: Any) -> int:

@@ -214,7 +214,7 @@ def write_roster(folder: Path, tag: str, phone_block: int) -> dict[str, str]:
                 "role": role,
                 "primary": primary,
                 "beginDate": str(school_year.start),
-                "endDate": str(school_year.end),
+                # no endDate: the people stay all year round, summer too (rooms-and-rules.md)
             }
             for pid, role, primary in enrolled
         ],

@@ -7,12 +7,14 @@ import csv
 import io
 import json
 import urllib.parse
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sferum_shared.vocabulary import Key
+from tests.demo import today
 from tests.integration.clients import (
     Reply,
     User,
@@ -546,6 +548,121 @@ async def test_only_the_platform_upgrades_a_room_and_the_new_room_is_provisioned
     assert history.status == 200, history
     renamed = await teacher.put_state(old, "m.room.name", {"name": "Мой урок"})
     assert renamed.status == 403, renamed
+
+
+async def test_sferumctl_upgrades_a_provisioned_room_and_carries_its_pins(
+    school: School,
+) -> None:
+    """`sferumctl rooms upgrade`: the platform upgrades 6Б's class chat as its bot; the new
+    room gets a copy of the pinned post, pinned. (An upgrade is not put back: it need not be.)
+    A room the platform did not make, an unknown room and an unknown version are refused."""
+    teacher = await school.login(first(school.roster.teachers["6b"]))
+    alias = school.alias("class", "6b")
+    old = await teacher.resolve(alias)
+    post = await teacher.send_text(old, "Памятка на учебный год")
+    assert post.status == 200, post
+    pinned = await teacher.put_state(
+        old, "m.room.pinned_events", {"pinned": [post.body["event_id"]]}
+    )
+    assert pinned.status == 200, pinned
+    group = await teacher.create_room(name="Кружок", preset="private_chat")
+    assert group.status == 200, group
+    folder = str(school.deployment.dir)
+    for room, version, errcode in (
+        (f"#nope:{SERVER}", [], "M_NOT_FOUND"),
+        (group.body["room_id"], [], "M_INVALID_PARAM"),
+        (alias, ["--version", "99"], "M_UNSUPPORTED_ROOM_VERSION"),
+    ):
+        refused = sferumctl("rooms", "upgrade", folder, room, *version, check=False)
+        assert refused.returncode == 1 and errcode in refused.stderr, refused
+    members = await teacher.members(old)
+    version = (await _state(teacher, old, "m.room.create")).body.get("room_version", "1")
+    done = sferumctl("rooms", "upgrade", folder, alias, "--version", version)
+    new = done.stdout.split(" is now ")[1].split()[0]
+    assert done.stdout.startswith(f"class 6b: {old} is now {new} (room version {version})")
+    for _ in range(100):  # the tombstone's reconcile joins the members
+        if (await _state(teacher, new, "m.room.pinned_events")).status == 200:
+            break
+        await asyncio.sleep(0.2)
+    report = school.deployment.reconcile()
+    assert report["failures"] == 0, report
+    assert await teacher.resolve(alias) == new
+    assert await teacher.members(new) == members
+    [copy_id] = (await _state(teacher, new, "m.room.pinned_events")).body["pinned"]
+    copy = await teacher.call("GET", f"/rooms/{new}/event/{copy_id}")
+    assert copy.body["sender"] == f"@sferum:{SERVER}", copy
+    assert copy.body["content"]["body"].endswith(": Памятка на учебный год"), copy
+    assert copy.body["content"]["ru.sferum.pin_of"]["event_id"] == post.body["event_id"]
+    again = sferumctl("rooms", "upgrade", folder, old, check=False)
+    assert again.returncode == 1 and f"upgrade its replacement {new}" in again.stderr, again
+
+
+# -- a class's year ends -----------------------------------------------------------------------
+
+
+def _end_class(roster: Path, class_id: str, last_day: date, moved: str, to: str) -> None:
+    """Every enrollment of `class_id` ends on `last_day`; `moved` goes on in class `to`."""
+
+    def edit(rows: list[list[str]]) -> None:
+        header = rows[0]
+        cls, end = header.index("classSourcedId"), header.index("endDate")
+        for row in rows[1:]:
+            if row[cls] == class_id:
+                row[end] = last_day.isoformat()
+        row = dict.fromkeys(header, "")
+        row.update(
+            sourcedId=f"e-{to}-{moved}",
+            classSourcedId=to,
+            schoolSourcedId="school-1",
+            userSourcedId=moved,
+            role="student",
+            primary="false",
+        )
+        rows.append([row[name] for name in header])
+
+    _edit_csv(roster / "enrollments.csv", edit)
+
+
+async def test_a_class_whose_year_ended_is_archived_read_only_and_its_leavers_shut(
+    school: School, tmp_path: Path
+) -> None:
+    """6Б's enrollments ended: one pupil goes on in 5А, the others have left. 6Б's rooms stay,
+    read-only, for who is still at school; the leavers' accounts are shut. The shipped roster
+    puts everything back."""
+    moved, leaver = pupils(school, "6b")[0], pupils(school, "6b")[1]
+    staying_teacher = "t-3"  # teaches 5А too
+    assert staying_teacher in school.roster.teachers["6b"] | school.roster.teachers["5a"]
+    moved_user, leaver_user = await school.login(moved), await school.login(leaver)
+    teacher = await school.login(staying_teacher)
+    chat = await teacher.resolve(school.alias("class", "6b"))
+    roster = copy_roster(tmp_path / "roster")
+    _end_class(roster, "6b", today() - timedelta(days=2), moved, "5a")
+    try:
+        sferumctl("roster", "import", str(school.deployment.dir), str(roster))
+        report = school.deployment.reconcile()
+        assert report["failures"] == 0, report
+        levels = (await _state(teacher, chat, "m.room.power_levels")).body
+        assert levels["events_default"] == levels["state_default"] == 100, levels
+        name = (await _state(teacher, chat, "m.room.name")).body["name"]
+        assert name.endswith("(архив)"), name
+        assert {school.user_id(moved), school.user_id(staying_teacher)} <= await teacher.members(
+            chat
+        )
+        assert school.user_id(leaver) not in await teacher.members(chat)
+        for user in (moved_user, teacher):
+            refused = await user.send_text(chat, "можно написать?")
+            assert refused.status == 403, refused
+        shut = await leaver_user.call("GET", "/joined_rooms")
+        assert (shut.status, shut.body["errcode"]) == (403, "ORG_MATRIX_EXPIRED_ACCOUNT"), shut
+        assert await moved_user.resolve(school.alias("class", "5a")) in (
+            await moved_user.joined_rooms()
+        )
+    finally:
+        sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
+        school.deployment.reconcile()
+    again = await moved_user.send_text(chat, "снова 6Б")
+    assert again.status == 200, again
+    assert (await leaver_user.call("GET", "/joined_rooms")).status == 200
 
 
 # -- malformed rosters change nothing ---------------------------------------------------------

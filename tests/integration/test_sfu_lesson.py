@@ -92,7 +92,7 @@ def roster_of_ten(dest: Path) -> Path:
     with (roster / "enrollments.csv").open("a", encoding="utf-8") as enrollments:
         for person in EXTRA_PUPILS:
             enrollments.write(
-                f"e-5a-{person},,,5a,school-1,{person},student,false,2025-09-01,2026-05-31\n"
+                f"e-5a-{person},,,5a,school-1,{person},student,false,2025-09-01,\n"
             )
     return roster
 

@@ -53,13 +53,15 @@ from synapse_sferum.compat import (
     openid_user_txn,
     refuse_mistyped_phone_requests,
     registrations_with_msisdn_txn,
-    reported_event,
     restore_pushes,
     retire_registration_token_txn,
+    room_event,
+    room_versions,
     run_read_committed,
     silence_pushes,
     synapse_well_known,
     take_back_account,
+    upgrade_room,
 )
 from synapse_sferum.policy.reports import EventReport
 
@@ -477,14 +479,14 @@ def test_event_reports_are_read_as_synapse_writes_them(synapse_db: sqlite3.Curso
     assert [r.report_id for r in event_reports_after_txn(synapse_db, 1, 5_000, 1)] == [2]
 
 
-async def test_the_reported_event_is_fetched_in_its_room() -> None:
+async def test_an_event_is_fetched_in_its_room() -> None:
     parameters = inspect.signature(EventsWorkerStore.get_event).parameters
     assert {"allow_none", "check_room_id"} <= set(parameters)
     api: Any = mock.Mock(spec=ModuleApi)
     api._hs = mock.Mock()
     store = api._hs.get_datastores.return_value.main
     store.get_event = mock.AsyncMock(return_value=None)
-    assert await reported_event(api, "$e", "!r:s") is None
+    assert await room_event(api, "$e", "!r:s") is None
     store.get_event.assert_awaited_once_with("$e", allow_none=True, check_room_id="!r:s")
 
 
@@ -511,3 +513,53 @@ def test_the_modules_well_known_node_keeps_synapses_children() -> None:
             {"/.well-known": well_known_resource(hs), "/.well-known/matrix/x": Resource()},
             Resource(),
         )
+
+
+# -- room upgrades: what the client servlet does, as the platform's bot -------------------------
+
+
+async def test_a_room_is_upgraded_as_synapses_upgrade_servlet_upgrades_it() -> None:
+    from contextlib import asynccontextmanager
+
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.handlers.room import RoomCreationHandler
+    from synapse.handlers.worker_lock import NEW_EVENT_DURING_PURGE_LOCK_NAME
+    from synapse.rest.client.room_upgrade_rest_servlet import RoomUpgradeRestServlet
+
+    parameters = inspect.signature(RoomCreationHandler.upgrade_room).parameters
+    assert list(parameters)[1:5] == [
+        "requester",
+        "old_room_id",
+        "new_version",
+        "additional_creators",
+    ]
+    assert "ratelimit" in parameters
+    servlet = inspect.getsource(RoomUpgradeRestServlet.on_POST)
+    assert "NEW_EVENT_DURING_PURGE_LOCK_NAME" in servlet and "KNOWN_ROOM_VERSIONS" in servlet
+
+    api: Any = mock.Mock(spec=ModuleApi)
+    api.server_name = "school.test"
+    api._hs = mock.Mock()
+    locks: list[tuple[Any, ...]] = []
+
+    @asynccontextmanager
+    async def lock(*args: Any, **kwargs: Any) -> Any:
+        locks.append((*args, kwargs))
+        yield
+
+    api._hs.get_worker_locks_handler.return_value.acquire_read_write_lock = lock
+    handler = api._hs.get_room_creation_handler.return_value
+    handler.upgrade_room = mock.AsyncMock(return_value="!new:school.test")
+    assert await upgrade_room(api, "@sferum:school.test", "!old:school.test", "11") == (
+        "!new:school.test"
+    )
+    assert locks == [(NEW_EVENT_DURING_PURGE_LOCK_NAME, "!old:school.test", {"write": False})]
+    [call] = handler.upgrade_room.await_args_list
+    requester, room_id, version, creators = call.args
+    assert requester.user.to_string() == "@sferum:school.test"
+    assert (room_id, version, creators) == ("!old:school.test", KNOWN_ROOM_VERSIONS["11"], None)
+    assert call.kwargs == {"ratelimit": False}
+
+    api._hs.config.server.default_room_version = KNOWN_ROOM_VERSIONS["10"]
+    default, known = room_versions(api)
+    assert default == "10" and {"1", "10", "11"} <= known

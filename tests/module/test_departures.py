@@ -5,6 +5,7 @@ a roster that brings them back cancels."""
 from __future__ import annotations
 
 import sqlite3
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -19,6 +20,7 @@ from synapse_sferum.service import DirectoryService
 from tests.module.conftest import (
     DEMO,
     TODAY,
+    edited_roster,
     load_demo,
     roster_without_novikova,
     sferum_config,
@@ -145,4 +147,64 @@ async def test_a_deactivation_that_fails_is_tried_again_on_the_next_run(
     assert [person for person, _, _ in school.departed()] == [LEAVER]
     school.deactivate.side_effect = None
     assert await school.departures.deactivate_due() == (1, 0)
+    assert school.departed() == []
+
+
+def roster_with_end(folder: Path, enrollment: str, end: date) -> Path:
+    """The demo roster with one enrollment's endDate (its last day) set."""
+
+    def edit(name: str, text: str) -> str:
+        if name != "enrollments.csv":
+            return text
+        lines = text.splitlines(keepends=True)
+        return "".join(
+            f"{line.rstrip(chr(10))}{end.isoformat()}\n"
+            if line.startswith(f"{enrollment},")
+            else line
+            for line in lines
+        )
+
+    return edited_roster(folder, edit)
+
+
+async def test_a_pupil_whose_every_enrollment_ended_leaves_the_day_after(
+    school: School, tmp_path: Path
+) -> None:
+    """The roster's endDate is the last day: the account works through it, is shut from the
+    next day (by the school's date, not the import's), and is deactivated after the grace
+    period, the same way as leaving the roster."""
+    await load_demo(school.directory, LEAVER, STAYER)
+    today = school.directory.today()
+    last_day = today + timedelta(days=1)
+    await school.import_roster(roster_with_end(tmp_path / "roster", f"e-5a-{LEAVER}", last_day))
+    for _ in range(2):  # today, and the last day itself
+        assert await school.gate.is_user_expired(uid(LEAVER)) is None
+        assert await school.departures.deactivate_due() == (0, 0)
+        assert school.departed() == []
+        school.clock.advance(24 * 3600)
+    assert school.directory.today() == last_day + timedelta(days=1)
+    assert await school.gate.is_user_expired(uid(LEAVER)) is True
+    assert await school.gate.is_user_expired(uid(STAYER)) is None
+    noticed = school.clock.ms()
+    assert await school.departures.deactivate_due() == (0, 0)
+    assert school.departed() == [(LEAVER, uid(LEAVER), noticed)]
+    school.clock.advance(school.grace_seconds)
+    assert await school.departures.deactivate_due() == (1, 0)
+    assert school.deactivated() == [uid(LEAVER)]
+
+
+async def test_a_new_enrollment_brings_a_pupil_back_within_the_grace_period(
+    school: School, tmp_path: Path
+) -> None:
+    """Next year's roster arrives after the old enrollment ended: the pupil stays."""
+    await load_demo(school.directory, LEAVER)
+    yesterday = school.directory.today() - timedelta(days=1)
+    await school.import_roster(roster_with_end(tmp_path / "ended", f"e-5a-{LEAVER}", yesterday))
+    assert await school.gate.is_user_expired(uid(LEAVER)) is True
+    await school.departures.deactivate_due()
+    assert [person for person, _, _ in school.departed()] == [LEAVER]
+    await school.import_roster(DEMO)  # the enrollment without an end again
+    assert await school.gate.is_user_expired(uid(LEAVER)) is None
+    school.clock.advance(school.grace_seconds)
+    assert await school.departures.deactivate_due() == (0, 0)
     assert school.departed() == []

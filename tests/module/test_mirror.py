@@ -1,13 +1,19 @@
 """What a mirrored school-news post looks like in a class news room."""
 
 import sqlite3
+from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sferum_shared.rooms import RoomKey, RoomKind
 from sferum_shared.vocabulary import Key
 from synapse_sferum.mirror import mirrored_content
+from synapse_sferum.roster.oneroster import parse_roster
+from synapse_sferum.service import DirectoryService
 from synapse_sferum.store.rooms import claim_mirror_txn, copies_among_txn, set_mirror_event_txn
 from synapse_sferum.store.schema import prepare_schema_txn
+from tests.module.conftest import TODAY, edited_roster, load_demo, sferum_config
 from tests.sqlite_txn import Cursor
 
 
@@ -72,3 +78,28 @@ def test_copies_among_names_only_this_rooms_delivered_copies(database: sqlite3.C
             set_mirror_event_txn(txn, source, room, copy)
     assert copies_among_txn(txn, "!a", ["$own", "$c1", "$b1"]) == {"$c1"}
     assert copies_among_txn(txn, "!a", []) == set()
+
+
+async def test_an_archived_classs_news_gets_no_more_school_news(
+    api: Any, clock: Any, tmp_path: Path
+) -> None:
+    """School news (and its pins) reach the news rooms of running classes only: once 5А's
+    every enrollment is over, its archived news room is left as it was."""
+    directory = DirectoryService(api, sferum_config(), clock)
+    await load_demo(directory)
+    for class_id in ("5a", "6b"):
+        await directory.record_room(RoomKey(RoomKind.CLASS_NEWS, class_id), f"!news-{class_id}")
+    assert sorted(await directory.class_news_rooms("school-1")) == ["!news-5a", "!news-6b"]
+    last_day = directory.today() - timedelta(days=1)
+
+    def end_5a(name: str, text: str) -> str:
+        if name != "enrollments.csv":
+            return text
+        return "".join(
+            f"{line.rstrip()}{last_day.isoformat()}\n" if ",5a,school-1," in line else line
+            for line in text.splitlines(keepends=True)
+        )
+
+    ended = edited_roster(tmp_path / "roster", end_5a)
+    await directory.apply_import(parse_roster(ended, TODAY), dry_run=False)
+    assert await directory.class_news_rooms("school-1") == ["!news-6b"]

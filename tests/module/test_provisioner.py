@@ -162,7 +162,7 @@ class Harness:
         links = await self.directory.all_links()
         return {
             plan.key: plan
-            for org in org_views(snapshot, guardianship_pairs(snapshot.people))
+            for org in org_views(snapshot, guardianship_pairs(snapshot.people), TODAY)
             for plan in policy.desired_rooms(org, links)
         }
 

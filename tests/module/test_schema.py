@@ -32,7 +32,7 @@ def test_version_9_keeps_an_upgraded_room_findable() -> None:
     upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:8], "module")
     key = RoomKey(RoomKind.LESSON, "5a-eng1")
     rooms.record_room_txn(conn.cursor(), key, "!old:s")
-    assert prepare_schema_txn(conn.cursor()) == 9
+    assert upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:9], "module") == 9
     assert rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!new:s")
     assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
     assert rooms.room_key_txn(conn.cursor(), "!new:s") == key
@@ -40,3 +40,23 @@ def test_version_9_keeps_an_upgraded_room_findable() -> None:
     # a second tombstone of the old room (or of a room not on record) changes nothing
     assert not rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!other:s")
     assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
+
+
+def test_version_10_keeps_enrollments_and_reads_their_end() -> None:
+    from datetime import date
+
+    from sferum_shared.schema import upgrade_schema_txn
+    from synapse_sferum.store import directory
+
+    conn = sqlite3.connect(":memory:")
+    upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:9], "module")
+    conn.execute(
+        "INSERT INTO sferum_enrollments (sourced_id, class_id, person_id, role, is_primary)"
+        " VALUES ('e1', '5a', 'p1', 'student', 0)"
+    )
+    assert prepare_schema_txn(conn.cursor()) == 10
+    [before] = directory.load_snapshot_txn(conn.cursor()).enrollments.values()
+    assert before.end_date is None  # enrollments imported earlier never end
+    conn.execute("UPDATE sferum_enrollments SET end_date = '2027-06-01'")
+    [after] = directory.load_snapshot_txn(conn.cursor()).enrollments.values()
+    assert after.end_date == date(2027, 6, 1)

@@ -25,6 +25,7 @@ from sferum_shared.adminapi import (
     parse_accounts,
     parse_reconcile,
     parse_roster_counts,
+    parse_upgraded_room,
 )
 from sferum_shared.http import Response
 from synapse_sferum.ctl.adminapi import Rejected, parsed
@@ -440,3 +441,67 @@ def test_reconcile_request_and_report() -> None:
     assert parsed(parse_reconcile, reply(200, {"reconcile": report})) == report
     with pytest.raises(CtlError):
         parsed(parse_reconcile, reply(200, {"reconcile": "done"}))
+
+
+UPGRADED = {
+    "room_id": "!old:localhost",
+    "replacement_room": "!new:localhost",
+    "version": "11",
+    "kind": "news",
+    "scope": "5a",
+}
+
+
+def test_rooms_upgrade_request_and_answer() -> None:
+    request = API.upgrade_room("#news-5a:localhost", None)
+    assert (request.method, request.url) == ("POST", f"{PREFIX}/rooms-upgrade")
+    assert json.loads(request.body or b"") == {"room": "#news-5a:localhost"}
+    assert json.loads(API.upgrade_room("!r:s", "11").body or b"") == {
+        "room": "!r:s",
+        "version": "11",
+    }
+    upgraded = parsed(parse_upgraded_room, reply(200, UPGRADED))
+    assert (upgraded.room_id, upgraded.replacement_room, upgraded.version) == (
+        "!old:localhost",
+        "!new:localhost",
+        "11",
+    )
+    with pytest.raises(CtlError):
+        parsed(parse_upgraded_room, reply(200, {**UPGRADED, "replacement_room": None}))
+
+
+def test_rooms_upgrade_says_what_became_of_the_room(
+    tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = deployment_at(tmp_path, api.port)
+    api.body = UPGRADED
+    code, out, err = run(
+        capsys, "rooms", "upgrade", str(folder), "#news-5a:localhost", "--version", "11"
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "news 5a: !old:localhost is now !new:localhost (room version 11)"
+    [(path, _, body)] = api.requests
+    assert path == f"{API_PREFIX}/rooms-upgrade"
+    assert json.loads(body) == {"room": "#news-5a:localhost", "version": "11"}
+
+
+@pytest.mark.parametrize(
+    ("status", "errcode", "error"),
+    [
+        (404, "M_NOT_FOUND", "there is no room #nope:localhost on this server"),
+        (400, "M_INVALID_PARAM", "#nope:localhost is not a room the platform made"),
+        (400, "M_UNSUPPORTED_ROOM_VERSION", "room version '99' is not one this server knows"),
+    ],
+)
+def test_rooms_upgrade_refused(
+    tmp_path: Path,
+    api: FakeApi,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    errcode: str,
+    error: str,
+) -> None:
+    folder = deployment_at(tmp_path, api.port)
+    api.status, api.body = status, {"errcode": errcode, "error": error}
+    code, out, err = run(capsys, "rooms", "upgrade", str(folder), "#nope:localhost")
+    assert (code, out, err) == (1, "", f"rooms upgrade: {error} ({errcode})\n")

@@ -159,7 +159,18 @@ def test_parses_a_1_1_folder(tmp_path: Path) -> None:
     }
     assert change.demographics.upserts == {"s1": Demographics("s1", date(2015, 3, 14))}
     assert change.enrollments.file == "enrollments.csv"
+    assert change.enrollments.columns["endDate"] == 10
     assert change.enrollments.columns["userSourcedId"] == 6
+
+
+def test_reads_an_enrollments_end_date_past_or_future(tmp_path: Path) -> None:
+    files = roster_1_1()
+    edit("enrollments.csv", "teacher,true,,", "teacher,true,2025-09-01,2027-06-01")(files)
+    edit("enrollments.csv", "student,,,", "student,,,2026-03-01")(files)
+    change = parse_roster(write_folder(tmp_path / "roster", files), TODAY)
+    upserts = change.enrollments.upserts.items()
+    ends = {k: e.end_date for k, e in upserts if isinstance(e, Enrollment)}
+    assert ends == {"e1": date(2027, 6, 1), "e2": date(2026, 3, 1)}
 
 
 def test_parses_a_1_2_folder_with_roles(tmp_path: Path) -> None:
@@ -434,6 +445,16 @@ ROLES_1_2 = (
                 "enrollments.csv:3:2: status 'inactive' is not one of active, tobedeleted",
             ],
             id="bad delta status",
+        ),
+        pytest.param(
+            edit("enrollments.csv", "student,,,", "student,,,2027-06-31"),
+            ["enrollments.csv:3:10: endDate '2027-06-31' is not a real date"],
+            id="endDate that does not exist",
+        ),
+        pytest.param(
+            edit("enrollments.csv", "student,,,", "student,,,31.05.2027"),
+            ["enrollments.csv:3:10: endDate '31.05.2027' is not a date written as YYYY-MM-DD"],
+            id="endDate not in ISO form",
         ),
         pytest.param(
             together(
