@@ -83,6 +83,25 @@ class AdminApi:
             body["class"] = class_id
         return self._post("stickers", body)
 
+    def news_post(
+        self,
+        *,
+        author: str,
+        key: str,
+        html: str,
+        title: str | None = None,
+        pin: bool = False,
+        school: str | None = None,
+    ) -> Request:
+        """Posts an article into the school news as `author` (once per `key`), pinned if asked;
+        answered as `parse_news_post` reads."""
+        body: dict[str, Any] = {"author": author, "key": key, "html": html, "pin": pin}
+        if title is not None:
+            body["title"] = title
+        if school is not None:
+            body["school"] = school
+        return self._post("news-post", body)
+
     def rooms(self, alias_localparts: Sequence[str]) -> Request:
         """The room IDs of provisioned rooms, by their alias-scheme names."""
         return self._post("rooms", {"aliases": list(alias_localparts)})
@@ -272,6 +291,42 @@ def parse_person_data(response: Response) -> PersonData:
     ):
         raise Unexpected(response, "no person's data")
     return PersonData(body["person"], user_id, tables, media)
+
+
+@attrs.frozen
+class PostedArticle:
+    """`news-post`'s answer: where the article is, and what this request changed."""
+
+    org_id: str
+    room_id: str
+    event_id: str
+    author: str  # the sender's user ID
+    posted: bool  # False: the key's post was there already, and nothing was sent
+    pinned: bool  # True: pinned by this request
+    dropped: tuple[str, ...]  # what the allow-list left out of the HTML
+
+
+def parse_news_post(response: Response) -> PostedArticle:
+    body = ok_json(response)
+    names = ("org_id", "room_id", "event_id", "author")
+    dropped = body.get("dropped")
+    if not (
+        all(isinstance(body.get(name), str) for name in names)
+        and isinstance(body.get("posted"), bool)
+        and isinstance(body.get("pinned"), bool)
+        and isinstance(dropped, list)
+        and all(isinstance(d, str) for d in dropped)
+    ):
+        raise Unexpected(response, "no posted article")
+    return PostedArticle(
+        org_id=body["org_id"],
+        room_id=body["room_id"],
+        event_id=body["event_id"],
+        author=body["author"],
+        posted=body["posted"],
+        pinned=body["pinned"],
+        dropped=tuple(dropped),
+    )
 
 
 def parse_redact_id(response: Response) -> str:

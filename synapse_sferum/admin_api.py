@@ -20,9 +20,11 @@ from sferum_shared.adminapi import PREFIX, ROSTER_NAME_PARAM
 from sferum_shared.model import Member, RosterError
 from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
+from synapse_sferum.articles import ArticleRequest, Articles
 from synapse_sferum.bodies import json_object
 from synapse_sferum.personal import NoAccount, PersonalData, UnknownPerson
 from synapse_sferum.policy import stickers
+from synapse_sferum.policy.articles import ArticleError, check_key
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
@@ -69,6 +71,7 @@ class AdminApi:
         registrar: Registrar,
         sticker_packs: StickerPacks,
         personal: PersonalData,
+        articles: Articles,
         secret: str,
     ):
         self._api = api
@@ -78,6 +81,7 @@ class AdminApi:
         self._registrar = registrar
         self._stickers_rooms = sticker_packs
         self._personal = personal
+        self._articles = articles
         self._secret = secret
 
     def register(self) -> None:
@@ -91,6 +95,7 @@ class AdminApi:
             ("rtc-facts", self._rtc_facts),
             ("rooms", self._rooms),
             ("stickers", self._stickers),
+            ("news-post", self._news_post),
             ("person-data", self._person_data),
             ("person-redact", self._person_redact),
             ("person-redact-status", self._person_redact_status),
@@ -253,6 +258,32 @@ class AdminApi:
         await self._stickers_rooms.publish(room_ids, state_key, pack)
         members = await self._stickers_rooms.sync_members()
         return 200, {"rooms": room_ids, "accounts_updated": members}
+
+    async def _news_post(self, request: Any) -> tuple[int, Any]:
+        """Posts an article into a school's news as its author, once per key, and pins it if
+        asked ({"author", "key", "html", "title"?, "pin"?, "school"?})."""
+        body = json_object(request)
+        author, key, text = body.get("author"), body.get("key"), body.get("html")
+        title, pin, school = body.get("title"), body.get("pin", False), body.get("school")
+        if not (
+            isinstance(author, str)
+            and isinstance(key, str)
+            and isinstance(text, str)
+            and isinstance(title, str | None)
+            and isinstance(pin, bool)
+            and isinstance(school, str | None)
+        ):
+            raise SynapseError(
+                400,
+                'body must be {"author": sourcedId, "key": str, "html": str, "title"?: str, '
+                '"pin"?: bool, "school"?: orgId}',
+                Codes.INVALID_PARAM,
+            )
+        try:
+            article = ArticleRequest(author, check_key(key), text, title, pin, school)
+            return 200, await self._articles.post(article)
+        except ArticleError as e:
+            raise SynapseError(400, str(e), Codes.INVALID_PARAM) from None
 
     async def _who(self, request: Any) -> tuple[int, Any]:
         """The directory's view of one account ({"user_id"}) or one person ({"person"}).

@@ -51,6 +51,9 @@ HELD: tuple[Held, ...] = (
     Held("sferum_quiet_silenced", ("user_id",), By.USER, True),
     Held("sferum_quiet_notices", ("user_id",), By.USER, True),
     Held("sferum_poll_votes", ("voter",), By.USER, True),
+    # Articles posted in their name by `sferumctl news post`: the post itself is redacted with
+    # their messages (and its copies with it), so its key may be posted again.
+    Held("sferum_articles", ("author",), By.USER, True),
     Held("sferum_sms_challenges", ("msisdn",), By.PHONE, True),
     Held(
         "sferum_polls",

@@ -142,6 +142,14 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
         " room_id TEXT PRIMARY KEY, kind TEXT NOT NULL, scope_id TEXT NOT NULL,"
         " replacement_id TEXT NOT NULL)",
     ),
+    # version 10 (issue 15): articles an admin posted into a school's news (`sferumctl news
+    # post`), by the key that makes posting one again a no-op; `author`: the sender's user ID.
+    (
+        "CREATE TABLE IF NOT EXISTS sferum_articles ("
+        " org_id TEXT NOT NULL, article_key TEXT NOT NULL, room_id TEXT NOT NULL,"
+        " event_id TEXT NOT NULL, author TEXT NOT NULL, posted_ts BIGINT NOT NULL,"
+        " PRIMARY KEY (org_id, article_key))",
+    ),
 )
 
 

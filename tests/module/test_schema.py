@@ -32,7 +32,7 @@ def test_version_9_keeps_an_upgraded_room_findable() -> None:
     upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:8], "module")
     key = RoomKey(RoomKind.LESSON, "5a-eng1")
     rooms.record_room_txn(conn.cursor(), key, "!old:s")
-    assert prepare_schema_txn(conn.cursor()) == 9
+    assert prepare_schema_txn(conn.cursor()) == len(SCHEMA_VERSIONS)
     assert rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!new:s")
     assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
     assert rooms.room_key_txn(conn.cursor(), "!new:s") == key
@@ -40,3 +40,20 @@ def test_version_9_keeps_an_upgraded_room_findable() -> None:
     # a second tombstone of the old room (or of a room not on record) changes nothing
     assert not rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!other:s")
     assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
+
+
+def test_version_10_remembers_an_article_by_its_key() -> None:
+    from sferum_shared.schema import upgrade_schema_txn
+    from synapse_sferum.store.articles import PostedArticle, article_txn, record_article_txn
+
+    conn = sqlite3.connect(":memory:")
+    upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:9], "module")
+    assert prepare_schema_txn(conn.cursor()) == len(SCHEMA_VERSIONS)
+    assert article_txn(conn.cursor(), "school-1", "concert") is None
+    first = PostedArticle("!news:s", "$first", "@staff:s", 1)
+    record_article_txn(conn.cursor(), "school-1", "concert", first)
+    assert article_txn(conn.cursor(), "school-1", "concert") == first
+    assert article_txn(conn.cursor(), "school-2", "concert") is None
+    again = PostedArticle("!news:s", "$again", "@staff:s", 2)
+    record_article_txn(conn.cursor(), "school-1", "concert", again)
+    assert article_txn(conn.cursor(), "school-1", "concert") == again
