@@ -114,6 +114,11 @@ class AdminApi:
         """Starts redacting every event of a person's account; answered with a `redact_id`."""
         return self._post("person-redact", {"person": person})
 
+    def person_redact_more(self, person: str) -> Request:
+        """Redacts a batch of the events Synapse's redaction leaves (reactions, stickers, polls
+        and votes); answered with `redacted` by type, `failed` and whether there is `more`."""
+        return self._post("person-redact-more", {"person": person})
+
     def person_redact_status(self, redact_id: str) -> Request:
         return self._post("person-redact-status", {"redact_id": redact_id})
 
@@ -276,13 +281,19 @@ class PersonData:
     user_id: str | None
     tables: dict[str, list[dict[str, Any]]]
     media: list[dict[str, Any]]
+    # The account's events of the types erasing redacts beyond Synapse's own redaction (which
+    # takes messages and memberships) that are not redacted yet: {event type: count}.
+    other_events: dict[str, int] = attrs.field(factory=dict)
 
 
 def parse_person_data(response: Response) -> PersonData:
     body = ok_json(response)
     tables, media, user_id = body.get("tables"), body.get("media"), body.get("user_id")
+    other = body.get("other_events", {})
     if not (
-        isinstance(body.get("person"), str)
+        isinstance(other, dict)
+        and all(isinstance(n, int) for n in other.values())
+        and isinstance(body.get("person"), str)
         and (user_id is None or isinstance(user_id, str))
         and isinstance(tables, dict)
         and all(isinstance(rows, list) for rows in tables.values())
@@ -290,7 +301,7 @@ def parse_person_data(response: Response) -> PersonData:
         and all(isinstance(m, dict) and isinstance(m.get("media_id"), str) for m in media)
     ):
         raise Unexpected(response, "no person's data")
-    return PersonData(body["person"], user_id, tables, media)
+    return PersonData(body["person"], user_id, tables, media, other)
 
 
 @attrs.frozen

@@ -99,6 +99,7 @@ class AdminApi:
             ("person-data", self._person_data),
             ("person-redact", self._person_redact),
             ("person-redact-status", self._person_redact_status),
+            ("person-redact-more", self._person_redact_more),
             ("person-erase", self._person_erase),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
@@ -363,6 +364,11 @@ class AdminApi:
         if status is None:
             raise SynapseError(404, f"no redaction {redact_id!r} (kept 24 h)", Codes.NOT_FOUND)
         return 200, status
+
+    async def _person_redact_more(self, request: Any) -> tuple[int, Any]:
+        """Redacts a batch of the person's events that Synapse's redaction leaves ({"person"});
+        {"redacted": {type: n}, "failed": [...], "more": bool}."""
+        return 200, await self._personal_call(self._personal.redact_more, request)
 
     async def _person_erase(self, request: Any) -> tuple[int, Any]:
         """Erases a person's account and the module's rows about them ({"person"})."""
