@@ -304,15 +304,19 @@ def parse_person_data(response: Response) -> PersonData:
     return PersonData(body["person"], user_id, tables, media, other)
 
 
+ARTICLE_ACTIONS = ("posted", "edited", "unchanged")
+
+
 @attrs.frozen
 class PostedArticle:
     """`news-post`'s answer: where the article is, and what this request changed."""
 
     org_id: str
     room_id: str
-    event_id: str
+    event_id: str  # the post
     author: str  # the sender's user ID
-    posted: bool  # False: the key's post was there already, and nothing was sent
+    action: str  # posted; edited (it had changed); unchanged (nothing sent)
+    sent: str | None  # the event this request sent: the post, or its edit
     pinned: bool  # True: pinned by this request
     dropped: tuple[str, ...]  # what the allow-list left out of the HTML
 
@@ -320,10 +324,11 @@ class PostedArticle:
 def parse_news_post(response: Response) -> PostedArticle:
     body = ok_json(response)
     names = ("org_id", "room_id", "event_id", "author")
-    dropped = body.get("dropped")
+    dropped, sent = body.get("dropped"), body.get("sent")
     if not (
         all(isinstance(body.get(name), str) for name in names)
-        and isinstance(body.get("posted"), bool)
+        and body.get("action") in ARTICLE_ACTIONS
+        and (sent is None or isinstance(sent, str))
         and isinstance(body.get("pinned"), bool)
         and isinstance(dropped, list)
         and all(isinstance(d, str) for d in dropped)
@@ -334,7 +339,8 @@ def parse_news_post(response: Response) -> PostedArticle:
         room_id=body["room_id"],
         event_id=body["event_id"],
         author=body["author"],
-        posted=body["posted"],
+        action=body["action"],
+        sent=sent,
         pinned=body["pinned"],
         dropped=tuple(dropped),
     )

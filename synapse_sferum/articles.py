@@ -5,8 +5,8 @@ The module sends the message, and the pin, as the author's own account, through 
 checks like a client's: the rules of the school news hold (`policy/articles.py` says first who
 may, so the admin gets a reason rather than a bare refusal). The mirror then copies the article
 into every class's news and `pins.py` pins the copies. An article has a key: posting the same key
-again sends nothing (unless the post was removed), so a script such as `scripts/demo` may run
-any number of times.
+again sends nothing, or an edit of the post if the article changed (a post that was removed is
+posted anew), so a script such as `scripts/demo` may run any number of times and on any day.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from synapse.module_api.errors import SynapseError
 from sferum_shared import matrix
 from sferum_shared.rooms import RoomKey, RoomKind
 from synapse_sferum import compat
-from synapse_sferum.policy.articles import ArticleError, article_content, author_refusal
+from synapse_sferum.policy.articles import (
+    ArticleError,
+    article_content,
+    author_refusal,
+    content_hash,
+    edit_content,
+)
 from synapse_sferum.policy.news import pinned_ids
 from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
@@ -67,30 +73,45 @@ class Articles:
                 f"the school news of {org_id!r} has not been made yet (sferumctl reconcile)"
             )
         content, dropped = article_content(request.html, request.title)
+        digest = content_hash(content)
         async with self._lock:
             posted = await self._directory.run(
                 "sferum_article", articles.article_txn, org_id, request.key
             )
-            sent = posted is None or await self._directory.run(
+            if posted is not None and await self._directory.run(
                 "sferum_article_redacted", compat.redacted_txn, posted.event_id
-            )
-            if sent:
-                event_id = await self._send(user_id, room_id, matrix.MESSAGE, content)
+            ):
+                posted = None  # removed from the news: posted anew
+            action, sent_id = "unchanged", None
+            if posted is None:
+                action = "posted"
+                sent_id = await self._send(user_id, room_id, matrix.MESSAGE, content)
                 now = int(self._api.get_current_time_msec())
-                posted = PostedArticle(room_id, event_id, user_id, now)
+                posted = PostedArticle(room_id, sent_id, user_id, now, digest)
+            elif posted.content_hash != digest:
+                if posted.author != user_id:  # clients show only the sender's own edits
+                    raise ArticleError(
+                        f"the article {request.key!r} was posted by {posted.author}: only they "
+                        "can change it; name them as --author, or give another --key"
+                    )
+                action = "edited"
+                edit = edit_content(content, posted.event_id)
+                sent_id = await self._send(posted.author, posted.room_id, matrix.MESSAGE, edit)
+                posted = attrs.evolve(posted, content_hash=digest)
+            if sent_id is not None:
                 record = articles.record_article_txn
                 await self._directory.run("sferum_record", record, org_id, request.key, posted)
                 logger.info(
-                    "synapse_sferum: article %r of %s posted as %s", request.key, org_id, event_id
+                    "synapse_sferum: article %r of %s %s: %s", request.key, org_id, action, sent_id
                 )
-        assert posted is not None
         pinned = request.pin and await self._pin(user_id, posted.room_id, posted.event_id)
         return {
             "org_id": org_id,
             "room_id": posted.room_id,
             "event_id": posted.event_id,
             "author": posted.author,
-            "posted": sent,
+            "action": action,
+            "sent": sent_id,
             "pinned": pinned,
             "dropped": dropped,
         }

@@ -3,8 +3,8 @@ if asked (docs/rooms-and-rules.md «Articles and pins»).
 
 The file is read here; the module holds the HTML to what a Matrix message may carry, checks
 that the author may post (and pin) in the school news, and posts it once per key: the key is the
-file's name without `.html` unless `--key` gives one, so running the command again changes
-nothing.
+file's name without `.html` unless `--key` gives one. Running the command again sends nothing,
+or an edit of the post when the file changed.
 """
 
 from __future__ import annotations
@@ -54,16 +54,19 @@ def report(article: PostedArticle, path: Path, *, pin: bool) -> list[str]:
         lines.append(
             f"left out of {path.name} (not allowed in a message): " + ", ".join(article.dropped)
         )
-    if article.posted:
+    where = f"the school news of {article.org_id}"
+    if article.action == "posted":
         lines.append(
-            f"posted {path.name} into the school news of {article.org_id} as {article.author}: "
-            f"{article.event_id} (copied into every class's news within seconds)"
+            f"posted {path.name} into {where} as {article.author}: {article.event_id} "
+            "(copied into every class's news within seconds)"
+        )
+    elif article.action == "edited":
+        lines.append(
+            f"{path.name} changed: edited its post {article.event_id} in {where} "
+            f"({article.sent}; the copies follow)"
         )
     else:
-        lines.append(
-            f"{path.name} is in the school news of {article.org_id} already: "
-            f"{article.event_id}; nothing sent"
-        )
+        lines.append(f"{path.name} is in {where} already: {article.event_id}; nothing sent")
     if article.pinned:
         lines.append("pinned in the school news; the copies in the class news follow")
     elif pin:

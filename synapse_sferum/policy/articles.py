@@ -8,7 +8,9 @@ pin), so the command follows the rules a client would meet.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -110,3 +112,21 @@ def article_content(source_html: str, title: str | None) -> tuple[dict[str, Any]
             f"{MAX_ARTICLE_BYTES}: shorten it, or post its pictures as files of their own"
         )
     return content, list(sanitized.dropped)
+
+
+def content_hash(content: Mapping[str, Any]) -> str:
+    """What tells a changed article from the one posted: a hash of its content."""
+    canonical = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def edit_content(content: Mapping[str, Any], event_id: str) -> dict[str, Any]:
+    """The edit (`m.replace`) that makes the post `event_id` show `content` instead; clients
+    that know no edits show its fallback, the new text after an asterisk."""
+    return {
+        **content,
+        "body": f"* {content['body']}",
+        "formatted_body": f"* {content['formatted_body']}",
+        "m.new_content": dict(content),
+        "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+    }

@@ -258,6 +258,21 @@ async def test_an_admin_posts_an_article_as_staff_once_and_pins_it_everywhere(
     bodies = [e["content"].get("formatted_body") for e in history.body["chunk"]]
     assert bodies.count(ARTICLE_SENT) == 1
 
+    article.write_text(ARTICLE.replace("математика", "геометрия"), encoding="utf-8")
+    changed = sferumctl(*post)
+    assert f"changed: edited its post {event_id}" in changed.stdout, changed.stdout
+    edit_id = changed.stdout.split("(")[-1].split(";")[0]
+    edit = await staff.call("GET", f"/rooms/{news_school}/event/{edit_id}")
+    assert edit.body["content"]["m.relates_to"]["event_id"] == event_id, edit
+    copy_edit = await _mirror_of(reader, class_news, edit_id)
+    assert copy_edit["content"]["m.relates_to"]["event_id"] == copy["event_id"], copy_edit
+    assert "геометрия" in copy_edit["content"]["m.new_content"]["formatted_body"], copy_edit
+    other = school.roster.of_role("administrator")[1]
+    article.write_text(ARTICLE.replace("математика", "алгебра"), encoding="utf-8")
+    post_as_other = (*post[:5], other, *post[6:])
+    refused = sferumctl(*post_as_other, check=False)
+    assert refused.returncode == 1 and "only they can change it" in refused.stderr, refused
+
     teacher = first(school.roster.teachers["6b"])
     for who, extra, refused in (
         (pupils(school, "6b")[0], (), "may not post in the school news of 'school-1'"),
@@ -273,7 +288,7 @@ async def test_an_admin_posts_an_article_as_staff_once_and_pins_it_everywhere(
     assert answer.returncode == 1 and "the article has no text" in answer.stderr, answer
     history = await staff.call("GET", f"/rooms/{news_school}/messages?dir=b&limit=20")
     ids = [e["event_id"] for e in history.body["chunk"]]
-    since = history.body["chunk"][: ids.index(event_id)]
+    since = history.body["chunk"][: ids.index(edit_id)]
     assert not [e for e in since if e["type"] == "m.room.message"], "a refused article was sent"
 
     restored = await staff.put_state(news_school, "m.room.pinned_events", {"pinned": pins_before})
@@ -285,6 +300,11 @@ async def test_an_admin_posts_an_article_as_staff_once_and_pins_it_everywhere(
             break
         await asyncio.sleep(0.2)
     assert copy["event_id"] not in await _pins_of(reader, class_news)
+    anew = sferumctl(*post)  # a removed article is posted again
+    assert "posted open-lessons.html" in anew.stdout and event_id not in anew.stdout, anew.stdout
+    anew_id = anew.stdout.split(f"as {school.user_id(author)}: ")[1].split()[0]
+    removed = await staff.call("PUT", f"/rooms/{news_school}/redact/{anew_id}/t-anew", {})
+    assert removed.status == 200, removed
 
 
 async def test_only_teachers_wear_the_badge(school: School) -> None:

@@ -50,10 +50,10 @@ def test_version_10_remembers_an_article_by_its_key() -> None:
     upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:9], "module")
     assert prepare_schema_txn(conn.cursor()) == len(SCHEMA_VERSIONS)
     assert article_txn(conn.cursor(), "school-1", "concert") is None
-    first = PostedArticle("!news:s", "$first", "@staff:s", 1)
+    first = PostedArticle("!news:s", "$first", "@staff:s", 1, "h1")
     record_article_txn(conn.cursor(), "school-1", "concert", first)
     assert article_txn(conn.cursor(), "school-1", "concert") == first
     assert article_txn(conn.cursor(), "school-2", "concert") is None
-    again = PostedArticle("!news:s", "$again", "@staff:s", 2)
+    again = PostedArticle("!news:s", "$again", "@staff:s", 2, "h2")
     record_article_txn(conn.cursor(), "school-1", "concert", again)
     assert article_txn(conn.cursor(), "school-1", "concert") == again

@@ -14,6 +14,8 @@ from synapse_sferum.policy.articles import (
     article_content,
     author_refusal,
     check_key,
+    content_hash,
+    edit_content,
 )
 
 SCHOOL = "school-1"
@@ -133,3 +135,15 @@ def test_article_keys(key: str) -> None:
     else:
         with pytest.raises(ArticleError, match="article key"):
             check_key(key)
+
+
+def test_a_changed_article_is_an_edit_of_its_post() -> None:
+    content, _ = article_content("<h1>Концерт</h1><p>В пятницу</p>", None)
+    changed, _ = article_content("<h1>Концерт</h1><p>В субботу</p>", None)
+    assert content_hash(content) == content_hash(dict(reversed(list(content.items()))))
+    assert content_hash(content) != content_hash(changed)
+    edit = edit_content(changed, "$post")
+    assert edit["m.new_content"] == changed
+    assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$post"}
+    assert edit["body"] == "* Концерт\nВ субботу"
+    assert edit["formatted_body"] == "* <h1>Концерт</h1><p>В субботу</p>"

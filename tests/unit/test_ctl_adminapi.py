@@ -465,7 +465,8 @@ POSTED = {
     "room_id": "!news:localhost",
     "event_id": "$article",
     "author": "@smirnova.olga:localhost",
-    "posted": True,
+    "action": "posted",
+    "sent": "$article",
     "pinned": True,
     "dropped": ["script"],
 }
@@ -473,16 +474,22 @@ POSTED = {
 
 def test_news_post_answer() -> None:
     assert parsed(parse_news_post, reply(200, POSTED)) == PostedArticle(
-        "school-1",
-        "!news:localhost",
-        "$article",
-        "@smirnova.olga:localhost",
-        True,
-        True,
-        ("script",),
+        org_id="school-1",
+        room_id="!news:localhost",
+        event_id="$article",
+        author="@smirnova.olga:localhost",
+        action="posted",
+        sent="$article",
+        pinned=True,
+        dropped=("script",),
     )
-    with pytest.raises(CtlError, match="unexpected answer"):
-        parsed(parse_news_post, reply(200, {**POSTED, "posted": "yes"}))
+    unchanged = parsed(
+        parse_news_post, reply(200, {**POSTED, "action": "unchanged", "sent": None})
+    )
+    assert (unchanged.action, unchanged.sent) == ("unchanged", None)
+    for wrong in ({"action": "deleted"}, {"sent": 1}, {"dropped": "script"}):
+        with pytest.raises(CtlError, match="unexpected answer"):
+            parsed(parse_news_post, reply(200, {**POSTED, **wrong}))
 
 
 def test_news_post(tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,25 +52,32 @@ def test_the_default_key_is_the_file_name(name: str, key: str) -> None:
     assert default_key(Path("/x") / name) == key
 
 
-def answer(*, posted: bool, pinned: bool, dropped: tuple[str, ...] = ()) -> PostedArticle:
-    return PostedArticle("school-1", "!news:s", "$a", "@staff:s", posted, pinned, dropped)
+def answer(
+    action: str, *, pinned: bool, sent: str | None = None, dropped: tuple[str, ...] = ()
+) -> PostedArticle:
+    return PostedArticle("school-1", "!news:s", "$a", "@staff:s", action, sent, pinned, dropped)
 
 
 def test_what_the_admin_is_told() -> None:
     path = Path("open-lessons.html")
-    first = report(answer(posted=True, pinned=True, dropped=("script",)), path, pin=True)
+    first = report(answer("posted", sent="$a", pinned=True, dropped=("script",)), path, pin=True)
     assert first == [
         "left out of open-lessons.html (not allowed in a message): script",
         "posted open-lessons.html into the school news of school-1 as @staff:s: $a "
         "(copied into every class's news within seconds)",
         "pinned in the school news; the copies in the class news follow",
     ]
-    again = report(answer(posted=False, pinned=False), path, pin=True)
+    again = report(answer("unchanged", pinned=False), path, pin=True)
     assert again == [
         "open-lessons.html is in the school news of school-1 already: $a; nothing sent",
         "pinned already",
     ]
-    assert report(answer(posted=False, pinned=False), path, pin=False)[1:] == []
+    assert report(answer("unchanged", pinned=False), path, pin=False)[1:] == []
+    edited = report(answer("edited", sent="$e", pinned=False), path, pin=False)
+    assert edited == [
+        "open-lessons.html changed: edited its post $a in the school news of school-1 "
+        "($e; the copies follow)"
+    ]
 
 
 def test_the_author_is_required(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
