@@ -83,6 +83,25 @@ class AdminApi:
             body["class"] = class_id
         return self._post("stickers", body)
 
+    def news_post(
+        self,
+        *,
+        author: str,
+        key: str,
+        html: str,
+        title: str | None = None,
+        pin: bool = False,
+        school: str | None = None,
+    ) -> Request:
+        """Posts an article into the school news as `author` (once per `key`), pinned if asked;
+        answered as `parse_news_post` reads."""
+        body: dict[str, Any] = {"author": author, "key": key, "html": html, "pin": pin}
+        if title is not None:
+            body["title"] = title
+        if school is not None:
+            body["school"] = school
+        return self._post("news-post", body)
+
     def rooms(self, alias_localparts: Sequence[str]) -> Request:
         """The room IDs of provisioned rooms, by their alias-scheme names."""
         return self._post("rooms", {"aliases": list(alias_localparts)})
@@ -100,6 +119,11 @@ class AdminApi:
     def person_redact(self, person: str) -> Request:
         """Starts redacting every event of a person's account; answered with a `redact_id`."""
         return self._post("person-redact", {"person": person})
+
+    def person_redact_more(self, person: str) -> Request:
+        """Redacts a batch of the events Synapse's redaction leaves (reactions, stickers, polls
+        and votes); answered with `redacted` by type, `failed` and whether there is `more`."""
+        return self._post("person-redact-more", {"person": person})
 
     def person_redact_status(self, redact_id: str) -> Request:
         return self._post("person-redact-status", {"redact_id": redact_id})
@@ -288,13 +312,19 @@ class PersonData:
     user_id: str | None
     tables: dict[str, list[dict[str, Any]]]
     media: list[dict[str, Any]]
+    # The account's events of the types erasing redacts beyond Synapse's own redaction (which
+    # takes messages and memberships) that are not redacted yet: {event type: count}.
+    other_events: dict[str, int] = attrs.field(factory=dict)
 
 
 def parse_person_data(response: Response) -> PersonData:
     body = ok_json(response)
     tables, media, user_id = body.get("tables"), body.get("media"), body.get("user_id")
+    other = body.get("other_events", {})
     if not (
-        isinstance(body.get("person"), str)
+        isinstance(other, dict)
+        and all(isinstance(n, int) for n in other.values())
+        and isinstance(body.get("person"), str)
         and (user_id is None or isinstance(user_id, str))
         and isinstance(tables, dict)
         and all(isinstance(rows, list) for rows in tables.values())
@@ -302,7 +332,49 @@ def parse_person_data(response: Response) -> PersonData:
         and all(isinstance(m, dict) and isinstance(m.get("media_id"), str) for m in media)
     ):
         raise Unexpected(response, "no person's data")
-    return PersonData(body["person"], user_id, tables, media)
+    return PersonData(body["person"], user_id, tables, media, other)
+
+
+ARTICLE_ACTIONS = ("posted", "edited", "unchanged")
+
+
+@attrs.frozen
+class PostedArticle:
+    """`news-post`'s answer: where the article is, and what this request changed."""
+
+    org_id: str
+    room_id: str
+    event_id: str  # the post
+    author: str  # the sender's user ID
+    action: str  # posted; edited (it had changed); unchanged (nothing sent)
+    sent: str | None  # the event this request sent: the post, or its edit
+    pinned: bool  # True: pinned by this request
+    dropped: tuple[str, ...]  # what the allow-list left out of the HTML
+
+
+def parse_news_post(response: Response) -> PostedArticle:
+    body = ok_json(response)
+    names = ("org_id", "room_id", "event_id", "author")
+    dropped, sent = body.get("dropped"), body.get("sent")
+    if not (
+        all(isinstance(body.get(name), str) for name in names)
+        and body.get("action") in ARTICLE_ACTIONS
+        and (sent is None or isinstance(sent, str))
+        and isinstance(body.get("pinned"), bool)
+        and isinstance(dropped, list)
+        and all(isinstance(d, str) for d in dropped)
+    ):
+        raise Unexpected(response, "no posted article")
+    return PostedArticle(
+        org_id=body["org_id"],
+        room_id=body["room_id"],
+        event_id=body["event_id"],
+        author=body["author"],
+        action=body["action"],
+        sent=sent,
+        pinned=body["pinned"],
+        dropped=tuple(dropped),
+    )
 
 
 def parse_redact_id(response: Response) -> str:

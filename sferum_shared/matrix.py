@@ -32,6 +32,9 @@ IMAGE_PACK_ROOMS = "m.image_pack.rooms"
 PONIES_ROOM_EMOTES = "im.ponies.room_emotes"
 PONIES_EMOTE_ROOMS = "im.ponies.emote_rooms"
 
+# A message's HTML (`format` beside `formatted_body`): the one format the spec defines.
+HTML_FORMAT = "org.matrix.custom.html"
+
 # Message-like event types
 MESSAGE = "m.room.message"
 ENCRYPTED = "m.room.encrypted"

@@ -20,9 +20,11 @@ from sferum_shared.adminapi import PREFIX, ROSTER_NAME_PARAM
 from sferum_shared.model import Member, RosterError
 from sferum_shared.vocabulary import Key
 from synapse_sferum.accounts import AccountIssuer, AccountRequestError
+from synapse_sferum.articles import ArticleRequest, Articles
 from synapse_sferum.bodies import json_object
 from synapse_sferum.personal import NoAccount, PersonalData, UnknownPerson
 from synapse_sferum.policy import stickers
+from synapse_sferum.policy.articles import ArticleError, check_key
 from synapse_sferum.provisioner import Provisioner
 from synapse_sferum.registration import Registrar, RegistrationRefusedMany
 from synapse_sferum.roster.oneroster import parse_roster_zip
@@ -71,6 +73,7 @@ class AdminApi:
         sticker_packs: StickerPacks,
         personal: PersonalData,
         upgrades: RoomUpgrades,
+        articles: Articles,
         secret: str,
     ):
         self._api = api
@@ -81,6 +84,7 @@ class AdminApi:
         self._stickers_rooms = sticker_packs
         self._personal = personal
         self._upgrades = upgrades
+        self._articles = articles
         self._secret = secret
 
     def register(self) -> None:
@@ -95,9 +99,11 @@ class AdminApi:
             ("rooms", self._rooms),
             ("rooms-upgrade", self._upgrade_room),
             ("stickers", self._stickers),
+            ("news-post", self._news_post),
             ("person-data", self._person_data),
             ("person-redact", self._person_redact),
             ("person-redact-status", self._person_redact_status),
+            ("person-redact-more", self._person_redact_more),
             ("person-erase", self._person_erase),
         ):
             self._api.register_web_resource(f"{PREFIX}/{path}", _Endpoint(self._secret, handler))
@@ -276,6 +282,32 @@ class AdminApi:
         members = await self._stickers_rooms.sync_members()
         return 200, {"rooms": room_ids, "accounts_updated": members}
 
+    async def _news_post(self, request: Any) -> tuple[int, Any]:
+        """Posts an article into a school's news as its author, once per key, and pins it if
+        asked ({"author", "key", "html", "title"?, "pin"?, "school"?})."""
+        body = json_object(request)
+        author, key, text = body.get("author"), body.get("key"), body.get("html")
+        title, pin, school = body.get("title"), body.get("pin", False), body.get("school")
+        if not (
+            isinstance(author, str)
+            and isinstance(key, str)
+            and isinstance(text, str)
+            and isinstance(title, str | None)
+            and isinstance(pin, bool)
+            and isinstance(school, str | None)
+        ):
+            raise SynapseError(
+                400,
+                'body must be {"author": sourcedId, "key": str, "html": str, "title"?: str, '
+                '"pin"?: bool, "school"?: orgId}',
+                Codes.INVALID_PARAM,
+            )
+        try:
+            article = ArticleRequest(author, check_key(key), text, title, pin, school)
+            return 200, await self._articles.post(article)
+        except ArticleError as e:
+            raise SynapseError(400, str(e), Codes.INVALID_PARAM) from None
+
     async def _who(self, request: Any) -> tuple[int, Any]:
         """The directory's view of one account ({"user_id"}) or one person ({"person"}).
 
@@ -354,6 +386,11 @@ class AdminApi:
         if status is None:
             raise SynapseError(404, f"no redaction {redact_id!r} (kept 24 h)", Codes.NOT_FOUND)
         return 200, status
+
+    async def _person_redact_more(self, request: Any) -> tuple[int, Any]:
+        """Redacts a batch of the person's events that Synapse's redaction leaves ({"person"});
+        {"redacted": {type: n}, "failed": [...], "more": bool}."""
+        return 200, await self._personal_call(self._personal.redact_more, request)
 
     async def _person_erase(self, request: Any) -> tuple[int, Any]:
         """Erases a person's account and the module's rows about them ({"person"})."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Sequence
 from typing import Any, cast
 
 from synapse.api.errors import Codes, StoreError, SynapseError
@@ -204,6 +205,59 @@ async def redact_status(api: ModuleApi, redact_id: str) -> dict[str, Any] | None
     if task.error is not None:
         status["error"] = task.error
     return status
+
+
+# Synapse's redaction task (`_redact_all_events` in `handlers/admin.py`) takes only a user's
+# `m.room.member`, `m.room.message` and `m.room.encrypted` events. Erasing redacts the person's
+# other events as well (reactions, stickers, polls and votes); ModuleApi can neither list a
+# user's events nor tell whether one was redacted, so these read Synapse's `events` and
+# `redactions` tables (synapse/storage/schema/main/full_schemas).
+
+
+def redacted_txn(txn: Txn, event_id: str) -> bool:
+    """Whether a redaction of the event has been stored."""
+    txn.execute("SELECT 1 FROM redactions WHERE redacts = ?", (event_id,))
+    return txn.fetchone() is not None
+
+
+def _unredacted_where(types: Sequence[str]) -> str:
+    return (
+        f"e.sender = ? AND e.type IN ({', '.join('?' * len(types))}) AND NOT EXISTS"
+        " (SELECT 1 FROM redactions r WHERE r.redacts = e.event_id)"
+    )
+
+
+def unredacted_events_txn(
+    txn: Txn, user_id: str, types: Sequence[str], room_ids: Sequence[str], limit: int
+) -> list[tuple[str, str, str]]:
+    """(room ID, event ID, type) of at most `limit` of the user's events of these types in these
+    rooms that nobody redacted, oldest first."""
+    if not types or not room_ids:
+        return []
+    rooms = ", ".join("?" * len(room_ids))
+    txn.execute(
+        f"SELECT e.room_id, e.event_id, e.type FROM events e WHERE {_unredacted_where(types)}"
+        f" AND e.room_id IN ({rooms}) AND e.outlier = ? ORDER BY e.stream_ordering LIMIT ?",
+        (user_id, *types, *room_ids, False, limit),
+    )
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in txn.fetchall()]
+
+
+def unredacted_counts_txn(txn: Txn, user_id: str, types: Sequence[str]) -> dict[str, int]:
+    """How many of the user's events of each of these types nobody redacted, in every room."""
+    if not types:
+        return {}
+    txn.execute(
+        f"SELECT e.type, COUNT(*) FROM events e WHERE {_unredacted_where(types)}"
+        " AND e.outlier = ? GROUP BY e.type",
+        (user_id, *types, False),
+    )
+    return {str(r[0]): int(r[1]) for r in txn.fetchall()}
+
+
+async def joined_rooms(api: ModuleApi, user_id: str) -> list[str]:
+    """The rooms the user is joined to now (ModuleApi lists only a user's own via a client)."""
+    return sorted(await _hs(api).get_datastores().main.get_rooms_for_user(user_id))
 
 
 async def user_media(api: ModuleApi, user_id: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from sferum_shared.config import ConfigError as SferumConfigError
 from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
+from synapse_sferum.articles import Articles
 from synapse_sferum.config import SferumConfig, parse_config
 from synapse_sferum.documents import UploadRules
 from synapse_sferum.invites import TeacherInvites
@@ -105,6 +106,7 @@ class SferumModule:
             sticker_packs,
             personal,
             upgrades,
+            Articles(api, self.directory),
             config.admin_api_secret,
         )
         self.admin_api.register()

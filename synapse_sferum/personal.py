@@ -12,13 +12,18 @@ import logging
 from typing import Any
 
 from synapse.module_api import ModuleApi
+from synapse.module_api.errors import SynapseError
 
+from sferum_shared.matrix import REDACTION
 from synapse_sferum import compat
 from synapse_sferum.provisioner import Provisioner
+from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
 from synapse_sferum.store import personal
 
 logger = logging.getLogger(__name__)
+
+REDACT_BATCH = 100  # events redacted per request of `sferumctl person erase`
 
 
 class UnknownPerson(Exception):
@@ -45,11 +50,24 @@ class PersonalData:
         return subject, rows
 
     async def data(self, person_id: str) -> dict[str, Any]:
-        """The module's rows about the person and the account's uploads (metadata only)."""
+        """The module's rows about the person, the account's uploads (metadata only), and how
+        many of its events of `ALSO_REDACTED`'s types are not redacted yet, by type."""
         subject, rows = await self._known(person_id)
         user_id = subject.user_id
         media = [] if user_id is None else await compat.user_media(self._api, user_id)
-        return {"person": person_id, "user_id": user_id, "tables": rows, "media": media}
+        other: dict[str, int] = {}
+        if user_id is not None:
+            types = list(personal.ALSO_REDACTED)
+            other = await self._directory.run(
+                "sferum_person_events", compat.unredacted_counts_txn, user_id, types
+            )
+        return {
+            "person": person_id,
+            "user_id": user_id,
+            "tables": rows,
+            "media": media,
+            "other_events": other,
+        }
 
     async def _account(self, person_id: str) -> tuple[personal.Subject, str]:
         subject, _ = await self._known(person_id)
@@ -62,6 +80,32 @@ class PersonalData:
         _, user_id = await self._account(person_id)
         logger.info("synapse_sferum: erasing %s: redacting %s's events", person_id, user_id)
         return await compat.start_redacting_events(self._api, user_id)
+
+    async def redact_more(self, person_id: str) -> dict[str, Any]:
+        """Redacts, as the person, up to `REDACT_BATCH` of their events that Synapse's task
+        leaves (`ALSO_REDACTED`: reactions, stickers, polls and votes) in the rooms they are in;
+        `more`: call again. A redaction the server refuses is reported and stops the batch."""
+        _, user_id = await self._account(person_id)
+        rooms = await compat.joined_rooms(self._api, user_id)
+        events = await self._directory.run(
+            "sferum_person_other_events",
+            compat.unredacted_events_txn,
+            user_id,
+            list(personal.ALSO_REDACTED),
+            rooms,
+            REDACT_BATCH,
+        )
+        redacted: dict[str, int] = {}
+        for room_id, event_id, event_type in events:
+            try:
+                await send_event(
+                    self._api, user_id, room_id, REDACTION, {"redacts": event_id}, redacts=event_id
+                )
+            except SynapseError as e:
+                failed = {"event_id": event_id, "type": event_type, "reason": e.msg}
+                return {"redacted": redacted, "failed": [failed], "more": False}
+            redacted[event_type] = redacted.get(event_type, 0) + 1
+        return {"redacted": redacted, "failed": [], "more": len(events) == REDACT_BATCH}
 
     async def redaction_status(self, redact_id: str) -> dict[str, Any] | None:
         return await compat.redact_status(self._api, redact_id)

@@ -109,7 +109,7 @@ class PollCounter:
             content: dict[str, Any] = {
                 "msgtype": "m.notice",
                 "body": body,
-                "format": "org.matrix.custom.html",
+                "format": matrix.HTML_FORMAT,
                 "formatted_body": html,
                 "m.relates_to": {"m.in_reply_to": {"event_id": copy.event_id}},
                 Key.POLL_RESULT: {

@@ -1,5 +1,6 @@
-"""Events the module sends in someone's name (the platform's bot, or a teacher's automatic
-reply): built one way, so every sender gets the same shape."""
+"""Events the module sends in someone's name (the platform's bot, a teacher's automatic reply,
+an admin's article from its author, an erased person's redactions): built one way, so every
+sender gets the same shape."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The demo school's data, dated relative to the day it is written (`sferumctl demo-data`).
 
 `synapse_sferum/demo/` holds the demo as templates and never a date: `roster/` is the OneRoster
-roster the module imports, `gradebook/` the diary's marks, homework and timetable. A school's SIS
+roster the module imports, `gradebook/` the diary's marks, homework and timetable, `news/` the
+article the demo pins in the school news (`sferumctl news post`). A school's SIS
 exports both in one folder, so the diary source gets the roster's files and the gradebook's
 (whose manifest marks the gradebook files present). Files named `*.j2` are jinja2 templates
 written with the helpers of `DemoCalendar`; the others are copied as they are. Every run of
@@ -29,8 +30,18 @@ DEMO_TIMEZONE = "Europe/Moscow"
 ROSTER = "roster"
 DIARY = "diary"
 STICKERS = "stickers"
+NEWS = "news"
 _GRADEBOOK = "gradebook"
 _TEMPLATE_SUFFIX = ".j2"
+_MONTHS = (
+    "января", "февраля", "марта", "апреля", "мая", "июня",
+    "июля", "августа", "сентября", "октября", "ноября", "декабря",
+)  # fmt: skip
+
+
+def ru_date(day: date) -> str:
+    """«3 марта»: a date as a Russian text writes it, without the year."""
+    return f"{day.day} {_MONTHS[day.month - 1]}"
 
 
 @attrs.frozen
@@ -98,6 +109,7 @@ def _environment(templates: Traversable) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["ics"] = lambda day: day.strftime("%Y%m%d")
+    env.filters["ru_date"] = ru_date
     return env
 
 
@@ -127,13 +139,16 @@ def _render_folder(templates: Traversable, folder: str, today: date) -> dict[str
 def demo_files(
     part: str, today: date, templates: Traversable = DEMO_TEMPLATES
 ) -> dict[str, bytes]:
-    """The files of the demo's `roster` or `diary` (roster and gradebook), dated for `today`."""
+    """The files of the demo's `roster`, `diary` (roster and gradebook) or `news`, dated for
+    `today`."""
+    if part == NEWS:
+        return _render_folder(templates, NEWS, today)
     roster = _render_folder(templates, ROSTER, today)
     if part == ROSTER:
         return roster
     if part == DIARY:
         return {**roster, **_render_folder(templates, _GRADEBOOK, today)}
-    raise ValueError(f"no demo part {part!r}: it is {ROSTER!r} or {DIARY!r}")
+    raise ValueError(f"no demo part {part!r}: it is {ROSTER!r}, {DIARY!r} or {NEWS!r}")
 
 
 def write_files(folder: Path, files: Mapping[str, bytes]) -> Path:
@@ -147,10 +162,10 @@ def write_files(folder: Path, files: Mapping[str, bytes]) -> Path:
 def write_demo(
     dest: Path, today: date, templates: Traversable = DEMO_TEMPLATES
 ) -> dict[str, Path]:
-    """Writes `dest/roster` and `dest/diary` for `today`, and the sticker pack into
-    `dest/stickers`; returns the three folders."""
+    """Writes `dest/roster`, `dest/diary` and `dest/news` for `today`, and the sticker pack
+    into `dest/stickers`; returns the four folders."""
     written = {
         part: write_files(dest / part, demo_files(part, today, templates))
-        for part in (ROSTER, DIARY)
+        for part in (ROSTER, DIARY, NEWS)
     }
     return {**written, STICKERS: write_files(dest / STICKERS, demo_stickers())}

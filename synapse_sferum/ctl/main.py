@@ -19,7 +19,7 @@ from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from sferum_shared.adminapi import parse_reconcile
-from synapse_sferum.ctl import demo, diary, params, person, services, sheet
+from synapse_sferum.ctl import demo, diary, news, params, person, services, sheet
 from synapse_sferum.ctl.accounts import (
     account_lines,
     fetch_accounts,
@@ -151,6 +151,21 @@ def _link_codes(args: argparse.Namespace) -> int:
 def _stickers_import(args: argparse.Namespace) -> int:
     _say_lines(
         import_stickers(Deployment(args.dir), args.folder, class_id=args.class_id, name=args.name)
+    )
+    return 0
+
+
+def _news_post(args: argparse.Namespace) -> int:
+    _say_lines(
+        news.post_article(
+            Deployment(args.dir),
+            args.file,
+            author=args.author,
+            title=args.title,
+            pin=args.pin,
+            key=args.key,
+            school=args.school,
+        )
     )
     return 0
 
@@ -484,8 +499,9 @@ def _parser() -> argparse.ArgumentParser:
     p = command(
         "demo-data",
         _demo_data,
-        "write the demo school's roster (DIR/roster) and diary export (DIR/diary), dated "
-        "relative to today: this week's timetable, recent marks, homework due soon",
+        "write the demo school's roster (DIR/roster), diary export (DIR/diary), sticker pack "
+        "(DIR/stickers) and news article (DIR/news), dated relative to today: this week's "
+        "timetable, recent marks, homework due soon, next week's open lessons",
     )
     p.add_argument(
         "--today",
@@ -513,6 +529,33 @@ def _parser() -> argparse.ArgumentParser:
         help="the class (sourcedId) whose own pack this is (default: the whole school's)",
     )
     p.add_argument("--name", help="the pack's name in apps (default «Стикеры школы»)")
+
+    news_commands = commands.add_parser("news", help="the school news").add_subparsers(
+        title="news commands", required=True, metavar="COMMAND"
+    )
+    p = command(
+        "post",
+        _news_post,
+        "post an HTML file into the school news as a teacher's or staff member's article "
+        "(copied into every class's news), once per key, and pin it if asked",
+        within=news_commands,
+        full_name="news post",
+    )
+    p.add_argument("file", metavar="FILE.html", type=Path, help="the article (UTF-8 HTML)")
+    p.add_argument(
+        "--author", required=True, metavar="PERSON", help="the author's sourcedId in the roster"
+    )
+    p.add_argument("--title", help="the article's heading, if the file does not open with it")
+    p.add_argument(
+        "--pin", action="store_true", help="pin it in the school news (the author must be staff)"
+    )
+    p.add_argument(
+        "--key",
+        help="what makes posting it again a no-op (default: the file's name without .html)",
+    )
+    p.add_argument(
+        "--school", metavar="ORGID", help="the school, if the author belongs to more than one"
+    )
 
     diary_commands = commands.add_parser("diary", help="the diary bridge").add_subparsers(
         title="diary commands", required=True, metavar="COMMAND"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -33,13 +32,12 @@ from sferum_shared.rooms import RoomKey, RoomKind
 from synapse_sferum.ctl.adminapi import call, parsed
 from synapse_sferum.ctl.deployment import Deployment, read_yaml_mapping
 from synapse_sferum.ctl.errors import CtlError
-from synapse_sferum.store.personal import HELD
+from synapse_sferum.ctl.ledger import ledger_entries
+from synapse_sferum.store.personal import ALSO_REDACTED, HELD
 
 EXPORT_TIMEOUT_SECONDS = 1800.0
 REDACT_TIMEOUT_SECONDS = 3600.0
 REDACT_POLL_SECONDS = 0.5
-
-LEDGER_COLUMNS = ("item_key", "kind", "room_id", "event_id", "state", "updated_ts")
 
 # What erasing leaves, and why; the module's kept tables add their own reasons (store/personal.py).
 KEPT = (
@@ -49,10 +47,10 @@ KEPT = (
     "the account's user ID stays reserved by Synapse: nobody can register it again",
     "the diary bridge's ledger keeps its entries of their diary (item keys, event IDs, content "
     "hashes; no text): without them the bridge would post every mark again",
-    "Synapse's redaction covers messages and memberships; other event types (reactions, poll "
-    "votes, stickers) and copies the platform bot posted of their school news stay until "
-    "redacted by a moderator; redacted content stays in Synapse's database for its "
-    "redaction_retention_period (7 days by default)",
+    "events are redacted (messages, memberships, reactions, stickers, polls and votes) in the "
+    "rooms the account is in; in rooms it has left, they stay until a moderator redacts them; "
+    "redacted content stays in Synapse's database for its redaction_retention_period (7 days by "
+    "default)",
 )
 
 README = """\
@@ -111,6 +109,9 @@ def erase_plan(data: PersonData, ledger_entries: int) -> list[str]:
     """What erasing this person removes and what it keeps, as lines for the operator."""
     lines = [f"erase {data.person} ({data.user_id}):"]
     lines.append(f"  redact: every message and membership event of {data.user_id}")
+    for event_type, name in ALSO_REDACTED.items():
+        if data.other_events.get(event_type):
+            lines.append(f"  redact: {data.other_events[event_type]} {name}")
     lines.append(f"  delete: {len(data.media)} uploaded file(s)")
     lines.append("  deactivate with erasure: devices, sessions, password, profile, phone")
     for held in HELD:
@@ -135,28 +136,15 @@ def _person_data(deployment: Deployment, person: str) -> PersonData:
     return parsed(parse_person_data, call(deployment, lambda api: api.person_data(person)))
 
 
-def _ledger(deployment: Deployment, person: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """The diary ledger's entries in the person's diary room, and notes on what was not read."""
+def _ledger(deployment: Deployment, person: str) -> list[dict[str, Any]]:
+    """The diary ledger's entries in the person's diary room (SQLite or PostgreSQL)."""
     config = read_yaml_mapping(deployment.bridge_config)
-    if config is None:
-        return [], []
-    database = str(config.get("database") or "")
-    if database.startswith(("postgresql://", "postgres://")):
-        return [], [f"журнал моста дневника в PostgreSQL ({deployment.bridge_config}) не выгружен"]
+    database = str((config or {}).get("database") or "")
+    if not database:
+        return []  # no diary bridge in this deployment
     response = call(deployment, lambda api: api.rooms([diary_alias(person)]))
     room_id = parsed(parse_rooms, response).get(diary_alias(person))
-    if room_id is None or not Path(database).is_file():
-        return [], []
-    try:
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-            rows = db.execute(
-                f"SELECT {', '.join(LEDGER_COLUMNS)} FROM diary_posts WHERE room_id = ?"
-                " ORDER BY item_key",
-                (room_id,),
-            ).fetchall()
-    except sqlite3.Error as e:
-        raise CtlError(f"{database}: cannot read the diary ledger: {e}") from None
-    return [dict(zip(LEDGER_COLUMNS, row, strict=True)) for row in rows], []
+    return [] if room_id is None else ledger_entries(database, room_id)
 
 
 def _synapse_export(deployment: Deployment, user_id: str) -> dict[str, bytes]:
@@ -208,7 +196,7 @@ def export(deployment: Deployment, person: str, out: Path, *, dry_run: bool) -> 
     if not out.parent.is_dir():
         raise CtlError(f"{out.parent} is not a folder")
     data = _person_data(deployment, person)
-    ledger, notes = _ledger(deployment, person)
+    ledger, notes = _ledger(deployment, person), []
     if data.user_id is None:
         notes.append("у человека нет аккаунта: выгрузки Synapse и файлов нет")
     rows = sum(len(r) for r in data.tables.values())
@@ -249,7 +237,7 @@ def erase(
             f"{person} has no account on the platform: there is nothing to erase in Synapse",
             details=["their roster rows go with the school's next roster import without them"],
         )
-    ledger, _ = _ledger(deployment, person)
+    ledger = _ledger(deployment, person)
     for line in erase_plan(data, len(ledger)):
         say(line)
     if dry_run:
@@ -305,4 +293,23 @@ def _redact(
         say(f"  not redacted: {f.get('event_id')} ({f.get('type')}): {f.get('reason')}")
     if others:
         raise CtlError(f"{len(others)} event(s) could not be redacted")
+    _redact_more(deployment, person, say)
     say("events redacted")
+
+
+def _redact_more(deployment: Deployment, person: str, say: Callable[[str], None]) -> None:
+    """Redacts, batch after batch, what Synapse's redaction leaves: reactions, stickers, polls
+    and votes."""
+    total: dict[str, int] = {}
+    while True:
+        batch = parsed(parse_object, call(deployment, lambda api: api.person_redact_more(person)))
+        for event_type, count in (batch.get("redacted") or {}).items():
+            total[event_type] = total.get(event_type, 0) + int(count)
+        for f in batch.get("failed") or []:
+            say(f"  not redacted: {f.get('event_id')} ({f.get('type')}): {f.get('reason')}")
+            raise CtlError("an event could not be redacted")
+        if not batch.get("more"):
+            break
+    done = [f"{total[t]} {name}" for t, name in ALSO_REDACTED.items() if total.get(t)]
+    if done:
+        say(f"  redacted {', '.join(done)}")

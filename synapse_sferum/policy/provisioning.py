@@ -240,6 +240,11 @@ _EVENT_LEVELS: Mapping[str, int] = {
 }
 
 
+def pin_level() -> int:
+    """The power level pinning a post (`m.room.pinned_events`) takes in a provisioned room."""
+    return _EVENT_LEVELS[matrix.PINNED_EVENTS]
+
+
 def _call_levels(kind: RoomKind) -> dict[str, int]:
     return {matrix.CALL_MEMBER: EVERYONE} if ROOM_KINDS[kind].call_memberships else {}
 

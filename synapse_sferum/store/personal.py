@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from sferum_shared import matrix
+
 Txn = Any
 
 
@@ -51,6 +53,9 @@ HELD: tuple[Held, ...] = (
     Held("sferum_quiet_silenced", ("user_id",), By.USER, True),
     Held("sferum_quiet_notices", ("user_id",), By.USER, True),
     Held("sferum_poll_votes", ("voter",), By.USER, True),
+    # Articles posted in their name by `sferumctl news post`: the post itself is redacted with
+    # their messages (and its copies with it), so its key may be posted again.
+    Held("sferum_articles", ("author",), By.USER, True),
     Held("sferum_sms_challenges", ("msisdn",), By.PHONE, True),
     Held(
         "sferum_polls",
@@ -61,6 +66,16 @@ HELD: tuple[Held, ...] = (
         "считают голоса по этой записи; само событие опроса в Synapse отозвано",
     ),
 )
+
+# Events Synapse's own redaction of a user's events leaves (it takes their messages and
+# memberships only), which erasing redacts as well, as the person, with what to call them.
+ALSO_REDACTED: Mapping[str, str] = {
+    matrix.REACTION: "reaction(s)",
+    matrix.STICKER: "sticker(s)",
+    matrix.POLL_START: "poll(s)",
+    matrix.POLL_RESPONSE: "poll vote(s)",
+    matrix.POLL_END: "poll end(s)",
+}
 
 # Tables with no row about a person: rooms, classes, schools, mirrored news, one-off tasks,
 # media's rooms, how far reported messages were relayed, upgraded rooms' successors, and the

@@ -145,6 +145,15 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
     # version 10 (issue 15): enrollments end (OneRoster endDate, YYYY-MM-DD, the last day); a
     # person whose every enrollment is over has left, a class whose every one is, is archived
     ("ALTER TABLE sferum_enrollments ADD COLUMN end_date TEXT",),
+    # version 11 (issue 15): articles an admin posted into a school's news (`sferumctl news
+    # post`), by the key that makes posting one again a no-op (or an edit, when the article
+    # changed: `content_hash` is of what the post shows now); `author`: the sender's user ID.
+    (
+        "CREATE TABLE IF NOT EXISTS sferum_articles ("
+        " org_id TEXT NOT NULL, article_key TEXT NOT NULL, room_id TEXT NOT NULL,"
+        " event_id TEXT NOT NULL, author TEXT NOT NULL, posted_ts BIGINT NOT NULL,"
+        " content_hash TEXT NOT NULL, PRIMARY KEY (org_id, article_key))",
+    ),
 )
 
 

@@ -384,5 +384,9 @@ async def test_on_postgresql_the_bridge_keeps_its_ledger_in_the_deployments_data
             check=True,
         )
         assert int(out.stdout.strip()) >= len(posts)
+        # `person export` reads the pupil's diary entries from the ledger in PostgreSQL too.
+        zip_path = str(tmp_path / "export.zip")
+        dry = sferumctl("person", "export", str(deployment.dir), "p-5a-1", zip_path, "--dry-run")
+        assert f", {len(posts)} diary ledger entr(ies)" in dry.stdout, (posts, dry.stdout)
     finally:
         deployment.stop()

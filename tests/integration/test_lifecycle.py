@@ -12,9 +12,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from sferum_shared import matrix
 from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login, upload_media
 from tests.integration.conftest import make_deployment
 from tests.integration.harness import Deployment, demo_roster_folder, sferumctl
+from tests.integration.test_polls import poll_start, response
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +129,17 @@ NOTE = "Домашнее задание сдам завтра, честное с
 FILE = b"my essay, written by me\n"
 
 
+async def _teacher(deployment: Deployment) -> User:
+    """The class teacher of 5А signed in, with a new card if an earlier test issued hers."""
+    account = deployment.issue(TEACHER)[TEACHER]
+    if account["password"] is None:
+        out = sferumctl(
+            "accounts", "reset", str(deployment.dir), "--person", TEACHER, "--format", "json"
+        )
+        account = json.loads(out.stdout)[0]
+    return await login(deployment.base_url, account["user_id"], account["password"])
+
+
 async def _download(user: User, mxc: str) -> int:
     server_name, media_id = mxc.removeprefix("mxc://").split("/")
     url = f"{user.base_url}/_matrix/client/v1/media/download/{server_name}/{media_id}"
@@ -147,6 +160,7 @@ async def test_a_person_gets_their_data_and_then_has_it_erased(
     classmate = await login(
         deployment.base_url, accounts[CLASSMATE]["user_id"], accounts[CLASSMATE]["password"]
     )
+    teacher = await _teacher(deployment)
     deployment.reconcile()
     chat = await pupil.resolve(f"#class-5a:{SERVER}")
     said = await pupil.send_text(chat, NOTE)
@@ -159,6 +173,30 @@ async def test_a_person_gets_their_data_and_then_has_it_erased(
     )
     assert posted.status == 200, posted
     assert await _download(classmate, mxc) == 200
+
+    # A vote in a teacher's poll and a reaction: Synapse's own redaction leaves both.
+    poll = await teacher.send(chat, matrix.POLL_START, poll_start("Экскурсия в музей?", "Да"))
+    assert poll.status == 200, poll
+    vote = await pupil.send(chat, matrix.POLL_RESPONSE, response(poll.body["event_id"], "a0"))
+    theirs = await classmate.send_text(chat, "Я иду в музей")
+    like = await pupil.send(
+        chat,
+        matrix.REACTION,
+        {
+            "m.relates_to": {
+                "rel_type": "m.annotation",
+                "event_id": theirs.body["event_id"],
+                "key": "👍",
+            }
+        },
+    )
+    assert vote.status == like.status == 200, (vote, like)
+    votes = "SELECT voter FROM sferum_poll_votes WHERE voter = ?"
+    for _ in range(100):  # the vote is counted in the background
+        if deployment.sql(votes, pupil.user_id):
+            break
+        await asyncio.sleep(0.1)
+    assert deployment.sql(votes, pupil.user_id)
 
     out = tmp_path / "export.zip"
     dry = sferumctl("person", "export", str(deployment.dir), PUPIL, str(out), "--dry-run")
@@ -174,20 +212,28 @@ async def test_a_person_gets_their_data_and_then_has_it_erased(
         links = json.loads(archive.read("sferum/sferum_links.json"))
         assert [(r["user_id"], r["msisdn"]) for r in links] == [(pupil.user_id, "79165551002")]
         assert json.loads(archive.read("sferum/sferum_people.json"))[0]["sourced_id"] == PUPIL
+        [mine] = json.loads(archive.read("sferum/sferum_poll_votes.json"))
+        assert (mine["voter"], mine["event_id"]) == (pupil.user_id, vote.body["event_id"])
 
     planned = sferumctl("person", "erase", str(deployment.dir), PUPIL, "--dry-run")
     assert "nothing changed" in planned.stdout and "source of truth" in planned.stdout
+    assert "redact: 1 reaction(s)" in planned.stdout, planned.stdout
+    assert "redact: 1 poll vote(s)" in planned.stdout, planned.stdout
+    assert "delete: 1 row(s) of sferum_poll_votes" in planned.stdout, planned.stdout
     assert (await pupil.call("GET", "/joined_rooms")).status == 200
     assert await _download(classmate, mxc) == 200
 
     erased = sferumctl("person", "erase", str(deployment.dir), PUPIL)
     assert f"{PUPIL} erased" in erased.stdout, erased.stdout
-    for event_id in (said.body["event_id"], posted.body["event_id"]):
+    assert "redacted 1 reaction(s), 1 poll vote(s)" in erased.stdout, erased.stdout
+    gone = (said, posted, vote, like)
+    for event_id in (reply.body["event_id"] for reply in gone):
         seen = await classmate.call("GET", f"/rooms/{chat}/event/{event_id}")
         assert seen.status == 200 and seen.body["content"] == {}, seen
     assert await _download(classmate, mxc) == 404
     assert (await pupil.call("GET", "/joined_rooms")).status == 401
     assert deployment.sql("SELECT * FROM sferum_people WHERE sourced_id = ?", PUPIL) == []
+    assert deployment.sql(votes, pupil.user_id) == []
     asked = await NewUser(deployment.base_url, deployment.dir / "sms-outbox.jsonl").ask_sms(
         PUPIL_PHONE
     )

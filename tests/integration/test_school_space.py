@@ -197,6 +197,118 @@ async def test_articles_keep_html_and_images_and_pins_pin_the_copies(school: Sch
     await _pins_become(reader, class_news, [own.body["event_id"]])
 
 
+async def _pins_of(user: User, room_id: str) -> list[str]:
+    reply = await user.call("GET", f"/rooms/{room_id}/state/m.room.pinned_events/")
+    return list(reply.body.get("pinned", []))
+
+
+async def _class_pins_open_with(user: User, room_id: str, event_id: str | None) -> None:
+    """Waits until the room's first pin is `event_id` (None: until no pin is)."""
+    for _ in range(100):
+        pins = await _pins_of(user, room_id)
+        if (pins[:1] == [event_id]) if event_id else not pins:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"pins of {room_id}: {pins}, not opening with {event_id}")
+
+
+ARTICLE = (
+    "<h1>Открытые уроки</h1><ul><li>5А — математика</li><li>6Б — русский язык</li></ul>"
+    '<script>alert(1)</script><p><img src="https://evil.example/x.png" alt="план"></p>'
+)
+ARTICLE_SENT = (
+    "<h1>Открытые уроки</h1><ul><li>5А — математика</li><li>6Б — русский язык</li></ul>"
+    "<p>[план]</p>"
+)
+
+
+async def test_an_admin_posts_an_article_as_staff_once_and_pins_it_everywhere(
+    school: School, tmp_path: Path
+) -> None:
+    """`sferumctl news post` (the demo's pinned article): sent as the staff member through the
+    school news's rules, cut to what a message may hold, copied and pinned in every class's
+    news, and never posted twice. The school's pins are put back at the end."""
+    author = school.roster.of_role("administrator")[0]
+    staff = await school.login(author)
+    news_school = await staff.resolve(f"#news-school-school-1:{SERVER}")
+    reader = await school.login(first(school.roster.guardians_of(pupils(school, "6b")[0])))
+    class_news = await reader.resolve(school.alias("news", "6b"))
+    pins_before = await _pins_of(staff, news_school)
+    article = tmp_path / "open-lessons.html"
+    article.write_text(ARTICLE, encoding="utf-8")
+    folder = str(school.deployment.dir)
+    post = ("news", "post", folder, str(article), "--author", author, "--pin", "--key", "t-open")
+
+    posted = sferumctl(*post)
+    assert "left out of open-lessons.html" in posted.stdout, posted.stdout
+    assert "script, img without an mxc:// src" in posted.stdout, posted.stdout
+    assert "pinned in the school news" in posted.stdout, posted.stdout
+    event_id = posted.stdout.split(f"as {school.user_id(author)}: ")[1].split()[0]
+    sent = await staff.call("GET", f"/rooms/{news_school}/event/{event_id}")
+    assert sent.body["sender"] == school.user_id(author), sent
+    assert sent.body["content"]["formatted_body"] == ARTICLE_SENT, sent
+    assert sent.body["content"]["body"].startswith("Открытые уроки\n5А — математика"), sent
+    copy = await _mirror_of(reader, class_news, event_id)
+    assert copy["content"]["formatted_body"].endswith(f"</b></p>{ARTICLE_SENT}"), copy
+    assert (await _pins_of(staff, news_school))[-1] == event_id
+    await _class_pins_open_with(reader, class_news, copy["event_id"])
+
+    again = sferumctl(*post)
+    assert f"already: {event_id}; nothing sent" in again.stdout, again.stdout
+    assert "pinned already" in again.stdout, again.stdout
+    history = await staff.call("GET", f"/rooms/{news_school}/messages?dir=b&limit=50")
+    bodies = [e["content"].get("formatted_body") for e in history.body["chunk"]]
+    assert bodies.count(ARTICLE_SENT) == 1
+
+    article.write_text(ARTICLE.replace("математика", "геометрия"), encoding="utf-8")
+    changed = sferumctl(*post)
+    assert f"changed: edited its post {event_id}" in changed.stdout, changed.stdout
+    edit_id = changed.stdout.split("(")[-1].split(";")[0]
+    edit = await staff.call("GET", f"/rooms/{news_school}/event/{edit_id}")
+    assert edit.body["content"]["m.relates_to"]["event_id"] == event_id, edit
+    copy_edit = await _mirror_of(reader, class_news, edit_id)
+    assert copy_edit["content"]["m.relates_to"]["event_id"] == copy["event_id"], copy_edit
+    assert "геометрия" in copy_edit["content"]["m.new_content"]["formatted_body"], copy_edit
+    other = school.roster.of_role("administrator")[1]
+    article.write_text(ARTICLE.replace("математика", "алгебра"), encoding="utf-8")
+    post_as_other = (*post[:5], other, *post[6:])
+    refused = sferumctl(*post_as_other, check=False)
+    assert refused.returncode == 1 and "only they can change it" in refused.stderr, refused
+
+    teacher = first(school.roster.teachers["6b"])
+    for who, extra, refused in (
+        (pupils(school, "6b")[0], (), "may not post in the school news of 'school-1'"),
+        (teacher, ("--pin",), "may not pin in the school news of 'school-1'"),
+        ("nobody", (), "'nobody' is not a person of the directory"),
+    ):
+        argv = ("news", "post", folder, str(article), "--author", who, "--key", "t-no", *extra)
+        answer = sferumctl(*argv, check=False)
+        assert answer.returncode == 1 and refused in answer.stderr, (who, answer)
+    empty = tmp_path / "empty.html"
+    empty.write_text("<p> </p><script>x</script>", encoding="utf-8")
+    answer = sferumctl("news", "post", folder, str(empty), "--author", author, check=False)
+    assert answer.returncode == 1 and "the article has no text" in answer.stderr, answer
+    history = await staff.call("GET", f"/rooms/{news_school}/messages?dir=b&limit=20")
+    ids = [e["event_id"] for e in history.body["chunk"]]
+    since = history.body["chunk"][: ids.index(edit_id)]
+    assert not [e for e in since if e["type"] == "m.room.message"], "a refused article was sent"
+
+    restored = await staff.put_state(news_school, "m.room.pinned_events", {"pinned": pins_before})
+    assert restored.status == 200, restored
+    removed = await staff.call("PUT", f"/rooms/{news_school}/redact/{event_id}/t-open", {})
+    assert removed.status == 200, removed
+    for _ in range(100):
+        if copy["event_id"] not in await _pins_of(reader, class_news):
+            break
+        await asyncio.sleep(0.2)
+    assert copy["event_id"] not in await _pins_of(reader, class_news)
+    anew = sferumctl(*post)  # a removed article is posted again
+    assert "posted open-lessons.html" in anew.stdout and event_id not in anew.stdout, anew.stdout
+    anew_id = anew.stdout.split(f"as {school.user_id(author)}: ")[1].split()[0]
+    removed = await staff.call("PUT", f"/rooms/{news_school}/redact/{anew_id}/t-anew", {})
+    assert removed.status == 200, removed
+
+
 async def test_only_teachers_wear_the_badge(school: School) -> None:
     pupil = await school.login(pupils(school, "5a")[0])
     class_chat = await pupil.resolve(school.alias("class", "5a"))

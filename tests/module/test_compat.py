@@ -51,6 +51,7 @@ from synapse_sferum.compat import (
     media_facts_txn,
     module_clock,
     openid_user_txn,
+    redacted_txn,
     refuse_mistyped_phone_requests,
     registrations_with_msisdn_txn,
     restore_pushes,
@@ -62,6 +63,8 @@ from synapse_sferum.compat import (
     synapse_well_known,
     take_back_account,
     upgrade_room,
+    unredacted_counts_txn,
+    unredacted_events_txn,
 )
 from synapse_sferum.policy.reports import EventReport
 
@@ -303,6 +306,47 @@ def test_erasing_a_person_calls_what_synapses_admin_servlets_call() -> None:
         "self",
         "media_ids",
     ]
+
+
+def test_a_persons_other_events_are_found_in_synapses_events_and_redactions(
+    synapse_db: sqlite3.Cursor,
+) -> None:
+    """What erasing redacts beyond Synapse's own task, and whether an article was removed."""
+    from synapse.handlers.admin import AdminHandler
+
+    # Synapse's task still takes only these three types; the module redacts the rest.
+    assert '["m.room.member", "m.room.message", "m.room.encrypted"]' in inspect.getsource(
+        AdminHandler._redact_all_events
+    )
+    events = [
+        (1, "$vote", "org.matrix.msc3381.poll.response", "!a:s", "@me:s"),
+        (2, "$like", "m.reaction", "!a:s", "@me:s"),
+        (3, "$gone", "m.reaction", "!a:s", "@me:s"),
+        (4, "$left", "m.reaction", "!b:s", "@me:s"),
+        (5, "$text", "m.room.message", "!a:s", "@me:s"),
+        (6, "$theirs", "m.reaction", "!a:s", "@other:s"),
+        (7, "$undo", "m.room.redaction", "!a:s", "@me:s"),
+    ]
+    synapse_db.executemany(
+        "INSERT INTO events (stream_ordering, topological_ordering, event_id, type, room_id,"
+        " sender, processed, outlier) VALUES (?, 1, ?, ?, ?, ?, 1, 0)",
+        events,
+    )
+    synapse_db.execute("INSERT INTO redactions (event_id, redacts) VALUES ('$undo', '$gone')")
+    types = ["m.reaction", "org.matrix.msc3381.poll.response"]
+    assert unredacted_events_txn(synapse_db, "@me:s", types, ["!a:s"], 10) == [
+        ("!a:s", "$vote", "org.matrix.msc3381.poll.response"),
+        ("!a:s", "$like", "m.reaction"),
+    ]
+    assert unredacted_events_txn(synapse_db, "@me:s", types, ["!a:s", "!b:s"], 1) == [
+        ("!a:s", "$vote", "org.matrix.msc3381.poll.response")
+    ]
+    assert unredacted_events_txn(synapse_db, "@me:s", types, [], 10) == []
+    assert unredacted_counts_txn(synapse_db, "@me:s", types) == {
+        "m.reaction": 2,
+        "org.matrix.msc3381.poll.response": 1,
+    }
+    assert redacted_txn(synapse_db, "$gone") and not redacted_txn(synapse_db, "$like")
 
 
 # -- cards: an account's own password, and taking an account back --------------------------------

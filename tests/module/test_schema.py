@@ -32,7 +32,7 @@ def test_version_9_keeps_an_upgraded_room_findable() -> None:
     upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:8], "module")
     key = RoomKey(RoomKind.LESSON, "5a-eng1")
     rooms.record_room_txn(conn.cursor(), key, "!old:s")
-    assert upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:9], "module") == 9
+    assert prepare_schema_txn(conn.cursor()) == len(SCHEMA_VERSIONS)
     assert rooms.replace_room_txn(conn.cursor(), key, "!old:s", "!new:s")
     assert rooms.room_id_txn(conn.cursor(), key) == "!new:s"
     assert rooms.room_key_txn(conn.cursor(), "!new:s") == key
@@ -54,9 +54,26 @@ def test_version_10_keeps_enrollments_and_reads_their_end() -> None:
         "INSERT INTO sferum_enrollments (sourced_id, class_id, person_id, role, is_primary)"
         " VALUES ('e1', '5a', 'p1', 'student', 0)"
     )
-    assert prepare_schema_txn(conn.cursor()) == 10
+    assert prepare_schema_txn(conn.cursor()) == len(SCHEMA_VERSIONS)
     [before] = directory.load_snapshot_txn(conn.cursor()).enrollments.values()
     assert before.end_date is None  # enrollments imported earlier never end
     conn.execute("UPDATE sferum_enrollments SET end_date = '2027-06-01'")
     [after] = directory.load_snapshot_txn(conn.cursor()).enrollments.values()
     assert after.end_date == date(2027, 6, 1)
+
+
+def test_version_11_remembers_an_article_by_its_key() -> None:
+    from sferum_shared.schema import upgrade_schema_txn
+    from synapse_sferum.store.articles import PostedArticle, article_txn, record_article_txn
+
+    conn = sqlite3.connect(":memory:")
+    upgrade_schema_txn(conn.cursor(), "sferum", SCHEMA_VERSIONS[:10], "module")
+    assert prepare_schema_txn(conn.cursor()) == len(SCHEMA_VERSIONS)
+    assert article_txn(conn.cursor(), "school-1", "concert") is None
+    first = PostedArticle("!news:s", "$first", "@staff:s", 1, "h1")
+    record_article_txn(conn.cursor(), "school-1", "concert", first)
+    assert article_txn(conn.cursor(), "school-1", "concert") == first
+    assert article_txn(conn.cursor(), "school-2", "concert") is None
+    again = PostedArticle("!news:s", "$again", "@staff:s", 2, "h2")
+    record_article_txn(conn.cursor(), "school-1", "concert", again)
+    assert article_txn(conn.cursor(), "school-1", "concert") == again

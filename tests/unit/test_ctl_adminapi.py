@@ -21,8 +21,10 @@ from sferum_shared.adminapi import (
 from sferum_shared.adminapi import (
     AdminApi,
     IssuedAccount,
+    PostedArticle,
     Problem,
     parse_accounts,
+    parse_news_post,
     parse_reconcile,
     parse_roster_counts,
     parse_upgraded_room,
@@ -76,6 +78,22 @@ def test_accounts_requests() -> None:
     assert by_person.headers["Content-Type"] == "application/json"
     assert json.loads(by_person.body) == {"persons": ["p1", "p2"]}
     assert json.loads(API.issue_accounts(class_id="5a").body) == {"class": "5a"}
+
+
+def test_news_post_request() -> None:
+    request = API.news_post(author="staff-1", key="k", html="<p>x</p>", pin=True)
+    assert request.url == f"{PREFIX}/news-post"
+    body = {"author": "staff-1", "key": "k", "html": "<p>x</p>", "pin": True}
+    assert json.loads(request.body) == body
+    titled = API.news_post(author="t-1", key="k", html="x", title="T", school="school-1")
+    assert json.loads(titled.body) == {
+        "author": "t-1",
+        "key": "k",
+        "html": "x",
+        "pin": False,
+        "title": "T",
+        "school": "school-1",
+    }
 
 
 # --- responses -----------------------------------------------------------------------------
@@ -505,3 +523,63 @@ def test_rooms_upgrade_refused(
     api.status, api.body = status, {"errcode": errcode, "error": error}
     code, out, err = run(capsys, "rooms", "upgrade", str(folder), "#nope:localhost")
     assert (code, out, err) == (1, "", f"rooms upgrade: {error} ({errcode})\n")
+POSTED = {
+    "org_id": "school-1",
+    "room_id": "!news:localhost",
+    "event_id": "$article",
+    "author": "@smirnova.olga:localhost",
+    "action": "posted",
+    "sent": "$article",
+    "pinned": True,
+    "dropped": ["script"],
+}
+
+
+def test_news_post_answer() -> None:
+    assert parsed(parse_news_post, reply(200, POSTED)) == PostedArticle(
+        org_id="school-1",
+        room_id="!news:localhost",
+        event_id="$article",
+        author="@smirnova.olga:localhost",
+        action="posted",
+        sent="$article",
+        pinned=True,
+        dropped=("script",),
+    )
+    unchanged = parsed(
+        parse_news_post, reply(200, {**POSTED, "action": "unchanged", "sent": None})
+    )
+    assert (unchanged.action, unchanged.sent) == ("unchanged", None)
+    for wrong in ({"action": "deleted"}, {"sent": 1}, {"dropped": "script"}):
+        with pytest.raises(CtlError, match="unexpected answer"):
+            parsed(parse_news_post, reply(200, {**POSTED, **wrong}))
+
+
+def test_news_post(tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = deployment_at(tmp_path, api.port)
+    article = tmp_path / "open-lessons.html"
+    article.write_text("<h1>Открытые уроки</h1>", encoding="utf-8")
+    api.body = POSTED
+    code, out, _ = run(
+        capsys, "news", "post", str(folder), str(article), "--author", "staff-1", "--pin"
+    )
+    assert code == 0 and "posted open-lessons.html" in out and "pinned in the school news" in out
+    [(path, _, body)] = api.requests
+    assert path == "/_synapse/client/sferum/admin/v1/news-post"
+    assert json.loads(body) == {
+        "author": "staff-1",
+        "key": "open-lessons",
+        "html": "<h1>Открытые уроки</h1>",
+        "pin": True,
+    }
+    api.status, api.body = 400, {"errcode": "M_INVALID_PARAM", "error": "'p-1' may not post"}
+    code, _, err = run(
+        capsys, "news", "post", str(folder), str(article), "--author", "p-1", "--key", "x"
+    )
+    assert (code, err) == (1, "news post: 'p-1' may not post (M_INVALID_PARAM)\n")
+    assert json.loads(api.requests[-1][2])["key"] == "x"
+    code, _, err = run(
+        capsys, "news", "post", str(folder), str(tmp_path / "none.html"), "--author", "staff-1"
+    )
+    assert code == 1 and "none.html: cannot read the article" in err
+    assert len(api.requests) == 2  # nothing sent for a file that cannot be read

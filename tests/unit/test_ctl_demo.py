@@ -11,14 +11,17 @@ from bridges.diary.model import LessonStatus
 from bridges.diary.sources.csvsource import OneRosterCsvSource
 from synapse_sferum.ctl.demo import (
     DIARY,
+    NEWS,
     ROSTER,
     DemoCalendar,
     SchoolYear,
     demo_files,
+    ru_date,
     write_demo,
 )
 from synapse_sferum.ctl.main import main
 from synapse_sferum.directory import age_on
+from synapse_sferum.policy.articles import article_content
 from synapse_sferum.roster.oneroster import parse_roster
 from tests.demo import noon
 
@@ -123,6 +126,25 @@ async def test_the_demo_is_current_on(today: date, tmp_path: Path) -> None:
         if d.birth_date is not None
     }
     assert set(ages.values()) == {11, 12}  # 5th and 6th graders, whatever the year
+    article = (folders[NEWS] / "open-lessons.html").read_text(encoding="utf-8")
+    assert article.startswith("<h1>") and "<ul>" in article and "{" not in article
+    calendar = DemoCalendar(today)
+    for n in (2, 3, 7):  # the open lessons are in the coming school days
+        assert ru_date(calendar.school_day(n)) in article
+    content, dropped = article_content(article, None)  # as `news post` sends it: whole
+    assert dropped == [] and content["body"].startswith("Неделя открытых уроков\n")
+
+
+@pytest.mark.parametrize(
+    ("day", "text"),
+    [
+        (date(2027, 3, 1), "1 марта"),
+        (date(2026, 12, 31), "31 декабря"),
+        (date(2027, 5, 9), "9 мая"),
+    ],
+)
+def test_russian_dates(day: date, text: str) -> None:
+    assert ru_date(day) == text
 
 
 def test_the_roster_of_the_diary_is_the_roster() -> None:
@@ -149,6 +171,7 @@ def test_demo_data_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "for 2028-02-29" in capsys.readouterr().out
     assert (tmp_path / "diary" / "timetable.ics").exists()
     assert (tmp_path / "roster" / "users.csv").exists()
+    assert (tmp_path / "news" / "open-lessons.html").exists()
     with pytest.raises(SystemExit):
         main(["demo-data", str(tmp_path), "--today", "29.02.2028"])
     assert "must be a date written as YYYY-MM-DD" in capsys.readouterr().err
