@@ -120,7 +120,7 @@ class PostgresCluster:
         )
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c jit=off"
         )
         subprocess.run(
             _as_postgres(

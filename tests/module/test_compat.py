@@ -62,9 +62,9 @@ from synapse_sferum.compat import (
     silence_pushes,
     synapse_well_known,
     take_back_account,
-    upgrade_room,
     unredacted_counts_txn,
     unredacted_events_txn,
+    upgrade_room,
 )
 from synapse_sferum.policy.reports import EventReport
 
