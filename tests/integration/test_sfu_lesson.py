@@ -91,9 +91,7 @@ def roster_of_ten(dest: Path) -> Path:
             demographics.write(f"{person},,,{born},male,,,,,,,,RU,,Зеленоград,\n")
     with (roster / "enrollments.csv").open("a", encoding="utf-8") as enrollments:
         for person in EXTRA_PUPILS:
-            enrollments.write(
-                f"e-5a-{person},,,5a,school-1,{person},student,false,2025-09-01,\n"
-            )
+            enrollments.write(f"e-5a-{person},,,5a,school-1,{person},student,false,2025-09-01,\n")
     return roster
 
 
@@ -496,11 +494,15 @@ async def test_broadcast_to_forty_viewers_over_two_sfu_processes(
             await connect(session, head, url, jwt)
             await publish(head, TinyVideo(), Tone())
             where = Counter[str]()
-            for viewer in viewers:
+
+            async def watch(viewer: Member) -> None:
                 url, jwt = await token_at(session, origin, viewer, broadcast)
                 where[url] += 1
                 await connect(session, viewer, url, jwt)
                 await subscribe(viewer)
+
+            # The class arrives at once, as it does when the broadcast starts.
+            await asyncio.gather(*(watch(viewer) for viewer in viewers))
             # Viewers were spread over the edges, which get the broadcast through their own
             # subscriptions at the origin.
             assert set(where) == set(edges) and len(edges) == 2, where
