@@ -14,6 +14,11 @@ can keep someone one day longer, never shut an account a day early. An enrollmen
 - A class the roster still lists whose every enrollment is over is archived: its rooms are kept,
   read-only, with the members it had at the end who have not left (teachers, pupils who moved
   on to another class). A class the roster drops is not archived: its rooms are emptied.
+- Between two school years nobody leaves and nothing is archived by date: while no enrollment
+  of the directory runs (exporters stamp every enrollment with the year's last day, so on
+  1 June all of them are over), the end of the year is not everybody's departure. Everyone
+  stays where they were until next year's roster says who goes on (a new enrollment) and who
+  has left (only ended ones); then the dates decide again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class YearEnd:
 
     left: frozenset[str]  # person sourcedIds whose every enrollment is over
     archived: frozenset[str]  # class sourcedIds whose every enrollment is over
+    # No enrollment runs: the summer before next year's roster; ended ones still count
+    between_years: bool = False
 
 
 def year_end(enrollments: Iterable[Enrollment], today: date) -> YearEnd:
@@ -52,6 +59,8 @@ def year_end(enrollments: Iterable[Enrollment], today: date) -> YearEnd:
     for e in enrollments:
         by_person.setdefault(e.person_id, []).append(e.end_date)
         by_class.setdefault(e.class_id, []).append(e.end_date)
+    if by_class and all(has_left(ends, today) for ends in by_class.values()):
+        return YearEnd(left=frozenset(), archived=frozenset(), between_years=True)
     return YearEnd(
         left=frozenset(p for p, ends in by_person.items() if has_left(ends, today)),
         archived=frozenset(c for c, ends in by_class.items() if has_left(ends, today)),
@@ -60,8 +69,12 @@ def year_end(enrollments: Iterable[Enrollment], today: date) -> YearEnd:
 
 def enrollment_counts(enrollment: Enrollment, state: YearEnd, today: date) -> bool:
     """Whether the enrollment puts its person in its class's rooms: it is not over, or its
-    class is archived (the archive keeps whoever was in the class at the end); either way not
-    for a person who has left."""
+    class is archived (the archive keeps whoever was in the class at the end), or no
+    enrollment runs (between two years); either way not for a person who has left."""
     if enrollment.person_id in state.left:
         return False
-    return enrollment.class_id in state.archived or not enrollment_over(enrollment.end_date, today)
+    return (
+        state.between_years
+        or enrollment.class_id in state.archived
+        or not enrollment_over(enrollment.end_date, today)
+    )

@@ -155,3 +155,41 @@ def test_an_archived_class_keeps_its_rooms_and_members_read_only(
     running_levels: dict[str, Any] = power_levels(running, "@bot:s", None)
     assert set(levels["events"]) == set(running_levels["events"])
     assert (running_levels["events_default"] < PLATFORM) is posts_when_running
+
+
+# The whole school's year ends on 31 May: on 1 June every enrollment is over.
+SUMMER_DAY = date(2027, 6, 1)
+LAST_DAY = date(2027, 5, 31)
+WHOLE_YEAR = [
+    enrollment("y1", "7a", "p1", LAST_DAY),
+    enrollment("y2", "7a", "t1", LAST_DAY, "teacher"),
+    enrollment("y3", "11a", "p2", LAST_DAY),  # graduates this year
+]
+
+
+def test_between_two_years_nobody_leaves_and_nothing_is_archived() -> None:
+    state = year_end(WHOLE_YEAR, SUMMER_DAY)
+    assert state == YearEnd(frozenset(), frozenset(), between_years=True)
+    assert all(enrollment_counts(e, state, SUMMER_DAY) for e in WHOLE_YEAR)
+
+
+def test_next_years_roster_says_who_goes_on_and_who_has_left() -> None:
+    """In August the new roster has p1 in 8a and the teacher on; p2 has only the old one."""
+    next_year = [
+        *WHOLE_YEAR,
+        enrollment("n1", "8a", "p1", date(2028, 5, 31)),
+        enrollment("n2", "8a", "t1", date(2028, 5, 31), "teacher"),
+    ]
+    august = date(2027, 8, 25)
+    state = year_end(next_year, august)
+    assert state == YearEnd(frozenset({"p2"}), frozenset({"7a", "11a"}))
+    assert [e.sourced_id for e in next_year if enrollment_counts(e, state, august)] == [
+        "y1",  # the archived 7a keeps p1 and its teacher, who go on in 8a
+        "y2",
+        "n1",
+        "n2",
+    ]
+
+
+def test_a_directory_without_enrollments_is_not_between_years() -> None:
+    assert year_end([], SUMMER_DAY) == YearEnd(frozenset(), frozenset())
