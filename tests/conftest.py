@@ -11,7 +11,7 @@ import fcntl
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
@@ -68,8 +68,46 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Schedul
     return WorkUnits(config, log)
 
 
+def _alone(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("alone") is not None
+
+
+#: Where each media test runs in the media unit: every other one first, then those marked
+#: `alone` one after another (the lesson module's last, so its deployment is set up before
+#: the lock is taken), so that the worker takes the exclusive lock once, not once per test.
+_MEDIA_ORDER = (
+    "test_sfu_livekit_media",
+    "test_sfu_media",
+    "test_sfu_page",
+    "test_sfu_lesson",
+    "alone:test_sfu_lesson",
+    "alone:test_sfu_livekit_browser",
+    "alone:test_sfu_page",
+    "alone:test_sfu_media",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Orders the media unit as `_MEDIA_ORDER` says; the rest keeps pytest's order. Every
+    worker collects the same order, which xdist's scheduler keeps within a unit."""
+    media = [item for item in items if work_unit(item.nodeid) == "media"]
+    if not media:
+        return
+
+    def place(item: pytest.Item) -> int:
+        module = item.path.stem
+        return _MEDIA_ORDER.index(f"alone:{module}" if _alone(item) else module)
+
+    ordered = iter(sorted(media, key=place))  # stable: a module's tests keep their order
+    items[:] = [next(ordered) if work_unit(item.nodeid) == "media" else item for item in items]
+
+
+#: The lock, while this worker's tests marked `alone` follow one another.
+_kept: list[IO[str]] = []
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout's clock
-def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """On an xdist worker, a test marked `alone` runs, from its fixtures' set-up to their
     tear-down, while no other worker runs one: a shared lock for every test, an exclusive one
     for these. Real-time video (Chromium's encoder, 40 aiortc viewers) adapts to a busy CPU
@@ -78,22 +116,30 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
     if not basetemp:
         yield
         return
-    # The workers' base folders are popen-gw0, popen-gw1, ... in the run's own folder.
-    run = Path(basetemp).parent
-    with (run / "alone.lock").open("a") as lock, (run / "alone.turn").open("a") as turn:
-        alone = item.get_closest_marker("alone") is not None
-        asked = time.monotonic()
-        # A turnstile first, as in a fair readers-writer lock: flock(2) lets shared holders
-        # come and go past a waiting exclusive one, so a test marked `alone` waited for a gap
-        # between the other workers' tests. Holding the turnstile while it waits, it gets the
-        # lock as soon as the tests running now end, and no new one starts before it.
-        fcntl.flock(turn, fcntl.LOCK_EX)
-        if not alone:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        fcntl.flock(turn, fcntl.LOCK_UN)
-        _waited[0] += time.monotonic() - asked
-        yield
+    alone = _alone(item)
+    if _kept:  # the test before was alone too, and kept the exclusive lock for this one
+        lock = _kept.pop()
+    else:
+        # The workers' base folders are popen-gw0, popen-gw1, ... in the run's own folder.
+        run = Path(basetemp).parent
+        lock = (run / "alone.lock").open("a")
+        with (run / "alone.turn").open("a") as turn:
+            asked = time.monotonic()
+            # A turnstile first, as in a fair readers-writer lock: flock(2) lets shared
+            # holders come and go past a waiting exclusive one, so a test marked `alone`
+            # waited for a gap between the other workers' tests. Holding the turnstile while
+            # it waits, it gets the lock as soon as the tests running now end, and no new one
+            # starts before it.
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            if not alone:
+                fcntl.flock(turn, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            _waited[0] += time.monotonic() - asked
+    yield
+    if alone and _alone(nextitem):
+        _kept.append(lock)
+    else:
+        lock.close()
 
 
 WAITED = "sferum_waited_for_alone_s"

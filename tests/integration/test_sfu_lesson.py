@@ -537,7 +537,7 @@ def websocket_url(url: str) -> str:
     return url.replace("https://", "wss://").replace("http://", "ws://")
 
 
-def test_server(sfu: TestServer) -> tuple[str, str]:
+def in_process_sfu(sfu: TestServer) -> tuple[str, str]:
     """The auth base and the LiveKit URL of an SFU run inside the test (its config names
     another address as `sfu_url`)."""
     return str(sfu.make_url("")).rstrip("/"), f"ws://{sfu.host}:{sfu.port}"
@@ -621,7 +621,7 @@ async def test_lesson_of_a_teacher_and_ten_pupils_on_livekit_clients(
     async with aiohttp.ClientSession() as session:
         lesson = await users[TEACHER].resolve(f"#lesson-5a:{SERVER}")
         audiences, _ = await livekit_call(
-            test_server(sfu), session, users, lesson, settled, publish
+            in_process_sfu(sfu), session, users, lesson, settled, publish
         )
     for person, audience in audiences.items():
         # Nothing of one's own; video only from the teacher.
@@ -670,7 +670,7 @@ async def test_parents_meeting_of_the_class_teacher_and_eight_guardians(
         async with session.post(sfu.make_url("/sfu/get"), json=body) as response:
             assert response.status == 403, await response.text()
             assert (await response.json())["ru.sferum.reason"] == "ru.sferum.sfu_not_joined"
-        await livekit_call(test_server(sfu), session, users, meeting, settled, publish)
+        await livekit_call(in_process_sfu(sfu), session, users, meeting, settled, publish)
 
 
 @pytest.mark.timeout(180)
@@ -701,7 +701,7 @@ async def test_a_parent_video_calls_the_class_teacher_in_their_direct_chat(
         )
 
     async with aiohttp.ClientSession() as session:
-        await livekit_call(test_server(sfu), session, users, dm, settled, publish)
+        await livekit_call(in_process_sfu(sfu), session, users, dm, settled, publish)
 
 
 @pytest.mark.timeout(240)
