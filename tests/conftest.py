@@ -31,14 +31,21 @@ DEMO_SCHOOL_MODULES = {
 }
 #: Calls that encode and decode real-time video and audio (aiortc, LiveKit's Rust SDK, Chromium)
 #: and wait for what arrives: one worker runs them one after another, so two of them never
-#: compete for the machine's two cores.
-MEDIA_MODULES = {
-    "test_sfu_lesson",
-    "test_sfu_livekit_browser",
+#: compete for the machine's two cores. The order is the one they run in: every test not
+#: marked `alone` first, then those marked `alone` one after another (the lesson module's last,
+#: so its deployment is set up before the lock is taken), so that the worker takes the
+#: exclusive lock once, not once per test.
+_MEDIA_ORDER = (
     "test_sfu_livekit_media",
     "test_sfu_media",
     "test_sfu_page",
-}
+    "test_sfu_lesson",
+    "alone:test_sfu_lesson",
+    "alone:test_sfu_livekit_browser",
+    "alone:test_sfu_page",
+    "alone:test_sfu_media",
+)
+MEDIA_MODULES = {place.removeprefix("alone:") for place in _MEDIA_ORDER}
 
 
 def work_unit(nodeid: str) -> str:
@@ -70,21 +77,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Schedul
 
 def _alone(item: pytest.Item | None) -> bool:
     return item is not None and item.get_closest_marker("alone") is not None
-
-
-#: Where each media test runs in the media unit: every other one first, then those marked
-#: `alone` one after another (the lesson module's last, so its deployment is set up before
-#: the lock is taken), so that the worker takes the exclusive lock once, not once per test.
-_MEDIA_ORDER = (
-    "test_sfu_livekit_media",
-    "test_sfu_media",
-    "test_sfu_page",
-    "test_sfu_lesson",
-    "alone:test_sfu_lesson",
-    "alone:test_sfu_livekit_browser",
-    "alone:test_sfu_page",
-    "alone:test_sfu_media",
-)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
