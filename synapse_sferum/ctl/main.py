@@ -12,14 +12,14 @@ import functools
 import signal
 import sys
 import zoneinfo
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from sferum_shared.adminapi import parse_reconcile
-from synapse_sferum.ctl import demo, diary, news, params, person, services, sheet
+from synapse_sferum.ctl import backup, demo, diary, news, params, person, services, sheet
 from synapse_sferum.ctl.accounts import (
     account_lines,
     fetch_accounts,
@@ -61,9 +61,24 @@ def _say_lines(lines: Iterable[str]) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    given = params.InitParams(**{name: getattr(args, name) for name in params.PARSERS})
     deployment = Deployment(args.dir)
-    _say_lines([*init(deployment, given), f"next: sferumctl start {deployment.root}"])
+    _say_lines([*init(deployment, _init_params(args)), f"next: sferumctl start {deployment.root}"])
+    return 0
+
+
+def _init_params(args: argparse.Namespace) -> params.InitParams:
+    return params.InitParams(**{name: getattr(args, name, None) for name in params.PARSERS})
+
+
+def _backup(args: argparse.Namespace) -> int:
+    _say_lines(backup.backup(Deployment(args.dir), args.out, SYSTEM_CLOCK))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    lines = backup.restore(args.backup, deployment, _init_params(args))
+    _say_lines([*lines, f"next: sferumctl start {deployment.root}"])
     return 0
 
 
@@ -273,28 +288,62 @@ def _parser() -> argparse.ArgumentParser:
         help: str,
         within: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
         full_name: str | None = None,
+        before_dir: tuple[str, str] | None = None,  # a positional before DIR: (name, help)
     ) -> argparse.ArgumentParser:
         sub = within.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler, command=full_name or name)
+        if before_dir is not None:
+            sub.add_argument(
+                before_dir[0], metavar=before_dir[0].upper(), type=Path, help=before_dir[1]
+            )
         sub.add_argument("dir", metavar="DIR", type=Path, help="the deployment folder")
         return sub
 
-    p = command(
-        "init",
-        _init,
-        "create a deployment folder, or re-render its config files "
-        "(secrets, keys, database and media are kept)",
-    )
-    for option in params.INIT_OPTIONS:
-        p.add_argument(
-            option.option,
-            dest=option.name,
-            type=_checked(option.each or option.parse),
-            metavar=option.metavar,
-            help=option.help,
-            **option.gather,
-        )
+    def init_options(
+        p: argparse.ArgumentParser, skip: tuple[str, ...] = (), also: Mapping[str, str] = {}
+    ) -> None:
+        """init's options; `also` gives some a second flag."""
+        for option in params.INIT_OPTIONS:
+            if option.name in skip:
+                continue
+            flags = [option.option, *([also[option.name]] if option.name in also else [])]
+            p.add_argument(
+                *flags,
+                dest=option.name,
+                type=_checked(option.each or option.parse),
+                metavar=option.metavar,
+                help=option.help,
+                **option.gather,
+            )
 
+    init_options(
+        command(
+            "init",
+            _init,
+            "create a deployment folder, or re-render its config files "
+            "(secrets, keys, database and media are kept)",
+        )
+    )
+
+    p = command(
+        "backup",
+        _backup,
+        "copy a deployment, running or not, into the new folder OUT: its databases (SQLite's "
+        "online backup, pg_dump), media, signing key, secrets and configs, then a manifest "
+        "of every file's sha256",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the backup folder (new or empty)")
+    init_options(
+        command(
+            "restore",
+            _restore,
+            "make the new deployment DIR from a backup (checked against its manifest first): "
+            "the same server, with init's options over the stored ones (a new port, database...)",
+            before_dir=("backup", "the backup folder that `sferumctl backup` wrote"),
+        ),
+        skip=("server_name",),
+        also={"http_port": "--port"},
+    )
     command(
         "check-config",
         _check_config,
