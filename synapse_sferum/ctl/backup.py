@@ -276,9 +276,10 @@ def backup(deployment: Deployment, out: Path, clock: Clock) -> list[str]:
             f"{deployment.root}: data outside the folder, which a backup would miss",
             details=outside,
         )
+    if out.absolute().is_relative_to(deployment.root):
+        raise CtlError(f"{out} is inside {deployment.root}: put the backup somewhere else")
     _refuse_non_empty(out, "a backup is never written over another one")
-    if kind == POSTGRESQL:
-        pg_dump = _pg_tool("pg_dump")
+    pg_dump = _pg_tool("pg_dump") if kind == POSTGRESQL else ""
     paths = _deployment_files(deployment.root)
     sqlite = {p for p in paths if _is_sqlite(deployment.root / p)}
     plan = backup_plan(paths, sqlite)

@@ -77,7 +77,7 @@ def _backup(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
-    lines = backup.restore(args.backup, deployment, _init_params(args))
+    lines = backup.restore(args.out, deployment, _init_params(args))
     _say_lines([*lines, f"next: sferumctl start {deployment.root}"])
     return 0
 
@@ -300,13 +300,16 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     def init_options(
-        p: argparse.ArgumentParser, skip: tuple[str, ...] = (), also: Mapping[str, str] = {}
+        p: argparse.ArgumentParser,
+        skip: tuple[str, ...] = (),
+        also: Mapping[str, str] | None = None,
     ) -> None:
-        """init's options; `also` gives some a second flag."""
+        """init's options; `also` gives some of them a second flag."""
         for option in params.INIT_OPTIONS:
             if option.name in skip:
                 continue
-            flags = [option.option, *([also[option.name]] if option.name in also else [])]
+            second = (also or {}).get(option.name)
+            flags = [option.option, *([second] if second else [])]
             p.add_argument(
                 *flags,
                 dest=option.name,
@@ -339,7 +342,7 @@ def _parser() -> argparse.ArgumentParser:
             _restore,
             "make the new deployment DIR from a backup (checked against its manifest first): "
             "the same server, with init's options over the stored ones (a new port, database...)",
-            before_dir=("backup", "the backup folder that `sferumctl backup` wrote"),
+            before_dir=("out", "the backup: the folder that `sferumctl backup` wrote"),
         ),
         skip=("server_name",),
         also={"http_port": "--port"},

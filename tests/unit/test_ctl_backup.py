@@ -351,6 +351,16 @@ def test_backup_refuses_a_non_empty_out(
     assert (made / "manifest.json").read_bytes() == before
 
 
+def test_backup_refuses_to_write_into_the_deployment(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The next backup would take this one along, and so on."""
+    out = deployment.root / "media_store" / "backup"
+    err = _refused(["backup", str(deployment.root), str(out)], capsys)
+    assert f"{out} is inside {deployment.root}" in err
+    assert not out.exists()
+
+
 def test_backup_refuses_a_folder_that_is_no_deployment(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
