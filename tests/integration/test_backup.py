@@ -116,12 +116,14 @@ async def test_a_backup_of_a_running_server_restores_into_a_new_one(
 
         target = postgres.create_database("hs_restored") if postgres else "sqlite"
         restored = _deployment(tmp_path / "restored", target)
-        diary_port = restored.extra_init[-1]
+        ports = ("--port", str(restored.port), "--diary-port", restored.extra_init[-1])
+        if postgres:
+            # Without --database it would go into the original database, which is in use.
+            over = sferumctl("restore", str(out), str(restored.dir), *ports, check=False)
+            assert over.returncode == 1 and "is not empty" in over.stderr, over
+            assert not restored.dir.exists()
         given = ("--database", target) if postgres else ()
-        sferumctl(
-            "restore", str(out), str(restored.dir), "--port", str(restored.port),
-            "--diary-port", diary_port, *given,
-        )  # fmt: skip
+        sferumctl("restore", str(out), str(restored.dir), *ports, *given)
         restored.start()
 
         again = await login(restored.base_url, account["user_id"], account["password"])
