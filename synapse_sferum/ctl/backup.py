@@ -284,26 +284,18 @@ def backup(deployment: Deployment, out: Path, clock: Clock) -> list[str]:
     sqlite = {p for p in paths if _is_sqlite(deployment.root / p)}
     plan = backup_plan(paths, sqlite)
 
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the secrets
-    written = []
-    if kind == POSTGRESQL:
-        conninfo, env = pg_connection(_database_args(config))
-        argv = [pg_dump, "--format=custom", "--no-password", f"--file={out / PG_DUMP}"]
-        _run_pg([*argv, f"--dbname={conninfo}"], env, "pg_dump")
-        written.append(PG_DUMP)
-    for path, how in sorted(plan, key=lambda step: step[1] != SQLITE):
-        source, dest = deployment.root / path, out / FILES / path
-        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            _copy_sqlite(source, dest) if how == SQLITE else shutil.copy2(source, dest)
-        except FileNotFoundError:
-            continue  # removed since it was listed (a temporary file, a deleted upload)
-        written.append(f"{FILES}/{path}")
-
-    files = tuple(_entry(out, path) for path in written)
-    server_name = str(config.get("server_name"))
-    created = clock.now().isoformat(timespec="seconds")
-    _write_manifest(out, Manifest(server_name, kind, created, files))
+    made = not out.exists()
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds the secrets
+        written = _write_files(deployment.root, out, plan, _database_args(config), pg_dump)
+        files = tuple(_entry(out, path) for path in written)
+        created = clock.now().isoformat(timespec="seconds")
+        _write_manifest(out, Manifest(str(config.get("server_name")), kind, created, files))
+    except BaseException as e:
+        _remove_contents(out, remove_folder=made)  # nothing half-written stays behind
+        if isinstance(e, OSError):
+            raise CtlError(f"cannot write the backup into {out}: {e}") from None
+        raise
     size = sum(entry.size for entry in files)
     databases = [PG_DUMP] if kind == POSTGRESQL else sorted(sqlite)
     return [
@@ -311,6 +303,27 @@ def backup(deployment: Deployment, out: Path, clock: Clock) -> list[str]:
         f"files     {len(files)} ({size} bytes)",
         f"wrote     {out / MANIFEST}",
     ]
+
+
+def _write_files(
+    root: Path, out: Path, plan: list[tuple[str, str]], pg_args: Mapping[str, Any], pg_dump: str
+) -> list[str]:
+    """The databases, then the files (see the module's docstring); the paths written in OUT."""
+    written = []
+    if pg_dump:
+        conninfo, env = pg_connection(pg_args)
+        argv = [pg_dump, "--format=custom", "--no-password", f"--file={out / PG_DUMP}"]
+        _run_pg([*argv, f"--dbname={conninfo}"], env, "pg_dump")
+        written.append(PG_DUMP)
+    for path, how in sorted(plan, key=lambda step: step[1] != SQLITE):
+        source, dest = root / path, out / FILES / path
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            _copy_sqlite(source, dest) if how == SQLITE else shutil.copy2(source, dest)
+        except FileNotFoundError:
+            continue  # removed since it was listed (a temporary file, a deleted upload)
+        written.append(f"{FILES}/{path}")
+    return written
 
 
 def _refuse_non_empty(folder: Path, why: str) -> None:

@@ -369,6 +369,18 @@ def test_backup_refuses_a_folder_that_is_no_deployment(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_failed_backup_leaves_nothing_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pg_dump cannot reach the database (nothing listens on port 1): no half backup stays."""
+    folder, out = tmp_path / "school", tmp_path / "backup"
+    database = "postgresql://synapse:pw@127.0.0.1:1/school"
+    assert main(["init", str(folder), "--server-name", SERVER, "--database", database]) == 0
+    err = _refused(["backup", str(folder), str(out)], capsys)
+    assert "backup: pg_dump: pg_dump exited 1" in err and "127.0.0.1" in err
+    assert not out.exists()
+
+
 def _corrupt(made: Path) -> None:
     secrets = made / "files" / "secrets.yaml"
     data = bytearray(secrets.read_bytes())
