@@ -419,13 +419,9 @@ def restore_database(
 
 def restore(out: Path, deployment: Deployment, given: InitParams) -> list[str]:
     """Makes the new deployment `deployment` from the backup in `out`, with the init parameters
-    `given` (a new port, database...) over the stored ones; nothing is written unless the
-    backup is whole and the targets are empty."""
+    `given` (a new port, database...; never a new server name) over the stored ones; nothing is
+    written unless the backup is whole and the targets are empty."""
     manifest = read_backup(out)
-    if given.server_name not in (None, manifest.server_name):
-        raise CtlError(
-            f"the backup is of {manifest.server_name!r}: a restored server keeps its name"
-        )
     _refuse_non_empty(deployment.root, "restore makes a new deployment folder")
     original = _database_args(Deployment(out / FILES).load_config())
     target = restore_database(manifest.database, given.database, original)
