@@ -401,6 +401,7 @@ def _truncate(made: Path) -> None:
         (lambda made: (made / "manifest.json").write_text("{"), "manifest.json: cannot read"),
         (lambda made: (made / "files" / "extra").write_text("x"), "files/extra: not in the"),
     ],
+    ids=["changed", "truncated", "no manifest", "bad manifest", "extra file"],
 )
 def test_restore_refuses_a_damaged_backup_and_writes_nothing(
     made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any, error: str
