@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import attrs
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -40,6 +40,8 @@ class Snapshot:
     streams: int = 0
     packets_in: int = 0
     packets_out: int = 0
+    bytes_in: int = 0  # RTP payload bytes
+    bytes_out: int = 0
     forward_seconds: float = 0.0
 
 
@@ -48,6 +50,8 @@ class RouterCounters(Protocol):
 
     received_packets: int
     forwarded_packets: int
+    received_bytes: int
+    forwarded_bytes: int
     forward_seconds: float
 
     @property
@@ -62,6 +66,8 @@ def snapshot(participants: int, routers: Sequence[RouterCounters], retired: Snap
         streams=sum(r.stream_count for r in routers),
         packets_in=retired.packets_in + sum(r.received_packets for r in routers),
         packets_out=retired.packets_out + sum(r.forwarded_packets for r in routers),
+        bytes_in=retired.bytes_in + sum(r.received_bytes for r in routers),
+        bytes_out=retired.bytes_out + sum(r.forwarded_bytes for r in routers),
         forward_seconds=retired.forward_seconds + sum(r.forward_seconds for r in routers),
     )
 
@@ -72,6 +78,8 @@ def retired_with(retired: Snapshot, router: RouterCounters) -> Snapshot:
         retired,
         packets_in=retired.packets_in + router.received_packets,
         packets_out=retired.packets_out + router.forwarded_packets,
+        bytes_in=retired.bytes_in + router.received_bytes,
+        bytes_out=retired.bytes_out + router.forwarded_bytes,
         forward_seconds=retired.forward_seconds + router.forward_seconds,
     )
 
@@ -84,6 +92,8 @@ def families(snap: Snapshot) -> list[Metric]:
         GaugeMetricFamily("sfu_streams", "Published tracks being received", snap.streams),
         CounterMetricFamily("sfu_packets_in", "RTP packets received", snap.packets_in),
         CounterMetricFamily("sfu_packets_out", "RTP packets forwarded", snap.packets_out),
+        CounterMetricFamily("sfu_bytes_in", "RTP payload bytes received", snap.bytes_in),
+        CounterMetricFamily("sfu_bytes_out", "RTP payload bytes forwarded", snap.bytes_out),
         # Sum and count of the time from a packet's receipt to its last forward: the mean
         # forwarding delay is rate(sum) / rate(count). No buckets: observing a histogram per
         # packet would cost more than the forwarding it measures.
@@ -110,11 +120,19 @@ def lag(expected: float, actual: float) -> float:
 
 
 class SfuMetrics:
-    """One server's registry: the state collector and the event-loop lag gauge."""
+    """One server's registry: the state collector, the process's own (memory, CPU), the
+    event-loop lag gauge and the auth routes' refusals."""
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_StateCollector(snapshot))
+        ProcessCollector(registry=self.registry)
+        self.auth_refusals = Counter(
+            "sfu_auth_refusals",
+            "Call tokens refused, by reason (ru.sferum.reason, or the error code)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.loop_lag = Gauge(
             "sfu_event_loop_lag_seconds",
             "How late the last event-loop ticker fired",
