@@ -20,8 +20,12 @@ LOG_FORMATS = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # What every LogRecord has; anything else on a record is context (Synapse's `request` and
-# `server_name`, or `extra=` of a logging call) and goes into the line as it is.
-_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# `server_name`, or `extra=` of a logging call) and goes into the line as it is. A plain
+# LogRecord, not makeLogRecord: in Synapse that goes through its factory, which adds context.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
 
 
 def log_event(record: logging.LogRecord, exception: str | None = None) -> dict[str, Any]:

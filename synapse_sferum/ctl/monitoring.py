@@ -254,7 +254,6 @@ DASHBOARD: tuple[Row, ...] = (
                     Query(
                         f"sum by (reason) (rate(sferum_refusals_total{_RATE}))",
                         "{{reason}}",
-                        always=False,
                     ),
                 ),
                 "Actions the school's rules refused (ru.sferum.reason).",
@@ -268,8 +267,16 @@ DASHBOARD: tuple[Row, ...] = (
                 "Diary messages relayed",
                 "ops",
                 (
-                    Query(f"sum by (kind) (rate(diary_posted_total{_RATE}))", "posted {{kind}}"),
-                    Query(f"sum by (kind) (rate(diary_edited_total{_RATE}))", "edited {{kind}}"),
+                    Query(
+                        f"sum by (kind) (rate(diary_posted_total{_RATE}))",
+                        "posted {{kind}}",
+                        always=False,
+                    ),
+                    Query(
+                        f"sum by (kind) (rate(diary_edited_total{_RATE}))",
+                        "edited {{kind}}",
+                        always=False,
+                    ),
                     Query(
                         f"sum by (kind) (rate(diary_failed_total{_RATE}))",
                         "failed {{kind}}",

@@ -3,6 +3,7 @@ the metrics' own small decisions."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+import sferum_shared.logs
 from bridges.diary import metrics as diary_metrics
 from bridges.diary.config import parse_config as parse_bridge_config
 from sferum_shared.config import ConfigError
@@ -230,6 +232,26 @@ def test_a_log_event_has_time_level_logger_message_and_context(
         "logger": "synapse_sferum.provisioner",
     }
     assert log_event(record) == {**base, **expected}
+
+
+def test_context_added_by_a_record_factory_is_kept() -> None:
+    """Synapse adds its log context through a record factory installed before log.config loads
+    the formatter; what the factory adds must not count as a plain record's attributes."""
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request = "POST-7"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        fresh = importlib.reload(sferum_shared.logs)
+        record = logging.getLogRecordFactory()("x", logging.INFO, "", 0, "hi", (), None)
+        assert fresh.log_event(record)["request"] == "POST-7"
+    finally:
+        logging.setLogRecordFactory(previous)
+        importlib.reload(sferum_shared.logs)
 
 
 def test_a_json_line_keeps_the_traceback_inside_it() -> None:
