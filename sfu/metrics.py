@@ -1,15 +1,16 @@
 """Prometheus metrics of the SFU (issue 5 point 10), served at `GET /metrics`.
 
 What an operator needs to see that calls are healthy: how many rooms, participants and
-published streams there are; packets in and out (per second is `rate()` of the counters);
-how long forwarding a packet takes; and how late the event loop runs, since one asyncio loop
-carries every packet and a blocked loop is heard as choppy audio in every room at once.
+published streams there are (the call page's rooms and LiveKit's together); packets and
+payload bytes in and out (per second is `rate()` of the counters); how long forwarding a
+packet takes; how late the event loop runs, since one asyncio loop carries every packet and a
+blocked loop is heard as choppy audio in every room at once; the call tokens refused, by
+reason; and the process's own memory and CPU.
 
 The numbers are read from the server's state when scraped (:class:`Snapshot`) rather than
-updated on every change, so the hot forwarding path only bumps two integers on its
-`MediaRouter` (`received_packets`, `forwarded_packets`) and adds to `forward_seconds`.
-Counters must never go down, so the server adds the totals of rooms that closed to the live
-ones (`retired_*`). Each server has its own registry: several in one process (tests) do not
+updated on every change, so the hot forwarding path only bumps integers on its room's router
+(`MediaRouter`, LiveKit's `TrackRouter`) and adds to `forward_seconds`. Counters must never go
+down, so the server adds the totals of rooms that closed to the live ones (`retired_*`). Each server has its own registry: several in one process (tests) do not
 collide, and the process-wide default registry is left to whoever owns the process.
 """
 
