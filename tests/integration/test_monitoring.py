@@ -144,7 +144,8 @@ def test_prometheus_scrapes_every_process_and_answers_every_dashboard_query(
         up = {t["labels"]["process"] for t in targets if t["health"] == "up"}
         if up == processes:
             break
-        assert time.monotonic() < deadline, targets
+        log = deployment.dir.parent / "prometheus" / "prometheus.log"
+        assert time.monotonic() < deadline, (targets, log.read_text(errors="replace")[-3000:])
         time.sleep(0.25)
 
     # Those a fresh deployment has data for, and the refusal `_stir` caused.
