@@ -10,8 +10,9 @@ reason; and the process's own memory and CPU.
 The numbers are read from the server's state when scraped (:class:`Snapshot`) rather than
 updated on every change, so the hot forwarding path only bumps integers on its room's router
 (`MediaRouter`, LiveKit's `TrackRouter`) and adds to `forward_seconds`. Counters must never go
-down, so the server adds the totals of rooms that closed to the live ones (`retired_*`). Each server has its own registry: several in one process (tests) do not
-collide, and the process-wide default registry is left to whoever owns the process.
+down, so the server adds the totals of rooms that closed to the live ones (`retired_*`). Each
+server has its own registry: several in one process (tests) do not collide, and the
+process-wide default registry is left to whoever owns the process.
 """
 
 from __future__ import annotations
