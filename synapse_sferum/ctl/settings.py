@@ -18,6 +18,7 @@ from synapse_sferum.ctl.params import (
     DEFAULT_BIND,
     DEFAULT_DIARY_PORT,
     DEFAULT_HTTP_PORT,
+    DEFAULT_METRICS_PORT,
     InitParams,
     postgres_args,
 )
@@ -66,6 +67,10 @@ class Settings:
     # The module's `support:` (MSC1929's /.well-known/matrix/support); None: not said.
     support_email: str | None = None
     support_page: str | None = None
+    # Synapse's Prometheus listener (`enable_metrics`), always on, loopback unless told.
+    metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_bind: str = DEFAULT_BIND
+    log_format: str = "json"  # params.LOG_FORMATS
 
     @property
     def sfu_edge_urls(self) -> tuple[str, ...]:
@@ -163,7 +168,12 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         taken["--federation-port"] = federation.port
     if params.diary_sources:
         taken["--diary-port"] = params.diary_port or DEFAULT_DIARY_PORT
-    for option, wanted in (("--turn-port", params.turn_port), ("--sfu-port", params.sfu_port)):
+    metrics_port = params.metrics_port or DEFAULT_METRICS_PORT
+    for option, wanted in (
+        ("--metrics-port", metrics_port),
+        ("--turn-port", params.turn_port),
+        ("--sfu-port", params.sfu_port),
+    ):
         if wanted is None:
             continue
         for other, used in taken.items():
@@ -195,6 +205,9 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         rate_limits=resolve_rate_limits(params.rate_limits or {}),
         support_email=params.support_email,
         support_page=params.support_page,
+        metrics_port=metrics_port,
+        metrics_bind=params.metrics_bind or DEFAULT_BIND,
+        log_format=params.log_format or "json",
     )
 
 

@@ -5,11 +5,13 @@ Everything binds to 127.0.0.1 on ports chosen at run time and is stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -190,6 +192,19 @@ def _wait_gone(pid: int, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM by PID, then SIGKILL if it lingers; always reaps it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
 def sferumctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "synapse_sferum.ctl", *args],
@@ -235,6 +250,7 @@ class Deployment:
         self.dir = root
         self.server_name = server_name
         self.port = free_port()
+        self.metrics_port = free_port()  # Synapse's metrics listener (prometheus.yml)
         self.database = database
         self.extra_init = extra_init
         self.overrides = overrides
@@ -248,6 +264,8 @@ class Deployment:
             self.server_name,
             "--http-port",
             str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
             "--database",
             self.database,
             *self.extra_init,
