@@ -371,7 +371,8 @@ def _start_down(
             "`sferumctl stop` then `start` runs the services the config names now"
         )
     supervision = attrs.evolve(supervision, services=tuple(running))
-    exits = {name: state.exits for name, state in read_states(supervision.state_path).items()}
+    states = _caught_up(supervision)
+    exits = {name: state.exits for name, state in states.items()}
     for service in running:
         pid = service.running_pid()
         if pid is None:
@@ -394,6 +395,22 @@ def _start_down(
                 "`sferumctl stop` stops everything",
             ],
         ) from None
+
+
+def _caught_up(supervision: Supervision, patience: float = 5.0) -> dict[str, ServiceState]:
+    """The supervisor's state once it has seen the exits that already happened (it polls), so
+    that an exit before this `start` is not taken for a failure while starting."""
+    deadline = time.monotonic() + patience
+    while True:
+        states = read_states(supervision.state_path)
+        behind = [
+            s
+            for s in supervision.services
+            if s.name in states and states[s.name].state == RUNNING and s.running_pid() is None
+        ]
+        if not behind or time.monotonic() > deadline:
+            return states
+        time.sleep(_POLL_SECONDS)
 
 
 def spawn(service: Service) -> subprocess.Popen[bytes]:

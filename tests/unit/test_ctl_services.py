@@ -182,6 +182,25 @@ def test_a_service_stopped_with_sigterm_stays_stopped_until_start(
     assert service.running_pid() not in (None, pid) and service.healthy()
 
 
+def test_start_just_after_a_kill_is_no_failure(
+    tmp_path: Path, started: list[Supervision], lines: list[str]
+) -> None:
+    """The supervisor notices an exit within its poll; `start` waits for that before it counts
+    exits, so the kill before it is not taken for a crash while starting."""
+    service = fake_service(tmp_path)
+    supervision = supervised(service)
+    started.append(supervision)
+    services.start(supervision, timeout=30, say=lines.append)
+    pid = service.running_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: service.running_pid() is None, "the exit")
+    lines.clear()
+    services.start(supervision, timeout=30, say=lines.append)
+    assert lines[0] == f"fake: starting (output in {service.log_path})"
+    assert service.running_pid() not in (None, pid) and service.healthy()
+
+
 def test_a_crash_while_starting_shows_the_log(tmp_path: Path, lines: list[str]) -> None:
     service = fake_service(tmp_path, "crash")
     supervision = supervised(service)
