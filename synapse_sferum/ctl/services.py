@@ -74,9 +74,13 @@ class Service:
     # Said when argv[0] cannot be run, e.g. a system package that is not installed.
     install_hint: str | None = None
     # Services (by name) to start first. `after`: this one copes while they are down (systemd
-    # After= and Wants=); `requires`: it cannot run without them (After= and Requires=).
+    # After= and Wants=). `requires`: it cannot run without them, so the supervisor starts it
+    # only once they answer their health checks (systemd: After= and Requires=).
     after: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     requires: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    # It tells systemd when it is ready (sd_notify READY=1, as Synapse does): Type=notify, so
+    # that the units after it wait for that rather than for its start.
+    sd_notify: bool = False
     # Seconds from SIGTERM to SIGKILL when it is stopped (systemd's TimeoutStopSec=).
     stop_grace: float = STOP_GRACE_SECONDS
 
@@ -203,6 +207,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             pid_path=deployment.run / "synapse.pid",
             cwd=deployment.root,
             env={"PYTHONPATH": python_path},
+            sd_notify=True,
         ),
     ]
     turn = deployment.turn_config
@@ -579,6 +584,8 @@ def _status_line(
     if pid is not None:
         health = f"health {'ok' if healthy else 'failing'}: {service.health_url}"
         return f"{service.name}: running (pid {pid}, {health}{history})"
+    if state is not None and state.state == WAITING and state.restart_at is None:
+        return f"{service.name}: waiting for {', '.join(service.requires)} to answer{history}"
     if state is not None and state.state == WAITING:
         return f"{service.name}: waiting to restart at {state.restart_at}{history}"
     return f"{service.name}: stopped{f' ({history[2:]})' if history else ''}"

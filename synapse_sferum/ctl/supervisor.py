@@ -54,6 +54,7 @@ class _Child:
         self.failures = 0
         self.starts = 0  # spawned or adopted
         self.restart_at: float | None = None  # time.monotonic(); only while waiting
+        self.held = False  # to be started once the services it requires answer
         self.state = ServiceState(state=STOPPED)
 
 
@@ -67,6 +68,7 @@ class Supervisor:
         clock: Clock = SYSTEM_CLOCK,
     ):
         self.children = [_Child(s) for s in services]
+        self.by_name = {c.service.name: c for c in self.children}
         self.state_path = state_path
         self.policy = policy
         self.clock = clock
@@ -80,7 +82,7 @@ class Supervisor:
             for child in self.children:
                 pid = child.service.running_pid()
                 if pid is None:
-                    self._start(child)
+                    child.held = True  # the first tick starts it, once it may
                 else:
                     self.say(f"{child.service.name}: adopted (pid {pid})")
                     child.pid, child.started_at, child.starts = pid, time.monotonic(), 1
@@ -93,7 +95,8 @@ class Supervisor:
                 if any(changed):
                     self._write()
                 time.sleep(POLL_SECONDS)
-            self.say(f"stopping ({signal.Signals(received[0]).name})")
+            stopping = next(signum for signum in received if signum != signal.SIGUSR1)
+            self.say(f"stopping ({signal.Signals(stopping).name})")
             stop_each([c.service for c in self.children], say=self.say)
             for child in self.children:  # reap what stop_each saw exit
                 if child.process is not None:
@@ -111,10 +114,18 @@ class Supervisor:
             self._exited(child, returncode, now - child.started_at)
             return True
         due = child.restart_at is not None and now >= child.restart_at
-        if due or wake:
-            self._start(child)
+        if not (due or wake or child.held):
+            return False
+        if not all(self.by_name[name].service.healthy() for name in child.service.requires):
+            child.held, child.restart_at = True, None
+            if child.state.state == WAITING and child.state.restart_at is None:
+                return False  # said so already
+            self.say(f"{child.service.name}: waits for {', '.join(child.service.requires)}")
+            child.state = attrs.evolve(child.state, state=WAITING, restart_at=None)
             return True
-        return False
+        child.held = False
+        self._start(child)
+        return True
 
     def _exit_of(self, child: _Child) -> int | None:
         """The exit's returncode; None while it runs. An adopted process is not our child, so

@@ -108,6 +108,7 @@ def render_units(
             cwd=service.cwd,
             env=service.env,
             argv=service.argv,
+            sd_notify=service.sd_notify,
             policy=policy,
             restart_steps=restart_steps(policy),
             stop_seconds=service.stop_grace,

@@ -22,8 +22,8 @@ from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
 from synapse_sferum.ctl.services import Service, Supervision
 
-# argv: MARKER MODE PORT. MODE: ok (serves /health), crash, deaf (never answers), stubborn
-# (ignores SIGTERM).
+# argv: MARKER MODE PORT. MODE: ok (serves /health), slow (serves it after a second), crash,
+# deaf (never answers), stubborn (ignores SIGTERM).
 FAKE_SERVICE = textwrap.dedent("""
     import http.server, signal, sys, time
     mode, port = sys.argv[2], int(sys.argv[3])
@@ -33,6 +33,8 @@ FAKE_SERVICE = textwrap.dedent("""
         sys.exit(3)
     if mode == "deaf":
         time.sleep(600)
+    if mode == "slow":
+        time.sleep(1)
     if mode == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -58,19 +60,25 @@ def free_port() -> int:
 
 
 def fake_service(
-    folder: Path, mode: str = "ok", port: int | None = None, stop_grace: float = 5
+    folder: Path,
+    mode: str = "ok",
+    port: int | None = None,
+    stop_grace: float = 5,
+    name: str = "fake",
+    requires: tuple[str, ...] = (),
 ) -> Service:
-    marker = f"fake-service:{folder}"
+    marker = f"fake-service:{folder}:{name}"
     port = port or free_port()
     return Service(
-        name="fake",
+        name=name,
         argv=(sys.executable, "-c", FAKE_SERVICE, marker, mode, str(port)),
         identity=(marker,),
         health_url=f"http://127.0.0.1:{port}/health",
-        log_path=folder / "logs" / "fake.out",
-        pid_path=folder / "run" / "fake.pid",
+        log_path=folder / "logs" / f"{name}.out",
+        pid_path=folder / "run" / f"{name}.pid",
         cwd=folder,
         stop_grace=stop_grace,
+        requires=requires,
     )
 
 
@@ -199,6 +207,26 @@ def test_start_just_after_a_kill_is_no_failure(
     services.start(supervision, timeout=30, say=lines.append)
     assert lines[0] == f"fake: starting (output in {service.log_path})"
     assert service.running_pid() not in (None, pid) and service.healthy()
+
+
+def test_a_service_starts_once_those_it_requires_answer(
+    tmp_path: Path, started: list[Supervision], lines: list[str]
+) -> None:
+    """As Synapse's workers wait for the main process, which prepares the database."""
+    base = fake_service(tmp_path, "slow", name="base")
+    worker = fake_service(tmp_path, name="worker", requires=("base",))
+    supervision = supervised(base, worker)
+    started.append(supervision)
+    services.start(supervision, timeout=30, say=lines.append)
+    assert base.healthy() and worker.healthy()
+    log = [line.split(" ", 2)[2] for line in supervision.process.log_path.read_text().splitlines()
+           if not line.startswith("---")]  # fmt: skip
+    base_pid, worker_pid = base.running_pid(), worker.running_pid()
+    assert log == [
+        f"base: started (pid {base_pid})",
+        "worker: waits for base",
+        f"worker: started (pid {worker_pid})",
+    ]
 
 
 def test_a_crash_while_starting_shows_the_log(tmp_path: Path, lines: list[str]) -> None:

@@ -81,7 +81,9 @@ def test_systemd_word(value: str, word: str) -> None:
 def test_units_run_the_services_as_the_supervisor_does_in_order(tmp_path: Path) -> None:
     root = tmp_path / "school"
     redis = service(root, "redis")
-    synapse = service(root, "synapse", requires=("redis",), env={"PYTHONPATH": "/src:/lib 2"})
+    synapse = service(
+        root, "synapse", requires=("redis",), env={"PYTHONPATH": "/src:/lib 2"}, sd_notify=True
+    )
     worker = service(root, "worker-1", requires=("synapse",), stop_grace=7)
     bridge = service(root, "diary-bridge", after=("synapse",))
     units = systemd.render_units(
@@ -95,6 +97,7 @@ def test_units_run_the_services_as_the_supervisor_does_in_order(tmp_path: Path) 
         ini = parse(units[unit])
         assert shlex.split(ini["Service"]["ExecStart"]) == list(record.argv)
         assert ini["Service"]["User"] == "sferum"
+        assert ini["Service"]["Type"] == ("notify" if record.sd_notify else "simple")
         assert ini["Service"]["WorkingDirectory"] == str(root)
         assert ini["Service"]["StandardOutput"] == f"append:{record.log_path}"
         assert ini["Service"]["Restart"] == "on-failure"
@@ -161,6 +164,7 @@ def test_sferumctl_systemd_writes_units_that_systemd_accepts(
         ini = parse((out / f"sferum-school-{record.name}.service").read_text())
         assert shlex.split(ini["Service"]["ExecStart"]) == list(record.argv)
         assert ini["Service"]["User"] == user
+        assert ini["Service"]["Type"] == ("notify" if record.name == "synapse" else "simple")
         assert "postgresql.service" not in ini["Unit"].get("After", "")  # SQLite here
 
     if shutil.which("systemd-analyze") is None:
