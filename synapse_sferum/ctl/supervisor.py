@@ -108,10 +108,15 @@ class Supervisor:
         """Notices an exit, or starts a service whose time has come; True if its state changed."""
         now = time.monotonic()
         if child.pid is not None:
-            returncode = self._exit_of(child)
-            if returncode is None:
+            if child.process is not None:
+                returncode = child.process.poll()
+                if returncode is None:
+                    return False
+                self._exited(child, is_failure(returncode), describe_exit(returncode), now)
+            elif child.service.running_pid() != child.pid:  # adopted: not our child to wait for
+                self._exited(child, True, "exited, how is unknown (adopted, not our child)", now)
+            else:
                 return False
-            self._exited(child, returncode, now - child.started_at)
             return True
         due = child.restart_at is not None and now >= child.restart_at
         if not (due or wake or child.held):
@@ -127,19 +132,13 @@ class Supervisor:
         self._start(child)
         return True
 
-    def _exit_of(self, child: _Child) -> int | None:
-        """The exit's returncode; None while it runs. An adopted process is not our child, so
-        its status is unknown: it counts as a crash (-SIGKILL), the safe side."""
-        if child.process is not None:
-            return child.process.poll()
-        return None if child.service.running_pid() == child.pid else -signal.SIGKILL
-
-    def _exited(self, child: _Child, returncode: int, uptime: float) -> None:
-        name, pid = child.service.name, child.pid
-        decision = after_exit(is_failure(returncode), uptime, child.failures, self.policy)
+    def _exited(self, child: _Child, failed: bool, what: str, now: float) -> None:
+        """Records an exit and decides on the restart. An adopted process's status is unknown:
+        it counts as a failure, the safe side."""
+        name, pid, uptime = child.service.name, child.pid, now - child.started_at
+        decision = after_exit(failed, uptime, child.failures, self.policy)
         child.pid, child.process, child.failures = None, None, decision.failures
         child.service.pid_path.unlink(missing_ok=True)
-        what = describe_exit(returncode)
         if decision.restart:
             child.restart_at = time.monotonic() + decision.delay
             self.say(

@@ -284,7 +284,7 @@ def test_stop_cleans_up_after_a_killed_supervisor_and_an_older_layout(
     tmp_path: Path, started: list[Supervision], lines: list[str]
 ) -> None:
     """Services run by PID file alone (a supervisor killed -9, or an older sferumctl that had
-    none) are adopted by `start` and stopped by `stop`."""
+    none) are adopted by `start`, restarted when they end, and stopped by `stop`."""
     service = fake_service(tmp_path)
     supervision = supervised(service)
     started.append(supervision)
@@ -296,6 +296,12 @@ def test_stop_cleans_up_after_a_killed_supervisor_and_an_older_layout(
     supervisor_pid = supervision.process.running_pid()
     assert supervisor_pid is not None
     assert f"fake: adopted (pid {pid})" in supervision.process.log_path.read_text()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: service.running_pid() not in (None, pid), "a restart")
+    pid = service.running_pid()
+    assert "exited, how is unknown (adopted, not our child) after " in (
+        supervision.process.log_path.read_text()
+    )
 
     os.kill(supervisor_pid, signal.SIGKILL)
     wait_for(lambda: supervision.process.running_pid() is None, "the supervisor's end")
