@@ -1,7 +1,8 @@
 """The supervisor: `python -m synapse_sferum.ctl.supervisor SPEC`, started by `sferumctl start`.
 
-It spawns the services SPEC lists (or adopts one already running, by its PID file), restarts
-one that fails as `supervision.after_exit` decides, writes their state for `sferumctl status`,
+It spawns the services SPEC lists in order (or adopts one already running, by its PID file; one
+that `requires` others once they answer their health checks), restarts one that fails as
+`supervision.after_exit` decides, writes their state for `sferumctl status`,
 and on SIGTERM or SIGINT stops them all in reverse start order and exits. SIGUSR1 (from
 `sferumctl start`) starts at once every service that waits for its restart or was stopped.
 Its output is its log: one line per start, exit and restart.
@@ -59,6 +60,8 @@ class _Child:
 
 
 class Supervisor:
+    """The loop: polls its children every POLL_SECONDS (no SIGCHLD handler to race with)."""
+
     def __init__(
         self,
         services: list[Service],
