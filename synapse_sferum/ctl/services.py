@@ -403,7 +403,8 @@ def _start_down(
 
 
 def _caught_up(supervision: Supervision, patience: float = 5.0) -> dict[str, ServiceState]:
-    """The supervisor's state once it has seen the exits that already happened (it polls), so
+    """The supervisor's state once it has written one (then it has its signal handlers: a
+    SIGUSR1 before would end it) and has seen the exits that already happened (it polls), so
     that an exit before this `start` is not taken for a failure while starting."""
     deadline = time.monotonic() + patience
     while True:
@@ -413,7 +414,7 @@ def _caught_up(supervision: Supervision, patience: float = 5.0) -> dict[str, Ser
             for s in supervision.services
             if s.name in states and states[s.name].state == RUNNING and s.running_pid() is None
         ]
-        if not behind or time.monotonic() > deadline:
+        if (states and not behind) or time.monotonic() > deadline:
             return states
         time.sleep(_POLL_SECONDS)
 
