@@ -508,6 +508,7 @@ def stop(supervision: Supervision, *, say: Say) -> None:
         supervision.process.pid_path.unlink(missing_ok=True)
     stop_each(left, say=say)
     supervision.state_path.unlink(missing_ok=True)
+    supervision.spec_path.unlink(missing_ok=True)
 
 
 def _stop_supervisor(supervision: Supervision, pid: int, *, say: Say) -> None:

@@ -142,7 +142,7 @@ def test_start_status_stop(tmp_path: Path, started: list[Supervision], lines: li
     services.stop(supervision, say=lines.append)
     assert lines == [f"supervisor: stopped (pid {supervisor_pid})", f"fake: stopped (pid {pid})"]
     assert not service.pid_path.exists() and not supervision.process.pid_path.exists()
-    assert not supervision.state_path.exists()
+    assert not supervision.state_path.exists() and not supervision.spec_path.exists()
     assert services.status(supervision) == (["supervisor: stopped", "fake: stopped"], False)
     assert not Path(f"/proc/{pid}/cmdline").exists() or not service.healthy()
 
