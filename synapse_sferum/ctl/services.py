@@ -578,18 +578,22 @@ def status(supervision: Supervision) -> tuple[list[str], bool]:
 def _status_line(
     service: Service, pid: int | None, healthy: bool, state: ServiceState | None
 ) -> str:
+    """A service's line of `status`; what the supervisor knows of it (`state`, None without a
+    supervisor) adds its restarts and its last exit."""
     history = ""
-    if state is not None and state.last_exit is not None:
-        history = (
-            f"; restarts {state.restarts}, last exit: {state.last_exit} at {state.last_exit_at}"
-        )
+    if state is not None:
+        history = f"; restarts {state.restarts}"
+        if state.last_exit is not None:
+            history += f", last exit: {state.last_exit} at {state.last_exit_at}"
     if pid is not None:
         health = f"health {'ok' if healthy else 'failing'}: {service.health_url}"
         return f"{service.name}: running (pid {pid}, {health}{history})"
     if state is not None and state.state == WAITING and state.restart_at is None:
-        return f"{service.name}: waiting for {', '.join(service.requires)} to answer{history}"
+        return (
+            f"{service.name}: waiting for {', '.join(service.requires)} to answer ({history[2:]})"
+        )
     if state is not None and state.state == WAITING:
-        return f"{service.name}: waiting to restart at {state.restart_at}{history}"
+        return f"{service.name}: waiting to restart at {state.restart_at} ({history[2:]})"
     return f"{service.name}: stopped{f' ({history[2:]})' if history else ''}"
 
 

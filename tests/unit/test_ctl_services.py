@@ -21,6 +21,7 @@ from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
 from synapse_sferum.ctl.services import Service, Supervision
+from synapse_sferum.ctl.supervision import RUNNING, STOPPED, WAITING, ServiceState
 
 # argv: MARKER MODE PORT. MODE: ok (serves /health), slow (serves it after a second), crash,
 # deaf (never answers), stubborn (ignores SIGTERM).
@@ -125,7 +126,7 @@ def test_start_status_stop(tmp_path: Path, started: list[Supervision], lines: li
     assert services.status(supervision) == (
         [
             f"supervisor: running (pid {supervisor_pid})",
-            f"fake: running (pid {pid}, health ok: {service.health_url})",
+            f"fake: running (pid {pid}, health ok: {service.health_url}; restarts 0)",
         ],
         True,
     )
@@ -375,6 +376,38 @@ def test_the_spec_gives_back_the_services(tmp_path: Path) -> None:
     supervision = supervised(service)
     services.write_spec(supervision)
     assert services.read_spec(supervision.spec_path) == ([service], supervision.state_path)
+
+
+KILLED = {"last_exit": "was killed by SIGKILL", "last_exit_at": "2026-12-01T10:00:00+03:00"}
+
+
+@pytest.mark.parametrize(
+    ("pid", "healthy", "state", "line"),
+    [
+        (None, False, None, "w: stopped"),
+        (7, True, None, "w: running (pid 7, health ok: http://h/health)"),
+        (7, False, ServiceState(RUNNING, pid=7),
+         "w: running (pid 7, health failing: http://h/health; restarts 0)"),
+        (8, True, ServiceState(RUNNING, pid=8, restarts=1, exits=1, **KILLED),
+         "w: running (pid 8, health ok: http://h/health; restarts 1, last exit: was killed by "
+         "SIGKILL at 2026-12-01T10:00:00+03:00)"),
+        (None, False, ServiceState(WAITING, restarts=2, exits=3, **KILLED,
+                                   restart_at="2026-12-01T10:00:04+03:00"),
+         "w: waiting to restart at 2026-12-01T10:00:04+03:00 (restarts 2, last exit: was killed "
+         "by SIGKILL at 2026-12-01T10:00:00+03:00)"),
+        (None, False, ServiceState(WAITING), "w: waiting for base to answer (restarts 0)"),
+        (None, False, ServiceState(STOPPED, exits=1, last_exit="exited with code 0",
+                                   last_exit_at="2026-12-01T10:00:00+03:00"),
+         "w: stopped (restarts 0, last exit: exited with code 0 at 2026-12-01T10:00:00+03:00)"),
+    ],
+)  # fmt: skip
+def test_status_lines(
+    pid: int | None, healthy: bool, state: ServiceState | None, line: str
+) -> None:
+    service = attrs.evolve(
+        fake_service(Path("/x")), name="w", health_url="http://h/health", requires=("base",)
+    )
+    assert services._status_line(service, pid, healthy, state) == line
 
 
 RUN_DRIVER = textwrap.dedent("""
