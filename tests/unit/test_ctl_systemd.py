@@ -166,6 +166,8 @@ def test_sferumctl_systemd_writes_units_that_systemd_accepts(
         assert ini["Service"]["User"] == user
         assert ini["Service"]["Type"] == ("notify" if record.name == "synapse" else "simple")
         assert "postgresql.service" not in ini["Unit"].get("After", "")  # SQLite here
+    sfu = parse((out / "sferum-school-sfu.service").read_text())
+    assert sfu["Unit"]["After"].split() == ["sferum-school-synapse.service"]
 
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed: the units were not verified by systemd")
