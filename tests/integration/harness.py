@@ -28,7 +28,9 @@ import yaml
 
 from sfu.config import SfuConfig
 from sfu.config import parse_config as parse_sfu_config
+from synapse_sferum.ctl import services
 from synapse_sferum.ctl.demo import DemoCalendar
+from synapse_sferum.ctl.deployment import Deployment as DeploymentFolder
 from tests.demo import DIARY, ROSTER, demo_folder, today
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -282,6 +284,15 @@ class Deployment:
     def start(self) -> None:
         sferumctl("start", str(self.dir))
         self.wait_user_directory_built()
+
+    def start_without_module(self) -> None:
+        """Starts the deployment's processes with `modules: []`: the benches' baseline, stock
+        Synapse with everything else alike. Not `sferumctl start`, whose check-config rightly
+        refuses a server without the module."""
+        (self.dir / "conf.d" / "60-no-modules.yaml").write_text(yaml.safe_dump({"modules": []}))
+        folder = DeploymentFolder(self.dir)
+        found = services.deployment_supervision(folder, folder.load_config())
+        services.start(found, timeout=services.DEFAULT_START_TIMEOUT, say=lambda line: None)
 
     def wait_user_directory_built(self, timeout: float = 60) -> None:
         """Waits for Synapse's initial user directory build on a fresh database.
