@@ -93,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     services.start_in_stages([s for s in found if s.stage < last], timeout=args.timeout, say=say)
     try:
         services.run(found, timeout=args.timeout, say=say)
-    except (CtlError, KeyboardInterrupt):
-        services.stop(found, say=say)
+    except (CtlError, KeyboardInterrupt):  # `run` stopped what it started; the rest too
+        services.stop([s for s in found if s.running_pid() is not None], say=say)
         raise
     return 0
 

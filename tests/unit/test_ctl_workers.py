@@ -8,15 +8,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 
+from synapse_sferum.ctl import services
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deployment import Deployment, local_base_url
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
-from synapse_sferum.ctl.services import deployment_services, on_host
+from synapse_sferum.ctl.services import Service, deployment_services, on_host
 from synapse_sferum.ctl.workers import ROUTES, Endpoint, Topology, plan
+from tests.unit.test_ctl_init import _self_signed
+from tests.unit.test_ctl_services import fake_service
 
 SERVER = "school1.example.org"
 DATABASE = "postgresql://synapse:secret@127.0.0.1:5432/synapse"
@@ -263,9 +267,7 @@ def test_check_config_loads_main_and_every_worker_with_synapse(tmp_path: Path) -
         check_config(d)
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-def test_nginx_accepts_its_config(tmp_path: Path) -> None:
-    d = init(tmp_path, *WORKERS)
+def _nginx_accepts(d: Deployment) -> None:
     d.logs.mkdir(exist_ok=True)
     checked = subprocess.run(
         ["nginx", "-t", "-e", str(d.logs / "nginx-error.log"), "-c", str(d.nginx_config)],
@@ -273,17 +275,34 @@ def test_nginx_accepts_its_config(tmp_path: Path) -> None:
         text=True,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_accepts_its_config(tmp_path: Path) -> None:
+    d = init(tmp_path, *WORKERS)
+    _nginx_accepts(d)
     text = d.nginx_config.read_text()
     assert "listen 127.0.0.1:8008;" in text
     assert "hash $sferum_user consistent;" in text
-    # Redis's and nginx's own runs leave nothing behind: they write in run/ and logs/ only.
+    # nginx writes its PID and temporary files in the deployment, nowhere else.
     assert str(d.run / "nginx.master.pid") in text
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_takes_the_federation_port_with_tls(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path, SERVER)
+    tls = ("--federation-port", "8448", "--tls-cert", str(cert), "--tls-key", str(key))
+    d = init(tmp_path, *WORKERS, *tls)
+    _nginx_accepts(d)
+    assert "listen 127.0.0.1:8448 ssl;" in d.nginx_config.read_text()
+    # Main's own listeners are behind nginx: no TLS listener of its own.
+    assert [lst["port"] for lst in load(d.homeserver_config)["listeners"]] == [9000, 9001]
 
 
 def test_start_runs_every_process_main_first(tmp_path: Path) -> None:
     d = init(tmp_path, *WORKERS)
-    services = deployment_services(d, d.load_config())
-    assert [(s.name, s.stage, s.health_url) for s in services] == [
+    found = deployment_services(d, d.load_config())
+    assert [(s.name, s.stage, s.health_url) for s in found] == [
         ("redis", 0, "redis:127.0.0.1:9002"),
         ("synapse", 0, "http://127.0.0.1:9000/health"),
         ("synapse-background", 1, "http://127.0.0.1:9009/health"),
@@ -296,7 +315,7 @@ def test_start_runs_every_process_main_first(tmp_path: Path) -> None:
         ("synapse-pusher", 1, "http://127.0.0.1:9008/health"),
         ("nginx", 1, "http://127.0.0.1:8008/_sferum/proxy-health"),
     ]
-    worker = services[3]
+    worker = found[3]
     assert worker.argv[-2:] == ("-c", str(d.worker_config("client-1")))
     assert worker.identity == ("synapse.app.generic_worker", str(d.worker_config("client-1")))
 
@@ -351,14 +370,38 @@ def test_bad_worker_arguments_are_named(
 
 def test_each_host_starts_its_own_processes(tmp_path: Path) -> None:
     d = init(tmp_path, *WORKERS, "--worker-hosts", "127.0.0.2,127.0.0.3")
-    services = deployment_services(d, d.load_config())
-    assert [s.name for s in on_host(services, "127.0.0.1")] == ["redis", "synapse", "nginx"]
-    assert [s.name for s in on_host(services, "127.0.0.3")] == [
-        "synapse-background",
+    found = deployment_services(d, d.load_config())
+    assert [s.name for s in on_host(found, "127.0.0.1")] == ["redis", "synapse", "nginx"]
+    assert [s.name for s in on_host(found, "127.0.0.3")] == [
         "synapse-client-2",
         "synapse-event-persister",
-        "synapse-federation-sender",
+        "synapse-media",
+        "synapse-pusher",
     ]
-    assert on_host(services, None) == services
+    assert on_host(found, None) == found
     with pytest.raises(CtlError, match=r"no process runs on 10\.0\.0\.9; the hosts are: 127"):
-        on_host(services, "10.0.0.9")
+        on_host(found, "10.0.0.9")
+
+
+def _staged(folder: Path, name: str, mode: str, stage: int) -> Service:
+    return attrs.evolve(fake_service(folder, mode), name=name, stage=stage)
+
+
+def test_a_stage_starts_once_the_one_before_is_healthy(tmp_path: Path) -> None:
+    main_ = _staged(tmp_path / "main", "main", "deaf", 0)
+    worker = _staged(tmp_path / "worker", "worker", "ok", 1)
+    lines: list[str] = []
+    with pytest.raises(CtlError, match="main did not answer"):
+        services.start_in_stages([main_, worker], timeout=1, say=lines.append)
+    assert not worker.log_path.exists()  # never started
+    assert main_.running_pid() is None
+
+
+def test_a_failing_stage_stops_the_stages_before_it(tmp_path: Path) -> None:
+    main_ = _staged(tmp_path / "main", "main", "ok", 0)
+    worker = _staged(tmp_path / "worker", "worker", "crash", 1)
+    lines: list[str] = []
+    with pytest.raises(CtlError, match="worker exited with code 3"):
+        services.start_in_stages([main_, worker], timeout=30, say=lines.append)
+    assert main_.running_pid() is None
+    assert lines[-1].startswith("main: stopped (pid ")
