@@ -277,9 +277,19 @@ def test_status_lists_every_process_and_stop_leaves_none(cluster: Cluster) -> No
     pids = [int(line.split("(pid ")[1].split(",")[0]) for line in lines]
 
     sferumctl("stop", str(cluster.deployment.dir))
-    assert [p for p in pids if Path(f"/proc/{p}").exists()] == []
+    assert [p for p in pids if _alive(p)] == []
     stopped = sferumctl("status", str(cluster.deployment.dir), check=False)
     assert stopped.stdout.splitlines() == [f"{name}: stopped" for name in PROCESSES]
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs: it exists and is not a zombie (whose reaping is up to PID 1,
+    as `sferumctl start` that spawned it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _served(log: str, user_id: str, path: str) -> bool:
