@@ -101,7 +101,8 @@ def cluster(
         sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         # The pupils the tests sign in as: every other account only adds provisioning time.
         accounts = deployment.issue(*_pupils(demo_roster))
-        report = deployment.reconcile()
+        # Every event of the first provisioning goes through the event persister.
+        report = deployment.reconcile(timeout=600)
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield Cluster(deployment, demo_roster, accounts)
     finally:
