@@ -89,9 +89,10 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _checked_supervision(args: argparse.Namespace) -> services.Supervision:
-    """The deployment's services under its supervisor, once its config passes check-config."""
+    """The deployment's services (on `--host` only, if given) under their supervisor, once its
+    config passes check-config."""
     deployment = Deployment(args.dir)
-    return services.deployment_supervision(deployment, check_config(deployment))
+    return services.deployment_supervision(deployment, check_config(deployment), args.host)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -107,9 +108,9 @@ def _run(args: argparse.Namespace) -> int:
 def _stop(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
     try:
-        found = services.deployment_supervision(deployment, deployment.load_config())
+        found = services.deployment_supervision(deployment, deployment.load_config(), args.host)
     except CtlError:  # a broken config must not keep a server from stopping
-        found = services.deployment_supervision(deployment, None)
+        found = services.deployment_supervision(deployment, None, args.host)
     services.stop(found, say=say)
     return 0
 
@@ -117,7 +118,7 @@ def _stop(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
     lines, all_ok = services.status(
-        services.deployment_supervision(deployment, deployment.load_config())
+        services.deployment_supervision(deployment, deployment.load_config(), args.host)
     )
     _say_lines(lines)
     return 0 if all_ok else EXIT_NOT_RUNNING
@@ -359,6 +360,10 @@ def _parser() -> argparse.ArgumentParser:
         _check_config,
         "check homeserver.yaml plus conf.d/*.yaml as Synapse and the module will",
     )
+    host_help = (
+        "only the processes of the host with this address (`init --worker-hosts`): its "
+        "workers, or, for main's address, main with Redis, nginx and the rest"
+    )
     for name, handler, text in (
         (
             "start",
@@ -368,25 +373,34 @@ def _parser() -> argparse.ArgumentParser:
         ),
         ("run", _run, "like start, then stay in the foreground; Ctrl-C or SIGTERM stops all"),
     ):
-        command(name, handler, text).add_argument(
+        p = command(name, handler, text)
+        p.add_argument(
             "--timeout",
             type=_checked(_seconds),
             default=services.DEFAULT_START_TIMEOUT,
             metavar="SECONDS",
             help="how long to wait for health (default %(default)g)",
         )
-    command(
-        "stop",
-        _stop,
-        "stop the supervisor and the services (each: SIGTERM, then SIGKILL after "
-        f"{services.STOP_GRACE_SECONDS:g} s)",
-    )
-    command(
-        "status",
-        _status,
-        "show the supervisor and each service (restarts, last exit); exit 0 if all run and "
-        f"are healthy, {EXIT_NOT_RUNNING} otherwise",
-    )
+        p.add_argument(
+            "--host", type=_checked(params.bind_address), metavar="ADDR", help=host_help
+        )
+    for name, handler, text in (
+        (
+            "stop",
+            _stop,
+            "stop the supervisor and the services (each: SIGTERM, then SIGKILL after "
+            f"{services.STOP_GRACE_SECONDS:g} s)",
+        ),
+        (
+            "status",
+            _status,
+            "show the supervisor and each service (restarts, last exit); exit 0 if all run "
+            f"and are healthy, {EXIT_NOT_RUNNING} otherwise",
+        ),
+    ):
+        command(name, handler, text).add_argument(
+            "--host", type=_checked(params.bind_address), metavar="ADDR", help=host_help
+        )
     p = command(
         "systemd",
         _systemd,

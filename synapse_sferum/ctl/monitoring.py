@@ -35,8 +35,11 @@ class MetricsEndpoint:
 
 
 def _local(bind: str, port: int) -> str:
-    """HOST:PORT to reach a listener bound to `bind` from this machine."""
-    ip = ipaddress.ip_address(bind)
+    """HOST:PORT to reach a listener bound to `bind` from this machine (a host name as it is)."""
+    try:
+        ip = ipaddress.ip_address(bind)
+    except ValueError:
+        return f"{bind}:{port}"
     if ip.is_unspecified:
         ip = ipaddress.ip_address("127.0.0.1" if ip.version == 4 else "::1")
     return f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}"
@@ -52,6 +55,17 @@ def metrics_endpoints(settings: Settings) -> tuple[MetricsEndpoint, ...]:
             SYNAPSE_METRICS_PATH,
         )
     ]
+    if settings.topology is not None:  # `init --workers`: each worker on its own listener
+        endpoints += [
+            MetricsEndpoint(
+                "synapse",
+                f"synapse-{worker.name}",
+                _local(worker.host, worker.metrics_port),
+                SYNAPSE_METRICS_PATH,
+            )
+            for worker in settings.topology.workers
+            if worker.metrics_port is not None
+        ]
     if settings.diary_sources:  # the bridge listens on loopback only (bridge.yaml)
         endpoints.append(
             MetricsEndpoint("diary-bridge", "diary-bridge", f"127.0.0.1:{settings.diary_port}")

@@ -33,10 +33,16 @@ import attrs
 
 import synapse_sferum
 from sferum_shared import SYSTEM_CLOCK
-from synapse_sferum.ctl.deployment import Deployment, client_base_url, read_yaml_mapping
+from synapse_sferum.ctl.deployment import (
+    Deployment,
+    client_base_url,
+    proxy_base_url,
+    read_yaml_mapping,
+)
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.http import open_local
 from synapse_sferum.ctl.supervision import RUNNING, WAITING, ServiceState, read_states
+from synapse_sferum.ctl.workers import GENERIC_APP
 
 Say = Callable[[str], None]
 
@@ -83,6 +89,8 @@ class Service:
     sd_notify: bool = False
     # Seconds from SIGTERM to SIGKILL when it is stopped (systemd's TimeoutStopSec=).
     stop_grace: float = STOP_GRACE_SECONDS
+    # The address of the host it runs on, for `--host`; None: wherever Synapse's main runs.
+    host: str | None = None
 
     def running_pid(self) -> int | None:
         """The PID in the PID file, if that process is alive and is this service."""
@@ -105,6 +113,8 @@ class Service:
             return False
         if self.health_url.startswith("stun:"):
             return _stun_answers(self.health_url)
+        if self.health_url.startswith("redis:"):
+            return _redis_answers(self.health_url)
         try:
             with open_local(self.health_url, timeout=2) as response:
                 return response.status == 200
@@ -143,6 +153,120 @@ def _stun_answers(url: str, timeout: float = 2.0) -> bool:
         return False
     kind, _, cookie, echoed = struct.unpack("!HHI12s", reply[:20])
     return (kind, cookie, echoed) == (_STUN_BINDING_SUCCESS, STUN_MAGIC_COOKIE, transaction)
+
+
+def _redis_answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether redis:HOST:PORT answers a PING (Redis has no HTTP endpoint): PONG, or that it
+    wants the password first, which only a running Redis says."""
+    parts = urlsplit(url.replace("redis:", "redis://", 1))
+    if parts.hostname is None or parts.port is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+def _redis_service(deployment: Deployment) -> Service:
+    """The deployment's Redis (`init --workers`): Synapse's processes talk through it.
+
+    Redis rewrites its process title (proc-title-template in redis.conf) into one string,
+    which is what /proc/PID/cmdline then shows.
+    """
+    config = deployment.redis_config
+    argv = ("redis-server", str(config))
+    options: dict[str, str] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in config.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(" ")
+            options.setdefault(key, value.strip())
+    port, host = options.get("port", ""), options.get("bind", "127.0.0.1").split()[0]
+    return Service(
+        name="redis",
+        argv=argv,
+        identity=(" ".join(argv),),
+        health_url=f"redis:{_url_host(host)}:{port}" if port.isdigit() else None,
+        log_path=deployment.logs / "redis.out",
+        pid_path=deployment.run / "redis.pid",
+        cwd=deployment.root,
+        install_hint="redis-server is in Debian's redis-server package: "
+        "apt-get install redis-server",
+    )
+
+
+def _nginx_service(deployment: Deployment) -> Service:
+    """nginx in front of the workers; healthy when it answers on the deployment's client port.
+
+    nginx's master process shows `nginx: master process ARGV` as its one-string title.
+    """
+    config = deployment.nginx_config
+    argv = ("nginx", "-e", str(deployment.logs / "nginx-error.log"), "-c", str(config))
+    return Service(
+        name="nginx",
+        argv=argv,
+        identity=(f"nginx: master process {' '.join(argv)}",),
+        health_url=nginx_health_url(config),
+        log_path=deployment.logs / "nginx.out",
+        pid_path=deployment.run / "nginx.pid",
+        cwd=deployment.root,
+        install_hint="nginx is in Debian's nginx package: apt-get install nginx",
+        after=("synapse",),  # it answers 502 for what is down, and serves on
+    )
+
+
+def nginx_health_url(nginx_config: Path) -> str | None:
+    """http://ADDR/_sferum/proxy-health: nginx's own answer on the client port."""
+    base = proxy_base_url(nginx_config)
+    return None if base is None else f"{base}/_sferum/proxy-health"
+
+
+def _first_listener(worker_config: Path) -> tuple[str, int] | None:
+    """The address and port of a worker's first listener; None if its file names none."""
+    try:
+        config = read_yaml_mapping(worker_config) or {}
+    except CtlError:
+        return None
+    listeners = config.get("worker_listeners")
+    first = listeners[0] if isinstance(listeners, list) and listeners else None
+    if not isinstance(first, Mapping) or not isinstance(first.get("port"), int):
+        return None
+    hosts = first.get("bind_addresses") or ["127.0.0.1"]
+    return str(hosts[0]), first["port"]
+
+
+def worker_host(worker_config: Path) -> str | None:
+    listener = _first_listener(worker_config)
+    return None if listener is None else listener[0]
+
+
+def worker_health_url(worker_config: Path) -> str | None:
+    """http://HOST:PORT/health of a worker's first listener; None if its file names none."""
+    listener = _first_listener(worker_config)
+    if listener is None:
+        return None
+    host, port = listener
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{_url_host(host)}:{port}/health"
+
+
+def on_host(services: Sequence[Service], host: str | None) -> list[Service]:
+    """The services that run on `host` (None: all): the workers bound to it, and, if it is
+    Synapse main's address, everything that is not a worker."""
+    if host is None:
+        return list(services)
+    main_host = next((s.host for s in services if s.name == "synapse"), None)
+    found = [s for s in services if (s.host or main_host) == host]
+    if not found:
+        known = sorted({h for s in services if (h := s.host or main_host)})
+        raise CtlError(f"no process runs on {host}; the hosts are: {', '.join(known)}")
+    return found
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def turn_health_url(turn_config: Path) -> str | None:
@@ -197,7 +321,9 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             after=("synapse",),  # they wait for Synapse by themselves while it is down
         )
 
+    redis = [_redis_service(deployment)] if deployment.redis_config.exists() else []
     services = [
+        *redis,
         Service(
             name="synapse",
             argv=(sys.executable, "-m", "synapse.app.homeserver", *config_args),
@@ -208,8 +334,29 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             cwd=deployment.root,
             env={"PYTHONPATH": python_path},
             sd_notify=True,
+            requires=("redis",) if redis else (),  # with workers, main needs Redis from its start
+            host=None if config is None else urlsplit(client_base_url(config)).hostname,
         ),
     ]
+    # `init --workers`: each worker runs with the shared files, then its own.
+    for path in sorted(deployment.workers_dir.glob("*.yaml")):
+        services.append(
+            Service(
+                name=f"synapse-{path.stem}",
+                argv=(sys.executable, "-m", GENERIC_APP, *config_args, "-c", str(path)),
+                identity=(GENERIC_APP, str(path)),
+                health_url=worker_health_url(path),
+                log_path=deployment.logs / f"synapse-{path.stem}.out",
+                pid_path=deployment.run / f"synapse-{path.stem}.pid",
+                cwd=deployment.root,
+                env={"PYTHONPATH": python_path},
+                # a worker refuses a database whose schema main has not prepared yet
+                requires=("synapse",),
+                host=worker_host(path),
+            )
+        )
+    if deployment.nginx_config.exists():
+        services.append(_nginx_service(deployment))
     turn = deployment.turn_config
     if turn.exists():  # `init --turn-port` was given; older deployments have no TURN
         services.append(
@@ -263,34 +410,38 @@ class Supervision:
     state_path: Path
 
 
-def supervised(services: Sequence[Service], run: Path, logs: Path, cwd: Path) -> Supervision:
+def supervised(
+    services: Sequence[Service], run: Path, logs: Path, cwd: Path, host: str | None = None
+) -> Supervision:
     """`services` kept up by a supervisor whose files are in `run` (PID, spec, state) and
-    `logs` (supervisor.out)."""
-    spec = run / "supervisor.json"
+    `logs` (supervisor.out). With `host`, the supervisor of that host's services only: its
+    files are named after the host, so hosts sharing one folder keep theirs apart."""
+    name = "supervisor" if host is None else f"supervisor-{host}"
+    spec = run / f"{name}.json"
     return Supervision(
         services=tuple(services),
         process=Service(
-            name="supervisor",
+            name=name,
             argv=(sys.executable, "-m", SUPERVISOR_MODULE, str(spec)),
             identity=(SUPERVISOR_MODULE, str(spec)),
             health_url=None,
-            log_path=logs / "supervisor.out",
-            pid_path=run / "supervisor.pid",
+            log_path=logs / f"{name}.out",
+            pid_path=run / f"{name}.pid",
             cwd=cwd,
             env={"PYTHONPATH": _python_path()},
         ),
         spec_path=spec,
-        state_path=run / "supervisor-state.json",
+        state_path=run / f"{name}-state.json",
     )
 
 
 def deployment_supervision(
-    deployment: Deployment, config: Mapping[str, Any] | None
+    deployment: Deployment, config: Mapping[str, Any] | None, host: str | None = None
 ) -> Supervision:
-    """The deployment's services under its supervisor."""
-    return supervised(
-        deployment_services(deployment, config), deployment.run, deployment.logs, deployment.root
-    )
+    """The deployment's services under its supervisor; with `host`, those of that host only
+    (`on_host`), under a supervisor of their own."""
+    found = on_host(deployment_services(deployment, config), host)
+    return supervised(found, deployment.run, deployment.logs, deployment.root, host)
 
 
 def write_spec(supervision: Supervision) -> None:

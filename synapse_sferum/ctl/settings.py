@@ -18,11 +18,13 @@ from synapse_sferum.ctl.params import (
     DEFAULT_BIND,
     DEFAULT_DIARY_PORT,
     DEFAULT_HTTP_PORT,
+    DEFAULT_INTERNAL_PORT,
     DEFAULT_METRICS_PORT,
     InitParams,
     postgres_args,
 )
 from synapse_sferum.ctl.ratelimits import Rate, resolve_rate_limits
+from synapse_sferum.ctl.workers import Endpoint, Topology, internal_ports, plan
 
 
 @attrs.frozen
@@ -71,6 +73,8 @@ class Settings:
     metrics_port: int = DEFAULT_METRICS_PORT
     metrics_bind: str = DEFAULT_BIND
     log_format: str = "json"  # params.LOG_FORMATS
+    # `--workers N`: Synapse's processes behind nginx (ctl/workers.py); None: one process.
+    topology: Topology | None = None
 
     @property
     def sfu_edge_urls(self) -> tuple[str, ...]:
@@ -183,6 +187,7 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
     if params.sfu_public_url is not None and params.sfu_port is None:
         raise ValueError("--sfu-public-url needs --sfu-port: it is where that SFU is reached")
     edge_ports = _sfu_edge_ports(params, taken)
+    topology = _topology(params, bind, http_port, taken)
 
     return Settings(
         server_name=params.server_name,
@@ -208,7 +213,37 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         metrics_port=metrics_port,
         metrics_bind=params.metrics_bind or DEFAULT_BIND,
         log_format=params.log_format or "json",
+        topology=topology,
     )
+
+
+def _topology(
+    params: InitParams, bind: str, http_port: int, taken: Mapping[str, int]
+) -> Topology | None:
+    """`--workers N`: the processes; main, Redis and nginx on this host (--bind)."""
+    if params.workers is None and (params.worker_hosts or params.internal_port):
+        raise ValueError("--worker-hosts and --internal-port are only used with --workers N")
+    if not params.workers:  # `--workers 0` keeps them for a later `--workers N`
+        return None
+    ip = ipaddress.ip_address(bind)
+    main_host = ("127.0.0.1" if ip.version == 4 else "::1") if ip.is_unspecified else bind
+    first = params.internal_port or DEFAULT_INTERNAL_PORT
+    database = params.database or "sqlite"
+    topology = plan(
+        workers=params.workers,
+        worker_hosts=params.worker_hosts or (),
+        main_host=main_host,
+        proxy=Endpoint(bind, http_port),
+        first_port=first,
+        database_host=None if database == "sqlite" else str(postgres_args(database)["host"]),
+    )
+    last = first + internal_ports(params.workers) - 1
+    for option, used in taken.items():
+        if option != "--http-port" and first <= used <= last:
+            raise ValueError(
+                f"--internal-port {first}: ports {first}-{last} would take {option} ({used})"
+            )
+    return topology
 
 
 def _sfu_edge_ports(params: InitParams, taken: Mapping[str, int]) -> tuple[int, ...]:
