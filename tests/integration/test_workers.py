@@ -272,15 +272,21 @@ async def test_media_goes_through_the_media_worker(cluster: Cluster) -> None:
 def test_status_lists_every_process_and_stop_leaves_none(cluster: Cluster) -> None:
     """Last in the module: it stops the deployment."""
     status = sferumctl("status", str(cluster.deployment.dir))
-    lines = status.stdout.splitlines()
+    supervisor, *lines = status.stdout.splitlines()
+    assert supervisor.startswith("supervisor: running (pid "), status.stdout
     assert [line.split(":")[0] for line in lines] == list(PROCESSES), status.stdout
     assert all("health ok" in line for line in lines), status.stdout
-    pids = [int(line.split("(pid ")[1].split(",")[0]) for line in lines]
+    pids = [
+        int(line.split("(pid ")[1].split(")")[0].split(",")[0]) for line in [supervisor, *lines]
+    ]
 
     sferumctl("stop", str(cluster.deployment.dir))
     assert [p for p in pids if _alive(p)] == []
     stopped = sferumctl("status", str(cluster.deployment.dir), check=False)
-    assert stopped.stdout.splitlines() == [f"{name}: stopped" for name in PROCESSES]
+    assert stopped.stdout.splitlines() == [
+        "supervisor: stopped",
+        *(f"{name}: stopped" for name in PROCESSES),
+    ]
 
 
 def _alive(pid: int) -> bool:
