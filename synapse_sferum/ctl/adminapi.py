@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sferum_shared.adminapi import PREFIX, AdminApi, Problem, Refused, Unexpected
 from sferum_shared.http import Request, Response
-from synapse_sferum.ctl.deployment import SFERUM_MODULE, Deployment, client_base_url
+from synapse_sferum.ctl.deployment import SFERUM_MODULE, Deployment, local_base_url
 from synapse_sferum.ctl.errors import EXIT_UNREACHABLE, CtlError
 from synapse_sferum.ctl.http import open_local
 
@@ -62,7 +62,7 @@ def _explained(refused: Refused) -> CtlError:
 
 def call(deployment: Deployment, build: Callable[[AdminApi], Request]) -> Response:
     """Sends the request that `build` makes for this deployment's server and secret."""
-    base_url = client_base_url(deployment.load_config())
+    base_url = local_base_url(deployment, deployment.load_config())
     request = build(AdminApi(f"{base_url}{PREFIX}", deployment.admin_api_secret()))
     http_request = urllib.request.Request(
         request.url, data=request.body, headers=dict(request.headers), method=request.method

@@ -12,12 +12,15 @@ import logging
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sferum_shared.config import ConfigError
 from synapse_sferum.config import parse_config
 from synapse_sferum.ctl.deployment import SFERUM_MODULE, Deployment
 from synapse_sferum.ctl.errors import CtlError
+
+if TYPE_CHECKING:
+    from synapse.config.homeserver import HomeServerConfig
 
 
 def check_config(deployment: Deployment) -> dict[str, Any]:
@@ -47,26 +50,20 @@ def _module_config(config: Mapping[str, Any]) -> Any:
 
 
 def _load_with_synapse(deployment: Deployment) -> None:
-    """Runs Synapse's own config loader on the same `-c` files `start` will pass.
+    """Runs Synapse's own config loader on the same `-c` files `start` will pass: main's, then
+    each worker's (`init --workers`), whose errors name its file.
 
     Application service files are only read when Synapse starts, so they are loaded here too.
     """
-    from synapse.config._base import ConfigError, format_config_error
-    from synapse.config.appservice import load_appservices
-    from synapse.config.homeserver import HomeServerConfig
+    shared = [arg for path in deployment.config_files() for arg in ("-c", str(path))]
+    config = _synapse_config(deployment.root, shared)
+    for worker in sorted(deployment.workers_dir.glob("*.yaml")):
+        try:
+            _synapse_config(deployment.root, [*shared, "-c", str(worker)])
+        except CtlError as e:
+            raise CtlError(f"{worker}: {e}", details=e.details) from None
 
-    argv = [arg for path in deployment.config_files() for arg in ("-c", str(path))]
-    try:
-        with contextlib.chdir(deployment.root):  # relative paths mean what they will at start
-            config = HomeServerConfig.load_config("sferumctl check-config", argv)
-    except ConfigError as e:
-        raise CtlError("".join(format_config_error(e))) from None
-    except ImportError as e:
-        raise CtlError(f"modules: cannot import a listed module: {e}") from None
-    except Exception as e:  # a value of the wrong type, which Synapse does not check first
-        raise CtlError(
-            f"Synapse cannot read the config: {type(e).__name__}: {e} (in {_synapse_frame(e)})"
-        ) from None
+    from synapse.config.appservice import load_appservices
 
     files = config.appservice.app_service_config_files
     logging.disable(logging.CRITICAL)  # Synapse logs a traceback before it raises; we explain
@@ -76,6 +73,23 @@ def _load_with_synapse(deployment: Deployment) -> None:
         raise CtlError(f"app_service_config_files: {', '.join(files)}: {e}") from None
     finally:
         logging.disable(logging.NOTSET)
+
+
+def _synapse_config(root: Path, argv: list[str]) -> HomeServerConfig:
+    from synapse.config._base import ConfigError, format_config_error
+    from synapse.config.homeserver import HomeServerConfig
+
+    try:
+        with contextlib.chdir(root):  # relative paths mean what they will at start
+            return HomeServerConfig.load_config("sferumctl check-config", argv)
+    except ConfigError as e:
+        raise CtlError("".join(format_config_error(e))) from None
+    except ImportError as e:
+        raise CtlError(f"modules: cannot import a listed module: {e}") from None
+    except Exception as e:  # a value of the wrong type, which Synapse does not check first
+        raise CtlError(
+            f"Synapse cannot read the config: {type(e).__name__}: {e} (in {_synapse_frame(e)})"
+        ) from None
 
 
 def _synapse_frame(error: Exception) -> str:

@@ -45,6 +45,7 @@ from synapse_sferum.ctl.deployment import (
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams
 from synapse_sferum.ctl.settings import Settings, resolve
+from synapse_sferum.ctl.workers import ROUTES
 from synapse_sferum.msisdn_path import msisdn_delegate_base
 from synapse_sferum.policy.quiet import QuietHoursConfig
 
@@ -107,12 +108,21 @@ def init(deployment: Deployment, given: InitParams) -> list[str]:
 
     if deployment.sqlite_database.exists():
         report.append(_line("kept", deployment.sqlite_database.name))
+    if settings.topology is not None:
+        deployment.workers_dir.mkdir(mode=0o700, exist_ok=True)
     for path, (text, mode) in rendered.items():
         report.append(_render_to(path, text, mode))
-    for path in deployment.sfu_edge_configs():  # fewer edges than before: stop running those
-        if path not in rendered:
+    # Fewer edges or workers than before, or none: stop running those.
+    stale = [
+        *deployment.sfu_edge_configs(),
+        *deployment.worker_files(),
+        deployment.nginx_config,
+        deployment.redis_config,
+    ]
+    for path in stale:
+        if path.exists() and path not in rendered:
             path.unlink()
-            report.append(_line("removed", path.name))
+            report.append(_line("removed", str(path.relative_to(deployment.root))))
     # No backup of the parameters: the new file carries every older value not replaced now.
     init_yaml = yaml.safe_dump(params.to_yaml(), sort_keys=False, allow_unicode=True)
     report.append(
@@ -214,6 +224,8 @@ def _render(
         "reports": ReportsConfig(),
         "sfu_focus_type": SFU_FOCUS_TYPE,
         "edge": None,  # an edge's port and URLs when rendering its sfu-edge-N.yaml
+        "worker": None,  # a worker's name when rendering its log config
+        "routes": ROUTES,
         "msisdn_delegate": settings.local_client_url
         + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }
@@ -239,7 +251,27 @@ def _render(
         edge = {"port": port, "url": url, "origin_url": origin}
         text = env.get_template("sfu.yaml.j2").render({**context, "edge": edge})
         rendered[deployment.sfu_edge_config(number)] = (text, PRIVATE)
+    if settings.topology is not None:
+        for path, template in (
+            (deployment.nginx_config, "nginx.conf.j2"),
+            (deployment.redis_config, "redis.conf.j2"),
+        ):
+            rendered[path] = (env.get_template(template).render(context), PUBLIC)
+        log_template, worker_template = (env.get_template(t) for t in _WORKER_TEMPLATES)
+        for process in settings.topology.workers:
+            ours = {**context, "p": process, "worker": process.name}
+            rendered[deployment.worker_config(process.name)] = (
+                worker_template.render(ours),
+                PUBLIC,
+            )
+            rendered[deployment.worker_log_config(process.name)] = (
+                log_template.render(ours),
+                PUBLIC,
+            )
     return rendered
+
+
+_WORKER_TEMPLATES = ("log.config.j2", "worker.yaml.j2")
 
 
 def _render_to(path: Path, text: str, mode: int, *, backup: bool = True) -> str:

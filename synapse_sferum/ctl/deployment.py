@@ -29,6 +29,8 @@ SECRET_NAMES = (
     "diary_ical_secret",
     "turn_shared_secret",  # coturn's static-auth-secret; Synapse derives call credentials from it
     "sfu_jwt_secret",  # HS256 key of the SFU's access tokens (issued and checked by the SFU only)
+    "worker_replication_secret",  # Synapse's processes' HTTP replication calls (`--workers`)
+    "redis_password",  # the workers' Redis (`--workers`)
 )
 
 
@@ -110,6 +112,33 @@ class Deployment:
         """The edges' configs that exist, in order."""
         found = self.root.glob("sfu-edge-*.yaml")
         return sorted(found, key=lambda path: int(path.stem.rpartition("-")[2] or 0))
+
+    @property
+    def workers_dir(self) -> Path:
+        """The workers' own configs (`init --workers`)."""
+        return self.root / "workers"
+
+    def worker_config(self, name: str) -> Path:
+        return self.workers_dir / f"{name}.yaml"
+
+    def worker_log_config(self, name: str) -> Path:
+        return self.workers_dir / f"{name}.log.config"
+
+    def worker_files(self) -> list[Path]:
+        """The workers' configs and log configs that exist."""
+        return sorted(self.workers_dir.glob("*.yaml")) + sorted(
+            self.workers_dir.glob("*.log.config")
+        )
+
+    @property
+    def redis_config(self) -> Path:
+        """Redis for the workers' replication; present only with `init --workers`."""
+        return self.root / "redis.conf"
+
+    @property
+    def nginx_config(self) -> Path:
+        """nginx in front of the workers; present only with `init --workers`."""
+        return self.root / "nginx.conf"
 
     @property
     def turn_config(self) -> Path:
@@ -201,6 +230,30 @@ def client_base_url(config: Mapping[str, Any]) -> str:
         "the config has no listener with `type: http`, `tls: false` and the "
         "`client` resource, so there is no URL to reach the server at"
     )
+
+
+def local_base_url(deployment: Deployment, config: Mapping[str, Any]) -> str:
+    """Where sferumctl reaches the client API: nginx when Synapse runs as workers (it sends the
+    module's admin API to the background worker, media to the media worker), else main."""
+    if deployment.nginx_config.exists():
+        base = proxy_base_url(deployment.nginx_config)
+        if base is None:
+            raise CtlError(f"{deployment.nginx_config}: no `listen ADDR:PORT;` line")
+        return base
+    return client_base_url(config)
+
+
+def proxy_base_url(nginx_config: Path) -> str | None:
+    """http://ADDR:PORT of the first plain `listen` in our nginx.conf; None if unreadable."""
+    try:
+        lines = nginx_config.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in lines:
+        words = line.split("#", 1)[0].strip().rstrip(";").split()
+        if len(words) == 2 and words[0] == "listen":
+            return f"http://{words[1]}"
+    return None
 
 
 def public_base_url(config: Mapping[str, Any]) -> str:

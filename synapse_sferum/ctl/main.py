@@ -80,12 +80,20 @@ def _checked_services(args: argparse.Namespace) -> list[services.Service]:
 
 
 def _start(args: argparse.Namespace) -> int:
-    services.start(_checked_services(args), timeout=args.timeout, say=say)
+    services.start_in_stages(_checked_services(args), timeout=args.timeout, say=say)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    services.run(_checked_services(args), timeout=args.timeout, say=say)
+    found = _checked_services(args)
+    # Workers wait for main (stage 0); `run` then starts and watches the last stage with them.
+    last = max(s.stage for s in found)
+    services.start_in_stages([s for s in found if s.stage < last], timeout=args.timeout, say=say)
+    try:
+        services.run(found, timeout=args.timeout, say=say)
+    except (CtlError, KeyboardInterrupt):
+        services.stop(found, say=say)
+        raise
     return 0
 
 

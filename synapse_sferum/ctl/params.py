@@ -26,6 +26,8 @@ from synapse_sferum.ctl.ratelimits import (
 
 DEFAULT_HTTP_PORT = 8008
 DEFAULT_BIND = "127.0.0.1"
+# With workers: main's, the workers' and Redis's ports count up from here (ctl/workers.py).
+DEFAULT_INTERNAL_PORT = 8100
 # TURN's registered port (RFC 8656). `--turn-port` alone means this one.
 DEFAULT_TURN_PORT = 3478
 
@@ -45,6 +47,28 @@ def edge_count(value: object) -> int:
     if isinstance(value, bool) or not text.isdigit() or not 0 <= int(text) <= MAX_SFU_EDGES:
         raise ValueError(f"must be a number of processes from 0 to {MAX_SFU_EDGES}, got {value!r}")
     return int(text)
+
+
+MAX_WORKERS = 32  # generic workers for client traffic; more wait on the one database anyway
+
+
+def worker_count(value: object) -> int:
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 0 <= int(text) <= MAX_WORKERS:
+        raise ValueError(f"must be a number of workers from 0 to {MAX_WORKERS}, got {value!r}")
+    return int(text)
+
+
+def worker_hosts(value: object) -> tuple[str, ...]:
+    """Addresses, given as ADDR,ADDR,… on the command line or as a YAML list."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ValueError(f"must be IP addresses separated by commas, got {value!r}")
+    hosts = tuple(bind_address(str(item).strip()) for item in items)
+    for host in hosts:
+        if ipaddress.ip_address(host).is_unspecified:
+            raise ValueError(f"{host} is no host's address: workers are reached at it")
+    return tuple(dict.fromkeys(hosts))
 
 
 def server_name(value: object) -> str:
@@ -187,7 +211,9 @@ INIT_OPTIONS: tuple[InitOption, ...] = (
         "URL",
         "sqlite (default) or postgresql://user:password@host:port/dbname",
     ),
-    InitOption("public_baseurl", base_url, "URL", "the URL clients use (default http://ADDR:PORT/)"),
+    InitOption(
+        "public_baseurl", base_url, "URL", "the URL clients use (default http://ADDR:PORT/)"
+    ),
     InitOption(
         "federate_with",
         _server_names,
@@ -250,6 +276,28 @@ INIT_OPTIONS: tuple[InitOption, ...] = (
         "their viewers (0 to drop them): a broadcast's audience grows with the cores",
     ),
     InitOption(
+        "workers",
+        worker_count,
+        "N",
+        "run Synapse as workers behind nginx (needs --database postgresql://…): N generic "
+        "workers for client traffic, a federation reader, an event persister, a federation "
+        "sender, a pusher, a background worker and a media worker, with Redis; 0: one process",
+    ),
+    InitOption(
+        "worker_hosts",
+        worker_hosts,
+        "ADDR,ADDR",
+        "the hosts the workers run on, in turn (default: the main host); each binds and is "
+        "reached at its address",
+    ),
+    InitOption(
+        "internal_port",
+        port,
+        "N",
+        f"with --workers: the first of the consecutive ports of the processes behind nginx "
+        f"(default {DEFAULT_INTERNAL_PORT})",
+    ),
+    InitOption(
         "rate_limits",
         rate_limit_overrides,
         "NAME=PER_SECOND/BURST",
@@ -296,6 +344,9 @@ class InitParams:
     sfu_port: int | None = None
     sfu_public_url: str | None = None
     sfu_edges: int | None = None
+    workers: int | None = None
+    worker_hosts: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_tuple)
+    internal_port: int | None = None
     # Synapse rate limits that differ from ours, {NAME: "PER_SECOND/BURST"} (ratelimits.py).
     rate_limits: dict[str, str] | None = attrs.field(default=None, converter=_optional_dict)
     support_email: str | None = None

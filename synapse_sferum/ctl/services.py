@@ -28,9 +28,15 @@ import attrs
 
 import synapse_sferum
 from sferum_shared import SYSTEM_CLOCK
-from synapse_sferum.ctl.deployment import Deployment, client_base_url, read_yaml_mapping
+from synapse_sferum.ctl.deployment import (
+    Deployment,
+    client_base_url,
+    proxy_base_url,
+    read_yaml_mapping,
+)
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.http import open_local
+from synapse_sferum.ctl.workers import GENERIC_APP
 
 Say = Callable[[str], None]
 
@@ -56,6 +62,9 @@ class Service:
     env: Mapping[str, str] = attrs.field(factory=dict)
     # Said when argv[0] cannot be run, e.g. a system package that is not installed.
     install_hint: str | None = None
+    # `start_in_stages` starts a stage once the earlier ones are healthy: Synapse's workers
+    # refuse a database whose schema main has not prepared yet.
+    stage: int = 0
 
     def running_pid(self) -> int | None:
         """The PID in the PID file, if that process is alive and is this service."""
@@ -78,6 +87,8 @@ class Service:
             return False
         if self.health_url.startswith("stun:"):
             return _stun_answers(self.health_url)
+        if self.health_url.startswith("redis:"):
+            return _redis_answers(self.health_url)
         try:
             with open_local(self.health_url, timeout=2) as response:
                 return response.status == 200
@@ -116,6 +127,94 @@ def _stun_answers(url: str, timeout: float = 2.0) -> bool:
         return False
     kind, _, cookie, echoed = struct.unpack("!HHI12s", reply[:20])
     return (kind, cookie, echoed) == (_STUN_BINDING_SUCCESS, STUN_MAGIC_COOKIE, transaction)
+
+
+def _redis_answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether redis:HOST:PORT answers a PING (Redis has no HTTP endpoint): PONG, or that it
+    wants the password first, which only a running Redis says."""
+    parts = urlsplit(url.replace("redis:", "redis://", 1))
+    if parts.hostname is None or parts.port is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+def _redis_service(deployment: Deployment) -> Service:
+    """The deployment's Redis (`init --workers`): Synapse's processes talk through it.
+
+    Redis rewrites its process title (proc-title-template in redis.conf) into one string,
+    which is what /proc/PID/cmdline then shows.
+    """
+    config = deployment.redis_config
+    argv = ("redis-server", str(config))
+    options: dict[str, str] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in config.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(" ")
+            options.setdefault(key, value.strip())
+    port, host = options.get("port", ""), options.get("bind", "127.0.0.1").split()[0]
+    return Service(
+        name="redis",
+        argv=argv,
+        identity=(" ".join(argv),),
+        health_url=f"redis:{_url_host(host)}:{port}" if port.isdigit() else None,
+        log_path=deployment.logs / "redis.out",
+        pid_path=deployment.run / "redis.pid",
+        cwd=deployment.root,
+        install_hint="redis-server is in Debian's redis-server package: "
+        "apt-get install redis-server",
+    )
+
+
+def _nginx_service(deployment: Deployment) -> Service:
+    """nginx in front of the workers; healthy when it answers on the deployment's client port.
+
+    nginx's master process shows `nginx: master process ARGV` as its one-string title.
+    """
+    config = deployment.nginx_config
+    argv = ("nginx", "-e", str(deployment.logs / "nginx-error.log"), "-c", str(config))
+    return Service(
+        name="nginx",
+        argv=argv,
+        identity=(f"nginx: master process {' '.join(argv)}",),
+        health_url=nginx_health_url(config),
+        log_path=deployment.logs / "nginx.out",
+        pid_path=deployment.run / "nginx.pid",
+        cwd=deployment.root,
+        install_hint="nginx is in Debian's nginx package: apt-get install nginx",
+        stage=1,
+    )
+
+
+def nginx_health_url(nginx_config: Path) -> str | None:
+    """http://ADDR/_sferum/proxy-health: nginx's own answer on the client port."""
+    base = proxy_base_url(nginx_config)
+    return None if base is None else f"{base}/_sferum/proxy-health"
+
+
+def worker_health_url(worker_config: Path) -> str | None:
+    """http://HOST:PORT/health of a worker's first listener; None if its file names none."""
+    try:
+        config = read_yaml_mapping(worker_config) or {}
+    except CtlError:
+        return None
+    listeners = config.get("worker_listeners")
+    first = listeners[0] if isinstance(listeners, list) and listeners else None
+    if not isinstance(first, Mapping) or not isinstance(first.get("port"), int):
+        return None
+    hosts = first.get("bind_addresses") or ["127.0.0.1"]
+    host = str(hosts[0])
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{_url_host(host)}:{first['port']}/health"
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def turn_health_url(turn_config: Path) -> str | None:
@@ -171,7 +270,9 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             env={"PYTHONPATH": python_path},
         )
 
+    redis = [_redis_service(deployment)] if deployment.redis_config.exists() else []
     services = [
+        *redis,
         Service(
             name="synapse",
             argv=(sys.executable, "-m", "synapse.app.homeserver", *config_args),
@@ -183,6 +284,23 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             env={"PYTHONPATH": python_path},
         ),
     ]
+    # `init --workers`: each worker runs with the shared files, then its own.
+    for path in sorted(deployment.workers_dir.glob("*.yaml")):
+        services.append(
+            Service(
+                name=f"synapse-{path.stem}",
+                argv=(sys.executable, "-m", GENERIC_APP, *config_args, "-c", str(path)),
+                identity=(GENERIC_APP, str(path)),
+                health_url=worker_health_url(path),
+                log_path=deployment.logs / f"synapse-{path.stem}.out",
+                pid_path=deployment.run / f"synapse-{path.stem}.pid",
+                cwd=deployment.root,
+                env={"PYTHONPATH": python_path},
+                stage=1,
+            )
+        )
+    if deployment.nginx_config.exists():
+        services.append(_nginx_service(deployment))
     turn = deployment.turn_config
     if turn.exists():  # `init --turn-port` was given; older deployments have no TURN
         services.append(
@@ -247,6 +365,21 @@ def start(
             else:
                 service.pid_path.unlink(missing_ok=True)
         raise
+
+
+def start_in_stages(services: Sequence[Service], *, timeout: float, say: Say) -> None:
+    """`start`, one stage after another; if a stage fails, the earlier stages' processes
+    started by this call are stopped too."""
+    before = {s.name for s in services if s.running_pid() is not None}
+    done: list[Service] = []
+    for stage in sorted({s.stage for s in services}):
+        group = [s for s in services if s.stage == stage]
+        try:
+            start(group, timeout=timeout, say=say)
+        except (CtlError, KeyboardInterrupt):
+            stop([s for s in done if s.name not in before], say=say)
+            raise
+        done += group
 
 
 def _spawn(service: Service) -> subprocess.Popen[bytes]:

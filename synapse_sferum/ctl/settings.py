@@ -18,10 +18,12 @@ from synapse_sferum.ctl.params import (
     DEFAULT_BIND,
     DEFAULT_DIARY_PORT,
     DEFAULT_HTTP_PORT,
+    DEFAULT_INTERNAL_PORT,
     InitParams,
     postgres_args,
 )
 from synapse_sferum.ctl.ratelimits import Rate, resolve_rate_limits
+from synapse_sferum.ctl.workers import FIXED_PORTS, Endpoint, Topology, plan
 
 
 @attrs.frozen
@@ -66,6 +68,8 @@ class Settings:
     # The module's `support:` (MSC1929's /.well-known/matrix/support); None: not said.
     support_email: str | None = None
     support_page: str | None = None
+    # `--workers N`: Synapse's processes behind nginx (ctl/workers.py); None: one process.
+    topology: Topology | None = None
 
     @property
     def sfu_edge_urls(self) -> tuple[str, ...]:
@@ -173,6 +177,7 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
     if params.sfu_public_url is not None and params.sfu_port is None:
         raise ValueError("--sfu-public-url needs --sfu-port: it is where that SFU is reached")
     edge_ports = _sfu_edge_ports(params, taken)
+    topology = _topology(params, bind, http_port, taken)
 
     return Settings(
         server_name=params.server_name,
@@ -195,7 +200,37 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         rate_limits=resolve_rate_limits(params.rate_limits or {}),
         support_email=params.support_email,
         support_page=params.support_page,
+        topology=topology,
     )
+
+
+def _topology(
+    params: InitParams, bind: str, http_port: int, taken: Mapping[str, int]
+) -> Topology | None:
+    """`--workers N`: the processes; main, Redis and nginx on this host (--bind)."""
+    if not params.workers:
+        if params.worker_hosts is not None or params.internal_port is not None:
+            raise ValueError("--worker-hosts and --internal-port are only used with --workers N")
+        return None
+    ip = ipaddress.ip_address(bind)
+    main_host = ("127.0.0.1" if ip.version == 4 else "::1") if ip.is_unspecified else bind
+    first = params.internal_port or DEFAULT_INTERNAL_PORT
+    database = params.database or "sqlite"
+    topology = plan(
+        workers=params.workers,
+        worker_hosts=params.worker_hosts or (),
+        main_host=main_host,
+        proxy=Endpoint(bind, http_port),
+        first_port=first,
+        database_host=None if database == "sqlite" else str(postgres_args(database)["host"]),
+    )
+    last = first + FIXED_PORTS + params.workers - 1
+    for option, used in taken.items():
+        if option != "--http-port" and first <= used <= last:
+            raise ValueError(
+                f"--internal-port {first}: ports {first}-{last} would take {option} ({used})"
+            )
+    return topology
 
 
 def _sfu_edge_ports(params: InitParams, taken: Mapping[str, int]) -> tuple[int, ...]:

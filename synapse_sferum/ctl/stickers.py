@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from sferum_shared.adminapi import parse_object
 from synapse_sferum.ctl.adminapi import call, parsed
-from synapse_sferum.ctl.deployment import Deployment, client_base_url
+from synapse_sferum.ctl.deployment import Deployment, local_base_url
 from synapse_sferum.ctl.errors import EXIT_UNREACHABLE, CtlError
 from synapse_sferum.ctl.http import open_local
 from synapse_sferum.ctl.tables import format_table
@@ -94,7 +94,7 @@ def read_folder(folder: Path) -> list[Picture]:
 
 def upload(deployment: Deployment, picture: Picture) -> str:
     """Uploads a picture as the platform's bot; returns its mxc:// URI."""
-    base_url = client_base_url(deployment.load_config())
+    base_url = local_base_url(deployment, deployment.load_config())
     token = deployment.load_secrets().get("as_token")
     if not token:
         raise CtlError(f"{deployment.secrets_file} has no as_token; run: sferumctl init")

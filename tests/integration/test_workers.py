@@ -1,182 +1,65 @@
-"""The module under Synapse workers (docs/architecture.md): main plus one generic worker, Redis,
-PostgreSQL.
+"""The module under Synapse workers, as `sferumctl init --workers 2` lays them out and
+`sferumctl start` runs them (docs/architecture.md): main, two generic workers for clients, a
+federation reader, an event persister, a federation sender, a pusher, a background worker and a
+media worker on 127.0.0.2 and 127.0.0.3, with Redis and nginx; PostgreSQL.
 
-Clients talk only to the worker; the roster import, the accounts and the reconcile go to main.
-The worker's caches of the module (`_member`, `_planned_members`, ...) are warmed first, then
-a re-imported roster moves a pupil to another class: the worker, never restarted, must answer
-by the new roster, which it can only do if main's `invalidate_cache` reached it by replication.
+Clients and sferumctl only ever talk to nginx's port. The roster import, the accounts and the
+reconciles go through it to the background worker, which runs the module's background jobs. The
+generic workers' caches of the module (`_member`, `_planned_members`, ...) are warmed first, then a
+re-imported roster moves a pupil to another class: the workers, never restarted, must answer by the
+new roster, which they can only do if the background worker's `invalidate_cache` reached them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 import pytest
-import yaml
 
-from tests.integration.clients import Reply, User, login
+from tests.integration.clients import Reply, User, fetch_media, login, upload_media
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import (
-    REPO,
     Deployment,
     PostgresCluster,
     copy_roster,
     demo_roster_folder,
-    free_port,
+    free_ports,
     sferumctl,
 )
+from tests.integration.test_attacks import PNG
 
 pytestmark = pytest.mark.integration
 
 SERVER = "workers.test"
-WORKER = "worker1"
+WORKER_HOSTS = ("127.0.0.2", "127.0.0.3")
+CLIENT_WORKERS = ("client-1", "client-2")
+PROCESSES = (  # as `sferumctl status` lists them: the workers by name
+    "redis",
+    "synapse",
+    "synapse-background",
+    *(f"synapse-{name}" for name in CLIENT_WORKERS),
+    "synapse-event-persister",
+    "synapse-federation-reader",
+    "synapse-federation-sender",
+    "synapse-media",
+    "synapse-pusher",
+    "nginx",
+)
 RECONCILE_DONE = "synapse_sferum: reconcile done"  # the provisioner's log line after each run
 T = TypeVar("T")
 
 
-# -- processes --------------------------------------------------------------------------------
-
-
-def _spawn(argv: list[str], log: Path, **env: str) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            start_new_session=True,
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM by PID, then SIGKILL if it lingers; always reaps it."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"(no {path})"
-    return f"== {path}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_redis(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"redis-server exited {process.returncode}\n{_tail(log)}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"redis-server did not answer PING on {port}\n{_tail(log)}")
-
-
-def _wait_health(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{url}: process exited {process.returncode}\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url}/health did not answer within {timeout} s\n{_tail(log)}")
-
-
-def _worker_files(deployment: Deployment, worker_port: int) -> Path:
-    """The worker's own YAML and log config, outside conf.d (which main loads too)."""
-    log_config: dict[str, Any] = yaml.safe_load((deployment.dir / "log.config").read_text())
-    for handler in log_config.get("handlers", {}).values():
-        if "filename" in handler:
-            handler["filename"] = str(deployment.dir / "logs" / f"{WORKER}.log")
-    worker_log_config = deployment.dir / f"{WORKER}.log.config"
-    worker_log_config.write_text(yaml.safe_dump(log_config))
-    worker_yaml = deployment.dir / f"{WORKER}.yaml"
-    worker_yaml.write_text(
-        yaml.safe_dump(
-            {
-                "worker_app": "synapse.app.generic_worker",
-                "worker_name": WORKER,
-                "worker_listeners": [
-                    {
-                        "type": "http",
-                        "port": worker_port,
-                        "bind_addresses": ["127.0.0.1"],
-                        "tls": False,
-                        "resources": [{"names": ["client"], "compress": False}],
-                    }
-                ],
-                "worker_log_config": str(worker_log_config),
-            }
-        )
-    )
-    return worker_yaml
-
-
-def _worker_overrides(deployment: Deployment, replication_port: int, redis_port: int) -> None:
-    """conf.d/60-workers.yaml: main keeps its client listener and gains a replication one."""
-    overrides = {
-        "listeners": [
-            {
-                "port": deployment.port,
-                "bind_addresses": ["127.0.0.1"],
-                "type": "http",
-                "tls": False,
-                "x_forwarded": False,
-                "resources": [{"names": ["client", "federation"], "compress": False}],
-            },
-            {
-                "port": replication_port,
-                "bind_addresses": ["127.0.0.1"],
-                "type": "http",
-                "tls": False,
-                "resources": [{"names": ["replication"], "compress": False}],
-            },
-        ],
-        "redis": {"enabled": True, "host": "127.0.0.1", "port": redis_port},
-        "instance_map": {"main": {"host": "127.0.0.1", "port": replication_port}},
-        "worker_replication_secret": "sferum-test-worker-secret",
-    }
-    (deployment.dir / "conf.d" / "60-workers.yaml").write_text(yaml.safe_dump(overrides))
-
-
 @attrs.frozen
 class Cluster:
-    deployment: Deployment  # main: sferumctl, roster, accounts, reconcile
-    worker_url: str  # clients: everything else
+    deployment: Deployment  # base_url: nginx, the only port clients and sferumctl use
     roster: DemoRoster
     accounts: dict[str, dict[str, Any]]  # person -> {"user_id", "password"}
 
@@ -184,12 +67,16 @@ class Cluster:
         return str(self.accounts[person]["user_id"])
 
     async def login(self, person: str) -> User:
-        """Logs in through the worker (the module's password checker runs there too)."""
         account = self.accounts[person]
-        return await login(self.worker_url, account["user_id"], account["password"])
+        return await login(self.deployment.base_url, account["user_id"], account["password"])
 
     def alias(self, kind: str, scope: str) -> str:
         return f"#{kind}-{scope}:{SERVER}"
+
+    def log(self, process: str) -> str:
+        """A Synapse process's log: homeserver.log for main, NAME.log for a worker."""
+        name = "homeserver" if process == "main" else process
+        return (self.deployment.dir / "logs" / f"{name}.log").read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -198,67 +85,28 @@ def cluster(
     postgres: PostgresCluster,
     demo_roster: DemoRoster,
 ) -> Iterator[Cluster]:
-    # scripts/test installs both: redis-server from apt, Synapse's `redis` extra from setup.cfg.
-    redis_server = shutil.which("redis-server")
-    assert redis_server is not None, "redis-server is not installed"
-    root = tmp_path_factory.mktemp("workers")
     database = postgres.create_database(f"hs_{SERVER.replace('.', '_')}")
-    deployment = Deployment(root / SERVER, SERVER, database)
-    redis_port, replication_port, worker_port = free_port(), free_port(), free_port()
-    redis_log = root / "redis.log"
-    worker_log = deployment.dir / "logs" / f"{WORKER}.out"
-    redis = _spawn(
-        [
-            redis_server,
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ],
-        redis_log,
+    workers = (
+        "--workers",
+        str(len(CLIENT_WORKERS)),
+        "--worker-hosts",
+        ",".join(WORKER_HOSTS),
+        "--internal-port",
+        str(free_ports(11)),
     )
-    worker: subprocess.Popen[bytes] | None = None
+    deployment = Deployment(tmp_path_factory.mktemp("workers") / SERVER, SERVER, database, workers)
     try:
-        _wait_redis(redis_port, redis, redis_log)
         deployment.init()
-        _worker_overrides(deployment, replication_port, redis_port)
-        deployment.start()  # main only
-        worker_yaml = _worker_files(deployment, worker_port)
-        config_args = [
-            arg
-            for path in [
-                deployment.dir / "homeserver.yaml",
-                *sorted((deployment.dir / "conf.d").glob("*.yaml")),
-                worker_yaml,
-            ]
-            for arg in ("-c", str(path))
-        ]
-        python_path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-        worker = _spawn(
-            [sys.executable, "-m", "synapse.app.generic_worker", *config_args],
-            worker_log,
-            PYTHONPATH=python_path,
-        )
-        worker_url = f"http://127.0.0.1:{worker_port}"
-        _wait_health(worker_url, worker, worker_log, timeout=60)
+        deployment.start()
         sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
         # Every pupil of both classes: the adults' accounts would only add provisioning time.
         pupils = sorted(demo_roster.students["5a"] | demo_roster.students["6b"])
         accounts = deployment.issue(*pupils)
         report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
-        yield Cluster(deployment, worker_url, demo_roster, accounts)
+        yield Cluster(deployment, demo_roster, accounts)
     finally:
-        if worker is not None:
-            _stop(worker)
         deployment.stop()
-        _stop(redis)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -327,7 +175,7 @@ async def test_worker_follows_a_reimported_roster_without_restart(
     class_5a = await user.resolve(cluster.alias("class", "5a"))
     class_6b = await user.resolve(cluster.alias("class", "6b"))
 
-    # 1. The worker enforces the rules; this also fills its caches for both pupils and rooms.
+    # 1. The workers enforce the rules; this also fills its caches for both pupils and rooms.
     ok = await _dm(user, cluster.user_id(classmate))
     assert ok.status == 200, ok
     refused = await _dm(user, moved_id)
@@ -342,14 +190,14 @@ async def test_worker_follows_a_reimported_roster_without_restart(
     assert moved_id not in await _search_ids(user, moved_id)
     assert class_6b in await moved_user.joined_rooms()
 
-    # 2. Main imports a roster in which `moved` is in 5a, and reconciles; the worker runs on.
+    # 2. A roster in which `moved` is in 5a is imported and reconciled; the workers run on.
     moved_roster = copy_roster(tmp_path / "roster")
     _move_pupil(moved_roster, moved, "6b", "5a")
     sferumctl("roster", "import", str(cluster.deployment.dir), str(moved_roster))
     report = cluster.deployment.reconcile()
     assert report["failures"] == 0, (report, cluster.deployment.log_tail())
 
-    # The worker's cached Member of `moved` was invalidated: they are classmates now.
+    # The workers' cached Member of `moved` was invalidated: they are classmates now.
     now_ok = await _eventually(lambda: _dm(user, moved_id), lambda r: r.status == 200)
     assert now_ok.status == 200, now_ok
     assert moved_id in await _eventually(
@@ -360,16 +208,86 @@ async def test_worker_follows_a_reimported_roster_without_restart(
     )
     assert class_5a in rooms and class_6b not in rooms, rooms
 
-    # 3. Joins through the worker follow the new roster too: nobody of 5a joins #class-6b,
-    # not even `moved`, whom the worker's stale planned members of #class-6b would still admit.
+    # 3. Joins through the workers follow the new roster too: nobody of 5a joins #class-6b,
+    # not even `moved`, whom the workers' stale planned members of #class-6b would still admit.
     again = await user.call("POST", f"/rooms/{class_6b}/join", {})
     assert _refused(again), again
     back = await moved_user.call("POST", f"/rooms/{class_6b}/join", {})
     assert _refused(back), back
     assert class_6b not in await moved_user.joined_rooms()
 
-    # Background jobs (the start-up and periodic reconciles) ran on main only: the worker has
-    # been up for longer than the start-up delay and never reconciled.
-    logs = cluster.deployment.dir / "logs"
-    assert RECONCILE_DONE in (logs / "homeserver.log").read_text(errors="replace")
-    assert RECONCILE_DONE not in (logs / f"{WORKER}.log").read_text(errors="replace")
+    # The module's background jobs and its admin API's reconciles ran on the background worker
+    # only: the others have been up for longer than the start-up delay and never reconciled.
+    assert RECONCILE_DONE in cluster.log("background")
+    for process in ("main", *CLIENT_WORKERS, "event-persister", "media"):
+        assert RECONCILE_DONE not in cluster.log(process), process
+
+
+async def test_a_message_goes_through_a_client_worker_and_the_event_persister(
+    cluster: Cluster,
+) -> None:
+    pupil, classmate = sorted(cluster.roster.students["5a"])[:2]
+    user, reader = await cluster.login(pupil), await cluster.login(classmate)
+    class_5a = await user.resolve(cluster.alias("class", "5a"))
+    txn = f"workers-{time.monotonic_ns()}"
+    path = f"/rooms/{urllib.parse.quote(class_5a)}/send/m.room.message/{txn}"
+    sent = await user.call("PUT", path, {"msgtype": "m.text", "body": "через воркеров"})
+    assert sent.status == 200, sent
+    event_id = sent.body["event_id"]
+
+    seen = await _eventually(lambda: _synced_ids(reader), lambda ids: event_id in ids)
+    assert event_id in seen
+    # A client worker took the send (its access log names the transaction) and the event
+    # persister wrote the event (Synapse records the writer of every event).
+    assert [w for w in CLIENT_WORKERS if txn in cluster.log(w)], "no client worker sent it"
+    [(writer,)] = cluster.deployment.sql(
+        "SELECT instance_name FROM events WHERE event_id = ?", event_id
+    )
+    assert writer == "event-persister"
+    # The reader's syncs, sticky by user, all went to one client worker.
+    syncs = [
+        w for w in CLIENT_WORKERS if _served(cluster.log(w), cluster.user_id(classmate), "/sync")
+    ]
+    assert len(syncs) == 1, syncs
+
+
+async def test_media_goes_through_the_media_worker(cluster: Cluster) -> None:
+    pupil = await cluster.login(sorted(cluster.roster.students["6b"])[0])
+    uploaded = await upload_media(pupil, PNG)
+    assert uploaded.status == 200, uploaded
+    mxc = str(uploaded.body["content_uri"])
+    assert await fetch_media(pupil, mxc) == 200
+    media_id = mxc.rsplit("/", 1)[1]
+    log = cluster.log("media")
+    assert "/_matrix/media/v3/upload" in log and f"/download/{SERVER}/{media_id}" in log
+    for process in ("main", *CLIENT_WORKERS):
+        assert media_id not in cluster.log(process), process
+
+
+def test_status_lists_every_process_and_stop_leaves_none(cluster: Cluster) -> None:
+    """Last in the module: it stops the deployment."""
+    status = sferumctl("status", str(cluster.deployment.dir))
+    lines = status.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == list(PROCESSES), status.stdout
+    assert all("health ok" in line for line in lines), status.stdout
+    pids = [int(line.split("(pid ")[1].split(",")[0]) for line in lines]
+
+    sferumctl("stop", str(cluster.deployment.dir))
+    assert [p for p in pids if Path(f"/proc/{p}").exists()] == []
+    stopped = sferumctl("status", str(cluster.deployment.dir), check=False)
+    assert stopped.stdout.splitlines() == [f"{name}: stopped" for name in PROCESSES]
+
+
+def _served(log: str, user_id: str, path: str) -> bool:
+    """Whether Synapse's access log lines show a request of `user_id` for `path`."""
+    return any(
+        "Processed request" in line and user_id in line and path in line
+        for line in log.splitlines()
+    )
+
+
+async def _synced_ids(user: User) -> set[str]:
+    synced = await user.call("GET", "/sync?timeout=0")
+    assert synced.status == 200, synced
+    rooms = synced.body.get("rooms", {}).get("join", {}).values()
+    return {e["event_id"] for room in rooms for e in room["timeline"]["events"]}
