@@ -321,7 +321,7 @@ def setup_without_module(deployment: Deployment) -> list[tuple[str, str]]:
     (deployment.dir / "conf.d" / "60-no-modules.yaml").write_text(yaml.safe_dump({"modules": []}))
     folder = DeploymentFolder(deployment.dir)
     # Not `sferumctl start`: its check-config rightly refuses a server without the module.
-    found = services.deployment_services(folder, folder.load_config())
+    found = services.deployment_supervision(folder, folder.load_config())
     services.start(found, timeout=services.DEFAULT_START_TIMEOUT, say=lambda line: None)
     return [
         (deployment.register_unlinked(f"bench{n}", f"bench-pass-{n}"), f"bench-pass-{n}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from sferum_shared.adminapi import parse_reconcile
-from synapse_sferum.ctl import demo, diary, news, params, person, services, sheet
+from synapse_sferum.ctl import demo, diary, news, params, person, services, sheet, systemd
 from synapse_sferum.ctl.accounts import (
     account_lines,
     fetch_accounts,
@@ -73,36 +73,28 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checked_services(args: argparse.Namespace) -> list[services.Service]:
-    """The deployment's services, once its config passes check-config."""
+def _checked_supervision(args: argparse.Namespace) -> services.Supervision:
+    """The deployment's services under its supervisor, once its config passes check-config."""
     deployment = Deployment(args.dir)
-    return services.deployment_services(deployment, check_config(deployment))
+    return services.deployment_supervision(deployment, check_config(deployment))
 
 
 def _start(args: argparse.Namespace) -> int:
-    services.start_in_stages(_checked_services(args), timeout=args.timeout, say=say)
+    services.start(_checked_supervision(args), timeout=args.timeout, say=say)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    found = _checked_services(args)
-    # Workers wait for main (stage 0); `run` then starts and watches the last stage with them.
-    last = max(s.stage for s in found)
-    services.start_in_stages([s for s in found if s.stage < last], timeout=args.timeout, say=say)
-    try:
-        services.run(found, timeout=args.timeout, say=say)
-    except (CtlError, KeyboardInterrupt):
-        services.stop(found, say=say)
-        raise
+    services.run(_checked_supervision(args), timeout=args.timeout, say=say)
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
     try:
-        found = services.deployment_services(deployment, deployment.load_config())
+        found = services.deployment_supervision(deployment, deployment.load_config())
     except CtlError:  # a broken config must not keep a server from stopping
-        found = services.deployment_services(deployment, None)
+        found = services.deployment_supervision(deployment, None)
     services.stop(found, say=say)
     return 0
 
@@ -110,10 +102,17 @@ def _stop(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
     lines, all_ok = services.status(
-        services.deployment_services(deployment, deployment.load_config())
+        services.deployment_supervision(deployment, deployment.load_config())
     )
     _say_lines(lines)
     return 0 if all_ok else EXIT_NOT_RUNNING
+
+
+def _systemd(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    out = args.out or deployment.root / "systemd"
+    _say_lines(systemd.write_units(deployment, check_config(deployment), out, user=args.user))
+    return 0
 
 
 def _roster_import(args: argparse.Namespace) -> int:
@@ -312,9 +311,10 @@ def _parser() -> argparse.ArgumentParser:
         (
             "start",
             _start,
-            "check the config, start the services in the background, wait until they are healthy",
+            "check the config, start the supervisor and the services in the background, wait "
+            "until they are healthy",
         ),
-        ("run", _run, "like start, then wait; Ctrl-C or SIGTERM stops everything"),
+        ("run", _run, "like start, then stay in the foreground; Ctrl-C or SIGTERM stops all"),
     ):
         command(name, handler, text).add_argument(
             "--timeout",
@@ -326,13 +326,23 @@ def _parser() -> argparse.ArgumentParser:
     command(
         "stop",
         _stop,
-        f"stop the services (SIGTERM, then SIGKILL after {services.STOP_GRACE_SECONDS:g} s)",
+        "stop the supervisor and the services (each: SIGTERM, then SIGKILL after "
+        f"{services.STOP_GRACE_SECONDS:g} s)",
     )
     command(
         "status",
         _status,
-        f"show each service; exit 0 if all run and are healthy, {EXIT_NOT_RUNNING} otherwise",
+        "show the supervisor and each service (restarts, last exit); exit 0 if all run and "
+        f"are healthy, {EXIT_NOT_RUNNING} otherwise",
     )
+    p = command(
+        "systemd",
+        _systemd,
+        "write a systemd unit per service and a target that groups them, instead of the "
+        "supervisor",
+    )
+    p.add_argument("--user", metavar="USER", help="the services' user (default: DIR's owner)")
+    p.add_argument("--out", type=Path, metavar="FOLDER", help="where to write them (DIR/systemd)")
 
     roster = commands.add_parser("roster", help="the school directory").add_subparsers(
         title="roster commands", required=True, metavar="COMMAND"

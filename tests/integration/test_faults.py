@@ -30,10 +30,10 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-from synapse_sferum.ctl.supervision import read_states
 
 from sferum_shared.http import Response, Unreachable, json_request, retryable
 from sferum_shared.web import send
+from synapse_sferum.ctl.supervision import read_states
 from tests.integration.clients import User, login
 from tests.integration.harness import (
     Deployment,
