@@ -72,13 +72,20 @@ class Database:
         return await self._in_thread(self._transaction, fn, args)
 
     def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._postgres and self._conn.closed:
+            # The server went away (a restart cuts every session): the transaction that found
+            # out failed, and the next one gets a new connection rather than the dead one.
+            self._connect()
         raw = self._conn.cursor()
         if not self._postgres:
             raw.execute("BEGIN IMMEDIATE")
         try:
             result = fn(Cursor(raw, self._postgres), *args)
         except BaseException:
-            self._conn.rollback() if self._postgres else raw.execute("ROLLBACK")
+            if not self._postgres:
+                raw.execute("ROLLBACK")
+            elif not self._conn.closed:  # a dead connection has nothing to roll back
+                self._conn.rollback()
             raise
         self._conn.commit() if self._postgres else raw.execute("COMMIT")
         return result
@@ -87,7 +94,6 @@ class Database:
         if self._conn is not None:
             await self._in_thread(self._conn.close)
         self._executor.shutdown(wait=False)
-
 
 
 def _prepare_schema(cur: Cursor, versions: Versions) -> None:
