@@ -54,9 +54,7 @@ class School:
         return await login(self.deployment.base_url, account["user_id"], account["password"])
 
     def sync(self) -> dict[str, int]:
-        out = sferumctl("diary", "sync", str(self.deployment.dir))
-        rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
-        return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+        return diary_sync(self.deployment)
 
     def bridge_log(self) -> str:
         return (self.deployment.dir / "logs" / "diary-bridge.out").read_text(errors="replace")
@@ -66,6 +64,13 @@ class School:
         url = f"http://127.0.0.1:{bridge['http']['port']}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             return str(response.read().decode())
+
+
+def diary_sync(deployment: Deployment) -> dict[str, int]:
+    """`sferumctl diary sync`: the bridge's report of the sync it ran (posted, failed, ...)."""
+    out = sferumctl("diary", "sync", str(deployment.dir))
+    rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
 def make_school(tmp: Path, people: list[str], diary_source: Path) -> School:
