@@ -28,7 +28,7 @@ import shutil
 import signal
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,10 @@ import aiohttp
 import attrs
 import pytest
 
-from sferum_shared.http import Response, Unreachable, json_request, retryable
+from sferum_shared.http import Request, Response, Unreachable, json_request, retryable
 from sferum_shared.web import send
 from synapse_sferum.ctl.supervision import read_states
-from tests.integration.clients import User, login
+from tests.integration.clients import Reply, User
 from tests.integration.harness import (
     Deployment,
     PostgresCluster,
@@ -89,8 +89,18 @@ class Faulty:
     accounts: dict[str, dict[str, Any]]  # person -> {"user_id", "password"}
 
     async def login(self, person: str) -> User:
+        """The person signed in through nginx, as a client signs in: patiently."""
         account = self.accounts[person]
-        return await login(self.deployment.base_url, account["user_id"], account["password"])
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": account["user_id"]},
+            "password": account["password"],
+        }
+        base = self.deployment.base_url
+        answer = await patiently(json_request("POST", f"{base}/_matrix/client/v3/login", body, {}))
+        assert answer.status == 200, (person, answer)
+        signed_in = answer.json_object()
+        return PatientUser(base, signed_in["user_id"], signed_in["access_token"])
 
     def restarts(self) -> dict[str, int]:
         """How often the supervisor restarted each service (its state file; what status shows)."""
@@ -129,6 +139,49 @@ def only_5a(folder: Path) -> None:
         row["agentSourcedIds"] = ",".join(a for a in agents if a in kept)
     write_csv(folder / "users.csv", users)
     keep("demographics.csv", lambda row: row["sourcedId"] in kept)
+
+
+async def answers(
+    http: aiohttp.ClientSession, request: Request
+) -> AsyncIterator[Response | Unreachable]:
+    """Each answer to `request` as a client gets them: it sends the request again while the
+    answer is one a client retries, for up to GIVE_UP seconds."""
+    give_up = time.monotonic() + GIVE_UP
+    while True:
+        try:
+            answer: Response | Unreachable = await send(http, request)
+        except Unreachable as e:
+            answer = e
+        yield answer
+        if not retryable(answer) or time.monotonic() > give_up:
+            return
+        await asyncio.sleep(RETRY_DELAY)
+
+
+async def patiently(request: Request) -> Response:
+    """The last of the `answers`. Right after PostgreSQL's restart, each connection a Synapse
+    process kept from before fails one request with a 500, whoever sends it."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT)) as http:
+        heard = [answer async for answer in answers(http, request)]
+    if isinstance(heard[-1], Unreachable):
+        raise heard[-1]
+    return heard[-1]
+
+
+@attrs.define
+class PatientUser(User):
+    """A member whose every request is sent `patiently`: the reader and the checks after a
+    fault see what a client would, not the first request that meets a dead connection."""
+
+    async def _request(self, method: str, path: str, body: Any) -> Reply:
+        url, headers = f"{self.base_url}{path}", {"Authorization": f"Bearer {self.token}"}
+        request = (
+            Request(method, url, headers)
+            if body is None
+            else json_request(method, url, body, headers)
+        )
+        answer = await patiently(request)
+        return Reply(answer.status, answer.json_object())
 
 
 @pytest.fixture(scope="module")
@@ -235,19 +288,10 @@ class Load:
             {"msgtype": "m.text", "body": f"{sender.label} {number}"},
             {"Authorization": f"Bearer {sender.user.token}"},
         )
-        give_up = time.monotonic() + GIVE_UP
-        while True:
-            phase = self.phase
-            answer: Response | Unreachable
-            try:
-                answer = await send(http, request)
-            except Unreachable as e:
-                answer = e
-            attempt = Attempt(number, phase, answer)
-            sender.attempts.append(attempt)
-            if attempt.ok or not retryable(answer) or time.monotonic() > give_up:
-                return
-            await asyncio.sleep(RETRY_DELAY)
+        phase = self.phase
+        async for answer in answers(http, request):
+            sender.attempts.append(Attempt(number, phase, answer))
+            phase = self.phase  # of the next attempt, sent after a short wait
 
     async def until(self, done: Callable[[Sender], bool], what: str) -> None:
         deadline = time.monotonic() + RECOVERY_TIMEOUT
@@ -296,6 +340,19 @@ async def read_back(faulty: Faulty, labels: list[str]) -> collections.Counter[st
     )
 
 
+def summary(fault: str, senders: list[Sender]) -> str:
+    """`redis: 212 messages, 9 answers other than 200: no answer ×2, 502 ×7`."""
+    failed = collections.Counter(
+        "no answer" if isinstance(a.answer, Unreachable) else str(a.answer.status)
+        for s in senders
+        for a in s.attempts
+        if not a.ok
+    )
+    kinds = ", ".join(f"{kind} ×{count}" for kind, count in sorted(failed.items()))
+    sent = sum(len(s.delivered()) for s in senders)
+    return f"{fault}: {sent} messages, {failed.total()} answers other than 200: {kinds or '-'}"
+
+
 async def under_load(
     faulty: Faulty, fault: str, inject: Callable[[], Awaitable[None]], killed: str | None
 ) -> None:
@@ -311,6 +368,7 @@ async def under_load(
         load.phase = "after"
         await load.until(lambda s: bool(s.delivered("after")), "no send succeeded after recovery")
 
+    print(summary(fault, senders))  # in the test's captured output: what the fault did
     refused = [str(a) for s in senders for a in s.attempts if not a.ok and not retryable(a.answer)]
     assert not refused, f"{fault}: answers a client would not retry: {refused}\n{status}"
     given_up = [s.attempts[-1] for s in senders if not s.attempts[-1].ok]
