@@ -13,9 +13,6 @@ until it is answered, again with the same transaction ID after a retryable failu
 - every message answered 200 is in the room, once, as another member reads it (/messages);
 - each member's next message after the recovery is answered 200;
 - the diary bridge is at work again, not only up: a sync through it fails nothing.
-
-The first check of the bridge found it stuck after a PostgreSQL restart, its one connection dead
-for good (`bridges/diary/db.py` now opens a new one).
 """
 
 from __future__ import annotations
@@ -383,7 +380,8 @@ async def under_load(
 
 def bridge_works(faulty: Faulty, fault: str) -> None:
     """The bridge is back at its work, not only answering /health: a sync reads its source and
-    its ledger and reaches Synapse."""
+    its ledger and reaches Synapse. (After a PostgreSQL restart it once answered /health while
+    every sync failed on its dead connection.)"""
     report = diary_sync(faulty.deployment)
     assert report["failed"] == 0, (fault, report)
 
