@@ -205,6 +205,30 @@ def test_timeout_stops_what_it_started(tmp_path: Path, lines: list[str]) -> None
     assert supervision.process.running_pid() is None
 
 
+def test_a_later_stage_starts_once_the_earlier_one_is_healthy(
+    tmp_path: Path, started: list[Supervision], lines: list[str]
+) -> None:
+    """Synapse's workers (stage 1) wait for main (stage 0), which prepares the schema."""
+    later = attrs.evolve(
+        fake_service(tmp_path),
+        name="later",
+        log_path=tmp_path / "logs" / "later.out",
+        pid_path=tmp_path / "run" / "later.pid",
+        stage=1,
+    )
+    with pytest.raises(CtlError, match=r"^fake did not answer"):
+        services.start(
+            supervised(fake_service(tmp_path, "deaf"), later), timeout=2, say=lines.append
+        )
+    assert not later.log_path.exists()  # never started: the stage before never got healthy
+    supervision = supervised(fake_service(tmp_path), later)
+    started.append(supervision)
+    services.start(supervision, timeout=30, say=lines.append)
+    assert later.healthy()
+    log = supervision.process.log_path.read_text()
+    assert log.index("later: started") > log.index("fake: started")
+
+
 def test_log_tail_is_the_last_lines(tmp_path: Path, lines: list[str]) -> None:
     service = fake_service(tmp_path, "crash")
     service.log_path.parent.mkdir()
