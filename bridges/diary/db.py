@@ -72,10 +72,8 @@ class Database:
         return await self._in_thread(self._transaction, fn, args)
 
     def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        if self._postgres and self._conn.closed:
-            # The server went away (a restart cuts every session): the transaction that found
-            # out failed, and the next one gets a new connection rather than the dead one.
-            self._connect()
+        if self._postgres:
+            self._alive()
         raw = self._conn.cursor()
         if not self._postgres:
             raw.execute("BEGIN IMMEDIATE")
@@ -89,6 +87,21 @@ class Database:
             raise
         self._conn.commit() if self._postgres else raw.execute("COMMIT")
         return result
+
+    def _alive(self) -> None:
+        """A restart of PostgreSQL cuts every session, and psycopg2 notices only when the
+        connection is next used: a ping first, and a new connection if the kept one is dead, so
+        that no transaction fails for a restart that is over."""
+        import psycopg2
+
+        if not self._conn.closed:
+            try:
+                self._conn.cursor().execute("SELECT 1")  # the transaction's first statement
+                return
+            except psycopg2.OperationalError:
+                if not self._conn.closed:
+                    raise
+        self._connect()
 
     async def close(self) -> None:
         if self._conn is not None:
