@@ -47,6 +47,16 @@ class Unreachable(Exception):
         self.timed_out = timed_out
 
 
+def retryable(answer: Response | Unreachable) -> bool:
+    """Whether a client should send the same request again, later (a Matrix client with the same
+    transaction ID, so that one which did arrive is not done twice): no answer at all (refused,
+    reset, timed out), a failure of the server or of a proxy in front of it (5xx), or a rate
+    limit (429). Any other answer is final: a 4xx refuses the request itself, and would again."""
+    if isinstance(answer, Unreachable):
+        return True
+    return answer.status == 429 or answer.status >= 500
+
+
 def json_request(method: str, url: str, body: Any, headers: Mapping[str, str]) -> Request:
     return Request(
         method,

@@ -72,22 +72,41 @@ class Database:
         return await self._in_thread(self._transaction, fn, args)
 
     def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._postgres:
+            self._alive()
         raw = self._conn.cursor()
         if not self._postgres:
             raw.execute("BEGIN IMMEDIATE")
         try:
             result = fn(Cursor(raw, self._postgres), *args)
         except BaseException:
-            self._conn.rollback() if self._postgres else raw.execute("ROLLBACK")
+            if not self._postgres:
+                raw.execute("ROLLBACK")
+            elif not self._conn.closed:  # a dead connection has nothing to roll back
+                self._conn.rollback()
             raise
         self._conn.commit() if self._postgres else raw.execute("COMMIT")
         return result
+
+    def _alive(self) -> None:
+        """A restart of PostgreSQL cuts every session, and psycopg2 notices only when the
+        connection is next used: a ping first, and a new connection if the kept one is dead, so
+        that no transaction fails for a restart that is over."""
+        import psycopg2
+
+        if not self._conn.closed:
+            try:
+                self._conn.cursor().execute("SELECT 1")  # the transaction's first statement
+                return
+            except psycopg2.OperationalError:
+                if not self._conn.closed:
+                    raise
+        self._connect()
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._in_thread(self._conn.close)
         self._executor.shutdown(wait=False)
-
 
 
 def _prepare_schema(cur: Cursor, versions: Versions) -> None:

@@ -104,13 +104,12 @@ class PostgresCluster:
         if os.geteuid() == 0:
             pg = pwd.getpwnam("postgres")
             os.chown(self.dir, pg.pw_uid, pg.pw_gid)
-        data = self.dir / "data"
         subprocess.run(
             _as_postgres(
                 [
                     str(PG_BIN / "initdb"),
                     "-D",
-                    str(data),
+                    str(self.dir / "data"),
                     "--locale=C",
                     "-E",
                     "UTF8",
@@ -122,6 +121,9 @@ class PostgresCluster:
             check=True,
             capture_output=True,
         )
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 -c jit=off"
@@ -131,7 +133,7 @@ class PostgresCluster:
                 [
                     str(PG_BIN / "pg_ctl"),
                     "-D",
-                    str(data),
+                    str(self.dir / "data"),
                     "-l",
                     str(self.dir / "pg.log"),
                     "-w",
@@ -143,6 +145,18 @@ class PostgresCluster:
             check=True,
             capture_output=True,
         )
+
+    def restart(self) -> None:
+        """Stops the server as an admin's restart does (`-m fast`: every session is cut off,
+        open transactions roll back) and starts it again on the same port."""
+        subprocess.run(
+            _as_postgres(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        self._pg_ctl_start()
 
     def create_database(self, name: str) -> str:
         subprocess.run(
@@ -331,6 +345,10 @@ class Deployment:
 
     def stop(self) -> None:
         sferumctl("stop", str(self.dir), check=False)
+
+    def pid(self, service: str) -> int:
+        """The PID of a service that `sferumctl start` runs (`synapse`, `diary-bridge`, ...)."""
+        return int((self.dir / "run" / f"{service}.pid").read_text().strip())
 
     @property
     def secrets(self) -> dict[str, Any]:

@@ -54,9 +54,7 @@ class School:
         return await login(self.deployment.base_url, account["user_id"], account["password"])
 
     def sync(self) -> dict[str, int]:
-        out = sferumctl("diary", "sync", str(self.deployment.dir))
-        rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
-        return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
+        return diary_sync(self.deployment)
 
     def bridge_log(self) -> str:
         return (self.deployment.dir / "logs" / "diary-bridge.out").read_text(errors="replace")
@@ -66,6 +64,13 @@ class School:
         url = f"http://127.0.0.1:{bridge['http']['port']}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             return str(response.read().decode())
+
+
+def diary_sync(deployment: Deployment) -> dict[str, int]:
+    """`sferumctl diary sync`: the bridge's report of the sync it ran (posted, failed, ...)."""
+    out = sferumctl("diary", "sync", str(deployment.dir))
+    rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2 and row[1].isdigit()}
 
 
 def make_school(tmp: Path, people: list[str], diary_source: Path) -> School:
@@ -227,8 +232,8 @@ N_RESULTS = 200
 STOP_AFTER = N_RESULTS // 4  # posted before the crash: well into the batch, far from its end
 
 
-def bulk_results(folder: Path, pupils: list[str]) -> None:
-    """N_RESULTS results of the 5А pupils, in place of the demo gradebook."""
+def bulk_results(folder: Path, pupils: list[str], count: int = N_RESULTS) -> None:
+    """`count` results of the 5А pupils, in place of the demo gradebook."""
     works = [
         {
             "sourcedId": f"li-bulk-{i}",
@@ -244,7 +249,7 @@ def bulk_results(folder: Path, pupils: list[str]) -> None:
             "resultValueMin": "1",
             "resultValueMax": "5",
         }
-        for i in range(N_RESULTS // len(pupils))
+        for i in range(count // len(pupils))
     ]
     write_csv(folder / "lineItems.csv", works)
     results = [
@@ -262,21 +267,34 @@ def bulk_results(folder: Path, pupils: list[str]) -> None:
         for w, work in enumerate(works)
         for p, pupil in enumerate(pupils)
     ]
-    assert len(results) == N_RESULTS
+    assert len(results) == count
     write_csv(folder / "results.csv", results)
 
 
-def bridge_pid(deployment: Deployment) -> int:
-    return int((deployment.dir / "run" / "diary-bridge.pid").read_text().strip())
-
-
 def posted_count(deployment: Deployment) -> int:
+    """Items the bridge's ledger has posted: in diary.db beside a deployment on SQLite, in the
+    deployment's own database on PostgreSQL."""
+    count = "SELECT COUNT(*) FROM diary_posts WHERE event_id IS NOT NULL"
+    if deployment.database != "sqlite":
+        [(posted,)] = deployment.sql(count)
+        return int(posted)
     import sqlite3
 
     with sqlite3.connect(deployment.dir / "diary.db") as db:
-        return int(
-            db.execute("SELECT COUNT(*) FROM diary_posts WHERE event_id IS NOT NULL").fetchone()[0]
-        )
+        return int(db.execute(count).fetchone()[0])
+
+
+async def bulk_marks(user: User, pupil: str) -> list[str]:
+    """The keys of the bulk marks posted in the pupil's diary, each time one was posted (an
+    edit is not a post)."""
+    events = await room_events(user, f"#diary-{pupil}:{user.user_id.split(':', 1)[1]}")
+    return [
+        e["content"][Key.DIARY_MARKER]["key"]
+        for e in events
+        if Key.DIARY_MARKER in e.get("content", {})
+        and "m.relates_to" not in e["content"]
+        and e["content"][Key.DIARY_MARKER]["key"].startswith("mark:r-bulk-")
+    ]
 
 
 async def test_kill_9_in_the_middle_of_a_batch_of_marks_posts_each_exactly_once(
@@ -298,7 +316,7 @@ async def test_kill_9_in_the_middle_of_a_batch_of_marks_posts_each_exactly_once(
         while posted_count(school.deployment) < STOP_AFTER:
             assert time.monotonic() < deadline, school.bridge_log()[-3000:]
             await asyncio.sleep(0.05)
-        os.kill(bridge_pid(school.deployment), signal.SIGKILL)
+        os.kill(school.deployment.pid("diary-bridge"), signal.SIGKILL)
         killed_at = posted_count(school.deployment)
         assert killed_at < N_RESULTS, "the batch finished before the kill; make it bigger"
         sferumctl("start", str(school.deployment.dir))  # the bridge again; Synapse still runs
@@ -306,15 +324,7 @@ async def test_kill_9_in_the_middle_of_a_batch_of_marks_posts_each_exactly_once(
         assert report["failed"] == 0, report
         total = 0
         for pupil in pupils:
-            user = await school.login(pupil)
-            events = await room_events(user, f"#diary-{pupil}:{SERVER}")
-            originals = [
-                e["content"][Key.DIARY_MARKER]["key"]
-                for e in events
-                if Key.DIARY_MARKER in e.get("content", {})
-                and "m.relates_to" not in e["content"]
-                and e["content"][Key.DIARY_MARKER]["key"].startswith("mark:r-bulk-")
-            ]
+            originals = await bulk_marks(await school.login(pupil), pupil)
             assert len(originals) == len(set(originals)), f"duplicates in {pupil}'s diary"
             total += len(originals)
         assert total == N_RESULTS, (killed_at, total)

@@ -333,7 +333,7 @@ async def test_synapse_restarted_during_a_sync_loses_and_repeats_nothing(
     school = csv_and_push
     deployment = school.deployment
     pupils = sorted(demo_roster.students["5a"])
-    bridge_pid = int((deployment.dir / "run" / "diary-bridge.pid").read_text())
+    bridge_pid = deployment.pid("diary-bridge")
     unavailable_before = counter(school, "diary_syncs_total", outcome="homeserver_unavailable")
     log_before = len(school.bridge_log())
     bulk_results(school.diary, pupils)  # the bridge notices the change by itself
@@ -342,7 +342,7 @@ async def test_synapse_restarted_during_a_sync_loses_and_repeats_nothing(
     while bulk_posted(deployment) < STOP_AFTER:
         assert time.monotonic() < deadline, school.bridge_log()[-3000:]
         await asyncio.sleep(0.05)
-    synapse_pid = int((deployment.dir / "run" / "synapse.pid").read_text())
+    synapse_pid = deployment.pid("synapse")
     os.kill(synapse_pid, signal.SIGTERM)
     await asyncio.to_thread(wait_exited, synapse_pid)
     stopped_at = bulk_posted(deployment)
