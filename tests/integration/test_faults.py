@@ -36,6 +36,7 @@ import pytest
 from sferum_shared.http import Request, Response, Unreachable, json_request, retryable
 from sferum_shared.web import send
 from synapse_sferum.ctl.supervision import read_states
+from synapse_sferum.ctl.workers import internal_ports
 from tests.integration.clients import Reply, User
 from tests.integration.harness import (
     Deployment,
@@ -60,8 +61,6 @@ SERVER = "faults.test"
 PUPILS = ["p-5a-1", "p-5a-2", "p-5a-3", "p-5a-4"]  # all of 5А: their diaries get the marks
 READER, SENDERS = PUPILS[0], PUPILS[1:]
 CLASS_CHAT = f"#class-5a:{SERVER}"
-# `init --workers 1`: main's two ports, Redis's, one generic worker's and six single workers'.
-INTERNAL_PORTS = 10
 BRIDGE, SFU, REDIS = "diary-bridge", "sfu", "redis"
 PERSISTER, CLIENT_WORKER = "synapse-event-persister", "synapse-client-1"
 
@@ -197,7 +196,7 @@ def faulty(
         SERVER,
         database,
         extra_init=(
-            *("--workers", "1", "--internal-port", str(free_ports(INTERNAL_PORTS))),
+            *("--workers", "1", "--internal-port", str(free_ports(internal_ports(1)))),
             *("--diary-source", f"oneroster-csv:{diary}", "--diary-port", str(free_port())),
             *("--sfu-port", str(free_port())),
         ),

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import attrs
 import pytest
 
+from synapse_sferum.ctl.workers import internal_ports
 from tests.integration.clients import Reply, User, fetch_media, login, upload_media
 from tests.integration.conftest import DemoRoster
 from tests.integration.harness import (
@@ -92,7 +93,7 @@ def cluster(
         "--worker-hosts",
         ",".join(WORKER_HOSTS),
         "--internal-port",
-        str(free_ports(11)),
+        str(free_ports(internal_ports(len(CLIENT_WORKERS)))),
     )
     deployment = Deployment(tmp_path_factory.mktemp("workers") / SERVER, SERVER, database, workers)
     try:
