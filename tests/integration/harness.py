@@ -308,7 +308,7 @@ class Deployment:
         loaded: dict[str, Any] = yaml.safe_load((self.dir / "secrets.yaml").read_text())
         return loaded
 
-    def admin(self, path: str, body: Any) -> Any:
+    def admin(self, path: str, body: Any, timeout: float = 120) -> Any:
         request = urllib.request.Request(
             f"{self.base_url}/_synapse/client/sferum/admin/v1/{path}",
             data=json.dumps(body).encode(),
@@ -318,11 +318,16 @@ class Deployment:
             },
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def reconcile(self) -> dict[str, int]:
-        report: dict[str, int] = self.admin("reconcile", {})["reconcile"]
+        """Starts a run (the API answers at once) and waits for its report."""
+        status = self.admin("reconcile", {})
+        while status["state"] != "finished":
+            time.sleep(0.1)
+            status = self.admin("reconcile-status", {"run": status["run"]})
+        report: dict[str, int] = status["reconcile"]
         return report
 
     def issue(self, *person_ids: str) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ the provisioner makes, so that a second run sees what the first one left.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,13 @@ class Rooms:
         return room_id, f"#{alias}:{SERVER}"
 
     async def get_room_state(
-        self, room_id: str, event_filter: list[tuple[str, str | None]]
+        self, room_id: str, event_filter: list[tuple[str, str | None]] | None = None
     ) -> dict[tuple[str, str], StateEvent]:
         return {
             (event_type, state_key): event
             for (event_type, state_key), event in self.state[room_id].items()
-            if any(t == event_type and k in (None, state_key) for t, k in event_filter)
+            if event_filter is None
+            or any(t == event_type and k in (None, state_key) for t, k in event_filter)
         }
 
     async def send(self, event: dict[str, Any]) -> Any:
@@ -137,10 +139,12 @@ class Harness:
         self.api = api
         self.rooms = Rooms(api)
         api.public_baseurl = f"https://{SERVER}/"
-        self.background: list[tuple[Any, tuple[Any, ...]]] = []
+        # Background processes run as tasks on the test's loop, side by side as in Synapse.
+        self.background: list[asyncio.Task[Any]] = []
         api.run_as_background_process.side_effect = lambda desc, f, *args: self.background.append(
-            (f, args)
+            asyncio.ensure_future(f(*args))
         )
+        api.sleep.side_effect = asyncio.sleep
         self.directory = DirectoryService(api, sferum_config(), clock)
         departures = (
             None if grace_hours is None else Departures(api, self.directory, clock, grace_hours)
@@ -152,8 +156,7 @@ class Harness:
     async def reconcile(self, check_names_of: tuple[str, ...] = ()) -> ReconcileReport:
         self.provisioner.request(check_names_of)
         while self.background:
-            f, args = self.background.pop(0)
-            await f(*args)
+            await self.background.pop(0)
         return self.provisioner.last_report
 
     async def plans(self) -> dict[RoomKey, policy.RoomPlan]:
