@@ -273,37 +273,63 @@ class Provisioner:
     async def _apply_plan(
         self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
     ) -> None:
-        room_id = await self._ensure_room(plan, org_id, report)
+        parent_id = None if plan.parent is None else await self._directory.room_id(plan.parent)
+        room_id = await self._ensure_room(plan, org_id, parent_id, report)
         # One read of the room's whole state serves every comparison below, members included.
+        # What the room is, what it is called, its widgets and space: mended when missing,
+        # emptied (a redaction leaves next to nothing) or changed by anyone but the platform.
         current = _contents(await self._api.get_room_state(room_id))
-        await self._sync_state(
-            room_id,
-            matrix.POWER_LEVELS,
-            "",
-            policy.power_levels(plan, self._bot, current.get((matrix.POWER_LEVELS, ""))),
-            current,
-            report,
-        )
-        # What the room is and what it is called: mended when missing, emptied (a redaction
-        # leaves next to nothing) or changed by anyone but the platform.
-        kind = self._kind_content(plan.key, org_id)
-        await self._sync_state(room_id, EventType.ROOM_KIND, "", kind, current, report)
-        await self._sync_state(room_id, matrix.NAME, "", {"name": plan.name}, current, report)
-        await self._sync_state(room_id, matrix.TOPIC, "", {"topic": plan.topic}, current, report)
-        await self._sync_call_widget(room_id, plan, current, report)
-        if plan.key.kind is RoomKind.STAFF:  # the page of invite links, for class teachers
-            wanted = invites_widget(self._api.public_baseurl)
-            await self._sync_state(
-                room_id, matrix.WIDGETS, WidgetId.INVITES, wanted, current, report
-            )
-        if plan.parent is not None:
-            parent_id = await self._directory.room_id(plan.parent)
-            if parent_id is not None:
-                await self._link_space(parent_id, room_id, current, report)
+        wanted = await self._wanted_state(plan, org_id, room_id, parent_id, current)
+        for (event_type, state_key), content in wanted.items():
+            if current.get((event_type, state_key)) != content:
+                await self._send_state(room_id, event_type, state_key, content)
+                report.state_updates += 1
+        if parent_id is not None:
+            await self._link_from_space(parent_id, room_id, report)
         await self._directory.set_planned_members(room_id, plan.members)
         await self._sync_members(
             room_id, plan.members, current, report, admits_partners=plan.federate
         )
+
+    async def _wanted_state(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        room_id: str | None,
+        parent_id: str | None,
+        current: StateContents,
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The platform's state of the room, by (type, state key), for `current` (empty for a
+        room about to be made, whose ID is not known yet)."""
+        wanted: dict[tuple[str, str], dict[str, Any]] = {
+            (matrix.POWER_LEVELS, ""): policy.power_levels(
+                plan, self._bot, current.get((matrix.POWER_LEVELS, ""))
+            ),
+            (EventType.ROOM_KIND, ""): self._kind_content(plan.key, org_id),
+            (matrix.NAME, ""): {"name": plan.name},
+            (matrix.TOPIC, ""): {"topic": plan.topic},
+        }
+        # The SFU's call page as a widget. A class news room's names the broadcast room, made
+        # in an earlier wave of the run (policy.provisioning_waves); should that have failed,
+        # the next run puts it in.
+        call_room_id = room_id if plan.call == plan.key else None
+        if plan.call is not None and plan.call != plan.key:
+            call_room_id = await self._directory.room_id(plan.call)
+        if call_room_id is not None:
+            wanted[matrix.WIDGETS, WidgetId.CALL] = policy.call_widget(
+                plan, call_room_id, self._calls_url
+            )
+        elif plan.archived and current.get((matrix.WIDGETS, WidgetId.CALL)):
+            wanted[matrix.WIDGETS, WidgetId.CALL] = {}  # no calls in an archived class: emptied
+        if plan.key.kind is RoomKind.STAFF:  # the page of invite links, for class teachers
+            wanted[matrix.WIDGETS, WidgetId.INVITES] = invites_widget(self._api.public_baseurl)
+        if parent_id is not None:
+            wanted[matrix.SPACE_PARENT, parent_id] = {**self._via, "canonical": True}
+        return wanted
+
+    @property
+    def _via(self) -> dict[str, list[str]]:
+        return {"via": [self._api.server_name]}
 
     def _kind_content(self, key: RoomKey, org_id: str) -> dict[str, str]:
         content = {"kind": key.kind.value, "org": org_id}
@@ -314,7 +340,11 @@ class Provisioner:
         return content
 
     async def _ensure_room(
-        self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        parent_id: str | None,
+        report: ReconcileReport,
     ) -> str:
         room_id = await self._directory.room_id(plan.key)
         if room_id is not None:
@@ -323,42 +353,48 @@ class Provisioner:
         if adopted is not None:
             room_id = adopted
         else:
-            creation_content: dict[str, Any] = {"m.federate": plan.federate}
-            if plan.is_space:
-                creation_content["type"] = "m.space"
-            alias = (
-                {"room_alias_name": plan.key.alias_localpart()}
-                if plan.key.kind.published_alias
-                else {}
-            )
-            room_id, _ = await self._api.create_room(
-                self._bot,
-                {
-                    "preset": "private_chat",
-                    "visibility": "private",
-                    "name": plan.name,
-                    "topic": plan.topic,
-                    **alias,
-                    "creation_content": creation_content,
-                    "initial_state": [
-                        {
-                            "type": EventType.ROOM_KIND,
-                            "state_key": "",
-                            "content": self._kind_content(plan.key, org_id),
-                        },
-                        {"type": matrix.GUEST_ACCESS, "content": {"guest_access": "forbidden"}},
-                        {
-                            "type": matrix.HISTORY_VISIBILITY,
-                            "content": {"history_visibility": "shared"},
-                        },
-                    ],
-                    "power_level_content_override": policy.power_levels(plan, self._bot, None),
-                },
-                ratelimit=False,
-                creator_join_profile={"displayname": BOT_DISPLAY_NAME},
-            )
+            room_id = await self._create_room(plan, org_id, parent_id)
             report.rooms_created += 1
         await self._directory.record_room(plan.key, room_id)
+        return room_id
+
+    async def _create_room(self, plan: policy.RoomPlan, org_id: str, parent_id: str | None) -> str:
+        """Makes the room with all its planned state in Synapse's one batch of creation events
+        (name and topic too, exactly as planned: Synapse's own `topic` adds `m.topic`, which
+        the comparison would then send again)."""
+        creation_content: dict[str, Any] = {"m.federate": plan.federate}
+        if plan.is_space:
+            creation_content["type"] = "m.space"
+        alias = (
+            {"room_alias_name": plan.key.alias_localpart()}
+            if plan.key.kind.published_alias
+            else {}
+        )
+        planned = await self._wanted_state(plan, org_id, None, parent_id, {})
+        power_levels = planned.pop((matrix.POWER_LEVELS, ""))
+        room_id, _ = await self._api.create_room(
+            self._bot,
+            {
+                "preset": "private_chat",
+                "visibility": "private",
+                **alias,
+                "creation_content": creation_content,
+                "initial_state": [
+                    {"type": matrix.GUEST_ACCESS, "content": {"guest_access": "forbidden"}},
+                    {
+                        "type": matrix.HISTORY_VISIBILITY,
+                        "content": {"history_visibility": "shared"},
+                    },
+                    *(
+                        {"type": event_type, "state_key": state_key, "content": content}
+                        for (event_type, state_key), content in planned.items()
+                    ),
+                ],
+                "power_level_content_override": power_levels,
+            },
+            ratelimit=False,
+            creator_join_profile={"displayname": BOT_DISPLAY_NAME},
+        )
         return room_id
 
     async def _adoptable_room(self, key: RoomKey) -> str | None:
@@ -379,52 +415,15 @@ class Provisioner:
     ) -> None:
         await send_event(self._api, self._bot, room_id, event_type, content, state_key=state_key)
 
-    async def _sync_call_widget(
-        self, room_id: str, plan: policy.RoomPlan, current: StateContents, report: ReconcileReport
+    async def _link_from_space(
+        self, parent_id: str, child_id: str, report: ReconcileReport
     ) -> None:
-        """The SFU's call page as a widget: set once when a room is made, mended when it differs.
-
-        A class news room's widget names the broadcast room, made in an earlier wave of the same
-        run (policy.provisioning_waves); should that have failed, the next run puts it in.
-        """
-        if plan.call is None:
-            if plan.archived and current.get((matrix.WIDGETS, WidgetId.CALL)):
-                # an archived class has no calls: its widget goes, emptied
-                await self._send_state(room_id, matrix.WIDGETS, WidgetId.CALL, {})
-                report.state_updates += 1
-            return
-        call_room_id = (
-            room_id if plan.call == plan.key else await self._directory.room_id(plan.call)
-        )
-        if call_room_id is None:
-            return
-        wanted = policy.call_widget(plan, call_room_id, self._calls_url)
-        await self._sync_state(room_id, matrix.WIDGETS, WidgetId.CALL, wanted, current, report)
-
-    async def _link_space(
-        self, parent_id: str, child_id: str, current: StateContents, report: ReconcileReport
-    ) -> None:
-        via = {"via": [self._api.server_name]}
+        """The space's `m.space.child` for the room (its `m.space.parent` is the room's own)."""
         in_parent = _contents(
             await self._api.get_room_state(parent_id, [(matrix.SPACE_CHILD, child_id)])
         )
-        await self._sync_state(parent_id, matrix.SPACE_CHILD, child_id, via, in_parent, report)
-        await self._sync_state(
-            child_id, matrix.SPACE_PARENT, parent_id, {**via, "canonical": True}, current, report
-        )
-
-    async def _sync_state(
-        self,
-        room_id: str,
-        event_type: str,
-        state_key: str,
-        wanted: dict[str, Any],
-        current: StateContents,
-        report: ReconcileReport,
-    ) -> None:
-        """Sends the state unless the room (as read in `current`) has exactly this content."""
-        if current.get((event_type, state_key)) != wanted:
-            await self._send_state(room_id, event_type, state_key, wanted)
+        if in_parent.get((matrix.SPACE_CHILD, child_id)) != self._via:
+            await self._send_state(parent_id, matrix.SPACE_CHILD, child_id, self._via)
             report.state_updates += 1
 
     async def _sync_members(
