@@ -4,22 +4,26 @@
 One real Synapse deployment (the integration harness: `sferumctl init`, a throwaway PostgreSQL,
 the tests' rate limits, which keep Synapse's join limits) is made and started. A school is
 generated with `tests/district.py` (one school, --pupils pupils, their guardians, 60 teachers
-and 5 staff) and, in the same run:
+and 5 staff); then, in the same run:
 
-* latency: a plain account (no roster person) in a room of its own sends a message and reads
-  it back with /sync (`since`, timeout 0) once a second, from start to end; the samples are
-  split into idle (before the import and after the re-import's run) and provisioning (from the
-  import until the memberships are made), and p50/p99 of each are printed;
-* first provisioning: the roster is imported (the module's run makes the rooms), every person
-  is issued an account in one request (not timed: passwords are hashed), and the run that
-  follows makes the memberships. Printed: seconds of each run, memberships made (joined
-  members of provisioned rooms, read from the database) and memberships/s;
-* baseline: raw `POST /_synapse/admin/v1/join/{room}` by a server admin, each a private room's
-  invite and join as in a provisioned room, for --baseline-joins of the issued accounts into
-  as many fresh rooms as the module works on at once (provisioning.rooms_at_once), one thread
-  per room; printed: joins/s and the ratio provisioning/baseline;
+* rooms: the roster is imported and the module's run that follows (it makes the rooms) is
+  timed, from the import to the run's end (`reconcile-status`);
+* the school's staff get accounts and their run puts them in; one of them is the member whose
+  own requests are timed: a message sent into a room of theirs and read back with /sync
+  (`since`, timeout 0), once a second from then on (idle for --idle-seconds first);
+* memberships: everyone else gets an account in one request (not timed: passwords are
+  hashed), and the run that follows is timed; printed: memberships made (joined members of
+  provisioned rooms, from the database), seconds, memberships/s, and the first provisioning's
+  seconds in all (rooms, staff, everyone else);
+* baseline: raw `POST /_synapse/admin/v1/join/{room}`, by that staff member made a server
+  admin, for --baseline-joins of the new accounts into as many fresh private rooms of theirs
+  as the module works on at once (`provisioning.rooms_at_once`), one thread per room: an
+  invite and a join each, as the provisioner's; printed: joins/s and provisioning/baseline;
 * re-import: --changed of the pupils (at least one) move to another class of their grade; the
   roster is imported again and its run followed; printed: seconds and the events it added.
+
+Last, p50/p99 of the member's send + /sync while idle, during the memberships run, during the
+baseline and during the re-import.
 
     .venv/bin/python bench/provision.py [--pupils 200] [--changed 0.01] [--baseline-joins 300]
 """

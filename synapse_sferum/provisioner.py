@@ -170,23 +170,27 @@ class Provisioner:
             for plan in policy.desired_rooms(org, links):
                 # a person's own room is planned by their first school only
                 plans.setdefault(plan.key, (plan, org.org_id))
-        unplanned = [
-            room_id
-            for key, room_id in (await self._directory.all_rooms()).items()
-            if key not in plans
-        ]
+        # The rooms made so far, read once; the rooms this run makes join them as it goes.
+        known = await self._directory.all_rooms()
+        unplanned = [room_id for key, room_id in known.items() if key not in plans]
         waves = policy.provisioning_waves([plan for plan, _ in plans.values()])
         progress.rooms_total = len(plans) + len(unplanned)
         for wave in waves:
             await self._side_by_side(
-                self._applying(plan, plans[plan.key][1], progress) for plan in wave
+                self._applying(plan, plans[plan.key][1], known, progress) for plan in wave
             )
         await self._side_by_side(self._emptying(room_id, progress) for room_id in unplanned)
         logger.info("synapse_sferum: reconcile done: %s", report.to_json())
 
-    async def _applying(self, plan: policy.RoomPlan, org_id: str, progress: RunProgress) -> None:
+    async def _applying(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        known: dict[RoomKey, str],
+        progress: RunProgress,
+    ) -> None:
         try:
-            await self._apply_plan(plan, org_id, progress.report)
+            await self._apply_plan(plan, org_id, known, progress.report)
         except Exception:
             progress.report.failures += 1
             logger.exception("synapse_sferum: provisioning %s failed", plan.key)
@@ -271,15 +275,22 @@ class Provisioner:
             report.state_updates += 1
 
     async def _apply_plan(
-        self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        known: dict[RoomKey, str],
+        report: ReconcileReport,
     ) -> None:
-        parent_id = None if plan.parent is None else await self._directory.room_id(plan.parent)
-        room_id = await self._ensure_room(plan, org_id, parent_id, report)
+        """`known`: the room IDs of the run by key, made in earlier waves included."""
+        parent_id = None if plan.parent is None else known.get(plan.parent)
+        room_id = known.get(plan.key) or await self._make_room(
+            plan, org_id, parent_id, known, report
+        )
         # One read of the room's whole state serves every comparison below, members included.
         # What the room is, what it is called, its widgets and space: mended when missing,
         # emptied (a redaction leaves next to nothing) or changed by anyone but the platform.
         current = _contents(await self._api.get_room_state(room_id))
-        wanted = await self._wanted_state(plan, org_id, room_id, parent_id, current)
+        wanted = self._wanted_state(plan, org_id, room_id, parent_id, known, current)
         for (event_type, state_key), content in wanted.items():
             if current.get((event_type, state_key)) != content:
                 await self._send_state(room_id, event_type, state_key, content)
@@ -291,12 +302,13 @@ class Provisioner:
             room_id, plan.members, current, report, admits_partners=plan.federate
         )
 
-    async def _wanted_state(
+    def _wanted_state(
         self,
         plan: policy.RoomPlan,
         org_id: str,
         room_id: str | None,
         parent_id: str | None,
+        known: Mapping[RoomKey, str],
         current: StateContents,
     ) -> dict[tuple[str, str], dict[str, Any]]:
         """The platform's state of the room, by (type, state key), for `current` (empty for a
@@ -312,9 +324,9 @@ class Provisioner:
         # The SFU's call page as a widget. A class news room's names the broadcast room, made
         # in an earlier wave of the run (policy.provisioning_waves); should that have failed,
         # the next run puts it in.
-        call_room_id = room_id if plan.call == plan.key else None
-        if plan.call is not None and plan.call != plan.key:
-            call_room_id = await self._directory.room_id(plan.call)
+        call_room_id = None
+        if plan.call is not None:
+            call_room_id = room_id if plan.call == plan.key else known.get(plan.call)
         if call_room_id is not None:
             wanted[matrix.WIDGETS, WidgetId.CALL] = policy.call_widget(
                 plan, call_room_id, self._calls_url
@@ -339,26 +351,30 @@ class Provisioner:
             content["person"] = key.scope_id
         return content
 
-    async def _ensure_room(
+    async def _make_room(
         self,
         plan: policy.RoomPlan,
         org_id: str,
         parent_id: str | None,
+        known: dict[RoomKey, str],
         report: ReconcileReport,
     ) -> str:
-        room_id = await self._directory.room_id(plan.key)
-        if room_id is not None:
-            return room_id
-        adopted = await self._adoptable_room(plan.key)
-        if adopted is not None:
-            room_id = adopted
-        else:
-            room_id = await self._create_room(plan, org_id, parent_id)
+        """The room the plan's key has none of yet: adopted if it exists, else created."""
+        room_id = await self._adoptable_room(plan.key)
+        if room_id is None:
+            room_id = await self._create_room(plan, org_id, parent_id, known)
             report.rooms_created += 1
         await self._directory.record_room(plan.key, room_id)
+        known[plan.key] = room_id
         return room_id
 
-    async def _create_room(self, plan: policy.RoomPlan, org_id: str, parent_id: str | None) -> str:
+    async def _create_room(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        parent_id: str | None,
+        known: Mapping[RoomKey, str],
+    ) -> str:
         """Makes the room with all its planned state in Synapse's one batch of creation events
         (name and topic too, exactly as planned: Synapse's own `topic` adds `m.topic`, which
         the comparison would then send again)."""
@@ -370,7 +386,7 @@ class Provisioner:
             if plan.key.kind.published_alias
             else {}
         )
-        planned = await self._wanted_state(plan, org_id, None, parent_id, {})
+        planned = self._wanted_state(plan, org_id, None, parent_id, known, {})
         power_levels = planned.pop((matrix.POWER_LEVELS, ""))
         room_id, _ = await self._api.create_room(
             self._bot,
