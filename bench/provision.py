@@ -249,6 +249,10 @@ def running_deployment(tmp: Path) -> Iterator[Deployment]:
     try:
         deployment = Deployment(tmp / "d", SERVER_NAME, postgres.create_database("hs"))
         deployment.init()
+        # No periodic run: every run measured is the one an import or an issue asked for.
+        deployment.override_module(
+            "60-bench", "provisioning", {"reconcile_interval_seconds": 86400}
+        )
         deployment.start()
         try:
             yield deployment
