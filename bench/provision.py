@@ -154,14 +154,14 @@ class Prober(threading.Thread):
         self._server, self._token, self.room_id = server, token, room_id
         self.phase = "idle"
         self.samples: dict[str, list[float]] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._since = call("GET", f"{server.base}/_matrix/client/v3/sync?timeout=0", token)[
             "next_batch"
         ]
 
     def run(self) -> None:
         n = 0
-        while not self._stop.wait(1.0):
+        while not self._halt.wait(1.0):
             n += 1
             started = time.monotonic()
             url = f"{self._server.base}/_matrix/client/v3/rooms/{self.room_id}/send"
@@ -177,7 +177,7 @@ class Prober(threading.Thread):
             self.samples.setdefault(self.phase, []).append(time.monotonic() - started)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
