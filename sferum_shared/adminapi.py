@@ -55,7 +55,12 @@ class AdminApi:
         return self._post("link-codes", body)
 
     def reconcile(self) -> Request:
+        """Starts a run (or joins the one waiting to start); answered at once with its status."""
         return self._post("reconcile", {})
+
+    def reconcile_status(self, run: int) -> Request:
+        """Where run `run` is; its report once it has finished."""
+        return self._post("reconcile-status", {"run": run})
 
     def issue_accounts(
         self, *, persons: Sequence[str] = (), class_id: str | None = None
@@ -223,11 +228,47 @@ def parse_roster_counts(response: Response) -> Counts:
 
 
 def parse_reconcile(response: Response) -> dict[str, int]:
-    """{"rooms_created": n, "joined": n, "removed": n, ...} from a reconcile's answer."""
+    """{"rooms_created": n, "joined": n, "removed": n, ...} from a finished run's status."""
     report = ok_json(response).get("reconcile")
     if not isinstance(report, dict) or not all(isinstance(n, int) for n in report.values()):
         raise Unexpected(response, "no reconcile report")
     return report
+
+
+RUN_STATES = ("queued", "running", "finished")
+
+
+@attrs.frozen
+class ReconcileStatus:
+    """Where one reconcile run is (`reconcile` and `reconcile-status` answer alike).
+
+    `progress` is the run going now, or the last one, which may be another than `run`: a run
+    asked for during a run waits for it ({"run", "rooms_done", "rooms_total", "joined", ...}).
+    `report` is there once `run` has finished.
+    """
+
+    run: int
+    state: str  # one of RUN_STATES
+    progress: Mapping[str, int | None]
+    report: Mapping[str, int] | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished"
+
+
+def parse_reconcile_status(response: Response) -> ReconcileStatus:
+    body = ok_json(response)
+    run, state, progress = body.get("run"), body.get("state"), body.get("progress", {})
+    if not (
+        isinstance(run, int)
+        and state in RUN_STATES
+        and isinstance(progress, dict)
+        and all(n is None or isinstance(n, int) for n in progress.values())
+    ):
+        raise Unexpected(response, "no reconcile run status")
+    report = parse_reconcile(response) if state == "finished" else None
+    return ReconcileStatus(run, str(state), progress, report)
 
 
 def parse_link_codes(response: Response) -> tuple[list[IssuedCode], list[SkippedPerson]]:

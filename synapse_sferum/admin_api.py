@@ -93,6 +93,7 @@ class AdminApi:
             ("accounts", self._issue_accounts),
             ("accounts-reset", self._reset_accounts),
             ("reconcile", self._reconcile),
+            ("reconcile-status", self._reconcile_status),
             ("link-codes", self._issue_link_codes),
             ("who", self._who),
             ("rtc-facts", self._rtc_facts),
@@ -236,8 +237,27 @@ class AdminApi:
         }
 
     async def _reconcile(self, request: Any) -> tuple[int, Any]:
-        report = await self._provisioner.reconcile_now()
-        return 200, {"reconcile": report.to_json()}
+        """Starts a run (or joins the one already waiting to start) and answers at once with
+        its number and where it is: a school's first run takes minutes, longer than a client
+        should hold a request open; `reconcile-status` follows it."""
+        return 200, self._run_status(self._provisioner.request())
+
+    async def _reconcile_status(self, request: Any) -> tuple[int, Any]:
+        """Where run {"run": n} is; its report ("reconcile") once it has finished."""
+        run = json_object(request).get("run")
+        if isinstance(run, bool) or not isinstance(run, int):
+            raise SynapseError(400, 'body must be {"run": run number}', Codes.INVALID_PARAM)
+        return 200, self._run_status(run)
+
+    def _run_status(self, run: int) -> dict[str, Any]:
+        status = self._provisioner.status(run)
+        if status is None:
+            raise SynapseError(
+                404,
+                f"no reconcile run {run} was asked for since the server started",
+                Codes.NOT_FOUND,
+            )
+        return status
 
     async def _rooms(self, request: Any) -> tuple[int, Any]:
         """Room IDs of provisioned rooms by their names in the alias scheme ({"aliases": [...]}).

@@ -64,6 +64,7 @@ class SferumModule:
             clock,
             departures,
             config.calls.public_url,
+            config.provisioning.rooms_at_once,
         )
         api.register_ratelimit_callbacks(
             get_ratelimit_override_for_user=self.provisioner.ratelimit_override

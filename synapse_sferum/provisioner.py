@@ -2,13 +2,15 @@
 
 The plan is pure (policy.provisioning); this module only reads room state and sends the events
 that close the gap, as the platform's bot. Runs after each import and periodically; runs never
-overlap, and a request during a run makes one more run afterwards.
+overlap, and a request during a run makes one more run afterwards. Within a run, up to
+`rooms_at_once` rooms are worked on side by side: Synapse orders the events of one room, not
+those of different rooms, so a school's hundreds of rooms fill in together.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -37,6 +39,8 @@ RATE_LIMIT_RETRIES = 5
 # (1.163, api/ratelimiting.py): a limit too high to reach is what works.
 UNLIMITED = RatelimitOverride(per_second=1_000_000.0, burst_count=1_000_000)
 
+StateContents = Mapping[tuple[str, str], Any]  # a room's state: contents by (type, state key)
+
 
 @attrs.define
 class ReconcileReport:
@@ -49,6 +53,28 @@ class ReconcileReport:
 
     def to_json(self) -> dict[str, int]:
         return attrs.asdict(self)
+
+
+@attrs.define
+class RunProgress:
+    """How far one run has come, for the admin API to show while it goes."""
+
+    run: int
+    started_ms: int
+    rooms_total: int = 0
+    rooms_done: int = 0
+    finished_ms: int | None = None
+    report: ReconcileReport = attrs.Factory(ReconcileReport)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "started_ms": self.started_ms,
+            "finished_ms": self.finished_ms,
+            "rooms_total": self.rooms_total,
+            "rooms_done": self.rooms_done,
+            **self.report.to_json(),
+        }
 
 
 class Provisioner:
@@ -67,6 +93,7 @@ class Provisioner:
         clock: Clock,
         departures: Departures | None = None,
         calls_url: str | None = None,
+        rooms_at_once: int = 8,
     ):
         self._api = api
         self._clock = clock
@@ -75,12 +102,14 @@ class Provisioner:
         self._bot = bot_user_id
         self._partner_servers = partner_servers
         self._calls_url = calls_url  # where browsers reach the SFU; None: no SFU, no call widget
+        self._rooms_at_once = rooms_at_once
         self._running = False
         self._pending = False
         self._requested = 0  # runs asked for
         self._started = 0  # runs begun (each covers every request made before it)
         self._finished = 0
         self.last_report = ReconcileReport()
+        self._progress: RunProgress | None = None  # the run going now, or the last one
         self._names_to_check: set[str] = set()
 
     def request(self, check_names_of: Iterable[str] = ()) -> int:
@@ -96,31 +125,41 @@ class Provisioner:
             self._api.run_as_background_process("sferum_reconcile", self._drain)
         return self._requested
 
-    async def reconcile_now(self) -> ReconcileReport:
-        """Requests a run and waits until it has finished."""
-        wanted = self.request()
-        while self._finished < wanted:
-            await self._api.sleep(0.05)
-        return self.last_report
+    def status(self, run: int) -> dict[str, Any] | None:
+        """Where run `run` is, the progress of the run going now (or the last one), and once
+        `run` has finished, the report that covers it; None for a run nobody asked for."""
+        state = policy.run_state(run, self._requested, self._started, self._finished)
+        if state is None:
+            return None
+        answer: dict[str, Any] = {"run": run, "state": state.value}
+        if self._progress is not None:
+            answer["progress"] = self._progress.to_json()
+        if state is policy.RunState.FINISHED:
+            answer["reconcile"] = self.last_report.to_json()
+        return answer
 
     async def _drain(self) -> None:
         try:
             while self._pending:
                 self._pending = False
                 self._started += 1
-                began = self._clock.seconds()
+                progress = RunProgress(self._started, self._clock.ms())
+                self._progress = progress
                 try:
-                    self.last_report = await self._reconcile_once()
+                    await self._reconcile_once(progress)
                 except Exception:
                     logger.exception("synapse_sferum: reconcile failed")
-                    self.last_report = ReconcileReport(failures=1)
-                metrics.record_reconcile(self.last_report.to_json(), self._clock.seconds() - began)
+                    progress.report.failures += 1
+                progress.finished_ms = self._clock.ms()
+                self.last_report = progress.report
+                seconds = (progress.finished_ms - progress.started_ms) / 1000
+                metrics.record_reconcile(self.last_report.to_json(), seconds)
                 self._finished = self._started
         finally:
             self._running = False
 
-    async def _reconcile_once(self) -> ReconcileReport:
-        report = ReconcileReport()
+    async def _reconcile_once(self, progress: RunProgress) -> None:
+        report = progress.report
         await self._unpublish_person_aliases()
         if self._departures is not None:
             report.deactivated, report.failures = await self._departures.deactivate_due()
@@ -128,24 +167,70 @@ class Provisioner:
         snapshot = await self._directory.snapshot()
         links = await self._directory.all_links()
         pairs = guardianship_pairs(snapshot.people)
-        planned: set[RoomKey] = set()
+        plans: dict[RoomKey, tuple[policy.RoomPlan, str]] = {}
         for org in org_views(snapshot, pairs, self._directory.today()):
-            plans = policy.desired_rooms(org, links)
-            # Spaces first, so that children can be linked to them.
-            for plan in sorted(plans, key=lambda p: not p.is_space):
-                if plan.key in planned:
-                    continue  # a person's own room, planned by their first school already
-                planned.add(plan.key)
-                try:
-                    await self._apply_plan(plan, org.org_id, report)
-                except Exception:
-                    report.failures += 1
-                    logger.exception("synapse_sferum: provisioning %s failed", plan.key)
-        for key, room_id in (await self._directory.all_rooms()).items():
-            if key not in planned:
-                await self._sync_members(room_id, frozenset(), report)
+            for plan in policy.desired_rooms(org, links):
+                # a person's own room is planned by their first school only
+                plans.setdefault(plan.key, (plan, org.org_id))
+        # The rooms made so far, read once; the rooms this run makes join them as it goes.
+        known = await self._directory.all_rooms()
+        unplanned = [room_id for key, room_id in known.items() if key not in plans]
+        waves = policy.provisioning_waves([plan for plan, _ in plans.values()])
+        progress.rooms_total = len(plans) + len(unplanned)
+        for wave in waves:
+            await self._side_by_side(
+                self._applying(plan, plans[plan.key][1], known, progress) for plan in wave
+            )
+        await self._side_by_side(self._emptying(room_id, progress) for room_id in unplanned)
         logger.info("synapse_sferum: reconcile done: %s", report.to_json())
-        return report
+
+    async def _applying(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        known: dict[RoomKey, str],
+        progress: RunProgress,
+    ) -> None:
+        try:
+            await self._apply_plan(plan, org_id, known, progress.report)
+        except Exception:
+            progress.report.failures += 1
+            logger.exception("synapse_sferum: provisioning %s failed", plan.key)
+        progress.rooms_done += 1
+
+    async def _emptying(self, room_id: str, progress: RunProgress) -> None:
+        """A room no longer planned (a class gone from the roster): everyone but the bot out."""
+        try:
+            await self._directory.set_planned_members(room_id, frozenset())
+            state = await self._api.get_room_state(room_id, [(matrix.MEMBER, None)])
+            await self._sync_members(room_id, frozenset(), _contents(state), progress.report)
+        except Exception:
+            progress.report.failures += 1
+            logger.exception("synapse_sferum: emptying %s failed", room_id)
+        progress.rooms_done += 1
+
+    async def _side_by_side(self, jobs: Iterator[Awaitable[None]]) -> None:
+        """Runs the jobs, `rooms_at_once` at a time, and returns when all are done.
+
+        Each worker is one of Synapse's background processes taking the next job in turn (all
+        on the reactor thread, so no lock); ModuleApi has no way to await several at once, so
+        the caller looks every 50 ms whether the workers are through. A job handles its own
+        errors.
+        """
+        through = 0
+
+        async def worker() -> None:
+            nonlocal through
+            try:
+                for job in jobs:
+                    await job
+            finally:
+                through += 1
+
+        for _ in range(self._rooms_at_once):
+            self._api.run_as_background_process("sferum_reconcile_rooms", worker)
+        while through < self._rooms_at_once:
+            await self._api.sleep(0.05)
 
     async def _unpublish_person_aliases(self) -> None:
         """Once: takes the aliases of rooms of one person (diaries) out of the directory.
@@ -192,26 +277,73 @@ class Provisioner:
             report.state_updates += 1
 
     async def _apply_plan(
-        self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        known: dict[RoomKey, str],
+        report: ReconcileReport,
     ) -> None:
-        room_id = await self._ensure_room(plan, org_id, report)
-        await self._sync_power_levels(room_id, plan, report)
-        # What the room is and what it is called: mended when missing, emptied (a redaction
-        # leaves next to nothing) or changed by anyone but the platform.
-        await self._sync_state(
-            room_id, EventType.ROOM_KIND, "", self._kind_content(plan.key, org_id), report
+        """`known`: the room IDs of the run by key, made in earlier waves included."""
+        parent_id = None if plan.parent is None else known.get(plan.parent)
+        room_id = known.get(plan.key) or await self._make_room(
+            plan, org_id, parent_id, known, report
         )
-        await self._sync_state(room_id, matrix.NAME, "", {"name": plan.name}, report)
-        await self._sync_state(room_id, matrix.TOPIC, "", {"topic": plan.topic}, report)
-        await self._sync_call_widget(room_id, plan, report)
+        # One read of the room's whole state serves every comparison below, members included.
+        # What the room is, what it is called, its widgets and space: mended when missing,
+        # emptied (a redaction leaves next to nothing) or changed by anyone but the platform.
+        current = _contents(await self._api.get_room_state(room_id))
+        wanted = self._wanted_state(plan, org_id, room_id, parent_id, known, current)
+        for (event_type, state_key), content in wanted.items():
+            if current.get((event_type, state_key)) != content:
+                await self._send_state(room_id, event_type, state_key, content)
+                report.state_updates += 1
+        if parent_id is not None:
+            await self._link_from_space(parent_id, room_id, report)
+        await self._directory.set_planned_members(room_id, plan.members)
+        await self._sync_members(
+            room_id, plan.members, current, report, admits_partners=plan.federate
+        )
+
+    def _wanted_state(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        room_id: str | None,
+        parent_id: str | None,
+        known: Mapping[RoomKey, str],
+        current: StateContents,
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The platform's state of the room, by (type, state key), for `current` (empty for a
+        room about to be made, whose ID is not known yet)."""
+        wanted: dict[tuple[str, str], dict[str, Any]] = {
+            (matrix.POWER_LEVELS, ""): policy.power_levels(
+                plan, self._bot, current.get((matrix.POWER_LEVELS, ""))
+            ),
+            (EventType.ROOM_KIND, ""): self._kind_content(plan.key, org_id),
+            (matrix.NAME, ""): {"name": plan.name},
+            (matrix.TOPIC, ""): {"topic": plan.topic},
+        }
+        # The SFU's call page as a widget. A class news room's names the broadcast room, made
+        # in an earlier wave of the run (policy.provisioning_waves); should that have failed,
+        # the next run puts it in.
+        call_room_id = None
+        if plan.call is not None:
+            call_room_id = room_id if plan.call == plan.key else known.get(plan.call)
+        if call_room_id is not None:
+            wanted[matrix.WIDGETS, WidgetId.CALL] = policy.call_widget(
+                plan, call_room_id, self._calls_url
+            )
+        elif plan.archived and current.get((matrix.WIDGETS, WidgetId.CALL)):
+            wanted[matrix.WIDGETS, WidgetId.CALL] = {}  # no calls in an archived class: emptied
         if plan.key.kind is RoomKind.STAFF:  # the page of invite links, for class teachers
-            wanted = invites_widget(self._api.public_baseurl)
-            await self._sync_state(room_id, matrix.WIDGETS, WidgetId.INVITES, wanted, report)
-        if plan.parent is not None:
-            parent_id = await self._directory.room_id(plan.parent)
-            if parent_id is not None:
-                await self._link_space(parent_id, room_id, report)
-        await self._sync_members(room_id, plan.members, report, admits_partners=plan.federate)
+            wanted[matrix.WIDGETS, WidgetId.INVITES] = invites_widget(self._api.public_baseurl)
+        if parent_id is not None:
+            wanted[matrix.SPACE_PARENT, parent_id] = {**self._via, "canonical": True}
+        return wanted
+
+    @property
+    def _via(self) -> dict[str, list[str]]:
+        return {"via": [self._api.server_name]}
 
     def _kind_content(self, key: RoomKey, org_id: str) -> dict[str, str]:
         content = {"kind": key.kind.value, "org": org_id}
@@ -221,52 +353,66 @@ class Provisioner:
             content["person"] = key.scope_id
         return content
 
-    async def _ensure_room(
-        self, plan: policy.RoomPlan, org_id: str, report: ReconcileReport
+    async def _make_room(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        parent_id: str | None,
+        known: dict[RoomKey, str],
+        report: ReconcileReport,
     ) -> str:
-        room_id = await self._directory.room_id(plan.key)
-        if room_id is not None:
-            return room_id
-        adopted = await self._adoptable_room(plan.key)
-        if adopted is not None:
-            room_id = adopted
-        else:
-            creation_content: dict[str, Any] = {"m.federate": plan.federate}
-            if plan.is_space:
-                creation_content["type"] = "m.space"
-            alias = (
-                {"room_alias_name": plan.key.alias_localpart()}
-                if plan.key.kind.published_alias
-                else {}
-            )
-            room_id, _ = await self._api.create_room(
-                self._bot,
-                {
-                    "preset": "private_chat",
-                    "visibility": "private",
-                    "name": plan.name,
-                    "topic": plan.topic,
-                    **alias,
-                    "creation_content": creation_content,
-                    "initial_state": [
-                        {
-                            "type": EventType.ROOM_KIND,
-                            "state_key": "",
-                            "content": self._kind_content(plan.key, org_id),
-                        },
-                        {"type": matrix.GUEST_ACCESS, "content": {"guest_access": "forbidden"}},
-                        {
-                            "type": matrix.HISTORY_VISIBILITY,
-                            "content": {"history_visibility": "shared"},
-                        },
-                    ],
-                    "power_level_content_override": policy.power_levels(plan, self._bot, None),
-                },
-                ratelimit=False,
-                creator_join_profile={"displayname": BOT_DISPLAY_NAME},
-            )
+        """The room the plan's key has none of yet: adopted if it exists, else created."""
+        room_id = await self._adoptable_room(plan.key)
+        if room_id is None:
+            room_id = await self._create_room(plan, org_id, parent_id, known)
             report.rooms_created += 1
         await self._directory.record_room(plan.key, room_id)
+        known[plan.key] = room_id
+        return room_id
+
+    async def _create_room(
+        self,
+        plan: policy.RoomPlan,
+        org_id: str,
+        parent_id: str | None,
+        known: Mapping[RoomKey, str],
+    ) -> str:
+        """Makes the room with all its planned state in Synapse's one batch of creation events
+        (name and topic too, exactly as planned: Synapse's own `topic` adds `m.topic`, which
+        the comparison would then send again)."""
+        creation_content: dict[str, Any] = {"m.federate": plan.federate}
+        if plan.is_space:
+            creation_content["type"] = "m.space"
+        alias = (
+            {"room_alias_name": plan.key.alias_localpart()}
+            if plan.key.kind.published_alias
+            else {}
+        )
+        planned = self._wanted_state(plan, org_id, None, parent_id, known, {})
+        power_levels = planned.pop((matrix.POWER_LEVELS, ""))
+        room_id, _ = await self._api.create_room(
+            self._bot,
+            {
+                "preset": "private_chat",
+                "visibility": "private",
+                **alias,
+                "creation_content": creation_content,
+                "initial_state": [
+                    {"type": matrix.GUEST_ACCESS, "content": {"guest_access": "forbidden"}},
+                    {
+                        "type": matrix.HISTORY_VISIBILITY,
+                        "content": {"history_visibility": "shared"},
+                    },
+                    *(
+                        {"type": event_type, "state_key": state_key, "content": content}
+                        for (event_type, state_key), content in planned.items()
+                    ),
+                ],
+                "power_level_content_override": power_levels,
+            },
+            ratelimit=False,
+            creator_join_profile={"displayname": BOT_DISPLAY_NAME},
+        )
         return room_id
 
     async def _adoptable_room(self, key: RoomKey) -> str | None:
@@ -282,80 +428,35 @@ class Provisioner:
         logger.warning("synapse_sferum: adopting existing room %s for %s", room_id, alias)
         return room_id
 
-    async def _state_content(self, room_id: str, event_type: str, state_key: str) -> Any:
-        state = await self._api.get_room_state(room_id, [(event_type, state_key)])
-        event = state.get((event_type, state_key))
-        return event.content if event is not None else None
-
     async def _send_state(
         self, room_id: str, event_type: str, state_key: str, content: dict[str, Any]
     ) -> None:
         await send_event(self._api, self._bot, room_id, event_type, content, state_key=state_key)
 
-    async def _sync_power_levels(
-        self, room_id: str, plan: policy.RoomPlan, report: ReconcileReport
+    async def _link_from_space(
+        self, parent_id: str, child_id: str, report: ReconcileReport
     ) -> None:
-        current = await self._state_content(room_id, matrix.POWER_LEVELS, "")
-        wanted = policy.power_levels(plan, self._bot, current)
-        if current != wanted:
-            await self._send_state(room_id, matrix.POWER_LEVELS, "", wanted)
-            report.state_updates += 1
-
-    async def _sync_call_widget(
-        self, room_id: str, plan: policy.RoomPlan, report: ReconcileReport
-    ) -> None:
-        """The SFU's call page as a widget: set once when a room is made, mended when it differs.
-
-        A class news room's widget names the broadcast room, made earlier in the same run (the
-        school's rooms come first); should that have failed, the next run puts the widget in.
-        """
-        if plan.call is None:
-            if plan.archived and await self._state_content(room_id, matrix.WIDGETS, WidgetId.CALL):
-                # an archived class has no calls: its widget goes, emptied
-                await self._send_state(room_id, matrix.WIDGETS, WidgetId.CALL, {})
-                report.state_updates += 1
-            return
-        call_room_id = (
-            room_id if plan.call == plan.key else await self._directory.room_id(plan.call)
+        """The space's `m.space.child` for the room (its `m.space.parent` is the room's own)."""
+        in_parent = _contents(
+            await self._api.get_room_state(parent_id, [(matrix.SPACE_CHILD, child_id)])
         )
-        if call_room_id is None:
-            return
-        wanted = policy.call_widget(plan, call_room_id, self._calls_url)
-        await self._sync_state(room_id, matrix.WIDGETS, WidgetId.CALL, wanted, report)
-
-    async def _link_space(self, parent_id: str, child_id: str, report: ReconcileReport) -> None:
-        via = {"via": [self._api.server_name]}
-        await self._sync_state(parent_id, matrix.SPACE_CHILD, child_id, via, report)
-        await self._sync_state(
-            child_id, matrix.SPACE_PARENT, parent_id, {**via, "canonical": True}, report
-        )
-
-    async def _sync_state(
-        self,
-        room_id: str,
-        event_type: str,
-        state_key: str,
-        wanted: dict[str, Any],
-        report: ReconcileReport,
-    ) -> None:
-        """Sends the state unless the room has exactly this content already."""
-        if await self._state_content(room_id, event_type, state_key) != wanted:
-            await self._send_state(room_id, event_type, state_key, wanted)
+        if in_parent.get((matrix.SPACE_CHILD, child_id)) != self._via:
+            await self._send_state(parent_id, matrix.SPACE_CHILD, child_id, self._via)
             report.state_updates += 1
 
     async def _sync_members(
         self,
         room_id: str,
         wanted: frozenset[str],
+        current: StateContents,
         report: ReconcileReport,
         admits_partners: bool = False,
     ) -> None:
-        await self._directory.set_planned_members(room_id, wanted)
-        state = await self._api.get_room_state(room_id, [(matrix.MEMBER, None)])
         by_membership: dict[str, set[str]] = {"join": set(), "invite": set()}
-        for (event_type, user_id), event in state.items():
-            if event_type == matrix.MEMBER and event.membership in by_membership:
-                by_membership[event.membership].add(user_id)
+        for (event_type, user_id), content in current.items():
+            membership = content.get("membership")
+            if event_type == matrix.MEMBER and membership in by_membership:
+                by_membership[membership].add(user_id)
         present = by_membership["join"] | by_membership["invite"]
         partners = frozenset(
             user_id
@@ -418,3 +519,8 @@ class Provisioner:
                     retry_after_ms,
                 )
             await self._api.sleep(min(retry_after_ms, 30_000) / 1000)
+
+
+def _contents(state: Mapping[tuple[str, str], Any]) -> dict[tuple[str, str], Any]:
+    """Contents of the state events ModuleApi.get_room_state gives, by (type, state key)."""
+    return {key: event.content for key, event in state.items()}

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
-from sferum_shared.adminapi import parse_reconcile
 from synapse_sferum.ctl import backup, demo, diary, news, params, person, services, sheet, systemd
 from synapse_sferum.ctl.accounts import (
     account_lines,
@@ -26,12 +25,12 @@ from synapse_sferum.ctl.accounts import (
     issue_accounts,
     reset_accounts,
 )
-from synapse_sferum.ctl.adminapi import call, parsed
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deploy import init
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.errors import EXIT_NOT_RUNNING, CtlError
 from synapse_sferum.ctl.linkcodes import issue_link_codes
+from synapse_sferum.ctl.reconcile import reconcile
 from synapse_sferum.ctl.rooms import upgrade_room
 from synapse_sferum.ctl.roster import import_roster
 from synapse_sferum.ctl.stickers import import_stickers
@@ -253,7 +252,10 @@ def _rooms_upgrade(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    report = parsed(parse_reconcile, call(Deployment(args.dir), lambda api: api.reconcile()))
+    status = reconcile(Deployment(args.dir), wait=not args.no_wait, say=say)
+    if status.report is None:  # --no-wait: the run goes on in the server
+        return 0
+    report = status.report
     _say_lines(format_table(["change", "count"], [[k, v] for k, v in report.items()]))
     if report.get("failures"):
         _say_lines(["some changes failed; the server's log says why"])
@@ -441,11 +443,17 @@ def _parser() -> argparse.ArgumentParser:
         "--version", help="the room version (default: the server's default_room_version)"
     )
 
-    command(
+    p = command(
         "reconcile",
         _reconcile,
         "bring rooms and memberships in line with the directory "
-        "now (the server also does this after imports and every few minutes)",
+        "now (the server also does this after imports and every few minutes); "
+        "prints the run's progress and, when it has finished, its report",
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="only start the run (or join the one about to start) and print its number",
     )
 
     accounts = commands.add_parser("accounts", help="accounts of people").add_subparsers(

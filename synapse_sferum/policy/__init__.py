@@ -41,10 +41,13 @@ from synapse_sferum.policy.provisioning import (
     OrgView,
     PupilView,
     RoomPlan,
+    RunState,
     call_widget,
     desired_rooms,
     membership_changes,
     power_levels,
+    provisioning_waves,
+    run_state,
 )
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "PupilView",
     "Reason",
     "RoomPlan",
+    "RunState",
     "asserted_role",
     "call_widget",
     "desired_rooms",
@@ -79,7 +83,9 @@ __all__ = [
     "may_use_avatar",
     "membership_changes",
     "power_levels",
+    "provisioning_waves",
     "real_profile",
     "refuse",
     "room_may_federate",
+    "run_state",
 ]

@@ -7,7 +7,8 @@ Synapse API. Each room's members follow from "circles" of people around what the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import enum
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -331,3 +332,49 @@ def membership_changes(
         to_join=to_join,
         to_remove=(current_joined | current_invited) - desired - keep - {bot},
     )
+
+
+def provisioning_waves(plans: Sequence[RoomPlan]) -> list[list[RoomPlan]]:
+    """The plans in waves that may each be applied all at once, in their given order within one.
+
+    A room comes in a wave after the rooms it names, when they are planned too: its space
+    (`parent`: linked from the space, so the space must exist) and the room whose call its
+    widget joins (`call`: the widget names that room's ID). Everything else goes first, so
+    rooms of different schools and classes are reconciled side by side.
+    """
+    by_key = {plan.key: plan for plan in plans}
+    waves: dict[RoomKey, int] = {}
+
+    def wave(plan: RoomPlan) -> int:
+        if plan.key not in waves:
+            needs = [
+                by_key[key]
+                for key in (plan.parent, plan.call)
+                if key is not None and key != plan.key and key in by_key
+            ]
+            waves[plan.key] = max((wave(need) + 1 for need in needs), default=0)
+        return waves[plan.key]
+
+    grouped: dict[int, list[RoomPlan]] = {}
+    for plan in plans:
+        grouped.setdefault(wave(plan), []).append(plan)
+    return [grouped[n] for n in sorted(grouped)]
+
+
+class RunState(enum.Enum):
+    QUEUED = "queued"  # asked for; starts when the run going now ends
+    RUNNING = "running"
+    FINISHED = "finished"  # it, or a later run that covers it, has finished
+
+
+def run_state(asked: int, requested: int, started: int, finished: int) -> RunState | None:
+    """Where run number `asked` is, from the provisioner's counters; None: no such run (yet).
+
+    Runs are numbered from 1 as they start; a request gets the number of the next run to start,
+    and a run that finishes answers for every earlier number too.
+    """
+    if not 1 <= asked <= max(requested, started):
+        return None
+    if asked <= finished:
+        return RunState.FINISHED
+    return RunState.RUNNING if asked <= started else RunState.QUEUED

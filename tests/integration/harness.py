@@ -368,10 +368,18 @@ class Deployment:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
-    def reconcile(self, timeout: float = 120) -> dict[str, int]:
-        """Reconciles now; `timeout` only guards against a hang (a first reconcile provisions
-        every room of the roster, which takes minutes on a loaded machine)."""
-        report: dict[str, int] = self.admin("reconcile", {}, timeout)["reconcile"]
+    def reconcile(self, timeout: float = 600) -> dict[str, int]:
+        """Starts a run (the API answers at once) and waits for its report; `timeout` only
+        guards against a hang (a first reconcile provisions every room of the roster, which
+        takes minutes on a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        status = self.admin("reconcile", {})
+        while status["state"] != "finished":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the reconcile did not finish in {timeout} s: {status}")
+            time.sleep(0.1)
+            status = self.admin("reconcile-status", {"run": status["run"]})
+        report: dict[str, int] = status["reconcile"]
         return report
 
     def issue(self, *person_ids: str) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,8 @@ import asyncio
 import csv
 import io
 import json
+import re
+import time
 import urllib.parse
 from datetime import date, timedelta
 from pathlib import Path
@@ -545,6 +547,41 @@ async def test_pupil_moved_to_another_class_changes_class_chat(
     # and back, so other tests see the shipped roster
     sferumctl("roster", "import", str(school.deployment.dir), str(demo_roster_folder()))
     school.deployment.reconcile()
+
+
+def test_the_admin_api_and_sferumctl_answer_while_a_reconcile_runs(school: School) -> None:
+    """A run held at its rooms (PostgreSQL's lock on their planned members, taken from outside)
+    is shown running by the API and by `sferumctl reconcile --no-wait`; let go, it finishes and
+    `sferumctl reconcile` prints the report of the run it joined."""
+    deployment = school.deployment
+    if deployment.database == "sqlite":
+        pytest.skip("a table lock held from outside the server needs PostgreSQL")
+    import psycopg2
+
+    held = psycopg2.connect(deployment.database)
+    try:
+        with held.cursor() as cursor:
+            cursor.execute("LOCK TABLE sferum_room_members IN ACCESS EXCLUSIVE MODE")
+        run = deployment.admin("reconcile", {})["run"]
+        status = deployment.admin("reconcile-status", {"run": run})
+        for _ in range(600):  # until the run is at its rooms, where the lock holds it
+            progress = status.get("progress", {})
+            if progress.get("run") == run and progress["rooms_total"] > 0:
+                break
+            time.sleep(0.1)
+            status = deployment.admin("reconcile-status", {"run": run})
+        assert status["state"] == "running", status
+        assert status["progress"]["rooms_done"] < status["progress"]["rooms_total"], status
+        assert "reconcile" not in status
+        out = sferumctl("reconcile", str(deployment.dir), "--no-wait").stdout
+        assert out.startswith(f"run {run + 1}: queued, after run {run} (rooms "), out
+    finally:
+        held.close()  # rolls back: the lock goes
+    waited = sferumctl("reconcile", str(deployment.dir)).stdout.splitlines()
+    # run + 1 if it had not started yet (joined), else the one after it
+    assert re.fullmatch(rf"run ({run + 1}|{run + 2}): finished", waited[-8]), waited
+    assert waited[-7:-6] == ["change         count"] and waited[-1].split() == ["failures", "0"]
+    assert deployment.admin("reconcile-status", {"run": run})["state"] == "finished"
 
 
 # -- a promoted class keeps its rooms --------------------------------------------------------

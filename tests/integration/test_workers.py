@@ -103,7 +103,7 @@ def cluster(
         # The pupils the tests sign in as: every other account only adds provisioning time.
         accounts = deployment.issue(*_pupils(demo_roster))
         # Every event of the first provisioning goes through the event persister.
-        report = deployment.reconcile(timeout=600)
+        report = deployment.reconcile()
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield Cluster(deployment, demo_roster, accounts)
     finally:

@@ -7,6 +7,7 @@ the provisioner makes, so that a second run sees what the first one left.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from synapse.module_api.errors import SynapseError
 
 from sferum_shared import ManualClock, matrix
 from sferum_shared.rooms import RoomKey, RoomKind, Scope
-from sferum_shared.vocabulary import EventType
+from sferum_shared.vocabulary import EventType, WidgetId
 from synapse_sferum import policy
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
@@ -79,8 +80,11 @@ class Rooms:
         state["m.room.power_levels", ""] = StateEvent(
             user_id, config["power_level_content_override"]
         )
-        state[matrix.NAME, ""] = StateEvent(user_id, {"name": config["name"]})
-        state[matrix.TOPIC, ""] = StateEvent(user_id, {"topic": config["topic"]})
+        if "name" in config:
+            state[matrix.NAME, ""] = StateEvent(user_id, {"name": config["name"]})
+        if "topic" in config:  # as Synapse 1.163 writes it, with the extensible `m.topic`
+            topic = {"topic": config["topic"], "m.topic": [{"body": config["topic"]}]}
+            state[matrix.TOPIC, ""] = StateEvent(user_id, topic)
         for event in config["initial_state"]:
             state[event["type"], event.get("state_key", "")] = StateEvent(
                 user_id, event["content"]
@@ -91,12 +95,13 @@ class Rooms:
         return room_id, f"#{alias}:{SERVER}"
 
     async def get_room_state(
-        self, room_id: str, event_filter: list[tuple[str, str | None]]
+        self, room_id: str, event_filter: list[tuple[str, str | None]] | None = None
     ) -> dict[tuple[str, str], StateEvent]:
         return {
             (event_type, state_key): event
             for (event_type, state_key), event in self.state[room_id].items()
-            if any(t == event_type and k in (None, state_key) for t, k in event_filter)
+            if event_filter is None
+            or any(t == event_type and k in (None, state_key) for t, k in event_filter)
         }
 
     async def send(self, event: dict[str, Any]) -> Any:
@@ -137,10 +142,12 @@ class Harness:
         self.api = api
         self.rooms = Rooms(api)
         api.public_baseurl = f"https://{SERVER}/"
-        self.background: list[tuple[Any, tuple[Any, ...]]] = []
+        # Background processes run as tasks on the test's loop, side by side as in Synapse.
+        self.background: list[asyncio.Task[Any]] = []
         api.run_as_background_process.side_effect = lambda desc, f, *args: self.background.append(
-            (f, args)
+            asyncio.ensure_future(f(*args))
         )
+        api.sleep.side_effect = asyncio.sleep
         self.directory = DirectoryService(api, sferum_config(), clock)
         departures = (
             None if grace_hours is None else Departures(api, self.directory, clock, grace_hours)
@@ -152,8 +159,7 @@ class Harness:
     async def reconcile(self, check_names_of: tuple[str, ...] = ()) -> ReconcileReport:
         self.provisioner.request(check_names_of)
         while self.background:
-            f, args = self.background.pop(0)
-            await f(*args)
+            await self.background.pop(0)
         return self.provisioner.last_report
 
     async def plans(self) -> dict[RoomKey, policy.RoomPlan]:
@@ -233,6 +239,29 @@ async def test_a_first_reconcile_makes_each_planned_room_once_as_planned(
     assert {
         c.kwargs["creator_join_profile"]["displayname"] for c in api.create_room.await_args_list
     } == {"Школьная платформа"}
+
+
+async def test_a_room_is_made_with_its_state_and_only_what_names_it_is_sent_after(
+    school: Harness,
+) -> None:
+    """Creation carries the room's whole planned state in one batch; sent afterwards are only
+    the spaces' links to their rooms and the call widget of a room that calls in itself, which
+    name room IDs not known before the room exists."""
+    plans = await school.plans()
+    await school.reconcile()
+    expected = [
+        (await school.room_id(plan.parent), matrix.SPACE_CHILD, await school.room_id(key))
+        for key, plan in plans.items()
+        if plan.parent is not None
+    ] + [
+        (await school.room_id(key), matrix.WIDGETS, WidgetId.CALL)
+        for key, plan in plans.items()
+        if plan.call == key
+    ]
+    sent = [
+        (room_id, event_type, state_key) for room_id, event_type, state_key, _ in school.sent()
+    ]
+    assert sorted(sent) == sorted(expected)
 
 
 async def test_a_second_reconcile_with_nothing_changed_sends_nothing(
@@ -323,7 +352,8 @@ async def test_a_room_that_fails_is_counted_and_the_others_are_made(school: Harn
     report = await school.reconcile()
     assert report.failures == 0 and report.rooms_created == 1
     [made] = school.api.create_room.await_args_list
-    assert made.args[1]["name"] == plans[failing].name
+    [name] = [e["content"] for e in made.args[1]["initial_state"] if e["type"] == matrix.NAME]
+    assert name == {"name": plans[failing].name}
 
 
 async def test_a_membership_that_fails_is_counted_and_the_others_are_made(

@@ -26,10 +26,12 @@ from sferum_shared.adminapi import (
     parse_accounts,
     parse_news_post,
     parse_reconcile,
+    parse_reconcile_status,
     parse_roster_counts,
     parse_upgraded_room,
 )
 from sferum_shared.http import Response
+from synapse_sferum.ctl import reconcile as ctl_reconcile
 from synapse_sferum.ctl.adminapi import Rejected, parsed
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
@@ -227,6 +229,7 @@ class FakeApi:
     port: int
     status: int = 200
     body: Any = attrs.field(factory=dict)
+    then: list[Any] = attrs.field(factory=list)  # bodies of the next answers, before `body`
     requests: list[tuple[str, dict[str, str], bytes]] = attrs.field(factory=list)
 
 
@@ -238,7 +241,7 @@ def api() -> Iterator[FakeApi]:
         def do_POST(self) -> None:
             length = int(self.headers["Content-Length"])
             fake.requests.append((self.path, dict(self.headers), self.rfile.read(length)))
-            payload = json.dumps(fake.body).encode()
+            payload = json.dumps(fake.then.pop(0) if fake.then else fake.body).encode()
             self.send_response(fake.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -459,6 +462,44 @@ def test_reconcile_request_and_report() -> None:
     assert parsed(parse_reconcile, reply(200, {"reconcile": report})) == report
     with pytest.raises(CtlError):
         parsed(parse_reconcile, reply(200, {"reconcile": "done"}))
+    status = API.reconcile_status(3)
+    assert (status.method, status.url) == ("POST", f"{PREFIX}/reconcile-status")
+    assert json.loads(status.body or b"") == {"run": 3}
+
+
+PROGRESS = {"run": 2, "started_ms": 5, "finished_ms": None, "rooms_total": 9, "rooms_done": 4}
+REPORT = {"rooms_created": 2, "state_updates": 1, "joined": 5, "removed": 0, "failures": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"run": 3, "state": "queued"}, (3, "queued", {}, None)),
+        ({"run": 2, "state": "running", "progress": PROGRESS}, (2, "running", PROGRESS, None)),
+        (
+            {"run": 2, "state": "finished", "progress": PROGRESS, "reconcile": REPORT},
+            (2, "finished", PROGRESS, REPORT),
+        ),
+    ],
+)
+def test_reconcile_status(body: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    status = parsed(parse_reconcile_status, reply(200, body))
+    assert (status.run, status.state, status.progress, status.report) == expected
+    assert status.finished == (expected[1] == "finished")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"run": "2", "state": "running"},
+        {"run": 2, "state": "sleeping"},
+        {"run": 2, "state": "running", "progress": {"rooms_done": "4"}},
+        {"run": 2, "state": "finished", "progress": PROGRESS},  # finished without its report
+    ],
+)
+def test_a_bad_reconcile_status_is_unexpected(body: dict[str, Any]) -> None:
+    with pytest.raises(CtlError, match="reconcile"):
+        parsed(parse_reconcile_status, reply(200, body))
 
 
 UPGRADED = {
@@ -583,3 +624,51 @@ def test_news_post(tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[s
     )
     assert code == 1 and "none.html: cannot read the article" in err
     assert len(api.requests) == 2  # nothing sent for a file that cannot be read
+
+
+def test_reconcile_follows_its_run_to_the_report(
+    tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """Asked during run 1, the CLI waits for run 2, printing progress as it changes."""
+    monkeypatch.setattr(ctl_reconcile, "POLL_SECONDS", 0)
+    folder = deployment_at(tmp_path, api.port)
+    first = {**PROGRESS, "run": 1, "joined": 7}
+    api.then = [
+        {"run": 2, "state": "queued", "progress": first},
+        {"run": 2, "state": "queued", "progress": first},
+        {"run": 2, "state": "running", "progress": {**PROGRESS, "joined": 1}},
+    ]
+    api.body = {
+        "run": 2,
+        "state": "finished",
+        "progress": {**PROGRESS, "finished_ms": 9},
+        "reconcile": {**REPORT, "failures": 1},
+    }
+    code, out, err = run(capsys, "reconcile", str(folder))
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [
+        "run 2: queued, after run 1 (rooms 4/9, joined 7, removed 0, failures 0)",
+        "run 2: rooms 4/9, joined 1, removed 0, failures 0",
+        "run 2: finished",
+        "change         count",
+        "rooms_created      2",
+        "state_updates      1",
+        "joined             5",
+        "removed            0",
+        "failures           1",
+        "some changes failed; the server's log says why",
+    ]
+    paths = [path.rsplit("/", 1)[1] for path, _, _ in api.requests]
+    assert paths == ["reconcile", *["reconcile-status"] * 3]
+    assert {json.loads(body)["run"] for _, _, body in api.requests[1:]} == {2}
+
+
+def test_reconcile_no_wait_only_starts_the_run(
+    tmp_path: Path, api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = deployment_at(tmp_path, api.port)
+    api.body = {"run": 4, "state": "running", "progress": {**PROGRESS, "run": 4}}
+    code, out, err = run(capsys, "reconcile", str(folder), "--no-wait")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == ["run 4: rooms 4/9, joined 0, removed 0, failures 0"]
+    assert len(api.requests) == 1
