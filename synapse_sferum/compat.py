@@ -609,8 +609,9 @@ async def upgrade_room(api: ModuleApi, user_id: str, room_id: str, version: str)
 # loads the room's whole state for every event once any module registers a `check_event_allowed`
 # (`context.get_prev_state_ids()` and every one of those events) or an `on_new_event` callback
 # (`get_current_state(room_id)`): O(members) per message in a school space, O(n²) while
-# provisioning one. The public API takes no filter, and no other public callback sees every
-# event (`check_event_for_spam` misses membership events and the module's own sends). So our
+# provisioning one. The public API takes no filter, and no other public callback will do:
+# `check_event_for_spam` (handlers/message.py, non-member events only) never sees a membership
+# event, and cannot replace one with the member's real name and photo. So our
 # callbacks are not put in Synapse's lists: this process's instance gets its two methods wrapped
 # to run ours first, each with the entries it declares (`state_needs`), then Synapse's own for
 # any other module. Every worker loads the module and wraps its own. If the internals are not as
