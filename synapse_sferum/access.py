@@ -17,6 +17,7 @@ from sferum_shared.ids import localpart_of, server_of
 from sferum_shared.model import Member
 from sferum_shared.vocabulary import Key
 from synapse_sferum import compat, policy
+from synapse_sferum.compat import EventCallback, EventVerdict
 from synapse_sferum.config import SferumConfig
 from synapse_sferum.photos import Photos
 from synapse_sferum.policy import polls
@@ -28,11 +29,11 @@ from synapse_sferum.refusals import (
     spam_check_result,
 )
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.state_needs import NO_STATE, StateNeeds, needs
 
 logger = logging.getLogger(__name__)
 
 EXPIRED: bool | None = True
-EventVerdict = tuple[bool, dict[str, Any] | None]
 EventCheck = Callable[[EventBase, StateMap[EventBase]], Awaitable[EventVerdict]]
 EVENT_REFUSAL: EventVerdict = (False, None)
 _STATE_REFUSAL = "The school's rules do not allow this change (see ru.sferum.reason)"
@@ -42,6 +43,17 @@ _NO_GUESTS = {
     "state_key": "",
     "content": {"guest_access": "forbidden"},
 }
+
+
+def event_check_needs(event: EventBase) -> StateNeeds:
+    """What `Gatekeeper.check_event_allowed` reads of the state before the event."""
+    if event.type == matrix.REDACTION:
+        return StateNeeds(redacted=True)
+    if event.is_state():
+        return needs((matrix.MEMBER, event.state_key)) if event.type == matrix.MEMBER else NO_STATE
+    if event.type in (matrix.POLL_START, matrix.POLL_END):
+        return needs((matrix.POWER_LEVELS, ""))
+    return NO_STATE
 
 
 def _create_request(room_config: dict[str, Any]) -> policy.CreateRoomRequest:
@@ -104,8 +116,11 @@ class Gatekeeper:
             add_field_to_unsigned_callback=self.sender_role
         )
         self._photos.register()
+        compat.register_event_callbacks(
+            self._api,
+            check_event_allowed=EventCallback(noting(self.check_event_allowed), event_check_needs),
+        )
         self._api.register_third_party_rules_callbacks(
-            check_event_allowed=noting(self.check_event_allowed),
             on_create_room=self.on_create_room,
             check_visibility_can_be_modified=self.check_visibility_can_be_modified,
         )

@@ -8,24 +8,37 @@ integration tests exercise them against real servers.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
-from collections.abc import Sequence
-from typing import Any, cast
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
+import attrs
 from synapse.api.errors import Codes, StoreError, SynapseError
 from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
 from synapse.events import EventBase
+from synapse.events.snapshot import UnpersistedEventContextBase
 from synapse.handlers.worker_lock import NEW_EVENT_DURING_PURGE_LOCK_NAME
 from synapse.module_api import ModuleApi
+from synapse.module_api.callbacks.third_party_event_rules_callbacks import (
+    ThirdPartyEventRulesModuleApiCallbacks,
+)
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.well_known import ClientWellKnownResource, ServerWellKnownResource
-from synapse.types import RoomAlias, create_requester
+from synapse.storage.controllers.state import StateStorageController
+from synapse.types import RoomAlias, StateMap, create_requester
+from synapse.types.state import StateFilter
+from synapse.util.async_helpers import delay_cancellation
 from synapse.util.clock import Clock
 from twisted.internet import reactor
 from twisted.web.resource import Resource
 
 from sferum_shared.vocabulary import Key, PushRuleId, Reason
 from synapse_sferum.policy.reports import EventReport
+from synapse_sferum.state_needs import NO_STATE, StateNeeds, union
+
+logger = logging.getLogger(__name__)
 
 Txn = Any
 
@@ -590,3 +603,166 @@ async def upgrade_room(api: ModuleApi, user_id: str, room_id: str, version: str)
             requester, room_id, KNOWN_ROOM_VERSIONS[version], None, ratelimit=False
         )
     return new_room_id
+
+
+# Event callbacks with only the state they read. Synapse's ThirdPartyEventRulesModuleApiCallbacks
+# loads the room's whole state for every event once any module registers a `check_event_allowed`
+# (`context.get_prev_state_ids()` and every one of those events) or an `on_new_event` callback
+# (`get_current_state(room_id)`): O(members) per message in a school space, O(n²) while
+# provisioning one. The public API takes no filter, and no other public callback will do:
+# `check_event_for_spam` (handlers/message.py, non-member events only) never sees a membership
+# event, and cannot replace one with the member's real name and photo. So our
+# callbacks are not put in Synapse's lists: this process's instance gets its two methods wrapped
+# to run ours first, each with the entries it declares (`state_needs`), then Synapse's own for
+# any other module. Every worker loads the module and wraps its own. If the internals are not as
+# checked here, the callbacks are registered the public way (the whole state: slower, the same
+# rules), logged; a declared state that cannot be loaded refuses the event.
+
+R = TypeVar("R")
+EventVerdict = tuple[bool, dict[str, Any] | None]
+
+
+def no_state(event: EventBase) -> StateNeeds:
+    return NO_STATE
+
+
+@attrs.frozen
+class EventCallback(Generic[R]):
+    """A callback of Synapse's public signature, and what it reads of the state per event."""
+
+    run: Callable[[EventBase, StateMap[EventBase]], Awaitable[R]]
+    needed_state: Callable[[EventBase], StateNeeds] = no_state
+
+
+class _EventDispatch:
+    """Runs the module's event callbacks in front of Synapse's own (see above)."""
+
+    def __init__(self, hs: Any, rules: ThirdPartyEventRulesModuleApiCallbacks):
+        self.checks: list[EventCallback[EventVerdict]] = []
+        self.listeners: list[EventCallback[None]] = []
+        self._store = hs.get_datastores().main
+        self._state: StateStorageController = hs.get_storage_controllers().state
+        self._synapse_check = rules.check_event_allowed
+        self._synapse_on_new_event = rules.on_new_event
+
+    async def check_event_allowed(
+        self, event: EventBase, context: UnpersistedEventContextBase
+    ) -> EventVerdict:
+        """As Synapse's: the first refusal or replacement wins; a SynapseError is a refusal."""
+        for check in self.checks:
+            try:
+                state = await self._prev_state(event, context, check.needed_state(event))
+            except Exception:
+                logger.exception("synapse_sferum: no state for %s; refusing", event.event_id)
+                return False, None
+            allowed, replacement = await delay_cancellation(check.run(event, state))
+            if allowed is False:
+                return False, None
+            if isinstance(replacement, dict):
+                return True, replacement
+        return await self._synapse_check(event, context)
+
+    async def _prev_state(
+        self, event: EventBase, context: UnpersistedEventContextBase, needs: StateNeeds
+    ) -> StateMap[EventBase]:
+        """The declared entries of the state before the event (a redaction's target's too)."""
+        if needs.redacted and event.redacts:
+            target = await self._store.get_event(event.redacts, allow_none=True)
+            if target is not None and target.is_state():
+                needs = needs.with_keys([(target.type, target.state_key)])
+        if not needs.keys:
+            return {}
+        # An unpersisted context may answer with its whole map, filter or not.
+        ids = needs.select(await context.get_prev_state_ids(StateFilter.from_types(needs.keys)))
+        events = await self._store.get_events(list(ids.values()))
+        return {(e.type, e.state_key): e for e in events.values()}
+
+    async def on_new_event(self, event_id: str) -> None:
+        """As Synapse's: each listener's failure is logged and the others still run."""
+        if self.listeners:
+            await self._notify(await self._store.get_event(event_id))
+        await self._synapse_on_new_event(event_id)
+
+    async def _notify(self, event: EventBase) -> None:
+        wanted: list[tuple[EventCallback[None], StateNeeds]] = []
+        for listener in self.listeners:
+            try:
+                wanted.append((listener, listener.needed_state(event)))
+            except Exception:
+                logger.exception("synapse_sferum: %s skipped %s", listener.run, event.event_id)
+        keys = union(needs for _, needs in wanted).keys
+        state: StateMap[EventBase] = {}
+        if keys:
+            try:
+                # Not awaiting full state, as Synapse's own: that would wait for this event.
+                state = await self._state.get_current_state(
+                    event.room_id, StateFilter.from_types(keys), await_full_state=False
+                )
+            except Exception:
+                logger.exception("synapse_sferum: no state for %s; not noted", event.event_id)
+                return
+        for listener, needs in wanted:
+            try:
+                await listener.run(event, needs.select(state))
+            except Exception:
+                logger.exception("synapse_sferum: %s failed on %s", listener.run, event.event_id)
+
+
+def _parameters(function: Any) -> list[str]:
+    return [p for p in inspect.signature(function).parameters if p != "self"]
+
+
+def _synapse_as_expected(rules: Any) -> bool:
+    """The internals the dispatch relies on are the ones this was written against."""
+    try:
+        return (
+            isinstance(rules, ThirdPartyEventRulesModuleApiCallbacks)
+            and _parameters(rules.check_event_allowed) == ["event", "context"]
+            and _parameters(rules.on_new_event) == ["event_id"]
+            and _parameters(UnpersistedEventContextBase.get_prev_state_ids) == ["state_filter"]
+            and {"room_id", "state_filter", "await_full_state"}
+            <= set(_parameters(StateStorageController.get_current_state))
+        )
+    except (TypeError, ValueError):
+        return False
+
+
+def _event_dispatch(api: ModuleApi) -> _EventDispatch | None:
+    """This process's dispatch, installed on first use; None if Synapse moved (logged)."""
+    hs = _hs(api)
+    rules = hs.get_module_api_callbacks().third_party_event_rules
+    dispatch = getattr(rules, "_sferum_dispatch", None)
+    if isinstance(dispatch, _EventDispatch):
+        return dispatch
+    if not _synapse_as_expected(rules):
+        logger.warning(
+            "synapse_sferum: Synapse's third-party rules are not as expected; event callbacks"
+            " registered the public way (each event loads the room's whole state)"
+        )
+        return None
+    dispatch = _EventDispatch(hs, rules)
+    setattr(rules, "_sferum_dispatch", dispatch)  # noqa: B010 (not an attribute of its class)
+    rules.check_event_allowed = dispatch.check_event_allowed
+    rules.on_new_event = dispatch.on_new_event
+    return dispatch
+
+
+def register_event_callbacks(
+    api: ModuleApi,
+    *,
+    check_event_allowed: EventCallback[EventVerdict] | None = None,
+    on_new_event: EventCallback[None] | None = None,
+) -> None:
+    """`api.register_third_party_rules_callbacks` for these two, loading only what each
+    callback declares it reads."""
+    dispatch = _event_dispatch(api)
+    if dispatch is None:
+        api.register_third_party_rules_callbacks(
+            check_event_allowed=check_event_allowed.run if check_event_allowed else None,
+            on_new_event=on_new_event.run if on_new_event else None,
+        )
+        return
+    if check_event_allowed is not None:
+        dispatch.checks.append(check_event_allowed)
+    if on_new_event is not None:
+        dispatch.listeners.append(on_new_event)

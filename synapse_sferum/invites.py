@@ -23,6 +23,7 @@ from sferum_shared import Clock, matrix
 from sferum_shared.model import EnrollmentRole
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, say
+from synapse_sferum.compat import EventCallback
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.policy.invites import (
     HELP_TEXT,
@@ -38,8 +39,20 @@ from synapse_sferum.policy.invites import (
 from synapse_sferum.registration import Registrar
 from synapse_sferum.roster.merge import DirectorySnapshot
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.state_needs import NO_STATE, StateNeeds, needs
 
 logger = logging.getLogger(__name__)
+
+
+def codes_state_needs(event: EventBase) -> StateNeeds:
+    """A codes command is answered in the sender's chat with the bot alone: the room's members
+    are read for it, and for nothing else."""
+    if event.type != matrix.MESSAGE or event.is_state():
+        return NO_STATE
+    body = event.content.get("body")
+    if not isinstance(body, str) or parse_codes_command(body) is None:
+        return NO_STATE
+    return needs((matrix.MEMBER, None))
 
 
 def class_facts(snapshot: DirectorySnapshot) -> list[ClassFacts]:
@@ -84,7 +97,9 @@ class TeacherInvites:
         self._clock = clock
 
     def register(self) -> None:
-        self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)
+        compat.register_event_callbacks(
+            self._api, on_new_event=EventCallback(self.on_new_event, codes_state_needs)
+        )
 
     async def issue_from_page(self, body: dict[str, Any]) -> dict[str, Any]:
         """The staff room's page (`POST /join/codes/issue`, served by `join`): the OpenID

@@ -19,7 +19,8 @@ from synapse.types import StateMap
 
 from sferum_shared.ids import localpart_of
 from synapse_sferum import compat
-from synapse_sferum.access import EventCheck, EventVerdict
+from synapse_sferum.access import EventCheck
+from synapse_sferum.compat import EventVerdict
 from synapse_sferum.policy.contact import may_contact
 from synapse_sferum.policy.media import local_media_in, may_fetch_media
 from synapse_sferum.service import DirectoryService

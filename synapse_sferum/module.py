@@ -9,10 +9,12 @@ from synapse.module_api.errors import ConfigError
 
 from sferum_shared import Clock
 from sferum_shared.config import ConfigError as SferumConfigError
+from synapse_sferum import compat
 from synapse_sferum.access import Gatekeeper
 from synapse_sferum.accounts import AccountIssuer
 from synapse_sferum.admin_api import AdminApi
 from synapse_sferum.articles import Articles
+from synapse_sferum.compat import EventCallback
 from synapse_sferum.config import SferumConfig, parse_config
 from synapse_sferum.documents import UploadRules
 from synapse_sferum.invites import TeacherInvites
@@ -73,9 +75,9 @@ class SferumModule:
         upgrades = RoomUpgrades(api, self.directory, bot, self.provisioner.request)
         upgrades.register()
         self.mirror = SchoolNewsMirror(api, self.directory, bot)
-        api.register_third_party_rules_callbacks(on_new_event=self.mirror.on_new_event)
+        compat.register_event_callbacks(api, on_new_event=EventCallback(self.mirror.on_new_event))
         self.polls = PollCounter(api, self.directory, bot)
-        api.register_third_party_rules_callbacks(on_new_event=self.polls.on_new_event)
+        compat.register_event_callbacks(api, on_new_event=EventCallback(self.polls.on_new_event))
         ReportRelay(api, self.directory, bot, config.reports).register()
         self.quiet_hours = QuietHours(api, self.directory, bot, config.quiet_hours, clock)
         self.quiet_hours.register()

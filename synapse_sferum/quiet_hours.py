@@ -48,9 +48,11 @@ from sferum_shared.model import Member, Role
 from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum import compat
 from synapse_sferum.botchat import is_chat_with_bot, joined, say
+from synapse_sferum.compat import EventCallback
 from synapse_sferum.policy import quiet, quiet_chat
 from synapse_sferum.sending import send_event
 from synapse_sferum.service import DirectoryService
+from synapse_sferum.state_needs import NO_STATE, StateNeeds, needs
 from synapse_sferum.store import quiet as store
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,24 @@ STARTUP_DELAY_MS = 5_000
 TIMER_SLACK_MS = 100  # wake just after a change, never just before it
 NOTICE_RETENTION_MS = 14 * 24 * 3600 * 1000  # a quiet period lasts at most a week
 MESSAGE_TYPES = frozenset({matrix.MESSAGE, matrix.ENCRYPTED, matrix.STICKER})
+
+
+def quiet_state_needs(event: EventBase, bot: str) -> StateNeeds:
+    """What `QuietHours.on_new_event` reads of the room's state: every member only for the
+    bot's invitation and for a command (the bot's chat with one adult), else whether the room
+    is a direct chat (its members are read then, `on_new_event`)."""
+    if event.type == matrix.MEMBER:
+        invites_bot = event.state_key == bot and event.membership == "invite"
+        return needs((matrix.MEMBER, None)) if invites_bot else NO_STATE
+    if event.type not in MESSAGE_TYPES or event.is_state():
+        return NO_STATE
+    content = event.content
+    if content.get("msgtype") == "m.notice" or content.get(Key.AUTO_REPLY):
+        return NO_STATE
+    body = content.get("body")
+    if isinstance(body, str) and body.lstrip().lower().startswith(quiet_chat.COMMAND_PREFIXES):
+        return needs((matrix.MEMBER, None), (matrix.CREATE, ""))
+    return needs((matrix.CREATE, ""))
 
 
 def _moment(ms: int) -> datetime:
@@ -93,7 +113,9 @@ class QuietHours:
             self._api.register_account_data_callbacks(
                 on_account_data_updated=self.on_account_data_updated
             )
-            self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)
+            compat.register_event_callbacks(
+                self._api, on_new_event=EventCallback(self.on_new_event, self.needed_state)
+            )
         if not self._on_main:
             return
         # Switched off, the first run still gives back every push it silenced.
@@ -232,11 +254,16 @@ class QuietHours:
 
     # -- events: automatic notices, the bot's chat -----------------------------------------
 
+    def needed_state(self, event: EventBase) -> StateNeeds:
+        return quiet_state_needs(event, self._bot)
+
     async def on_new_event(self, event: EventBase, state_events: StateMap[EventBase]) -> None:
         """Picks out what concerns quiet hours; the work runs in the background.
 
         Synapse awaits this callback before it tells clients about the event, and every
-        process sees every event: one instance (the background-tasks one) acts.
+        process sees every event: one instance (the background-tasks one) acts. It is given
+        the state `needed_state` asks for: a direct chat's members are read here, so that a
+        message in a school space of 1,500 never loads them all.
         """
         try:
             if not self._api.should_run_background_tasks() or event.sender == self._bot:
@@ -270,7 +297,8 @@ class QuietHours:
                 return
             create = state_events.get((matrix.CREATE, ""))
             if create is not None and create.content.get(Key.DIRECT):
-                others = sorted(joined(state_events) - {event.sender})
+                state = await self._api.get_room_state(event.room_id, [(matrix.MEMBER, None)])
+                others = sorted(joined(state) - {event.sender})
                 self._api.run_as_background_process(
                     "sferum_quiet_notice", self._logged, self._auto_reply, event, others
                 )

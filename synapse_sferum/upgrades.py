@@ -22,6 +22,7 @@ from sferum_shared import matrix
 from sferum_shared.rooms import RoomKey
 from sferum_shared.vocabulary import Key
 from synapse_sferum import compat
+from synapse_sferum.compat import EventCallback
 from synapse_sferum.policy.news import pinned_ids
 from synapse_sferum.policy.upgrades import (
     CARRIED_TYPES,
@@ -79,7 +80,7 @@ class RoomUpgrades:
         self._reconcile = reconcile
 
     def register(self) -> None:
-        self._api.register_third_party_rules_callbacks(on_new_event=self.on_new_event)
+        compat.register_event_callbacks(self._api, on_new_event=EventCallback(self.on_new_event))
 
     async def upgrade(self, room: str, version: str | None) -> UpgradedRoom:
         """Upgrades a provisioned room (its ID or alias) as the platform's bot, to `version`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +15,8 @@ from unittest import mock
 
 import pytest
 import synapse
+from synapse.api.room_versions import RoomVersions
+from synapse.events import EventBase, make_event_from_dict
 from synapse.module_api import ModuleApi
 from twisted.internet import defer
 
@@ -107,6 +110,27 @@ def sferum_config(**raw: Any) -> SferumConfig:
 @pytest.fixture
 def module(api: mock.Mock) -> SferumModule:
     return SferumModule(sferum_config(), api)
+
+
+_event_ids = itertools.count()
+
+
+def make_event(sender: str, room_id: str = "!dm:school.test", **fields: Any) -> EventBase:
+    """A real Synapse event (room version 10): a text message unless `fields` say otherwise."""
+    body = {
+        "type": "m.room.message",
+        "room_id": room_id,
+        "sender": sender,
+        "content": {"msgtype": "m.text", "body": "Добрый вечер!"},
+        "auth_events": [],
+        "prev_events": [],
+        "depth": 1,
+        "origin_server_ts": next(_event_ids),  # each event its own ID
+        "hashes": {"sha256": "x"},
+        "signatures": {},
+        **fields,
+    }
+    return make_event_from_dict(body, RoomVersions.V10)
 
 
 def uid(localpart: str) -> str:

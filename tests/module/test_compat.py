@@ -11,7 +11,10 @@ from unittest import mock
 import pytest
 import synapse
 from synapse.api.errors import Codes, StoreError, SynapseError
+from synapse.events import EventBase
+from synapse.events.snapshot import UnpersistedEventContextBase
 from synapse.handlers.deactivate_account import DeactivateAccountHandler
+from synapse.handlers.message import EventCreationHandler
 from synapse.handlers.profile import ProfileHandler
 from synapse.handlers.push_rules import PushRulesHandler
 from synapse.handlers.set_password import SetPasswordHandler
@@ -21,6 +24,10 @@ from synapse.handlers.ui_auth.checkers import (
 )
 from synapse.handlers.user_directory import UserDirectoryHandler
 from synapse.module_api import ModuleApi, cached
+from synapse.module_api.callbacks.third_party_event_rules_callbacks import (
+    ThirdPartyEventRulesModuleApiCallbacks,
+)
+from synapse.notifier import Notifier
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.client.push_rule import PushRuleRestServlet
 from synapse.rest.well_known import well_known_resource
@@ -34,6 +41,7 @@ from synapse.storage.databases.main.room import RoomStore
 from synapse.storage.databases.main.ui_auth import UIAuthWorkerStore
 from synapse.storage.engines._base import IsolationLevel
 from synapse.synapse_rust.push import FilteredPushRules, PushRule, PushRuleEvaluator, PushRules
+from synapse.types.state import StateFilter
 from synapse.util.httpresourcetree import create_resource_tree
 from twisted.web.resource import Resource
 
@@ -42,6 +50,8 @@ from synapse_sferum.compat import (
     QUIET_RULE,
     UIA_MSISDN,
     UIA_REGISTRATION_TOKEN,
+    EventCallback,
+    EventVerdict,
     create_registration_token_txn,
     event_reports_after_txn,
     guard_avatar_changes,
@@ -53,6 +63,7 @@ from synapse_sferum.compat import (
     openid_user_txn,
     redacted_txn,
     refuse_mistyped_phone_requests,
+    register_event_callbacks,
     registrations_with_msisdn_txn,
     restore_pushes,
     retire_registration_token_txn,
@@ -67,6 +78,8 @@ from synapse_sferum.compat import (
     upgrade_room,
 )
 from synapse_sferum.policy.reports import EventReport
+from synapse_sferum.state_needs import NO_STATE, StateNeeds, needs
+from tests.module.conftest import make_event
 
 
 class _Cached:
@@ -607,3 +620,192 @@ async def test_a_room_is_upgraded_as_synapses_upgrade_servlet_upgrades_it() -> N
     api._hs.config.server.default_room_version = KNOWN_ROOM_VERSIONS["10"]
     default, known = room_versions(api)
     assert default == "10" and {"1", "10", "11"} <= known
+
+
+# -- event callbacks given only the state they declare ------------------------------------------
+
+ROOM = "!room:s"
+
+
+def _event(event_type: str, state_key: str | None = None, **fields: Any) -> EventBase:
+    if state_key is not None:
+        fields["state_key"] = state_key
+    return make_event("@a:s", ROOM, type=event_type, content=fields.pop("content", {}), **fields)
+
+
+# A room whose state is mostly what no callback of ours reads (a school space's members).
+STATE_EVENTS = [
+    _event("m.room.create", ""),
+    _event("m.room.power_levels", "", content={"users": {"@a:s": 100}}),
+    _event("m.room.member", "@a:s", content={"membership": "join"}),
+    *(_event("m.room.member", f"@p{n}:s", content={"membership": "join"}) for n in range(50)),
+]
+STATE_IDS = {(e.type, e.state_key): e.event_id for e in STATE_EVENTS}
+BY_ID = {e.event_id: e for e in STATE_EVENTS}
+WHOLE = StateFilter.all()
+
+
+class Rules:
+    """Synapse's own ThirdPartyEventRulesModuleApiCallbacks over a store that holds the room,
+    and a context that, like an unpersisted one, may answer with its whole map."""
+
+    def __init__(self) -> None:
+        hs = _hs()
+        self.rules = ThirdPartyEventRulesModuleApiCallbacks(hs)
+        hs.get_module_api_callbacks.return_value.third_party_event_rules = self.rules
+        store = hs.get_datastores.return_value.main
+        store.get_event = mock.AsyncMock(side_effect=lambda i, **kw: BY_ID.get(i))
+        store.get_events = mock.AsyncMock(side_effect=lambda ids: {i: BY_ID[i] for i in ids})
+        self.get_events = store.get_events
+        self.current_state = mock.AsyncMock(
+            side_effect=lambda room_id, state_filter=WHOLE, **kw: {
+                key: BY_ID[i] for key, i in state_filter.filter_state(STATE_IDS).items()
+            }
+        )
+        hs.get_storage_controllers.return_value.state.get_current_state = self.current_state
+        self.context = mock.Mock(spec=UnpersistedEventContextBase)
+        self.context.get_prev_state_ids = mock.AsyncMock(return_value=STATE_IDS)
+        self.api = ModuleApi(hs, mock.Mock())
+        self.seen: list[set[tuple[str, str]]] = []
+
+    def check(self, needed: Any, verdict: EventVerdict = (True, None)) -> None:
+        async def run(event: EventBase, state: Any) -> EventVerdict:
+            self.seen.append(set(state))
+            return verdict
+
+        register_event_callbacks(self.api, check_event_allowed=EventCallback(run, needed))
+
+    def listen(self, needed: Any, fails: bool = False) -> None:
+        async def run(event: EventBase, state: Any) -> None:
+            self.seen.append(set(state))
+            if fails:
+                raise RuntimeError("a listener's bug")
+
+        register_event_callbacks(self.api, on_new_event=EventCallback(run, needed))
+
+
+def test_synapse_calls_the_instances_methods_that_the_dispatch_replaces() -> None:
+    """The wrapped attributes are looked up at each call, on the one instance."""
+    assert "self._third_party_event_rules.check_event_allowed(" in inspect.getsource(
+        EventCreationHandler
+    )
+    assert "self._third_party_rules.on_new_event(event_id)" in inspect.getsource(Notifier)
+
+
+async def test_a_message_loads_no_state() -> None:
+    r = Rules()
+    r.check(lambda event: NO_STATE)
+    assert await r.rules.check_event_allowed(_event("m.room.message"), r.context) == (True, None)
+    assert r.seen == [set()]
+    r.context.get_prev_state_ids.assert_not_awaited()
+    r.get_events.assert_not_awaited()
+
+
+async def test_a_check_gets_the_entries_it_declares_and_no_more() -> None:
+    r = Rules()
+    wanted = needs(("m.room.member", "@p1:s"), ("m.room.power_levels", ""))
+    r.check(lambda event: wanted)
+    await r.rules.check_event_allowed(_event("m.room.member", "@p1:s"), r.context)
+    assert r.seen == [{("m.room.member", "@p1:s"), ("m.room.power_levels", "")}]
+    (state_filter,) = r.context.get_prev_state_ids.await_args.args
+    assert state_filter == StateFilter.from_types(wanted.keys)
+    assert len(r.get_events.await_args.args[0]) == 2
+
+
+async def test_a_redaction_gets_the_entry_of_the_state_it_redacts() -> None:
+    r = Rules()
+    r.check(lambda event: StateNeeds(redacted=True))
+    levels = STATE_EVENTS[1].event_id
+    await r.rules.check_event_allowed(_event("m.room.redaction", redacts=levels), r.context)
+    await r.rules.check_event_allowed(_event("m.room.redaction", redacts="$gone"), r.context)
+    assert r.seen == [{("m.room.power_levels", "")}, set()]
+
+
+async def test_the_first_refusal_or_replacement_wins_then_other_modules_run() -> None:
+    r = Rules()
+    others = mock.AsyncMock(return_value=(True, None))  # another module, the public way
+    r.rules.register_third_party_rules_callbacks(check_event_allowed=others)
+    r.check(lambda event: NO_STATE)
+    assert await r.rules.check_event_allowed(_event("m.room.message"), r.context) == (True, None)
+    (_, their_state), _ = others.await_args
+    assert len(their_state) == len(STATE_EVENTS)  # Synapse's own way: the whole state
+    r.check(lambda event: NO_STATE, (True, {"content": {}}))
+    r.check(lambda event: NO_STATE, (False, None))
+    verdict = await r.rules.check_event_allowed(_event("m.room.message"), r.context)
+    assert verdict == (True, {"content": {}})
+    assert others.await_count == 1 and len(r.seen) == 3
+
+
+@pytest.mark.parametrize("broken", ["declaration", "state"])
+async def test_state_that_cannot_be_had_refuses_the_event(
+    broken: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = Rules()
+
+    def needed(event: EventBase) -> StateNeeds:
+        if broken == "declaration":
+            raise KeyError("content")
+        return needs(("m.room.member", None))
+
+    r.context.get_prev_state_ids.side_effect = TypeError("moved")
+    r.check(needed)
+    assert await r.rules.check_event_allowed(_event("m.room.message"), r.context) == (False, None)
+    assert r.seen == []
+    assert "refusing" in caplog.text
+
+
+async def test_listeners_share_one_load_and_each_sees_its_own_entries() -> None:
+    r = Rules()
+    others = mock.AsyncMock()
+    r.rules.register_third_party_rules_callbacks(on_new_event=others)
+    r.listen(lambda event: needs(("m.room.create", "")), fails=True)
+    r.listen(lambda event: NO_STATE)
+    r.listen(lambda event: needs(("m.room.member", None)))
+    message = _event("m.room.message")
+    BY_ID[message.event_id] = message
+    await r.rules.on_new_event(message.event_id)
+    members = {k for k in STATE_IDS if k[0] == "m.room.member"}
+    assert r.seen == [{("m.room.create", "")}, set(), members]  # after one listener failed
+    ours, _ = r.current_state.await_args_list  # the other module's: Synapse's own way
+    _, state_filter = ours.args
+    assert state_filter == StateFilter.from_types([("m.room.create", ""), ("m.room.member", None)])
+    assert ours.kwargs == {"await_full_state": False}
+    assert len(others.await_args.args[1]) == len(STATE_EVENTS)
+
+
+async def test_an_event_no_listener_reads_state_for_loads_none() -> None:
+    r = Rules()
+    r.listen(lambda event: NO_STATE)
+    message = _event("m.room.message")
+    BY_ID[message.event_id] = message
+    await r.rules.on_new_event(message.event_id)
+    assert r.seen == [set()]
+    r.current_state.assert_not_awaited()
+
+
+def test_the_dispatch_is_installed_once_per_process() -> None:
+    r = Rules()
+    r.check(lambda event: NO_STATE)
+    wrapped = r.rules.check_event_allowed
+    r.listen(lambda event: NO_STATE)
+    r.check(lambda event: NO_STATE)
+    assert r.rules.check_event_allowed == wrapped
+    assert r.rules._check_event_allowed_callbacks == []  # ours are not Synapse's to run
+
+
+async def test_if_synapses_internals_moved_the_callbacks_are_registered_the_public_way(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    r = Rules()
+
+    async def get_prev_state_ids(self: Any) -> Any:  # no state_filter any more
+        return {}
+
+    run = mock.AsyncMock(return_value=(True, None))
+    with mock.patch.object(UnpersistedEventContextBase, "get_prev_state_ids", get_prev_state_ids):
+        register_event_callbacks(r.api, check_event_allowed=EventCallback(run))
+    assert r.rules._check_event_allowed_callbacks == [run]
+    assert "registered the public way" in caplog.text
+    # Synapse's own dispatch runs it, with the whole state: the rules hold, only slower.
+    await r.rules.check_event_allowed(_event("m.room.message"), r.context)
+    assert len(run.await_args.args[1]) == len(STATE_EVENTS)

@@ -6,7 +6,6 @@ test pushes through a real pusher); here `compat` is replaced to watch the switc
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,21 +13,20 @@ from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
-from synapse.api.room_versions import RoomVersions
-from synapse.events import EventBase, make_event_from_dict
+from synapse.events import EventBase
 
 from sferum_shared.rooms import RoomKey, RoomKind
 from sferum_shared.vocabulary import EventType, Key
 from synapse_sferum.module import SferumModule, synapse_clock
 from synapse_sferum.policy.quiet import QuietHoursConfig
 from synapse_sferum.quiet_hours import QuietHours
+from synapse_sferum.state_needs import needs
 from synapse_sferum.store import quiet as store
-from tests.module.conftest import load_demo, uid
+from tests.module.conftest import load_demo, make_event, uid
 
 TEACHER, STAFF, GUARDIAN, PUPIL, TEACHER2 = "t-1", "staff-1", "g-volkova", "p-5a-1", "t-2"
 BOT = uid("sferum")
 OFFICE = {"days": {d: [["08:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}}
-_ids = itertools.count()
 
 
 def ms(local: str) -> int:
@@ -38,20 +36,7 @@ def ms(local: str) -> int:
 
 
 def event(sender: str, room_id: str = "!dm:school.test", **fields: Any) -> EventBase:
-    body = {
-        "type": "m.room.message",
-        "room_id": room_id,
-        "sender": sender,
-        "content": {"msgtype": "m.text", "body": "Добрый вечер!"},
-        "auth_events": [],
-        "prev_events": [],
-        "depth": 1,
-        "origin_server_ts": next(_ids),  # each event its own ID
-        "hashes": {"sha256": "x"},
-        "signatures": {},
-        **fields,
-    }
-    return make_event_from_dict(body, RoomVersions.V10)
+    return make_event(sender, room_id, **fields)
 
 
 def room_state(*joined: str, direct: bool = True, invited: str = "") -> dict[Any, EventBase]:
@@ -104,7 +89,10 @@ class Harness:
         await self.quiet.on_account_data_updated(uid(person), None, EventType.QUIET_HOURS, content)
 
     async def deliver(self, ev: EventBase, state: dict[Any, EventBase]) -> None:
-        await self.quiet.on_new_event(ev, state)
+        """As the module's event dispatch does: with the state the callback declares (and
+        what it asks ModuleApi for, from the same room)."""
+        self.api.get_room_state.side_effect = lambda room_id, wanted: needs(*wanted).select(state)
+        await self.quiet.on_new_event(ev, self.quiet.needed_state(ev).select(state))
         while self.background:
             f, args = self.background.pop(0)
             await f(*args)
