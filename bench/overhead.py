@@ -147,7 +147,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server's Synapse process so far."""
-        pid = int((DeploymentFolder(self.deployment.dir).run / "synapse.pid").read_text())
+        pid = self.deployment.pid("synapse")
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     credentials: list[tuple[str, str]] = attrs.field(factory=list)  # (user, password) × 2
