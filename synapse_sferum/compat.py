@@ -27,6 +27,7 @@ from synapse.module_api.callbacks.third_party_event_rules_callbacks import (
 from synapse.push.rulekinds import PRIORITY_CLASS_MAP
 from synapse.rest.well_known import ClientWellKnownResource, ServerWellKnownResource
 from synapse.storage.controllers.state import StateStorageController
+from synapse.storage.engines import PostgresEngine
 from synapse.types import RoomAlias, StateMap, create_requester
 from synapse.types.state import StateFilter
 from synapse.util.async_helpers import delay_cancellation
@@ -766,3 +767,14 @@ def register_event_callbacks(
         dispatch.checks.append(check_event_allowed)
     if on_new_event is not None:
         dispatch.listeners.append(on_new_event)
+
+
+def take_turns_on_schema_txn(txn: Any, key: int) -> None:
+    """Within `txn` (run_db_interaction's), waits for any other process's transaction holding
+    the same `key` on PostgreSQL, so that Synapse's workers, which each prepare the module's
+    tables when they first need them, do it one after another: PostgreSQL's CREATE TABLE IF NOT
+    EXISTS fails with a unique violation when another transaction creates the same table at
+    the same moment. SQLite lets one writer at a time anyway (and a plain DB-API cursor, as
+    in unit tests, has no engine). The engine is Synapse's, not the module API's, hence here."""
+    if isinstance(getattr(txn, "database_engine", None), PostgresEngine):
+        txn.execute("SELECT pg_advisory_xact_lock(?)", (key,))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sferum_shared.schema import upgrade_schema_txn
+from synapse_sferum import compat
 
 SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
     # version 1
@@ -157,6 +158,11 @@ SCHEMA_VERSIONS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# The advisory lock the processes of one deployment take turns on to prepare the tables.
+SCHEMA_LOCK_KEY = 0x5FE2_0516
+
+
 def prepare_schema_txn(txn: Any) -> int:
     """Brings the module's tables up to the newest version; returns that version."""
+    compat.take_turns_on_schema_txn(txn, SCHEMA_LOCK_KEY)
     return upgrade_schema_txn(txn, "sferum", SCHEMA_VERSIONS, "module")

@@ -1,8 +1,9 @@
 import sqlite3
 
 import pytest
+from synapse.storage.engines import create_engine
 
-from synapse_sferum.store.schema import SCHEMA_VERSIONS, prepare_schema_txn
+from synapse_sferum.store.schema import SCHEMA_LOCK_KEY, SCHEMA_VERSIONS, prepare_schema_txn
 
 
 def test_schema_is_created_once_and_versioned() -> None:
@@ -77,3 +78,30 @@ def test_version_11_remembers_an_article_by_its_key() -> None:
     again = PostedArticle("!news:s", "$again", "@staff:s", 2, "h2")
     record_article_txn(conn.cursor(), "school-1", "concert", again)
     assert article_txn(conn.cursor(), "school-1", "concert") == again
+
+
+class _RecordingTxn:
+    """What prepare_schema_txn sends, on Synapse's PostgreSQL engine, before the tables."""
+
+    def __init__(self) -> None:
+        self.database_engine = create_engine({"name": "psycopg2", "args": {}})
+        self.statements: list[tuple[str, tuple[object, ...]]] = []
+
+    def execute(self, sql: str, args: tuple[object, ...] = ()) -> None:
+        self.statements.append((sql, args))
+        if sql.startswith("SELECT version"):
+            raise _Stop
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_workers_take_turns_preparing_the_schema_on_postgresql() -> None:
+    """Every Synapse process prepares the tables when it first needs them; on PostgreSQL two at
+    once would both CREATE TABLE, so each takes the deployment's advisory lock first."""
+    txn = _RecordingTxn()
+    with pytest.raises(_Stop):
+        prepare_schema_txn(txn)
+    assert txn.statements[0] == ("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+    assert txn.statements[1][0].startswith("CREATE TABLE IF NOT EXISTS sferum_schema_version")
