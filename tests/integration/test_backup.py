@@ -116,7 +116,10 @@ async def test_a_backup_of_a_running_server_restores_into_a_new_one(
 
         target = postgres.create_database("hs_restored") if postgres else "sqlite"
         restored = _deployment(tmp_path / "restored", target)
-        ports = ("--port", str(restored.port), "--diary-port", restored.extra_init[-1])
+        ports = (
+            *("--port", str(restored.port), "--diary-port", restored.extra_init[-1]),
+            *("--metrics-port", str(restored.metrics_port)),  # the original runs on
+        )
         if postgres:
             # Without --database it would go into the original database, which is in use.
             over = sferumctl("restore", str(out), str(restored.dir), *ports, check=False)
