@@ -188,8 +188,10 @@ def template_loader() -> jinja2.BaseLoader:
     return jinja2.PackageLoader("synapse_sferum", "templates")
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
+def text_environment() -> jinja2.Environment:
+    """The package's templates, rendered as plain text (config files, units): an undefined name
+    is an error, not an empty string."""
+    return jinja2.Environment(
         loader=template_loader(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -197,6 +199,10 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
+
+
+def _environment() -> jinja2.Environment:
+    env = text_environment()
     env.filters["yaml"] = _yaml_scalar
     # A key's comment, from its declaration (`sferum_shared.settings`): written once, there.
     env.globals["explain"] = lambda section, key, indent: comment(type(section), key, indent)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import jinja2
 
-from synapse_sferum.ctl.deploy import template_loader
+from synapse_sferum.ctl.deploy import text_environment
 from synapse_sferum.ctl.deployment import Deployment
 from synapse_sferum.ctl.services import Service, deployment_services
 from synapse_sferum.ctl.supervision import DEFAULT_POLICY, RestartPolicy
@@ -70,14 +69,7 @@ def render_units(
     policy: RestartPolicy = DEFAULT_POLICY,
 ) -> dict[str, str]:
     """File name → text: a unit per service and the target that groups them."""
-    env = jinja2.Environment(
-        loader=template_loader(),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
+    env = text_environment()
     env.filters.update(
         systemd_word=systemd_word,
         systemd_path=systemd_path,

@@ -126,8 +126,7 @@ async def upload_media(
         return Reply(response.status, await response.json(content_type=None) or {})
 
 
-async def fetch_media(user: User, mxc: str, thumbnail: bool = False) -> int:
-    """The status of downloading (or thumbnailing) a file as the user, authenticated media."""
+async def _get_media(user: User, mxc: str, thumbnail: bool) -> tuple[int, bytes]:
     server, media_id = mxc.removeprefix("mxc://").split("/")
     kind = "thumbnail" if thumbnail else "download"
     query = "?width=32&height=32" if thumbnail else ""
@@ -138,8 +137,20 @@ async def fetch_media(user: User, mxc: str, thumbnail: bool = False) -> int:
             headers={"Authorization": f"Bearer {user.token}"},
         ) as response,
     ):
-        await response.read()
-        return response.status
+        return response.status, await response.read()
+
+
+async def fetch_media(user: User, mxc: str, thumbnail: bool = False) -> int:
+    """The status of downloading (or thumbnailing) a file as the user, authenticated media."""
+    status, _ = await _get_media(user, mxc, thumbnail)
+    return status
+
+
+async def download_media(user: User, mxc: str) -> bytes:
+    """The file's bytes, downloaded as the user (authenticated media); it must be there."""
+    status, data = await _get_media(user, mxc, thumbnail=False)
+    assert status == 200, (status, data[:200])
+    return data
 
 
 @contextlib.asynccontextmanager

@@ -10,10 +10,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from tests.integration.clients import User, login, upload_media
+from tests.integration.clients import User, download_media, login, upload_media
 from tests.integration.harness import Deployment, demo_roster_folder, free_port, sferumctl
 from tests.integration.test_diary_bridge_sources import push, pushed_mark, sync
 
@@ -57,17 +56,6 @@ async def _room_texts(user: User, room_id: str) -> list[str]:
     return [
         e["content"].get("body", "") for e in reply.body["chunk"] if e["type"] == "m.room.message"
     ]
-
-
-async def _download(user: User, mxc: str) -> bytes:
-    server, media_id = mxc.removeprefix("mxc://").split("/")
-    url = f"{user.base_url}/_matrix/client/v1/media/download/{server}/{media_id}"
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(url, headers={"Authorization": f"Bearer {user.token}"}) as response,
-    ):
-        assert response.status == 200, await response.text()
-        return await response.read()
 
 
 def _ledger(deployment: Deployment) -> list[tuple[Any, ...]]:
@@ -133,7 +121,7 @@ async def test_a_backup_of_a_running_server_restores_into_a_new_one(
         assert await again.joined_rooms() == rooms
         texts = await _room_texts(again, class_chat)
         assert set(TEXTS) | {"solution.pdf"} <= set(texts), texts
-        assert await _download(again, mxc) == FILE
+        assert await download_media(again, mxc) == FILE
         # Sessions are rows of the database: the token from before the backup still works.
         kept = User(restored.base_url, pupil.user_id, pupil.token)
         assert await kept.joined_rooms() == rooms

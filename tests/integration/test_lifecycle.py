@@ -13,7 +13,14 @@ import aiohttp
 import pytest
 
 from sferum_shared import matrix
-from tests.integration.clients import NEWCOMER_PASSWORD, NewUser, User, login, upload_media
+from tests.integration.clients import (
+    NEWCOMER_PASSWORD,
+    NewUser,
+    User,
+    fetch_media,
+    login,
+    upload_media,
+)
 from tests.integration.conftest import make_deployment
 from tests.integration.harness import Deployment, demo_roster_folder, sferumctl
 from tests.integration.test_polls import poll_start, response
@@ -140,16 +147,6 @@ async def _teacher(deployment: Deployment) -> User:
     return await login(deployment.base_url, account["user_id"], account["password"])
 
 
-async def _download(user: User, mxc: str) -> int:
-    server_name, media_id = mxc.removeprefix("mxc://").split("/")
-    url = f"{user.base_url}/_matrix/client/v1/media/download/{server_name}/{media_id}"
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(url, headers={"Authorization": f"Bearer {user.token}"}) as response,
-    ):
-        return response.status
-
-
 async def test_a_person_gets_their_data_and_then_has_it_erased(
     deployment: Deployment, tmp_path: Path
 ) -> None:
@@ -172,7 +169,7 @@ async def test_a_person_gets_their_data_and_then_has_it_erased(
         chat, "m.room.message", {"msgtype": "m.file", "body": "essay.txt", "url": mxc}
     )
     assert posted.status == 200, posted
-    assert await _download(classmate, mxc) == 200
+    assert await fetch_media(classmate, mxc) == 200
 
     # A vote in a teacher's poll and a reaction: Synapse's own redaction leaves both.
     poll = await teacher.send(chat, matrix.POLL_START, poll_start("Экскурсия в музей?", "Да"))
@@ -221,7 +218,7 @@ async def test_a_person_gets_their_data_and_then_has_it_erased(
     assert "redact: 1 poll vote(s)" in planned.stdout, planned.stdout
     assert "delete: 1 row(s) of sferum_poll_votes" in planned.stdout, planned.stdout
     assert (await pupil.call("GET", "/joined_rooms")).status == 200
-    assert await _download(classmate, mxc) == 200
+    assert await fetch_media(classmate, mxc) == 200
 
     erased = sferumctl("person", "erase", str(deployment.dir), PUPIL)
     assert f"{PUPIL} erased" in erased.stdout, erased.stdout
@@ -230,7 +227,7 @@ async def test_a_person_gets_their_data_and_then_has_it_erased(
     for event_id in (reply.body["event_id"] for reply in gone):
         seen = await classmate.call("GET", f"/rooms/{chat}/event/{event_id}")
         assert seen.status == 200 and seen.body["content"] == {}, seen
-    assert await _download(classmate, mxc) == 404
+    assert await fetch_media(classmate, mxc) == 404
     assert (await pupil.call("GET", "/joined_rooms")).status == 401
     assert deployment.sql("SELECT * FROM sferum_people WHERE sourced_id = ?", PUPIL) == []
     assert deployment.sql(votes, pupil.user_id) == []
