@@ -4,6 +4,10 @@ docs/architecture.md).
 A (127.0.0.1) and B (127.0.0.2) list each other as partner schools; C (127.0.0.3) lists nobody
 and nobody lists it. Each is a full deployment made by `sferumctl init` with its own roster. Only
 the staff room crosses servers, and only teachers and staff of listed partners get in.
+
+A runs as Synapse workers on PostgreSQL (`init --workers 1`), B and C as one process on SQLite:
+other servers reach A through nginx's TLS port and its federation reader, and A's transactions
+leave from its federation sender, which the first test checks in their logs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import csv
 import datetime
 import ipaddress
 import json
+import re
 import ssl
 import time
 import urllib.error
@@ -30,14 +35,16 @@ import signedjson.sign
 import yaml
 
 from synapse_sferum.ctl.demo import DemoCalendar, SchoolYear
+from synapse_sferum.ctl.workers import FIXED_PORTS
 from tests.demo import today
 from tests.integration.clients import Reply, User, login, nio_client, wait_for_text
-from tests.integration.harness import Deployment, free_ports, sferumctl
+from tests.integration.harness import Deployment, PostgresCluster, free_ports, sferumctl
 
 pytestmark = pytest.mark.integration
 
 HOSTS = {"a": "127.0.0.1", "b": "127.0.0.2", "c": "127.0.0.3"}
 PARTNERS = {"a": ("b",), "b": ("a",), "c": ()}
+ON_WORKERS = "a"  # a partner: federation in and out goes through its workers
 
 
 # -- rosters ------------------------------------------------------------------------------------
@@ -311,13 +318,15 @@ def write_certificates(
 # -- servers ------------------------------------------------------------------------------------
 
 
-def free_port_on(host: str, taken: set[int]) -> int:
-    """A TCP port free on `host` right now, and not among `taken` (which it joins)."""
+def free_port_on(host: str, taken: set[int], count: int = 1) -> int:
+    """The first of `count` consecutive TCP ports free on `host` right now, none of them among
+    `taken` (which they join)."""
     while True:
-        port = free_ports(host=host)
-        if port not in taken:
-            taken.add(port)
-            return port
+        first = free_ports(count, host=host)
+        block = set(range(first, first + count))
+        if not block & taken:
+            taken |= block
+            return first
 
 
 @attrs.define
@@ -358,6 +367,20 @@ class Server:
         account = self.accounts[person]
         return await login(self.deployment.base_url, account["user_id"], account["password"])
 
+    async def log_line(self, process: str, pattern: str, timeout: float = 10) -> str:
+        """The first line of a Synapse process's log that matches the regex `pattern`. A
+        request's line is written once it has been answered, so it may come a moment after the
+        client saw its effect."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.deployment.synapse_log(process)
+            found = next((ln for ln in log.splitlines() if re.search(pattern, ln)), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no line of {process}'s log has {pattern!r}")
+            await asyncio.sleep(0.2)
+
 
 def _parallel(fn: Callable[[Server], Any], servers: list[Server]) -> list[Any]:
     with ThreadPoolExecutor(len(servers)) as pool:
@@ -397,7 +420,9 @@ def _populate(server: Server, roster: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+def servers(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster
+) -> Iterator[dict[str, Server]]:
     base = tmp_path_factory.mktemp("federation")
     ca, certs = write_certificates(base / "tls", list(HOSTS.values()))
     taken: dict[str, set[int]] = {host: set() for host in HOSTS.values()}
@@ -406,15 +431,22 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     made: dict[str, Server] = {}
     for n, (tag, host) in enumerate(HOSTS.items()):
         cert, key = certs[host]
+        database, workers = "sqlite", ()
+        if tag == ON_WORKERS:
+            database = postgres.create_database(f"hs_federation_{tag}")
+            internal_ports = free_port_on(host, taken[host], count=FIXED_PORTS + 1)
+            workers = ("--workers", "1", "--internal-port", str(internal_ports))
         deployment = Deployment(
             base / tag,
             names[tag],
+            database,
             extra_init=(
                 "--bind", host,
                 "--federation-port", str(federation_ports[tag]),
                 "--tls-cert", str(cert),
                 "--tls-key", str(key),
                 "--federate-with", *(names[p] for p in PARTNERS[tag]),
+                *workers,
             ),
         )  # fmt: skip
         # The harness picks a client port on 127.0.0.1; this server listens on its own address.
@@ -536,6 +568,17 @@ async def test_partner_teacher_joins_staff_room_and_both_talk(servers: dict[str,
     finally:
         await host_nio.close()
         await guest_nio.close()
+
+    # A runs as workers: B's invite and B's transaction came in to A's federation reader (nginx
+    # terminates TLS on A's federation port), A's transaction to B left from its federation
+    # sender, and A's main process did neither.
+    assert a.tag == ON_WORKERS
+    from_b = rf"\{{{re.escape(b.name)}\}} Processed request: .*"
+    await a.log_line("federation-reader", from_b + '"PUT /_matrix/federation/v2/invite/')
+    await a.log_line("federation-reader", from_b + '"PUT /_matrix/federation/v1/send/')
+    await a.log_line("federation-sender", rf"TX \[{re.escape(b.name)}\] \{{\S+\}} got 200")
+    main_log = a.deployment.synapse_log()
+    assert '"PUT /_matrix/federation/' not in main_log and "TX [" not in main_log
 
 
 async def test_teacher_group_with_a_partner_teacher_stays_adults_only(
