@@ -419,6 +419,14 @@ def _populate(server: Server, roster: Path) -> None:
     assert report["failures"] == 0, (server.name, report, d.log_tail())
 
 
+def _bring_up(server: Server, ca: Path, roster: Path) -> None:
+    """Each server on its own thread: the one-process servers get their people and rooms while
+    the workers of A are still starting."""
+    _init(server, ca)
+    server.deployment.start()
+    _populate(server, roster)
+
+
 @pytest.fixture(scope="module")
 def servers(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster
@@ -456,9 +464,7 @@ def servers(
         made[tag] = Server(tag, host, federation_ports[tag], deployment, roles, ca)
     everyone = list(made.values())
     try:
-        _parallel(lambda s: _init(s, ca), everyone)
-        _parallel(lambda s: s.deployment.start(), everyone)
-        _parallel(lambda s: _populate(s, base / f"roster-{s.tag}"), everyone)
+        _parallel(lambda s: _bring_up(s, ca, base / f"roster-{s.tag}"), everyone)
         yield made
     finally:
         _parallel(lambda s: s.deployment.stop(), everyone)
@@ -522,17 +528,21 @@ def _federation_get(origin: Server, destination: Server, path: str) -> tuple[int
         f'X-Matrix origin="{origin.name}",destination="{destination.name}",'
         f'key="{key_id}",sig="{sig}"'
     )
+    status, body = _federation_port_get(destination, path, {"Authorization": auth})
+    return status, json.loads(body or b"{}")
+
+
+def _federation_port_get(
+    destination: Server, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """A GET to `destination`'s federation port, its certificate checked against the test CA."""
     context = ssl.create_default_context(cafile=str(destination.ca))
-    url = f"https://{destination.name}{path}"
+    request = urllib.request.Request(f"https://{destination.name}{path}", headers=headers or {})
     try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers={"Authorization": auth}),
-            timeout=30,
-            context=context,
-        ) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return response.status, response.read()
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        return e.code, e.read()
 
 
 # -- 1. the staff room crosses to a partner school ----------------------------------------------
@@ -657,6 +667,19 @@ async def test_unlisted_server_is_refused_both_ways(servers: dict[str, Server]) 
     assert "Federation denied" in body.get("error", ""), body
     status, body = await asyncio.to_thread(_federation_get, a, b, path)
     assert status == 200 and body.get("room_id") == staff_b, (status, body)
+
+
+async def test_federation_port_serves_no_client_or_admin_api(servers: dict[str, Server]) -> None:
+    """The port partner servers reach answers federation only, on one process (B) as on
+    workers behind nginx (A): not the client API, nor Synapse's admin API."""
+    for server in (servers["a"], servers["b"]):
+        status, body = await asyncio.to_thread(
+            _federation_port_get, server, "/_matrix/federation/v1/version"
+        )
+        assert status == 200 and "server" in json.loads(body), (server.name, status, body)
+        for path in ("/_matrix/client/versions", "/_synapse/admin/v1/server_version"):
+            status, body = await asyncio.to_thread(_federation_port_get, server, path)
+            assert status == 404, (server.name, path, status, body)
 
 
 # -- 3. partners reach teachers and staff only, in the staff room and teachers' groups ----------
