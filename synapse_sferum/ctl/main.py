@@ -74,9 +74,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _checked_services(args: argparse.Namespace) -> list[services.Service]:
-    """The deployment's services, once its config passes check-config."""
+    """The deployment's services (on `--host` only, if given), once its config passes
+    check-config."""
     deployment = Deployment(args.dir)
-    return services.deployment_services(deployment, check_config(deployment))
+    found = services.deployment_services(deployment, check_config(deployment))
+    return services.on_host(found, args.host)
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -91,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     services.start_in_stages([s for s in found if s.stage < last], timeout=args.timeout, say=say)
     try:
         services.run(found, timeout=args.timeout, say=say)
-    except (CtlError, KeyboardInterrupt):
-        services.stop(found, say=say)
+    except (CtlError, KeyboardInterrupt):  # `run` stopped what it started; the rest too
+        services.stop([s for s in found if s.running_pid() is not None], say=say)
         raise
     return 0
 
@@ -103,15 +105,14 @@ def _stop(args: argparse.Namespace) -> int:
         found = services.deployment_services(deployment, deployment.load_config())
     except CtlError:  # a broken config must not keep a server from stopping
         found = services.deployment_services(deployment, None)
-    services.stop(found, say=say)
+    services.stop(services.on_host(found, args.host), say=say)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
-    lines, all_ok = services.status(
-        services.deployment_services(deployment, deployment.load_config())
-    )
+    found = services.deployment_services(deployment, deployment.load_config())
+    lines, all_ok = services.status(services.on_host(found, args.host))
     _say_lines(lines)
     return 0 if all_ok else EXIT_NOT_RUNNING
 
@@ -308,6 +309,10 @@ def _parser() -> argparse.ArgumentParser:
         _check_config,
         "check homeserver.yaml plus conf.d/*.yaml as Synapse and the module will",
     )
+    host_help = (
+        "only the processes of the host with this address (`init --worker-hosts`): its "
+        "workers, or, for main's address, main with Redis, nginx and the rest"
+    )
     for name, handler, text in (
         (
             "start",
@@ -316,23 +321,32 @@ def _parser() -> argparse.ArgumentParser:
         ),
         ("run", _run, "like start, then wait; Ctrl-C or SIGTERM stops everything"),
     ):
-        command(name, handler, text).add_argument(
+        p = command(name, handler, text)
+        p.add_argument(
             "--timeout",
             type=_checked(_seconds),
             default=services.DEFAULT_START_TIMEOUT,
             metavar="SECONDS",
             help="how long to wait for health (default %(default)g)",
         )
-    command(
-        "stop",
-        _stop,
-        f"stop the services (SIGTERM, then SIGKILL after {services.STOP_GRACE_SECONDS:g} s)",
-    )
-    command(
-        "status",
-        _status,
-        f"show each service; exit 0 if all run and are healthy, {EXIT_NOT_RUNNING} otherwise",
-    )
+        p.add_argument(
+            "--host", type=_checked(params.bind_address), metavar="ADDR", help=host_help
+        )
+    for name, handler, text in (
+        (
+            "stop",
+            _stop,
+            f"stop the services (SIGTERM, then SIGKILL after {services.STOP_GRACE_SECONDS:g} s)",
+        ),
+        (
+            "status",
+            _status,
+            f"show each service; exit 0 if all run and are healthy, {EXIT_NOT_RUNNING} otherwise",
+        ),
+    ):
+        command(name, handler, text).add_argument(
+            "--host", type=_checked(params.bind_address), metavar="ADDR", help=host_help
+        )
 
     roster = commands.add_parser("roster", help="the school directory").add_subparsers(
         title="roster commands", required=True, metavar="COMMAND"

@@ -65,6 +65,8 @@ class Service:
     # `start_in_stages` starts a stage once the earlier ones are healthy: Synapse's workers
     # refuse a database whose schema main has not prepared yet.
     stage: int = 0
+    # The address of the host it runs on, for `--host`; None: wherever Synapse's main runs.
+    host: str | None = None
 
     def running_pid(self) -> int | None:
         """The PID in the PID file, if that process is alive and is this service."""
@@ -196,8 +198,8 @@ def nginx_health_url(nginx_config: Path) -> str | None:
     return None if base is None else f"{base}/_sferum/proxy-health"
 
 
-def worker_health_url(worker_config: Path) -> str | None:
-    """http://HOST:PORT/health of a worker's first listener; None if its file names none."""
+def _first_listener(worker_config: Path) -> tuple[str, int] | None:
+    """The address and port of a worker's first listener; None if its file names none."""
     try:
         config = read_yaml_mapping(worker_config) or {}
     except CtlError:
@@ -207,10 +209,36 @@ def worker_health_url(worker_config: Path) -> str | None:
     if not isinstance(first, Mapping) or not isinstance(first.get("port"), int):
         return None
     hosts = first.get("bind_addresses") or ["127.0.0.1"]
-    host = str(hosts[0])
+    return str(hosts[0]), first["port"]
+
+
+def worker_host(worker_config: Path) -> str | None:
+    listener = _first_listener(worker_config)
+    return None if listener is None else listener[0]
+
+
+def worker_health_url(worker_config: Path) -> str | None:
+    """http://HOST:PORT/health of a worker's first listener; None if its file names none."""
+    listener = _first_listener(worker_config)
+    if listener is None:
+        return None
+    host, port = listener
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    return f"http://{_url_host(host)}:{first['port']}/health"
+    return f"http://{_url_host(host)}:{port}/health"
+
+
+def on_host(services: Sequence[Service], host: str | None) -> list[Service]:
+    """The services that run on `host` (None: all): the workers bound to it, and, if it is
+    Synapse main's address, everything that is not a worker."""
+    if host is None:
+        return list(services)
+    main_host = next((s.host for s in services if s.name == "synapse"), None)
+    found = [s for s in services if (s.host or main_host) == host]
+    if not found:
+        known = sorted({h for s in services if (h := s.host or main_host)})
+        raise CtlError(f"no process runs on {host}; the hosts are: {', '.join(known)}")
+    return found
 
 
 def _url_host(host: str) -> str:
@@ -282,6 +310,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             pid_path=deployment.run / "synapse.pid",
             cwd=deployment.root,
             env={"PYTHONPATH": python_path},
+            host=None if config is None else urlsplit(client_base_url(config)).hostname,
         ),
     ]
     # `init --workers`: each worker runs with the shared files, then its own.
@@ -297,6 +326,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
                 cwd=deployment.root,
                 env={"PYTHONPATH": python_path},
                 stage=1,
+                host=worker_host(path),
             )
         )
     if deployment.nginx_config.exists():

@@ -208,9 +208,9 @@ def _topology(
     params: InitParams, bind: str, http_port: int, taken: Mapping[str, int]
 ) -> Topology | None:
     """`--workers N`: the processes; main, Redis and nginx on this host (--bind)."""
-    if not params.workers:
-        if params.worker_hosts is not None or params.internal_port is not None:
-            raise ValueError("--worker-hosts and --internal-port are only used with --workers N")
+    if params.workers is None and (params.worker_hosts or params.internal_port):
+        raise ValueError("--worker-hosts and --internal-port are only used with --workers N")
+    if not params.workers:  # `--workers 0` keeps them for a later `--workers N`
         return None
     ip = ipaddress.ip_address(bind)
     main_host = ("127.0.0.1" if ip.version == 4 else "::1") if ip.is_unspecified else bind

@@ -308,7 +308,7 @@ class Deployment:
         loaded: dict[str, Any] = yaml.safe_load((self.dir / "secrets.yaml").read_text())
         return loaded
 
-    def admin(self, path: str, body: Any) -> Any:
+    def admin(self, path: str, body: Any, timeout: float = 120) -> Any:
         request = urllib.request.Request(
             f"{self.base_url}/_synapse/client/sferum/admin/v1/{path}",
             data=json.dumps(body).encode(),
@@ -318,11 +318,13 @@ class Deployment:
             },
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
-    def reconcile(self) -> dict[str, int]:
-        report: dict[str, int] = self.admin("reconcile", {})["reconcile"]
+    def reconcile(self, timeout: float = 120) -> dict[str, int]:
+        """Reconciles now; `timeout` only guards against a hang (a first reconcile provisions
+        every room of the roster, which takes minutes on a loaded machine)."""
+        report: dict[str, int] = self.admin("reconcile", {}, timeout)["reconcile"]
         return report
 
     def issue(self, *person_ids: str) -> dict[str, dict[str, Any]]:

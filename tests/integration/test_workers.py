@@ -99,14 +99,20 @@ def cluster(
         deployment.init()
         deployment.start()
         sferumctl("roster", "import", str(deployment.dir), str(demo_roster_folder()))
-        # Every pupil of both classes: the adults' accounts would only add provisioning time.
-        pupils = sorted(demo_roster.students["5a"] | demo_roster.students["6b"])
-        accounts = deployment.issue(*pupils)
-        report = deployment.reconcile()
+        # The pupils the tests sign in as: every other account only adds provisioning time.
+        accounts = deployment.issue(*_pupils(demo_roster))
+        # Every event of the first provisioning goes through the event persister.
+        report = deployment.reconcile(timeout=600)
         assert report["failures"] == 0, (report, deployment.log_tail())
         yield Cluster(deployment, demo_roster, accounts)
     finally:
         deployment.stop()
+
+
+def _pupils(roster: DemoRoster) -> tuple[str, str, str]:
+    """Two classmates of 5a, and the pupil of 6b whom the roster re-import moves to 5a."""
+    pupil, classmate = sorted(roster.students["5a"])[:2]
+    return pupil, classmate, sorted(roster.students["6b"])[0]
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -167,8 +173,7 @@ async def test_worker_follows_a_reimported_roster_without_restart(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     roster = cluster.roster
-    pupil, classmate = sorted(roster.students["5a"])[:2]
-    moved = sorted(roster.students["6b"])[0]
+    pupil, classmate, moved = _pupils(roster)
     moved_id = cluster.user_id(moved)
     user = await cluster.login(pupil)
     moved_user = await cluster.login(moved)
@@ -226,7 +231,7 @@ async def test_worker_follows_a_reimported_roster_without_restart(
 async def test_a_message_goes_through_a_client_worker_and_the_event_persister(
     cluster: Cluster,
 ) -> None:
-    pupil, classmate = sorted(cluster.roster.students["5a"])[:2]
+    pupil, classmate, _ = _pupils(cluster.roster)
     user, reader = await cluster.login(pupil), await cluster.login(classmate)
     class_5a = await user.resolve(cluster.alias("class", "5a"))
     txn = f"workers-{time.monotonic_ns()}"
@@ -252,7 +257,7 @@ async def test_a_message_goes_through_a_client_worker_and_the_event_persister(
 
 
 async def test_media_goes_through_the_media_worker(cluster: Cluster) -> None:
-    pupil = await cluster.login(sorted(cluster.roster.students["6b"])[0])
+    pupil = await cluster.login(_pupils(cluster.roster)[2])
     uploaded = await upload_media(pupil, PNG)
     assert uploaded.status == 200, uploaded
     mxc = str(uploaded.body["content_uri"])
@@ -273,9 +278,19 @@ def test_status_lists_every_process_and_stop_leaves_none(cluster: Cluster) -> No
     pids = [int(line.split("(pid ")[1].split(",")[0]) for line in lines]
 
     sferumctl("stop", str(cluster.deployment.dir))
-    assert [p for p in pids if Path(f"/proc/{p}").exists()] == []
+    assert [p for p in pids if _alive(p)] == []
     stopped = sferumctl("status", str(cluster.deployment.dir), check=False)
     assert stopped.stdout.splitlines() == [f"{name}: stopped" for name in PROCESSES]
+
+
+def _alive(pid: int) -> bool:
+    """Whether the process runs: it exists and is not a zombie (whose reaping is up to PID 1,
+    as `sferumctl start` that spawned it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _served(log: str, user_id: str, path: str) -> bool:
