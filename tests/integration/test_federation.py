@@ -415,7 +415,8 @@ def _populate(server: Server, roster: Path) -> None:
     server.accounts = d.issue(*server.roles)
     if server.tag == "c":
         return  # C's people only need accounts: spare the CPU its rooms would take
-    report = d.reconcile()
+    # The first provisioning (through A's event persister) takes minutes on a loaded machine.
+    report = d.reconcile(timeout=600)
     assert report["failures"] == 0, (server.name, report, d.log_tail())
 
 
