@@ -123,10 +123,6 @@ class Topology:
         writers = [p for p in self.processes if p.port_of("replication") is not None]
         return {p.name: Endpoint(p.host, p.port_of("replication") or 0) for p in writers}
 
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(p.host for p in self.processes))
-
     def upstreams(self) -> dict[str, tuple[str, ...]]:
         """nginx's upstream groups (name -> host:port of each member), as ROUTES name them."""
         clients = tuple(p.address for p in self.with_role(CLIENT))
