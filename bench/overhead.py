@@ -60,8 +60,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
 )  # for the sferumctl subprocesses the harness runs
 
-from synapse_sferum.ctl import services  # noqa: E402
-from synapse_sferum.ctl.deployment import Deployment as DeploymentFolder  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
     Deployment,
     demo_roster_folder,
@@ -318,11 +316,7 @@ def setup_with_module(deployment: Deployment) -> list[tuple[str, str]]:
 
 def setup_without_module(deployment: Deployment) -> list[tuple[str, str]]:
     init(deployment)
-    (deployment.dir / "conf.d" / "60-no-modules.yaml").write_text(yaml.safe_dump({"modules": []}))
-    folder = DeploymentFolder(deployment.dir)
-    # Not `sferumctl start`: its check-config rightly refuses a server without the module.
-    found = services.deployment_services(folder, folder.load_config())
-    services.start(found, timeout=services.DEFAULT_START_TIMEOUT, say=lambda line: None)
+    deployment.start_without_module()
     return [
         (deployment.register_unlinked(f"bench{n}", f"bench-pass-{n}"), f"bench-pass-{n}")
         for n in (1, 2)

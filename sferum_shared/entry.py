@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from sferum_shared import logs
 from sferum_shared.config import ConfigError
 
-C = TypeVar("C")
+
+class ServiceConfig(Protocol):
+    @property
+    def log_format(self) -> str: ...  # logs.LOG_FORMATS
+
+
+C = TypeVar("C", bound=ServiceConfig)
 
 
 def run_service(
@@ -29,8 +35,6 @@ def run_service(
     except ConfigError as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 1
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(config.log_format)
     serve(config)
     return 0

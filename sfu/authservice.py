@@ -181,10 +181,12 @@ class AuthService:
         config: SfuConfig,
         clock: Clock,
         pupil_camera_allowed: CameraPolicy = _no_pupil_cameras,
+        on_refusal: Callable[[str], None] = lambda reason: None,
     ):
         self._config = config
         self._clock = clock
         self._pupil_camera_allowed = pupil_camera_allowed
+        self._on_refusal = on_refusal  # told each refusal's reason (the SFU's metrics)
         self._http: aiohttp.ClientSession | None = None
 
     # -- the aiohttp application --------------------------------------------------------------
@@ -227,10 +229,12 @@ class AuthService:
             answer = await self.token_for(parse(body))
             return web.json_response(answer, headers=_CORS)
         except ApiError as e:
+            self._on_refusal(e.reason or e.errcode)
             return e.response(_CORS)
         except Exception:
             logger.exception("sfu auth: unexpected failure; refusing")
             error = ApiError(500, "M_UNKNOWN", "Internal server error")
+            self._on_refusal(error.errcode)
             return error.response(_CORS)
 
     # -- the flow -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from sferum_shared.config import ConfigError, load_yaml_config
+from sferum_shared.logs import parse_log_format
 from sfu.tokens import MAX_TTL_SECONDS
 
 
@@ -41,6 +42,7 @@ class SfuConfig:
     # own peers too. Without it, both sides use their direct addresses only.
     turn_uris: tuple[str, ...] = ()
     turn_shared_secret: str | None = attrs.field(default=None, repr=False)
+    log_format: str = "text"  # sferum_shared.logs.LOG_FORMATS
 
 
 _REQUIRED = (
@@ -60,6 +62,7 @@ _KEYS = frozenset(_REQUIRED) | {
     "origin_url",
     "edge_urls",
     "turn",
+    "log_format",
 }
 # Below that the directory is asked too often for every call; above, a removed pupil stays
 # too long (the issue: ended within 5 s).
@@ -167,6 +170,7 @@ def parse_config(raw: Any) -> SfuConfig:
     if not isinstance(bind, str) or not bind:
         raise ConfigError("http.bind", f"must be an address, got {bind!r}")
     values["http_bind"] = bind
+    values["log_format"] = parse_log_format(raw)
     return SfuConfig(**values)
 
 

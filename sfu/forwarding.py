@@ -87,6 +87,8 @@ class MediaRouter:
         self.forward_seconds = 0.0
         self.forwarded_packets = 0
         self.received_packets = 0  # sfu.metrics: packets in
+        self.received_bytes = 0
+        self.forwarded_bytes = 0
 
     async def publish(
         self, participant: str, offer: RTCSessionDescription
@@ -286,6 +288,7 @@ class MediaRouter:
     async def _forward(self, source: _Source, packet: RtpPacket) -> None:
         started = time.perf_counter()
         self.received_packets += 1
+        self.received_bytes += len(packet.payload)
         now = self._now()
         source.media_ssrc = packet.ssrc
         if (source.participant, source.kind) in self._blocked:
@@ -306,6 +309,7 @@ class MediaRouter:
             sent = outlet.send(packet, now, ntp_time, wire)
             if sent is Sent.SENT:
                 self.forwarded_packets += 1
+                self.forwarded_bytes += len(packet.payload)
             elif sent is Sent.WAITING_FOR_KEYFRAME:
                 await source.request_keyframe(now)  # at most one per interval
         self.forward_seconds += time.perf_counter() - started

@@ -44,7 +44,14 @@ from sfu.forwarding import MediaRouter
 from sfu.grants import Refusal
 from sfu.livekit import LiveKitSignalling, RoomService
 from sfu.membership import refusals, session_of
-from sfu.metrics import CONTENT_TYPE, SfuMetrics, Snapshot, retired_with, snapshot
+from sfu.metrics import (
+    CONTENT_TYPE,
+    RouterCounters,
+    SfuMetrics,
+    Snapshot,
+    retired_with,
+    snapshot,
+)
 from sfu.moderation import moderation_refusal, publishable
 from sfu.page import page_routes
 from sfu.signalling import (
@@ -79,9 +86,9 @@ class SfuServer:
         self._config = config
         self._clock = clock
         self._rooms: dict[str, Room] = {}
-        self._auth = AuthService(config, clock=clock)
-        self._livekit = LiveKitSignalling(config, clock, self._turn)
         self._metrics = SfuMetrics(self._snapshot)
+        self._auth = AuthService(config, clock=clock, on_refusal=self._count_refusal)
+        self._livekit = LiveKitSignalling(config, clock, self._turn, self._retire)
         # Totals of rooms already closed, so the packet counters never go down.
         self._retired = Snapshot()
         self._tasks: set[asyncio.Task[None]] = set()  # speaker announcements under way
@@ -107,9 +114,20 @@ class SfuServer:
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     def _snapshot(self) -> Snapshot:
+        """The /ws rooms and the LiveKit ones (Element Call, Element X) together."""
         rooms = self._rooms.values()
-        participants = sum(len(room.participants) for room in rooms)
-        return snapshot(participants, [room.router for room in rooms], self._retired)
+        livekit_participants, livekit_routers = self._livekit.media()
+        participants = sum(len(room.participants) for room in rooms) + livekit_participants
+        routers: list[RouterCounters] = [room.router for room in rooms]
+        routers += livekit_routers
+        return snapshot(participants, routers, self._retired)
+
+    def _count_refusal(self, reason: str) -> None:
+        self._metrics.auth_refusals.labels(reason).inc()
+
+    def _retire(self, router: RouterCounters) -> None:
+        """A room closed: its counts join the totals, so the counters never go down."""
+        self._retired = retired_with(self._retired, router)
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         tasks = [
@@ -386,7 +404,7 @@ class SfuServer:
         if not room.participants:
             if room.upstream is not None:
                 room.upstream.cancel()
-            self._retired = retired_with(self._retired, room.router)
+            self._retire(room.router)
             await room.router.close()
             if self._rooms.get(room.name) is room:
                 del self._rooms[room.name]

@@ -19,7 +19,7 @@ from sferum_shared import Clock, matrix
 from sferum_shared.ids import server_of
 from sferum_shared.rooms import RoomKey, RoomKind, Scope
 from sferum_shared.vocabulary import EventType, WidgetId
-from synapse_sferum import compat, policy
+from synapse_sferum import compat, metrics, policy
 from synapse_sferum.directory import guardianship_pairs
 from synapse_sferum.lifecycle import Departures
 from synapse_sferum.policy.invites import invites_widget
@@ -108,11 +108,13 @@ class Provisioner:
             while self._pending:
                 self._pending = False
                 self._started += 1
+                began = self._clock.seconds()
                 try:
                     self.last_report = await self._reconcile_once()
                 except Exception:
                     logger.exception("synapse_sferum: reconcile failed")
                     self.last_report = ReconcileReport(failures=1)
+                metrics.record_reconcile(self.last_report.to_json(), self._clock.seconds() - began)
                 self._finished = self._started
         finally:
             self._running = False

@@ -15,6 +15,7 @@ from synapse.module_api import NOT_SPAM
 from synapse.module_api.errors import Codes, SynapseError
 
 from sferum_shared.vocabulary import Key, Reason
+from synapse_sferum import metrics
 from synapse_sferum.policy import Decision
 
 logger = logging.getLogger(__name__)
@@ -30,11 +31,13 @@ def spam_check_result(decision: Decision) -> SpamCheckResult:
     """NOT_SPAM, or (M_FORBIDDEN, {reason}) for Synapse's spam-checker callbacks."""
     if decision.allowed:
         return NOT_SPAM
+    metrics.record_refusal(decision.reason)
     return (Codes.FORBIDDEN, {Key.REASON: decision.reason})
 
 
 def forbidden(decision: Decision, message: str) -> SynapseError:
     """The error to raise where a callback may raise (check_event_allowed, on_create_room)."""
+    metrics.record_refusal(decision.reason)
     return SynapseError(403, message, Codes.FORBIDDEN, {Key.REASON: decision.reason})
 
 
@@ -55,6 +58,7 @@ def fail_closed(
                 raise
             except Exception:
                 logger.exception("synapse_sferum: %s failed; refusing", callback.__name__)
+                metrics.record_refusal(Reason.INTERNAL_ERROR)
                 return refusal
 
         return guarded

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import attrs
 
 from sferum_shared.config import DIARY_SOURCE_KINDS, ConfigError, load_yaml_config
+from sferum_shared.logs import parse_log_format
 
 # A REST source's per-request timeout, in seconds.
 DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT = 10.0, 1.0, 300.0
@@ -57,6 +58,7 @@ class BridgeConfig:
     sync_interval_seconds: int = 30
     digest_time: time = time(7, 30)
     templates_dir: Path | None = None
+    log_format: str = "text"  # sferum_shared.logs.LOG_FORMATS
 
 
 _KEYS = {f.name for f in attrs.fields(BridgeConfig)} - {"http_bind", "http_port"} | {"http"}
@@ -160,6 +162,7 @@ def parse_config(raw: Any) -> BridgeConfig:
     values["digest_time"] = time.fromisoformat(digest)
     if raw.get("templates_dir"):
         values["templates_dir"] = Path(str(raw["templates_dir"]))
+    values["log_format"] = parse_log_format(raw)
     return BridgeConfig(**values)
 
 

@@ -161,6 +161,8 @@ class Bridge:
                 metrics.SYNCS.labels("homeserver_unavailable").inc()
                 logger.error("diary: the homeserver is unavailable (%s); retrying later", e)
                 raise
+            finally:  # a failed run may leave intents unfinished: that is the lag to see
+                await self._measure_ledger()
             if self.config.public_url:
                 await install_widgets(
                     self.client,
@@ -174,6 +176,7 @@ class Bridge:
                 )
             metrics.SYNCS.labels("ok").inc()
             self.last_sync = self.clock.seconds()
+            metrics.LAST_SYNC.set(self.last_sync)
             result = {
                 **report.to_json(),
                 "items": len(posts),
@@ -183,6 +186,12 @@ class Bridge:
             }
             logger.info("diary: sync done: %s", result)
             return result
+
+    async def _measure_ledger(self) -> None:
+        unfinished, oldest = await self.db.run(ledger.unfinished_txn)
+        count, age = metrics.ledger_lag(unfinished, oldest, self.clock.ms())
+        metrics.LEDGER_UNFINISHED.set(count)
+        metrics.LEDGER_OLDEST_UNFINISHED.set(age)
 
     async def _sync_roster(self, roster_zip: bytes | None) -> str:
         """Sends the roster to the module when it changed: the SIS stays the one source."""

@@ -97,6 +97,18 @@ def drop_txn(cur: Any, key: str) -> None:
     cur.execute("DELETE FROM diary_posts WHERE item_key = ?", (key,))
 
 
+UNFINISHED = (SENDING, EDITING, REDACTING)
+
+
+def unfinished_txn(cur: Any) -> tuple[int, int | None]:
+    """How many intents are not finished yet, and when the oldest was written (ms)."""
+    cur.execute(
+        "SELECT COUNT(*), MIN(updated_ts) FROM diary_posts WHERE state IN (?, ?, ?)", UNFINISHED
+    )
+    count, oldest = cur.fetchone()
+    return int(count), None if oldest is None else int(oldest)
+
+
 def get_meta_txn(cur: Any, name: str) -> str | None:
     cur.execute("SELECT value FROM diary_meta WHERE name = ?", (name,))
     row = cur.fetchone()

@@ -131,8 +131,12 @@ class TrackRouter:
         self._speakers = ActiveSpeakers(slots=ACTIVE_SPEAKERS)
         self._speaking: tuple[str | None, ...] = (None,) * ACTIVE_SPEAKERS
         self._background = Background()
+        # sfu.metrics: what this room's media did (the server adds them up at each scrape)
         self.forwarded_packets = 0
         self.received_packets = 0
+        self.forwarded_bytes = 0
+        self.received_bytes = 0
+        self.forward_seconds = 0.0
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -323,7 +327,9 @@ class TrackRouter:
     # -- forwarding ---------------------------------------------------------------------------
 
     async def _forward(self, track: _Track, packet: RtpPacket) -> None:
+        started = time.perf_counter()
         self.received_packets += 1
+        self.received_bytes += len(packet.payload)
         now = self._now()
         track.media_ssrc = packet.ssrc
         if track.blocked:
@@ -336,8 +342,15 @@ class TrackRouter:
             sent = outlet.send(packet, now, ntp_time, shared)
             if sent is Sent.SENT:
                 self.forwarded_packets += 1
+                self.forwarded_bytes += len(packet.payload)
             elif sent is Sent.WAITING_FOR_KEYFRAME:
                 await track.request_keyframe(now)  # at most one per interval
+        self.forward_seconds += time.perf_counter() - started
+
+    @property
+    def stream_count(self) -> int:
+        """Published tracks being received now (sfu.metrics)."""
+        return len(self._tracks)
 
     def _hear(self, participant: str, packet: RtpPacket, now: float) -> None:
         level = aiortc_compat.audio_level(packet)

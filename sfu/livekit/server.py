@@ -68,10 +68,17 @@ TurnFor = Callable[[str], list[dict[str, Any]]]  # TURN servers for one particip
 class LiveKitSignalling:
     """The `/rtc` endpoints and the rooms of LiveKit connections in one SFU process."""
 
-    def __init__(self, config: SfuConfig, clock: Clock, turn_for: TurnFor) -> None:
+    def __init__(
+        self,
+        config: SfuConfig,
+        clock: Clock,
+        turn_for: TurnFor,
+        on_room_closed: Callable[[TrackRouter], None] = lambda router: None,
+    ) -> None:
         self._config = config
         self._clock = clock
         self._turn_for = turn_for
+        self._on_room_closed = on_room_closed  # the server keeps its media counters (metrics)
         self._rooms: dict[str, Room] = {}
         self._background = Background()  # speaker changes, told from the forwarding path
         self._delayed = DelayedLeaves(config.homeserver_url)  # MSC4140 delegation
@@ -91,6 +98,11 @@ class LiveKitSignalling:
             for connection in list(room.connections.values()):
                 await connection.ws.close()
         await self._delayed.close()
+
+    def media(self) -> tuple[int, list[TrackRouter]]:
+        """Participants and the rooms' routers now, for the SFU's metrics."""
+        rooms = list(self._rooms.values())
+        return sum(len(room.connections) for room in rooms), [room.router for room in rooms]
 
     def sessions(self) -> dict[str, Session]:
         """The watched sessions by participant ID, for the server's membership checks."""
@@ -460,6 +472,7 @@ class LiveKitSignalling:
             return
         if not room.connections and self._rooms.get(room.name) is room:
             del self._rooms[room.name]
+            self._on_room_closed(room.router)
             if room.link is not None:  # an edge's last viewer: the origin link goes too
                 room.link.cancel()
                 await room.router.leave(ORIGIN)

@@ -1,10 +1,10 @@
 """`sferumctl init`: fills a deployment folder, and re-renders its config on later runs.
 
 What a server cannot lose (secrets, the signing key, the database, media) is created once and then
-only ever read. What `init` renders (homeserver.yaml, log.config, appservice-sferum.yaml, and
-bridge.yaml, turnserver.conf and sfu.yaml when asked for) is
-written again on each run, and a previous copy that differs is kept as a timestamped backup, so a
-hand edit is never lost either.
+only ever read. What `init` renders (homeserver.yaml, log.config, appservice-sferum.yaml,
+prometheus.yml, grafana-dashboard.json, and bridge.yaml, turnserver.conf and sfu.yaml when asked
+for) is written again on each run, and a previous copy that differs is kept as a timestamped
+backup, so a hand edit is never lost either.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from synapse_sferum.ctl.deployment import (
     read_yaml_mapping,
 )
 from synapse_sferum.ctl.errors import CtlError
+from synapse_sferum.ctl.monitoring import render_dashboard, render_prometheus_config
 from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams
 from synapse_sferum.ctl.settings import Settings, resolve
 from synapse_sferum.ctl.workers import FEDERATION_PORT_REST, ROUTES, federation_port_routes
@@ -246,6 +247,9 @@ def _render(
         path: (env.get_template(template).render(context), mode)
         for path, template, mode in templates
     }
+    prometheus_yml = deployment.prometheus_config
+    rendered[prometheus_yml] = (render_prometheus_config(settings, str(prometheus_yml)), PUBLIC)
+    rendered[deployment.grafana_dashboard] = (render_dashboard(settings), PUBLIC)
     origin = f"ws://127.0.0.1:{settings.sfu_port}/ws"  # edges reach the origin on this host
     for number, (port, url) in enumerate(
         zip(settings.sfu_edge_ports, settings.sfu_edge_urls, strict=True), 1

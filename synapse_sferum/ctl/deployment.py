@@ -75,6 +75,15 @@ class Deployment:
         return self.root / "log.config"
 
     @property
+    def prometheus_config(self) -> Path:
+        """Prometheus's scrape config: every process of the deployment that serves metrics."""
+        return self.root / "prometheus.yml"
+
+    @property
+    def grafana_dashboard(self) -> Path:
+        return self.root / "grafana-dashboard.json"
+
+    @property
     def appservice_config(self) -> Path:
         return self.root / "appservice-sferum.yaml"
 

@@ -12,14 +12,14 @@ import functools
 import signal
 import sys
 import zoneinfo
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from sferum_shared import SYSTEM_CLOCK
 from sferum_shared.adminapi import parse_reconcile
-from synapse_sferum.ctl import demo, diary, news, params, person, services, sheet
+from synapse_sferum.ctl import backup, demo, diary, news, params, person, services, sheet, systemd
 from synapse_sferum.ctl.accounts import (
     account_lines,
     fetch_accounts,
@@ -61,9 +61,24 @@ def _say_lines(lines: Iterable[str]) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    given = params.InitParams(**{name: getattr(args, name) for name in params.PARSERS})
     deployment = Deployment(args.dir)
-    _say_lines([*init(deployment, given), f"next: sferumctl start {deployment.root}"])
+    _say_lines([*init(deployment, _init_params(args)), f"next: sferumctl start {deployment.root}"])
+    return 0
+
+
+def _init_params(args: argparse.Namespace) -> params.InitParams:
+    return params.InitParams(**{name: getattr(args, name, None) for name in params.PARSERS})
+
+
+def _backup(args: argparse.Namespace) -> int:
+    _say_lines(backup.backup(Deployment(args.dir), args.out, SYSTEM_CLOCK))
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    lines = backup.restore(args.out, deployment, _init_params(args))
+    _say_lines([*lines, f"next: sferumctl start {deployment.root}"])
     return 0
 
 
@@ -73,48 +88,47 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checked_services(args: argparse.Namespace) -> list[services.Service]:
-    """The deployment's services (on `--host` only, if given), once its config passes
-    check-config."""
+def _checked_supervision(args: argparse.Namespace) -> services.Supervision:
+    """The deployment's services (on `--host` only, if given) under their supervisor, once its
+    config passes check-config."""
     deployment = Deployment(args.dir)
-    found = services.deployment_services(deployment, check_config(deployment))
-    return services.on_host(found, args.host)
+    return services.deployment_supervision(deployment, check_config(deployment), args.host)
 
 
 def _start(args: argparse.Namespace) -> int:
-    services.start_in_stages(_checked_services(args), timeout=args.timeout, say=say)
+    services.start(_checked_supervision(args), timeout=args.timeout, say=say)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    found = _checked_services(args)
-    # Workers wait for main (stage 0); `run` then starts and watches the last stage with them.
-    last = max(s.stage for s in found)
-    services.start_in_stages([s for s in found if s.stage < last], timeout=args.timeout, say=say)
-    try:
-        services.run(found, timeout=args.timeout, say=say)
-    except (CtlError, KeyboardInterrupt):  # `run` stopped what it started; the rest too
-        services.stop([s for s in found if s.running_pid() is not None], say=say)
-        raise
+    services.run(_checked_supervision(args), timeout=args.timeout, say=say)
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
     try:
-        found = services.deployment_services(deployment, deployment.load_config())
+        found = services.deployment_supervision(deployment, deployment.load_config(), args.host)
     except CtlError:  # a broken config must not keep a server from stopping
-        found = services.deployment_services(deployment, None)
-    services.stop(services.on_host(found, args.host), say=say)
+        found = services.deployment_supervision(deployment, None, args.host)
+    services.stop(found, say=say)
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     deployment = Deployment(args.dir)
-    found = services.deployment_services(deployment, deployment.load_config())
-    lines, all_ok = services.status(services.on_host(found, args.host))
+    lines, all_ok = services.status(
+        services.deployment_supervision(deployment, deployment.load_config(), args.host)
+    )
     _say_lines(lines)
     return 0 if all_ok else EXIT_NOT_RUNNING
+
+
+def _systemd(args: argparse.Namespace) -> int:
+    deployment = Deployment(args.dir)
+    out = args.out or deployment.root / "systemd"
+    _say_lines(systemd.write_units(deployment, check_config(deployment), out, user=args.user))
+    return 0
 
 
 def _roster_import(args: argparse.Namespace) -> int:
@@ -282,28 +296,65 @@ def _parser() -> argparse.ArgumentParser:
         help: str,
         within: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
         full_name: str | None = None,
+        before_dir: tuple[str, str] | None = None,  # a positional before DIR: (name, help)
     ) -> argparse.ArgumentParser:
         sub = within.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler, command=full_name or name)
+        if before_dir is not None:
+            sub.add_argument(
+                before_dir[0], metavar=before_dir[0].upper(), type=Path, help=before_dir[1]
+            )
         sub.add_argument("dir", metavar="DIR", type=Path, help="the deployment folder")
         return sub
 
-    p = command(
-        "init",
-        _init,
-        "create a deployment folder, or re-render its config files "
-        "(secrets, keys, database and media are kept)",
-    )
-    for option in params.INIT_OPTIONS:
-        p.add_argument(
-            option.option,
-            dest=option.name,
-            type=_checked(option.each or option.parse),
-            metavar=option.metavar,
-            help=option.help,
-            **option.gather,
-        )
+    def init_options(
+        p: argparse.ArgumentParser,
+        skip: tuple[str, ...] = (),
+        also: Mapping[str, str] | None = None,
+    ) -> None:
+        """init's options; `also` gives some of them a second flag."""
+        for option in params.INIT_OPTIONS:
+            if option.name in skip:
+                continue
+            second = (also or {}).get(option.name)
+            flags = [option.option, *([second] if second else [])]
+            p.add_argument(
+                *flags,
+                dest=option.name,
+                type=_checked(option.each or option.parse),
+                metavar=option.metavar,
+                help=option.help,
+                **option.gather,
+            )
 
+    init_options(
+        command(
+            "init",
+            _init,
+            "create a deployment folder, or re-render its config files "
+            "(secrets, keys, database and media are kept)",
+        )
+    )
+
+    p = command(
+        "backup",
+        _backup,
+        "copy a deployment, running or not, into the new folder OUT: its databases (SQLite's "
+        "online backup, pg_dump), media, signing key, secrets and configs, then a manifest "
+        "of every file's sha256",
+    )
+    p.add_argument("out", metavar="OUT", type=Path, help="the backup folder (new or empty)")
+    init_options(
+        command(
+            "restore",
+            _restore,
+            "make the new deployment DIR from a backup (checked against its manifest first): "
+            "the same server, with init's options over the stored ones (a new port, database...)",
+            before_dir=("out", "the backup: the folder that `sferumctl backup` wrote"),
+        ),
+        skip=("server_name",),
+        also={"http_port": "--port"},
+    )
     command(
         "check-config",
         _check_config,
@@ -317,9 +368,10 @@ def _parser() -> argparse.ArgumentParser:
         (
             "start",
             _start,
-            "check the config, start the services in the background, wait until they are healthy",
+            "check the config, start the supervisor and the services in the background, wait "
+            "until they are healthy",
         ),
-        ("run", _run, "like start, then wait; Ctrl-C or SIGTERM stops everything"),
+        ("run", _run, "like start, then stay in the foreground; Ctrl-C or SIGTERM stops all"),
     ):
         p = command(name, handler, text)
         p.add_argument(
@@ -336,17 +388,27 @@ def _parser() -> argparse.ArgumentParser:
         (
             "stop",
             _stop,
-            f"stop the services (SIGTERM, then SIGKILL after {services.STOP_GRACE_SECONDS:g} s)",
+            "stop the supervisor and the services (each: SIGTERM, then SIGKILL after "
+            f"{services.STOP_GRACE_SECONDS:g} s)",
         ),
         (
             "status",
             _status,
-            f"show each service; exit 0 if all run and are healthy, {EXIT_NOT_RUNNING} otherwise",
+            "show the supervisor and each service (restarts, last exit); exit 0 if all run "
+            f"and are healthy, {EXIT_NOT_RUNNING} otherwise",
         ),
     ):
         command(name, handler, text).add_argument(
             "--host", type=_checked(params.bind_address), metavar="ADDR", help=host_help
         )
+    p = command(
+        "systemd",
+        _systemd,
+        "write a systemd unit per service and a target that groups them, instead of the "
+        "supervisor",
+    )
+    p.add_argument("--user", metavar="USER", help="the services' user (default: DIR's owner)")
+    p.add_argument("--out", type=Path, metavar="FOLDER", help="where to write them (DIR/systemd)")
 
     roster = commands.add_parser("roster", help="the school directory").add_subparsers(
         title="roster commands", required=True, metavar="COMMAND"

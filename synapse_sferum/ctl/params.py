@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from sferum_shared.config import DIARY_SOURCE_KINDS
+from sferum_shared.logs import LOG_FORMATS
 from synapse_sferum.config import email_address, has_valid_port, http_url
 from synapse_sferum.ctl.ratelimits import (
     DEFAULT_RATE_LIMITS,
@@ -112,6 +113,8 @@ def existing_file(value: object) -> str:
 
 
 DEFAULT_DIARY_PORT = 8009
+#: Synapse's Prometheus listener (its metrics documentation's port), on loopback unless told.
+DEFAULT_METRICS_PORT = 9000
 #: The MatrixRTC focus type clients find (.well-known, MSC4143 transports): the SFU speaks
 #: LiveKit's signalling (sfu/livekit), the only type Element X and Element Call accept.
 SFU_FOCUS_TYPE = "livekit"
@@ -133,6 +136,12 @@ def diary_source(value: object) -> str:
     if kind == "oneroster-rest" and not location.startswith(("http://", "https://")):
         raise ValueError(f"oneroster-rest needs an http(s) URL, got {location!r}")
     return f"{kind}:{location}" if location else kind
+
+
+def log_format(value: object) -> str:
+    if value not in LOG_FORMATS:
+        raise ValueError(f"must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return str(value)
 
 
 def _diary_sources(value: object) -> tuple[str, ...]:
@@ -309,6 +318,27 @@ INIT_OPTIONS: tuple[InitOption, ...] = (
         gather={"action": "append"},
     ),
     InitOption(
+        "metrics_port",
+        port,
+        "N",
+        "Synapse's Prometheus metrics listener (/_synapse/metrics; default "
+        f"{DEFAULT_METRICS_PORT}); prometheus.yml lists it with the bridge's and the SFU's",
+    ),
+    InitOption(
+        "metrics_bind",
+        bind_address,
+        "ADDR",
+        f"IP address of the metrics listener (default {DEFAULT_BIND}: only this machine's "
+        "Prometheus reads it)",
+    ),
+    InitOption(
+        "log_format",
+        log_format,
+        "FORMAT",
+        "how Synapse (homeserver.log), the bridge and the SFU log: json (default, one object "
+        "per line with time, level, logger, message and context) or text",
+    ),
+    InitOption(
         "support_email",
         email_address,
         "ADDR",
@@ -349,6 +379,9 @@ class InitParams:
     internal_port: int | None = None
     # Synapse rate limits that differ from ours, {NAME: "PER_SECOND/BURST"} (ratelimits.py).
     rate_limits: dict[str, str] | None = attrs.field(default=None, converter=_optional_dict)
+    metrics_port: int | None = None
+    metrics_bind: str | None = None
+    log_format: str | None = None
     support_email: str | None = None
     support_page: str | None = None
 

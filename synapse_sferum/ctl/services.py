@@ -1,25 +1,30 @@
-"""The processes of a deployment: start them in the background, check their health, stop them.
+"""The processes of a deployment: start them under a supervisor, check their health, stop them.
 
 Each service is one `Service` record; the diary bridge, the SFU and coturn join Synapse as more
-records in `deployment_services`. A PID file alone is never trusted: after a reboot its number
-may belong to a stranger, so a PID counts as ours only while /proc/PID/cmdline (Linux) still
-shows the service's identifying arguments.
+records in `deployment_services`. `start` runs one supervisor process per deployment
+(`supervisor.py`), which spawns the services and restarts a failed one with back-off
+(`supervision.py`); `stop` stops the supervisor, which stops the services. Every process keeps
+a PID file. A PID file alone is never trusted: after a reboot its number may belong to a
+stranger, so a PID counts as ours only while /proc/PID/cmdline (Linux) still shows the process's
+identifying arguments.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +41,7 @@ from synapse_sferum.ctl.deployment import (
 )
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.http import open_local
+from synapse_sferum.ctl.supervision import RUNNING, WAITING, ServiceState, read_states
 from synapse_sferum.ctl.workers import GENERIC_APP
 
 Say = Callable[[str], None]
@@ -46,25 +52,43 @@ LOG_TAIL_LINES = 20
 _POLL_SECONDS = 0.25
 
 
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _path(value: str | os.PathLike[str]) -> Path:
+    return Path(value)
+
+
 @attrs.frozen
 class Service:
+    """One process of a deployment. Plain data (it goes to the supervisor as JSON): the
+    converters take back the lists and strings that JSON gives."""
+
     name: str
-    argv: tuple[str, ...]
+    argv: tuple[str, ...] = attrs.field(converter=_strings)
     # Arguments that only this service's process has: they identify it in /proc/PID/cmdline.
-    identity: tuple[str, ...]
+    identity: tuple[str, ...] = attrs.field(converter=_strings)
     # http://HOST:PORT/PATH (healthy on a 200), or stun:HOST:PORT for a STUN/TURN server
     # (healthy when it answers a STUN binding request over UDP). None when the config is
     # unreadable: then never healthy.
     health_url: str | None
-    log_path: Path
-    pid_path: Path
-    cwd: Path
+    log_path: Path = attrs.field(converter=_path)
+    pid_path: Path = attrs.field(converter=_path)
+    cwd: Path = attrs.field(converter=_path)
     env: Mapping[str, str] = attrs.field(factory=dict)
     # Said when argv[0] cannot be run, e.g. a system package that is not installed.
     install_hint: str | None = None
-    # `start_in_stages` starts a stage once the earlier ones are healthy: Synapse's workers
-    # refuse a database whose schema main has not prepared yet.
-    stage: int = 0
+    # Services (by name) to start first. `after`: this one copes while they are down (systemd
+    # After= and Wants=). `requires`: it cannot run without them, so the supervisor starts it
+    # only once they answer their health checks (systemd: After= and Requires=).
+    after: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    requires: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    # It tells systemd when it is ready (sd_notify READY=1, as Synapse does): Type=notify, so
+    # that the units after it wait for that rather than for its start.
+    sd_notify: bool = False
+    # Seconds from SIGTERM to SIGKILL when it is stopped (systemd's TimeoutStopSec=).
+    stop_grace: float = STOP_GRACE_SECONDS
     # The address of the host it runs on, for `--host`; None: wherever Synapse's main runs.
     host: str | None = None
 
@@ -188,7 +212,7 @@ def _nginx_service(deployment: Deployment) -> Service:
         pid_path=deployment.run / "nginx.pid",
         cwd=deployment.root,
         install_hint="nginx is in Debian's nginx package: apt-get install nginx",
-        stage=1,
+        after=("synapse",),  # it answers 502 for what is down, and serves on
     )
 
 
@@ -281,9 +305,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
     """The deployment's services, in start order, for its merged config (None if unreadable)."""
     homeserver = str(deployment.homeserver_config)
     config_args = [arg for path in deployment.config_files() for arg in ("-c", str(path))]
-    # Synapse must load the synapse_sferum this sferumctl belongs to, installed or not.
-    package_root = str(Path(synapse_sferum.__file__).resolve().parents[1])
-    python_path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    python_path = _python_path()
 
     def python_service(name: str, module: str, config_file: Path, health: str | None) -> Service:
         """One of our own processes: `python -m MODULE CONFIG`."""
@@ -296,6 +318,7 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             pid_path=deployment.run / f"{name}.pid",
             cwd=deployment.root,
             env={"PYTHONPATH": python_path},
+            after=("synapse",),  # they wait for Synapse by themselves while it is down
         )
 
     redis = [_redis_service(deployment)] if deployment.redis_config.exists() else []
@@ -310,6 +333,8 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
             pid_path=deployment.run / "synapse.pid",
             cwd=deployment.root,
             env={"PYTHONPATH": python_path},
+            sd_notify=True,
+            requires=("redis",) if redis else (),  # with workers, main needs Redis from its start
             host=None if config is None else urlsplit(client_base_url(config)).hostname,
         ),
     ]
@@ -325,7 +350,8 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
                 pid_path=deployment.run / f"synapse-{path.stem}.pid",
                 cwd=deployment.root,
                 env={"PYTHONPATH": python_path},
-                stage=1,
+                # a worker refuses a database whose schema main has not prepared yet
+                requires=("synapse",),
                 host=worker_host(path),
             )
         )
@@ -359,65 +385,198 @@ def deployment_services(deployment: Deployment, config: Mapping[str, Any] | None
     return services
 
 
+def _python_path() -> str:
+    """PYTHONPATH for our own processes: they must load the synapse_sferum this sferumctl
+    belongs to (and its bridges, sfu), installed or not."""
+    package_root = str(Path(synapse_sferum.__file__).resolve().parents[1])
+    return os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+
+
+SUPERVISOR_MODULE = "synapse_sferum.ctl.supervisor"
+
+
+@attrs.frozen
+class Supervision:
+    """Services and the supervisor process that keeps them up.
+
+    The supervisor is started as `python -m synapse_sferum.ctl.supervisor SPEC`: SPEC (a JSON
+    file that `start` writes) lists the services and names the state file, so the supervisor
+    needs no deployment folder and tests can supervise stand-in services.
+    """
+
+    services: tuple[Service, ...]
+    process: Service  # the supervisor itself
+    spec_path: Path
+    state_path: Path
+
+
+def supervised(
+    services: Sequence[Service], run: Path, logs: Path, cwd: Path, host: str | None = None
+) -> Supervision:
+    """`services` kept up by a supervisor whose files are in `run` (PID, spec, state) and
+    `logs` (supervisor.out). With `host`, the supervisor of that host's services only: its
+    files are named after the host, so hosts sharing one folder keep theirs apart."""
+    name = "supervisor" if host is None else f"supervisor-{host}"
+    spec = run / f"{name}.json"
+    return Supervision(
+        services=tuple(services),
+        process=Service(
+            name=name,
+            argv=(sys.executable, "-m", SUPERVISOR_MODULE, str(spec)),
+            identity=(SUPERVISOR_MODULE, str(spec)),
+            health_url=None,
+            log_path=logs / f"{name}.out",
+            pid_path=run / f"{name}.pid",
+            cwd=cwd,
+            env={"PYTHONPATH": _python_path()},
+        ),
+        spec_path=spec,
+        state_path=run / f"{name}-state.json",
+    )
+
+
+def deployment_supervision(
+    deployment: Deployment, config: Mapping[str, Any] | None, host: str | None = None
+) -> Supervision:
+    """The deployment's services under its supervisor; with `host`, those of that host only
+    (`on_host`), under a supervisor of their own."""
+    found = on_host(deployment_services(deployment, config), host)
+    return supervised(found, deployment.run, deployment.logs, deployment.root, host)
+
+
+def write_spec(supervision: Supervision) -> None:
+    """The SPEC file the supervisor reads its services from."""
+    spec = {
+        "state": str(supervision.state_path),
+        "services": [attrs.asdict(s) for s in supervision.services],
+    }
+    supervision.spec_path.parent.mkdir(parents=True, exist_ok=True)
+    supervision.spec_path.write_text(json.dumps(spec, indent=1, default=str) + "\n")
+
+
+def read_spec(spec_path: Path) -> tuple[list[Service], Path]:
+    """The services and the state file of a SPEC file that `write_spec` wrote."""
+    try:
+        spec = json.loads(spec_path.read_text())
+        return [Service(**fields) for fields in spec["services"]], Path(spec["state"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CtlError(f"{spec_path}: not a supervisor spec written by sferumctl: {e}") from None
+
+
 def start(
-    services: Sequence[Service],
+    supervision: Supervision,
     *,
     timeout: float,
     say: Say,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Starts the services that are not running and returns once all of them are healthy.
+    """Starts the supervisor (or, if it runs, has it start at once what is down) and returns
+    once every service is healthy.
 
-    If one exits or stays unhealthy past `timeout` seconds, the ones started here are stopped and
-    a CtlError carries the log's last lines.
+    If a service exits or stays unhealthy past `timeout` seconds, a CtlError carries the log's
+    last lines; a supervisor started here is then stopped, and with it every service. One that
+    ran already keeps running, and keeps restarting the failed service with back-off.
     """
-    started: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    pid = supervision.process.running_pid()
+    if pid is not None:
+        _start_down(supervision, pid, timeout=timeout, say=say, stop_requested=stop_requested)
+        return
+    for service in supervision.services:
+        if shutil.which(service.argv[0]) is None:
+            raise CtlError(
+                f"{service.name}: cannot run {service.argv[0]}: not found or not executable",
+                details=[service.install_hint] if service.install_hint else [],
+            )
+        pid = service.running_pid()
+        if pid is not None:  # started by an older sferumctl: the supervisor adopts it
+            say(f"{service.name}: already running (pid {pid})")
+            continue
+        if service.healthy():
+            raise CtlError(
+                f"{service.health_url} already answers, but not from this "
+                f"deployment's {service.name}: is another server on that port?"
+            )
+        say(f"{service.name}: starting (output in {service.log_path})")
+    supervision.state_path.unlink(missing_ok=True)  # a stale one would tell of exits long past
+    write_spec(supervision)
+    process = spawn(supervision.process)
+    say(f"supervisor: started (pid {process.pid}, log in {supervision.process.log_path})")
     try:
-        for service in services:
-            pid = service.running_pid()
-            if pid is not None:
-                say(f"{service.name}: already running (pid {pid})")
-                continue
-            if service.healthy():
-                raise CtlError(
-                    f"{service.health_url} already answers, but not from this "
-                    f"deployment's {service.name}: is another server on that port?"
-                )
-            process = _spawn(service)
-            started.append((service, process))
-            say(f"{service.name}: starting (pid {process.pid}, output in {service.log_path})")
-        _wait_healthy(started, timeout, say, stop_requested)
+        _wait_healthy(
+            supervision, lambda: process.poll() is None, {}, timeout, say, stop_requested
+        )
     except (CtlError, KeyboardInterrupt):
-        # Undo this call's starts; a process that already exited leaves only its PID file.
-        for service, process in reversed(started):
-            if process.poll() is None:
-                stop([service], say=say)
-            else:
-                service.pid_path.unlink(missing_ok=True)
+        _stop_supervisor(supervision, process.pid, say=say)
         raise
 
 
-def start_in_stages(services: Sequence[Service], *, timeout: float, say: Say) -> None:
-    """`start`, one stage after another; if a stage fails, the earlier stages' processes
-    started by this call are stopped too."""
-    before = {s.name for s in services if s.running_pid() is not None}
-    done: list[Service] = []
-    for stage in sorted({s.stage for s in services}):
-        group = [s for s in services if s.stage == stage]
-        try:
-            start(group, timeout=timeout, say=say)
-        except (CtlError, KeyboardInterrupt):
-            stop([s for s in done if s.name not in before], say=say)
-            raise
-        done += group
+def _start_down(
+    supervision: Supervision,
+    supervisor_pid: int,
+    *,
+    timeout: float,
+    say: Say,
+    stop_requested: Callable[[], bool],
+) -> None:
+    """`start` while the supervisor runs: it starts at once whatever waits or was stopped."""
+    running, _ = read_spec(supervision.spec_path)
+    if [s.name for s in running] != [s.name for s in supervision.services]:
+        say(
+            f"note: the supervisor (pid {supervisor_pid}) runs "
+            f"{', '.join(s.name for s in running)} as when it started; "
+            "`sferumctl stop` then `start` runs the services the config names now"
+        )
+    supervision = attrs.evolve(supervision, services=tuple(running))
+    states = _caught_up(supervision)
+    exits = {name: state.exits for name, state in states.items()}
+    for service in running:
+        pid = service.running_pid()
+        if pid is None:
+            say(f"{service.name}: starting (output in {service.log_path})")
+        else:
+            say(f"{service.name}: already running (pid {pid})")
+
+    def alive() -> bool:
+        return supervision.process.running_pid() == supervisor_pid
+
+    _signal(supervisor_pid, signal.SIGUSR1)
+    try:
+        _wait_healthy(supervision, alive, exits, timeout, say, stop_requested)
+    except CtlError as e:
+        raise CtlError(
+            e.message,
+            details=[
+                *e.details,
+                f"the supervisor (pid {supervisor_pid}) keeps restarting it, with back-off; "
+                "`sferumctl stop` stops everything",
+            ],
+        ) from None
 
 
-def _spawn(service: Service) -> subprocess.Popen[bytes]:
+def _caught_up(supervision: Supervision, patience: float = 5.0) -> dict[str, ServiceState]:
+    """The supervisor's state once it has written one (then it has its signal handlers: a
+    SIGUSR1 before would end it) and has seen the exits that already happened (it polls), so
+    that an exit before this `start` is not taken for a failure while starting."""
+    deadline = time.monotonic() + patience
+    while True:
+        states = read_states(supervision.state_path)
+        behind = [
+            s
+            for s in supervision.services
+            if s.name in states and states[s.name].state == RUNNING and s.running_pid() is None
+        ]
+        if (states and not behind) or time.monotonic() > deadline:
+            return states
+        time.sleep(_POLL_SECONDS)
+
+
+def spawn(service: Service) -> subprocess.Popen[bytes]:
+    """Starts `service` detached, its output appended to its log, and writes its PID file."""
     service.log_path.parent.mkdir(parents=True, exist_ok=True)
     service.pid_path.parent.mkdir(parents=True, exist_ok=True)
     with service.log_path.open("ab") as log:
         stamp = SYSTEM_CLOCK.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"--- {stamp} sferumctl start: {shlex.join(service.argv)}\n".encode())
+        log.write(f"--- {stamp} starting: {shlex.join(service.argv)}\n".encode())
         log.flush()
         try:
             process = subprocess.Popen(
@@ -439,24 +598,34 @@ def _spawn(service: Service) -> subprocess.Popen[bytes]:
 
 
 def _wait_healthy(
-    started: list[tuple[Service, subprocess.Popen[bytes]]],
+    supervision: Supervision,
+    supervisor_alive: Callable[[], bool],
+    exits_before: Mapping[str, int],
     timeout: float,
     say: Say,
     stop_requested: Callable[[], bool],
 ) -> None:
+    """Until every service is healthy; a CtlError if one exits (its exit count in the state
+    file passes `exits_before`), the supervisor dies, or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
-    pending = list(started)
+    pending = list(supervision.services)
     while not stop_requested():
-        for service, process in list(pending):
-            if process.poll() is not None:
-                raise _failure(service, f"exited with code {process.returncode} while starting")
-            if service.healthy():
-                say(f"{service.name}: healthy ({service.health_url})")
-                pending.remove((service, process))
+        if not supervisor_alive():
+            raise _failure(supervision.process, "stopped while the services were starting")
+        states = read_states(supervision.state_path)
+        for service in list(pending):
+            state = states.get(service.name)
+            if state is None:  # the supervisor has not written its first state yet
+                continue
+            if state.exits > exits_before.get(service.name, 0):
+                raise _failure(service, f"{state.last_exit} while starting")
+            if state.state == RUNNING and service.healthy():
+                say(f"{service.name}: healthy (pid {state.pid}, {service.health_url})")
+                pending.remove(service)
         if not pending:
             return
         if time.monotonic() > deadline:
-            service = pending[0][0]
+            service = pending[0]
             raise _failure(service, f"did not answer {service.health_url} within {timeout:g} s")
         time.sleep(_POLL_SECONDS)
 
@@ -474,8 +643,41 @@ def _failure(service: Service, what: str) -> CtlError:
     )
 
 
-def stop(services: Sequence[Service], *, say: Say, grace: float = STOP_GRACE_SECONDS) -> None:
-    """SIGTERM, up to `grace` seconds to exit, then SIGKILL; in reverse start order."""
+def stop(supervision: Supervision, *, say: Say) -> None:
+    """Stops the supervisor, which stops the services; then any service still running without
+    it (started by an older sferumctl, or left by a supervisor that was killed)."""
+    pid = supervision.process.running_pid()
+    left: Sequence[Service] = supervision.services
+    if pid is not None:
+        pids = {s.name: s.running_pid() for s in supervision.services}
+        _stop_supervisor(supervision, pid, say=say)
+        for service in supervision.services:
+            if pids[service.name] is not None and service.running_pid() is None:
+                say(f"{service.name}: stopped (pid {pids[service.name]})")
+        left = [s for s in left if pids[s.name] is None or s.running_pid() is not None]
+    else:
+        supervision.process.pid_path.unlink(missing_ok=True)
+    stop_each(left, say=say)
+    supervision.state_path.unlink(missing_ok=True)
+    supervision.spec_path.unlink(missing_ok=True)
+
+
+def _stop_supervisor(supervision: Supervision, pid: int, *, say: Say) -> None:
+    """SIGTERM to the supervisor, which stops each service in turn; SIGKILL to it if that takes
+    longer than the services' grace periods, and `stop_each` then deals with what is left."""
+    patience = sum(s.stop_grace + 5 for s in supervision.services) + 5
+    _signal(pid, signal.SIGTERM)
+    if not _gone(supervision.process, pid, patience):
+        say(f"supervisor: still running after {patience:g} s, killing it")
+        _signal(pid, signal.SIGKILL)
+        _gone(supervision.process, pid, 5)
+    supervision.process.pid_path.unlink(missing_ok=True)
+    say(f"supervisor: stopped (pid {pid})")
+
+
+def stop_each(services: Sequence[Service], *, say: Say) -> None:
+    """SIGTERM, up to the service's `stop_grace` seconds to exit, then SIGKILL; in reverse
+    start order."""
     for service in reversed(services):
         pid = service.running_pid()
         if pid is None:
@@ -484,8 +686,8 @@ def stop(services: Sequence[Service], *, say: Say, grace: float = STOP_GRACE_SEC
             say(f"{service.name}: not running{' (removed a stale PID file)' if stale else ''}")
             continue
         _signal(pid, signal.SIGTERM)
-        if not _gone(service, pid, grace):
-            say(f"{service.name}: still running after {grace:g} s, killing it")
+        if not _gone(service, pid, service.stop_grace):
+            say(f"{service.name}: still running after {service.stop_grace:g} s, killing it")
             _signal(pid, signal.SIGKILL)
             _gone(service, pid, 5)
         service.pid_path.unlink(missing_ok=True)
@@ -506,49 +708,72 @@ def _gone(service: Service, pid: int, seconds: float) -> bool:
     return True
 
 
-def status(services: Sequence[Service]) -> tuple[list[str], bool]:
-    """One line per service, and whether all of them run and are healthy."""
-    lines, all_ok = [], True
-    for service in services:
+def status(supervision: Supervision) -> tuple[list[str], bool]:
+    """One line for the supervisor and one per service, and whether all of them run and every
+    service is healthy."""
+    supervisor_pid = supervision.process.running_pid()
+    if supervisor_pid is None:
+        lines, all_ok = ["supervisor: stopped"], False
+        states: dict[str, ServiceState] = {}
+    else:
+        lines, all_ok = [f"supervisor: running (pid {supervisor_pid})"], True
+        states = read_states(supervision.state_path)
+    for service in supervision.services:
         pid = service.running_pid()
         healthy = pid is not None and service.healthy()
         all_ok = all_ok and healthy
-        if pid is None:
-            lines.append(f"{service.name}: stopped")
-        else:
-            lines.append(
-                f"{service.name}: running (pid {pid}, health "
-                f"{'ok' if healthy else 'failing'}: {service.health_url})"
-            )
+        lines.append(_status_line(service, pid, healthy, states.get(service.name)))
     return lines, all_ok
 
 
-def run(services: Sequence[Service], *, timeout: float, say: Say) -> None:
-    """Starts the services, waits for SIGINT or SIGTERM, then stops them all.
+def _status_line(
+    service: Service, pid: int | None, healthy: bool, state: ServiceState | None
+) -> str:
+    """A service's line of `status`; what the supervisor knows of it (`state`, None without a
+    supervisor) adds its restarts and its last exit."""
+    history = ""
+    if state is not None:
+        history = f"; restarts {state.restarts}"
+        if state.last_exit is not None:
+            history += f", last exit: {state.last_exit} at {state.last_exit_at}"
+    if pid is not None:
+        health = f"health {'ok' if healthy else 'failing'}: {service.health_url}"
+        return f"{service.name}: running (pid {pid}, {health}{history})"
+    if state is not None and state.state == WAITING and state.restart_at is None:
+        return (
+            f"{service.name}: waiting for {', '.join(service.requires)} to answer ({history[2:]})"
+        )
+    if state is not None and state.state == WAITING:
+        return f"{service.name}: waiting to restart at {state.restart_at} ({history[2:]})"
+    return f"{service.name}: stopped{f' ({history[2:]})' if history else ''}"
 
-    If a service exits on its own meanwhile, the others are stopped too and a CtlError says which.
+
+def run(supervision: Supervision, *, timeout: float, say: Say) -> None:
+    """`start`, then waits for SIGINT or SIGTERM and stops everything.
+
+    The supervisor restarts a failed service meanwhile; if the supervisor itself dies, the
+    services left are stopped and a CtlError says so.
     """
-    with _signals_caught() as received:
-        start(services, timeout=timeout, say=say, stop_requested=lambda: bool(received))
+    with signals_caught((signal.SIGINT, signal.SIGTERM)) as received:
+        start(supervision, timeout=timeout, say=say, stop_requested=lambda: bool(received))
         try:
             if not received:
                 say("running; Ctrl-C stops it")
             while not received:
-                dead = [s for s in services if s.running_pid() is None]
-                if dead:
-                    raise _failure(dead[0], "stopped unexpectedly")
+                if supervision.process.running_pid() is None:
+                    raise _failure(supervision.process, "stopped unexpectedly")
                 time.sleep(_POLL_SECONDS)
         finally:
-            stop(services, say=say)
+            stop(supervision, say=say)
 
 
 @contextlib.contextmanager
-def _signals_caught() -> Iterator[list[int]]:
-    """Records SIGINT and SIGTERM in the yielded list instead of dying, for loops that poll."""
+def signals_caught(signums: Sequence[signal.Signals]) -> Iterator[list[int]]:
+    """Records `signums` in the yielded list instead of dying, for loops that poll."""
     received: list[int] = []
     previous = {
         signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
-        for signum in (signal.SIGINT, signal.SIGTERM)
+        for signum in signums
     }
     try:
         yield received

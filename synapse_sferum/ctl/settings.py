@@ -19,11 +19,12 @@ from synapse_sferum.ctl.params import (
     DEFAULT_DIARY_PORT,
     DEFAULT_HTTP_PORT,
     DEFAULT_INTERNAL_PORT,
+    DEFAULT_METRICS_PORT,
     InitParams,
     postgres_args,
 )
 from synapse_sferum.ctl.ratelimits import Rate, resolve_rate_limits
-from synapse_sferum.ctl.workers import FIXED_PORTS, Endpoint, Topology, plan
+from synapse_sferum.ctl.workers import Endpoint, Topology, internal_ports, plan
 
 
 @attrs.frozen
@@ -68,6 +69,10 @@ class Settings:
     # The module's `support:` (MSC1929's /.well-known/matrix/support); None: not said.
     support_email: str | None = None
     support_page: str | None = None
+    # Synapse's Prometheus listener (`enable_metrics`), always on, loopback unless told.
+    metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_bind: str = DEFAULT_BIND
+    log_format: str = "json"  # params.LOG_FORMATS
     # `--workers N`: Synapse's processes behind nginx (ctl/workers.py); None: one process.
     topology: Topology | None = None
 
@@ -167,7 +172,12 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         taken["--federation-port"] = federation.port
     if params.diary_sources:
         taken["--diary-port"] = params.diary_port or DEFAULT_DIARY_PORT
-    for option, wanted in (("--turn-port", params.turn_port), ("--sfu-port", params.sfu_port)):
+    metrics_port = params.metrics_port or DEFAULT_METRICS_PORT
+    for option, wanted in (
+        ("--metrics-port", metrics_port),
+        ("--turn-port", params.turn_port),
+        ("--sfu-port", params.sfu_port),
+    ):
         if wanted is None:
             continue
         for other, used in taken.items():
@@ -200,6 +210,9 @@ def resolve(params: InitParams, sqlite_path: Path) -> Settings:
         rate_limits=resolve_rate_limits(params.rate_limits or {}),
         support_email=params.support_email,
         support_page=params.support_page,
+        metrics_port=metrics_port,
+        metrics_bind=params.metrics_bind or DEFAULT_BIND,
+        log_format=params.log_format or "json",
         topology=topology,
     )
 
@@ -224,7 +237,7 @@ def _topology(
         first_port=first,
         database_host=None if database == "sqlite" else str(postgres_args(database)["host"]),
     )
-    last = first + FIXED_PORTS + params.workers - 1
+    last = first + internal_ports(params.workers) - 1
     for option, used in taken.items():
         if option != "--http-port" and first <= used <= last:
             raise ValueError(

@@ -52,8 +52,14 @@ _SINGLE_ROLES: Mapping[str, tuple[str, tuple[str, ...]]] = {
     BACKGROUND: ("background", ("client",)),
     MEDIA: ("media", ("media",)),
 }
-# Main's ports, Redis's, then one per worker: --internal-port N takes N … N+SINGLE+2+workers.
+# Main's ports, Redis's, one per worker, then each worker's metrics listener (main's is
+# --metrics-port): --internal-port N takes the ports N … N + internal_ports(workers) - 1.
 FIXED_PORTS = 3 + len(_SINGLE_ROLES)
+
+
+def internal_ports(workers: int) -> int:
+    """How many ports from --internal-port a deployment of `workers` client workers takes."""
+    return FIXED_PORTS + workers + (workers + len(_SINGLE_ROLES))
 
 
 @attrs.frozen
@@ -71,6 +77,8 @@ class Process:
     role: str
     host: str  # the address it binds to, and where the others reach it
     listeners: tuple[Listener, ...]
+    # A worker's Prometheus listener (`type: metrics`, on its host); main's is --metrics-port.
+    metrics_port: int | None = None
 
     @property
     def port(self) -> int:
@@ -245,7 +253,7 @@ def plan(
             f"--worker-hosts {','.join(remote)}: workers on other hosts cannot reach PostgreSQL "
             f"at {database_host}; give --database its address on their network"
         )
-    last = first_port + FIXED_PORTS + workers - 1
+    last = first_port + internal_ports(workers) - 1
     if last > 65535:
         raise ValueError(f"--internal-port {first_port}: the last port, {last}, is past 65535")
     if first_port <= proxy.port <= last:
@@ -281,7 +289,8 @@ def plan(
         records.append(
             Process(name, GENERIC_APP, role, next(host_cycle), (Listener(next(ports), resources),))
         )
-    return Topology(main, tuple(records), redis, proxy)
+    metered = tuple(attrs.evolve(p, metrics_port=next(ports)) for p in records)
+    return Topology(main, metered, redis, proxy)
 
 
 def _cycle(hosts: tuple[str, ...]) -> Iterator[str]:

@@ -5,11 +5,13 @@ Everything binds to 127.0.0.1 on ports chosen at run time and is stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -26,7 +28,9 @@ import yaml
 
 from sfu.config import SfuConfig
 from sfu.config import parse_config as parse_sfu_config
+from synapse_sferum.ctl import services
 from synapse_sferum.ctl.demo import DemoCalendar
+from synapse_sferum.ctl.deployment import Deployment as DeploymentFolder
 from tests.demo import DIARY, ROSTER, demo_folder, today
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -190,6 +194,19 @@ def _wait_gone(pid: int, timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM by PID, then SIGKILL if it lingers; always reaps it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
 def sferumctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "synapse_sferum.ctl", *args],
@@ -235,6 +252,7 @@ class Deployment:
         self.dir = root
         self.server_name = server_name
         self.port = free_port()
+        self.metrics_port = free_port()  # Synapse's metrics listener (prometheus.yml)
         self.database = database
         self.extra_init = extra_init
         self.overrides = overrides
@@ -248,6 +266,8 @@ class Deployment:
             self.server_name,
             "--http-port",
             str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
             "--database",
             self.database,
             *self.extra_init,
@@ -264,6 +284,15 @@ class Deployment:
     def start(self) -> None:
         sferumctl("start", str(self.dir))
         self.wait_user_directory_built()
+
+    def start_without_module(self) -> None:
+        """Starts the deployment's processes with `modules: []`: the benches' baseline, stock
+        Synapse with everything else alike. Not `sferumctl start`, whose check-config rightly
+        refuses a server without the module."""
+        (self.dir / "conf.d" / "60-no-modules.yaml").write_text(yaml.safe_dump({"modules": []}))
+        folder = DeploymentFolder(self.dir)
+        found = services.deployment_supervision(folder, folder.load_config())
+        services.start(found, timeout=services.DEFAULT_START_TIMEOUT, say=lambda line: None)
 
     def wait_user_directory_built(self, timeout: float = 60) -> None:
         """Waits for Synapse's initial user directory build on a fresh database.

@@ -221,10 +221,10 @@ def csv_and_push(
 
 
 def push(
-    school: School, body: dict[str, Any], secret: str | None = None
+    deployment: Deployment, body: dict[str, Any], secret: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     """POST /push signed with `secret` (the deployment's push_secret by default)."""
-    config = bridge_config(school.deployment)
+    config = bridge_config(deployment)
     raw = json.dumps(body, ensure_ascii=False).encode()
     timestamp = str(int(time.time()))
     key = (config["push_secret"] if secret is None else secret).encode()
@@ -267,13 +267,19 @@ async def test_a_signed_push_is_delivered_a_forged_or_replayed_one_is_not(
                                kind="signature")  # fmt: skip
     replay_before = counter(school, "diary_source_problems_total", source="push", kind="replay")
 
-    status, answer = push(school, {"id": "req-1", "marks": [pushed_mark("push-good", "4")]})
+    status, answer = push(
+        school.deployment, {"id": "req-1", "marks": [pushed_mark("push-good", "4")]}
+    )
     assert status == 200 and answer["accepted"] == 1 and not answer["problems"], answer
     status, answer = push(
-        school, {"id": "req-2", "marks": [pushed_mark("push-forged", "5")]}, secret="guessed"
+        school.deployment,
+        {"id": "req-2", "marks": [pushed_mark("push-forged", "5")]},
+        secret="guessed",
     )
     assert status == 401, answer
-    status, answer = push(school, {"id": "req-1", "marks": [pushed_mark("push-replayed", "5")]})
+    status, answer = push(
+        school.deployment, {"id": "req-1", "marks": [pushed_mark("push-replayed", "5")]}
+    )
     assert status == 409, answer
 
     code, report = sync(school.deployment)

@@ -144,7 +144,8 @@ def test_the_installed_sferumctl_runs_synapse_with_the_module(
 ) -> None:
     ctl, here, port = installed.sferumctl, installed.elsewhere, free_port()
     assert "demo roster" in _run(ctl, "demo-data", "demo", cwd=here)
-    _run(ctl, "init", deployment, "--server-name", SERVER, "--http-port", str(port), cwd=here)
+    ports = ("--http-port", str(port), "--metrics-port", str(free_port()))
+    _run(ctl, "init", deployment, "--server-name", SERVER, *ports, cwd=here)
     assert "config OK" in _run(ctl, "check-config", deployment, cwd=here)
     assert "synapse: healthy" in _run(ctl, "start", deployment, cwd=here)
 

@@ -77,7 +77,10 @@ def test_new_deployment_is_closed_and_accepted_by_synapse_and_the_module(tmp_pat
         "signing_key_path": str(folder / f"{SERVER}.signing.key"),
     }
     assert {key: config.get(key) for key in closed} == closed
-    [listener] = config["listeners"]
+    listener, metrics = config["listeners"]
+    # Prometheus metrics on a listener of their own, on loopback only.
+    assert config["enable_metrics"] is True
+    assert metrics == {"port": 9000, "bind_addresses": ["127.0.0.1"], "type": "metrics"}
     assert listener["bind_addresses"] == ["127.0.0.1"]
     assert listener["resources"][0]["names"] == ["client", "federation"]
     assert client_base_url(config) == "http://127.0.0.1:18555"
@@ -305,7 +308,7 @@ def test_federation_listener_and_partners(tmp_path: Path) -> None:
         str(key),
     )
     config = load(folder / "homeserver.yaml")
-    client, federation = config["listeners"]
+    client, federation, _metrics = config["listeners"]
     assert client["resources"][0]["names"] == ["client", "openid"]  # openid: the mini-app
     assert (federation["port"], federation["tls"], federation["resources"][0]["names"]) == (
         18448,

@@ -8,16 +8,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import yaml
 
-from synapse_sferum.ctl import services
 from synapse_sferum.ctl.checkconfig import check_config
 from synapse_sferum.ctl.deployment import Deployment, local_base_url
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
-from synapse_sferum.ctl.services import Service, deployment_services, on_host
+from synapse_sferum.ctl.services import deployment_services, on_host
 from synapse_sferum.ctl.workers import (
     FEDERATION_PORT_REST,
     ROUTES,
@@ -27,7 +25,6 @@ from synapse_sferum.ctl.workers import (
     plan,
 )
 from tests.unit.test_ctl_init import _self_signed
-from tests.unit.test_ctl_services import fake_service
 
 SERVER = "school1.example.org"
 DATABASE = "postgresql://synapse:secret@127.0.0.1:5432/synapse"
@@ -127,8 +124,8 @@ def test_ipv6_addresses_are_bracketed_where_nginx_and_urls_need_it() -> None:
             {"worker_hosts": ("10.0.0.2",), "main_host": "10.0.0.1", "database_host": "localhost"},
             "cannot reach PostgreSQL at localhost",
         ),
-        ({"first_port": 65530}, "the last port, 65540, is past 65535"),
-        ({"first_port": 8000}, "ports 8000-8010 would take --http-port (8008)"),
+        ({"first_port": 65530}, "the last port, 65548, is past 65535"),
+        ({"first_port": 8000}, "ports 8000-8018 would take --http-port (8008)"),
     ],
 )
 def test_plans_that_cannot_work_are_refused(given: dict[str, Any], message: str) -> None:
@@ -249,7 +246,9 @@ def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-WORKERS = ("--database", DATABASE, "--workers", "2", "--internal-port", "9000")
+WORKERS = (
+    "--database", DATABASE, "--workers", "2", "--internal-port", "9000", "--metrics-port", "8999"
+)  # fmt: skip
 
 
 def test_shared_config_moves_each_duty_to_its_worker(tmp_path: Path) -> None:
@@ -273,10 +272,14 @@ def test_shared_config_moves_each_duty_to_its_worker(tmp_path: Path) -> None:
     assert config["enable_media_repo"] is False
     assert config["media_instance_running_background_jobs"] == "media"
     assert config["worker_replication_secret"] == secrets["worker_replication_secret"]
-    # Main listens behind nginx, which has the public port.
-    assert [(lst["port"], lst["resources"][0]["names"]) for lst in config["listeners"]] == [
-        (9000, ["client", "federation"]),
-        (9001, ["replication"]),
+    # Main listens behind nginx, which has the public port; its metrics on --metrics-port.
+    assert [
+        (lst["port"], lst["type"], [n for r in lst.get("resources", []) for n in r["names"]])
+        for lst in config["listeners"]
+    ] == [
+        (9000, "http", ["client", "federation"]),
+        (9001, "http", ["replication"]),
+        (8999, "metrics", []),
     ]
     assert f"requirepass {secrets['redis_password']}" in d.redis_config.read_text()
     # sferumctl reaches the admin API through nginx.
@@ -299,13 +302,29 @@ def test_each_worker_has_its_file_and_log(tmp_path: Path) -> None:
     client = load(d.worker_config("client-1"))
     assert client["worker_app"] == "synapse.app.generic_worker"
     assert client["worker_name"] == "client-1"
-    [listener] = client["worker_listeners"]
+    listener, metrics = client["worker_listeners"]
     assert (listener["port"], listener["bind_addresses"]) == (9003, ["127.0.0.2"])
     assert listener["resources"] == [{"names": ["client"], "compress": False}]
+    # Each worker's metrics: on its host, from the ports after the last worker's listener.
+    assert metrics == {"type": "metrics", "port": 9011, "bind_addresses": ["127.0.0.2"]}
     assert load(d.worker_config("media"))["enable_media_repo"] is True
     assert "enable_media_repo" not in load(d.worker_config("background"))
     log = load(Path(client["worker_log_config"]))
     assert log["handlers"]["file"]["filename"] == str(d.logs / "client-1.log")
+
+
+def test_prometheus_scrapes_main_and_every_worker_on_its_host(tmp_path: Path) -> None:
+    d = init(tmp_path, *WORKERS, "--worker-hosts", "127.0.0.2,127.0.0.3")
+    [synapse] = [
+        job
+        for job in load(d.root / "prometheus.yml")["scrape_configs"]
+        if job["job_name"] == "synapse"
+    ]
+    targets = {c["labels"]["process"]: c["targets"] for c in synapse["static_configs"]}
+    assert targets["synapse"] == ["127.0.0.1:8999"]
+    assert targets["synapse-client-1"] == ["127.0.0.2:9011"]
+    assert targets["synapse-client-2"] == ["127.0.0.3:9012"]
+    assert len(targets) == 1 + 8  # main and every worker
 
 
 def test_check_config_loads_main_and_every_worker_with_synapse(tmp_path: Path) -> None:
@@ -348,24 +367,27 @@ def test_nginx_takes_the_federation_port_with_tls(tmp_path: Path) -> None:
     _nginx_accepts(d)
     assert "listen 127.0.0.1:8448 ssl;" in d.nginx_config.read_text()
     # Main's own listeners are behind nginx: no TLS listener of its own.
-    assert [lst["port"] for lst in load(d.homeserver_config)["listeners"]] == [9000, 9001]
+    assert [lst["port"] for lst in load(d.homeserver_config)["listeners"]] == [9000, 9001, 8999]
 
 
 def test_start_runs_every_process_main_first(tmp_path: Path) -> None:
+    """Main needs Redis, every worker needs main (its database schema): the supervisor starts
+    a service only once what it `requires` answers."""
     d = init(tmp_path, *WORKERS)
     found = deployment_services(d, d.load_config())
-    assert [(s.name, s.stage, s.health_url) for s in found] == [
-        ("redis", 0, "redis:127.0.0.1:9002"),
-        ("synapse", 0, "http://127.0.0.1:9000/health"),
-        ("synapse-background", 1, "http://127.0.0.1:9009/health"),
-        ("synapse-client-1", 1, "http://127.0.0.1:9003/health"),
-        ("synapse-client-2", 1, "http://127.0.0.1:9004/health"),
-        ("synapse-event-persister", 1, "http://127.0.0.1:9006/health"),
-        ("synapse-federation-reader", 1, "http://127.0.0.1:9005/health"),
-        ("synapse-federation-sender", 1, "http://127.0.0.1:9007/health"),
-        ("synapse-media", 1, "http://127.0.0.1:9010/health"),
-        ("synapse-pusher", 1, "http://127.0.0.1:9008/health"),
-        ("nginx", 1, "http://127.0.0.1:8008/_sferum/proxy-health"),
+    main_ = ("synapse",)
+    assert [(s.name, s.requires, s.health_url) for s in found] == [
+        ("redis", (), "redis:127.0.0.1:9002"),
+        ("synapse", ("redis",), "http://127.0.0.1:9000/health"),
+        ("synapse-background", main_, "http://127.0.0.1:9009/health"),
+        ("synapse-client-1", main_, "http://127.0.0.1:9003/health"),
+        ("synapse-client-2", main_, "http://127.0.0.1:9004/health"),
+        ("synapse-event-persister", main_, "http://127.0.0.1:9006/health"),
+        ("synapse-federation-reader", main_, "http://127.0.0.1:9005/health"),
+        ("synapse-federation-sender", main_, "http://127.0.0.1:9007/health"),
+        ("synapse-media", main_, "http://127.0.0.1:9010/health"),
+        ("synapse-pusher", main_, "http://127.0.0.1:9008/health"),
+        ("nginx", (), "http://127.0.0.1:8008/_sferum/proxy-health"),
     ]
     worker = found[3]
     assert worker.argv[-2:] == ("-c", str(d.worker_config("client-1")))
@@ -392,7 +414,7 @@ def test_back_to_one_process_removes_the_workers_files(tmp_path: Path) -> None:
                 "--internal-port",
                 "8009",
             ],
-            "ports 8009-8018 would take --diary-port (8009)",
+            "ports 8009-8025 would take --diary-port (8009)",
         ),
     ],
 )
@@ -433,27 +455,3 @@ def test_each_host_starts_its_own_processes(tmp_path: Path) -> None:
     assert on_host(found, None) == found
     with pytest.raises(CtlError, match=r"no process runs on 10\.0\.0\.9; the hosts are: 127"):
         on_host(found, "10.0.0.9")
-
-
-def _staged(folder: Path, name: str, mode: str, stage: int) -> Service:
-    return attrs.evolve(fake_service(folder, mode), name=name, stage=stage)
-
-
-def test_a_stage_starts_once_the_one_before_is_healthy(tmp_path: Path) -> None:
-    main_ = _staged(tmp_path / "main", "main", "deaf", 0)
-    worker = _staged(tmp_path / "worker", "worker", "ok", 1)
-    lines: list[str] = []
-    with pytest.raises(CtlError, match="main did not answer"):
-        services.start_in_stages([main_, worker], timeout=1, say=lines.append)
-    assert not worker.log_path.exists()  # never started
-    assert main_.running_pid() is None
-
-
-def test_a_failing_stage_stops_the_stages_before_it(tmp_path: Path) -> None:
-    main_ = _staged(tmp_path / "main", "main", "ok", 0)
-    worker = _staged(tmp_path / "worker", "worker", "crash", 1)
-    lines: list[str] = []
-    with pytest.raises(CtlError, match="worker exited with code 3"):
-        services.start_in_stages([main_, worker], timeout=30, say=lines.append)
-    assert main_.running_pid() is None
-    assert lines[-1].startswith("main: stopped (pid ")

@@ -27,7 +27,7 @@ from sfu.membership import (
     session_of,
     still_allowed,
 )
-from sfu.metrics import SfuMetrics, Snapshot, lag
+from sfu.metrics import SfuMetrics, Snapshot, lag, retired_with, snapshot
 from sfu.server import SfuServer
 
 SECRET = "membership-unit-secret-of-enough-length"
@@ -200,9 +200,18 @@ async def test_watcher_ends_only_removed_users_asking_once_per_user() -> None:
 
 
 def test_metrics_render_the_snapshot() -> None:
-    snap = Snapshot(rooms=1, participants=3, streams=2, packets_in=10, packets_out=25)
+    snap = Snapshot(
+        rooms=1,
+        participants=3,
+        streams=2,
+        packets_in=10,
+        packets_out=25,
+        bytes_in=1000,
+        bytes_out=2500,
+    )
     metrics = SfuMetrics(lambda: snap)
     metrics.loop_lag.set(0.25)
+    metrics.auth_refusals.labels("ru.sferum.sfu_not_member").inc()
     text = metrics.render().decode()
     for line in (
         "sfu_rooms 1.0",
@@ -210,10 +219,35 @@ def test_metrics_render_the_snapshot() -> None:
         "sfu_streams 2.0",
         "sfu_packets_in_total 10.0",
         "sfu_packets_out_total 25.0",
+        "sfu_bytes_in_total 1000.0",
+        "sfu_bytes_out_total 2500.0",
         "sfu_forwarding_delay_seconds_count 10.0",
         "sfu_event_loop_lag_seconds 0.25",
+        'sfu_auth_refusals_total{reason="ru.sferum.sfu_not_member"} 1.0',
     ):
         assert line in text.splitlines(), (line, text)
+    assert "process_resident_memory_bytes" in text  # the dashboard's memory per process
+
+
+@attrs.define
+class FakeRouter:
+    received_packets: int
+    forwarded_packets: int
+    received_bytes: int
+    forwarded_bytes: int
+    forward_seconds: float
+    stream_count: int
+
+
+def test_a_closed_rooms_counts_stay_in_the_totals() -> None:
+    """Counters never go down: a room that closes hands its counts to the retired totals."""
+    live, closing = FakeRouter(1, 2, 100, 200, 0.5, 1), FakeRouter(10, 20, 1000, 2000, 1.0, 2)
+    before = snapshot(3, [live, closing], Snapshot())
+    after = snapshot(1, [live], retired_with(Snapshot(), closing))
+    assert (before.rooms, before.streams, after.rooms, after.streams) == (2, 3, 1, 1)
+    for counter in ("packets_in", "packets_out", "bytes_in", "bytes_out", "forward_seconds"):
+        assert getattr(after, counter) == getattr(before, counter), counter
+    assert (after.bytes_in, after.bytes_out) == (1100, 2200)
 
 
 def test_lag_is_lateness_never_negative() -> None:

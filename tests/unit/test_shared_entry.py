@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from sferum_shared.config import ConfigError, load_yaml_config
 from sferum_shared.entry import run_service
 
 
-def parse(raw: object) -> dict[str, object]:
+@attrs.frozen
+class Config:
+    port: int
+    log_format: str = "text"
+
+
+def parse(raw: object) -> Config:
     if not isinstance(raw, dict) or "port" not in raw:
         raise ConfigError("port", "is required")
-    return raw
+    return Config(**raw)
 
 
-def load(path: Path) -> dict[str, object]:
+def load(path: Path) -> Config:
     return load_yaml_config(path, parse)
 
 
@@ -51,4 +58,4 @@ def test_a_good_config_is_served(tmp_path: Path) -> None:
     path.write_text("port: 8010\n")
     served: list[object] = []
     assert run_service([str(path)], name="sfu", load=load, serve=served.append) == 0
-    assert served == [{"port": 8010}]
+    assert served == [Config(8010)]
