@@ -35,7 +35,7 @@ import signedjson.sign
 import yaml
 
 from synapse_sferum.ctl.demo import DemoCalendar, SchoolYear
-from synapse_sferum.ctl.workers import FIXED_PORTS
+from synapse_sferum.ctl.workers import internal_ports
 from tests.demo import today
 from tests.integration.clients import Reply, User, login, nio_client, wait_for_text
 from tests.integration.harness import Deployment, PostgresCluster, free_ports, sferumctl
@@ -443,8 +443,8 @@ def servers(
         database, workers = "sqlite", ()
         if tag == ON_WORKERS:
             database = postgres.create_database(f"hs_federation_{tag}")
-            internal_ports = free_port_on(host, taken[host], count=FIXED_PORTS + 1)
-            workers = ("--workers", "1", "--internal-port", str(internal_ports))
+            first = free_port_on(host, taken[host], count=internal_ports(1))
+            workers = ("--workers", "1", "--internal-port", str(first))
         deployment = Deployment(
             base / tag,
             names[tag],
@@ -461,6 +461,8 @@ def servers(
         # The harness picks a client port on 127.0.0.1; this server listens on its own address.
         deployment.port = free_port_on(host, taken[host])
         deployment.base_url = f"http://{host}:{deployment.port}"
+        # Metrics stay on 127.0.0.1 (--metrics-bind), where A's ports are taken already.
+        deployment.metrics_port = free_port_on("127.0.0.1", taken["127.0.0.1"])
         roles = write_roster(base / f"roster-{tag}", tag, phone_block=100 + n)
         made[tag] = Server(tag, host, federation_ports[tag], deployment, roles, ca)
     everyone = list(made.values())
