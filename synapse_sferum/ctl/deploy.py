@@ -46,7 +46,7 @@ from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.monitoring import render_dashboard, render_prometheus_config
 from synapse_sferum.ctl.params import SFU_FOCUS_TYPE, InitParams
 from synapse_sferum.ctl.settings import Settings, resolve
-from synapse_sferum.ctl.workers import ROUTES
+from synapse_sferum.ctl.workers import FEDERATION_PORT_REST, ROUTES, federation_port_routes
 from synapse_sferum.msisdn_path import msisdn_delegate_base
 from synapse_sferum.policy.quiet import QuietHoursConfig
 
@@ -233,6 +233,8 @@ def _render(
         "edge": None,  # an edge's port and URLs when rendering its sfu-edge-N.yaml
         "worker": None,  # a worker's name when rendering its log config
         "routes": ROUTES,
+        "federation_routes": federation_port_routes(),
+        "federation_rest": FEDERATION_PORT_REST,
         "msisdn_delegate": settings.local_client_url
         + msisdn_delegate_base(all_secrets["admin_api_secret"]),
     }

@@ -23,6 +23,7 @@ more `Listener` (resources `metrics`) per process.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 
 import attrs
@@ -197,6 +198,26 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("^/_matrix/client/versions$", "client"),
     ("^/.well-known/matrix/", "client"),
 )
+
+# What nginx's TLS federation port serves: what main's federation listener serves without
+# workers (Synapse's federation and server-key APIs, media, and the module's resources, which
+# Synapse puts on every listener). Partner servers reach that port; the client API and Synapse's
+# admin API are not there, as they are not on main's federation listener.
+FEDERATION_PORT_PREFIXES = (
+    "/_matrix/federation/",
+    "/_matrix/key/",
+    "/_matrix/media/",
+    "/_synapse/client/sferum/",
+    "/.well-known/matrix/",
+)
+# nginx's location for those paths that no route of the federation port takes: main serves them.
+FEDERATION_PORT_REST = "^(" + "|".join(re.escape(p) for p in FEDERATION_PORT_PREFIXES) + ")"
+
+
+def federation_port_routes() -> tuple[tuple[str, str], ...]:
+    """The ROUTES whose paths all lie under FEDERATION_PORT_PREFIXES, in their order."""
+    starts = tuple(f"^{prefix}" for prefix in FEDERATION_PORT_PREFIXES)
+    return tuple((pattern, upstream) for pattern, upstream in ROUTES if pattern.startswith(starts))
 
 
 def plan(

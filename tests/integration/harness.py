@@ -419,6 +419,11 @@ class Deployment:
         """The config `init --sfu-port` wrote for the SFU that `start` runs."""
         return parse_sfu_config(yaml.safe_load((self.dir / "sfu.yaml").read_text()))
 
+    def synapse_log(self, process: str = "main") -> str:
+        """A Synapse process's log: homeserver.log for main, NAME.log for a worker."""
+        name = "homeserver" if process == "main" else process
+        return (self.dir / "logs" / f"{name}.log").read_text(errors="replace")
+
     def log_tail(self, lines: int = 60) -> str:
         logs = sorted((self.dir / "logs").glob("*")) if (self.dir / "logs").exists() else []
         out = []

@@ -4,6 +4,10 @@ docs/architecture.md).
 A (127.0.0.1) and B (127.0.0.2) list each other as partner schools; C (127.0.0.3) lists nobody
 and nobody lists it. Each is a full deployment made by `sferumctl init` with its own roster. Only
 the staff room crosses servers, and only teachers and staff of listed partners get in.
+
+A runs as Synapse workers on PostgreSQL (`init --workers 1`), B and C as one process on SQLite:
+other servers reach A through nginx's TLS port and its federation reader, and A's transactions
+leave from its federation sender, which the first test checks in their logs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import csv
 import datetime
 import ipaddress
 import json
+import re
 import ssl
 import time
 import urllib.error
@@ -30,14 +35,16 @@ import signedjson.sign
 import yaml
 
 from synapse_sferum.ctl.demo import DemoCalendar, SchoolYear
+from synapse_sferum.ctl.workers import internal_ports
 from tests.demo import today
 from tests.integration.clients import Reply, User, login, nio_client, wait_for_text
-from tests.integration.harness import Deployment, free_ports, sferumctl
+from tests.integration.harness import Deployment, PostgresCluster, free_ports, sferumctl
 
 pytestmark = pytest.mark.integration
 
 HOSTS = {"a": "127.0.0.1", "b": "127.0.0.2", "c": "127.0.0.3"}
 PARTNERS = {"a": ("b",), "b": ("a",), "c": ()}
+ON_WORKERS = "a"  # a partner: federation in and out goes through its workers
 
 
 # -- rosters ------------------------------------------------------------------------------------
@@ -311,13 +318,15 @@ def write_certificates(
 # -- servers ------------------------------------------------------------------------------------
 
 
-def free_port_on(host: str, taken: set[int]) -> int:
-    """A TCP port free on `host` right now, and not among `taken` (which it joins)."""
+def free_port_on(host: str, taken: set[int], count: int = 1) -> int:
+    """The first of `count` consecutive TCP ports free on `host` right now, none of them among
+    `taken` (which they join)."""
     while True:
-        port = free_ports(host=host)
-        if port not in taken:
-            taken.add(port)
-            return port
+        first = free_ports(count, host=host)
+        block = set(range(first, first + count))
+        if not block & taken:
+            taken |= block
+            return first
 
 
 @attrs.define
@@ -358,6 +367,20 @@ class Server:
         account = self.accounts[person]
         return await login(self.deployment.base_url, account["user_id"], account["password"])
 
+    async def log_line(self, process: str, pattern: str, timeout: float = 10) -> str:
+        """The first line of a Synapse process's log that matches the regex `pattern`. A
+        request's line is written once it has been answered, so it may come a moment after the
+        client saw its effect."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.deployment.synapse_log(process)
+            found = next((ln for ln in log.splitlines() if re.search(pattern, ln)), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no line of {process}'s log has {pattern!r}")
+            await asyncio.sleep(0.2)
+
 
 def _parallel(fn: Callable[[Server], Any], servers: list[Server]) -> list[Any]:
     with ThreadPoolExecutor(len(servers)) as pool:
@@ -389,15 +412,29 @@ def _init(server: Server, ca: Path) -> None:
 def _populate(server: Server, roster: Path) -> None:
     d = server.deployment
     sferumctl("roster", "import", str(d.dir), str(roster))
-    server.accounts = d.issue(*server.roles)
+    # A's tests sign in as its first teacher only; every other account of A would only add
+    # joins, each through A's event persister.
+    people = [server.teacher()] if server.tag == ON_WORKERS else list(server.roles)
+    server.accounts = d.issue(*people)
     if server.tag == "c":
         return  # C's people only need accounts: spare the CPU its rooms would take
-    report = d.reconcile()
+    # The first provisioning (through A's event persister) takes minutes on a loaded machine.
+    report = d.reconcile(timeout=600)
     assert report["failures"] == 0, (server.name, report, d.log_tail())
 
 
+def _bring_up(server: Server, ca: Path, roster: Path) -> None:
+    """Each server on its own thread: the one-process servers get their people and rooms while
+    the workers of A are still starting."""
+    _init(server, ca)
+    server.deployment.start()
+    _populate(server, roster)
+
+
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+def servers(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresCluster
+) -> Iterator[dict[str, Server]]:
     base = tmp_path_factory.mktemp("federation")
     ca, certs = write_certificates(base / "tls", list(HOSTS.values()))
     taken: dict[str, set[int]] = {host: set() for host in HOSTS.values()}
@@ -406,27 +443,34 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     made: dict[str, Server] = {}
     for n, (tag, host) in enumerate(HOSTS.items()):
         cert, key = certs[host]
+        database, workers = "sqlite", ()
+        if tag == ON_WORKERS:
+            database = postgres.create_database(f"hs_federation_{tag}")
+            first = free_port_on(host, taken[host], count=internal_ports(1))
+            workers = ("--workers", "1", "--internal-port", str(first))
         deployment = Deployment(
             base / tag,
             names[tag],
+            database,
             extra_init=(
                 "--bind", host,
                 "--federation-port", str(federation_ports[tag]),
                 "--tls-cert", str(cert),
                 "--tls-key", str(key),
                 "--federate-with", *(names[p] for p in PARTNERS[tag]),
+                *workers,
             ),
         )  # fmt: skip
         # The harness picks a client port on 127.0.0.1; this server listens on its own address.
         deployment.port = free_port_on(host, taken[host])
         deployment.base_url = f"http://{host}:{deployment.port}"
+        # Metrics stay on 127.0.0.1 (--metrics-bind), where A's ports are taken already.
+        deployment.metrics_port = free_port_on("127.0.0.1", taken["127.0.0.1"])
         roles = write_roster(base / f"roster-{tag}", tag, phone_block=100 + n)
         made[tag] = Server(tag, host, federation_ports[tag], deployment, roles, ca)
     everyone = list(made.values())
     try:
-        _parallel(lambda s: _init(s, ca), everyone)
-        _parallel(lambda s: s.deployment.start(), everyone)
-        _parallel(lambda s: _populate(s, base / f"roster-{s.tag}"), everyone)
+        _parallel(lambda s: _bring_up(s, ca, base / f"roster-{s.tag}"), everyone)
         yield made
     finally:
         _parallel(lambda s: s.deployment.stop(), everyone)
@@ -490,17 +534,21 @@ def _federation_get(origin: Server, destination: Server, path: str) -> tuple[int
         f'X-Matrix origin="{origin.name}",destination="{destination.name}",'
         f'key="{key_id}",sig="{sig}"'
     )
+    status, body = _federation_port_get(destination, path, {"Authorization": auth})
+    return status, json.loads(body or b"{}")
+
+
+def _federation_port_get(
+    destination: Server, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """A GET to `destination`'s federation port, its certificate checked against the test CA."""
     context = ssl.create_default_context(cafile=str(destination.ca))
-    url = f"https://{destination.name}{path}"
+    request = urllib.request.Request(f"https://{destination.name}{path}", headers=headers or {})
     try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers={"Authorization": auth}),
-            timeout=30,
-            context=context,
-        ) as response:
-            return response.status, json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return response.status, response.read()
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        return e.code, e.read()
 
 
 # -- 1. the staff room crosses to a partner school ----------------------------------------------
@@ -536,6 +584,17 @@ async def test_partner_teacher_joins_staff_room_and_both_talk(servers: dict[str,
     finally:
         await host_nio.close()
         await guest_nio.close()
+
+    # A runs as workers: B's invite and B's transaction came in to A's federation reader (nginx
+    # terminates TLS on A's federation port), A's transaction to B left from its federation
+    # sender, and A's main process did neither.
+    assert a.tag == ON_WORKERS
+    from_b = rf"\{{{re.escape(b.name)}\}} Processed request: .*"
+    await a.log_line("federation-reader", from_b + '"PUT /_matrix/federation/v2/invite/')
+    await a.log_line("federation-reader", from_b + '"PUT /_matrix/federation/v1/send/')
+    await a.log_line("federation-sender", rf"TX \[{re.escape(b.name)}\] \{{\S+\}} got 200")
+    main_log = a.deployment.synapse_log()
+    assert '"PUT /_matrix/federation/' not in main_log and "TX [" not in main_log
 
 
 async def test_teacher_group_with_a_partner_teacher_stays_adults_only(
@@ -614,6 +673,19 @@ async def test_unlisted_server_is_refused_both_ways(servers: dict[str, Server]) 
     assert "Federation denied" in body.get("error", ""), body
     status, body = await asyncio.to_thread(_federation_get, a, b, path)
     assert status == 200 and body.get("room_id") == staff_b, (status, body)
+
+
+async def test_federation_port_serves_no_client_or_admin_api(servers: dict[str, Server]) -> None:
+    """The port partner servers reach answers federation only, on one process (B) as on
+    workers behind nginx (A): not the client API, nor Synapse's admin API."""
+    for server in (servers["a"], servers["b"]):
+        status, body = await asyncio.to_thread(
+            _federation_port_get, server, "/_matrix/federation/v1/version"
+        )
+        assert status == 200 and "server" in json.loads(body), (server.name, status, body)
+        for path in ("/_matrix/client/versions", "/_synapse/admin/v1/server_version"):
+            status, body = await asyncio.to_thread(_federation_port_get, server, path)
+            assert status == 404, (server.name, path, status, body)
 
 
 # -- 3. partners reach teachers and staff only, in the staff room and teachers' groups ----------

@@ -75,9 +75,7 @@ class Cluster:
         return f"#{kind}-{scope}:{SERVER}"
 
     def log(self, process: str) -> str:
-        """A Synapse process's log: homeserver.log for main, NAME.log for a worker."""
-        name = "homeserver" if process == "main" else process
-        return (self.deployment.dir / "logs" / f"{name}.log").read_text(errors="replace")
+        return self.deployment.synapse_log(process)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,14 @@ from synapse_sferum.ctl.deployment import Deployment, local_base_url
 from synapse_sferum.ctl.errors import CtlError
 from synapse_sferum.ctl.main import main
 from synapse_sferum.ctl.services import deployment_services, on_host
-from synapse_sferum.ctl.workers import ROUTES, Endpoint, Topology, plan
+from synapse_sferum.ctl.workers import (
+    FEDERATION_PORT_REST,
+    ROUTES,
+    Endpoint,
+    Topology,
+    federation_port_routes,
+    plan,
+)
 from tests.unit.test_ctl_init import _self_signed
 
 SERVER = "school1.example.org"
@@ -179,6 +186,51 @@ def test_requests_go_to_the_process_that_serves_them(path: str, upstream: str) -
 
 def test_every_route_names_an_upstream() -> None:
     assert {up for _, up in ROUTES} <= set(topology().upstreams())
+
+
+def _on_federation_port(path: str) -> str | None:
+    """Where nginx's TLS federation port sends `path`: its first matching route, then main for
+    the rest of its paths; None for nginx's 404."""
+    routes = federation_port_routes()
+    routed = next((up for pattern, up in routes if re.search(pattern, path)), None)
+    if routed is None and re.search(FEDERATION_PORT_REST, path):
+        return "main"
+    return routed
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream"),
+    [
+        ("/_matrix/federation/v1/send/123", "federation"),
+        ("/_matrix/federation/v2/invite/!a:s/$e", "federation"),
+        ("/_matrix/federation/v1/make_join/!a:s/@u:s", "federation"),
+        ("/_matrix/key/v2/query", "federation"),
+        ("/_matrix/key/v2/server", "main"),
+        ("/_matrix/federation/v1/openid/userinfo", "main"),
+        ("/_matrix/federation/v1/media/download/abc", "media"),
+        ("/_matrix/media/v3/download/s/abc", "media"),
+        ("/_synapse/client/sferum/join", "module"),
+        ("/.well-known/matrix/server", "client"),
+        # main's federation listener has no client resource: no client or admin API here
+        ("/_matrix/client/versions", None),
+        ("/_matrix/client/v3/login", None),
+        ("/_matrix/client/v3/sync", None),
+        ("/_matrix/client/v1/media/download/s/abc", None),
+        ("/_synapse/admin/v1/register", None),
+        ("/_synapse/admin/v1/media/s/abc", None),
+        ("/_synapse/client/password_reset/email/submit_token", None),
+        ("/.well-knownXmatrix/server", None),
+    ],
+)
+def test_federation_port_serves_what_mains_federation_listener_serves(
+    path: str, upstream: str | None
+) -> None:
+    assert _on_federation_port(path) == upstream
+
+
+def test_federation_port_routes_keep_the_client_ports_order() -> None:
+    routes = federation_port_routes()
+    assert [r for r in ROUTES if r in routes] == list(routes)
 
 
 # -- rendered files -----------------------------------------------------------------------------
